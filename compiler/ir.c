@@ -1,0 +1,347 @@
+/* ir.c — see ir.h. */
+#include "ir.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+pippy_graph *pippy_graph_new(void)
+{
+    pippy_graph *g = calloc(1, sizeof *g);
+    return g;
+}
+
+static void pippy_attrs_free(pippy_attr *a, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        free((void *)a[i].name);
+        free((void *)a[i].s);
+        free((void *)a[i].ints);
+        free((void *)a[i].floats);
+        if (a[i].strings)
+            for (int32_t j = 0; j < a[i].n; j++)
+                free((void *)a[i].strings[j]);
+        free((void *)a[i].strings);
+        free((void *)a[i].t_data);
+    }
+    free(a);
+}
+
+void pippy_graph_free(pippy_graph *g)
+{
+    if (!g)
+        return;
+    for (int32_t i = 0; i < g->n_values; i++) {
+        pippy_value *v = &g->values[i];
+        free(v->name);
+        for (int d = 0; d < PIPPY_MAX_RANK; d++)
+            free(v->dim_param[d]);
+        if (v->data_owned)
+            free(v->data);
+    }
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        pippy_node *n = &g->nodes[i];
+        free(n->name);
+        free(n->op);
+        free(n->domain);
+        free(n->in);
+        free(n->out);
+        pippy_attrs_free(n->attrs, n->n_attrs);
+    }
+    for (int32_t i = 0; i < g->n_meta; i++) {
+        free(g->meta[i].key);
+        free(g->meta[i].value);
+    }
+    for (int32_t i = 0; i < g->n_maps; i++)
+        munmap(g->maps[i], g->map_lens[i]);
+    free(g->maps);
+    free(g->map_lens);
+    free(g->meta);
+    free(g->values);
+    free(g->nodes);
+    free(g->inputs);
+    free(g->outputs);
+    free(g->index);
+    free(g->path);
+    free(g->producer);
+    free(g);
+}
+
+uint64_t pippy_fnv1a(const void *data, size_t n, uint64_t h)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint32_t pippy_name_hash(const char *s)
+{
+    return (uint32_t)pippy_fnv1a(s, strlen(s), PIPPY_FNV_SEED);
+}
+
+static int pippy_index_grow(pippy_graph *g)
+{
+    int32_t cap = g->index_cap ? g->index_cap * 2 : 256;
+    int32_t *idx = malloc((size_t)cap * sizeof *idx);
+    if (!idx)
+        return -1;
+    for (int32_t i = 0; i < cap; i++)
+        idx[i] = -1;
+    for (int32_t v = 0; v < g->n_values; v++) {
+        uint32_t h = pippy_name_hash(g->values[v].name) & (uint32_t)(cap - 1);
+        while (idx[h] >= 0)
+            h = (h + 1) & (uint32_t)(cap - 1);
+        idx[h] = v;
+    }
+    free(g->index);
+    g->index = idx;
+    g->index_cap = cap;
+    return 0;
+}
+
+int32_t pippy_graph_find(const pippy_graph *g, const char *name)
+{
+    if (!g->index_cap)
+        return -1;
+    uint32_t h = pippy_name_hash(name) & (uint32_t)(g->index_cap - 1);
+    while (g->index[h] >= 0) {
+        if (strcmp(g->values[g->index[h]].name, name) == 0)
+            return g->index[h];
+        h = (h + 1) & (uint32_t)(g->index_cap - 1);
+    }
+    return -1;
+}
+
+int32_t pippy_graph_value(pippy_graph *g, const char *name)
+{
+    int32_t f = pippy_graph_find(g, name);
+    if (f >= 0)
+        return f;
+    if (g->n_values == g->cap_values) {
+        int32_t cap = g->cap_values ? g->cap_values * 2 : 64;
+        pippy_value *nv = realloc(g->values, (size_t)cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        g->values = nv;
+        g->cap_values = cap;
+    }
+    if ((g->n_values + 1) * 2 > g->index_cap && pippy_index_grow(g) != 0)
+        return -1;
+    pippy_value *v = &g->values[g->n_values];
+    memset(v, 0, sizeof *v);
+    v->name = strdup(name);
+    if (!v->name)
+        return -1;
+    v->producer = -1;
+    v->grad_of = -1;
+    int32_t id = g->n_values++;
+    uint32_t h = pippy_name_hash(name) & (uint32_t)(g->index_cap - 1);
+    while (g->index[h] >= 0)
+        h = (h + 1) & (uint32_t)(g->index_cap - 1);
+    g->index[h] = id;
+    return id;
+}
+
+int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, const char *domain,
+                             int32_t n_in, const int32_t *in, int32_t n_out, const int32_t *out)
+{
+    if (g->n_nodes == g->cap_nodes) {
+        int32_t cap = g->cap_nodes ? g->cap_nodes * 2 : 64;
+        pippy_node *nn = realloc(g->nodes, (size_t)cap * sizeof *nn);
+        if (!nn)
+            return -1;
+        g->nodes = nn;
+        g->cap_nodes = cap;
+    }
+    pippy_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->name = strdup(name ? name : "");
+    n->op = strdup(op ? op : "");
+    n->domain = strdup(domain ? domain : "");
+    n->in = malloc((size_t)(n_in ? n_in : 1) * sizeof *n->in);
+    n->out = malloc((size_t)(n_out ? n_out : 1) * sizeof *n->out);
+    if (!n->name || !n->op || !n->domain || !n->in || !n->out)
+        return -1;
+    if (n_in)
+        memcpy(n->in, in, (size_t)n_in * sizeof *in);
+    if (n_out)
+        memcpy(n->out, out, (size_t)n_out * sizeof *out);
+    n->n_in = n_in;
+    n->n_out = n_out;
+    return g->n_nodes++;
+}
+
+static void *pippy_dup(const void *p, size_t n)
+{
+    if (!p)
+        return NULL;
+    void *q = malloc(n ? n : 1);
+    if (q)
+        memcpy(q, p, n);
+    return q;
+}
+
+pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t n_attrs)
+{
+    pippy_attr *a = calloc((size_t)(n_attrs ? n_attrs : 1), sizeof *a);
+    if (!a)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory copying attributes of node '%s'", n->name);
+    for (int32_t i = 0; i < n_attrs; i++) {
+        a[i] = src[i];
+        a[i].name = strdup(src[i].name);
+        a[i].s = src[i].s ? strdup(src[i].s) : NULL;
+        a[i].ints = pippy_dup(src[i].ints, (size_t)src[i].n * sizeof(int64_t));
+        a[i].floats = pippy_dup(src[i].floats, (size_t)src[i].n * sizeof(float));
+        a[i].strings = NULL;
+        if (src[i].strings) {
+            const char **ss = calloc((size_t)src[i].n + 1, sizeof *ss);
+            for (int32_t j = 0; ss && j < src[i].n; j++)
+                ss[j] = strdup(src[i].strings[j]);
+            a[i].strings = ss;
+        }
+        a[i].t_data = src[i].t_data ? pippy_dup(src[i].t_data, pippy_tdesc_bytes(&src[i].t)) : NULL;
+    }
+    pippy_attrs_free(n->attrs, n->n_attrs);
+    n->attrs = a;
+    n->n_attrs = n_attrs;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_graph_keep_map(pippy_graph *g, void *addr, size_t len)
+{
+    void **m = realloc(g->maps, (size_t)(g->n_maps + 1) * sizeof *m);
+    if (!m)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    g->maps = m;
+    size_t *l = realloc(g->map_lens, (size_t)(g->n_maps + 1) * sizeof *l);
+    if (!l)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    g->map_lens = l;
+    g->maps[g->n_maps] = addr;
+    g->map_lens[g->n_maps] = len;
+    g->n_maps++;
+    return PIPPY_OK;
+}
+
+const char *pippy_graph_meta(const pippy_graph *g, const char *key)
+{
+    for (int32_t i = 0; i < g->n_meta; i++)
+        if (strcmp(g->meta[i].key, key) == 0)
+            return g->meta[i].value;
+    return NULL;
+}
+
+void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d)
+{
+    const pippy_node *n = &g->nodes[i];
+    memset(d, 0, sizeof *d);
+    d->op = n->op;
+    d->domain = n->domain;
+    d->opset = g->opset;
+    d->name = n->name;
+    d->n_attrs = n->n_attrs;
+    d->attrs = n->attrs;
+    d->n_in = n->n_in < PIPPY_MAX_IO ? n->n_in : PIPPY_MAX_IO;
+    d->n_out = n->n_out < PIPPY_MAX_IO ? n->n_out : PIPPY_MAX_IO;
+    for (int32_t k = 0; k < d->n_in; k++) {
+        if (n->in[k] < 0)
+            continue; /* absent: dtype stays UNDEFINED */
+        const pippy_value *v = &g->values[n->in[k]];
+        d->in[k] = v->t;
+        d->in_const[k] = v->data;
+    }
+    for (int32_t k = 0; k < d->n_out; k++)
+        d->out[k] = g->values[n->out[k]].t;
+}
+
+pippy_status pippy_graph_toposort(pippy_graph *g)
+{
+    int32_t N = g->n_nodes;
+    /* available[v]: defined by an input, initializer, or an already placed node */
+    char *avail = calloc((size_t)g->n_values + 1, 1);
+    char *placed = calloc((size_t)N + 1, 1);
+    pippy_node *sorted = malloc((size_t)(N ? N : 1) * sizeof *sorted);
+    if (!avail || !placed || !sorted) {
+        free(avail);
+        free(placed);
+        free(sorted);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory sorting the graph");
+    }
+    for (int32_t v = 0; v < g->n_values; v++)
+        if (g->values[v].kind != PIPPY_VAL_INTERMEDIATE)
+            avail[v] = 1;
+    int32_t done = 0;
+    /* Repeated stable passes: O(N^2) in the worst case, O(N) for files already sorted. */
+    int32_t first = 0;
+    while (done < N) {
+        int progress = 0;
+        for (int32_t i = first; i < N; i++) {
+            if (placed[i])
+                continue;
+            const pippy_node *n = &g->nodes[i];
+            int ready = 1;
+            for (int32_t k = 0; k < n->n_in && ready; k++)
+                if (n->in[k] >= 0 && !avail[n->in[k]])
+                    ready = 0;
+            if (!ready)
+                continue;
+            placed[i] = 1;
+            sorted[done++] = *n;
+            for (int32_t k = 0; k < n->n_out; k++)
+                avail[n->out[k]] = 1;
+            progress = 1;
+        }
+        while (first < N && placed[first])
+            first++;
+        if (!progress)
+            break;
+    }
+    pippy_status st = PIPPY_OK;
+    if (done < N) {
+        /* Name the first unplaced node and an input nothing defines (or a cycle). */
+        for (int32_t i = 0; i < N && st == PIPPY_OK; i++) {
+            if (placed[i])
+                continue;
+            const pippy_node *n = &g->nodes[i];
+            for (int32_t k = 0; k < n->n_in; k++) {
+                int32_t v = n->in[k];
+                if (v < 0 || avail[v])
+                    continue;
+                int defined = 0;
+                for (int32_t j = 0; j < N && !defined; j++)
+                    for (int32_t o = 0; o < g->nodes[j].n_out; o++)
+                        if (g->nodes[j].out[o] == v)
+                            defined = 1;
+                if (!defined) {
+                    st = pippy_fail(PIPPY_ERR_INVALID,
+                                    "%s: node '%s' (%s) reads '%s' (input %d), which no node, graph input or "
+                                    "initializer defines",
+                                    g->path ? g->path : "model", n->name, n->op, g->values[v].name, k);
+                    break;
+                }
+            }
+        }
+        if (st == PIPPY_OK)
+            st = pippy_fail(PIPPY_ERR_INVALID, "%s: the graph has a cycle (through node '%s')",
+                            g->path ? g->path : "model", g->nodes[first].name);
+        free(sorted);
+    } else {
+        free(g->nodes);
+        g->nodes = sorted;
+        g->cap_nodes = N ? N : 1;
+        for (int32_t v = 0; v < g->n_values; v++)
+            g->values[v].producer = -1;
+        for (int32_t i = 0; i < N; i++)
+            for (int32_t k = 0; k < g->nodes[i].n_out; k++)
+                g->values[g->nodes[i].out[k]].producer = i;
+    }
+    free(avail);
+    free(placed);
+    return st;
+}
+
+int64_t pippy_value_numel(const pippy_value *v) { return pippy_tdesc_numel(&v->t); }
+size_t pippy_value_bytes(const pippy_value *v) { return pippy_tdesc_bytes(&v->t); }

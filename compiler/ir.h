@@ -1,0 +1,117 @@
+/* ir.h — the graph IR every compiler pass walks.
+ *
+ * A graph is a list of values (tensors: graph inputs, parameters, constants,
+ * intermediates) and a list of nodes in topological order. Nodes refer to
+ * values by index. Values carry their static type and shape once shape
+ * inference has run; constant values (initializers and whatever constant
+ * folding produced) carry their data. Room is left for training: a node has a
+ * `phase` (forward now; backward and optimizer later) and values a `grad_of`. */
+#ifndef PIPPY_IR_H
+#define PIPPY_IR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "status.h"
+#include "tensor.h"
+
+enum {
+    PIPPY_VAL_INTERMEDIATE = 0,
+    PIPPY_VAL_INPUT,    /* graph input fed at run time */
+    PIPPY_VAL_PARAM,    /* initializer: a trainable/stored parameter */
+    PIPPY_VAL_CONST,    /* constant made by a Constant node or by folding */
+};
+
+typedef struct {
+    char *name;
+    int32_t kind;                         /* PIPPY_VAL_* */
+    int32_t shape_known;                  /* 1 once t.rank and every t.dims[i] >= 0 */
+    pippy_tdesc t;                        /* dtype; dims[i] == -1 while unknown */
+    char *dim_param[PIPPY_MAX_RANK];      /* symbolic dim names from the file, or NULL */
+    void *data;                           /* PARAM / CONST: dense row-major data, else NULL */
+    int32_t data_owned;                   /* 1: data was malloc'd by the IR; 0: it points into a mapping */
+    int32_t is_output;                    /* a graph output */
+    int32_t producer;                     /* node index, or -1 */
+    int32_t grad_of;                      /* training (later): value whose gradient this is, or -1 */
+} pippy_value;
+
+enum { PIPPY_PHASE_FORWARD = 0, PIPPY_PHASE_BACKWARD, PIPPY_PHASE_OPTIMIZER };
+
+typedef struct {
+    char *name;      /* ONNX node name (made unique: "<op>_<index>" when the file has none) */
+    char *op;
+    char *domain;    /* "" for ONNX */
+    int32_t n_in, n_out;
+    int32_t *in;     /* value indices; -1 for an absent optional input */
+    int32_t *out;
+    int32_t n_attrs;
+    pippy_attr *attrs; /* owned: names, strings, arrays and tensor data are malloc'd */
+    int32_t removed; /* 1: folded into a constant or otherwise dropped */
+    int32_t phase;   /* PIPPY_PHASE_* */
+    int32_t split_after; /* 1: a stage boundary follows this node (from a PipeSplit) */
+} pippy_node;
+
+typedef struct {
+    char *key, *value;
+} pippy_meta;
+
+typedef struct {
+    char *path;               /* the model file */
+    int64_t ir_version;
+    int32_t opset;            /* default ("" / ai.onnx) domain */
+    uint64_t hash;            /* FNV-1a of the model file's bytes */
+    char *producer;           /* producer_name + version, for messages */
+
+    pippy_value *values;
+    int32_t n_values, cap_values;
+    pippy_node *nodes;
+    int32_t n_nodes, cap_nodes;
+    int32_t *inputs;          /* runtime graph inputs (initializers excluded), in file order */
+    int32_t n_inputs;
+    int32_t *outputs;
+    int32_t n_outputs;
+    pippy_meta *meta;         /* metadata_props */
+    int32_t n_meta;
+
+    /* name -> value index (open addressing) */
+    int32_t *index;
+    int32_t index_cap;
+
+    /* mappings to release (external data, model file) */
+    void **maps;
+    size_t *map_lens;
+    int32_t n_maps;
+} pippy_graph;
+
+pippy_graph *pippy_graph_new(void);
+void pippy_graph_free(pippy_graph *g);
+
+/* Value index for name, creating an intermediate value when absent. -1 on OOM. */
+int32_t pippy_graph_value(pippy_graph *g, const char *name);
+/* Value index for name, or -1. */
+int32_t pippy_graph_find(const pippy_graph *g, const char *name);
+/* Append a node (name, op, domain copied; in/out arrays copied). Returns its index or -1. */
+int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, const char *domain,
+                             int32_t n_in, const int32_t *in, int32_t n_out, const int32_t *out);
+/* Deep-copy attributes into node (takes no ownership of src). */
+pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t n_attrs);
+/* Remember a mapping to munmap with the graph. */
+pippy_status pippy_graph_keep_map(pippy_graph *g, void *addr, size_t len);
+const char *pippy_graph_meta(const pippy_graph *g, const char *key);
+
+/* Fill a backend op descriptor for node i from the IR (shapes, constant inputs). */
+void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);
+
+/* Sort nodes topologically (stable: keeps file order where possible) and set producers.
+ * Fails naming the node and the input when a value is used but never defined. */
+pippy_status pippy_graph_toposort(pippy_graph *g);
+
+/* Number of elements / bytes of a value (shape must be known). */
+int64_t pippy_value_numel(const pippy_value *v);
+size_t pippy_value_bytes(const pippy_value *v);
+
+uint64_t pippy_fnv1a(const void *data, size_t n, uint64_t h);
+#define PIPPY_FNV_SEED 1469598103934665603ULL
+
+#endif
