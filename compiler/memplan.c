@@ -1,0 +1,110 @@
+/* memplan.c — the static memory plan of each stage.
+ *
+ * Every value a stage computes and keeps to itself gets an offset in one
+ * arena: values are placed in the order they are made, first-fit into the
+ * gaps left by values whose last reader has already run (liveness over the
+ * stage's node order). Stage inputs and outputs live in runtime-owned slots
+ * (one per microbatch in flight); parameters live in the weights file. */
+#include "plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PIPPY_ALIGN 64
+static uint64_t pippy_align(uint64_t x) { return (x + PIPPY_ALIGN - 1) & ~(uint64_t)(PIPPY_ALIGN - 1); }
+
+typedef struct {
+    uint64_t off, size;
+    int32_t last; /* position of the last reader */
+} pippy_block;
+
+static int pippy_block_cmp(const void *a, const void *b)
+{
+    const pippy_block *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
+{
+    const pippy_graph *g = p->g;
+    int32_t V = g->n_values;
+    int32_t *last = malloc(((size_t)V + 1) * sizeof *last);
+    char *is_io = calloc((size_t)V + 1, 1);
+    pippy_block *blocks = malloc(((size_t)V + 1) * sizeof *blocks);
+    if (!last || !is_io || !blocks) {
+        free(last), free(is_io), free(blocks);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory planning memory");
+    }
+    for (int32_t v = 0; v < V; v++)
+        last[v] = -1;
+    for (int32_t k = 0; k < sg->n_nodes; k++) {
+        const pippy_node *n = &g->nodes[sg->nodes[k]];
+        for (int32_t q = 0; q < n->n_in; q++)
+            if (n->in[q] >= 0)
+                last[n->in[q]] = k;
+    }
+    for (int32_t q = 0; q < sg->n_out; q++)
+        is_io[sg->out[q].value] = 1;
+    for (int32_t q = 0; q < sg->n_in; q++)
+        is_io[sg->in[q].value] = 1;
+    int32_t nb = 0;
+    uint64_t top = 0;
+    sg->io_bytes = 0;
+    for (int32_t q = 0; q < sg->n_out; q++)
+        if (sg->out[q].passthrough < 0)
+            sg->io_bytes += pippy_value_bytes(&g->values[sg->out[q].value]);
+    for (int32_t q = 0; q < sg->n_in; q++)
+        sg->io_bytes += pippy_value_bytes(&g->values[sg->in[q].value]);
+    for (int32_t k = 0; k < sg->n_nodes; k++) {
+        const pippy_node *n = &g->nodes[sg->nodes[k]];
+        /* release blocks whose last reader ran before this node */
+        int32_t w = 0;
+        for (int32_t b = 0; b < nb; b++)
+            if (blocks[b].last >= k)
+                blocks[w++] = blocks[b];
+        nb = w;
+        qsort(blocks, (size_t)nb, sizeof *blocks, pippy_block_cmp);
+        for (int32_t o = 0; o < n->n_out; o++) {
+            int32_t v = n->out[o];
+            if (is_io[v])
+                continue;
+            uint64_t size = pippy_align(pippy_value_bytes(&g->values[v]));
+            if (size == 0)
+                size = PIPPY_ALIGN;
+            uint64_t at = 0;
+            int32_t pos = 0;
+            for (; pos < nb; pos++) {
+                if (blocks[pos].off >= at + size)
+                    break;
+                if (blocks[pos].off + blocks[pos].size > at)
+                    at = blocks[pos].off + blocks[pos].size;
+            }
+            /* keep blocks sorted by offset */
+            memmove(&blocks[pos + 1], &blocks[pos], (size_t)(nb - pos) * sizeof *blocks);
+            blocks[pos] = (pippy_block){at, size, last[v] > k ? last[v] : k};
+            nb++;
+            sg->arena_off[v] = (int64_t)at;
+            if (at + size > top)
+                top = at + size;
+        }
+    }
+    sg->arena_bytes = top;
+    free(last), free(is_io), free(blocks);
+    return PIPPY_OK;
+}
+
+pippy_status pippy_memplan(pippy_plan *p)
+{
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        pippy_stage *sg = &p->stages[s];
+        PIPPY_TRY(pippy_memplan_stage(p, sg));
+        /* weights: every parameter and constant, aligned */
+        uint64_t off = 0;
+        for (int32_t q = 0; q < sg->n_params; q++) {
+            sg->param_off[q] = off;
+            off += pippy_align(pippy_value_bytes(&p->g->values[sg->params[q]]));
+        }
+        sg->weights_bytes = off;
+    }
+    return PIPPY_OK;
+}

@@ -1,0 +1,306 @@
+/* partition.c — where to cut: PipeSplit annotations, the model's
+ * "pippy.split_before" metadata, --split-before, or the cost model.
+ *
+ * Stages are contiguous ranges of the (topological) node order. Automatic
+ * splitting chooses the ranges by dynamic programming so that the slowest
+ * stage, counting what it sends on, is as fast as possible. */
+#include "plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *pippy_split_source_name(int32_t s)
+{
+    switch (s) {
+    case PIPPY_SPLIT_PIPESPLIT: return "annotation (PipeSplit)";
+    case PIPPY_SPLIT_METADATA: return "annotation (metadata pippy.split_before)";
+    case PIPPY_SPLIT_CLI: return "command line (--split-before)";
+    case PIPPY_SPLIT_AUTO: return "cost model";
+    default: return "none (one stage)";
+    }
+}
+
+static int pippy_is_pipesplit(const pippy_node *n)
+{
+    return strcmp(n->domain, "pippy") == 0 && strcmp(n->op, "PipeSplit") == 0;
+}
+
+int32_t pippy_pipesplit_points(const pippy_graph *g, const char **names, int32_t cap)
+{
+    int32_t k = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *n = &g->nodes[i];
+        if (!pippy_is_pipesplit(n) || n->n_in < 1 || n->in[0] < 0)
+            continue;
+        int32_t prod = g->values[n->in[0]].producer;
+        if (k < cap)
+            names[k] = prod >= 0 ? g->nodes[prod].name : g->values[n->in[0]].name;
+        k++;
+    }
+    return k;
+}
+
+/* Replace every use of value `from` by `to`. */
+static void pippy_rewire(pippy_graph *g, int32_t from, int32_t to)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        for (int32_t k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] == from)
+                g->nodes[i].in[k] = to;
+    for (int32_t o = 0; o < g->n_outputs; o++)
+        if (g->outputs[o] == from) {
+            g->outputs[o] = to;
+            g->values[to].is_output = 1;
+        }
+}
+
+/* Marks cut before live position `pos` (positions index the live-node list). */
+static void pippy_add_cut(char *cut, int32_t n_live, int32_t pos)
+{
+    if (pos > 0 && pos < n_live)
+        cut[pos] = 1;
+}
+
+/* Resolve a --split-before entry: exact node name, else the first node whose name
+ * starts with it. Returns the live position the stage starts at, or -1. A node
+ * folded away maps to the next live node. */
+static int32_t pippy_resolve_split(const pippy_graph *g, const int32_t *live_pos, const char *name)
+{
+    int32_t hit = -1;
+    for (int32_t i = 0; i < g->n_nodes && hit < 0; i++)
+        if (strcmp(g->nodes[i].name, name) == 0)
+            hit = i;
+    size_t nl = strlen(name);
+    for (int32_t i = 0; i < g->n_nodes && hit < 0; i++)
+        if (!g->nodes[i].removed && strncmp(g->nodes[i].name, name, nl) == 0)
+            hit = i;
+    if (hit < 0)
+        return -1;
+    for (int32_t i = hit; i < g->n_nodes; i++)
+        if (live_pos[i] >= 0)
+            return live_pos[i];
+    return -1;
+}
+
+static pippy_status pippy_cuts_from_list(const pippy_graph *g, const int32_t *live_pos, int32_t n_live,
+                                         const char *list, const char *what, char *cut)
+{
+    char *copy = strdup(list);
+    if (!copy)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    pippy_status st = PIPPY_OK;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (!*tok)
+            continue;
+        int32_t pos = pippy_resolve_split(g, live_pos, tok);
+        if (pos < 0) {
+            /* suggest names sharing the longest prefix */
+            char hint[512] = "";
+            size_t best = 0, k = 0;
+            for (int32_t i = 0; i < g->n_nodes; i++) {
+                size_t c = 0;
+                while (tok[c] && tok[c] == g->nodes[i].name[c])
+                    c++;
+                if (c > best)
+                    best = c;
+            }
+            for (int32_t i = 0, shown = 0; i < g->n_nodes && shown < 4 && best > 0; i++) {
+                if (g->nodes[i].removed || strncmp(g->nodes[i].name, tok, best) != 0)
+                    continue;
+                k += (size_t)snprintf(hint + k, sizeof hint - k, "%s'%s'", shown ? ", " : "", g->nodes[i].name);
+                shown++;
+                if (k >= sizeof hint)
+                    break;
+            }
+            st = pippy_fail(PIPPY_ERR_USAGE, "%s '%s': no node name is or starts with it%s%s%s", what, tok,
+                            hint[0] ? " (close: " : "", hint, hint[0] ? ")" : "");
+            break;
+        }
+        if (pos == 0) {
+            st = pippy_fail(PIPPY_ERR_USAGE, "%s '%s': that is the first node, so the stage before it would be empty",
+                            what, tok);
+            break;
+        }
+        pippy_add_cut(cut, n_live, pos);
+    }
+    free(copy);
+    return st;
+}
+
+pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o)
+{
+    pippy_graph *g = p->g;
+    /* 1. PipeSplit: remember where each stood, then take it out. */
+    char *after_split = calloc((size_t)g->n_nodes + 1, 1);
+    int32_t *live_pos = malloc(((size_t)g->n_nodes + 1) * sizeof *live_pos);
+    int32_t *live = malloc(((size_t)g->n_nodes + 1) * sizeof *live);
+    char *cut = calloc((size_t)g->n_nodes + 1, 1);
+    p->node_stage = malloc(((size_t)g->n_nodes + 1) * sizeof *p->node_stage);
+    if (!after_split || !live_pos || !live || !cut || !p->node_stage) {
+        free(after_split);
+        free(live_pos);
+        free(live);
+        free(cut);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory partitioning");
+    }
+    pippy_status st = PIPPY_OK;
+    int32_t n_live = 0, pending_split = 0, n_pipesplit = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        pippy_node *n = &g->nodes[i];
+        live_pos[i] = -1;
+        if (pippy_is_pipesplit(n)) {
+            if (!n->removed && n->n_in >= 1 && n->n_out >= 1 && n->in[0] >= 0) {
+                pippy_rewire(g, n->out[0], n->in[0]);
+                n->removed = 1;
+            }
+            pending_split = 1;
+            n_pipesplit++;
+            continue;
+        }
+        if (n->removed)
+            continue;
+        if (pending_split)
+            after_split[n_live] = 1;
+        pending_split = 0;
+        live_pos[i] = n_live;
+        live[n_live++] = i;
+    }
+    if (n_live == 0) {
+        st = pippy_fail(PIPPY_ERR_INVALID, "%s: nothing to run: every node was folded into constants", g->path);
+        goto done;
+    }
+    /* 2. The cuts, from the strongest source present. */
+    p->split_source = PIPPY_SPLIT_NONE;
+    if (o->split_before && o->split_before[0]) {
+        st = pippy_cuts_from_list(g, live_pos, n_live, o->split_before, "--split-before", cut);
+        p->split_source = PIPPY_SPLIT_CLI;
+    } else {
+        for (int32_t k = 0; k < n_live; k++)
+            if (after_split[k])
+                pippy_add_cut(cut, n_live, k);
+        if (n_pipesplit)
+            p->split_source = PIPPY_SPLIT_PIPESPLIT;
+        const char *meta = pippy_graph_meta(g, "pippy.split_before");
+        if (meta && meta[0]) {
+            st = pippy_cuts_from_list(g, live_pos, n_live, meta, "metadata pippy.split_before", cut);
+            if (!n_pipesplit)
+                p->split_source = PIPPY_SPLIT_METADATA;
+        }
+    }
+    if (st != PIPPY_OK)
+        goto done;
+    int32_t n_cuts = 0;
+    for (int32_t k = 0; k < n_live; k++)
+        n_cuts += cut[k];
+    if (p->split_source != PIPPY_SPLIT_NONE) {
+        if (o->stages > 0 && o->stages != n_cuts + 1) {
+            st = pippy_fail(PIPPY_ERR_USAGE,
+                            "--stages %d contradicts the %d stage%s that the %s makes; drop --stages, or give "
+                            "--split-before to override",
+                            o->stages, n_cuts + 1, n_cuts ? "s" : "", pippy_split_source_name(p->split_source));
+            goto done;
+        }
+        p->n_stages = n_cuts + 1;
+    } else {
+        p->n_stages = o->stages > 0 ? o->stages : 1;
+        if (p->n_stages > n_live) {
+            st = pippy_fail(PIPPY_ERR_USAGE, "--stages %d: the model has only %d nodes left to run after folding",
+                            p->n_stages, n_live);
+            goto done;
+        }
+        if (p->n_stages > PIPPY_MAX_STAGES) {
+            st = pippy_fail(PIPPY_ERR_USAGE, "--stages %d: at most %d stages", p->n_stages, PIPPY_MAX_STAGES);
+            goto done;
+        }
+        if (p->n_stages > 1) {
+            p->split_source = PIPPY_SPLIT_AUTO;
+            /* cost of each live node, and bytes crossing each cut position */
+            double *pre = calloc((size_t)n_live + 1, sizeof *pre);
+            double *xfer = calloc((size_t)n_live + 1, sizeof *xfer);
+            int32_t *last_use = malloc((size_t)g->n_values * sizeof *last_use);
+            double *best = malloc((size_t)(p->n_stages + 1) * (size_t)(n_live + 1) * sizeof *best);
+            int32_t *arg = malloc((size_t)(p->n_stages + 1) * (size_t)(n_live + 1) * sizeof *arg);
+            if (!pre || !xfer || !last_use || !best || !arg) {
+                free(pre), free(xfer), free(last_use), free(best), free(arg);
+                st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory partitioning");
+                goto done;
+            }
+            for (int32_t k = 0; k < n_live; k++) {
+                pippy_op_desc d;
+                pippy_graph_op_desc(g, live[k], &d);
+                pre[k + 1] = pre[k] + pippy_cost_node_s(&p->cost, &d);
+            }
+            /* a value crosses cut c when made before c (or a graph input) and used at or after c */
+            for (int32_t v = 0; v < g->n_values; v++)
+                last_use[v] = -1;
+            for (int32_t k = 0; k < n_live; k++) {
+                const pippy_node *n = &g->nodes[live[k]];
+                for (int32_t q = 0; q < n->n_in; q++)
+                    if (n->in[q] >= 0)
+                        last_use[n->in[q]] = k;
+            }
+            for (int32_t q = 0; q < g->n_outputs; q++)
+                last_use[g->outputs[q]] = n_live;
+            double *diff = calloc((size_t)n_live + 2, sizeof *diff);
+            for (int32_t v = 0; diff && v < g->n_values; v++) {
+                const pippy_value *val = &g->values[v];
+                if (last_use[v] < 0 || (val->kind != PIPPY_VAL_INPUT && val->kind != PIPPY_VAL_INTERMEDIATE))
+                    continue;
+                int32_t made = val->kind == PIPPY_VAL_INPUT ? 0 : (val->producer >= 0 ? live_pos[val->producer] : 0);
+                if (made < 0)
+                    continue;
+                double t = pippy_cost_transfer_s(&p->cost, pippy_value_bytes(val));
+                /* crosses cuts made+1 .. last_use */
+                diff[made + 1] += t;
+                diff[last_use[v] + 1 > n_live ? n_live + 1 : last_use[v] + 1] -= t;
+            }
+            double run = 0;
+            for (int32_t c = 0; diff && c <= n_live; c++) {
+                run += diff[c];
+                xfer[c] = c == 0 || c == n_live ? 0 : run;
+            }
+            free(diff);
+            int32_t S = p->n_stages, W = n_live + 1;
+            for (int32_t s = 0; s <= S; s++)
+                for (int32_t j = 0; j <= n_live; j++)
+                    best[s * W + j] = 1e300;
+            best[0] = 0;
+            for (int32_t s = 1; s <= S; s++)
+                for (int32_t j = s; j <= n_live - (S - s); j++)
+                    for (int32_t i = s - 1; i < j; i++) {
+                        double prev = best[(s - 1) * W + i];
+                        if (prev >= 1e300)
+                            continue;
+                        double c = pre[j] - pre[i] + xfer[j] + 0.5 * xfer[i];
+                        double m = prev > c ? prev : c;
+                        if (m < best[s * W + j]) {
+                            best[s * W + j] = m;
+                            arg[s * W + j] = i;
+                        }
+                    }
+            for (int32_t s = S, j = n_live; s > 1; s--) {
+                int32_t i = arg[s * W + j];
+                cut[i] = 1;
+                j = i;
+            }
+            free(pre), free(xfer), free(last_use), free(best), free(arg);
+        }
+    }
+    /* 3. node -> stage */
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        p->node_stage[i] = -1;
+    for (int32_t k = 0, s = 0; k < n_live; k++) {
+        if (k > 0 && cut[k])
+            s++;
+        p->node_stage[live[k]] = s;
+    }
+done:
+    free(after_split);
+    free(live_pos);
+    free(live);
+    free(cut);
+    return st;
+}

@@ -1,0 +1,114 @@
+/* plan.h — a compiled pipeline: which nodes each stage runs, what crosses
+ * between stages, where every buffer lives, and what each rank does.
+ *
+ * Built in order by: partition.c (node -> stage), plan.c (stage inputs,
+ * outputs, edges, parameters, tied weights), memplan.c (arena offsets),
+ * schedule.c (action lists and the predicted timeline). Emitted by
+ * emit_c.c (stageK.c), emit_json.c (schedule.json) and weights.c. */
+#ifndef PIPPY_PLAN_H
+#define PIPPY_PLAN_H
+
+#include "costmodel.h"
+#include "ir.h"
+
+#define PIPPY_MAX_STAGES 64
+
+typedef struct {
+    int32_t value;        /* graph value */
+    int32_t from_stage;   /* producing stage, or -1: a graph input this stage reads from a file */
+    int32_t edge;         /* edge id, or -1 */
+    int32_t graph_output; /* this stage (the last) also writes it as a graph output */
+} pippy_stage_input;
+
+typedef struct {
+    int32_t value;
+    int32_t edge;             /* edge id, or -1 when only written as a graph output */
+    int32_t graph_output;     /* written by this stage (the last) as a graph output */
+    int32_t passthrough;      /* index into the stage's inputs when the value is one of them, else -1 */
+} pippy_stage_output;
+
+typedef struct {
+    int32_t index;
+    int32_t rank;
+    int32_t *nodes;             /* graph node indices, in execution order */
+    int32_t n_nodes;
+    pippy_stage_input *in;
+    int32_t n_in;
+    pippy_stage_output *out;
+    int32_t n_out;
+    int32_t *params;            /* PARAM and CONST values this stage stores in its weights file */
+    uint64_t *param_off;        /* their offsets in the weights data */
+    int32_t n_params;
+    uint64_t weights_bytes;
+    int64_t *arena_off;         /* per graph value: offset in this stage's arena, or -1 */
+    uint64_t arena_bytes;       /* one microbatch's working memory */
+    uint64_t io_bytes;          /* inputs + outputs of one microbatch */
+    double flops;
+    uint64_t parameter_bytes;   /* bytes of PARAM values (not CONST) */
+    uint64_t activation_bytes;  /* sum of all values the stage computes, per microbatch */
+    double pred_forward_ms;
+} pippy_stage;
+
+typedef struct {
+    int32_t id;
+    int32_t value;
+    int32_t producer;
+    int32_t consumers[PIPPY_MAX_STAGES];
+    int32_t n_consumers;
+    uint64_t bytes;            /* per microbatch */
+} pippy_edge;
+
+enum { PIPPY_ACT_RECV_F, PIPPY_ACT_F, PIPPY_ACT_SEND_F };
+
+typedef struct {
+    int32_t op;   /* PIPPY_ACT_* */
+    int32_t mb;
+    int32_t peer; /* stage for RECV/SEND, -1 otherwise */
+} pippy_action;
+
+typedef struct {
+    pippy_graph *g;
+    int32_t n_stages;
+    pippy_stage *stages;
+    int32_t *node_stage;      /* per graph node: stage, or -1 for removed nodes */
+    pippy_edge *edges;
+    int32_t n_edges;
+    int32_t microbatches;
+    int64_t microbatch_size;
+    int64_t batch;
+    char schedule[32];        /* "gpipe" */
+    uint64_t hash;            /* identifies this compile: model bytes + partition + shapes */
+    int32_t split_source;     /* how cuts were chosen: see PIPPY_SPLIT_* */
+    pippy_action **actions;   /* per rank */
+    int32_t *n_actions;
+    double pred_step_ms;
+    double pred_bubble;
+    pippy_cost_model cost;
+} pippy_plan;
+
+enum { PIPPY_SPLIT_NONE, PIPPY_SPLIT_PIPESPLIT, PIPPY_SPLIT_METADATA, PIPPY_SPLIT_CLI, PIPPY_SPLIT_AUTO };
+const char *pippy_split_source_name(int32_t s);
+
+typedef struct {
+    int32_t stages;              /* 0: from the annotations (or 1 when none) */
+    const char *split_before;    /* --split-before, comma-separated names or prefixes, or NULL */
+    int32_t microbatches;
+    int64_t batch;               /* full batch (0: from the model's static leading dim) */
+    const char *schedule;
+} pippy_partition_opts;
+
+/* Removes PipeSplit nodes (rewiring their users), collects every kind of cut, and
+ * assigns each live node a stage (contiguous ranges of the node order). */
+pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o);
+/* Stage inputs/outputs, edges, parameters; needs node_stage. */
+pippy_status pippy_plan_build(pippy_plan *p);
+/* Liveness-based arena offsets per stage. */
+pippy_status pippy_memplan(pippy_plan *p);
+/* Action lists per rank and the predicted timeline. */
+pippy_status pippy_schedule_build(pippy_plan *p);
+void pippy_plan_free(pippy_plan *p);
+
+/* The node names after which a PipeSplit stands (for inspect); names point into g. */
+int32_t pippy_pipesplit_points(const pippy_graph *g, const char **names, int32_t cap);
+
+#endif
