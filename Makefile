@@ -83,8 +83,8 @@ $(BUILD)/test_unit: $(call obj,$(UNIT_SRC)) $(LIBS)
 # Flags pippyc uses to compile generated stage programs against this build.
 $(BUILD)/stage.env: Makefile
 	@mkdir -p $(BUILD)
-	@printf 'CC=%s\nCFLAGS=-std=gnu11 -O2 -g -Wall -Wextra -Werror %s -I%s/common -I%s/backend -I%s/runtime\nLDLIBS=-L%s/%s %s\n' \
-	  "$(CC)" "$(SANFLAGS)" "$(CURDIR)" "$(CURDIR)" "$(CURDIR)" "$(CURDIR)" "$(BUILD)" "$(STAGE_LIBS)" > $@
+	@printf 'CC=%s\nROOT=%s\nBUILDDIR=%s/%s\nSANFLAGS=%s\nLIBS=%s\n' \
+	  "$(CC)" "$(CURDIR)" "$(CURDIR)" "$(BUILD)" "$(SANFLAGS)" "$(STAGE_LIBS)" > $@
 
 test: all $(BUILD)/test_unit
 	sh test/run_tests.sh $(BUILD)

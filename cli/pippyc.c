@@ -1,1 +1,189 @@
-int main(void) { return 0; }
+/* pippyc — the compiler's command line.
+ *   pippyc MODEL.onnx [options]          compile into stage programs
+ *   pippyc inspect MODEL.onnx [options]  what is in the model
+ *   pippyc inspect --ops                 the supported op types */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "compile.h"
+#include "emit.h"
+#include "inspect.h"
+
+static void pippy_usage(FILE *f)
+{
+    fputs("usage: pippyc MODEL.onnx [options]          compile MODEL into pipeline stage programs\n"
+          "       pippyc inspect MODEL.onnx [--batch N | --shape NAME=D1xD2...] [--json]\n"
+          "       pippyc inspect --ops                 list the supported op types\n"
+          "\n"
+          "compile options:\n"
+          "  -o, --out DIR            output folder (default: out)\n"
+          "  --stages N               number of stages; without annotations the cost model balances them\n"
+          "  --split-before A[,B...]  start a stage at node A (a node name or a prefix such as /blocks.2/)\n"
+          "  --batch N                full batch size (binds the leading dim of every graph input)\n"
+          "  --shape NAME=D1xD2...    the full shape of graph input NAME\n"
+          "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
+          "  --schedule NAME          gpipe (default)\n"
+          "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
+          "  --emit-only              write the C sources, weights and schedule.json but do not compile\n"
+          "  --port N                 first port of the default hosts file (default: derived from the model)\n"
+          "  -q, --quiet              no summary\n"
+          "  --version, --help\n",
+          f);
+}
+
+static int pippy_die(pippy_status st)
+{
+    fprintf(stderr, "pippyc: error: %s\n", pippy_last_error()[0] ? pippy_last_error() : pippy_status_string(st));
+    return pippy_status_exit_code(st);
+}
+
+static int pippy_int_arg(const char *opt, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || !*v || *end || x < lo || x > hi) {
+        pippy_fail(PIPPY_ERR_USAGE, "%s takes a whole number from %ld to %ld, found '%s'", opt, lo, hi, v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int pippy_cmd_inspect(int argc, char **argv)
+{
+    pippy_shape_bind_opts b;
+    memset(&b, 0, sizeof b);
+    const char *model = NULL;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        long x;
+        if (!strcmp(a, "--ops")) {
+            int n;
+            const pippy_op_info *const *ops = pippy_op_list(&n);
+            for (int k = 0; k < n; k++)
+                printf("%s%s%s\n", ops[k]->domain && ops[k]->domain[0] ? ops[k]->domain : "",
+                       ops[k]->domain && ops[k]->domain[0] ? "::" : "", ops[k]->op);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--batch")) {
+            if (pippy_int_arg(a, i + 1 < argc ? argv[++i] : NULL, 1, 1L << 30, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            b.batch = x;
+        } else if (!strcmp(a, "--shape")) {
+            if (i + 1 >= argc)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--shape needs NAME=D1xD2..."));
+            pippy_status st = pippy_shape_parse_arg(&b, argv[++i]);
+            if (st != PIPPY_OK)
+                return pippy_die(st);
+        } else if (a[0] == '-') {
+            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "inspect: unknown option '%s' (see pippyc --help)", a));
+        } else if (!model) {
+            model = a;
+        } else {
+            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "inspect takes one model, found '%s' and '%s'", model, a));
+        }
+    }
+    if (!model)
+        return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "inspect: which model? (pippyc inspect MODEL.onnx)"));
+    pippy_status st = pippy_inspect(model, &b, json, stdout);
+    return st == PIPPY_OK ? 0 : pippy_die(st);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        pippy_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "inspect"))
+        return pippy_cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        pippy_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("pippyc %s\n", PIPPY_VERSION);
+        return 0;
+    }
+    pippy_compile_opts o;
+    memset(&o, 0, sizeof o);
+    o.out_dir = "out";
+    o.microbatches = 1;
+    o.schedule = "gpipe";
+    char cmdline[4096];
+    size_t k = 0;
+    for (int i = 0; i < argc && k < sizeof cmdline; i++)
+        k += (size_t)snprintf(cmdline + k, sizeof cmdline - k, "%s%s", i ? " " : "", argv[i]);
+    o.command_line = cmdline;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x;
+        if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s needs a folder", a));
+            o.out_dir = v;
+            i++;
+        } else if (!strcmp(a, "--stages")) {
+            if (pippy_int_arg(a, v, 1, PIPPY_MAX_STAGES, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.stages = (int32_t)x;
+            i++;
+        } else if (!strcmp(a, "--microbatches")) {
+            if (pippy_int_arg(a, v, 1, 1 << 20, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.microbatches = (int32_t)x;
+            i++;
+        } else if (!strcmp(a, "--batch")) {
+            if (pippy_int_arg(a, v, 1, 1L << 30, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.bind.batch = x;
+            i++;
+        } else if (!strcmp(a, "--port")) {
+            if (pippy_int_arg(a, v, 1024, 65000, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.base_port = (int32_t)x;
+            i++;
+        } else if (!strcmp(a, "--shape")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--shape needs NAME=D1xD2..."));
+            pippy_status st = pippy_shape_parse_arg(&o.bind, v);
+            if (st != PIPPY_OK)
+                return pippy_die(st);
+            i++;
+        } else if (!strcmp(a, "--split-before")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--split-before needs node names"));
+            o.split_before = v;
+            i++;
+        } else if (!strcmp(a, "--schedule")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--schedule needs a name (gpipe)"));
+            o.schedule = v;
+            i++;
+        } else if (!strcmp(a, "--cc")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cc needs a command"));
+            o.cc = v;
+            i++;
+        } else if (!strcmp(a, "--emit-only")) {
+            o.emit_only = 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o.quiet = 1;
+        } else if (a[0] == '-') {
+            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "unknown option '%s' (see pippyc --help)", a));
+        } else if (!o.model_path) {
+            o.model_path = a;
+        } else {
+            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "one model at a time: found '%s' and '%s'", o.model_path, a));
+        }
+    }
+    if (!o.model_path)
+        return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "which model? (pippyc MODEL.onnx --stages N -o OUT)"));
+    pippy_status st = pippy_compile(&o);
+    return st == PIPPY_OK ? 0 : pippy_die(st);
+}

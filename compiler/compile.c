@@ -1,0 +1,287 @@
+/* compile.c — see compile.h. */
+#include "compile.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "emit.h"
+#include "onnx_load.h"
+
+pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts *b, int lenient, pippy_graph **out)
+{
+    pippy_graph *g = NULL;
+    pippy_status st = pippy_onnx_load(path, &g);
+    if (st == PIPPY_OK)
+        st = pippy_shape_bind(g, b);
+    if (st == PIPPY_OK)
+        st = pippy_shape_infer(g, 1, lenient);
+    if (st != PIPPY_OK) {
+        pippy_graph_free(g);
+        *out = NULL;
+        return st;
+    }
+    *out = g;
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_mkdir_p(const char *dir)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return pippy_fail(PIPPY_ERR_IO, "cannot create folder %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return pippy_fail(PIPPY_ERR_IO, "cannot create folder %s: %s", buf, strerror(errno));
+    struct stat sb;
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return pippy_fail(PIPPY_ERR_IO, "%s exists and is not a folder", buf);
+    return PIPPY_OK;
+}
+
+typedef struct {
+    char cc[256], root[PATH_MAX], builddir[PATH_MAX], sanflags[512], libs[1024];
+} pippy_stage_env;
+
+/* build/stage.env, written by the Makefile next to the pippyc binary. */
+static pippy_status pippy_stage_env_read(pippy_stage_env *e)
+{
+    char exe[PATH_MAX], path[PATH_MAX + 16];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return pippy_fail(PIPPY_ERR_IO, "cannot find the pippyc executable (/proc/self/exe)");
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(path, sizeof path, "%s/stage.env", exe);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return pippy_fail(PIPPY_ERR_IO, "cannot read %s (written by `make`): %s", path, strerror(errno));
+    memset(e, 0, sizeof *e);
+    char line[2048];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = 0;
+        const char *v = eq + 1;
+        if (!strcmp(line, "CC"))
+            snprintf(e->cc, sizeof e->cc, "%s", v);
+        else if (!strcmp(line, "ROOT"))
+            snprintf(e->root, sizeof e->root, "%s", v);
+        else if (!strcmp(line, "BUILDDIR"))
+            snprintf(e->builddir, sizeof e->builddir, "%s", v);
+        else if (!strcmp(line, "SANFLAGS"))
+            snprintf(e->sanflags, sizeof e->sanflags, "%s", v);
+        else if (!strcmp(line, "LIBS"))
+            snprintf(e->libs, sizeof e->libs, "%s", v);
+    }
+    fclose(f);
+    if (!e->root[0] || !e->builddir[0])
+        return pippy_fail(PIPPY_ERR_FORMAT, "%s lacks ROOT or BUILDDIR; rerun `make`", path);
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_write_makefile(const pippy_plan *p, const pippy_stage_env *e, const char *cc,
+                                         const char *dir)
+{
+    FILE *f;
+    char tmp[PATH_MAX];
+    PIPPY_TRY(pippy_file_begin(dir, "Makefile", &f, tmp, sizeof tmp));
+    fprintf(f, "# Rebuilds the stage programs of this folder (written by pippyc %s).\n", PIPPY_VERSION);
+    fputs("# On another host: make PIPPY_ROOT=/path/to/pippyc PIPPY_BUILD=/path/to/pippyc/build\n", f);
+    fprintf(f, "PIPPY_ROOT ?= %s\nPIPPY_BUILD ?= %s\nCC = %s\n", e->root, e->builddir, cc);
+    fprintf(f, "CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror %s -I$(PIPPY_ROOT)/common -I$(PIPPY_ROOT)/backend "
+               "-I$(PIPPY_ROOT)/runtime\n",
+            e->sanflags);
+    fprintf(f, "LDLIBS = %s -L$(PIPPY_BUILD) %s\n\nall:", e->sanflags, e->libs);
+    for (int32_t s = 0; s < p->n_stages; s++)
+        fprintf(f, " stage%d", s);
+    fputs("\n\nstage%: stage%.c\n\t$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)\n\n.PHONY: all\n", f);
+    return pippy_file_commit(f, tmp);
+}
+
+static pippy_status pippy_write_hosts(const pippy_plan *p, int32_t base, const char *dir)
+{
+    FILE *f;
+    char tmp[PATH_MAX];
+    PIPPY_TRY(pippy_file_begin(dir, "hosts", &f, tmp, sizeof tmp));
+    fputs("# host:port of each rank, one line per rank (rank 0 first). Edit for several hosts.\n", f);
+    for (int32_t r = 0; r < p->n_stages; r++)
+        fprintf(f, "127.0.0.1:%d\n", base + r);
+    return pippy_file_commit(f, tmp);
+}
+
+/* Compile every stage program, in parallel; on failure show the compiler's output. */
+static pippy_status pippy_build_stages(const pippy_plan *p, const pippy_stage_env *e, const char *cc, const char *dir)
+{
+    pid_t pids[PIPPY_MAX_STAGES];
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        char cmd[32768];
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && %s -std=gnu11 -O2 -g -Wall -Wextra -Werror %s -I'%s/common' -I'%s/backend' "
+                 "-I'%s/runtime' stage%d.c -o .stage%d.tmp %s -L'%s' %s > .stage%d.log 2>&1 && mv -f .stage%d.tmp "
+                 "stage%d && rm -f .stage%d.log",
+                 dir, cc, e->sanflags, e->root, e->root, e->root, s, s, e->sanflags, e->builddir, e->libs, s, s, s, s);
+        pids[s] = fork();
+        if (pids[s] == 0) {
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        if (pids[s] < 0)
+            return pippy_fail(PIPPY_ERR_IO, "cannot start the C compiler: %s", strerror(errno));
+    }
+    int32_t bad = -1;
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        int status = 0;
+        waitpid(pids[s], &status, 0);
+        if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) && bad < 0)
+            bad = s;
+    }
+    if (bad >= 0) {
+        char log[PATH_MAX], text[2048] = "";
+        snprintf(log, sizeof log, "%s/.stage%d.log", dir, bad);
+        FILE *f = fopen(log, "r");
+        if (f) {
+            size_t n = fread(text, 1, sizeof text - 1, f);
+            text[n] = 0;
+            fclose(f);
+        }
+        return pippy_fail(PIPPY_ERR_IO, "compiling %s/stage%d.c with '%s' failed (full log: %s):\n%s", dir, bad, cc,
+                          log, text);
+    }
+    return PIPPY_OK;
+}
+
+static uint64_t pippy_mix(uint64_t h, int64_t x) { return pippy_fnv1a(&x, sizeof x, h); }
+
+pippy_status pippy_compile(const pippy_compile_opts *o)
+{
+    pippy_shape_bind_opts bind = o->bind;
+    int32_t M = o->microbatches > 0 ? o->microbatches : 1;
+    pippy_graph *g = NULL;
+    pippy_status st = pippy_onnx_load(o->model_path, &g);
+    if (st != PIPPY_OK)
+        return st;
+    /* The full batch, then the microbatch the stage programs are compiled for. */
+    int64_t batch = bind.batch;
+    if (batch <= 0) {
+        for (int32_t i = 0; i < g->n_inputs && batch <= 0; i++) {
+            const pippy_value *v = &g->values[g->inputs[i]];
+            for (int32_t s = 0; s < bind.n_shapes; s++)
+                if (!strcmp(bind.shapes[s].name, v->name) && bind.shapes[s].rank > 0)
+                    batch = bind.shapes[s].dims[0];
+            if (batch <= 0 && v->t.rank > 0 && v->t.dims[0] > 0)
+                batch = v->t.dims[0];
+        }
+    }
+    if (M > 1 && batch <= 0) {
+        st = pippy_fail(PIPPY_ERR_USAGE, "--microbatches %d: the batch size is unknown; give --batch N", M);
+        goto fail;
+    }
+    if (batch > 0 && batch % M != 0) {
+        st = pippy_fail(PIPPY_ERR_USAGE,
+                        "--microbatches %d does not divide the batch of %lld (microbatches must be equal); choose a "
+                        "divisor of %lld",
+                        M, (long long)batch, (long long)batch);
+        goto fail;
+    }
+    int64_t mb = batch > 0 ? batch / M : 0;
+    if (M > 1 || bind.batch > 0) {
+        bind.batch = mb;
+        for (int32_t s = 0; s < bind.n_shapes; s++)
+            if (bind.shapes[s].rank > 0)
+                bind.shapes[s].dims[0] = mb;
+    }
+    st = pippy_shape_bind(g, &bind);
+    if (st == PIPPY_OK)
+        st = pippy_shape_infer(g, 1, 0);
+    if (st != PIPPY_OK) {
+        if (M > 1)
+            pippy_error_prefix(st, "at microbatch size %lld", (long long)mb);
+        goto fail;
+    }
+    pippy_graph_prune(g);
+    if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
+        mb = g->values[g->inputs[0]].t.dims[0];
+    if (batch <= 0)
+        batch = mb;
+
+    pippy_plan plan;
+    memset(&plan, 0, sizeof plan);
+    plan.g = g;
+    plan.microbatches = M;
+    plan.microbatch_size = mb;
+    plan.batch = batch;
+    snprintf(plan.schedule, sizeof plan.schedule, "%s", o->schedule ? o->schedule : "gpipe");
+    pippy_cost_calibrate(&plan.cost);
+    pippy_partition_opts po = {o->stages, o->split_before, M, batch, plan.schedule};
+    st = pippy_partition(&plan, &po);
+    if (st == PIPPY_OK)
+        st = pippy_plan_build(&plan);
+    if (st == PIPPY_OK)
+        st = pippy_memplan(&plan);
+    if (st == PIPPY_OK) {
+        uint64_t h = pippy_mix(g->hash, plan.n_stages);
+        h = pippy_mix(h, mb);
+        h = pippy_mix(h, M);
+        for (int32_t i = 0; i < g->n_nodes; i++)
+            h = pippy_mix(h, plan.node_stage[i]);
+        for (int32_t i = 0; i < g->n_inputs; i++)
+            for (int32_t d = 0; d < g->values[g->inputs[i]].t.rank; d++)
+                h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
+        plan.hash = h;
+        st = pippy_schedule_build(&plan);
+    }
+    pippy_stage_env env;
+    if (st == PIPPY_OK)
+        st = pippy_stage_env_read(&env);
+    if (st == PIPPY_OK)
+        st = pippy_mkdir_p(o->out_dir);
+    const char *cc = o->cc ? o->cc : env.cc;
+    pippy_emit_opts eo = {o->command_line, o->out_dir};
+    for (int32_t s = 0; st == PIPPY_OK && s < plan.n_stages; s++) {
+        st = pippy_emit_stage_c(&plan, s, &eo);
+        if (st == PIPPY_OK)
+            st = pippy_emit_weights(&plan, s, &eo);
+    }
+    if (st == PIPPY_OK)
+        st = pippy_write_makefile(&plan, &env, cc, o->out_dir);
+    if (st == PIPPY_OK)
+        st = pippy_write_hosts(&plan, o->base_port > 0 ? o->base_port : 20000 + (int32_t)(plan.hash % 20000),
+                               o->out_dir);
+    if (st == PIPPY_OK && !o->emit_only)
+        st = pippy_build_stages(&plan, &env, cc, o->out_dir);
+    /* schedule.json last: it is what marks the folder complete */
+    if (st == PIPPY_OK)
+        st = pippy_emit_schedule_json(&plan, &eo);
+    if (st == PIPPY_OK && !o->quiet) {
+        printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s\n", g->path,
+               o->out_dir, plan.n_stages, plan.n_stages > 1 ? "s" : "", pippy_split_source_name(plan.split_source),
+               (long long)batch, M, (long long)mb, plan.schedule);
+        for (int32_t s = 0; s < plan.n_stages; s++) {
+            const pippy_stage *sg = &plan.stages[s];
+            printf("  stage %d: %4d nodes  %9.3f MFLOP  params %9.1f KiB  arena %9.1f KiB  predicted %.3f ms/mb\n", s,
+                   sg->n_nodes, sg->flops / 1e6, (double)sg->parameter_bytes / 1024.0,
+                   (double)sg->arena_bytes / 1024.0, sg->pred_forward_ms);
+        }
+        printf("  predicted step %.3f ms, bubble %.1f%%\n", plan.pred_step_ms, 100.0 * plan.pred_bubble);
+    }
+    pippy_plan_free(&plan);
+fail:
+    pippy_graph_free(g);
+    return st;
+}

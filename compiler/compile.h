@@ -1,0 +1,32 @@
+/* compile.h — the whole compile: model -> out/ folder with stage programs.
+ * load -> bind shapes -> infer + fold -> prune -> partition -> plan ->
+ * memory plan -> schedule -> emit (C, weights, schedule.json, Makefile,
+ * hosts) -> cc. */
+#ifndef PIPPY_COMPILE_H
+#define PIPPY_COMPILE_H
+
+#include "plan.h"
+#include "shape.h"
+
+typedef struct {
+    const char *model_path;
+    const char *out_dir;
+    int32_t stages;            /* 0: from annotations, else 1 */
+    const char *split_before;
+    int32_t microbatches;      /* >= 1 */
+    pippy_shape_bind_opts bind; /* --batch is the FULL batch here */
+    const char *schedule;      /* "gpipe" */
+    const char *cc;            /* NULL: the compiler this build used */
+    int32_t emit_only;
+    int32_t base_port;         /* 0: derived from the compile hash */
+    const char *command_line;
+    int32_t quiet;
+} pippy_compile_opts;
+
+pippy_status pippy_compile(const pippy_compile_opts *o);
+
+/* Load, bind and infer (with folding) — shared by compile and inspect.
+ * lenient: keep going past unsupported ops (inspect). */
+pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts *b, int lenient, pippy_graph **g);
+
+#endif

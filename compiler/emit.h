@@ -1,0 +1,32 @@
+/* emit.h — writing the output folder: stageK.c (emit_c.c), schedule.json
+ * (emit_json.c), stageK.weights (weights.c), and the helpers they share. */
+#ifndef PIPPY_EMIT_H
+#define PIPPY_EMIT_H
+
+#include <stdio.h>
+
+#include "plan.h"
+
+#define PIPPY_VERSION "0.1.0"
+
+typedef struct {
+    const char *command_line; /* how pippyc was called, for provenance */
+    const char *out_dir;
+} pippy_emit_opts;
+
+/* Write out_dir/stageK.c. */
+pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t stage, const pippy_emit_opts *o);
+/* Write out_dir/schedule.json. */
+pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts *o);
+/* Write out_dir/stageK.weights. */
+pippy_status pippy_emit_weights(const pippy_plan *p, int32_t stage, const pippy_emit_opts *o);
+
+/* Open dir/name.tmp for writing; pippy_file_commit closes it and renames it over
+ * dir/name, so a file already there is replaced whole or not at all. */
+pippy_status pippy_file_begin(const char *dir, const char *name, FILE **f, char *tmp_path, size_t n);
+pippy_status pippy_file_commit(FILE *f, const char *tmp_path);
+
+/* C identifier "v_<name with every other char as _>" (not unique by itself). */
+void pippy_c_ident(const char *name, char *buf, size_t n);
+
+#endif

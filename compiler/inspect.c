@@ -1,0 +1,185 @@
+/* inspect.c — see inspect.h. */
+#include "inspect.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_load.h"
+#include "plan.h"
+
+void pippy_mark_trainable(const pippy_graph *g, char *grad)
+{
+    memset(grad, 0, (size_t)g->n_values);
+    for (int32_t o = 0; o < g->n_outputs; o++)
+        if (g->values[g->outputs[o]].t.dtype == PIPPY_DT_FLOAT || g->values[g->outputs[o]].t.dtype == 0)
+            grad[g->outputs[o]] = 1;
+    for (int32_t i = g->n_nodes - 1; i >= 0; i--) {
+        const pippy_node *n = &g->nodes[i];
+        int live = 0;
+        for (int32_t q = 0; q < n->n_out; q++)
+            live |= grad[n->out[q]];
+        if (!live)
+            continue;
+        int bn = strcmp(n->op, "BatchNormalization") == 0;
+        for (int32_t q = 0; q < n->n_in; q++) {
+            if (n->in[q] < 0 || (bn && q >= 3))
+                continue;
+            int32_t dt = g->values[n->in[q]].t.dtype; /* unknown (past an unsupported op): assume float */
+            if (dt == PIPPY_DT_FLOAT || dt == PIPPY_DT_UNDEFINED)
+                grad[n->in[q]] = 1;
+        }
+    }
+}
+
+pippy_status pippy_inspect(const char *path, const pippy_shape_bind_opts *b, int json, FILE *out)
+{
+    pippy_graph *g = NULL;
+    /* shapes as far as they go: inspect reports unsupported ops instead of stopping */
+    PIPPY_TRY(pippy_onnx_load(path, &g));
+    pippy_status st = pippy_shape_bind(g, b);
+    if (st == PIPPY_OK)
+        st = pippy_shape_infer(g, 1, 1);
+    if (st != PIPPY_OK) {
+        pippy_graph_free(g);
+        return st;
+    }
+    char *grad = calloc((size_t)g->n_values + 1, 1);
+    const char *unsupported[256];
+    int32_t n_unsup = 0;
+    double total_flops = 0;
+    int64_t n_params = 0, param_bytes = 0;
+    if (!grad) {
+        pippy_graph_free(g);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    }
+    pippy_mark_trainable(g, grad);
+    for (int32_t v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == PIPPY_VAL_PARAM && grad[v]) {
+            n_params += pippy_value_numel(&g->values[v]);
+            param_bytes += (int64_t)pippy_value_bytes(&g->values[v]);
+        }
+    cJSON *ops = cJSON_CreateObject();
+    if (!json) {
+        fprintf(out, "%s: ir_version %lld, opset %d, producer %s\n", g->path, (long long)g->ir_version, g->opset,
+                g->producer ? g->producer : "?");
+        fprintf(out, "%5s  %-20s %-40s %-28s %12s %12s\n", "#", "op", "name", "output shapes", "FLOPs", "param bytes");
+    }
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *n = &g->nodes[i];
+        char opname[128];
+        snprintf(opname, sizeof opname, "%s%s%s", n->domain[0] ? n->domain : "", n->domain[0] ? "::" : "", n->op);
+        cJSON *c = cJSON_GetObjectItem(ops, opname);
+        if (c)
+            cJSON_SetNumberValue(c, c->valuedouble + 1);
+        else
+            cJSON_AddNumberToObject(ops, opname, 1);
+        int supported = pippy_op_find(n->domain, n->op) != NULL;
+        if (!supported) {
+            int seen = 0;
+            for (int32_t k = 0; k < n_unsup; k++)
+                seen |= strcmp(unsupported[k], n->op) == 0;
+            if (!seen && n_unsup < 256)
+                unsupported[n_unsup++] = n->op;
+        }
+        int known = 1;
+        for (int32_t q = 0; q < n->n_out; q++)
+            known &= g->values[n->out[q]].shape_known;
+        double fl = 0;
+        int64_t pb = 0;
+        if (known && supported && !n->removed) {
+            pippy_op_desc d;
+            pippy_graph_op_desc(g, i, &d);
+            fl = pippy_op_flops(&d);
+        }
+        for (int32_t q = 0; q < n->n_in; q++)
+            if (n->in[q] >= 0 && g->values[n->in[q]].kind == PIPPY_VAL_PARAM)
+                pb += (int64_t)pippy_value_bytes(&g->values[n->in[q]]);
+        total_flops += fl;
+        if (json)
+            continue;
+        char shapes[256] = "", sh[96];
+        size_t k = 0;
+        for (int32_t q = 0; q < n->n_out && k < sizeof shapes; q++) {
+            const pippy_value *v = &g->values[n->out[q]];
+            if (v->shape_known)
+                pippy_tdesc_str(&v->t, sh, sizeof sh);
+            else
+                snprintf(sh, sizeof sh, "?");
+            k += (size_t)snprintf(shapes + k, sizeof shapes - k, "%s%s", q ? " " : "", sh);
+        }
+        fprintf(out, "%5d  %-20s %-40s %-28s %12.0f %12lld%s\n", i, opname, n->name, shapes, fl, (long long)pb,
+                supported ? "" : "  (unsupported)");
+    }
+    const char *splits[256];
+    int32_t n_splits = pippy_pipesplit_points(g, splits, 256);
+    if (n_splits > 256)
+        n_splits = 256;
+    const char *meta_split = pippy_graph_meta(g, "pippy.split_before");
+    if (json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "model", g->path);
+        cJSON_AddNumberToObject(root, "opset", g->opset);
+        cJSON_AddNumberToObject(root, "nodes", g->n_nodes);
+        cJSON_AddNumberToObject(root, "parameters", (double)n_params);
+        cJSON_AddNumberToObject(root, "parameter_bytes", (double)param_bytes);
+        cJSON_AddNumberToObject(root, "flops", total_flops);
+        cJSON *sp = cJSON_AddArrayToObject(root, "split_points");
+        for (int32_t k = 0; k < n_splits; k++)
+            cJSON_AddItemToArray(sp, cJSON_CreateString(splits[k]));
+        cJSON_AddStringToObject(root, "split_before", meta_split ? meta_split : "");
+        cJSON *un = cJSON_AddArrayToObject(root, "unsupported");
+        for (int32_t k = 0; k < n_unsup; k++)
+            cJSON_AddItemToArray(un, cJSON_CreateString(unsupported[k]));
+        cJSON_AddItemToObject(root, "ops", ops);
+        ops = NULL;
+        cJSON *ins = cJSON_AddArrayToObject(root, "inputs");
+        for (int32_t q = 0; q < g->n_inputs; q++) {
+            const pippy_value *v = &g->values[g->inputs[q]];
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "name", v->name);
+            cJSON_AddStringToObject(e, "dtype", pippy_dtype_name(v->t.dtype));
+            cJSON *s = cJSON_AddArrayToObject(e, "shape");
+            for (int32_t d = 0; d < v->t.rank; d++)
+                cJSON_AddItemToArray(s, cJSON_CreateNumber((double)v->t.dims[d]));
+            cJSON_AddItemToArray(ins, e);
+        }
+        cJSON *outs = cJSON_AddArrayToObject(root, "outputs");
+        for (int32_t q = 0; q < g->n_outputs; q++) {
+            const pippy_value *v = &g->values[g->outputs[q]];
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "name", v->name);
+            cJSON_AddStringToObject(e, "dtype", pippy_dtype_name(v->t.dtype));
+            cJSON *s = cJSON_AddArrayToObject(e, "shape");
+            for (int32_t d = 0; v->shape_known && d < v->t.rank; d++)
+                cJSON_AddItemToArray(s, cJSON_CreateNumber((double)v->t.dims[d]));
+            cJSON_AddItemToArray(outs, e);
+        }
+        char *text = cJSON_Print(root);
+        fprintf(out, "%s\n", text ? text : "{}");
+        free(text);
+        cJSON_Delete(root);
+    } else {
+        fprintf(out, "\ntotals: %d nodes, %lld parameters (%.2f MiB), %.4g FLOPs per forward pass\n", g->n_nodes,
+                (long long)n_params, (double)param_bytes / 1048576.0, total_flops);
+        for (int32_t q = 0; q < g->n_outputs; q++) {
+            const pippy_value *v = &g->values[g->outputs[q]];
+            char sh[96];
+            fprintf(out, "output %s: %s\n", v->name, v->shape_known ? pippy_tdesc_str(&v->t, sh, sizeof sh) : "?");
+        }
+        fprintf(out, "split points (PipeSplit after):");
+        for (int32_t k = 0; k < n_splits; k++)
+            fprintf(out, " %s", splits[k]);
+        fprintf(out, "%s\n", n_splits ? "" : " none");
+        if (meta_split)
+            fprintf(out, "split points (metadata pippy.split_before): %s\n", meta_split);
+        fprintf(out, "unsupported ops:");
+        for (int32_t k = 0; k < n_unsup; k++)
+            fprintf(out, " %s", unsupported[k]);
+        fprintf(out, "%s\n", n_unsup ? "  (see `pippyc inspect --ops` for the supported list)" : " none");
+    }
+    cJSON_Delete(ops);
+    free(grad);
+    pippy_graph_free(g);
+    return PIPPY_OK;
+}
