@@ -94,3 +94,13 @@ bench: all
 
 clean:
 	rm -rf build build-san
+
+# The README's first command: compile a bundled GPT-style model into 3 stages, run them as
+# 3 processes over UCX with 4 microbatches, and compare with onnxruntime's output.
+demo: all
+	$(BUILD)/pippyc samples/models/gpt_op17.onnx --stages 3 --batch 8 --microbatches 4 -o out/gpt
+	$(BUILD)/pippyrun out/gpt --input idx=samples/models/gpt_op17.data/input_idx.npy \
+	    --output logits=out/gpt/logits.npy --trace out/gpt/trace.json
+	python3 test/e2e/refcheck.py samples/models/gpt_op17.data/output_logits.npy out/gpt/logits.npy --pippy-tol
+	@echo "trace for https://ui.perfetto.dev: out/gpt/trace.json; generated code: out/gpt/stage*.c"
+.PHONY: demo

@@ -1,2 +1,58 @@
 #!/bin/sh
-echo placeholder
+# Runs every test of pippyc against one build folder and ends with one line "N passed, N failed".
+#   sh test/run_tests.sh build          (make test)
+#   sh test/run_tests.sh build-san      (make test SANITIZE=1: same suites; the conformance
+#                                        run is limited to a sample there, see below)
+# Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace), then
+# the end-to-end scripts (real stage processes over real UCX), then the ONNX conformance run.
+B=${1:-build}
+cd "$(dirname "$0")/.." || exit 2
+export PIPPY_BUILD="$B"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+PASS=0
+FAIL=0
+LOG=$(mktemp)
+
+count() { # suite name, exit code, output file
+    line=$(grep -E '^(100%|[0-9]+%): Checks: ' "$3" | tail -n 1)
+    if [ -n "$line" ]; then
+        n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+).*/\1 \2 \3/')
+        set -- "$1" "$2" "$3" $n
+        PASS=$((PASS + $4 - $5 - $6)); FAIL=$((FAIL + $5 + $6))
+    else
+        line=$(grep -E '([0-9]+) passed, ([0-9]+) failed' "$3" | tail -n 1)
+        if [ -n "$line" ]; then
+            p=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\1/')
+            f=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\2/')
+            PASS=$((PASS + p)); FAIL=$((FAIL + f))
+            [ "$2" -ne 0 ] && [ "$f" -eq 0 ] && FAIL=$((FAIL + 1)) && echo "$1: exited $2"
+        else
+            FAIL=$((FAIL + 1)); echo "$1: exited $2 without a summary line"
+        fi
+    fi
+}
+
+suite() { # name, command...
+    name=$1; shift
+    echo "=== $name"
+    "$@" > "$LOG" 2>&1
+    rc=$?
+    cat "$LOG"
+    count "$name" "$rc" "$LOG"
+}
+
+suite unit "$B/test_unit"
+suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
+suite cli python3 test/e2e/test_cli.py "$B"
+if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
+    suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
+    suite netns sh test/e2e/test_netns.sh "$B"
+    suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2 --filter "${PIPPY_CONFORMANCE_FILTER:-_gemm_}"
+else
+    suite pipeline python3 test/e2e/test_pipeline.py "$B"
+    suite netns sh test/e2e/test_netns.sh "$B"
+    suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
+fi
+rm -f "$LOG"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]

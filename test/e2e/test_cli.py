@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""pippyc's command line: inspect against PyTorch's parameter counts and onnxruntime's output
+shapes (samples/models/<model>.json, written by samples/make_models.py), where the annotations
+cut, and the errors users get for bad input (one clear message, exit 1 or 2, nothing lost).
+
+usage: test_cli.py BUILD_DIR"""
+
+import json
+import os
+import shutil
+import sys
+
+from common import MODELS, ROOT, Results, build_dir, run, tail, tmpdir
+
+import numpy as np
+
+
+def model(name):
+    return os.path.join(MODELS, name + ".onnx")
+
+
+def main():
+    b = build_dir()
+    pippyc, pippyrun = os.path.join(b, "pippyc"), os.path.join(b, "pippyrun")
+    res = Results("cli")
+
+    # --- inspect: same parameter count as PyTorch, same output shapes as onnxruntime
+    for m in ["mlp", "gpt_op14", "gpt_op17", "resnet18", "skip"]:
+        meta = json.load(open(os.path.join(MODELS, m + ".json")))
+        code, text = run([pippyc, "inspect", model(m), "--batch", "8", "--json"])
+        if code != 0:
+            res.check(f"inspect {m}", False, tail(text))
+            continue
+        info = json.loads(text)
+        res.check(f"inspect {m}: parameters {info['parameters']} == PyTorch's {meta['parameters']}",
+                  info["parameters"] == meta["parameters"])
+        shapes = {o["name"]: o["shape"] for o in info["outputs"]}
+        res.check(f"inspect {m}: output shapes {shapes} == onnxruntime's {meta['outputs']}",
+                  all(shapes.get(k) == v for k, v in meta["outputs"].items()))
+        res.check(f"inspect {m}: no unsupported ops, node count {info['nodes']}",
+                  info["unsupported"] == [] and info["nodes"] == meta["node_count"] and info["flops"] > 0)
+        res.check(f"inspect {m}: op counts", info["ops"] == meta["op_counts"], f"{info['ops']} vs {meta['op_counts']}")
+    code, text = run([pippyc, "inspect", model("mlp"), "--batch", "4"])
+    res.check("inspect table lists nodes and totals", code == 0 and "/fc1/Gemm" in text and "totals:" in text, tail(text))
+    code, text = run([pippyc, "inspect", model("mlp_annotated"), "--batch", "8", "--json"])
+    info = json.loads(text) if code == 0 else {}
+    res.check("inspect reports the PipeSplit split points", len(info.get("split_points", [])) == 2, tail(text))
+
+    # --- where the cuts go
+    out = tmpdir("pippy-cli-")
+    code, text = run([pippyc, model("mlp_annotated"), "--batch", "8", "-o", out, "--emit-only", "-q"])
+    s = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else None
+    res.check("PipeSplit annotations make 3 stages", s and len(s["stages"]) == 3, tail(text))
+    if s:
+        # each stage after a cut starts with the first node after a PipeSplit in the file
+        import onnx
+        g = onnx.load(model("mlp_annotated")).graph
+        nodes = [n.name for n in g.node]
+        after = [nodes[i + 1] for i, n in enumerate(g.node) if n.op_type == "PipeSplit"]
+        firsts = [st["nodes"][0] for st in s["stages"][1:]]
+        res.check(f"cuts right after each PipeSplit: {firsts} == {after}", firsts == after)
+        res.check("split source recorded", "PipeSplit" in s["config"]["split_source"])
+    code, text = run([pippyc, model("mlp_meta"), "--batch", "8", "-o", out, "--emit-only", "-q"])
+    s = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else None
+    firsts = [st["nodes"][0] for st in s["stages"][1:]] if s else None
+    res.check(f"metadata pippy.split_before cuts before /fc2/Gemm and /fc4/Gemm: {firsts}",
+              firsts == ["/fc2/Gemm", "/fc4/Gemm"], tail(text))
+    code, text = run([pippyc, model("gpt_op17"), "--batch", "8", "--split-before", "/blocks.1/", "-o", out,
+                      "--emit-only", "-q"])
+    s = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else None
+    res.check("--split-before with a prefix (/blocks.1/) starts stage 1 in block 1",
+              s is not None and len(s["stages"]) == 2 and s["stages"][1]["nodes"][0].startswith("/blocks.1/")
+              and not any(n.startswith("/blocks.1/") for n in s["stages"][0]["nodes"]), tail(text))
+    if s:
+        res.check("tied embedding/head listed under tied when split across stages",
+                  any(t["name"] == "tok_emb.weight" and t["stages"] == [0, 1] for t in s["tied"]), json.dumps(s["tied"]))
+    code, text = run([pippyc, model("gpt_op17"), "--batch", "8", "--stages", "4", "-o", out, "--emit-only", "-q"])
+    s = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else None
+    res.check("automatic split into 4 non-empty stages", s is not None and len(s["stages"]) == 4
+              and all(len(st["nodes"]) > 0 for st in s["stages"]), tail(text))
+    if s:
+        code, text = run([sys.executable, os.path.join(ROOT, "test/e2e/validate_schedule.py"),
+                          os.path.join(out, "schedule.json")])
+        res.check("schedule.json validates against schemas/schedule.schema.json", code == 0, tail(text))
+        c = open(os.path.join(out, "stage1.c")).read()
+        res.check("stage C file carries provenance and per-node comments",
+                  "generated by pippyc" in c and "model hash" in c and "pippy_kernel_run(K[0]" in c)
+
+    # --- bad input: one clear message, non-zero exit, never a signal
+    junk = os.path.join(out, "junk.onnx")
+    open(junk, "wb").write(os.urandom(3000))
+    trunc = os.path.join(out, "trunc.onnx")
+    open(trunc, "wb").write(open(model("mlp"), "rb").read()[:5000])
+    text_file = os.path.join(out, "text.onnx")
+    open(text_file, "w").write("this is not a model\n" * 20)
+    errs = [
+        ("random bytes", [pippyc, "inspect", junk], "junk.onnx"),
+        ("truncated model", [pippyc, "inspect", trunc], "trunc.onnx"),
+        ("a text file", [pippyc, "inspect", text_file], "text.onnx"),
+        ("missing model file", [pippyc, "inspect", os.path.join(out, "nope.onnx")], "nope.onnx"),
+        ("unbound symbolic dim", [pippyc, "inspect", model("mlp")], "--batch"),
+        ("split name that matches nothing", [pippyc, model("mlp"), "--batch", "8", "--split-before", "/nope/",
+                                             "-o", out], "/nope/"),
+        ("more stages than nodes", [pippyc, model("skip"), "--batch", "8", "--stages", "40", "-o", out], "40"),
+        ("microbatches that do not divide the batch", [pippyc, model("mlp"), "--batch", "8", "--microbatches", "3",
+                                                       "-o", out], "divide"),
+        ("--stages contradicting annotations", [pippyc, model("mlp_annotated"), "--batch", "8", "--stages", "2",
+                                                "-o", out], "contradicts"),
+        ("unknown option", [pippyc, model("mlp"), "--frobnicate"], "--frobnicate"),
+        ("schedule not available for inference", [pippyc, model("mlp"), "--batch", "8", "--schedule", "1f1b",
+                                                  "-o", out], "1f1b"),
+    ]
+    for what, cmd, needle in errs:
+        code, text = run(cmd)
+        lines = [l for l in text.strip().splitlines() if l]
+        res.check(f"error: {what} -> exit {code}, names '{needle}'",
+                  code in (1, 2) and needle in text and len(lines) >= 1 and "error" in text, tail(text))
+
+    # nothing already written is lost: a failing compile leaves an earlier output folder intact
+    good = tmpdir("pippy-cli-good-")
+    code, text = run([pippyc, model("mlp"), "--batch", "8", "--stages", "2", "-o", good, "-q"])
+    before = {f: open(os.path.join(good, f), "rb").read() for f in sorted(os.listdir(good))}
+    run([pippyc, model("mlp"), "--batch", "8", "--stages", "2", "--cc", "false", "-o", good])
+    run([pippyc, model("mlp"), "--batch", "8", "--microbatches", "3", "-o", good])
+    after = {f: open(os.path.join(good, f), "rb").read() for f in sorted(os.listdir(good))}
+    res.check("a failed compile leaves the earlier output folder unchanged", code == 0 and before == after,
+              f"{sorted(before)} vs {sorted(after)}")
+
+    # runtime bad input (pippyrun)
+    x = np.random.RandomState(0).randn(8, 64).astype(np.float32)
+    np.save(os.path.join(out, "x.npy"), x)
+    np.save(os.path.join(out, "x_bad.npy"), x[:, :32].copy())
+    rt_errs = [
+        ("missing input file", ["--input", "x=" + os.path.join(out, "none.npy")], "none.npy"),
+        ("wrong-shaped input", ["--input", "x=" + os.path.join(out, "x_bad.npy")], "expected float[8,64]"),
+        ("input not given", [], "--input x="),
+        ("unknown input name", ["--input", "x=" + os.path.join(out, "x.npy"), "--input",
+                                "q=" + os.path.join(out, "x.npy")], "q="),
+    ]
+    for what, args, needle in rt_errs:
+        code, text = run([pippyrun, good, "--timeout", "10"] + args, timeout=120)
+        res.check(f"runtime error: {what} -> exit {code}, names '{needle}'", code not in (0, 124) and needle in text,
+                  tail(text))
+    hosts = os.path.join(out, "hosts1")
+    open(hosts, "w").write("127.0.0.1:29999\n")
+    code, text = run([os.path.join(good, "stage0"), "--rank", "0", "--hosts", hosts, "--input",
+                      "x=" + os.path.join(out, "x.npy"), "--timeout", "5"], timeout=60)
+    res.check("hosts file with too few entries", code in (1, 2) and "hosts" in text and "2 ranks" in text, tail(text))
+    # a schedule.json from another compile is refused
+    other = tmpdir("pippy-cli-other-")
+    run([pippyc, model("mlp"), "--batch", "4", "--stages", "2", "-o", other, "--emit-only", "-q"])
+    code, text = run([os.path.join(good, "stage0"), "--rank", "0", "--schedule", os.path.join(other, "schedule.json"),
+                      "--input", "x=" + os.path.join(out, "x.npy")], timeout=60)
+    res.check("schedule.json of another compile is refused", code == 1 and "another compile" in text, tail(text))
+    # a killed rank: the others fail too, within the timeout, naming the peer, and nothing is left running
+    # (PIPPY_FAULT_DELAY_MS slows every F so the run is still going when the rank dies)
+    slow = tmpdir("pippy-cli-slow-")
+    run([pippyc, model("mlp"), "--batch", "8", "--stages", "2", "--microbatches", "8", "-o", slow, "-q"])
+    code, text = run(["sh", "-c", f"'{pippyrun}' '{slow}' --timeout 5 --input x={out}/x.npy & pid=$!; "
+                      f"sleep 1.5; pkill -KILL -f '{slow}/stage1'; wait $pid"], timeout=120,
+                     env={"PIPPY_FAULT_DELAY_MS": "400"})
+    code2, left = run(["sh", "-c", f"pgrep -f '{slow}/stage' || true"])
+    res.check(f"a killed rank under pippyrun: exit {code}, the failure is reported, no stage process is left",
+              code not in (0, 124) and "rank 1" in text and left.strip() == "", tail(text))
+    # the same without pippyrun: rank 0 must notice by itself and name its peer
+    code, text = run(["sh", "-c", f"'{slow}/stage1' --rank 1 --timeout 5 > /dev/null 2>&1 & p1=$!; "
+                      f"'{slow}/stage0' --rank 0 --timeout 5 --input x={out}/x.npy & p0=$!; "
+                      f"sleep 1.5; kill -KILL $p1; wait $p0"], timeout=60, env={"PIPPY_FAULT_DELAY_MS": "400"})
+    res.check(f"a killed rank without pippyrun: rank 0 exits {code} naming rank 1", code == 1 and "rank 1" in text,
+              tail(text))
+    shutil.rmtree(slow, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(good, ignore_errors=True)
+    shutil.rmtree(other, ignore_errors=True)
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()

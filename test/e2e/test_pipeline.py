@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Pipelined inference end to end: compile the sample models into 1-4 stages with several
+microbatch counts, run every rank with pippyrun (real processes, real UCX), and compare the
+outputs with onnxruntime's (samples/models/<model>.data, made by samples/make_refdata.py).
+
+usage: test_pipeline.py BUILD_DIR [--quick]"""
+
+import json
+import os
+import shutil
+import sys
+
+from common import MODELS, ROOT, Results, build_dir, run, tail, tmpdir
+
+QUICK = "--quick" in sys.argv
+
+# model, stage counts, microbatch counts (batch 8 everywhere)
+CASES = [
+    ("mlp", [1, 2, 3, 4], [1, 2, 8]),
+    ("skip", [1, 2, 3, 4], [1, 4]),
+    ("gpt_op14", [1, 2, 3, 4], [1, 2, 4]),
+    ("gpt_op17", [1, 2, 4], [1, 8]),
+    ("resnet18", [1, 2, 3, 4], [1, 2]),
+]
+if QUICK:
+    CASES = [("mlp", [1, 3], [1, 4]), ("gpt_op17", [2], [2]), ("skip", [4], [2])]
+
+
+def io_args(model):
+    meta = json.load(open(os.path.join(MODELS, model + ".json")))
+    data = os.path.join(MODELS, model + ".data")
+    args = []
+    for k, name in enumerate(meta["inputs"]):
+        args += ["--input", f"{name}={data}/input_{k}.pb"]
+    return meta, data, args
+
+
+def main():
+    b = build_dir()
+    pippyc, pippyrun = os.path.join(b, "pippyc"), os.path.join(b, "pippyrun")
+    res = Results("pipeline")
+    port = 31000
+    for model, stage_counts, mbs in CASES:
+        meta, data, inputs = io_args(model)
+        for S in stage_counts:
+            for M in mbs:
+                name = f"{model} stages={S} microbatches={M}"
+                out = tmpdir("pippy-e2e-")
+                port += 8
+                code, text = run([pippyc, os.path.join(MODELS, model + ".onnx"), "--stages", str(S), "--batch", "8",
+                                  "--microbatches", str(M), "--port", str(port), "-o", out, "-q"], timeout=600)
+                if code != 0:
+                    res.check(name, False, "pippyc failed:\n        " + tail(text))
+                    continue
+                sched = json.load(open(os.path.join(out, "schedule.json")))
+                if sched["config"]["stages"] != S or len(sched["stages"]) != S:
+                    res.check(name, False, f"schedule.json has {len(sched['stages'])} stages")
+                    continue
+                outputs = []
+                for k, oname in enumerate(meta["outputs"]):
+                    outputs += ["--output", f"{oname}={out}/output_{k}.pb"]
+                code, text = run([pippyrun, out, "--timeout", "60"] + inputs + outputs, timeout=300)
+                if code != 0:
+                    res.check(name, False, f"pippyrun exited {code}:\n        " + tail(text))
+                    continue
+                code, text = 0, ""
+                for k in range(len(meta["outputs"])):
+                    c, t = run([sys.executable, os.path.join(ROOT, "test/e2e/refcheck.py"),
+                                f"{data}/output_{k}.pb", f"{out}/output_{k}.pb", "--pippy-tol"])
+                    code, text = code or c, text + t
+                res.check(name, code == 0, tail(text))
+                if code == 0:
+                    shutil.rmtree(out, ignore_errors=True)
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()
