@@ -51,10 +51,10 @@ int pippy_status_exit_code(pippy_status s);
     } while (0)
 
 /* Wrap a libc call that returns <0 / NULL on failure and sets errno. */
-#define PIPPY_CHECK_SYS(cond, st, ...)                                          \
-    do {                                                                        \
-        if (!(cond))                                                            \
-            return pippy_fail((st), "%s:%d: " __VA_ARGS__, __FILE__, __LINE__); \
+#define PIPPY_CHECK_SYS(cond, st, fmt, ...)                                                    \
+    do {                                                                                       \
+        if (!(cond))                                                                           \
+            return pippy_fail((st), "%s:%d: " fmt, __FILE__, __LINE__, ##__VA_ARGS__);         \
     } while (0)
 
 #endif

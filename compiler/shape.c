@@ -67,6 +67,9 @@ pippy_status pippy_shape_bind(pippy_graph *g, const pippy_shape_bind_opts *o)
             memcpy(v->t.dims, o->shapes[s].dims, sizeof v->t.dims);
             bound = 1;
         }
+        if (!bound && !v->shape_known && v->t.rank == 0)
+            return pippy_fail(PIPPY_ERR_SHAPE, "%s: graph input '%s' has no shape in the model: give --shape %s=D1xD2...",
+                              g->path, v->name, v->name);
         if (!bound && o->batch > 0 && v->t.rank > 0)
             v->t.dims[0] = o->batch;
         for (int32_t d = 0; d < v->t.rank; d++)
