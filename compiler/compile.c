@@ -1,6 +1,7 @@
 /* compile.c — see compile.h. */
 #include "compile.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "emit.h"
+#include "fuse.h"
 #include "onnx_load.h"
 
 pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts *b, int lenient, pippy_graph **out)
@@ -152,7 +154,7 @@ static pippy_status pippy_build_stages(const pippy_plan *p, const pippy_stage_en
             bad = s;
     }
     if (bad >= 0) {
-        char log[PATH_MAX], text[2048] = "";
+        char log[PATH_MAX + 64], text[2048] = "";
         snprintf(log, sizeof log, "%s/.stage%d.log", dir, bad);
         FILE *f = fopen(log, "r");
         if (f) {
@@ -162,6 +164,63 @@ static pippy_status pippy_build_stages(const pippy_plan *p, const pippy_stage_en
         }
         return pippy_fail(PIPPY_ERR_IO, "compiling %s/stage%d.c with '%s' failed (full log: %s):\n%s", dir, bad, cc,
                           log, text);
+    }
+    return PIPPY_OK;
+}
+
+/* Remove the staging folder and whatever is in it (only files we write there). */
+static void pippy_rm_staging(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[PATH_MAX + 256];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Move the finished files from the staging folder into OUT; schedule.json last. Stage
+ * programs of an earlier compile with more stages are removed so none is left stale. */
+static pippy_status pippy_publish(const pippy_plan *p, const char *from, const char *to, int emit_only)
+{
+    char a[PATH_MAX + 64], b[PATH_MAX + 64];
+    const char *fixed[] = {"Makefile", "hosts", "schedule.json"};
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        const char *kinds[] = {"stage%d.c", "stage%d.weights", "stage%d"};
+        for (int k = 0; k < 3; k++) {
+            char name[64];
+            snprintf(name, sizeof name, kinds[k], s);
+            snprintf(a, sizeof a, "%s/%s", from, name);
+            snprintf(b, sizeof b, "%s/%s", to, name);
+            if (k == 2 && emit_only) {
+                unlink(b); /* an old binary would not match the new sources */
+                continue;
+            }
+            if (rename(a, b) != 0)
+                return pippy_fail(PIPPY_ERR_IO, "cannot move %s to %s: %s", a, b, strerror(errno));
+        }
+    }
+    for (int32_t s = p->n_stages; s < PIPPY_MAX_STAGES; s++) {
+        const char *kinds[] = {"stage%d.c", "stage%d.weights", "stage%d"};
+        for (int k = 0; k < 3; k++) {
+            char name[64];
+            snprintf(name, sizeof name, kinds[k], s);
+            snprintf(b, sizeof b, "%s/%s", to, name);
+            unlink(b);
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        snprintf(a, sizeof a, "%s/%s", from, fixed[k]);
+        snprintf(b, sizeof b, "%s/%s", to, fixed[k]);
+        if (rename(a, b) != 0)
+            return pippy_fail(PIPPY_ERR_IO, "cannot move %s to %s: %s", a, b, strerror(errno));
     }
     return PIPPY_OK;
 }
@@ -215,6 +274,8 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
         goto fail;
     }
     pippy_graph_prune(g);
+    pippy_fold_batchnorm(g);
+    pippy_fuse_activations(g);
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
         mb = g->values[g->inputs[0]].t.dims[0];
     if (batch <= 0)
@@ -246,28 +307,38 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
         plan.hash = h;
         st = pippy_schedule_build(&plan);
     }
+    /* Everything is written into OUT/.pippyc-staging first and moved into OUT only when the
+     * whole compile succeeded: a failed compile leaves an existing OUT as it was. */
     pippy_stage_env env;
+    char stage_dir[PATH_MAX];
+    snprintf(stage_dir, sizeof stage_dir, "%s/.pippyc-staging", o->out_dir);
     if (st == PIPPY_OK)
         st = pippy_stage_env_read(&env);
     if (st == PIPPY_OK)
         st = pippy_mkdir_p(o->out_dir);
+    if (st == PIPPY_OK) {
+        pippy_rm_staging(stage_dir);
+        st = pippy_mkdir_p(stage_dir);
+    }
     const char *cc = o->cc ? o->cc : env.cc;
-    pippy_emit_opts eo = {o->command_line, o->out_dir};
+    pippy_emit_opts eo = {o->command_line, stage_dir};
     for (int32_t s = 0; st == PIPPY_OK && s < plan.n_stages; s++) {
         st = pippy_emit_stage_c(&plan, s, &eo);
         if (st == PIPPY_OK)
             st = pippy_emit_weights(&plan, s, &eo);
     }
     if (st == PIPPY_OK)
-        st = pippy_write_makefile(&plan, &env, cc, o->out_dir);
+        st = pippy_write_makefile(&plan, &env, cc, stage_dir);
     if (st == PIPPY_OK)
         st = pippy_write_hosts(&plan, o->base_port > 0 ? o->base_port : 20000 + (int32_t)(plan.hash % 20000),
-                               o->out_dir);
+                               stage_dir);
     if (st == PIPPY_OK && !o->emit_only)
-        st = pippy_build_stages(&plan, &env, cc, o->out_dir);
-    /* schedule.json last: it is what marks the folder complete */
+        st = pippy_build_stages(&plan, &env, cc, stage_dir);
     if (st == PIPPY_OK)
         st = pippy_emit_schedule_json(&plan, &eo);
+    if (st == PIPPY_OK)
+        st = pippy_publish(&plan, stage_dir, o->out_dir, o->emit_only);
+    pippy_rm_staging(stage_dir);
     if (st == PIPPY_OK && !o->quiet) {
         printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s\n", g->path,
                o->out_dir, plan.n_stages, plan.n_stages > 1 ? "s" : "", pippy_split_source_name(plan.split_source),

@@ -1,0 +1,186 @@
+/* fuse.c — graph rewrites that let one kernel do the work of two.
+ *
+ * Conv / Gemm / MatMul followed by Relu, where the Relu is the only reader of
+ * the product and the product is not a graph output, becomes one node with
+ * the pippyc-private attribute "pippy.activation" = "Relu" (a oneDNN post-op).
+ * The Relu node is dropped and its output is written by the fused node.
+ *
+ * Conv followed by an inference BatchNormalization (all of whose inputs are
+ * stored data) becomes one Conv with scaled weights and a new bias:
+ *   s = scale / sqrt(var + eps);  W' = W * s (per output channel);  b' = (b - mean) * s + B */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuse.h"
+
+int32_t pippy_fuse_activations(pippy_graph *g)
+{
+    int32_t *readers = calloc((size_t)g->n_values + 1, sizeof *readers);
+    if (!readers)
+        return 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].removed)
+            continue;
+        for (int32_t k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] >= 0)
+                readers[g->nodes[i].in[k]]++;
+    }
+    int32_t fused = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        pippy_node *r = &g->nodes[i];
+        if (r->removed || strcmp(r->op, "Relu") != 0 || r->domain[0] || r->n_in != 1 || r->in[0] < 0)
+            continue;
+        pippy_value *mid = &g->values[r->in[0]];
+        if (mid->producer < 0 || readers[r->in[0]] != 1 || mid->is_output)
+            continue;
+        pippy_node *p = &g->nodes[mid->producer];
+        if (p->removed || p->domain[0] || p->n_out != 1 ||
+            (strcmp(p->op, "Conv") && strcmp(p->op, "Gemm") && strcmp(p->op, "MatMul")))
+            continue;
+        int has = 0;
+        for (int32_t a = 0; a < p->n_attrs; a++)
+            has |= strcmp(p->attrs[a].name, "pippy.activation") == 0;
+        if (has)
+            continue;
+        pippy_attr *attrs = malloc(((size_t)p->n_attrs + 1) * sizeof *attrs);
+        if (!attrs)
+            break;
+        memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
+        attrs[p->n_attrs] = (pippy_attr){.name = "pippy.activation", .type = PIPPY_ATTR_STRING, .s = "Relu"};
+        pippy_status st = pippy_node_set_attrs(p, attrs, p->n_attrs + 1);
+        free(attrs);
+        if (st != PIPPY_OK)
+            break;
+        /* the fused node writes the Relu's output; the intermediate goes away */
+        int32_t out = r->out[0];
+        p->out[0] = out;
+        g->values[out].producer = mid->producer;
+        mid->producer = -1;
+        r->removed = 1;
+        fused++;
+    }
+    free(readers);
+    return fused;
+}
+
+static int32_t pippy_count_readers(const pippy_graph *g, int32_t v)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (!g->nodes[i].removed)
+            for (int32_t k = 0; k < g->nodes[i].n_in; k++)
+                n += g->nodes[i].in[k] == v;
+    return n;
+}
+
+static const float *pippy_stored_floats(const pippy_graph *g, int32_t v, int64_t n)
+{
+    if (v < 0)
+        return NULL;
+    const pippy_value *x = &g->values[v];
+    if ((x->kind != PIPPY_VAL_PARAM && x->kind != PIPPY_VAL_CONST) || !x->data || x->t.dtype != PIPPY_DT_FLOAT ||
+        pippy_value_numel(x) != n)
+        return NULL;
+    return x->data;
+}
+
+/* A new stored float value named base+suffix holding data (taken over). */
+static int32_t pippy_new_param(pippy_graph *g, const char *base, const char *suffix, const pippy_tdesc *t, float *data)
+{
+    char name[1024];
+    snprintf(name, sizeof name, "%s%s", base, suffix);
+    for (int k = 1; pippy_graph_find(g, name) >= 0; k++)
+        snprintf(name, sizeof name, "%s%s_%d", base, suffix, k);
+    int32_t v = pippy_graph_value(g, name);
+    if (v < 0)
+        return -1;
+    pippy_value *x = &g->values[v];
+    x->kind = PIPPY_VAL_PARAM;
+    x->t = *t;
+    x->shape_known = 1;
+    x->data = data;
+    x->data_owned = 1;
+    return v;
+}
+
+int32_t pippy_fold_batchnorm(pippy_graph *g)
+{
+    int32_t folded = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        pippy_node *bn = &g->nodes[i];
+        if (bn->removed || strcmp(bn->op, "BatchNormalization") || bn->domain[0] || bn->n_in < 5 || bn->n_out != 1 ||
+            bn->in[0] < 0)
+            continue;
+        int32_t mid = bn->in[0];
+        int32_t cv = g->values[mid].producer;
+        if (cv < 0 || g->values[mid].is_output || pippy_count_readers(g, mid) != 1)
+            continue;
+        pippy_node *c = &g->nodes[cv];
+        if (c->removed || strcmp(c->op, "Conv") || c->domain[0] || c->n_out != 1 || c->n_in < 2)
+            continue;
+        int mode = 0;
+        for (int32_t a = 0; a < bn->n_attrs; a++)
+            if (!strcmp(bn->attrs[a].name, "training_mode"))
+                mode = (int)bn->attrs[a].i;
+        if (mode)
+            continue;
+        float eps = 1e-5f;
+        for (int32_t a = 0; a < bn->n_attrs; a++)
+            if (!strcmp(bn->attrs[a].name, "epsilon"))
+                eps = bn->attrs[a].f;
+        const pippy_value *wv = &g->values[c->in[1]];
+        if (wv->t.rank < 3)
+            continue;
+        int64_t co = wv->t.dims[0], per = pippy_value_numel(wv) / (co ? co : 1);
+        const float *w = pippy_stored_floats(g, c->in[1], co * per);
+        const float *b = c->n_in > 2 ? pippy_stored_floats(g, c->in[2], co) : NULL;
+        const float *scale = pippy_stored_floats(g, bn->in[1], co), *shift = pippy_stored_floats(g, bn->in[2], co);
+        const float *mean = pippy_stored_floats(g, bn->in[3], co), *var = pippy_stored_floats(g, bn->in[4], co);
+        if (!w || (c->n_in > 2 && c->in[2] >= 0 && !b) || !scale || !shift || !mean || !var)
+            continue;
+        float *nw = malloc((size_t)(co * per) * sizeof *nw), *nb = malloc((size_t)co * sizeof *nb);
+        if (!nw || !nb) {
+            free(nw), free(nb);
+            break;
+        }
+        for (int64_t o = 0; o < co; o++) {
+            float s = scale[o] / sqrtf(var[o] + eps);
+            for (int64_t j = 0; j < per; j++)
+                nw[o * per + j] = w[o * per + j] * s;
+            nb[o] = ((b ? b[o] : 0.0f) - mean[o]) * s + shift[o];
+        }
+        pippy_tdesc bt = {PIPPY_DT_FLOAT, 1, {co}};
+        char base[512];
+        snprintf(base, sizeof base, "%s", wv->name);
+        int32_t vw = pippy_new_param(g, base, "::bn_folded", &wv->t, nw);
+        if (vw < 0) {
+            free(nw), free(nb);
+            break;
+        }
+        int32_t vb = pippy_new_param(g, base, "::bn_folded_bias", &bt, nb);
+        if (vb < 0) {
+            free(nb);
+            break;
+        }
+        c = &g->nodes[cv]; /* the node array does not move, but keep the pointers fresh after allocation */
+        bn = &g->nodes[i];
+        if (c->n_in < 3) {
+            int32_t *in = realloc(c->in, 3 * sizeof *in);
+            if (!in)
+                break;
+            c->in = in;
+            c->n_in = 3;
+        }
+        c->in[1] = vw;
+        c->in[2] = vb;
+        int32_t out = bn->out[0];
+        c->out[0] = out;
+        g->values[out].producer = cv;
+        g->values[mid].producer = -1;
+        bn->removed = 1;
+        folded++;
+    }
+    return folded;
+}

@@ -1,0 +1,13 @@
+/* fuse.h — graph rewrites that fuse a node into its producer's kernel (see fuse.c). */
+#ifndef PIPPY_FUSE_H
+#define PIPPY_FUSE_H
+
+#include "ir.h"
+
+/* Conv/Gemm/MatMul + Relu -> one node with "pippy.activation"; returns how many were fused. */
+int32_t pippy_fuse_activations(pippy_graph *g);
+
+/* Conv + inference BatchNormalization -> one Conv with folded weights; returns how many. */
+int32_t pippy_fold_batchnorm(pippy_graph *g);
+
+#endif
