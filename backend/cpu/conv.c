@@ -1,3 +1,309 @@
-/* conv.c — placeholder until the op family lands. */
-#include "backend.h"
-const pippy_op_info pippy_cpu_ops_conv[] = {{0}};
+/* conv.c — Conv (1-D, 2-D and 3-D; group, dilations, strides, pads, auto_pad, optional bias).
+ *
+ * Fast kernel: the oneDNN convolution primitive (direct algorithm). Source and
+ * destination are left to the primitive (format any): when it prefers a blocked
+ * layout, the kernel reorders the plain NC... input into a buffer made at create,
+ * and the result back, around the convolution. Constant weights are reordered once,
+ * at create, into the primitive's layout and the run-time pointer for them is
+ * ignored (the same holds for a constant bias, copied at create); weights given at
+ * run time are read in their plain ONNX layout [M, C/group, k...] (= goihw).
+ * "pippy.activation" = "Relu" is an eltwise post-op.
+ * Reference kernel: plain loops (every case seen as 3-D), double accumulators. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+
+typedef struct {
+    pippy_window w;
+    int64_t N, C, M, G;
+    int has_b;
+} pippy_conv_geom;
+
+static pippy_status pippy_conv_geom_get(const pippy_op_desc *d, pippy_conv_geom *g)
+{
+    if (d->n_in < 2 || d->n_in > 3)
+        return pippy_fail(PIPPY_ERR_INVALID, "Conv: expected 2 or 3 inputs, found %d", d->n_in);
+    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
+    PIPPY_TRY(pippy_dense_want_float(d, 1, "W"));
+    const pippy_tdesc *x = &d->in[0], *w = &d->in[1];
+    char sx[160], sw[160], sb[160];
+    if (x->rank < 3)
+        return pippy_fail(PIPPY_ERR_SHAPE, "Conv: X must be [N,C,spatial...], found %s",
+                          pippy_tdesc_str(x, sx, sizeof sx));
+    if (x->rank > 2 + PIPPY_DENSE_MAX_SPATIAL)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "Conv: X is %s; only 1-D, 2-D and 3-D convolutions are supported",
+                          pippy_tdesc_str(x, sx, sizeof sx));
+    if (w->rank != x->rank)
+        return pippy_fail(PIPPY_ERR_SHAPE, "Conv: W must have the rank of X: X is %s, W is %s",
+                          pippy_tdesc_str(x, sx, sizeof sx), pippy_tdesc_str(w, sw, sizeof sw));
+    memset(g, 0, sizeof *g);
+    int ns = x->rank - 2;
+    g->N = x->dims[0];
+    g->C = x->dims[1];
+    g->M = w->dims[0];
+    g->G = pippy_attr_int(d, "group", 1);
+    if (g->G < 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "Conv: group is %lld, expected >= 1", (long long)g->G);
+    if (w->dims[1] * g->G != g->C)
+        return pippy_fail(PIPPY_ERR_SHAPE,
+                          "Conv: channels differ: X is %s (%lld channels), W is %s with group %lld (%lld channels)",
+                          pippy_tdesc_str(x, sx, sizeof sx), (long long)g->C, pippy_tdesc_str(w, sw, sizeof sw),
+                          (long long)g->G, (long long)(w->dims[1] * g->G));
+    if (g->M % g->G != 0)
+        return pippy_fail(PIPPY_ERR_SHAPE, "Conv: W is %s: its %lld output channels do not split into %lld groups",
+                          pippy_tdesc_str(w, sw, sizeof sw), (long long)g->M, (long long)g->G);
+    const int64_t *ks;
+    int nks = pippy_attr_ints(d, "kernel_shape", &ks);
+    if (nks >= 0) {
+        if (nks != ns)
+            return pippy_fail(PIPPY_ERR_INVALID, "Conv: kernel_shape has %d values, expected %d", nks, ns);
+        for (int i = 0; i < ns; i++)
+            if (ks[i] != w->dims[2 + i])
+                return pippy_fail(PIPPY_ERR_SHAPE, "Conv: kernel_shape[%d] is %lld but W is %s", i,
+                                  (long long)ks[i], pippy_tdesc_str(w, sw, sizeof sw));
+    }
+    g->has_b = pippy_dense_has_input(d, 2);
+    if (g->has_b) {
+        PIPPY_TRY(pippy_dense_want_float(d, 2, "B"));
+        const pippy_tdesc *b = &d->in[2];
+        if (b->rank != 1 || b->dims[0] != g->M)
+            return pippy_fail(PIPPY_ERR_SHAPE, "Conv: B must be [%lld] (one per output channel), found %s",
+                              (long long)g->M, pippy_tdesc_str(b, sb, sizeof sb));
+    }
+    return pippy_dense_window(d, ns, x->dims + 2, w->dims + 2, 0, &g->w);
+}
+
+static pippy_status pippy_conv_infer(pippy_op_desc *d)
+{
+    pippy_conv_geom g;
+    int relu;
+    PIPPY_TRY(pippy_conv_geom_get(d, &g));
+    PIPPY_TRY(pippy_dense_activation(d, &relu));
+    if (d->n_out != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "Conv: expected 1 output, found %d", d->n_out);
+    pippy_tdesc *o = &d->out[0];
+    memset(o, 0, sizeof *o);
+    o->dtype = PIPPY_DT_FLOAT;
+    o->rank = 2 + g.w.ns;
+    o->dims[0] = g.N;
+    o->dims[1] = g.M;
+    for (int i = 0; i < g.w.ns; i++)
+        o->dims[2 + i] = g.w.out[i];
+    return PIPPY_OK;
+}
+
+static double pippy_conv_flops(const pippy_op_desc *d)
+{
+    pippy_conv_geom g;
+    if (pippy_conv_geom_get(d, &g) != PIPPY_OK)
+        return 0;
+    double f = 2.0 * (double)g.N * (double)g.M * (double)(g.C / g.G);
+    for (int i = 0; i < g.w.ns; i++)
+        f *= (double)g.w.out[i] * (double)g.w.k[i];
+    return f;
+}
+
+/* ---- reference ---- */
+
+typedef struct {
+    pippy_kernel base;
+    pippy_conv_geom g;
+    int relu;
+} pippy_conv_ref;
+
+static void pippy_conv_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const pippy_conv_ref *k = (const pippy_conv_ref *)kb;
+    const pippy_conv_geom *g = &k->g;
+    const float *X = in[0], *W = in[1], *B = g->has_b ? in[2] : NULL;
+    float *Y = out[0];
+    /* every case as 3-D: missing leading spatial dims have extent 1 */
+    int64_t I[3], K[3], O[3], S[3], D[3], P[3];
+    int off = 3 - g->w.ns;
+    for (int i = 0; i < 3; i++) {
+        int j = i - off;
+        I[i] = j >= 0 ? g->w.in[j] : 1;
+        K[i] = j >= 0 ? g->w.k[j] : 1;
+        O[i] = j >= 0 ? g->w.out[j] : 1;
+        S[i] = j >= 0 ? g->w.s[j] : 1;
+        D[i] = j >= 0 ? g->w.dl[j] : 1;
+        P[i] = j >= 0 ? g->w.pl[j] : 0;
+    }
+    int64_t cg = g->C / g->G, mg = g->M / g->G;
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t m = 0; m < g->M; m++) {
+            int64_t grp = m / mg;
+            for (int64_t od = 0; od < O[0]; od++)
+                for (int64_t oh = 0; oh < O[1]; oh++)
+                    for (int64_t ow = 0; ow < O[2]; ow++) {
+                        double s = B ? B[m] : 0.0;
+                        for (int64_t c = 0; c < cg; c++) {
+                            int64_t ic = grp * cg + c;
+                            for (int64_t kd = 0; kd < K[0]; kd++) {
+                                int64_t id = od * S[0] - P[0] + kd * D[0];
+                                if (id < 0 || id >= I[0])
+                                    continue;
+                                for (int64_t kh = 0; kh < K[1]; kh++) {
+                                    int64_t ih = oh * S[1] - P[1] + kh * D[1];
+                                    if (ih < 0 || ih >= I[1])
+                                        continue;
+                                    for (int64_t kw = 0; kw < K[2]; kw++) {
+                                        int64_t iw = ow * S[2] - P[2] + kw * D[2];
+                                        if (iw < 0 || iw >= I[2])
+                                            continue;
+                                        float xv = X[(((n * g->C + ic) * I[0] + id) * I[1] + ih) * I[2] + iw];
+                                        float wv = W[(((m * cg + c) * K[0] + kd) * K[1] + kh) * K[2] + kw];
+                                        s += (double)xv * (double)wv;
+                                    }
+                                }
+                            }
+                        }
+                        float v = (float)s;
+                        Y[(((n * g->M + m) * O[0] + od) * O[1] + oh) * O[2] + ow] = k->relu && v < 0 ? 0.0f : v;
+                    }
+        }
+}
+
+/* ---- oneDNN ---- */
+
+static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_conv_geom *g, int relu,
+                                    pippy_dnnl_kernel *k)
+{
+    int ns = g->w.ns, nd = 2 + ns;
+    int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS], wd[DNNL_MAX_NDIMS];
+    xd[0] = g->N, xd[1] = g->C;
+    yd[0] = g->N, yd[1] = g->M;
+    int wnd;
+    if (g->G > 1) { /* [G, M/G, C/G, k...]: the same bytes as ONNX's [M, C/G, k...] */
+        wnd = nd + 1;
+        wd[0] = g->G, wd[1] = g->M / g->G, wd[2] = g->C / g->G;
+    } else {
+        wnd = nd;
+        wd[0] = g->M, wd[1] = g->C;
+    }
+    dnnl_dims_t strides, dil, pl, pr;
+    for (int i = 0; i < ns; i++) {
+        xd[2 + i] = g->w.in[i];
+        yd[2 + i] = g->w.out[i];
+        wd[wnd - ns + i] = g->w.k[i];
+        strides[i] = g->w.s[i];
+        dil[i] = g->w.dl[i] - 1; /* oneDNN: 0 is no dilation */
+        pl[i] = g->w.pl[i];
+        pr[i] = g->w.pr[i];
+    }
+    dnnl_memory_desc_t xmd_user, ymd_user, wmd_user, bmd, xmd, ymd, wmd;
+    PIPPY_TRY(pippy_dnnl_md_plain(&xmd_user, nd, xd));
+    PIPPY_TRY(pippy_dnnl_md_plain(&ymd_user, nd, yd));
+    PIPPY_TRY(pippy_dnnl_md_plain(&wmd_user, wnd, wd));
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&xmd, nd, xmd_user.dims, dnnl_f32, dnnl_format_tag_any));
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&ymd, nd, ymd_user.dims, dnnl_f32, dnnl_format_tag_any));
+    const void *wconst = d->in_const[1];
+    if (wconst)
+        PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, wnd, wmd_user.dims, dnnl_f32, dnnl_format_tag_any));
+    else
+        wmd = wmd_user;
+    int64_t bdim = g->M;
+    if (g->has_b)
+        PIPPY_TRY(pippy_dnnl_md_plain(&bmd, 1, &bdim));
+
+    dnnl_convolution_desc_t cd;
+    PIPPY_DNNL_CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                                &xmd, &wmd, g->has_b ? &bmd : NULL, &ymd, strides,
+                                                                dil, pl, pr));
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    dnnl_status_t s = dnnl_success;
+    if (relu) {
+        dnnl_post_ops_t po;
+        s = dnnl_post_ops_create(&po);
+        if (s == dnnl_success) {
+            s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+            if (s == dnnl_success)
+                s = dnnl_primitive_attr_set_post_ops(attr, po);
+            dnnl_post_ops_destroy(po);
+        }
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    if (s == dnnl_success)
+        s = dnnl_primitive_desc_create(&pd, &cd, attr, k->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (s == dnnl_unimplemented)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "Conv: oneDNN has no implementation for this case");
+    PIPPY_DNNL_CHECK(s);
+
+    /* Memory objects; src/dst through a reorder when the primitive chose another layout. */
+    pippy_status st = PIPPY_OK;
+    dnnl_memory_t xu = NULL, yu = NULL, xm = NULL, ym = NULL, wm = NULL, bm = NULL;
+    const dnnl_memory_desc_t *xq = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *yq = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    int x_reorder = !dnnl_memory_desc_equal(xq, &xmd_user), y_reorder = !dnnl_memory_desc_equal(yq, &ymd_user);
+    if ((st = pippy_dnnl_memory(k, &xmd_user, NULL, &xu)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xu, 0)) != PIPPY_OK ||
+        (st = pippy_dnnl_memory(k, &ymd_user, NULL, &yu)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, yu, 0)) != PIPPY_OK)
+        goto fail;
+    xm = xu;
+    ym = yu;
+    if (x_reorder && ((st = pippy_dnnl_memory_alloc(k, xq, &xm, NULL)) != PIPPY_OK ||
+                      (st = pippy_dnnl_add_reorder(k, xu, xm)) != PIPPY_OK))
+        goto fail;
+    if (y_reorder && (st = pippy_dnnl_memory_alloc(k, yq, &ym, NULL)) != PIPPY_OK)
+        goto fail;
+    if (wconst)
+        st = pippy_dnnl_const(k, &wmd_user, wconst, wq, 1.0f, &wm);
+    else if ((st = pippy_dnnl_memory(k, &wmd, NULL, &wm)) == PIPPY_OK)
+        st = pippy_dnnl_bind_in(k, wm, 1);
+    if (st != PIPPY_OK)
+        goto fail;
+    if (g->has_b) {
+        if (d->in_const[2])
+            st = pippy_dnnl_const(k, &bmd, d->in_const[2], &bmd, 1.0f, &bm);
+        else if ((st = pippy_dnnl_memory(k, &bmd, NULL, &bm)) == PIPPY_OK)
+            st = pippy_dnnl_bind_in(k, bm, 2);
+        if (st != PIPPY_OK)
+            goto fail;
+    }
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}, {DNNL_ARG_BIAS, bm}};
+    PIPPY_TRY(pippy_dnnl_add_step(k, pd, args, g->has_b ? 4 : 3));
+    if (y_reorder)
+        PIPPY_TRY(pippy_dnnl_add_reorder(k, ym, yu));
+    return PIPPY_OK;
+fail:
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+static pippy_status pippy_conv_create(const pippy_op_desc *d, pippy_kernel **out)
+{
+    pippy_conv_geom g;
+    int relu;
+    PIPPY_TRY(pippy_conv_geom_get(d, &g));
+    PIPPY_TRY(pippy_dense_activation(d, &relu));
+    int empty = pippy_tdesc_numel(&d->in[0]) == 0 || pippy_tdesc_numel(&d->in[1]) == 0;
+    if (!d->reference && !empty) {
+        pippy_dnnl_kernel *k;
+        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
+        pippy_status st = pippy_conv_fast(d, &g, relu, k);
+        if (st == PIPPY_OK) {
+            *out = &k->base;
+            return PIPPY_OK;
+        }
+        pippy_dnnl_kernel_free(&k->base);
+        if (st != PIPPY_ERR_UNSUPPORTED)
+            return st;
+        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
+    }
+    pippy_conv_ref *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "Conv: out of memory");
+    k->base.run = pippy_conv_ref_run;
+    k->g = g;
+    k->relu = relu;
+    *out = &k->base;
+    return PIPPY_OK;
+}
+
+const pippy_op_info pippy_cpu_ops_conv[] = {
+    {"Conv", "", pippy_conv_infer, pippy_conv_flops, pippy_conv_create},
+    {0},
+};

@@ -1,3 +1,513 @@
-/* matmul.c — placeholder until the op family lands. */
-#include "backend.h"
-const pippy_op_info pippy_cpu_ops_matmul[] = {{0}};
+/* matmul.c — MatMul (numpy semantics) and Gemm on the CPU.
+ *
+ * Fast kernels use the oneDNN matmul primitive:
+ *   - MatMul whose B has no batch (or only batch dims of 1) runs as one 2-D matmul
+ *     with M = (A's batch) * M, e.g. [B,T,C] x [C,N];
+ *   - otherwise a batched matmul with oneDNN's broadcast of batch dims of 1
+ *     (both sides), e.g. [B,H,T,D] x [B,H,D,T] or [3,1,3,4] x [1,2,4,2].
+ *   - Gemm: A and B (transposed or not) are described by strides; alpha is folded
+ *     into a constant B, else applied as the output scale; beta*C is a binary-add
+ *     post-op (C constant: scaled and broadcast once at create; C at run time:
+ *     output scale alpha/beta, add C, linear(beta)). A C of shape [M,1] given at
+ *     run time works but oneDNN 2.6 runs that broadcast in its slow reference matmul.
+ *   - a constant B is reordered once, at create, into the layout the primitive
+ *     prefers (format any) and the run-time pointer for it is ignored.
+ *   - "pippy.activation" = "Relu" becomes an eltwise ReLU post-op.
+ * Shapes with a zero dim, or that oneDNN has no implementation for, use the
+ * reference kernel. Reference kernels: plain loops, double accumulators. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+
+/* ---------------------------------------------------------------- MatMul */
+
+typedef struct {
+    int nb;                     /* batch rank of the output */
+    int64_t ob[PIPPY_MAX_RANK]; /* output batch dims */
+    int64_t ab[PIPPY_MAX_RANK]; /* A's batch dims, left-padded with 1 to nb */
+    int64_t bb[PIPPY_MAX_RANK]; /* B's batch dims, likewise */
+    int64_t M, K, N;
+    int a1, b1;                 /* A / B are 1-D */
+} pippy_mm_geom;
+
+static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
+{
+    if (d->n_in != 2)
+        return pippy_fail(PIPPY_ERR_INVALID, "MatMul: expected 2 inputs, found %d", d->n_in);
+    PIPPY_TRY(pippy_dense_want_float(d, 0, "A"));
+    PIPPY_TRY(pippy_dense_want_float(d, 1, "B"));
+    const pippy_tdesc *a = &d->in[0], *b = &d->in[1];
+    char sa[160], sb[160];
+    if (a->rank < 1 || b->rank < 1)
+        return pippy_fail(PIPPY_ERR_SHAPE, "MatMul: operands must have rank >= 1: A is %s, B is %s",
+                          pippy_tdesc_str(a, sa, sizeof sa), pippy_tdesc_str(b, sb, sizeof sb));
+    memset(g, 0, sizeof *g);
+    g->a1 = a->rank == 1;
+    g->b1 = b->rank == 1;
+    g->M = g->a1 ? 1 : a->dims[a->rank - 2];
+    g->K = a->dims[a->rank - 1];
+    int64_t kb = g->b1 ? b->dims[0] : b->dims[b->rank - 2];
+    g->N = g->b1 ? 1 : b->dims[b->rank - 1];
+    if (g->K != kb)
+        return pippy_fail(PIPPY_ERR_SHAPE, "MatMul: inner dims differ: A is %s, B is %s (%lld vs %lld)",
+                          pippy_tdesc_str(a, sa, sizeof sa), pippy_tdesc_str(b, sb, sizeof sb),
+                          (long long)g->K, (long long)kb);
+    int ra = g->a1 ? 0 : a->rank - 2, rb = g->b1 ? 0 : b->rank - 2;
+    g->nb = ra > rb ? ra : rb;
+    for (int i = 0; i < g->nb; i++) {
+        int ia = i - (g->nb - ra), ib = i - (g->nb - rb);
+        int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+        if (da != db && da != 1 && db != 1)
+            return pippy_fail(PIPPY_ERR_SHAPE,
+                              "MatMul: batch dims do not broadcast: A is %s, B is %s (batch dim %d: %lld vs %lld)",
+                              pippy_tdesc_str(a, sa, sizeof sa), pippy_tdesc_str(b, sb, sizeof sb), i,
+                              (long long)da, (long long)db);
+        g->ab[i] = da;
+        g->bb[i] = db;
+        g->ob[i] = da == 1 ? db : da;
+    }
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_matmul_infer(pippy_op_desc *d)
+{
+    pippy_mm_geom g;
+    int relu;
+    PIPPY_TRY(pippy_mm_geom_get(d, &g));
+    PIPPY_TRY(pippy_dense_activation(d, &relu));
+    if (d->n_out != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "MatMul: expected 1 output, found %d", d->n_out);
+    pippy_tdesc *o = &d->out[0];
+    memset(o, 0, sizeof *o);
+    o->dtype = PIPPY_DT_FLOAT;
+    for (int i = 0; i < g.nb; i++)
+        o->dims[o->rank++] = g.ob[i];
+    if (!g.a1)
+        o->dims[o->rank++] = g.M;
+    if (!g.b1)
+        o->dims[o->rank++] = g.N;
+    return PIPPY_OK;
+}
+
+static int64_t pippy_prod(const int64_t *v, int n)
+{
+    int64_t p = 1;
+    for (int i = 0; i < n; i++)
+        p *= v[i];
+    return p;
+}
+
+static double pippy_matmul_flops(const pippy_op_desc *d)
+{
+    pippy_mm_geom g;
+    if (pippy_mm_geom_get(d, &g) != PIPPY_OK)
+        return 0;
+    return 2.0 * (double)pippy_prod(g.ob, g.nb) * (double)g.M * (double)g.N * (double)g.K;
+}
+
+typedef struct {
+    pippy_kernel base;
+    pippy_mm_geom g;
+    int relu;
+} pippy_mm_ref;
+
+static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const pippy_mm_ref *k = (const pippy_mm_ref *)kb;
+    const pippy_mm_geom *g = &k->g;
+    const float *A = in[0], *B = in[1];
+    float *Y = out[0];
+    int64_t M = g->M, K = g->K, N = g->N;
+    int64_t nbatch = pippy_prod(g->ob, g->nb);
+    int64_t idx[PIPPY_MAX_RANK] = {0};
+    for (int64_t t = 0; t < nbatch; t++) {
+        /* offsets of this output batch in A and B (a dim of 1 broadcasts) */
+        int64_t ao = 0, bo = 0;
+        for (int i = 0; i < g->nb; i++) {
+            ao = ao * g->ab[i] + (g->ab[i] == 1 ? 0 : idx[i]);
+            bo = bo * g->bb[i] + (g->bb[i] == 1 ? 0 : idx[i]);
+        }
+        const float *a = A + ao * M * K, *b = B + bo * K * N;
+        float *y = Y + t * M * N;
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                double s = 0;
+                for (int64_t kk = 0; kk < K; kk++)
+                    s += (double)a[m * K + kk] * (double)b[kk * N + n];
+                float v = (float)s;
+                y[m * N + n] = k->relu && v < 0 ? 0.0f : v;
+            }
+        for (int i = g->nb - 1; i >= 0; i--) {
+            if (++idx[i] < g->ob[i])
+                break;
+            idx[i] = 0;
+        }
+    }
+}
+
+static pippy_status pippy_relu_post_ops(dnnl_primitive_attr_t attr, int relu)
+{
+    if (!relu)
+        return PIPPY_OK;
+    dnnl_post_ops_t po;
+    PIPPY_DNNL_CHECK(dnnl_post_ops_create(&po));
+    dnnl_status_t s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    if (s == dnnl_success)
+        s = dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    PIPPY_DNNL_CHECK(s);
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_mm_geom *g, int relu,
+                                      pippy_dnnl_kernel *k)
+{
+    int64_t sd[DNNL_MAX_NDIMS], wd[DNNL_MAX_NDIMS], dd[DNNL_MAX_NDIMS];
+    int nd;
+    if (pippy_prod(g->bb, g->nb) == 1) {
+        /* B has no real batch: the output is A's rows times B, one 2-D matmul. */
+        int64_t rows = pippy_prod(g->ab, g->nb) * g->M;
+        nd = 2;
+        sd[0] = rows, sd[1] = g->K;
+        wd[0] = g->K, wd[1] = g->N;
+        dd[0] = rows, dd[1] = g->N;
+    } else {
+        nd = g->nb + 2;
+        for (int i = 0; i < g->nb; i++)
+            sd[i] = g->ab[i], wd[i] = g->bb[i], dd[i] = g->ob[i];
+        sd[nd - 2] = g->M, sd[nd - 1] = g->K;
+        wd[nd - 2] = g->K, wd[nd - 1] = g->N;
+        dd[nd - 2] = g->M, dd[nd - 1] = g->N;
+    }
+    dnnl_memory_desc_t smd, wmd_user, wmd, dmd;
+    PIPPY_TRY(pippy_dnnl_md_plain(&smd, nd, sd));
+    PIPPY_TRY(pippy_dnnl_md_plain(&wmd_user, nd, wd));
+    PIPPY_TRY(pippy_dnnl_md_plain(&dmd, nd, dd));
+    const void *wconst = d->in_const[1];
+    if (wconst)
+        PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, nd, wmd_user.dims, dnnl_f32, dnnl_format_tag_any));
+    else
+        wmd = wmd_user;
+
+    dnnl_matmul_desc_t md;
+    PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd));
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    pippy_status st = pippy_relu_post_ops(attr, relu);
+    dnnl_primitive_desc_t pd = NULL;
+    if (st == PIPPY_OK) {
+        dnnl_status_t s = dnnl_primitive_desc_create(&pd, &md, attr, k->engine, NULL);
+        if (s == dnnl_unimplemented)
+            st = pippy_fail(PIPPY_ERR_UNSUPPORTED, "MatMul: oneDNN has no implementation for this case");
+        else if (s != dnnl_success)
+            st = pippy_dnnl_fail(s, "dnnl_primitive_desc_create(matmul)", __FILE__, __LINE__);
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (st != PIPPY_OK)
+        return st;
+
+    dnnl_memory_t sm = NULL, wm = NULL, dm = NULL;
+    if ((st = pippy_dnnl_memory(k, &smd, NULL, &sm)) == PIPPY_OK && (st = pippy_dnnl_bind_in(k, sm, 0)) == PIPPY_OK &&
+        (st = pippy_dnnl_memory(k, &dmd, NULL, &dm)) == PIPPY_OK && (st = pippy_dnnl_bind_out(k, dm, 0)) == PIPPY_OK) {
+        if (wconst)
+            st = pippy_dnnl_const(k, &wmd_user, wconst, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                                  1.0f, &wm);
+        else if ((st = pippy_dnnl_memory(k, &wmd, NULL, &wm)) == PIPPY_OK)
+            st = pippy_dnnl_bind_in(k, wm, 1);
+    }
+    if (st != PIPPY_OK) {
+        dnnl_primitive_desc_destroy(pd);
+        return st;
+    }
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}};
+    return pippy_dnnl_add_step(k, pd, args, 3);
+}
+
+static int pippy_any_empty(const pippy_op_desc *d)
+{
+    for (int i = 0; i < d->n_in; i++)
+        if (d->in[i].dtype != PIPPY_DT_UNDEFINED && pippy_tdesc_numel(&d->in[i]) == 0)
+            return 1;
+    for (int i = 0; i < d->n_out; i++)
+        if (pippy_tdesc_numel(&d->out[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static pippy_status pippy_matmul_create(const pippy_op_desc *d, pippy_kernel **out)
+{
+    pippy_mm_geom g;
+    int relu;
+    PIPPY_TRY(pippy_mm_geom_get(d, &g));
+    PIPPY_TRY(pippy_dense_activation(d, &relu));
+    if (!d->reference && !pippy_any_empty(d)) {
+        pippy_dnnl_kernel *k;
+        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
+        pippy_status st = pippy_matmul_fast(d, &g, relu, k);
+        if (st == PIPPY_OK) {
+            *out = &k->base;
+            return PIPPY_OK;
+        }
+        pippy_dnnl_kernel_free(&k->base);
+        if (st != PIPPY_ERR_UNSUPPORTED)
+            return st;
+        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
+    }
+    pippy_mm_ref *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "MatMul: out of memory");
+    k->base.run = pippy_matmul_ref_run;
+    k->g = g;
+    k->relu = relu;
+    *out = &k->base;
+    return PIPPY_OK;
+}
+
+/* ---------------------------------------------------------------- Gemm */
+
+typedef struct {
+    int64_t M, K, N;
+    int ta, tb;
+    float alpha, beta;
+    int has_c;
+    int64_t cr, cc; /* C seen as 2-D [cr, cc], each 1 or M / N */
+} pippy_gemm_geom;
+
+static pippy_status pippy_gemm_geom_get(const pippy_op_desc *d, pippy_gemm_geom *g)
+{
+    if (d->n_in < 2 || d->n_in > 3)
+        return pippy_fail(PIPPY_ERR_INVALID, "Gemm: expected 2 or 3 inputs, found %d", d->n_in);
+    PIPPY_TRY(pippy_dense_want_float(d, 0, "A"));
+    PIPPY_TRY(pippy_dense_want_float(d, 1, "B"));
+    const pippy_tdesc *a = &d->in[0], *b = &d->in[1];
+    char sa[160], sb[160], sc[160];
+    if (a->rank != 2 || b->rank != 2)
+        return pippy_fail(PIPPY_ERR_SHAPE, "Gemm: A and B must be 2-D: A is %s, B is %s",
+                          pippy_tdesc_str(a, sa, sizeof sa), pippy_tdesc_str(b, sb, sizeof sb));
+    memset(g, 0, sizeof *g);
+    g->ta = pippy_attr_int(d, "transA", 0) != 0;
+    g->tb = pippy_attr_int(d, "transB", 0) != 0;
+    g->alpha = pippy_attr_float(d, "alpha", 1.0f);
+    g->beta = pippy_attr_float(d, "beta", 1.0f);
+    g->M = g->ta ? a->dims[1] : a->dims[0];
+    g->K = g->ta ? a->dims[0] : a->dims[1];
+    int64_t kb = g->tb ? b->dims[1] : b->dims[0];
+    g->N = g->tb ? b->dims[0] : b->dims[1];
+    if (g->K != kb)
+        return pippy_fail(PIPPY_ERR_SHAPE, "Gemm: inner dims differ: A is %s%s, B is %s%s (%lld vs %lld)",
+                          pippy_tdesc_str(a, sa, sizeof sa), g->ta ? " (transA)" : "",
+                          pippy_tdesc_str(b, sb, sizeof sb), g->tb ? " (transB)" : "", (long long)g->K,
+                          (long long)kb);
+    g->has_c = pippy_dense_has_input(d, 2);
+    if (g->has_c) {
+        PIPPY_TRY(pippy_dense_want_float(d, 2, "C"));
+        const pippy_tdesc *c = &d->in[2];
+        g->cr = c->rank == 2 ? c->dims[0] : 1;
+        g->cc = c->rank >= 1 ? c->dims[c->rank - 1] : 1;
+        if (c->rank > 2 || (g->cr != 1 && g->cr != g->M) || (g->cc != 1 && g->cc != g->N))
+            return pippy_fail(PIPPY_ERR_SHAPE, "Gemm: C is %s, which does not broadcast to the output [%lld,%lld]",
+                              pippy_tdesc_str(c, sc, sizeof sc), (long long)g->M, (long long)g->N);
+    }
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_gemm_infer(pippy_op_desc *d)
+{
+    pippy_gemm_geom g;
+    int relu;
+    PIPPY_TRY(pippy_gemm_geom_get(d, &g));
+    PIPPY_TRY(pippy_dense_activation(d, &relu));
+    if (d->n_out != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "Gemm: expected 1 output, found %d", d->n_out);
+    memset(&d->out[0], 0, sizeof d->out[0]);
+    d->out[0].dtype = PIPPY_DT_FLOAT;
+    d->out[0].rank = 2;
+    d->out[0].dims[0] = g.M;
+    d->out[0].dims[1] = g.N;
+    return PIPPY_OK;
+}
+
+static double pippy_gemm_flops(const pippy_op_desc *d)
+{
+    pippy_gemm_geom g;
+    if (pippy_gemm_geom_get(d, &g) != PIPPY_OK)
+        return 0;
+    return 2.0 * (double)g.M * (double)g.N * (double)g.K + (g.has_c ? 2.0 * (double)g.M * (double)g.N : 0);
+}
+
+typedef struct {
+    pippy_kernel base;
+    pippy_gemm_geom g;
+    int relu;
+} pippy_gemm_ref;
+
+static void pippy_gemm_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const pippy_gemm_ref *k = (const pippy_gemm_ref *)kb;
+    const pippy_gemm_geom *g = &k->g;
+    const float *A = in[0], *B = in[1], *C = g->has_c ? in[2] : NULL;
+    float *Y = out[0];
+    int64_t M = g->M, K = g->K, N = g->N;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = 0;
+            for (int64_t kk = 0; kk < K; kk++) {
+                float a = g->ta ? A[kk * M + m] : A[m * K + kk];
+                float b = g->tb ? B[n * K + kk] : B[kk * N + n];
+                s += (double)a * (double)b;
+            }
+            s *= g->alpha;
+            if (C)
+                s += (double)g->beta * C[(g->cr == 1 ? 0 : m) * g->cc + (g->cc == 1 ? 0 : n)];
+            float v = (float)s;
+            Y[m * N + n] = k->relu && v < 0 ? 0.0f : v;
+        }
+}
+
+static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_gemm_geom *g, int relu,
+                                    pippy_dnnl_kernel *k)
+{
+    dnnl_dims_t sdims = {g->M, g->K}, wdims = {g->K, g->N}, ddims = {g->M, g->N};
+    dnnl_dims_t sstr = {g->ta ? 1 : g->K, g->ta ? g->M : 1};
+    dnnl_dims_t wstr = {g->tb ? 1 : g->N, g->tb ? g->K : 1};
+    dnnl_memory_desc_t smd, wmd_user, wmd, dmd, cmd;
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_strides(&smd, 2, sdims, dnnl_f32, sstr));
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_strides(&wmd_user, 2, wdims, dnnl_f32, wstr));
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, ddims, dnnl_f32, dnnl_ab));
+    const void *wconst = d->in_const[1];
+    if (wconst)
+        PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wdims, dnnl_f32, dnnl_format_tag_any));
+    else
+        wmd = wmd_user;
+
+    /* What the post-ops must do. */
+    int use_c = g->has_c && g->beta != 0.0f;
+    int c_const = use_c && d->in_const[2] != NULL;
+    float pre_scale = wconst ? 1.0f : g->alpha; /* alpha folded into a constant B */
+    float post_scale = 1.0f;
+    dnnl_memory_t cm = NULL;
+    if (use_c && c_const) {
+        /* beta * C, broadcast along N now (and along M only when C varies along M) */
+        int64_t rows = g->cr == 1 ? 1 : g->M;
+        dnnl_dims_t cd = {rows, g->N};
+        PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&cmd, 2, cd, dnnl_f32, dnnl_ab));
+        void *buf;
+        PIPPY_TRY(pippy_dnnl_memory_alloc(k, &cmd, &cm, &buf));
+        const float *c = d->in_const[2];
+        float *cb = buf;
+        for (int64_t m = 0; m < rows; m++)
+            for (int64_t n = 0; n < g->N; n++)
+                cb[m * g->N + n] = g->beta * c[(g->cr == 1 ? 0 : m) * g->cc + (g->cc == 1 ? 0 : n)];
+    } else if (use_c) {
+        dnnl_dims_t cd = {g->cr, g->cc};
+        PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&cmd, 2, cd, dnnl_f32, dnnl_ab));
+        PIPPY_TRY(pippy_dnnl_memory(k, &cmd, NULL, &cm));
+        PIPPY_TRY(pippy_dnnl_bind_in(k, cm, 2));
+        if (g->beta != 1.0f) {
+            /* alpha*AB + beta*C = beta * ((alpha/beta)*AB + C) */
+            pre_scale /= g->beta;
+            post_scale = g->beta;
+        }
+    }
+
+    dnnl_matmul_desc_t md;
+    PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd));
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    dnnl_post_ops_t po = NULL;
+    int c_index = -1, n_po = 0;
+    /* The scale before C is an output scale (applied to A*B before the post-ops), not a
+     * linear post-op: oneDNN 2.6's brgemm matmul applies the first linear post-op's alpha
+     * to a second one (linear, add, linear gave (4x+c)*4 for (4x+c)*0.5). */
+    dnnl_status_t s = dnnl_post_ops_create(&po);
+    if (s == dnnl_success && pre_scale != 1.0f)
+        s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &pre_scale);
+    if (s == dnnl_success && use_c) {
+        s = dnnl_post_ops_append_binary(po, dnnl_binary_add, &cmd);
+        c_index = n_po++;
+    }
+    if (s == dnnl_success && post_scale != 1.0f) {
+        s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_linear, post_scale, 0.0f);
+        n_po++;
+    }
+    if (s == dnnl_success && relu) {
+        s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+        n_po++;
+    }
+    if (s == dnnl_success && n_po)
+        s = dnnl_primitive_attr_set_post_ops(attr, po);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    pippy_status st = PIPPY_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (s != dnnl_success)
+        st = pippy_dnnl_fail(s, "dnnl post-ops for Gemm", __FILE__, __LINE__);
+    else {
+        s = dnnl_primitive_desc_create(&pd, &md, attr, k->engine, NULL);
+        if (s == dnnl_unimplemented)
+            st = pippy_fail(PIPPY_ERR_UNSUPPORTED, "Gemm: oneDNN has no implementation for this case");
+        else if (s != dnnl_success)
+            st = pippy_dnnl_fail(s, "dnnl_primitive_desc_create(matmul)", __FILE__, __LINE__);
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (st != PIPPY_OK)
+        return st;
+
+    dnnl_memory_t sm = NULL, wm = NULL, dm = NULL;
+    if ((st = pippy_dnnl_memory(k, &smd, NULL, &sm)) == PIPPY_OK && (st = pippy_dnnl_bind_in(k, sm, 0)) == PIPPY_OK &&
+        (st = pippy_dnnl_memory(k, &dmd, NULL, &dm)) == PIPPY_OK && (st = pippy_dnnl_bind_out(k, dm, 0)) == PIPPY_OK) {
+        if (wconst)
+            st = pippy_dnnl_const(k, &wmd_user, wconst, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                                  g->alpha, &wm);
+        else if ((st = pippy_dnnl_memory(k, &wmd, NULL, &wm)) == PIPPY_OK)
+            st = pippy_dnnl_bind_in(k, wm, 1);
+    }
+    if (st != PIPPY_OK) {
+        dnnl_primitive_desc_destroy(pd);
+        return st;
+    }
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}, {0, NULL}};
+    int nargs = 3;
+    if (use_c) {
+        args[3].arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(c_index) | DNNL_ARG_SRC_1;
+        args[3].memory = cm;
+        nargs = 4;
+    }
+    return pippy_dnnl_add_step(k, pd, args, nargs);
+}
+
+static pippy_status pippy_gemm_create(const pippy_op_desc *d, pippy_kernel **out)
+{
+    pippy_gemm_geom g;
+    int relu;
+    PIPPY_TRY(pippy_gemm_geom_get(d, &g));
+    PIPPY_TRY(pippy_dense_activation(d, &relu));
+    if (!d->reference && !pippy_any_empty(d)) {
+        pippy_dnnl_kernel *k;
+        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
+        pippy_status st = pippy_gemm_fast(d, &g, relu, k);
+        if (st == PIPPY_OK) {
+            *out = &k->base;
+            return PIPPY_OK;
+        }
+        pippy_dnnl_kernel_free(&k->base);
+        if (st != PIPPY_ERR_UNSUPPORTED)
+            return st;
+        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
+    }
+    pippy_gemm_ref *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "Gemm: out of memory");
+    k->base.run = pippy_gemm_ref_run;
+    k->g = g;
+    k->relu = relu;
+    *out = &k->base;
+    return PIPPY_OK;
+}
+
+const pippy_op_info pippy_cpu_ops_matmul[] = {
+    {"MatMul", "", pippy_matmul_infer, pippy_matmul_flops, pippy_matmul_create},
+    {"Gemm", "", pippy_gemm_infer, pippy_gemm_flops, pippy_gemm_create},
+    {0},
+};

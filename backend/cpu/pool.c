@@ -1,3 +1,279 @@
-/* pool.c — placeholder until the op family lands. */
-#include "backend.h"
-const pippy_op_info pippy_cpu_ops_pool[] = {{0}};
+/* pool.c — MaxPool, AveragePool and GlobalAveragePool (1 to 3 spatial dims).
+ *
+ * Semantics (both kernels): window o starts at o*stride - pad_begin and takes
+ * kernel positions spaced by the dilation.
+ *   MaxPool: the largest value at positions inside the input (pads never win).
+ *   AveragePool, count_include_pad=0: sum / number of positions inside the input.
+ *   AveragePool, count_include_pad=1: sum / number of positions inside the padded
+ *     input [-pad_begin, in + pad_end) — positions that ceil_mode adds past the end
+ *     padding do not count.
+ * MaxPool's optional Indices output is rejected (PIPPY_ERR_UNSUPPORTED); storage_order
+ * only concerns Indices and is ignored.
+ *
+ * Fast kernel: the oneDNN pooling_v2 primitive on the plain layout; ceil_mode is
+ * expressed by enlarging the end padding. oneDNN's avg_include_padding divides by
+ * the whole kernel, so AveragePool with count_include_pad=1 whose last window runs
+ * past the end padding (ceil_mode) uses the reference kernel instead.
+ * GlobalAveragePool is an average pool with the kernel the size of the input. */
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+
+enum { PIPPY_POOL_MAX, PIPPY_POOL_AVG, PIPPY_POOL_GAVG };
+
+typedef struct {
+    int kind;
+    int include_pad;
+    int64_t N, C;
+    pippy_window w;
+} pippy_pool_geom;
+
+static pippy_status pippy_pool_geom_get(const pippy_op_desc *d, int kind, pippy_pool_geom *g)
+{
+    if (d->n_in != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 input, found %d", d->op, d->n_in);
+    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
+    const pippy_tdesc *x = &d->in[0];
+    char sx[160];
+    if (x->rank < 3)
+        return pippy_fail(PIPPY_ERR_SHAPE, "%s: X must be [N,C,spatial...], found %s", d->op,
+                          pippy_tdesc_str(x, sx, sizeof sx));
+    if (x->rank > 2 + PIPPY_DENSE_MAX_SPATIAL)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: X is %s; only 1 to 3 spatial dims are supported", d->op,
+                          pippy_tdesc_str(x, sx, sizeof sx));
+    memset(g, 0, sizeof *g);
+    g->kind = kind;
+    g->N = x->dims[0];
+    g->C = x->dims[1];
+    int ns = x->rank - 2;
+    if (kind == PIPPY_POOL_GAVG) {
+        g->w.ns = ns;
+        for (int i = 0; i < ns; i++) {
+            g->w.in[i] = g->w.k[i] = x->dims[2 + i];
+            g->w.s[i] = g->w.dl[i] = g->w.out[i] = 1;
+        }
+        return PIPPY_OK;
+    }
+    const int64_t *ks;
+    int nks = pippy_attr_ints(d, "kernel_shape", &ks);
+    if (nks != ns)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: kernel_shape must have %d values (one per spatial dim of X %s), found %d",
+                          d->op, ns, pippy_tdesc_str(x, sx, sizeof sx), nks < 0 ? 0 : nks);
+    g->include_pad = kind == PIPPY_POOL_AVG && pippy_attr_int(d, "count_include_pad", 0) != 0;
+    int ceil_mode = pippy_attr_int(d, "ceil_mode", 0) != 0;
+    return pippy_dense_window(d, ns, x->dims + 2, ks, ceil_mode, &g->w);
+}
+
+static pippy_status pippy_pool_infer_kind(pippy_op_desc *d, int kind)
+{
+    pippy_pool_geom g;
+    PIPPY_TRY(pippy_pool_geom_get(d, kind, &g));
+    if (kind == PIPPY_POOL_MAX && d->n_out > 1)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "MaxPool: the Indices output (argmax) is not supported, only Y");
+    if (d->n_out != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 output, found %d", d->op, d->n_out);
+    pippy_tdesc *o = &d->out[0];
+    memset(o, 0, sizeof *o);
+    o->dtype = PIPPY_DT_FLOAT;
+    o->rank = 2 + g.w.ns;
+    o->dims[0] = g.N;
+    o->dims[1] = g.C;
+    for (int i = 0; i < g.w.ns; i++)
+        o->dims[2 + i] = g.w.out[i];
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_maxpool_infer(pippy_op_desc *d) { return pippy_pool_infer_kind(d, PIPPY_POOL_MAX); }
+static pippy_status pippy_avgpool_infer(pippy_op_desc *d) { return pippy_pool_infer_kind(d, PIPPY_POOL_AVG); }
+static pippy_status pippy_gavgpool_infer(pippy_op_desc *d) { return pippy_pool_infer_kind(d, PIPPY_POOL_GAVG); }
+
+static double pippy_pool_flops_kind(const pippy_op_desc *d, int kind)
+{
+    pippy_pool_geom g;
+    if (pippy_pool_geom_get(d, kind, &g) != PIPPY_OK)
+        return 0;
+    double f = (double)g.N * (double)g.C;
+    for (int i = 0; i < g.w.ns; i++)
+        f *= (double)g.w.out[i] * (double)g.w.k[i];
+    return f;
+}
+
+static double pippy_maxpool_flops(const pippy_op_desc *d) { return pippy_pool_flops_kind(d, PIPPY_POOL_MAX); }
+static double pippy_avgpool_flops(const pippy_op_desc *d) { return pippy_pool_flops_kind(d, PIPPY_POOL_AVG); }
+static double pippy_gavgpool_flops(const pippy_op_desc *d) { return pippy_pool_flops_kind(d, PIPPY_POOL_GAVG); }
+
+/* ---- reference ---- */
+
+typedef struct {
+    pippy_kernel base;
+    pippy_pool_geom g;
+} pippy_pool_ref;
+
+static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const pippy_pool_ref *k = (const pippy_pool_ref *)kb;
+    const pippy_pool_geom *g = &k->g;
+    const float *X = in[0];
+    float *Y = out[0];
+    /* every case as 3-D: missing leading spatial dims have extent 1 */
+    int64_t I[3], K[3], O[3], S[3], D[3], PL[3], PR[3];
+    int off = 3 - g->w.ns;
+    for (int i = 0; i < 3; i++) {
+        int j = i - off;
+        I[i] = j >= 0 ? g->w.in[j] : 1;
+        K[i] = j >= 0 ? g->w.k[j] : 1;
+        O[i] = j >= 0 ? g->w.out[j] : 1;
+        S[i] = j >= 0 ? g->w.s[j] : 1;
+        D[i] = j >= 0 ? g->w.dl[j] : 1;
+        PL[i] = j >= 0 ? g->w.pl[j] : 0;
+        PR[i] = j >= 0 ? g->w.pr[j] : 0;
+    }
+    for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+        const float *x = X + nc * I[0] * I[1] * I[2];
+        float *y = Y + nc * O[0] * O[1] * O[2];
+        for (int64_t od = 0; od < O[0]; od++)
+            for (int64_t oh = 0; oh < O[1]; oh++)
+                for (int64_t ow = 0; ow < O[2]; ow++) {
+                    double sum = 0;
+                    float mx = -FLT_MAX;
+                    int64_t n_in = 0, n_padded = 0;
+                    for (int64_t kd = 0; kd < K[0]; kd++)
+                        for (int64_t kh = 0; kh < K[1]; kh++)
+                            for (int64_t kw = 0; kw < K[2]; kw++) {
+                                int64_t p[3] = {od * S[0] - PL[0] + kd * D[0], oh * S[1] - PL[1] + kh * D[1],
+                                                ow * S[2] - PL[2] + kw * D[2]};
+                                int inside = 1, in_padded = 1;
+                                for (int i = 0; i < 3; i++) {
+                                    inside &= p[i] >= 0 && p[i] < I[i];
+                                    in_padded &= p[i] >= -PL[i] && p[i] < I[i] + PR[i];
+                                }
+                                n_padded += in_padded;
+                                if (!inside)
+                                    continue;
+                                float v = x[(p[0] * I[1] + p[1]) * I[2] + p[2]];
+                                n_in++;
+                                sum += v;
+                                if (v > mx)
+                                    mx = v;
+                            }
+                    float r;
+                    if (g->kind == PIPPY_POOL_MAX)
+                        r = mx;
+                    else {
+                        int64_t cnt = g->include_pad ? n_padded : n_in;
+                        r = cnt ? (float)(sum / (double)cnt) : 0.0f;
+                    }
+                    y[(od * O[1] + oh) * O[2] + ow] = r;
+                }
+    }
+}
+
+/* ---- oneDNN ---- */
+
+static pippy_status pippy_pool_fast(const pippy_pool_geom *g, pippy_dnnl_kernel *k)
+{
+    int ns = g->w.ns, nd = 2 + ns;
+    int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS];
+    dnnl_dims_t strides, kernel, dil, pl, pr;
+    xd[0] = yd[0] = g->N;
+    xd[1] = yd[1] = g->C;
+    for (int i = 0; i < ns; i++) {
+        xd[2 + i] = g->w.in[i];
+        yd[2 + i] = g->w.out[i];
+        strides[i] = g->w.s[i];
+        kernel[i] = g->w.k[i];
+        dil[i] = g->w.dl[i] - 1; /* oneDNN: 0 is no dilation */
+        pl[i] = g->w.pl[i];
+        pr[i] = g->w.pr[i];
+        int64_t dk = (g->w.k[i] - 1) * g->w.dl[i] + 1;
+        int64_t need = (g->w.out[i] - 1) * g->w.s[i] + dk - g->w.in[i] - g->w.pl[i];
+        if (need > pr[i]) { /* ceil_mode: the last window runs past the end padding */
+            if (g->include_pad)
+                return pippy_fail(PIPPY_ERR_UNSUPPORTED, "AveragePool: count_include_pad with a ceil_mode window "
+                                                         "past the padding has no oneDNN equivalent");
+            pr[i] = need;
+        } else if ((g->w.in[i] + pl[i] + pr[i] - dk) / strides[i] + 1 != g->w.out[i]) {
+            /* ceil_mode's "last window starts inside" rule dropped a window: use the exact end padding */
+            if (need < 0)
+                return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s:%d: no oneDNN padding for these windows", __FILE__,
+                                  __LINE__);
+            pr[i] = need;
+        }
+    }
+    dnnl_memory_desc_t xmd, ymd;
+    PIPPY_TRY(pippy_dnnl_md_plain(&xmd, nd, xd));
+    PIPPY_TRY(pippy_dnnl_md_plain(&ymd, nd, yd));
+    dnnl_alg_kind_t alg = g->kind == PIPPY_POOL_MAX ? dnnl_pooling_max
+                          : g->include_pad          ? dnnl_pooling_avg_include_padding
+                                                    : dnnl_pooling_avg_exclude_padding;
+    dnnl_pooling_v2_desc_t pdsc;
+    dnnl_status_t s = dnnl_pooling_v2_forward_desc_init(&pdsc, dnnl_forward_inference, alg, &xmd, &ymd, strides,
+                                                        kernel, dil, pl, pr);
+    if (s == dnnl_invalid_arguments || s == dnnl_unimplemented) /* e.g. padding as large as the window */
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s:%d: oneDNN pooling does not take these windows", __FILE__,
+                          __LINE__);
+    PIPPY_DNNL_CHECK(s);
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    dnnl_primitive_desc_t pd;
+    s = dnnl_primitive_desc_create(&pd, &pdsc, attr, k->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    PIPPY_DNNL_CHECK_PD(s);
+    dnnl_memory_t xm, ym;
+    pippy_status st;
+    if ((st = pippy_dnnl_memory(k, &xmd, NULL, &xm)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xm, 0)) != PIPPY_OK ||
+        (st = pippy_dnnl_memory(k, &ymd, NULL, &ym)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, ym, 0)) != PIPPY_OK) {
+        dnnl_primitive_desc_destroy(pd);
+        return st;
+    }
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}};
+    return pippy_dnnl_add_step(k, pd, args, 2);
+}
+
+static pippy_status pippy_pool_create_kind(const pippy_op_desc *d, int kind, pippy_kernel **out)
+{
+    pippy_pool_geom g;
+    PIPPY_TRY(pippy_pool_geom_get(d, kind, &g));
+    if (!d->reference && pippy_tdesc_numel(&d->in[0]) > 0) {
+        pippy_dnnl_kernel *k;
+        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
+        pippy_status st = pippy_pool_fast(&g, k);
+        if (st == PIPPY_OK) {
+            *out = &k->base;
+            return PIPPY_OK;
+        }
+        pippy_dnnl_kernel_free(&k->base);
+        if (st != PIPPY_ERR_UNSUPPORTED)
+            return st;
+        pippy_error_clear(); /* no oneDNN equivalent: the reference kernel does it */
+    }
+    pippy_pool_ref *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "%s: out of memory", d->op);
+    k->base.run = pippy_pool_ref_run;
+    k->g = g;
+    *out = &k->base;
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_maxpool_create(const pippy_op_desc *d, pippy_kernel **k)
+{
+    return pippy_pool_create_kind(d, PIPPY_POOL_MAX, k);
+}
+static pippy_status pippy_avgpool_create(const pippy_op_desc *d, pippy_kernel **k)
+{
+    return pippy_pool_create_kind(d, PIPPY_POOL_AVG, k);
+}
+static pippy_status pippy_gavgpool_create(const pippy_op_desc *d, pippy_kernel **k)
+{
+    return pippy_pool_create_kind(d, PIPPY_POOL_GAVG, k);
+}
+
+const pippy_op_info pippy_cpu_ops_pool[] = {
+    {"MaxPool", "", pippy_maxpool_infer, pippy_maxpool_flops, pippy_maxpool_create},
+    {"AveragePool", "", pippy_avgpool_infer, pippy_avgpool_flops, pippy_avgpool_create},
+    {"GlobalAveragePool", "", pippy_gavgpool_infer, pippy_gavgpool_flops, pippy_gavgpool_create},
+    {0},
+};

@@ -1,3 +1,146 @@
-/* softmax.c — placeholder until the op family lands. */
-#include "backend.h"
-const pippy_op_info pippy_cpu_ops_softmax[] = {{0}};
+/* softmax.c — Softmax and LogSoftmax.
+ *
+ * Opset < 13: the input is coerced to 2-D at axis (default 1), [prod(dims[:axis]),
+ * prod(dims[axis:])], and the op runs along the second dim. Opset >= 13: the op
+ * runs along axis (default -1). Both are X seen as [outer, n, inner] reduced along n
+ * (opset < 13: inner = 1).
+ * Fast kernel: oneDNN softmax_v2 (accurate or log) on that 3-D view (2-D when
+ * inner = 1). Reference kernel: max-subtracted exp / sum in double. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+
+typedef struct {
+    int64_t outer, n, inner;
+    int log;
+} pippy_sm_geom;
+
+static pippy_status pippy_sm_geom_get(const pippy_op_desc *d, pippy_sm_geom *g)
+{
+    if (d->n_in != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 input, found %d", d->op, d->n_in);
+    PIPPY_TRY(pippy_dense_want_float(d, 0, "input"));
+    const pippy_tdesc *x = &d->in[0];
+    int rank = x->rank;
+    int old = d->opset > 0 && d->opset < 13;
+    int32_t axis;
+    if (rank == 0) { /* a scalar: one element, one group */
+        g->outer = g->n = g->inner = 1;
+    } else {
+        PIPPY_TRY(pippy_norm_axis(d, pippy_attr_int(d, "axis", old ? 1 : -1), rank, &axis));
+        g->outer = 1;
+        for (int i = 0; i < axis; i++)
+            g->outer *= x->dims[i];
+        g->n = 1;
+        g->inner = 1;
+        if (old) {
+            for (int i = axis; i < rank; i++)
+                g->n *= x->dims[i];
+        } else {
+            g->n = x->dims[axis];
+            for (int i = axis + 1; i < rank; i++)
+                g->inner *= x->dims[i];
+        }
+    }
+    g->log = strcmp(d->op, "LogSoftmax") == 0;
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_sm_infer(pippy_op_desc *d)
+{
+    pippy_sm_geom g;
+    PIPPY_TRY(pippy_sm_geom_get(d, &g));
+    if (d->n_out != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 output, found %d", d->op, d->n_out);
+    d->out[0] = d->in[0];
+    return PIPPY_OK;
+}
+
+static double pippy_sm_flops(const pippy_op_desc *d) { return 4.0 * (double)pippy_tdesc_numel(&d->in[0]); }
+
+typedef struct {
+    pippy_kernel base;
+    pippy_sm_geom g;
+} pippy_sm_ref;
+
+static void pippy_sm_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const pippy_sm_geom *g = &((const pippy_sm_ref *)kb)->g;
+    const float *X = in[0];
+    float *Y = out[0];
+    for (int64_t o = 0; o < g->outer; o++)
+        for (int64_t i = 0; i < g->inner; i++) {
+            const float *x = X + o * g->n * g->inner + i;
+            float *y = Y + o * g->n * g->inner + i;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < g->n; j++)
+                if (x[j * g->inner] > mx)
+                    mx = x[j * g->inner];
+            for (int64_t j = 0; j < g->n; j++)
+                sum += exp((double)x[j * g->inner] - mx);
+            for (int64_t j = 0; j < g->n; j++) {
+                double t = (double)x[j * g->inner] - mx;
+                y[j * g->inner] = (float)(g->log ? t - log(sum) : exp(t) / sum);
+            }
+        }
+}
+
+static pippy_status pippy_sm_fast(const pippy_sm_geom *g, pippy_dnnl_kernel *k)
+{
+    int64_t dims[3] = {g->outer, g->n, g->inner};
+    int nd = g->inner == 1 ? 2 : 3;
+    dnnl_memory_desc_t md;
+    PIPPY_TRY(pippy_dnnl_md_plain(&md, nd, dims));
+    dnnl_softmax_v2_desc_t sd;
+    PIPPY_DNNL_CHECK(dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference,
+                                                       g->log ? dnnl_softmax_log : dnnl_softmax_accurate, &md, &md, 1));
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &sd, attr, k->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    PIPPY_DNNL_CHECK_PD(s);
+    dnnl_memory_t xm, ym;
+    pippy_status st;
+    if ((st = pippy_dnnl_memory(k, &md, NULL, &xm)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xm, 0)) != PIPPY_OK ||
+        (st = pippy_dnnl_memory(k, &md, NULL, &ym)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, ym, 0)) != PIPPY_OK) {
+        dnnl_primitive_desc_destroy(pd);
+        return st;
+    }
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}};
+    return pippy_dnnl_add_step(k, pd, args, 2);
+}
+
+static pippy_status pippy_sm_create(const pippy_op_desc *d, pippy_kernel **out)
+{
+    pippy_sm_geom g;
+    PIPPY_TRY(pippy_sm_geom_get(d, &g));
+    if (!d->reference && g.outer * g.n * g.inner > 0) {
+        pippy_dnnl_kernel *k;
+        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
+        pippy_status st = pippy_sm_fast(&g, k);
+        if (st == PIPPY_OK) {
+            *out = &k->base;
+            return PIPPY_OK;
+        }
+        pippy_dnnl_kernel_free(&k->base);
+        if (st != PIPPY_ERR_UNSUPPORTED)
+            return st;
+        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
+    }
+    pippy_sm_ref *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "%s: out of memory", d->op);
+    k->base.run = pippy_sm_ref_run;
+    k->g = g;
+    *out = &k->base;
+    return PIPPY_OK;
+}
+
+const pippy_op_info pippy_cpu_ops_softmax[] = {
+    {"Softmax", "", pippy_sm_infer, pippy_sm_flops, pippy_sm_create},
+    {"LogSoftmax", "", pippy_sm_infer, pippy_sm_flops, pippy_sm_create},
+    {0},
+};

@@ -1,0 +1,385 @@
+/* dense.c — see dense.h. */
+#define _GNU_SOURCE
+#include "dense.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dnnl_debug.h>
+
+pippy_status pippy_dnnl_fail(dnnl_status_t s, const char *call, const char *file, int line)
+{
+    return pippy_fail(PIPPY_ERR_BACKEND, "%s:%d: oneDNN call %s failed: %s", file, line, call,
+                      dnnl_status2str(s));
+}
+
+/* ---- threads (see dense.h for why dlsym) ---- */
+
+static void (*pippy_omp_set_num_threads)(int);
+static pthread_once_t pippy_omp_once = PTHREAD_ONCE_INIT;
+
+static void pippy_omp_lookup(void)
+{
+    *(void **)&pippy_omp_set_num_threads = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+}
+
+static void pippy_dnnl_threads_apply(int n)
+{
+    pthread_once(&pippy_omp_once, pippy_omp_lookup);
+    if (pippy_omp_set_num_threads)
+        pippy_omp_set_num_threads(n);
+}
+
+/* ---- the kernel ---- */
+
+static void pippy_dnnl_run_failed(dnnl_status_t s, const char *what)
+{
+    /* A primitive that was created fine and fails at run is a broken invariant
+     * (bad buffer, library bug): there is no status to return from run. */
+    fprintf(stderr, "pippy backend: oneDNN %s failed at run time: %s\n", what, dnnl_status2str(s));
+    abort();
+}
+
+static void pippy_dnnl_kernel_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    pippy_dnnl_kernel *k = (pippy_dnnl_kernel *)kb;
+    dnnl_status_t s;
+    pippy_dnnl_threads_apply(k->threads);
+    for (int i = 0; i < k->n_binds; i++) {
+        void *p = k->binds[i].is_out ? out[k->binds[i].idx] : (void *)in[k->binds[i].idx];
+        if ((s = dnnl_memory_set_data_handle(k->binds[i].mem, p)) != dnnl_success)
+            pippy_dnnl_run_failed(s, "dnnl_memory_set_data_handle");
+    }
+    for (int i = 0; i < k->n_steps; i++)
+        if ((s = dnnl_primitive_execute(k->steps[i].prim, k->stream, k->steps[i].nargs, k->steps[i].args)) !=
+            dnnl_success)
+            pippy_dnnl_run_failed(s, "dnnl_primitive_execute");
+    if ((s = dnnl_stream_wait(k->stream)) != dnnl_success)
+        pippy_dnnl_run_failed(s, "dnnl_stream_wait");
+    if (k->finish)
+        k->finish(k, in, out);
+}
+
+void pippy_dnnl_kernel_free(pippy_kernel *kb)
+{
+    pippy_dnnl_kernel *k = (pippy_dnnl_kernel *)kb;
+    if (!k)
+        return;
+    for (int i = 0; i < k->n_steps; i++)
+        dnnl_primitive_destroy(k->steps[i].prim);
+    for (int i = 0; i < k->n_mems; i++)
+        dnnl_memory_destroy(k->mems[i]);
+    for (int i = 0; i < k->n_owned; i++)
+        free(k->owned[i]);
+    if (k->stream)
+        dnnl_stream_destroy(k->stream);
+    if (k->engine)
+        dnnl_engine_destroy(k->engine);
+    free(k);
+}
+
+pippy_status pippy_dnnl_kernel_new(pippy_dnnl_kernel **out)
+{
+    *out = NULL;
+    pippy_dnnl_kernel *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for a kernel");
+    k->base.run = pippy_dnnl_kernel_run;
+    k->base.destroy = pippy_dnnl_kernel_free;
+    k->threads = pippy_backend_threads();
+    pippy_dnnl_threads_apply(k->threads);
+    dnnl_status_t s = dnnl_engine_create(&k->engine, dnnl_cpu, 0);
+    if (s == dnnl_success)
+        s = dnnl_stream_create(&k->stream, k->engine, dnnl_stream_default_flags);
+    if (s != dnnl_success) {
+        pippy_dnnl_kernel_free(&k->base);
+        return pippy_dnnl_fail(s, "dnnl_engine_create/dnnl_stream_create", __FILE__, __LINE__);
+    }
+    *out = k;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_attr_new(dnnl_primitive_attr_t *attr)
+{
+    PIPPY_DNNL_CHECK(dnnl_primitive_attr_create(attr));
+    dnnl_status_t s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    if (s != dnnl_success) {
+        dnnl_primitive_attr_destroy(*attr);
+        *attr = NULL;
+        return pippy_dnnl_fail(s, "dnnl_primitive_attr_set_scratchpad_mode", __FILE__, __LINE__);
+    }
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_alloc(pippy_dnnl_kernel *k, size_t bytes, void **data)
+{
+    if (k->n_owned >= PIPPY_DNNL_MAX_OWNED)
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: too many buffers in one kernel", __FILE__, __LINE__);
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for a kernel buffer of %zu bytes", bytes);
+    memset(p, 0, bytes ? bytes : 64);
+    k->owned[k->n_owned++] = p;
+    *data = p;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_memory(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, void *handle,
+                               dnnl_memory_t *m)
+{
+    if (k->n_mems >= PIPPY_DNNL_MAX_MEMS)
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: too many memory objects in one kernel", __FILE__,
+                          __LINE__);
+    PIPPY_DNNL_CHECK(dnnl_memory_create(m, md, k->engine, handle ? handle : DNNL_MEMORY_NONE));
+    k->mems[k->n_mems++] = *m;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_memory_alloc(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, dnnl_memory_t *m,
+                                     void **data)
+{
+    void *p;
+    PIPPY_TRY(pippy_dnnl_alloc(k, dnnl_memory_desc_get_size(md), &p));
+    if (data)
+        *data = p;
+    return pippy_dnnl_memory(k, md, p, m);
+}
+
+static pippy_status pippy_dnnl_bind(pippy_dnnl_kernel *k, dnnl_memory_t m, int is_out, int idx)
+{
+    if (k->n_binds >= PIPPY_DNNL_MAX_BINDS)
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: too many bound buffers in one kernel", __FILE__, __LINE__);
+    k->binds[k->n_binds].mem = m;
+    k->binds[k->n_binds].is_out = is_out;
+    k->binds[k->n_binds].idx = idx;
+    k->n_binds++;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_bind_in(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx) { return pippy_dnnl_bind(k, m, 0, idx); }
+pippy_status pippy_dnnl_bind_out(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx) { return pippy_dnnl_bind(k, m, 1, idx); }
+
+pippy_status pippy_dnnl_add_step(pippy_dnnl_kernel *k, dnnl_primitive_desc_t pd, const dnnl_exec_arg_t *args,
+                                 int nargs)
+{
+    pippy_status st = PIPPY_OK;
+    if (k->n_steps >= PIPPY_DNNL_MAX_STEPS || nargs + 1 > PIPPY_DNNL_MAX_ARGS) {
+        st = pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: too many steps or arguments in one kernel", __FILE__, __LINE__);
+        goto done;
+    }
+    int n = k->n_steps;
+    memcpy(k->steps[n].args, args, (size_t)nargs * sizeof *args);
+    k->steps[n].nargs = nargs;
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (smd && dnnl_memory_desc_get_size(smd) > 0) {
+        dnnl_memory_t sm;
+        if ((st = pippy_dnnl_memory_alloc(k, smd, &sm, NULL)) != PIPPY_OK)
+            goto done;
+        k->steps[n].args[nargs].arg = DNNL_ARG_SCRATCHPAD;
+        k->steps[n].args[nargs].memory = sm;
+        k->steps[n].nargs++;
+    }
+    dnnl_status_t s = dnnl_primitive_create(&k->steps[n].prim, pd);
+    if (s != dnnl_success) {
+        st = pippy_dnnl_fail(s, "dnnl_primitive_create", __FILE__, __LINE__);
+        goto done;
+    }
+    k->n_steps++;
+done:
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+pippy_status pippy_dnnl_add_reorder(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst)
+{
+    const dnnl_memory_desc_t *smd, *dmd;
+    PIPPY_DNNL_CHECK(dnnl_memory_get_memory_desc(src, &smd));
+    PIPPY_DNNL_CHECK(dnnl_memory_get_memory_desc(dst, &dmd));
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, smd, k->engine, dmd, k->engine, attr);
+    dnnl_primitive_attr_destroy(attr);
+    PIPPY_DNNL_CHECK_PD(s);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    return pippy_dnnl_add_step(k, pd, args, 2);
+}
+
+pippy_status pippy_dnnl_const(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *user_md, const void *data,
+                              const dnnl_memory_desc_t *want_md, float scale, dnnl_memory_t *m)
+{
+    void *dst;
+    PIPPY_TRY(pippy_dnnl_memory_alloc(k, want_md, m, &dst));
+    /* The source memory wraps the caller's data only during this call. */
+    dnnl_memory_t src = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_status_t s = dnnl_memory_create(&src, user_md, k->engine, (void *)data);
+    const char *what = "dnnl_memory_create";
+    if (s == dnnl_success) {
+        what = "dnnl_primitive_attr_create";
+        s = dnnl_primitive_attr_create(&attr);
+    }
+    if (s == dnnl_success && scale != 1.0f) {
+        what = "dnnl_primitive_attr_set_output_scales";
+        s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale);
+    }
+    if (s == dnnl_success) {
+        what = "dnnl_reorder_primitive_desc_create";
+        s = dnnl_reorder_primitive_desc_create(&pd, user_md, k->engine, want_md, k->engine, attr);
+    }
+    if (s == dnnl_success) {
+        what = "dnnl_primitive_create";
+        s = dnnl_primitive_create(&prim, pd);
+    }
+    if (s == dnnl_success) {
+        what = "dnnl_primitive_execute";
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, *m}};
+        s = dnnl_primitive_execute(prim, k->stream, 2, args);
+    }
+    if (s == dnnl_success) {
+        what = "dnnl_stream_wait";
+        s = dnnl_stream_wait(k->stream);
+    }
+    if (prim)
+        dnnl_primitive_destroy(prim);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (src)
+        dnnl_memory_destroy(src);
+    if (s != dnnl_success)
+        return pippy_dnnl_fail(s, what, __FILE__, __LINE__);
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_md_plain(dnnl_memory_desc_t *md, int n, const int64_t *dims)
+{
+    dnnl_dims_t dd, strides;
+    if (n < 1 || n > DNNL_MAX_NDIMS)
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: rank %d for oneDNN", __FILE__, __LINE__, n);
+    int64_t st = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        dd[i] = dims[i];
+        strides[i] = st;
+        st *= dims[i] > 0 ? dims[i] : 1;
+    }
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_strides(md, n, dd, dnnl_f32, strides));
+    return PIPPY_OK;
+}
+
+/* ---- checks ---- */
+
+int pippy_dense_has_input(const pippy_op_desc *d, int i)
+{
+    return i < d->n_in && d->in[i].dtype != PIPPY_DT_UNDEFINED;
+}
+
+pippy_status pippy_dense_want_float(const pippy_op_desc *d, int i, const char *what)
+{
+    if (!pippy_dense_has_input(d, i))
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: input %d (%s) is missing", d->op, i, what);
+    if (d->in[i].dtype != PIPPY_DT_FLOAT) {
+        char s[160];
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: input %d (%s) must be float, found %s", d->op, i, what,
+                          pippy_tdesc_str(&d->in[i], s, sizeof s));
+    }
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu)
+{
+    *relu = 0;
+    const pippy_attr *a = pippy_attr_find(d, "pippy.activation");
+    if (!a)
+        return PIPPY_OK;
+    if (a->type == PIPPY_ATTR_STRING && a->s && strcmp(a->s, "Relu") == 0) {
+        *relu = 1;
+        return PIPPY_OK;
+    }
+    return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: fused activation '%s' is not supported (only \"Relu\")", d->op,
+                      a->type == PIPPY_ATTR_STRING && a->s ? a->s : "(not a string)");
+}
+
+static pippy_status pippy_window_ints(const pippy_op_desc *d, const char *name, int want, int64_t dflt,
+                                      int64_t min, int64_t *v)
+{
+    const int64_t *a;
+    int n = pippy_attr_ints(d, name, &a);
+    if (n < 0) {
+        for (int i = 0; i < want; i++)
+            v[i] = dflt;
+        return PIPPY_OK;
+    }
+    if (n != want)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: attribute %s has %d values, expected %d", d->op, name, n, want);
+    for (int i = 0; i < n; i++) {
+        if (a[i] < min)
+            return pippy_fail(PIPPY_ERR_INVALID, "%s: attribute %s[%d] is %lld, expected >= %lld", d->op, name, i,
+                              (long long)a[i], (long long)min);
+        v[i] = a[i];
+    }
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dense_window(const pippy_op_desc *d, int ns, const int64_t *in, const int64_t *k, int ceil_mode,
+                                pippy_window *w)
+{
+    if (ns < 1 || ns > PIPPY_DENSE_MAX_SPATIAL)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: %d spatial dims, only 1 to %d are supported", d->op, ns,
+                          PIPPY_DENSE_MAX_SPATIAL);
+    memset(w, 0, sizeof *w);
+    w->ns = ns;
+    int64_t pads[2 * PIPPY_DENSE_MAX_SPATIAL];
+    PIPPY_TRY(pippy_window_ints(d, "strides", ns, 1, 1, w->s));
+    PIPPY_TRY(pippy_window_ints(d, "dilations", ns, 1, 1, w->dl));
+    const char *ap = pippy_attr_string(d, "auto_pad", "NOTSET");
+    int same_upper = strcmp(ap, "SAME_UPPER") == 0, same_lower = strcmp(ap, "SAME_LOWER") == 0;
+    int valid = strcmp(ap, "VALID") == 0;
+    if (!same_upper && !same_lower && !valid && strcmp(ap, "NOTSET") != 0 && ap[0] != 0)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: auto_pad is '%s', expected NOTSET, SAME_UPPER, SAME_LOWER or VALID",
+                          d->op, ap);
+    if (same_upper || same_lower || valid)
+        memset(pads, 0, sizeof pads); /* explicit pads do not apply */
+    else
+        PIPPY_TRY(pippy_window_ints(d, "pads", 2 * ns, 0, 0, pads));
+    for (int i = 0; i < ns; i++) {
+        w->in[i] = in[i];
+        w->k[i] = k[i];
+        if (k[i] < 1)
+            return pippy_fail(PIPPY_ERR_INVALID, "%s: kernel extent %lld in spatial dim %d, expected >= 1", d->op,
+                              (long long)k[i], i);
+        int64_t dk = (k[i] - 1) * w->dl[i] + 1;
+        if (same_upper || same_lower) {
+            w->out[i] = (in[i] + w->s[i] - 1) / w->s[i];
+            int64_t total = (w->out[i] - 1) * w->s[i] + dk - in[i];
+            if (total < 0)
+                total = 0;
+            w->pl[i] = same_upper ? total / 2 : total - total / 2;
+            w->pr[i] = total - w->pl[i];
+            continue;
+        }
+        w->pl[i] = pads[i];
+        w->pr[i] = pads[ns + i];
+        int64_t v = in[i] + w->pl[i] + w->pr[i] - dk;
+        if (v < 0)
+            return pippy_fail(PIPPY_ERR_SHAPE,
+                              "%s: the window (kernel %lld, dilation %lld) is larger than the padded input "
+                              "(%lld + pads %lld,%lld) in spatial dim %d",
+                              d->op, (long long)k[i], (long long)w->dl[i], (long long)in[i], (long long)w->pl[i],
+                              (long long)w->pr[i], i);
+        if (ceil_mode) {
+            w->out[i] = (v + w->s[i] - 1) / w->s[i] + 1;
+            if ((w->out[i] - 1) * w->s[i] >= in[i] + w->pl[i])
+                w->out[i]--;
+        } else {
+            w->out[i] = v / w->s[i] + 1;
+        }
+    }
+    return PIPPY_OK;
+}

@@ -1,0 +1,146 @@
+/* dense.h — what the dense CPU op families (matmul, conv, pool, norm, softmax) share:
+ * a kernel made of oneDNN primitives, and small checks of dtypes and attributes.
+ *
+ * A dense kernel is built once, in create: op descriptor -> primitive descriptor
+ * -> primitive, its memory objects, a stream, scratchpads and any weights already
+ * reordered into the layout the primitive prefers. Its run only points the bound
+ * memory objects at the call's buffers (dnnl_memory_set_data_handle), executes
+ * the steps in order (dnnl_primitive_execute) and waits (dnnl_stream_wait); it
+ * never allocates.
+ *
+ * Threads: oneDNN here runs on OpenMP (libgomp). libgomp reads OMP_NUM_THREADS
+ * once, when it is loaded (before main), so setting the variable later does
+ * nothing. Instead the kernel calls omp_set_num_threads(pippy_backend_threads())
+ * at create (primitives size their work split then) and again before each run
+ * (the setting belongs to the calling thread). The function is looked up with
+ * dlsym, because libgomp comes in only as a dependency of libdnnl and the
+ * stage programs do not link it by name. */
+#ifndef PIPPY_CPU_DENSE_H
+#define PIPPY_CPU_DENSE_H
+
+#include <dnnl.h>
+
+#include "backend.h"
+
+/* Report a failed oneDNN call once, with where it happened; returns PIPPY_ERR_BACKEND. */
+pippy_status pippy_dnnl_fail(dnnl_status_t s, const char *call, const char *file, int line);
+
+/* Wrap any oneDNN call that must succeed. */
+#define PIPPY_DNNL_CHECK(call)                                                     \
+    do {                                                                           \
+        dnnl_status_t pippy_ds_ = (call);                                          \
+        if (pippy_ds_ != dnnl_success)                                             \
+            return pippy_dnnl_fail(pippy_ds_, #call, __FILE__, __LINE__);          \
+    } while (0)
+
+/* Wrap dnnl_primitive_desc_create: "no implementation for these shapes" becomes
+ * PIPPY_ERR_UNSUPPORTED, which the op's create answers with its reference kernel. */
+#define PIPPY_DNNL_CHECK_PD(call)                                                  \
+    do {                                                                           \
+        dnnl_status_t pippy_ds_ = (call);                                          \
+        if (pippy_ds_ == dnnl_unimplemented)                                       \
+            return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s:%d: oneDNN has no implementation for this case", \
+                              __FILE__, __LINE__);                                 \
+        if (pippy_ds_ != dnnl_success)                                             \
+            return pippy_dnnl_fail(pippy_ds_, #call, __FILE__, __LINE__);          \
+    } while (0)
+
+#define PIPPY_DNNL_MAX_STEPS 4
+#define PIPPY_DNNL_MAX_ARGS 16
+#define PIPPY_DNNL_MAX_MEMS 32
+#define PIPPY_DNNL_MAX_BINDS 16
+#define PIPPY_DNNL_MAX_OWNED 16
+
+typedef struct pippy_dnnl_kernel pippy_dnnl_kernel;
+
+struct pippy_dnnl_kernel {
+    pippy_kernel base;
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int threads;
+    int n_steps;
+    struct {
+        dnnl_primitive_t prim;
+        int nargs;
+        dnnl_exec_arg_t args[PIPPY_DNNL_MAX_ARGS];
+    } steps[PIPPY_DNNL_MAX_STEPS];
+    int n_binds;
+    struct {
+        dnnl_memory_t mem;
+        int is_out;
+        int idx;
+    } binds[PIPPY_DNNL_MAX_BINDS];
+    int n_mems;
+    dnnl_memory_t mems[PIPPY_DNNL_MAX_MEMS];
+    int n_owned;
+    void *owned[PIPPY_DNNL_MAX_OWNED];
+    /* Optional plain-C tail run after the primitives (e.g. variance -> 1/stddev). */
+    void (*finish)(pippy_dnnl_kernel *k, const void *const *in, void *const *out);
+    int64_t n0;
+    float f0;
+    float *buf0;
+};
+
+/* A fresh kernel with its engine and stream; threads from pippy_backend_threads(). */
+pippy_status pippy_dnnl_kernel_new(pippy_dnnl_kernel **k);
+/* Frees everything the kernel made (also fine on a half-built kernel). */
+void pippy_dnnl_kernel_free(pippy_kernel *k);
+
+/* Attributes with a user scratchpad (allocated by add_step, never at run time). */
+pippy_status pippy_dnnl_attr_new(dnnl_primitive_attr_t *attr);
+
+/* A memory object on the kernel's engine, owned by the kernel. handle NULL: set at run (bind it). */
+pippy_status pippy_dnnl_memory(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, void *handle,
+                               dnnl_memory_t *m);
+/* A memory object over a new 64-byte aligned buffer owned by the kernel (zeroed). */
+pippy_status pippy_dnnl_memory_alloc(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, dnnl_memory_t *m,
+                                     void **data);
+/* A buffer owned by the kernel (zeroed, 64-byte aligned). */
+pippy_status pippy_dnnl_alloc(pippy_dnnl_kernel *k, size_t bytes, void **data);
+/* At each run, point m at in[idx] / out[idx]. */
+pippy_status pippy_dnnl_bind_in(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx);
+pippy_status pippy_dnnl_bind_out(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx);
+
+/* Make the primitive of pd (which this call destroys, also on failure) a step of the
+ * kernel, executed with args; adds the scratchpad argument when pd needs one. */
+pippy_status pippy_dnnl_add_step(pippy_dnnl_kernel *k, dnnl_primitive_desc_t pd, const dnnl_exec_arg_t *args,
+                                 int nargs);
+/* A reorder step src -> dst (layout change at every run). */
+pippy_status pippy_dnnl_add_reorder(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst);
+
+/* Data known at create: reorder (scaled by scale) from data laid out as user_md into a
+ * new kernel-owned memory of layout want_md, once; the caller's data is not kept. */
+pippy_status pippy_dnnl_const(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *user_md, const void *data,
+                              const dnnl_memory_desc_t *want_md, float scale, dnnl_memory_t *m);
+
+/* Row-major (plain) memory descriptor of n dims. */
+pippy_status pippy_dnnl_md_plain(dnnl_memory_desc_t *md, int n, const int64_t *dims);
+
+/* --- checks shared by the dense families (messages name the op and what was found) --- */
+
+/* Input i must be present and float. */
+pippy_status pippy_dense_want_float(const pippy_op_desc *d, int i, const char *what);
+/* "pippy.activation": sets *relu (0 when absent); anything but "Relu" is unsupported. */
+pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu);
+/* Non-zero when input i is present (i < n_in and dtype set). */
+int pippy_dense_has_input(const pippy_op_desc *d, int i);
+
+/* The sliding window of Conv and the pools, 1 to 3 spatial dims. */
+#define PIPPY_DENSE_MAX_SPATIAL 3
+typedef struct {
+    int ns;                                  /* spatial rank */
+    int64_t in[PIPPY_DENSE_MAX_SPATIAL];     /* input extent */
+    int64_t k[PIPPY_DENSE_MAX_SPATIAL];      /* kernel extent (undilated) */
+    int64_t s[PIPPY_DENSE_MAX_SPATIAL];      /* strides */
+    int64_t dl[PIPPY_DENSE_MAX_SPATIAL];     /* dilations (1: none) */
+    int64_t pl[PIPPY_DENSE_MAX_SPATIAL];     /* padding before */
+    int64_t pr[PIPPY_DENSE_MAX_SPATIAL];     /* padding after (as given or from auto_pad) */
+    int64_t out[PIPPY_DENSE_MAX_SPATIAL];    /* output extent */
+} pippy_window;
+/* Fill w from in[] and k[] (ns values each) and the attributes strides, dilations, pads,
+ * auto_pad (NOTSET, SAME_UPPER, SAME_LOWER, VALID); ceil_mode rounds the output up
+ * (the last window must start inside the input or its left padding). */
+pippy_status pippy_dense_window(const pippy_op_desc *d, int ns, const int64_t *in, const int64_t *k, int ceil_mode,
+                                pippy_window *w);
+
+#endif
