@@ -8,7 +8,8 @@
  *
  * LayerNormalization (opset 17): normalizes over X.shape[axis:], then * Scale + B
  * (both broadcast to X.shape[axis:]). The optional Mean and InvStdDev outputs
- * (shape X.shape[:axis] + [1]*(rank-axis)) are computed too.
+ * (shape X.shape[:axis] + [1]*(rank-axis)) are computed too: with n_out = 2 or 3 the
+ * run must be given those buffers (no NULL for a requested output).
  * Fast kernel: oneDNN layer normalization on X seen as [outer, inner]; with Mean or
  * InvStdDev requested it runs as forward_training (which writes mean and variance)
  * and a short loop turns the variance into 1/sqrt(var + epsilon). A Scale or B that
