@@ -237,9 +237,12 @@ static pippy_kernel *make_kernel(pippy_op_desc *d)
 static void row(const char *name, double flops, double t_pippy, double t_pippy_const, double t_direct,
                 double t_plain, double t_ref)
 {
-    printf("%-32s %10.1f %12.1f %10.1f %12.1f %10.2f %9.1f%%\n", name, flops / t_pippy * 1e-9,
-           flops / t_pippy_const * 1e-9, flops / t_direct * 1e-9, flops / t_plain * 1e-9,
-           t_ref > 0 ? flops / t_ref * 1e-9 : 0.0, 100.0 * (t_pippy_const / t_direct - 1.0));
+    char ref[32] = "-";
+    if (t_ref > 0)
+        snprintf(ref, sizeof ref, "%.2f", flops / t_ref * 1e-9);
+    printf("%-32s %10.1f %12.1f %10.1f %12.1f %10s %9.1f%%\n", name, flops / t_pippy * 1e-9,
+           flops / t_pippy_const * 1e-9, flops / t_direct * 1e-9, flops / t_plain * 1e-9, ref,
+           100.0 * (t_pippy_const / t_direct - 1.0));
 }
 
 static void bench_matmul(dnnl_engine_t eng, dnnl_stream_t st, int64_t M, int64_t K, int64_t N, int with_ref)
