@@ -51,7 +51,7 @@ $(BUILD)/obj/gen/onnx.pb-c.o: $(PB_C) $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(OPT) -g -fPIC $(SANFLAGS) -I$(GEN) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c $(PB_H) $(wildcard common/*.h backend/*.h runtime/*.h compiler/*.h)
+$(BUILD)/obj/%.o: %.c $(PB_H) $(wildcard common/*.h backend/*.h backend/cpu/*.h runtime/*.h compiler/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
