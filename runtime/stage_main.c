@@ -665,7 +665,13 @@ static void pippy_print_summary(const char *name, const pippy_tdesc *t, const vo
 static pippy_status pippy_rt_write_outputs(pippy_rt *rt)
 {
     const pippy_stage_program *p = rt->p;
-    int wrote = 0;
+    int wrote = 0, holds = 0;
+    for (int q = 0; q < rt->n_out; q++)
+        holds |= rt->out[q].graph_output;
+    for (int q = 0; q < rt->n_in; q++)
+        holds |= rt->in[q].graph_output;
+    if (!holds)
+        return PIPPY_OK; /* the stage holding the graph outputs checks the --output names */
     for (int pass = 0; pass < 2; pass++) {
         int n = pass ? rt->n_out : rt->n_in;
         for (int q = 0; q < n; q++) {
