@@ -1,0 +1,232 @@
+/* test_compiler.c — invariants of the compiler passes on the sample models:
+ * constant folding leaves only runtime work, every stage is a non-empty contiguous range,
+ * every value read across stages travels on an edge from its producer, the memory plan never
+ * lets two values that are alive at once overlap, and the cost model's cuts balance stages. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+#include "fuse.h"
+#include "harness.h"
+#include "inspect.h"
+#include "onnx_load.h"
+
+static pippy_graph *load(const char *name, int64_t batch)
+{
+    char path[256];
+    snprintf(path, sizeof path, "samples/models/%s.onnx", name);
+    pippy_shape_bind_opts b;
+    memset(&b, 0, sizeof b);
+    b.batch = batch;
+    pippy_graph *g = NULL;
+    pippy_status st = pippy_load_and_infer(path, &b, 0, &g);
+    ck_assert_msg(st == PIPPY_OK, "%s: %s", name, pippy_last_error());
+    pippy_graph_prune(g);
+    return g;
+}
+
+static void plan_for(pippy_plan *p, pippy_graph *g, int stages, const char *split)
+{
+    memset(p, 0, sizeof *p);
+    p->g = g;
+    p->microbatches = 2;
+    p->microbatch_size = 4;
+    snprintf(p->schedule, sizeof p->schedule, "gpipe");
+    pippy_cost_defaults(&p->cost);
+    pippy_partition_opts o = {stages, split, 2, 8, "gpipe"};
+    ck_assert_msg(pippy_partition(p, &o) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_msg(pippy_plan_build(p) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_msg(pippy_memplan(p) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_msg(pippy_schedule_build(p) == PIPPY_OK, "%s", pippy_last_error());
+}
+
+static void check_plan(const pippy_plan *p)
+{
+    const pippy_graph *g = p->g;
+    /* contiguous, non-empty, in node order */
+    int last = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        int s = p->node_stage[i];
+        if (s < 0)
+            continue;
+        ck_assert_int_ge(s, last);
+        ck_assert_int_le(s, last + 1);
+        last = s;
+    }
+    ck_assert_int_eq(last, p->n_stages - 1);
+    for (int32_t s = 0; s < p->n_stages; s++)
+        ck_assert_int_gt(p->stages[s].n_nodes, 0);
+    /* every input a node reads is made in its stage, stored, or an input of the stage */
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        const pippy_stage *sg = &p->stages[s];
+        for (int32_t k = 0; k < sg->n_nodes; k++) {
+            const pippy_node *n = &g->nodes[sg->nodes[k]];
+            for (int32_t q = 0; q < n->n_in; q++) {
+                int32_t v = n->in[q];
+                if (v < 0)
+                    continue;
+                const pippy_value *val = &g->values[v];
+                if (val->kind == PIPPY_VAL_PARAM || val->kind == PIPPY_VAL_CONST)
+                    continue;
+                if (val->producer >= 0 && p->node_stage[val->producer] == s)
+                    continue;
+                int found = 0;
+                for (int32_t j = 0; j < sg->n_in; j++)
+                    if (sg->in[j].value == v) {
+                        found = 1;
+                        int32_t from = sg->in[j].from_stage;
+                        if (val->kind == PIPPY_VAL_INPUT)
+                            ck_assert(from == -1 || from == 0);
+                        else
+                            ck_assert_int_eq(from, p->node_stage[val->producer]);
+                    }
+                ck_assert_msg(found, "stage %d reads '%s' but does not receive it", s, val->name);
+            }
+        }
+    }
+    /* memory plan: two arena values alive at the same time never overlap */
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        const pippy_stage *sg = &p->stages[s];
+        int32_t V = g->n_values;
+        int32_t *def = malloc((size_t)V * sizeof *def), *end = malloc((size_t)V * sizeof *end);
+        for (int32_t v = 0; v < V; v++)
+            def[v] = end[v] = -1;
+        for (int32_t k = 0; k < sg->n_nodes; k++) {
+            const pippy_node *n = &g->nodes[sg->nodes[k]];
+            for (int32_t q = 0; q < n->n_out; q++)
+                def[n->out[q]] = end[n->out[q]] = k;
+            for (int32_t q = 0; q < n->n_in; q++)
+                if (n->in[q] >= 0)
+                    end[n->in[q]] = k;
+        }
+        for (int32_t a = 0; a < V; a++)
+            for (int32_t b = a + 1; b < V; b++) {
+                if (sg->arena_off[a] < 0 || sg->arena_off[b] < 0)
+                    continue;
+                int live_together = !(end[a] < def[b] || end[b] < def[a]);
+                uint64_t a0 = (uint64_t)sg->arena_off[a], a1 = a0 + pippy_value_bytes(&g->values[a]);
+                uint64_t b0 = (uint64_t)sg->arena_off[b], b1 = b0 + pippy_value_bytes(&g->values[b]);
+                int overlap = a0 < b1 && b0 < a1;
+                ck_assert_msg(!(live_together && overlap), "stage %d: '%s' and '%s' overlap while both alive", s,
+                              g->values[a].name, g->values[b].name);
+                ck_assert(a1 <= sg->arena_bytes && b1 <= sg->arena_bytes);
+            }
+        free(def);
+        free(end);
+    }
+}
+
+START_TEST(test_fold_leaves_no_shape_work)
+{
+    pippy_graph *g = load("gpt_op14", 8);
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *n = &g->nodes[i];
+        if (n->removed)
+            continue;
+        ck_assert_msg(strcmp(n->op, "Shape") && strcmp(n->op, "Constant") && strcmp(n->op, "Range"),
+                      "node '%s' (%s) should have been folded", n->name, n->op);
+    }
+    int32_t v = pippy_graph_find(g, "logits");
+    ck_assert_int_ge(v, 0);
+    ck_assert_int_eq(g->values[v].t.rank, 3);
+    ck_assert_int_eq(g->values[v].t.dims[0], 8);
+    ck_assert_int_eq(g->values[v].t.dims[1], 16);
+    ck_assert_int_eq(g->values[v].t.dims[2], 128);
+    pippy_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_plans_hold_invariants)
+{
+    const char *models[] = {"mlp", "skip", "gpt_op14", "gpt_op17", "resnet18"};
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++)
+        for (int s = 1; s <= 4; s++) {
+            pippy_graph *g = load(models[m], 4);
+            pippy_fold_batchnorm(g);
+            pippy_fuse_activations(g);
+            pippy_plan p;
+            plan_for(&p, g, s, NULL);
+            ck_assert_int_eq(p.n_stages, s);
+            check_plan(&p);
+            pippy_plan_free(&p);
+            pippy_graph_free(g);
+        }
+}
+END_TEST
+
+START_TEST(test_auto_split_balances)
+{
+    /* two blocks of equal work: the slower of 2 stages must carry well under all of it */
+    pippy_graph *g = load("gpt_op17", 8);
+    pippy_plan p;
+    plan_for(&p, g, 2, NULL);
+    double a = p.stages[0].pred_forward_ms, b = p.stages[1].pred_forward_ms;
+    double hi = a > b ? a : b;
+    ck_assert_msg(hi < 0.75 * (a + b), "stages %.4f and %.4f ms are not balanced", a, b);
+    pippy_plan_free(&p);
+    pippy_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_split_before_prefix_and_errors)
+{
+    pippy_graph *g = load("gpt_op17", 8);
+    pippy_plan p;
+    plan_for(&p, g, 0, "/blocks.1/");
+    ck_assert_int_eq(p.n_stages, 2);
+    ck_assert(strncmp(g->nodes[p.stages[1].nodes[0]].name, "/blocks.1/", 10) == 0);
+    /* the tied embedding/head weight is stored by both stages */
+    int32_t tied = pippy_graph_find(g, "tok_emb.weight"), in0 = 0, in1 = 0;
+    for (int32_t q = 0; q < p.stages[0].n_params; q++)
+        in0 |= p.stages[0].params[q] == tied;
+    for (int32_t q = 0; q < p.stages[1].n_params; q++)
+        in1 |= p.stages[1].params[q] == tied;
+    ck_assert(in0 && in1);
+    pippy_plan_free(&p);
+    memset(&p, 0, sizeof p);
+    p.g = g;
+    pippy_cost_defaults(&p.cost);
+    pippy_partition_opts o = {0, "/no/such/", 1, 8, "gpipe"};
+    ck_assert_int_eq(pippy_partition(&p, &o), PIPPY_ERR_USAGE);
+    ck_assert(strstr(pippy_last_error(), "/no/such/") != NULL);
+    pippy_plan_free(&p);
+    pippy_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_trainable_count_matches_pytorch)
+{
+    /* PyTorch's counts (samples/models/NAME.json): BN statistics and the causal mask are not parameters */
+    struct {
+        const char *m;
+        int64_t n;
+    } want[] = {{"resnet18", 396790}, {"gpt_op14", 109440}, {"mlp", 150794}};
+    for (size_t k = 0; k < 3; k++) {
+        pippy_graph *g = load(want[k].m, 2);
+        char *grad = calloc((size_t)g->n_values, 1);
+        pippy_mark_trainable(g, grad);
+        int64_t n = 0;
+        for (int32_t v = 0; v < g->n_values; v++)
+            if (g->values[v].kind == PIPPY_VAL_PARAM && grad[v])
+                n += pippy_value_numel(&g->values[v]);
+        ck_assert_int_eq(n, want[k].n);
+        free(grad);
+        pippy_graph_free(g);
+    }
+}
+END_TEST
+
+static Suite *compiler_suite(void)
+{
+    Suite *s = suite_create("compiler");
+    TCase *t = tcase_create("passes");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_fold_leaves_no_shape_work);
+    tcase_add_test(t, test_plans_hold_invariants);
+    tcase_add_test(t, test_auto_split_balances);
+    tcase_add_test(t, test_split_before_prefix_and_errors);
+    tcase_add_test(t, test_trainable_count_matches_pytorch);
+    suite_add_tcase(s, t);
+    return s;
+}
+PIPPY_TEST_SUITE(compiler_suite)
