@@ -1,1 +1,743 @@
-int main(void) { return 0; }
+/* pippyrun.c — start every rank of a compiled out/ folder on this host and watch them.
+ *
+ *   pippyrun OUT/ [--input NAME=FILE ...] [--output NAME=FILE ...] [--trace FILE]
+ *                 [--timeout SEC] [--threads N] [-- extra args for every rank]
+ *
+ * Reads the rank -> program map of OUT/schedule.json ({"ranks":[{"rank":0,"stage":0,
+ * "program":"stage0"},...]}) and starts, for each rank r, OUT/<program> --rank r --schedule
+ * OUT/schedule.json --hosts OUT/hosts plus the user's arguments (and --trace FILE.rank<r>.json).
+ * Each rank runs in its own process group; its stdout and stderr lines come out prefixed
+ * "[rank r] ". When a rank exits non-zero or is killed, the others get SIGTERM, then SIGKILL
+ * after 2 s, and pippyrun exits with the first failure's code (128+signal for a signal).
+ * SIGINT/SIGTERM to pippyrun are forwarded to the ranks. With --trace, the per-rank traces
+ * (JSON arrays of Chrome trace events) are merged into FILE when every rank succeeded.
+ * Exit codes: 0 success, 2 bad usage, 1 a bad OUT folder, else the failing rank's code. */
+#define _GNU_SOURCE /* pipe2 */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GRACE_S 2.0
+#define LINE_MAX_BYTES 16384
+
+typedef struct {
+    int fd;      /* read end, -1 once closed */
+    int to;      /* 1 = our stdout, 2 = our stderr */
+    size_t len;  /* bytes of an unfinished line in buf */
+    char buf[LINE_MAX_BYTES];
+} stream;
+
+typedef struct {
+    int rank, stage;
+    char *program; /* OUT/<program> */
+    pid_t pid;     /* 0 once reaped */
+    int status;    /* wait status */
+    stream out, err;
+} rank_proc;
+
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    int e = errno;
+    if (sig == SIGINT || sig == SIGTERM)
+        got_signal = sig;
+    char c = (char)sig;
+    if (write(sig_pipe[1], &c, 1) < 0) {
+        /* the pipe is full: the loop wakes anyway */
+    }
+    errno = e;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: pippyrun OUT/ [--input NAME=FILE ...] [--output NAME=FILE ...] "
+               "[--trace FILE]\n"
+               "                [--timeout SEC] [--threads N] [-- extra args for every rank]\n"
+               "Starts every rank of OUT/schedule.json on this host (OUT/ is what pippyc -o "
+               "wrote).\n");
+}
+
+static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "pippyrun: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    usage(stderr);
+    return 2;
+}
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "pippyrun: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 1;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (n < cap)
+            break;
+        char *nb = realloc(buf, 2 * cap + 1);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+/* ---- the schedule's rank map ---- */
+
+static int load_ranks(const char *out, const char *sched_path, rank_proc **ranks_out, int *n_out)
+{
+    size_t len;
+    char *text = read_file(sched_path, &len);
+    if (!text)
+        return die("cannot read %s: %s (is %s a folder written by pippyc -o?)", sched_path,
+                   strerror(errno), out);
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root)
+        return die("%s is not valid JSON (near \"%.30s\")", sched_path,
+                   cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+    const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(root, "ranks");
+    int n = cJSON_IsArray(ranks) ? cJSON_GetArraySize(ranks) : 0;
+    if (n <= 0) {
+        cJSON_Delete(root);
+        return die("%s has no \"ranks\" array (rank -> program map)", sched_path);
+    }
+    rank_proc *rp = calloc((size_t)n, sizeof *rp);
+    if (!rp) {
+        cJSON_Delete(root);
+        return die("out of memory");
+    }
+    for (int i = 0; i < n; i++)
+        rp[i].rank = -1;
+    int rc = 0;
+    const cJSON *jr;
+    int idx = 0;
+    cJSON_ArrayForEach(jr, ranks)
+    {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(jr, "rank");
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(jr, "stage");
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(jr, "program");
+        if (!cJSON_IsNumber(r) || !cJSON_IsString(p) || !p->valuestring[0]) {
+            rc = die("%s: ranks[%d] needs \"rank\" (a number) and \"program\" (a name)",
+                     sched_path, idx);
+            break;
+        }
+        int rank = (int)r->valuedouble;
+        if (rank < 0 || rank >= n || (double)rank != r->valuedouble || rp[rank].rank >= 0) {
+            rc = die("%s: ranks[%d] has rank %g: ranks must be 0..%d, each once", sched_path, idx,
+                     r->valuedouble, n - 1);
+            break;
+        }
+        rp[rank].rank = rank;
+        rp[rank].stage = cJSON_IsNumber(s) ? (int)s->valuedouble : rank;
+        rp[rank].program = path_join(out, p->valuestring);
+        if (!rp[rank].program) {
+            rc = die("out of memory");
+            break;
+        }
+        idx++;
+    }
+    cJSON_Delete(root);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        struct stat sb;
+        if (stat(rp[i].program, &sb) != 0 || !S_ISREG(sb.st_mode))
+            rc = die("the program of rank %d, %s, is missing (compile again with pippyc -o %s)",
+                     i, rp[i].program, out);
+        else if (access(rp[i].program, X_OK) != 0)
+            rc = die("the program of rank %d, %s, is not executable", i, rp[i].program);
+    }
+    if (rc) {
+        for (int i = 0; i < n; i++)
+            free(rp[i].program);
+        free(rp);
+        return rc;
+    }
+    *ranks_out = rp;
+    *n_out = n;
+    return 0;
+}
+
+/* ---- output ---- */
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return; /* our output is gone: keep running the job */
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* One output line: "[rank r] " + text + "\n" in a single write, so ranks do not interleave. */
+static void emit(int rank, int to, const char *text, size_t n)
+{
+    char line[LINE_MAX_BYTES + 32];
+    int k = snprintf(line, 32, "[rank %d] ", rank);
+    memcpy(line + k, text, n);
+    line[k + (int)n] = '\n';
+    write_all(to, line, (size_t)k + n + 1);
+}
+
+static void stream_read(int rank, stream *s)
+{
+    ssize_t k;
+    do
+        k = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
+    while (k < 0 && errno == EINTR);
+    if (k <= 0) {
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (s->len)
+            emit(rank, s->to, s->buf, s->len);
+        s->len = 0;
+        close(s->fd);
+        s->fd = -1;
+        return;
+    }
+    s->len += (size_t)k;
+    size_t start = 0;
+    for (size_t i = 0; i < s->len; i++)
+        if (s->buf[i] == '\n') {
+            emit(rank, s->to, s->buf + start, i - start);
+            start = i + 1;
+        }
+    if (start == 0 && s->len == sizeof s->buf) { /* a line longer than the buffer */
+        emit(rank, s->to, s->buf, s->len);
+        start = s->len;
+    }
+    memmove(s->buf, s->buf + start, s->len - start);
+    s->len -= start;
+}
+
+/* ---- processes ---- */
+
+static const char *sig_name(int sig)
+{
+    switch (sig) {
+    case SIGKILL: return "SIGKILL";
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGILL: return "SIGILL";
+    case SIGPIPE: return "SIGPIPE";
+    default: return "a signal";
+    }
+}
+
+static int exit_code_of(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 1;
+}
+
+static int start_rank(rank_proc *rp, char **argv)
+{
+    int po[2], pe[2];
+    if (pipe2(po, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(pe, O_CLOEXEC) < 0) {
+        close(po[0]);
+        close(po[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(po[0]); close(po[1]); close(pe[0]); close(pe[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        struct sigaction sa = {.sa_handler = SIG_DFL};
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGCHLD, &sa, NULL);
+        sigaction(SIGPIPE, &sa, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            close(nul);
+        }
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        execv(rp->program, argv);
+        fprintf(stderr, "cannot start %s: %s\n", rp->program, strerror(errno));
+        _exit(127);
+    }
+    setpgid(pid, pid); /* also here: no race with signalling the group */
+    close(po[1]);
+    close(pe[1]);
+    fcntl(po[0], F_SETFL, O_NONBLOCK);
+    fcntl(pe[0], F_SETFL, O_NONBLOCK);
+    rp->pid = pid;
+    rp->out = (stream){.fd = po[0], .to = 1};
+    rp->err = (stream){.fd = pe[0], .to = 2};
+    return 0;
+}
+
+static void signal_all(rank_proc *rp, int n, int sig)
+{
+    for (int i = 0; i < n; i++)
+        if (rp[i].pid > 0)
+            kill(-rp[i].pid, sig);
+}
+
+/* ---- trace merge ---- */
+
+static char *trace_part(const char *trace, int rank)
+{
+    size_t n = strlen(trace) + 32;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s.rank%d.json", trace, rank);
+    return p;
+}
+
+static int merge_traces(const char *trace, int n)
+{
+    size_t tl = strlen(trace);
+    char *tmp = malloc(tl + 16);
+    if (!tmp)
+        return die("out of memory");
+    snprintf(tmp, tl + 16, "%s.tmpXXXXXX", trace);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        int rc = die("cannot write the trace %s: %s", trace, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        free(tmp);
+        return rc;
+    }
+    fchmod(fd, 0644);
+    int rc = 0, first = 1;
+    size_t events = 0;
+    fputs("[\n", f);
+    for (int r = 0; r < n && rc == 0; r++) {
+        char *part = trace_part(trace, r);
+        size_t len;
+        char *text = part ? read_file(part, &len) : NULL;
+        cJSON *arr = text ? cJSON_ParseWithLength(text, len) : NULL;
+        if (!text)
+            rc = die("rank %d wrote no trace %s: %s", r, part ? part : "?", strerror(errno));
+        else if (!cJSON_IsArray(arr))
+            rc = die("the trace of rank %d, %s, is not a JSON array", r, part);
+        const cJSON *e, *src = rc == 0 ? arr : NULL;
+        cJSON_ArrayForEach(e, src)
+        {
+            char *s = cJSON_PrintUnformatted(e);
+            if (!s) {
+                rc = die("out of memory");
+                break;
+            }
+            fprintf(f, "%s%s", first ? "" : ",\n", s);
+            first = 0;
+            events++;
+            free(s);
+        }
+        cJSON_Delete(arr);
+        free(text);
+        free(part);
+    }
+    fputs("\n]\n", f);
+    if (ferror(f) && rc == 0)
+        rc = die("cannot write the trace %s: %s", trace, strerror(errno));
+    if (fclose(f) != 0 && rc == 0)
+        rc = die("cannot write the trace %s: %s", trace, strerror(errno));
+    if (rc == 0 && rename(tmp, trace) != 0)
+        rc = die("cannot write the trace %s: %s", trace, strerror(errno));
+    if (rc) {
+        unlink(tmp);
+    } else {
+        for (int r = 0; r < n; r++) {
+            char *part = trace_part(trace, r);
+            if (part)
+                unlink(part);
+            free(part);
+        }
+        fprintf(stderr, "pippyrun: trace of %d ranks (%zu events) in %s\n", n, events, trace);
+    }
+    free(tmp);
+    return rc;
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv)
+{
+    const char *out = NULL, *trace = NULL, *timeout = NULL, *threads = NULL;
+    const char **user = calloc((size_t)argc * 2 + 1, sizeof *user); /* --input/--output pairs */
+    int n_user = 0, extra_at = argc;
+    if (!user)
+        return die("out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        const char *opts[] = {"--input", "--output", "--trace", "--timeout", "--threads"};
+        int which = -1;
+        if (strcmp(a, "--") == 0) {
+            extra_at = i + 1;
+            break;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        for (int k = 0; k < 5; k++) {
+            size_t ol = strlen(opts[k]);
+            if (strcmp(a, opts[k]) == 0) {
+                if (i + 1 >= argc)
+                    return die_usage("%s needs a value", a);
+                which = k;
+                val = argv[++i];
+            } else if (strncmp(a, opts[k], ol) == 0 && a[ol] == '=') {
+                which = k;
+                val = a + ol + 1;
+            }
+        }
+        if (which < 0 && a[0] == '-')
+            return die_usage("unknown option %s", a);
+        if (which < 0) {
+            if (out)
+                return die_usage("two OUT folders given (%s and %s)", out, a);
+            out = a;
+            continue;
+        }
+        if (which <= 1) {
+            if (!strchr(val, '=') || val[0] == '=')
+                return die_usage("%s takes NAME=FILE, not \"%s\"", opts[which], val);
+            user[n_user++] = opts[which];
+            user[n_user++] = val;
+        } else if (which == 2) {
+            if (!val[0])
+                return die_usage("--trace needs a file name");
+            trace = val;
+        } else if (which == 3) {
+            char *end;
+            double v = strtod(val, &end);
+            if (*end || !(v > 0))
+                return die_usage("--timeout takes seconds > 0, not \"%s\"", val);
+            timeout = val;
+        } else {
+            char *end;
+            long v = strtol(val, &end, 10);
+            if (*end || v < 1)
+                return die_usage("--threads takes a count >= 1, not \"%s\"", val);
+            threads = val;
+        }
+    }
+    if (!out)
+        return die_usage("no OUT folder given");
+
+    /* OUT without trailing slashes, so that programs read OUT/stage0 (not OUT//stage0). */
+    char *outdir = strdup(out);
+    if (!outdir)
+        return die("out of memory");
+    for (size_t l = strlen(outdir); l > 1 && outdir[l - 1] == '/'; l--)
+        outdir[l - 1] = 0;
+    struct stat sb;
+    if (stat(outdir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return die("%s is not a folder (give the folder pippyc -o wrote)", out);
+    char *sched = path_join(outdir, "schedule.json");
+    char *hosts = path_join(outdir, "hosts");
+    if (!sched || !hosts)
+        return die("out of memory");
+    rank_proc *rp = NULL;
+    int n = 0;
+    int rc = load_ranks(outdir, sched, &rp, &n);
+    if (rc)
+        return rc;
+    if (access(hosts, R_OK) != 0)
+        return die("%s is missing (pippyc writes it: one host:port per rank)", hosts);
+
+    /* A job token shared by the ranks (they refuse peers of another job). */
+    if (!getenv("PIPPY_JOB_TOKEN")) {
+        char tok[32];
+        snprintf(tok, sizeof tok, "%llx",
+                 (unsigned long long)((uint64_t)getpid() << 32 ^ (uint64_t)(now_s() * 1e6)));
+        setenv("PIPPY_JOB_TOKEN", tok, 1);
+    }
+
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return die("pipe: %s", strerror(errno));
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* argv of a rank: program, 6 fixed, user pairs, timeout, threads, trace, extras, NULL */
+    int n_extra = argc - extra_at;
+    char **cargv = calloc((size_t)(1 + 6 + n_user + 6 + n_extra + 1), sizeof *cargv);
+    if (!cargv)
+        return die("out of memory");
+    int started = 0;
+    for (int r = 0; r < n; r++) {
+        char rank_s[16], *part = NULL;
+        int k = 0;
+        snprintf(rank_s, sizeof rank_s, "%d", r);
+        cargv[k++] = rp[r].program;
+        cargv[k++] = "--rank";
+        cargv[k++] = rank_s;
+        cargv[k++] = "--schedule";
+        cargv[k++] = sched;
+        cargv[k++] = "--hosts";
+        cargv[k++] = hosts;
+        for (int i = 0; i < n_user; i++)
+            cargv[k++] = (char *)user[i];
+        if (timeout) {
+            cargv[k++] = "--timeout";
+            cargv[k++] = (char *)timeout;
+        }
+        if (threads) {
+            cargv[k++] = "--threads";
+            cargv[k++] = (char *)threads;
+        }
+        if (trace) {
+            part = trace_part(trace, r);
+            unlink(part); /* never merge a stale part */
+            cargv[k++] = "--trace";
+            cargv[k++] = part;
+        }
+        for (int i = extra_at; i < argc; i++)
+            cargv[k++] = argv[i];
+        cargv[k] = NULL;
+        fflush(stdout);
+        fflush(stderr);
+        if (start_rank(&rp[r], cargv) != 0) {
+            die("cannot start rank %d (%s): %s", r, rp[r].program, strerror(errno));
+            free(part);
+            break;
+        }
+        free(part);
+        started++;
+    }
+
+    int first_fail = -1, first_code = 0, alive = started, stopping = 0;
+    double kill_at = 0;
+    if (started < n) { /* could not start them all: stop the ones that run */
+        first_code = 1;
+        stopping = 1;
+        signal_all(rp, n, SIGTERM);
+        kill_at = now_s() + GRACE_S;
+    }
+    struct pollfd *pf = calloc((size_t)(2 * n + 1), sizeof *pf);
+    int *pf_rank = calloc((size_t)(2 * n + 1), sizeof *pf_rank);
+    if (!pf || !pf_rank)
+        return die("out of memory");
+    double drain_until = 0;
+    for (;;) {
+        /* reap */
+        for (int i = 0; i < n; i++) {
+            if (rp[i].pid <= 0)
+                continue;
+            int st;
+            pid_t k = waitpid(rp[i].pid, &st, WNOHANG);
+            if (k != rp[i].pid)
+                continue;
+            rp[i].status = st;
+            alive--;
+            int code = exit_code_of(st);
+            if (code != 0 && first_fail < 0 && !stopping && !got_signal) {
+                first_fail = i;
+                first_code = code;
+                if (WIFSIGNALED(st))
+                    fprintf(stderr, "pippyrun: rank %d (%s) failed with exit code %d (killed by "
+                            "%s)\n", i, rp[i].program, code, sig_name(WTERMSIG(st)));
+                else
+                    fprintf(stderr, "pippyrun: rank %d (%s) failed with exit code %d\n", i,
+                            rp[i].program, code);
+                if (alive > 0)
+                    fprintf(stderr, "pippyrun: stopping the other ranks\n");
+                stopping = 1;
+                kill_at = now_s() + GRACE_S;
+                /* SIGTERM the others (and anything this rank left in its group) */
+                kill(-rp[i].pid, SIGKILL);
+                rp[i].pid = -rp[i].pid; /* reaped; keep the group id for the final sweep */
+                signal_all(rp, n, SIGTERM);
+                continue;
+            }
+            rp[i].pid = -rp[i].pid;
+        }
+        if (got_signal && !stopping) {
+            fprintf(stderr, "pippyrun: got %s, passing it to the ranks\n", sig_name(got_signal));
+            stopping = 1;
+            first_code = 128 + got_signal;
+            signal_all(rp, n, got_signal);
+            kill_at = now_s() + GRACE_S;
+        }
+        double tn = now_s();
+        if (stopping && alive > 0 && tn >= kill_at) {
+            signal_all(rp, n, SIGKILL);
+            kill_at = tn + 3600;
+        }
+        int open_streams = 0;
+        for (int i = 0; i < n; i++)
+            open_streams += (rp[i].out.fd >= 0) + (rp[i].err.fd >= 0);
+        if (alive == 0) {
+            /* every rank is reaped; what their children still hold open is drained briefly */
+            if (drain_until == 0)
+                drain_until = tn + (open_streams ? 0.5 : 0);
+            if (!open_streams)
+                break;
+            if (tn >= drain_until) {
+                for (int i = 0; i < n; i++)
+                    if (rp[i].pid < 0)
+                        kill(rp[i].pid, SIGKILL); /* the group: -pid */
+                for (int i = 0; i < n; i++) {
+                    if (rp[i].out.fd >= 0)
+                        stream_read(i, &rp[i].out);
+                    if (rp[i].err.fd >= 0)
+                        stream_read(i, &rp[i].err);
+                    if (rp[i].out.fd >= 0) {
+                        close(rp[i].out.fd);
+                        rp[i].out.fd = -1;
+                    }
+                    if (rp[i].err.fd >= 0) {
+                        close(rp[i].err.fd);
+                        rp[i].err.fd = -1;
+                    }
+                }
+                break;
+            }
+        }
+        int m = 0;
+        pf[m].fd = sig_pipe[0];
+        pf[m].events = POLLIN;
+        pf_rank[m++] = -1;
+        for (int i = 0; i < n; i++) {
+            stream *ss[2] = {&rp[i].out, &rp[i].err};
+            for (int s = 0; s < 2; s++)
+                if (ss[s]->fd >= 0) {
+                    pf[m].fd = ss[s]->fd;
+                    pf[m].events = POLLIN;
+                    pf_rank[m++] = i * 2 + s;
+                }
+        }
+        int ms = 1000;
+        if (stopping && alive > 0)
+            ms = (int)((kill_at - tn) * 1000) + 1;
+        if (alive == 0)
+            ms = (int)((drain_until - tn) * 1000) + 1;
+        if (ms < 0)
+            ms = 0;
+        if (ms > 1000)
+            ms = 1000; /* a SIGCHLD lost to a full pipe costs at most a second */
+        int k = poll(pf, (nfds_t)m, ms);
+        if (k < 0 && errno != EINTR)
+            break;
+        for (int j = 0; k > 0 && j < m; j++) {
+            if (!pf[j].revents)
+                continue;
+            if (pf_rank[j] < 0) {
+                char drain[64];
+                while (read(sig_pipe[0], drain, sizeof drain) > 0)
+                    ;
+                continue;
+            }
+            rank_proc *r = &rp[pf_rank[j] / 2];
+            stream_read(r->rank, pf_rank[j] % 2 ? &r->err : &r->out);
+        }
+    }
+    /* Leave nothing behind: every rank's group gets a last SIGKILL. */
+    for (int i = 0; i < n; i++)
+        if (rp[i].pid != 0)
+            kill(rp[i].pid < 0 ? rp[i].pid : -rp[i].pid, SIGKILL);
+
+    if (got_signal && first_fail < 0) {
+        fprintf(stderr, "pippyrun: stopped by %s\n", sig_name(got_signal));
+        rc = 128 + got_signal;
+    } else if (first_fail >= 0 || first_code) {
+        rc = first_code ? first_code : 1;
+    } else {
+        rc = trace ? merge_traces(trace, n) : 0;
+    }
+    for (int i = 0; i < n; i++)
+        free(rp[i].program);
+    free(rp);
+    free(pf);
+    free(pf_rank);
+    free(cargv);
+    free(user);
+    free(sched);
+    free(hosts);
+    free(outdir);
+    return rc;
+}
