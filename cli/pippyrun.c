@@ -154,10 +154,13 @@ static int load_ranks(const char *out, const char *sched_path, rank_proc **ranks
         return die("cannot read %s: %s (is %s a folder written by pippyc -o?)", sched_path,
                    strerror(errno), out);
     cJSON *root = cJSON_ParseWithLength(text, len);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr(); /* points into text */
+        int rc = die("%s is not valid JSON (near \"%.30s\")", sched_path, at ? at : "?");
+        free(text);
+        return rc;
+    }
     free(text);
-    if (!root)
-        return die("%s is not valid JSON (near \"%.30s\")", sched_path,
-                   cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
     const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(root, "ranks");
     int n = cJSON_IsArray(ranks) ? cJSON_GetArraySize(ranks) : 0;
     if (n <= 0) {
@@ -442,10 +445,8 @@ static int merge_traces(const char *trace, int n)
 int main(int argc, char **argv)
 {
     const char *out = NULL, *trace = NULL, *timeout = NULL, *threads = NULL;
-    const char **user = calloc((size_t)argc * 2 + 1, sizeof *user); /* --input/--output pairs */
+    const char *user[2 * argc + 1]; /* --input/--output pairs */
     int n_user = 0, extra_at = argc;
-    if (!user)
-        return die("out of memory");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
@@ -506,25 +507,28 @@ int main(int argc, char **argv)
         return die_usage("no OUT folder given");
 
     /* OUT without trailing slashes, so that programs read OUT/stage0 (not OUT//stage0). */
-    char *outdir = strdup(out);
-    if (!outdir)
-        return die("out of memory");
+    char outdir[4096], sched[4096 + 16], hosts[4096 + 16];
+    if (strlen(out) >= sizeof outdir)
+        return die("the OUT path is too long");
+    snprintf(outdir, sizeof outdir, "%s", out);
     for (size_t l = strlen(outdir); l > 1 && outdir[l - 1] == '/'; l--)
         outdir[l - 1] = 0;
     struct stat sb;
     if (stat(outdir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return die("%s is not a folder (give the folder pippyc -o wrote)", out);
-    char *sched = path_join(outdir, "schedule.json");
-    char *hosts = path_join(outdir, "hosts");
-    if (!sched || !hosts)
-        return die("out of memory");
+    snprintf(sched, sizeof sched, "%s/schedule.json", outdir);
+    snprintf(hosts, sizeof hosts, "%s/hosts", outdir);
     rank_proc *rp = NULL;
     int n = 0;
     int rc = load_ranks(outdir, sched, &rp, &n);
     if (rc)
         return rc;
-    if (access(hosts, R_OK) != 0)
+    if (access(hosts, R_OK) != 0) {
+        for (int i = 0; i < n; i++)
+            free(rp[i].program);
+        free(rp);
         return die("%s is missing (pippyc writes it: one host:port per rank)", hosts);
+    }
 
     /* A job token shared by the ranks (they refuse peers of another job). */
     if (!getenv("PIPPY_JOB_TOKEN")) {
@@ -735,9 +739,5 @@ int main(int argc, char **argv)
     free(pf);
     free(pf_rank);
     free(cargv);
-    free(user);
-    free(sched);
-    free(hosts);
-    free(outdir);
     return rc;
 }

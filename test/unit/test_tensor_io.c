@@ -231,7 +231,8 @@ START_TEST(test_bad_files)
     write_bytes(path, buf, 40);
     expect_error(path, PIPPY_ERR_FORMAT, "truncated");
     snprintf(path, sizeof path, "%s/garbage.npy", tmpdir);
-    write_bytes(path, "PK\x03\x04 this is a zip, not an array", 34);
+    static const char zip[] = "PK\x03\x04 this is a zip, not an array";
+    write_bytes(path, zip, sizeof zip - 1);
     expect_error(path, PIPPY_ERR_FORMAT, "not a .npy file");
     snprintf(path, sizeof path, "%s/badhdr.npy", tmpdir);
     memcpy(buf + 10, "{'descr': '<f4', 'fortran_order': Maybe", 39);
