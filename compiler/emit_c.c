@@ -149,8 +149,24 @@ static void pippy_put_data(FILE *f, const char *cname, const pippy_tdesc *t, con
     fputs("};\n", f);
 }
 
+static const char *pippy_attr_type_macro(int32_t t)
+{
+    switch (t) {
+    case PIPPY_ATTR_FLOAT: return "PIPPY_ATTR_FLOAT";
+    case PIPPY_ATTR_INT: return "PIPPY_ATTR_INT";
+    case PIPPY_ATTR_STRING: return "PIPPY_ATTR_STRING";
+    case PIPPY_ATTR_TENSOR: return "PIPPY_ATTR_TENSOR";
+    case PIPPY_ATTR_FLOATS: return "PIPPY_ATTR_FLOATS";
+    case PIPPY_ATTR_INTS: return "PIPPY_ATTR_INTS";
+    case PIPPY_ATTR_STRINGS: return "PIPPY_ATTR_STRINGS";
+    default: return "0";
+    }
+}
+
 static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
 {
+    if (!n->n_attrs)
+        return;
     char nm[64];
     for (int32_t a = 0; a < n->n_attrs; a++) {
         const pippy_attr *at = &n->attrs[a];
@@ -183,7 +199,7 @@ static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
         const pippy_attr *at = &n->attrs[a];
         fprintf(f, "    {.name = ");
         pippy_put_str(f, at->name);
-        fprintf(f, ", .type = %d", at->type);
+        fprintf(f, ", .type = %s", pippy_attr_type_macro(at->type));
         switch (at->type) {
         case PIPPY_ATTR_INT: fprintf(f, ", .i = %lldLL", (long long)at->i); break;
         case PIPPY_ATTR_FLOAT:
@@ -207,8 +223,6 @@ static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
         }
         fputs("},\n", f);
     }
-    if (!n->n_attrs)
-        fputs("    {0},\n", f);
     fputs("};\n", f);
 }
 
@@ -332,7 +346,11 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
         pippy_put_str(f, n->domain);
         fprintf(f, ", .opset = %d, .name = ", g->opset);
         pippy_put_str(f, n->name);
-        fprintf(f, ",\n    .n_attrs = %d, .attrs = A%d,\n    .n_in = %d, .in = {", n->n_attrs, k, d.n_in);
+        if (n->n_attrs)
+            fprintf(f, ",\n    .n_attrs = %d, .attrs = A%d,", n->n_attrs, k);
+        else
+            fputs(",", f);
+        fprintf(f, "\n    .n_in = %d, .in = {", d.n_in);
         for (int32_t q = 0; q < d.n_in; q++) {
             fputs(q ? ", " : "", f);
             pippy_put_tdesc(f, &d.in[q]);
