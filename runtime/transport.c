@@ -694,6 +694,10 @@ static pippy_status client_ctrl_connect(pippy_transport *t, peer_t *p, double le
 /* Advance the connection with one peer. */
 static pippy_status peer_step(pippy_transport *t, peer_t *p, double tn, double deadline)
 {
+    /* A ready peer stays ready: if it finished and left while we still wait for others, what
+     * it sent us is here already (its leaving is reported when we wait on it). */
+    if (p->state == PS_READY)
+        return PIPPY_OK;
     if (p->ep && p->ep_failed) {
         snprintf(p->last_err, sizeof p->last_err, "%s", ucs_status_string(p->ep_status));
         if (p->we_connect && p->ep_status == UCS_ERR_REJECTED)
@@ -866,6 +870,11 @@ pippy_status pippy_transport_open(const pippy_transport_config *c, const int *pe
         .estimated_num_eps = (size_t)(n_peers > 0 ? n_peers : 1),
         .name = name,
     };
+    /* UCX's TCP connection manager binds its listener without SO_REUSEADDR by default: the
+     * TIME_WAIT of the connections a closed job accepted keeps the port from the next job for
+     * a minute. Turn it on unless the user chose. It must be the environment: in UCX 1.13
+     * ucp_config_modify(cfg, "TCP_CM_REUSEADDR", "y") returns OK but does not reach the CM. */
+    setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
     UCX_CHECK_GOTO(ucp_init(&up, NULL, &t->ctx), fail, "rank %d: ucp_init", c->rank);
     ucp_worker_params_t wp = {
         .field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE | UCP_WORKER_PARAM_FIELD_CLIENT_ID |

@@ -234,6 +234,23 @@ START_TEST(test_two_ranks_exchange)
 }
 END_TEST
 
+/* A second job on the same ports right after the first: the listeners' ports are free again
+ * at once (the closed connections' TIME_WAIT does not block them). */
+START_TEST(test_same_ports_again)
+{
+    world w;
+    world_init(&w, 2, 3.0);
+    for (int round = 0; round < 2; round++) {
+        memset(w.res, 0, MAXR * sizeof(rank_result));
+        run_world(&w, rank_exchange, 40);
+        for (int r = 0; r < 2; r++)
+            ck_assert_msg(w.res[r].status == PIPPY_OK, "round %d, rank %d: %s", round, r,
+                          w.res[r].msg);
+    }
+    world_free(&w);
+}
+END_TEST
+
 START_TEST(test_three_ranks_exchange)
 {
     world w;
@@ -569,6 +586,60 @@ START_TEST(test_close_before_peer_receives)
 }
 END_TEST
 
+/* A pipeline 0 -> 1 -> 2 where rank 0 is done (sent its message and closed) before rank 2 has
+ * even started: rank 1 still opens, and still receives rank 0's message. */
+static void rank_pipeline_early_leaver(world *w, rank_result *r)
+{
+    pippy_transport *t = NULL;
+    double t0 = now_s();
+    int peers[2], n = 0;
+    char msg[64];
+    if (w->rank > 0)
+        peers[n++] = w->rank - 1;
+    if (w->rank < w->nranks - 1)
+        peers[n++] = w->rank + 1;
+    if (w->rank == 2)
+        usleep(600000);
+    pippy_transport_config c = {.rank = w->rank, .nranks = w->nranks, .hosts = w->hosts,
+                                .model_hash = w->model_hash[w->rank],
+                                .job_token = w->job_token[w->rank], .timeout_s = w->timeout_s};
+    pippy_status s = pippy_transport_open(&c, peers, n, &t);
+    FAIL_IF(s != PIPPY_OK, "open: %s", pippy_last_error());
+    pippy_request *q;
+    if (w->rank == 0) {
+        memset(msg, 'z', sizeof msg);
+        s = pippy_transport_isend(t, 1, 5, msg, sizeof msg, &q);
+        FAIL_IF(s != PIPPY_OK || pippy_transport_wait(t, q) != PIPPY_OK, "send: %s",
+                pippy_last_error());
+    } else if (w->rank == 1) {
+        s = pippy_transport_irecv(t, 0, 5, msg, sizeof msg, &q);
+        FAIL_IF(s != PIPPY_OK || pippy_transport_wait(t, q) != PIPPY_OK, "recv: %s",
+                pippy_last_error());
+        FAIL_IF(msg[0] != 'z' || msg[63] != 'z', "wrong contents");
+        s = pippy_transport_isend(t, 2, 6, msg, sizeof msg, &q);
+        FAIL_IF(s != PIPPY_OK || pippy_transport_wait(t, q) != PIPPY_OK, "send: %s",
+                pippy_last_error());
+    } else {
+        s = pippy_transport_irecv(t, 1, 6, msg, sizeof msg, &q);
+        FAIL_IF(s != PIPPY_OK || pippy_transport_wait(t, q) != PIPPY_OK, "recv: %s",
+                pippy_last_error());
+    }
+    record(r, PIPPY_OK, t0);
+out:
+    pippy_transport_close(t);
+}
+
+START_TEST(test_peer_leaves_during_open)
+{
+    world w;
+    world_init(&w, 3, 3.0);
+    run_world(&w, rank_pipeline_early_leaver, 30);
+    for (int r = 0; r < 3; r++)
+        ck_assert_msg(w.res[r].status == PIPPY_OK, "rank %d: %s", r, w.res[r].msg);
+    world_free(&w);
+}
+END_TEST
+
 START_TEST(test_port_in_use)
 {
     world w;
@@ -618,6 +689,7 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, test_bad_config);
     tcase_add_test(tc, test_two_ranks_exchange);
     tcase_add_test(tc, test_three_ranks_exchange);
+    tcase_add_test(tc, test_same_ports_again);
     tcase_add_test(tc, test_many_tags_out_of_order);
     tcase_add_test(tc, test_handshake_other_model);
     tcase_add_test(tc, test_handshake_other_job);
@@ -627,6 +699,7 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, test_peer_killed_mid_stream);
     tcase_add_test(tc, test_size_mismatch);
     tcase_add_test(tc, test_close_before_peer_receives);
+    tcase_add_test(tc, test_peer_leaves_during_open);
     tcase_add_test(tc, test_port_in_use);
     suite_add_tcase(s, tc);
     return s;
