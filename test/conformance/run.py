@@ -319,8 +319,8 @@ def compare(expected, actual, rtol, atol):
         n_bad = int(bad.sum())
         idx = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1))), a.shape) \
             if a.ndim else ()
-        return (f"{n_bad}/{a.size} elements differ (rtol={rtol:g} atol={atol:g}); at {list(idx)} got "
-                f"{af[idx]!r:.12}, expected {ef[idx]!r:.12}")
+        return (f"{n_bad}/{a.size} elements differ (rtol={rtol:g} atol={atol:g}); worst at "
+                f"{[int(i) for i in idx]}: got {float(af[idx]):.9g}, expected {float(ef[idx]):.9g}")
     except TypeError as ex:
         return f"cannot compare: {ex}"
     return None
