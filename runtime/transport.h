@@ -12,7 +12,8 @@
  * with exactly one pippy_transport_wait(), which returns its status and gives it back.
  * A receive must match the sent length exactly.
  *
- * Single-threaded: one thread uses a transport at a time. */
+ * Single-threaded: one thread uses a transport at a time. pippy_transport_open sets
+ * UCX_TCP_CM_REUSEADDR=y in the environment (unless set) so a job can reuse its ports at once. */
 #ifndef PIPPY_TRANSPORT_H
 #define PIPPY_TRANSPORT_H
 
