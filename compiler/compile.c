@@ -225,6 +225,42 @@ static pippy_status pippy_publish(const pippy_plan *p, const char *from, const c
     return PIPPY_OK;
 }
 
+/* A graph output that folding turned into a constant (a model that only computes shapes, say)
+ * is written by an Identity node reading the constant, so the last stage still produces it. */
+static pippy_status pippy_materialize_const_outputs(pippy_graph *g, int32_t microbatches)
+{
+    for (int32_t o = 0; o < g->n_outputs; o++) {
+        int32_t v = g->outputs[o];
+        if (g->values[v].kind != PIPPY_VAL_CONST && g->values[v].kind != PIPPY_VAL_PARAM)
+            continue;
+        if (microbatches > 1)
+            return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                              "%s: graph output '%s' is a constant (it depends on no input), so it cannot be split "
+                              "into %d microbatches; use --microbatches 1",
+                              g->path, g->values[v].name, microbatches);
+        char name[1024];
+        snprintf(name, sizeof name, "%s::constant", g->values[v].name);
+        int32_t c = pippy_graph_value(g, name);
+        if (c < 0)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+        pippy_value *src = &g->values[v], *dst = &g->values[c];
+        dst->kind = src->kind;
+        dst->t = src->t;
+        dst->shape_known = 1;
+        dst->data = src->data;
+        dst->data_owned = src->data_owned;
+        src->data = NULL;
+        src->data_owned = 0;
+        src->kind = PIPPY_VAL_INTERMEDIATE;
+        snprintf(name, sizeof name, "%s::write", g->values[v].name);
+        int32_t n = pippy_graph_add_node(g, name, "Identity", "", 1, &c, 1, &v);
+        if (n < 0)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+        g->values[v].producer = n;
+    }
+    return PIPPY_OK;
+}
+
 static uint64_t pippy_mix(uint64_t h, int64_t x) { return pippy_fnv1a(&x, sizeof x, h); }
 
 pippy_status pippy_compile(const pippy_compile_opts *o)
@@ -273,6 +309,9 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
             pippy_error_prefix(st, "at microbatch size %lld", (long long)mb);
         goto fail;
     }
+    st = pippy_materialize_const_outputs(g, M);
+    if (st != PIPPY_OK)
+        goto fail;
     pippy_graph_prune(g);
     pippy_fold_batchnorm(g);
     pippy_fuse_activations(g);
