@@ -301,6 +301,28 @@ typedef struct {
     long fault_delay_us;
 } pippy_rt;
 
+/* Start together: every rank tells each peer it is connected and waits for the same from each.
+ * A peer says so only once its own peers are connected, and a rank connects only after its
+ * set-up, so when this returns the ranks this one depends on are all ready to run. */
+static pippy_status pippy_rt_ready(pippy_rt *rt, const int *peers, int n_peers)
+{
+    uint64_t mine = (uint64_t)rt->rank, theirs[256];
+    pippy_request *rq[512];
+    int n = 0;
+    for (int i = 0; i < n_peers; i++) {
+        PIPPY_TRY(pippy_transport_irecv(rt->t, peers[i], PIPPY_TRANSPORT_TAG_MAX, &theirs[i], sizeof theirs[i], &rq[n]));
+        n++;
+        PIPPY_TRY(pippy_transport_isend(rt->t, peers[i], PIPPY_TRANSPORT_TAG_MAX, &mine, sizeof mine, &rq[n]));
+        n++;
+    }
+    for (int i = 0; i < n; i++) {
+        pippy_status st = pippy_transport_wait(rt->t, rq[i]);
+        if (st != PIPPY_OK)
+            return pippy_error_prefix(st, "rank %d waiting for its peers to be ready", rt->rank);
+    }
+    return PIPPY_OK;
+}
+
 static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
 {
     const pippy_stage_program *p = rt->p;
@@ -551,6 +573,7 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
             free(hosts[i]);
         free(hosts);
         PIPPY_TRY(st);
+        PIPPY_TRY(pippy_rt_ready(rt, peers, n_peers));
     }
     return PIPPY_OK;
 }
