@@ -43,6 +43,8 @@ typedef struct {
     size_t bytes;      /* one microbatch */
     uint8_t *buf;      /* M slots */
     pippy_request **req; /* per microbatch */
+    double *post_us;     /* per microbatch: when the receive was posted */
+    char *arrived;       /* per microbatch: the receive completed */
 } pippy_rt_input;
 
 typedef struct {
@@ -55,6 +57,7 @@ typedef struct {
     size_t bytes;
     uint8_t *buf;
     pippy_request **req; /* per microbatch x n_to */
+    double *post_us;
 } pippy_rt_output;
 
 typedef struct {
@@ -430,7 +433,9 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
         x->bytes = pippy_tdesc_bytes(&p->inputs[q].t);
         x->buf = pippy_alloc(x->bytes * (size_t)rt->M);
         x->req = calloc((size_t)rt->M, sizeof *x->req);
-        if (!x->buf || !x->req)
+        x->post_us = calloc((size_t)rt->M, sizeof *x->post_us);
+        x->arrived = calloc((size_t)rt->M, 1);
+        if (!x->buf || !x->req || !x->post_us || !x->arrived)
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for input '%s' (%zu bytes x %d microbatches)", x->name,
                               x->bytes, rt->M);
     }
@@ -455,7 +460,8 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
         else
             y->buf = pippy_alloc(y->bytes * (size_t)rt->M);
         y->req = calloc((size_t)rt->M * (size_t)(y->n_to ? y->n_to : 1), sizeof *y->req);
-        if (!y->buf || !y->req)
+        y->post_us = calloc((size_t)rt->M * (size_t)(y->n_to ? y->n_to : 1), sizeof *y->post_us);
+        if (!y->buf || !y->req || !y->post_us)
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for output '%s'", y->name);
     }
     /* the action list */
@@ -580,6 +586,53 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
 
 static uint64_t pippy_tag(int edge, int mb) { return ((uint64_t)(uint32_t)edge << 24) | (uint64_t)(uint32_t)mb; }
 
+/* Finish one request: release it, and trace the transfer from its post to now. */
+static pippy_status pippy_rt_finish(pippy_rt *rt, pippy_request **rq, double post_us, int lane, const char *name,
+                                    int m)
+{
+    pippy_status st = pippy_transport_wait(rt->t, *rq);
+    *rq = NULL;
+    if (rt->trace)
+        pippy_trace_event(rt->trace, lane, name, lane == PIPPY_LANE_SEND ? "send" : "recv", (uint64_t)post_us,
+                          (uint64_t)(pippy_now_us() - post_us), m);
+    return st;
+}
+
+/* Look at every transfer in flight once (no blocking): note those that completed. */
+static pippy_status pippy_rt_reap(pippy_rt *rt)
+{
+    for (int q = 0; q < rt->n_in; q++) {
+        pippy_rt_input *in = &rt->in[q];
+        for (int m = 0; m < rt->M; m++)
+            if (in->req[m] && pippy_transport_test(rt->t, in->req[m])) {
+                pippy_status st = pippy_rt_finish(rt, &in->req[m], in->post_us[m], PIPPY_LANE_RECV, in->name, m);
+                if (st != PIPPY_OK)
+                    return pippy_error_prefix(st, "stage %d receiving '%s' of microbatch %d from stage %d",
+                                              rt->p->stage, in->name, m, in->from);
+                in->arrived[m] = 1;
+            }
+    }
+    for (int q = 0; q < rt->n_out; q++) {
+        pippy_rt_output *out = &rt->out[q];
+        for (int i = 0; i < rt->M * out->n_to; i++)
+            if (out->req[i] && pippy_transport_test(rt->t, out->req[i])) {
+                pippy_status st =
+                    pippy_rt_finish(rt, &out->req[i], out->post_us[i], PIPPY_LANE_SEND, out->name, i / out->n_to);
+                if (st != PIPPY_OK)
+                    return pippy_error_prefix(st, "stage %d sending '%s' to stage %d", rt->p->stage, out->name,
+                                              out->to[i % out->n_to]);
+            }
+    }
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_rt_post_recv(pippy_rt *rt, pippy_rt_input *in, int m)
+{
+    in->post_us[m] = pippy_now_us();
+    return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], pippy_tag(in->edge, m),
+                                 in->buf + in->bytes * (size_t)m, in->bytes, &in->req[m]);
+}
+
 /* The executor: this rank's actions in order. */
 static pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_us)
 {
@@ -590,10 +643,9 @@ static pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_
         if (x->op == 0) { /* RECV_F: post the receives of microbatch m from stage peer */
             for (int q = 0; q < rt->n_in; q++) {
                 pippy_rt_input *in = &rt->in[q];
-                if (in->from != x->peer || in->req[m])
+                if (in->from != x->peer || in->req[m] || in->arrived[m])
                     continue;
-                PIPPY_TRY(pippy_transport_irecv(rt->t, rt->stage_rank[x->peer], pippy_tag(in->edge, m),
-                                                in->buf + in->bytes * (size_t)m, in->bytes, &in->req[m]));
+                PIPPY_TRY(pippy_rt_post_recv(rt, in, m));
             }
         } else if (x->op == 1) { /* F: wait for m's inputs, compute */
             double t0 = pippy_now_us();
@@ -601,20 +653,21 @@ static pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_
                 pippy_rt_input *in = &rt->in[q];
                 if (in->from < 0)
                     continue;
-                if (!in->req[m] && rt->t)
-                    PIPPY_TRY(pippy_transport_irecv(rt->t, rt->stage_rank[in->from], pippy_tag(in->edge, m),
-                                                    in->buf + in->bytes * (size_t)m, in->bytes, &in->req[m]));
-                pippy_status st = pippy_transport_wait(rt->t, in->req[m]);
-                in->req[m] = NULL;
-                if (st != PIPPY_OK)
-                    return pippy_error_prefix(st, "stage %d waiting for '%s' of microbatch %d from stage %d", p->stage,
-                                              in->name, m, in->from);
+                if (!in->req[m] && !in->arrived[m]) /* an edited action list may omit the RECV_F */
+                    PIPPY_TRY(pippy_rt_post_recv(rt, in, m));
+                if (in->req[m]) {
+                    pippy_status st = pippy_rt_finish(rt, &in->req[m], in->post_us[m], PIPPY_LANE_RECV, in->name, m);
+                    if (st != PIPPY_OK)
+                        return pippy_error_prefix(st, "stage %d waiting for '%s' of microbatch %d from stage %d",
+                                                  p->stage, in->name, m, in->from);
+                }
+                in->arrived[m] = 0;
             }
             if (rt->fault_delay_us > 0) /* PIPPY_FAULT_DELAY_MS: fault-injection tests */
                 usleep((useconds_t)rt->fault_delay_us);
             double t1 = pippy_now_us();
             if (rt->trace && t1 - t0 > 1)
-                pippy_trace_event(rt->trace, PIPPY_LANE_RECV, "wait", "recv", (uint64_t)(t0), (uint64_t)(t1 - t0), m);
+                pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, "idle", "wait", (uint64_t)t0, (uint64_t)(t1 - t0), m);
             for (int q = 0; q < rt->n_in; q++)
                 rt->in_ptr[q] = rt->in[q].buf + rt->in[q].bytes * (size_t)m;
             for (int q = 0; q < rt->n_out; q++)
@@ -624,47 +677,40 @@ static pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_
             *wait_us += t1 - t0;
             *compute_us += t2 - t1;
             if (rt->trace)
-                pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, "F", "compute", (uint64_t)(t1), (uint64_t)(t2 - t1), m);
+                pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, "F", "compute", (uint64_t)t1, (uint64_t)(t2 - t1), m);
         } else { /* SEND_F: start sending m's outputs to stage peer */
             for (int q = 0; q < rt->n_out; q++) {
                 pippy_rt_output *out = &rt->out[q];
                 for (int c = 0; c < out->n_to; c++) {
-                    if (out->to[c] != x->peer)
+                    size_t i = (size_t)m * (size_t)out->n_to + (size_t)c;
+                    if (out->to[c] != x->peer || out->req[i])
                         continue;
-                    pippy_request **rq = &out->req[(size_t)m * (size_t)out->n_to + (size_t)c];
-                    if (*rq)
-                        continue;
-                    double t0 = pippy_now_us();
+                    out->post_us[i] = pippy_now_us();
                     PIPPY_TRY(pippy_transport_isend(rt->t, rt->stage_rank[x->peer], pippy_tag(out->edge, m),
-                                                    out->buf + out->bytes * (size_t)m, out->bytes, rq));
-                    if (rt->trace)
-                        pippy_trace_event(rt->trace, PIPPY_LANE_SEND, "send", "send", (uint64_t)t0,
-                                          (uint64_t)(pippy_now_us() - t0), m);
+                                                    out->buf + out->bytes * (size_t)m, out->bytes, &out->req[i]));
                 }
             }
         }
         if (rt->t)
-            pippy_transport_progress(rt->t);
+            PIPPY_TRY(pippy_rt_reap(rt));
     }
     /* every send must land before we go */
-    double t0 = pippy_now_us();
     for (int q = 0; q < rt->n_out; q++)
         for (int i = 0; i < rt->M * rt->out[q].n_to; i++)
             if (rt->out[q].req[i]) {
-                pippy_status st = pippy_transport_wait(rt->t, rt->out[q].req[i]);
-                rt->out[q].req[i] = NULL;
+                pippy_rt_output *out = &rt->out[q];
+                pippy_status st =
+                    pippy_rt_finish(rt, &out->req[i], out->post_us[i], PIPPY_LANE_SEND, out->name, i / out->n_to);
                 if (st != PIPPY_OK)
-                    return pippy_error_prefix(st, "stage %d sending '%s'", p->stage, rt->out[q].name);
+                    return pippy_error_prefix(st, "stage %d sending '%s' to stage %d", p->stage, out->name,
+                                              out->to[i % out->n_to]);
             }
     for (int q = 0; q < rt->n_in; q++)
         for (int m = 0; m < rt->M; m++)
-            if (rt->in[q].req[m])
+            if (rt->in[q].req[m] || rt->in[q].arrived[m])
                 return pippy_fail(PIPPY_ERR_FORMAT,
                                   "the action list of rank %d receives microbatch %d of '%s' but never runs F(%d)",
                                   rt->rank, m, rt->in[q].name, m);
-    if (rt->trace && pippy_now_us() - t0 > 1)
-        pippy_trace_event(rt->trace, PIPPY_LANE_SEND, "drain sends", "send", (uint64_t)t0,
-                          (uint64_t)(pippy_now_us() - t0), -1);
     return PIPPY_OK;
 }
 
@@ -742,11 +788,14 @@ static void pippy_rt_free(pippy_rt *rt)
     for (int q = 0; rt->in && q < rt->n_in; q++) {
         free(rt->in[q].buf);
         free(rt->in[q].req);
+        free(rt->in[q].post_us);
+        free(rt->in[q].arrived);
     }
     for (int q = 0; rt->out && q < rt->n_out; q++) {
         if (rt->out[q].passthrough < 0 || rt->out[q].passthrough >= rt->n_in)
             free(rt->out[q].buf);
         free(rt->out[q].req);
+        free(rt->out[q].post_us);
     }
     free(rt->in);
     free(rt->out);

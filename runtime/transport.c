@@ -47,10 +47,13 @@
 #define POOL_CHUNK 1024
 #define RETRY_S 0.05           /* between connection attempts to a listener not up yet */
 #define PEER_GRACE_S 0.25      /* keep progressing this long after a peer went away */
-/* An idle wait spins this long before it sleeps in poll(). Waking a sleeping process costs tens
- * of microseconds; a shorter spin lets two ranks in a ping-pong both fall asleep every round. */
-#define SPIN_S 1e-3
-#define SLEEP_MS 5             /* longest sleep in poll() */
+/* An idle wait spins (yielding the core now and then) this long before it sleeps in ppoll().
+ * Waking a sleeping process costs tens of microseconds; a shorter spin lets two ranks in a
+ * ping-pong both fall asleep every round. The sleeps are short because UCX's shared-memory
+ * transports do not signal the worker's event fd: a rendezvous request from a peer is only
+ * seen when we progress, and every sleep delays the peer's send by up to its length. */
+#define SPIN_S 10e-3
+#define SLEEP_US 200           /* longest sleep in ppoll() */
 #define LIVENESS_S 0.002       /* how often a spinning wait polls the control sockets */
 #define MAX_CONN_QUEUE 64
 
@@ -473,7 +476,7 @@ static void ctrl_readable(peer_t *p)
 
 /* Poll the control sockets of ready peers (and the worker's event fd when armed) for up to
  * timeout_ms; record peers that went away. */
-static void poll_fds(pippy_transport *t, int with_efd, int timeout_ms)
+static void poll_fds(pippy_transport *t, int with_efd, int timeout_us)
 {
     int n = 0;
     if (with_efd && t->efd >= 0) {
@@ -494,7 +497,8 @@ static void poll_fds(pippy_transport *t, int with_efd, int timeout_ms)
     t->last_poll = now_s();
     if (n == 0)
         return;
-    int k = poll(t->pfds, (nfds_t)n, timeout_ms);
+    struct timespec ts = {timeout_us / 1000000, (long)(timeout_us % 1000000) * 1000};
+    int k = ppoll(t->pfds, (nfds_t)n, &ts, NULL);
     if (k <= 0)
         return;
     for (int i = 0; i < n; i++)
@@ -1063,8 +1067,8 @@ pippy_status pippy_transport_wait(pippy_transport *t, pippy_request *r)
             idle_since = 0;
             if (ucp_worker_arm(t->worker) == UCS_OK) {
                 double left = t->timeout_s - (tn - ref);
-                int ms = left * 1000 < SLEEP_MS ? (int)(left * 1000) + 1 : SLEEP_MS;
-                poll_fds(t, 1, ms);
+                int us = left * 1e6 < SLEEP_US ? (int)(left * 1e6) + 1 : SLEEP_US;
+                poll_fds(t, 1, us);
             }
         }
     }
@@ -1128,8 +1132,8 @@ static void wait_ucx_requests(pippy_transport *t, ucs_status_ptr_t *reqs, double
         if (!open || tn >= deadline)
             break;
         int armed = t->efd >= 0 && ucp_worker_arm(t->worker) == UCS_OK;
-        double left_ms = (deadline - tn) * 1000;
-        poll_fds(t, armed, left_ms < SLEEP_MS ? (int)left_ms + 1 : SLEEP_MS);
+        double left_us = (deadline - tn) * 1e6;
+        poll_fds(t, armed, left_us < SLEEP_US ? (int)left_us + 1 : SLEEP_US);
     }
     for (int i = 0; i < t->n_peers; i++)
         if (UCS_PTR_IS_PTR(reqs[i]))
