@@ -94,7 +94,8 @@ static int pippy_node_foldable(const pippy_graph *g, const pippy_node *n)
         if (n->in[k] < 0)
             continue;
         const pippy_value *v = &g->values[n->in[k]];
-        if (v->kind != PIPPY_VAL_CONST || !v->data)
+        /* parameters are constants too at inference (e.g. Identity or Transpose of a weight) */
+        if ((v->kind != PIPPY_VAL_CONST && v->kind != PIPPY_VAL_PARAM) || !v->data)
             return 0;
     }
     return 1;
