@@ -11,6 +11,9 @@
  * after 2 s, and pippyrun exits with the first failure's code (128+signal for a signal).
  * SIGINT/SIGTERM to pippyrun are forwarded to the ranks. With --trace, the per-rank traces
  * (JSON arrays of Chrome trace events) are merged into FILE when every rank succeeded.
+ * When every entry of OUT/hosts is on this machine (127.x.x.x or localhost), the ranks get free
+ * ports chosen now (written to a private hosts file), so that two jobs of one compile, or an
+ * earlier run's lingering sockets, never collide; --fixed-ports keeps the ports of OUT/hosts.
  * Exit codes: 0 success, 2 bad usage, 1 a bad OUT folder, else the failing rank's code. */
 #define _GNU_SOURCE /* pipe2 */
 #include <cjson/cJSON.h>
@@ -23,6 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,6 +67,66 @@ static void on_signal(int sig)
     errno = e;
 }
 
+/* If every line of hosts names this machine, write n "127.0.0.1:PORT" lines with ports free
+ * right now into a new file (its path into tmp) and return 1; 0 to use hosts as it is. */
+static int local_free_ports(const char *hosts, int n, char *tmp, size_t tmp_n)
+{
+    FILE *f = fopen(hosts, "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int local = 1, lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *h = line;
+        while (*h == ' ' || *h == '\t')
+            h++;
+        if (*h == '#' || *h == '\n' || !*h)
+            continue;
+        lines++;
+        local &= strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0;
+    }
+    fclose(f);
+    if (!local || lines < n || n > 1024)
+        return 0;
+    int fds[1024], ports[1024], ok = 1;
+    for (int r = 0; r < n; r++) {
+        fds[r] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t al = sizeof a;
+        if (fds[r] < 0 || bind(fds[r], (struct sockaddr *)&a, sizeof a) != 0 ||
+            getsockname(fds[r], (struct sockaddr *)&a, &al) != 0) {
+            ok = 0;
+            ports[r] = 0;
+        } else {
+            ports[r] = ntohs(a.sin_port);
+        }
+    }
+    for (int r = 0; r < n; r++)
+        if (fds[r] >= 0)
+            close(fds[r]);
+    if (!ok)
+        return 0;
+    snprintf(tmp, tmp_n, "/tmp/pippyrun-hosts-XXXXXX");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return 0;
+    FILE *o = fdopen(fd, "w");
+    if (!o) {
+        close(fd);
+        unlink(tmp);
+        return 0;
+    }
+    fprintf(o, "# chosen by pippyrun for this job (from %s)\n", hosts);
+    for (int r = 0; r < n; r++)
+        fprintf(o, "127.0.0.1:%d\n", ports[r]);
+    if (fclose(o) != 0) {
+        unlink(tmp);
+        return 0;
+    }
+    return 1;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -72,7 +138,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: pippyrun OUT/ [--input NAME=FILE ...] [--output NAME=FILE ...] "
                "[--trace FILE]\n"
-               "                [--timeout SEC] [--threads N] [-- extra args for every rank]\n"
+               "                [--timeout SEC] [--threads N] [--fixed-ports] [-- extra args for every rank]\n"
                "Starts every rank of OUT/schedule.json on this host (OUT/ is what pippyc -o "
                "wrote).\n");
 }
@@ -446,7 +512,7 @@ int main(int argc, char **argv)
 {
     const char *out = NULL, *trace = NULL, *timeout = NULL, *threads = NULL;
     const char *user[2 * argc + 1]; /* --input/--output pairs */
-    int n_user = 0, extra_at = argc;
+    int n_user = 0, extra_at = argc, fixed_ports = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
@@ -459,6 +525,10 @@ int main(int argc, char **argv)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(a, "--fixed-ports") == 0) {
+            fixed_ports = 1;
+            continue;
         }
         for (int k = 0; k < 5; k++) {
             size_t ol = strlen(opts[k]);
@@ -529,6 +599,10 @@ int main(int argc, char **argv)
         free(rp);
         return die("%s is missing (pippyc writes it: one host:port per rank)", hosts);
     }
+
+    char own_hosts[64] = "";
+    if (!fixed_ports && local_free_ports(hosts, n, own_hosts, sizeof own_hosts))
+        snprintf(hosts, sizeof hosts, "%s", own_hosts);
 
     /* A job token shared by the ranks (they refuse peers of another job). */
     if (!getenv("PIPPY_JOB_TOKEN")) {
@@ -739,5 +813,7 @@ int main(int argc, char **argv)
     free(pf);
     free(pf_rank);
     free(cargv);
+    if (own_hosts[0])
+        unlink(own_hosts);
     return rc;
 }

@@ -102,8 +102,15 @@ has "$T/e1" "[rank 1] warning from rank 1" && ! has "$T/o1" "warning"
 check "stderr lines are prefixed and stay on stderr" $? "$(cat "$T/e1")"
 has "$T/o1" "[rank 1] last words without a newline"
 check "an unfinished last line is still printed, prefixed" $? "$(cat "$T/o1")"
-has "$T/o1" "[rank 1] args: --rank 1 --schedule $T/good/schedule.json --hosts $T/good/hosts --input x=a.npy --output y=b.npy --timeout 7 --threads 2 --extra1 foo"
-check "each rank gets --rank --schedule --hosts, the user's arguments and the extras" $? "$(cat "$T/o1")"
+has "$T/o1" "[rank 1] args: --rank 1 --schedule $T/good/schedule.json --hosts /tmp/pippyrun-hosts-" &&
+    has "$T/o1" " --input x=a.npy --output y=b.npy --timeout 7 --threads 2 --extra1 foo"
+check "each rank gets --rank --schedule --hosts (free local ports), the user's arguments and the extras" $? "$(cat "$T/o1")"
+"$PR" "$T/good/" --fixed-ports > "$T/o1f" 2> "$T/e1f"
+has "$T/o1f" "[rank 1] args: --rank 1 --schedule $T/good/schedule.json --hosts $T/good/hosts"
+check "--fixed-ports passes OUT/hosts as it is" $? "$(cat "$T/o1f")"
+own=$(sed -n 's/.*--hosts \(\/tmp\/pippyrun-hosts-[A-Za-z0-9]*\).*/\1/p' "$T/o1" | head -n 1)
+[ -n "$own" ] && [ ! -e "$own" ]
+check "the private hosts file ($own) is removed afterwards" $? ""
 n=$(grep -c '^\[rank [01]\] ' "$T/o1")
 [ "$n" -eq 6 ]
 check "no other output on stdout (6 lines, got $n)" $? "$(cat "$T/o1")"
