@@ -302,26 +302,32 @@ typedef struct {
     const void **in_ptr;
     void **out_ptr;
     long fault_delay_us;
+    int peers[256], n_peers;
 } pippy_rt;
+
+#define PIPPY_TAG_READY PIPPY_TRANSPORT_TAG_MAX
+#define PIPPY_TAG_DONE (PIPPY_TRANSPORT_TAG_MAX - 1)
 
 /* Start together: every rank tells each peer it is connected and waits for the same from each.
  * A peer says so only once its own peers are connected, and a rank connects only after its
- * set-up, so when this returns the ranks this one depends on are all ready to run. */
-static pippy_status pippy_rt_ready(pippy_rt *rt, const int *peers, int n_peers)
+ * set-up, so when this returns the ranks this one depends on are all ready to run. The same
+ * exchange at the end (PIPPY_TAG_DONE) makes a rank whose peer died fail instead of
+ * succeeding on sends that merely left its buffers. */
+static pippy_status pippy_rt_exchange(pippy_rt *rt, const int *peers, int n_peers, uint64_t tag, const char *what)
 {
     uint64_t mine = (uint64_t)rt->rank, theirs[256];
     pippy_request *rq[512];
     int n = 0;
     for (int i = 0; i < n_peers; i++) {
-        PIPPY_TRY(pippy_transport_irecv(rt->t, peers[i], PIPPY_TRANSPORT_TAG_MAX, &theirs[i], sizeof theirs[i], &rq[n]));
+        PIPPY_TRY(pippy_transport_irecv(rt->t, peers[i], tag, &theirs[i], sizeof theirs[i], &rq[n]));
         n++;
-        PIPPY_TRY(pippy_transport_isend(rt->t, peers[i], PIPPY_TRANSPORT_TAG_MAX, &mine, sizeof mine, &rq[n]));
+        PIPPY_TRY(pippy_transport_isend(rt->t, peers[i], tag, &mine, sizeof mine, &rq[n]));
         n++;
     }
     for (int i = 0; i < n; i++) {
         pippy_status st = pippy_transport_wait(rt->t, rq[i]);
         if (st != PIPPY_OK)
-            return pippy_error_prefix(st, "rank %d waiting for its peers to be ready", rt->rank);
+            return pippy_error_prefix(st, "rank %d waiting for its peers to %s", rt->rank, what);
     }
     return PIPPY_OK;
 }
@@ -579,7 +585,9 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
             free(hosts[i]);
         free(hosts);
         PIPPY_TRY(st);
-        PIPPY_TRY(pippy_rt_ready(rt, peers, n_peers));
+        PIPPY_TRY(pippy_rt_exchange(rt, peers, n_peers, PIPPY_TAG_READY, "be ready"));
+        memcpy(rt->peers, peers, sizeof peers[0] * (size_t)n_peers);
+        rt->n_peers = n_peers;
     }
     return PIPPY_OK;
 }
@@ -821,6 +829,8 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
     double t1 = pippy_now_us();
     if (st == PIPPY_OK)
         st = pippy_rt_run(&rt, &compute, &wait);
+    if (st == PIPPY_OK && rt.t)
+        st = pippy_rt_exchange(&rt, rt.peers, rt.n_peers, PIPPY_TAG_DONE, "finish");
     double t2 = pippy_now_us();
     if (st == PIPPY_OK)
         st = pippy_rt_write_outputs(&rt);

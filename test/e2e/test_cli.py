@@ -93,7 +93,21 @@ def main():
     open(trunc, "wb").write(open(model("mlp"), "rb").read()[:5000])
     text_file = os.path.join(out, "text.onnx")
     open(text_file, "w").write("this is not a model\n" * 20)
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    g = helper.make_graph([helper.make_node("Hardmax", ["x"], ["y"], name="my_hardmax")], "g", [x], [y])
+    unsup = os.path.join(out, "unsup.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), unsup)
+    w16 = helper.make_tensor("w16", TensorProto.FLOAT16, [4], [1.0, 2.0, 3.0, 4.0])
+    g = helper.make_graph([helper.make_node("Add", ["x", "w16"], ["y"], name="add16")], "g", [x], [y], [w16])
+    f16 = os.path.join(out, "f16.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), f16)
     errs = [
+        ("an op outside the supported set", [pippyc, unsup, "-o", out], "Hardmax"),
+        ("the unsupported op's node and the supported list", [pippyc, unsup, "-o", out], "inspect --ops"),
+        ("an initializer of a dtype pippyc does not handle", [pippyc, f16, "-o", out], "w16"),
         ("random bytes", [pippyc, "inspect", junk], "junk.onnx"),
         ("truncated model", [pippyc, "inspect", trunc], "trunc.onnx"),
         ("a text file", [pippyc, "inspect", text_file], "text.onnx"),
@@ -110,6 +124,9 @@ def main():
         ("schedule not available for inference", [pippyc, model("mlp"), "--batch", "8", "--schedule", "1f1b",
                                                   "-o", out], "1f1b"),
     ]
+    code, text = run([pippyc, "inspect", unsup])
+    res.check("inspect lists the unsupported op and its node", code == 0 and "unsupported ops: Hardmax" in text
+              and "my_hardmax" in text, tail(text))
     for what, cmd, needle in errs:
         code, text = run(cmd)
         lines = [l for l in text.strip().splitlines() if l]
