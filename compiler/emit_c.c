@@ -338,7 +338,9 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
         pippy_graph_op_desc(g, sg->nodes[k], &d);
         fprintf(f, "\n/* node %d: %s \"", k, n->op);
         pippy_put_comment(f, n->name);
-        fputs("\" */\n", f);
+        fputs(sg->is_view[k] ? "\": a view of its input, no kernel */\n" : "\" */\n", f);
+        if (sg->is_view[k])
+            continue;
         pippy_put_attrs(f, k, n);
         fprintf(f, "static const pippy_op_desc D%d = {\n    .op = ", k);
         pippy_put_str(f, n->op);
@@ -368,6 +370,8 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
     int uses_w = 0;
     for (int32_t k = 0; k < sg->n_nodes; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
+        if (sg->is_view[k])
+            continue;
         fprintf(f, "    d = D%d;", k);
         for (int32_t q = 0; q < n->n_in; q++) {
             int32_t v = n->in[q];
@@ -405,6 +409,11 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
             fputs(q ? ", " : "", f);
             pippy_put_comment(f, g->values[n->out[q]].name);
             fprintf(f, " %s", pippy_tdesc_str(&g->values[n->out[q]].t, sh, sizeof sh));
+        }
+        if (sg->is_view[k]) {
+            fprintf(f, " */\n    /* a view: %s shares the bytes of %s, nothing to run */\n", cname[n->out[0]],
+                    cname[n->in[0]]);
+            continue;
         }
         fprintf(f, " */\n    pippy_kernel_run(K[%d], PIPPY_IN(", k);
         for (int32_t q = 0; q < n->n_in; q++)

@@ -4,7 +4,11 @@
  * arena: values are placed in the order they are made, first-fit into the
  * gaps left by values whose last reader has already run (liveness over the
  * stage's node order). Stage inputs and outputs live in runtime-owned slots
- * (one per microbatch in flight); parameters live in the weights file. */
+ * (one per microbatch in flight); parameters live in the weights file.
+ *
+ * Ops that only relabel their input (Reshape, Flatten, Squeeze, Unsqueeze, Identity, inference
+ * Dropout) become views when input and output both live in the arena: the output takes the
+ * input's bytes, the block lives until the last reader of either, and no kernel runs. */
 #include "plan.h"
 
 #include <stdlib.h>
@@ -17,6 +21,19 @@ typedef struct {
     uint64_t off, size;
     int32_t last; /* position of the last reader */
 } pippy_block;
+
+static int pippy_is_view_op(const pippy_node *n)
+{
+    static const char *const ops[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
+    if (n->domain[0] || n->n_out != 1 || n->n_in < 1 || n->in[0] < 0)
+        return 0;
+    if (strcmp(n->op, "Dropout") == 0 && n->n_in >= 3)
+        return 0; /* a training_mode input: it may really drop */
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(n->op, ops[i]) == 0)
+            return 1;
+    return 0;
+}
 
 static int pippy_block_cmp(const void *a, const void *b)
 {
@@ -64,6 +81,17 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
                 blocks[w++] = blocks[b];
         nb = w;
         qsort(blocks, (size_t)nb, sizeof *blocks, pippy_block_cmp);
+        if (pippy_is_view_op(n) && !is_io[n->out[0]] && sg->arena_off[n->in[0]] >= 0 &&
+            g->values[n->in[0]].t.dtype == g->values[n->out[0]].t.dtype) {
+            int32_t in = n->in[0], out = n->out[0];
+            sg->arena_off[out] = sg->arena_off[in];
+            sg->view_of[out] = sg->view_of[in] >= 0 ? sg->view_of[in] : in;
+            sg->is_view[k] = 1;
+            for (int32_t b = 0; b < nb; b++)
+                if (blocks[b].off == (uint64_t)sg->arena_off[in] && last[out] > blocks[b].last)
+                    blocks[b].last = last[out];
+            continue;
+        }
         for (int32_t o = 0; o < n->n_out; o++) {
             int32_t v = n->out[o];
             if (is_io[v])

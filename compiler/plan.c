@@ -70,12 +70,15 @@ pippy_status pippy_plan_build(pippy_plan *p)
         sg->params = malloc(((size_t)V + 1) * sizeof *sg->params);
         sg->param_off = calloc((size_t)V + 1, sizeof *sg->param_off);
         sg->arena_off = malloc(((size_t)V + 1) * sizeof *sg->arena_off);
-        if (!sg->nodes || !sg->in || !sg->out || !sg->params || !sg->param_off || !sg->arena_off) {
+        sg->view_of = malloc(((size_t)V + 1) * sizeof *sg->view_of);
+        sg->is_view = calloc((size_t)g->n_nodes + 1, 1);
+        if (!sg->nodes || !sg->in || !sg->out || !sg->params || !sg->param_off || !sg->arena_off || !sg->view_of ||
+            !sg->is_view) {
             st = pippy_oom();
             break;
         }
         for (int32_t v = 0; v < V; v++)
-            sg->arena_off[v] = -1;
+            sg->arena_off[v] = sg->view_of[v] = -1;
         for (int32_t i = 0; i < g->n_nodes; i++)
             if (p->node_stage[i] == s)
                 sg->nodes[sg->n_nodes++] = i;
@@ -178,6 +181,8 @@ void pippy_plan_free(pippy_plan *p)
         free(sg->params);
         free(sg->param_off);
         free(sg->arena_off);
+        free(sg->view_of);
+        free(sg->is_view);
     }
     for (int32_t r = 0; p->actions && r < p->n_stages; r++)
         free(p->actions[r]);

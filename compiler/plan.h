@@ -41,6 +41,8 @@ typedef struct {
     int32_t n_params;
     uint64_t weights_bytes;
     int64_t *arena_off;         /* per graph value: offset in this stage's arena, or -1 */
+    int32_t *view_of;           /* per graph value: the value whose bytes it reuses (a view), or -1 */
+    char *is_view;              /* per stage node: 1 when it only relabels its input (no kernel runs) */
     uint64_t arena_bytes;       /* one microbatch's working memory */
     uint64_t io_bytes;          /* inputs + outputs of one microbatch */
     double flops;

@@ -103,6 +103,9 @@ static void check_plan(const pippy_plan *p)
             for (int32_t b = a + 1; b < V; b++) {
                 if (sg->arena_off[a] < 0 || sg->arena_off[b] < 0)
                     continue;
+                int root_a = sg->view_of[a] >= 0 ? sg->view_of[a] : a, root_b = sg->view_of[b] >= 0 ? sg->view_of[b] : b;
+                if (root_a == root_b)
+                    continue; /* a view shares its input's bytes by design */
                 int live_together = !(end[a] < def[b] || end[b] < def[a]);
                 uint64_t a0 = (uint64_t)sg->arena_off[a], a1 = a0 + pippy_value_bytes(&g->values[a]);
                 uint64_t b0 = (uint64_t)sg->arena_off[b], b1 = b0 + pippy_value_bytes(&g->values[b]);
