@@ -169,9 +169,10 @@ static void pippy_conv_ref_run(pippy_kernel *kb, const void *const *in, void *co
 
 /* ---- oneDNN ---- */
 
-static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_conv_geom *g, int relu,
-                                    pippy_dnnl_kernel *k)
+static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
+    const pippy_conv_ref *r = (const pippy_conv_ref *)ref;
+    const pippy_conv_geom *g = &r->g;
     int ns = g->w.ns, nd = 2 + ns;
     int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS], wd[DNNL_MAX_NDIMS];
     xd[0] = g->N, xd[1] = g->C;
@@ -213,7 +214,7 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_conv_geo
     dnnl_primitive_attr_t attr;
     PIPPY_TRY(pippy_dnnl_attr_new(&attr));
     dnnl_status_t s = dnnl_success;
-    if (relu) {
+    if (r->relu) {
         dnnl_post_ops_t po;
         s = dnnl_post_ops_create(&po);
         if (s == dnnl_success) {
@@ -279,32 +280,11 @@ fail:
 
 static pippy_status pippy_conv_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_conv_geom g;
-    int relu;
-    PIPPY_TRY(pippy_conv_geom_get(d, &g));
-    PIPPY_TRY(pippy_dense_activation(d, &relu));
+    pippy_conv_ref r = {.base.run = pippy_conv_ref_run};
+    PIPPY_TRY(pippy_conv_geom_get(d, &r.g));
+    PIPPY_TRY(pippy_dense_activation(d, &r.relu));
     int empty = pippy_tdesc_numel(&d->in[0]) == 0 || pippy_tdesc_numel(&d->in[1]) == 0;
-    if (!d->reference && !empty) {
-        pippy_dnnl_kernel *k;
-        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
-        pippy_status st = pippy_conv_fast(d, &g, relu, k);
-        if (st == PIPPY_OK) {
-            *out = &k->base;
-            return PIPPY_OK;
-        }
-        pippy_dnnl_kernel_free(&k->base);
-        if (st != PIPPY_ERR_UNSUPPORTED)
-            return st;
-        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
-    }
-    pippy_conv_ref *k = calloc(1, sizeof *k);
-    if (!k)
-        return pippy_fail(PIPPY_ERR_NOMEM, "Conv: out of memory");
-    k->base.run = pippy_conv_ref_run;
-    k->g = g;
-    k->relu = relu;
-    *out = &k->base;
-    return PIPPY_OK;
+    return pippy_dense_create(d, !empty, pippy_conv_fast, &r.base, sizeof r, out);
 }
 
 const pippy_op_info pippy_cpu_ops_conv[] = {

@@ -273,6 +273,32 @@ pippy_status pippy_dnnl_md_plain(dnnl_memory_desc_t *md, int n, const int64_t *d
     return PIPPY_OK;
 }
 
+/* ---- create ---- */
+
+pippy_status pippy_dense_create(const pippy_op_desc *d, int try_fast, pippy_dense_fast_fn fast,
+                                const pippy_kernel *ref, size_t ref_size, pippy_kernel **out)
+{
+    if (!d->reference && try_fast) {
+        pippy_dnnl_kernel *k;
+        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
+        pippy_status st = fast(d, ref, k);
+        if (st == PIPPY_OK) {
+            *out = &k->base;
+            return PIPPY_OK;
+        }
+        pippy_dnnl_kernel_free(&k->base);
+        if (st != PIPPY_ERR_UNSUPPORTED)
+            return st;
+        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
+    }
+    pippy_kernel *r = malloc(ref_size);
+    if (!r)
+        return pippy_fail(PIPPY_ERR_NOMEM, "%s: out of memory", d->op);
+    memcpy(r, ref, ref_size);
+    *out = r;
+    return PIPPY_OK;
+}
+
 /* ---- checks ---- */
 
 int pippy_dense_has_input(const pippy_op_desc *d, int i)

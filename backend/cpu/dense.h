@@ -118,6 +118,21 @@ pippy_status pippy_dnnl_const(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *us
 /* Row-major (plain) memory descriptor of n dims. */
 pippy_status pippy_dnnl_md_plain(dnnl_memory_desc_t *md, int n, const int64_t *dims);
 
+/* --- create, shared by the dense families --- */
+
+/* Builds an op's oneDNN kernel into k. ref is the op's reference kernel as create filled it
+ * (geometry, flags), to read them from. Answers PIPPY_ERR_UNSUPPORTED where oneDNN has no
+ * implementation for the case. */
+typedef pippy_status (*pippy_dense_fast_fn)(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k);
+
+/* The create of a dense op. Unless d->reference or !try_fast (e.g. an empty tensor): a new
+ * pippy_dnnl_kernel built by fast. Where fast answers PIPPY_ERR_UNSUPPORTED (the error is
+ * cleared), or the fast kernel is not tried: a heap copy of ref, the op's reference kernel
+ * (ref_size bytes of a struct that starts with pippy_kernel, run and destroy set). Any other
+ * failure of fast is returned. */
+pippy_status pippy_dense_create(const pippy_op_desc *d, int try_fast, pippy_dense_fast_fn fast,
+                                const pippy_kernel *ref, size_t ref_size, pippy_kernel **out);
+
 /* --- checks shared by the dense families (messages name the op and what was found) --- */
 
 /* Input i must be present and float. */

@@ -160,9 +160,10 @@ static pippy_status pippy_relu_post_ops(dnnl_primitive_attr_t attr, int relu)
     return PIPPY_OK;
 }
 
-static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_mm_geom *g, int relu,
-                                      pippy_dnnl_kernel *k)
+static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
+    const pippy_mm_ref *r = (const pippy_mm_ref *)ref;
+    const pippy_mm_geom *g = &r->g;
     int64_t sd[DNNL_MAX_NDIMS], wd[DNNL_MAX_NDIMS], dd[DNNL_MAX_NDIMS];
     int nd;
     if (pippy_prod(g->bb, g->nb) == 1) {
@@ -194,7 +195,7 @@ static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_mm_geo
     PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd));
     dnnl_primitive_attr_t attr;
     PIPPY_TRY(pippy_dnnl_attr_new(&attr));
-    pippy_status st = pippy_relu_post_ops(attr, relu);
+    pippy_status st = pippy_relu_post_ops(attr, r->relu);
     dnnl_primitive_desc_t pd = NULL;
     if (st == PIPPY_OK) {
         dnnl_status_t s = dnnl_primitive_desc_create(&pd, &md, attr, k->engine, NULL);
@@ -237,31 +238,10 @@ static int pippy_any_empty(const pippy_op_desc *d)
 
 static pippy_status pippy_matmul_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_mm_geom g;
-    int relu;
-    PIPPY_TRY(pippy_mm_geom_get(d, &g));
-    PIPPY_TRY(pippy_dense_activation(d, &relu));
-    if (!d->reference && !pippy_any_empty(d)) {
-        pippy_dnnl_kernel *k;
-        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
-        pippy_status st = pippy_matmul_fast(d, &g, relu, k);
-        if (st == PIPPY_OK) {
-            *out = &k->base;
-            return PIPPY_OK;
-        }
-        pippy_dnnl_kernel_free(&k->base);
-        if (st != PIPPY_ERR_UNSUPPORTED)
-            return st;
-        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
-    }
-    pippy_mm_ref *k = calloc(1, sizeof *k);
-    if (!k)
-        return pippy_fail(PIPPY_ERR_NOMEM, "MatMul: out of memory");
-    k->base.run = pippy_matmul_ref_run;
-    k->g = g;
-    k->relu = relu;
-    *out = &k->base;
-    return PIPPY_OK;
+    pippy_mm_ref r = {.base.run = pippy_matmul_ref_run};
+    PIPPY_TRY(pippy_mm_geom_get(d, &r.g));
+    PIPPY_TRY(pippy_dense_activation(d, &r.relu));
+    return pippy_dense_create(d, !pippy_any_empty(d), pippy_matmul_fast, &r.base, sizeof r, out);
 }
 
 /* ---------------------------------------------------------------- Gemm */
@@ -365,9 +345,10 @@ static void pippy_gemm_ref_run(pippy_kernel *kb, const void *const *in, void *co
         }
 }
 
-static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_gemm_geom *g, int relu,
-                                    pippy_dnnl_kernel *k)
+static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
+    const pippy_gemm_ref *r = (const pippy_gemm_ref *)ref;
+    const pippy_gemm_geom *g = &r->g;
     dnnl_dims_t sdims = {g->M, g->K}, wdims = {g->K, g->N}, ddims = {g->M, g->N};
     dnnl_dims_t sstr = {g->ta ? 1 : g->K, g->ta ? g->M : 1};
     dnnl_dims_t wstr = {g->tb ? 1 : g->N, g->tb ? g->K : 1};
@@ -431,7 +412,7 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_gemm_geo
         s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_linear, post_scale, 0.0f);
         n_po++;
     }
-    if (s == dnnl_success && relu) {
+    if (s == dnnl_success && r->relu) {
         s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
         n_po++;
     }
@@ -479,31 +460,10 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_gemm_geo
 
 static pippy_status pippy_gemm_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_gemm_geom g;
-    int relu;
-    PIPPY_TRY(pippy_gemm_geom_get(d, &g));
-    PIPPY_TRY(pippy_dense_activation(d, &relu));
-    if (!d->reference && !pippy_any_empty(d)) {
-        pippy_dnnl_kernel *k;
-        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
-        pippy_status st = pippy_gemm_fast(d, &g, relu, k);
-        if (st == PIPPY_OK) {
-            *out = &k->base;
-            return PIPPY_OK;
-        }
-        pippy_dnnl_kernel_free(&k->base);
-        if (st != PIPPY_ERR_UNSUPPORTED)
-            return st;
-        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
-    }
-    pippy_gemm_ref *k = calloc(1, sizeof *k);
-    if (!k)
-        return pippy_fail(PIPPY_ERR_NOMEM, "Gemm: out of memory");
-    k->base.run = pippy_gemm_ref_run;
-    k->g = g;
-    k->relu = relu;
-    *out = &k->base;
-    return PIPPY_OK;
+    pippy_gemm_ref r = {.base.run = pippy_gemm_ref_run};
+    PIPPY_TRY(pippy_gemm_geom_get(d, &r.g));
+    PIPPY_TRY(pippy_dense_activation(d, &r.relu));
+    return pippy_dense_create(d, !pippy_any_empty(d), pippy_gemm_fast, &r.base, sizeof r, out);
 }
 
 const pippy_op_info pippy_cpu_ops_matmul[] = {

@@ -111,8 +111,9 @@ static pippy_status pippy_norm_param(pippy_dnnl_kernel *k, const pippy_op_desc *
     return pippy_dnnl_bind_in(k, *m, i);
 }
 
-static pippy_status pippy_bn_fast(const pippy_op_desc *d, const pippy_bn_geom *g, pippy_dnnl_kernel *k)
+static pippy_status pippy_bn_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
+    const pippy_bn_geom *g = &((const pippy_bn_ref *)ref)->g;
     int64_t xd[4] = {g->N, g->C, g->S, 1}, cd = g->C;
     dnnl_memory_desc_t xmd, cmd;
     PIPPY_TRY(pippy_dnnl_md_plain(&xmd, 4, xd));
@@ -143,28 +144,9 @@ static pippy_status pippy_bn_fast(const pippy_op_desc *d, const pippy_bn_geom *g
 
 static pippy_status pippy_bn_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_bn_geom g;
-    PIPPY_TRY(pippy_bn_geom_get(d, &g));
-    if (!d->reference && pippy_tdesc_numel(&d->in[0]) > 0) {
-        pippy_dnnl_kernel *k;
-        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
-        pippy_status st = pippy_bn_fast(d, &g, k);
-        if (st == PIPPY_OK) {
-            *out = &k->base;
-            return PIPPY_OK;
-        }
-        pippy_dnnl_kernel_free(&k->base);
-        if (st != PIPPY_ERR_UNSUPPORTED)
-            return st;
-        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
-    }
-    pippy_bn_ref *k = calloc(1, sizeof *k);
-    if (!k)
-        return pippy_fail(PIPPY_ERR_NOMEM, "BatchNormalization: out of memory");
-    k->base.run = pippy_bn_ref_run;
-    k->g = g;
-    *out = &k->base;
-    return PIPPY_OK;
+    pippy_bn_ref r = {.base.run = pippy_bn_ref_run};
+    PIPPY_TRY(pippy_bn_geom_get(d, &r.g));
+    return pippy_dense_create(d, pippy_tdesc_numel(&d->in[0]) > 0, pippy_bn_fast, &r.base, sizeof r, out);
 }
 
 /* ------------------------------------------------------------ LayerNormalization */
@@ -331,8 +313,9 @@ static pippy_status pippy_ln_param(pippy_dnnl_kernel *k, const pippy_op_desc *d,
     return st;
 }
 
-static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_ln_geom *g, pippy_dnnl_kernel *k)
+static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
+    const pippy_ln_geom *g = &((const pippy_ln_ref *)ref)->g;
     int64_t xd[2] = {g->outer, g->inner};
     dnnl_memory_desc_t xmd, pmd, smd;
     PIPPY_TRY(pippy_dnnl_md_plain(&xmd, 2, xd));
@@ -386,38 +369,26 @@ fail:
 
 static pippy_status pippy_ln_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_ln_geom g;
-    PIPPY_TRY(pippy_ln_geom_get(d, &g));
-    if (!d->reference && g.outer > 0 && g.inner > 0) {
-        pippy_dnnl_kernel *k;
-        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
-        pippy_status st = pippy_ln_fast(d, &g, k);
-        if (st == PIPPY_OK) {
-            *out = &k->base;
-            return PIPPY_OK;
-        }
-        pippy_dnnl_kernel_free(&k->base);
-        if (st != PIPPY_ERR_UNSUPPORTED)
-            return st;
-        pippy_error_clear(); /* no oneDNN implementation, or a broadcast Scale/B at run time */
-    }
-    pippy_ln_ref *k = calloc(1, sizeof *k);
-    if (!k)
-        return pippy_fail(PIPPY_ERR_NOMEM, "LayerNormalization: out of memory");
-    k->base.run = pippy_ln_ref_run;
-    k->base.destroy = pippy_ln_ref_destroy;
-    k->g = g;
-    size_t n = (size_t)(g.inner > 0 ? g.inner : 1);
+    /* The fast kernel is not tried for an empty X; it answers unsupported for a broadcast
+     * Scale/B given at run time. */
+    pippy_ln_ref r = {.base.run = pippy_ln_ref_run, .base.destroy = pippy_ln_ref_destroy};
+    PIPPY_TRY(pippy_ln_geom_get(d, &r.g));
+    PIPPY_TRY(pippy_dense_create(d, r.g.outer > 0 && r.g.inner > 0, pippy_ln_fast, &r.base, sizeof r, out));
+    if ((*out)->run != pippy_ln_ref_run)
+        return PIPPY_OK; /* the oneDNN kernel */
+    /* the reference kernel: index tables for Scale and B */
+    pippy_ln_ref *k = (pippy_ln_ref *)*out;
+    size_t n = (size_t)(k->g.inner > 0 ? k->g.inner : 1);
     k->sidx = malloc(n * sizeof *k->sidx);
     k->bidx = malloc(n * sizeof *k->bidx);
     if (!k->sidx || !k->bidx) {
         pippy_ln_ref_destroy(&k->base);
+        *out = NULL;
         return pippy_fail(PIPPY_ERR_NOMEM, "LayerNormalization: out of memory");
     }
-    pippy_ln_index(&d->in[0], g.axis, &d->in[1], k->sidx, g.inner);
-    if (g.has_b)
-        pippy_ln_index(&d->in[0], g.axis, &d->in[2], k->bidx, g.inner);
-    *out = &k->base;
+    pippy_ln_index(&d->in[0], k->g.axis, &d->in[1], k->sidx, k->g.inner);
+    if (k->g.has_b)
+        pippy_ln_index(&d->in[0], k->g.axis, &d->in[2], k->bidx, k->g.inner);
     return PIPPY_OK;
 }
 

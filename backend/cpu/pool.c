@@ -172,8 +172,10 @@ static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *co
 
 /* ---- oneDNN ---- */
 
-static pippy_status pippy_pool_fast(const pippy_pool_geom *g, pippy_dnnl_kernel *k)
+static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
+    (void)d;
+    const pippy_pool_geom *g = &((const pippy_pool_ref *)ref)->g;
     int ns = g->w.ns, nd = 2 + ns;
     int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS];
     dnnl_dims_t strides, kernel, dil, pl, pr;
@@ -234,28 +236,10 @@ static pippy_status pippy_pool_fast(const pippy_pool_geom *g, pippy_dnnl_kernel 
 
 static pippy_status pippy_pool_create_kind(const pippy_op_desc *d, int kind, pippy_kernel **out)
 {
-    pippy_pool_geom g;
-    PIPPY_TRY(pippy_pool_geom_get(d, kind, &g));
-    if (!d->reference && pippy_tdesc_numel(&d->in[0]) > 0) {
-        pippy_dnnl_kernel *k;
-        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
-        pippy_status st = pippy_pool_fast(&g, k);
-        if (st == PIPPY_OK) {
-            *out = &k->base;
-            return PIPPY_OK;
-        }
-        pippy_dnnl_kernel_free(&k->base);
-        if (st != PIPPY_ERR_UNSUPPORTED)
-            return st;
-        pippy_error_clear(); /* no oneDNN equivalent: the reference kernel does it */
-    }
-    pippy_pool_ref *k = calloc(1, sizeof *k);
-    if (!k)
-        return pippy_fail(PIPPY_ERR_NOMEM, "%s: out of memory", d->op);
-    k->base.run = pippy_pool_ref_run;
-    k->g = g;
-    *out = &k->base;
-    return PIPPY_OK;
+    /* no oneDNN equivalent (see pippy_pool_fast): the reference kernel */
+    pippy_pool_ref r = {.base.run = pippy_pool_ref_run};
+    PIPPY_TRY(pippy_pool_geom_get(d, kind, &r.g));
+    return pippy_dense_create(d, pippy_tdesc_numel(&d->in[0]) > 0, pippy_pool_fast, &r.base, sizeof r, out);
 }
 
 static pippy_status pippy_maxpool_create(const pippy_op_desc *d, pippy_kernel **k)

@@ -87,8 +87,10 @@ static void pippy_sm_ref_run(pippy_kernel *kb, const void *const *in, void *cons
         }
 }
 
-static pippy_status pippy_sm_fast(const pippy_sm_geom *g, pippy_dnnl_kernel *k)
+static pippy_status pippy_sm_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
+    (void)d;
+    const pippy_sm_geom *g = &((const pippy_sm_ref *)ref)->g;
     int64_t dims[3] = {g->outer, g->n, g->inner};
     int nd = g->inner == 1 ? 2 : 3;
     dnnl_memory_desc_t md;
@@ -115,28 +117,9 @@ static pippy_status pippy_sm_fast(const pippy_sm_geom *g, pippy_dnnl_kernel *k)
 
 static pippy_status pippy_sm_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_sm_geom g;
-    PIPPY_TRY(pippy_sm_geom_get(d, &g));
-    if (!d->reference && g.outer * g.n * g.inner > 0) {
-        pippy_dnnl_kernel *k;
-        PIPPY_TRY(pippy_dnnl_kernel_new(&k));
-        pippy_status st = pippy_sm_fast(&g, k);
-        if (st == PIPPY_OK) {
-            *out = &k->base;
-            return PIPPY_OK;
-        }
-        pippy_dnnl_kernel_free(&k->base);
-        if (st != PIPPY_ERR_UNSUPPORTED)
-            return st;
-        pippy_error_clear(); /* no oneDNN implementation: the reference kernel does it */
-    }
-    pippy_sm_ref *k = calloc(1, sizeof *k);
-    if (!k)
-        return pippy_fail(PIPPY_ERR_NOMEM, "%s: out of memory", d->op);
-    k->base.run = pippy_sm_ref_run;
-    k->g = g;
-    *out = &k->base;
-    return PIPPY_OK;
+    pippy_sm_ref r = {.base.run = pippy_sm_ref_run};
+    PIPPY_TRY(pippy_sm_geom_get(d, &r.g));
+    return pippy_dense_create(d, r.g.outer * r.g.n * r.g.inner > 0, pippy_sm_fast, &r.base, sizeof r, out);
 }
 
 const pippy_op_info pippy_cpu_ops_softmax[] = {
