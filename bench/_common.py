@@ -98,9 +98,10 @@ def free_ports(n):
 
 
 def fresh_hosts(out):
-    """Rewrite OUT/hosts with free ports. pippyc derives the ports from the model, and a rerun of the
-    same folder within ~60 s fails with "port in use" (the earlier run's sockets in TIME_WAIT), so
-    every bench run gets new ports."""
+    """Rewrite OUT/hosts with free ports. pippyc derives the ports from the model, so every compile of
+    one model shares them; before commit 74e9a96 a rerun within ~60 s also failed with "port in use"
+    (the earlier run's sockets in TIME_WAIT). Fresh ports keep each bench run independent of both
+    (pippyrun gives local ranks free ports itself since ebf7e04; this is then harmless)."""
     path = os.path.join(out, "hosts")
     with open(path) as f:
         n = sum(1 for line in f if line.strip() and not line.startswith("#"))
@@ -135,6 +136,17 @@ def is_compute(ev):
     """Forward/backward compute events ("F", "B", "W", "I", possibly with a microbatch suffix)."""
     n = ev.get("name", "")
     return re.match(r"^(F|B|W|I)(\b|\d|\s|$)", n) is not None or ev.get("cat") == "compute"
+
+
+def is_wait(ev):
+    """A rank waiting for a receive: "wait" events (older runtime) or cat "wait" ("idle")."""
+    return ev.get("name") == "wait" or ev.get("cat") == "wait"
+
+
+def is_send(ev):
+    """A send of one microbatch's value: "send" events (older runtime: the isend call) or cat "send"
+    named after the value (newer runtime: from post to completion)."""
+    return ev.get("cat") == "send" and ev.get("name") != "drain sends"
 
 
 def ort_session(path, threads=1, optimize=True):

@@ -14,7 +14,9 @@ Both ways run through pippyrun with --trace (1 compute thread per stage, the def
   speedup(same M) = 1-stage step time at that M / 2-stage step time at that M;
   speedup(vs best 1-stage) = the fastest 1-stage median over all M / 2-stage step time.
 Idle fraction of a rank = 1 - (sum of its F durations) / step time. The ideal GPipe bubble assumes
-equal stages and free transfers; "imbalance" = slower stage's compute / faster stage's compute.
+equal stages and free transfers; "imbalance" = slower stage's compute / faster stage's compute;
+"r1 waits after its F0" = the time rank 1 spends waiting for data once it has started (transfers that
+did not overlap, or rank 0 falling behind).
 """
 
 import argparse
@@ -39,7 +41,7 @@ def analyse(trace_path, nranks):
     t1 = max(e["ts"] + e["dur"] for e in by_rank[nranks - 1])
     span = float(t1 - t0)
     busy = {r: float(sum(e["dur"] for e in by_rank[r])) for r in range(nranks)}
-    waits = {r: float(sum(e["dur"] for e in evs if e["pid"] == r and e.get("name") == "wait"
+    waits = {r: float(sum(e["dur"] for e in evs if e["pid"] == r and C.is_wait(e)
                           and e["ts"] >= by_rank[r][0]["ts"])) for r in range(nranks)}
     drains = {r: float(sum(e["dur"] for e in evs if e["pid"] == r and e.get("name") == "drain sends"))
               for r in range(nranks)}
@@ -143,12 +145,12 @@ def print_model(r):
         trs.append([x["M"], x["mb"], "%.1f" % x["s1"], "%.1f" % x["s2"], "%.1f" % x["thr1"], "%.1f" % x["thr2"],
                     "%.2f %s" % (x["speed_same"], ok), "%.2f" % x["speed_best"], "%.0f%%" % (100 * x["speed_same"] / r["ceiling"]),
                     "%.1f%% / %.1f%%" % (100 * x["idle0"], 100 * x["idle1"]), "%.1f%%" % (100 * x["ideal"]),
-                    "%.2f" % x["imbalance"], "%.1f" % x["wait1"], "%.1f" % x["drain0"]])
+                    "%.2f" % x["imbalance"], "%.1f" % x["wait1"]])
     print("2-process ceiling on this machine during the run (two 1-stage programs at once, M=%d): "
           "%.2fx (median of %s)" % (r["m_cal"], r["ceiling"], ", ".join("%.2f" % x["ceiling"] for x in r["dual"])))
     print(C.table(["M", "mb size", "1-stage ms", "2-stage ms", "1-stage /s", "2-stage /s",
                    "speedup same M (>=1.7 at M>=8)", "speedup vs best 1-stage", "of ceiling", "idle r0 / r1", "ideal bubble",
-                   "imbalance", "r1 wait after F0 ms", "r0 drain ms"], trs))
+                   "imbalance", "r1 waits after its F0 ms"], trs))
 
 
 def main():

@@ -96,9 +96,11 @@ def analyse_wide(trace, mb_bytes):
         return {e["args"]["microbatch"]: e for e in evs if e["pid"] == pid and e["name"] == name
                 and isinstance(e.get("args"), dict) and "microbatch" in e["args"]}
 
-    f0, f1, s0, w1 = lane(0, "F"), lane(1, "F"), {}, lane(1, "wait")
+    f0, f1, s0 = lane(0, "F"), lane(1, "F"), {}
+    w1 = {e["args"]["microbatch"]: e for e in evs if e["pid"] == 1 and C.is_wait(e)
+          and isinstance(e.get("args"), dict) and "microbatch" in e["args"]}
     for e in evs:  # first send event of each microbatch on rank 0
-        if e["pid"] == 0 and e["name"] == "send" and isinstance(e.get("args"), dict):
+        if e["pid"] == 0 and C.is_send(e) and isinstance(e.get("args"), dict) and "microbatch" in e["args"]:
             m = e["args"]["microbatch"]
             if m not in s0 or e["ts"] < s0[m]["ts"]:
                 s0[m] = e

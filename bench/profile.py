@@ -44,8 +44,12 @@ def flops_of(op, ins, outs):
     return 0
 
 
+KRUN = re.compile(r"pippy_kernel_run\(K\[(\d+)\]")
+
+
 def parse_forward(c_path):
-    """[(op, name, flops)] in kernel order, from the comments of stage_forward."""
+    """[(op, name, flops, kernel index or None)] in node order, from stage_forward: each node's comment
+    and the K[i] its pippy_kernel_run line uses (None: no kernel, e.g. a Reshape that is a view)."""
     nodes, in_fwd = [], False
     with open(c_path) as f:
         for line in f:
@@ -54,10 +58,17 @@ def parse_forward(c_path):
                 continue
             if in_fwd and line.startswith("}"):
                 break
-            m = COMMENT.match(line) if in_fwd else None
+            if not in_fwd:
+                continue
+            m = COMMENT.match(line)
             if m:
-                nodes.append((m.group(1), m.group(2), flops_of(m.group(1), shapes(m.group(3)), shapes(m.group(4)))))
-    return nodes
+                nodes.append([m.group(1), m.group(2), flops_of(m.group(1), shapes(m.group(3)), shapes(m.group(4))),
+                              None])
+                continue
+            k = KRUN.search(line)
+            if k and nodes and nodes[-1][3] is None:
+                nodes[-1][3] = int(k.group(1))
+    return [tuple(n) for n in nodes]
 
 
 def build_profiler(out_dir):
@@ -90,9 +101,10 @@ def pippy_profile(name, batch, reps, info):
         elif f[0] == "k":
             per[int(f[1])] = float(f[2])
     nodes = parse_forward(os.path.join(out_dir, "stage0.c"))
-    if len(nodes) != len(per):
-        print("warning: %d kernels timed, %d node comments parsed" % (len(per), len(nodes)))
-    return total, instr, [(op, nm, fl, per.get(i, 0.0)) for i, (op, nm, fl) in enumerate(nodes)]
+    with_k = [n for n in nodes if n[3] is not None]
+    if len(with_k) != len(per):
+        print("warning: %d kernels timed, %d kernel calls parsed" % (len(per), len(with_k)))
+    return total, instr, [(op, nm, fl, per.get(k, 0.0)) for op, nm, fl, k in with_k]
 
 
 def ort_profile(name, batch, reps, info):

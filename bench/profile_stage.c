@@ -3,7 +3,7 @@
  * Replaces the runtime's pippy_stage_main: maps OUT/stageK.weights, allocates the arena, creates
  * every kernel (stage_init), then runs the stage's forward pass on one microbatch many times,
  * first as generated (whole-forward time) and then with every kernel's run function wrapped by a
- * timer (per-kernel time; the i-th kernel run is K[i] in the generated straight-line code).
+ * timer (per-kernel time, by kernel index K[i]; nodes without a kernel, such as views, have none).
  * bench/profile.py builds it together with a stage's C file and names the kernels from that file:
  *
  *   cc -std=gnu11 -O2 -Icommon -Ibackend -Iruntime OUT/stage0.c bench/profile_stage.c \
@@ -165,7 +165,9 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
     g_orig = calloc((size_t)nk, sizeof *g_orig);
     g_acc = calloc((size_t)nk, sizeof *g_acc);
     double *per = malloc(sizeof(double) * (size_t)nk * (size_t)reps);
-    for (int i = 0; i < nk; i++) {
+    for (int i = 0; i < nk; i++) { /* K[i] is NULL for nodes with no kernel (views) */
+        if (!K[i])
+            continue;
         g_orig[i] = K[i]->run;
         K[i]->run = timed_run;
     }
@@ -181,8 +183,10 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
     }
     printf("total_instr_us %.2f\n", median(tot, reps));
     for (int i = 0; i < nk; i++)
-        printf("k %d %.3f\n", i, median(per + (size_t)i * (size_t)reps, reps));
+        if (K[i])
+            printf("k %d %.3f\n", i, median(per + (size_t)i * (size_t)reps, reps));
     for (int i = 0; i < nk; i++)
-        K[i]->run = g_orig[i];
+        if (K[i])
+            K[i]->run = g_orig[i];
     return 0;
 }

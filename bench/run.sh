@@ -3,7 +3,7 @@
 #
 #   sh bench/run.sh                 # uses build/ (BUILD=build-xyz to use another build folder)
 #   QUICK=1 sh bench/run.sh         # fewer repetitions (a smoke test, not for the README)
-#   sh bench/run.sh single pipeline # only some parts: kernels single pipeline transfer
+#   sh bench/run.sh single pipeline # only some parts: kernels single pipeline transfer profile
 #
 # Needs python3 with torch (CPU), onnx, onnxruntime, numpy. Everything it writes goes to
 # bench/work/ (git-ignored): the models, compiled stage programs, traces, and
@@ -16,7 +16,7 @@ if [ ! -x "$BUILD/pippyc" ] || [ ! -x "$BUILD/pippyrun" ]; then
     make -j2 BUILD="$BUILD"
 fi
 if [ -n "$QUICK" ]; then REPS=1; else REPS=3; fi
-PARTS=${*:-kernels single pipeline transfer}
+PARTS=${*:-kernels single pipeline transfer profile}
 R=bench/work/results
 mkdir -p "$R"
 
@@ -37,7 +37,11 @@ for part in $PARTS; do
     transfer)
         if [ -n "$QUICK" ]; then q=--quick; else q=; fi
         python3 bench/bench_transfer.py --reps $REPS $q --json $R/transfer.json | tee $R/transfer.txt ;;
-    *) echo "unknown part $part (kernels single pipeline transfer)"; exit 2 ;;
+    profile)
+        for m in mlp gpt_op17 resnet18 mlp_big gpt_big; do
+            python3 bench/profile.py $m --reps $([ -n "$QUICK" ] && echo 5 || echo 20) | tee $R/profile_$m.txt
+        done ;;
+    *) echo "unknown part $part (kernels single pipeline transfer profile)"; exit 2 ;;
     esac
 done
 echo
