@@ -211,71 +211,39 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_kernel *
     PIPPY_DNNL_CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
                                                                 &xmd, &wmd, g->has_b ? &bmd : NULL, &ymd, strides,
                                                                 dil, pl, pr));
-    dnnl_primitive_attr_t attr;
-    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
-    dnnl_status_t s = dnnl_success;
-    if (r->relu) {
-        dnnl_post_ops_t po;
-        s = dnnl_post_ops_create(&po);
-        if (s == dnnl_success) {
-            s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
-            if (s == dnnl_success)
-                s = dnnl_primitive_attr_set_post_ops(attr, po);
-            dnnl_post_ops_destroy(po);
-        }
-    }
-    dnnl_primitive_desc_t pd = NULL;
-    if (s == dnnl_success)
-        s = dnnl_primitive_desc_create(&pd, &cd, attr, k->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    if (s == dnnl_unimplemented)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "Conv: oneDNN has no implementation for this case");
-    PIPPY_DNNL_CHECK(s);
+    dnnl_primitive_desc_t pd;
+    PIPPY_TRY(pippy_dnnl_pd(k, d, &cd, r->relu, &pd));
 
     /* Memory objects; src/dst through a reorder when the primitive chose another layout. */
-    pippy_status st = PIPPY_OK;
-    dnnl_memory_t xu = NULL, yu = NULL, xm = NULL, ym = NULL, wm = NULL, bm = NULL;
+    dnnl_memory_t xu, yu, xm, ym, wm, bm = NULL;
     const dnnl_memory_desc_t *xq = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *yq = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     int x_reorder = !dnnl_memory_desc_equal(xq, &xmd_user), y_reorder = !dnnl_memory_desc_equal(yq, &ymd_user);
-    if ((st = pippy_dnnl_memory(k, &xmd_user, NULL, &xu)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xu, 0)) != PIPPY_OK ||
-        (st = pippy_dnnl_memory(k, &ymd_user, NULL, &yu)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, yu, 0)) != PIPPY_OK)
-        goto fail;
+    PIPPY_TRY(pippy_dnnl_memory_in(k, &xmd_user, 0, &xu));
+    PIPPY_TRY(pippy_dnnl_memory_out(k, &ymd_user, 0, &yu));
     xm = xu;
     ym = yu;
-    if (x_reorder && ((st = pippy_dnnl_memory_alloc(k, xq, &xm, NULL)) != PIPPY_OK ||
-                      (st = pippy_dnnl_add_reorder(k, xu, xm)) != PIPPY_OK))
-        goto fail;
-    if (y_reorder && (st = pippy_dnnl_memory_alloc(k, yq, &ym, NULL)) != PIPPY_OK)
-        goto fail;
-    if (wconst)
-        st = pippy_dnnl_const(k, &wmd_user, wconst, wq, 1.0f, &wm);
-    else if ((st = pippy_dnnl_memory(k, &wmd_user, NULL, &wm)) == PIPPY_OK &&
-             (st = pippy_dnnl_bind_in(k, wm, 1)) == PIPPY_OK && !dnnl_memory_desc_equal(wq, &wmd_user)) {
+    if (x_reorder) {
+        PIPPY_TRY(pippy_dnnl_memory_alloc(k, xq, &xm, NULL));
+        PIPPY_TRY(pippy_dnnl_add_reorder(k, xu, xm));
+    }
+    if (y_reorder)
+        PIPPY_TRY(pippy_dnnl_memory_alloc(k, yq, &ym, NULL));
+    PIPPY_TRY(pippy_dnnl_input(k, d, 1, &wmd_user, wq, 1.0f, &wm));
+    if (!wconst && !dnnl_memory_desc_equal(wq, &wmd_user)) {
         /* weights given at run time: reordered at every run (small next to the convolution) */
         dnnl_memory_t wu = wm;
-        if ((st = pippy_dnnl_memory_alloc(k, wq, &wm, NULL)) == PIPPY_OK)
-            st = pippy_dnnl_add_reorder(k, wu, wm);
+        PIPPY_TRY(pippy_dnnl_memory_alloc(k, wq, &wm, NULL));
+        PIPPY_TRY(pippy_dnnl_add_reorder(k, wu, wm));
     }
-    if (st != PIPPY_OK)
-        goto fail;
-    if (g->has_b) {
-        if (d->in_const[2])
-            st = pippy_dnnl_const(k, &bmd, d->in_const[2], &bmd, 1.0f, &bm);
-        else if ((st = pippy_dnnl_memory(k, &bmd, NULL, &bm)) == PIPPY_OK)
-            st = pippy_dnnl_bind_in(k, bm, 2);
-        if (st != PIPPY_OK)
-            goto fail;
-    }
+    if (g->has_b)
+        PIPPY_TRY(pippy_dnnl_input(k, d, 2, &bmd, &bmd, 1.0f, &bm));
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}, {DNNL_ARG_BIAS, bm}};
     PIPPY_TRY(pippy_dnnl_add_step(k, pd, args, g->has_b ? 4 : 3));
     if (y_reorder)
         PIPPY_TRY(pippy_dnnl_add_reorder(k, ym, yu));
     return PIPPY_OK;
-fail:
-    dnnl_primitive_desc_destroy(pd);
-    return st;
 }
 
 static pippy_status pippy_conv_create(const pippy_op_desc *d, pippy_kernel **out)

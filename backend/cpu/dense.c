@@ -70,6 +70,8 @@ void pippy_dnnl_kernel_free(pippy_kernel *kb)
         return;
     for (int i = 0; i < k->n_steps; i++)
         dnnl_primitive_destroy(k->steps[i].prim);
+    if (k->pd)
+        dnnl_primitive_desc_destroy(k->pd);
     for (int i = 0; i < k->n_mems; i++)
         dnnl_memory_destroy(k->mems[i]);
     for (int i = 0; i < k->n_owned; i++)
@@ -162,6 +164,68 @@ static pippy_status pippy_dnnl_bind(pippy_dnnl_kernel *k, dnnl_memory_t m, int i
 pippy_status pippy_dnnl_bind_in(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx) { return pippy_dnnl_bind(k, m, 0, idx); }
 pippy_status pippy_dnnl_bind_out(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx) { return pippy_dnnl_bind(k, m, 1, idx); }
 
+pippy_status pippy_dnnl_memory_in(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, int idx, dnnl_memory_t *m)
+{
+    PIPPY_TRY(pippy_dnnl_memory(k, md, NULL, m));
+    return pippy_dnnl_bind_in(k, *m, idx);
+}
+
+pippy_status pippy_dnnl_memory_out(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, int idx, dnnl_memory_t *m)
+{
+    PIPPY_TRY(pippy_dnnl_memory(k, md, NULL, m));
+    return pippy_dnnl_bind_out(k, *m, idx);
+}
+
+pippy_status pippy_dnnl_input(pippy_dnnl_kernel *k, const pippy_op_desc *d, int i, const dnnl_memory_desc_t *user_md,
+                              const dnnl_memory_desc_t *want_md, float scale, dnnl_memory_t *m)
+{
+    if (d->in_const[i])
+        return pippy_dnnl_const(k, user_md, d->in_const[i], want_md, scale, m);
+    return pippy_dnnl_memory_in(k, user_md, i, m);
+}
+
+pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
+                                dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd)
+{
+    *pd = NULL;
+    if (k->pd) {
+        dnnl_primitive_attr_destroy(attr);
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: %s: a primitive descriptor is already pending", __FILE__,
+                          __LINE__, d->op);
+    }
+    dnnl_status_t s = dnnl_primitive_desc_create(pd, op_desc, attr, k->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (s == dnnl_unimplemented)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: oneDNN has no implementation for this case", d->op);
+    if (s != dnnl_success)
+        return pippy_dnnl_fail(s, "dnnl_primitive_desc_create", __FILE__, __LINE__);
+    k->pd = *pd;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_pd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int relu,
+                           dnnl_primitive_desc_t *pd)
+{
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    dnnl_status_t s = dnnl_success;
+    if (relu) {
+        dnnl_post_ops_t po;
+        s = dnnl_post_ops_create(&po);
+        if (s == dnnl_success) {
+            s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+            if (s == dnnl_success)
+                s = dnnl_primitive_attr_set_post_ops(attr, po);
+            dnnl_post_ops_destroy(po);
+        }
+    }
+    if (s != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return pippy_dnnl_fail(s, "dnnl post-ops (relu)", __FILE__, __LINE__);
+    }
+    return pippy_dnnl_pd_attr(k, d, op_desc, attr, pd);
+}
+
 pippy_status pippy_dnnl_add_step(pippy_dnnl_kernel *k, dnnl_primitive_desc_t pd, const dnnl_exec_arg_t *args,
                                  int nargs)
 {
@@ -189,8 +253,22 @@ pippy_status pippy_dnnl_add_step(pippy_dnnl_kernel *k, dnnl_primitive_desc_t pd,
     }
     k->n_steps++;
 done:
+    if (pd == k->pd)
+        k->pd = NULL; /* made by pippy_dnnl_pd: no longer pending */
     dnnl_primitive_desc_destroy(pd);
     return st;
+}
+
+pippy_status pippy_dnnl_add_src_dst(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
+                                    const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md)
+{
+    dnnl_primitive_desc_t pd;
+    dnnl_memory_t xm, ym;
+    PIPPY_TRY(pippy_dnnl_pd(k, d, op_desc, 0, &pd));
+    PIPPY_TRY(pippy_dnnl_memory_in(k, src_md, 0, &xm));
+    PIPPY_TRY(pippy_dnnl_memory_out(k, dst_md, 0, &ym));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}};
+    return pippy_dnnl_add_step(k, pd, args, 2);
 }
 
 pippy_status pippy_dnnl_add_reorder(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst)

@@ -81,6 +81,8 @@ struct pippy_dnnl_kernel {
     int64_t n0;
     float f0;
     float *buf0;
+    /* Made by pippy_dnnl_pd, not yet a step (freed with the kernel if it never becomes one). */
+    dnnl_primitive_desc_t pd;
 };
 
 /* A fresh kernel with its engine and stream; threads from pippy_backend_threads(). */
@@ -102,6 +104,31 @@ pippy_status pippy_dnnl_alloc(pippy_dnnl_kernel *k, size_t bytes, void **data);
 /* At each run, point m at in[idx] / out[idx]. */
 pippy_status pippy_dnnl_bind_in(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx);
 pippy_status pippy_dnnl_bind_out(pippy_dnnl_kernel *k, dnnl_memory_t m, int idx);
+/* A memory object of layout md pointed at in[idx] / out[idx] at each run (memory + bind). */
+pippy_status pippy_dnnl_memory_in(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, int idx, dnnl_memory_t *m);
+pippy_status pippy_dnnl_memory_out(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *md, int idx, dnnl_memory_t *m);
+/* Input i of d: when it is constant (d->in_const[i]), its data laid out as user_md, reordered
+ * (scaled by scale) once into a kernel-owned memory of layout want_md (pippy_dnnl_const);
+ * else a memory of layout user_md pointed at in[i] at each run (scale is not applied). */
+pippy_status pippy_dnnl_input(pippy_dnnl_kernel *k, const pippy_op_desc *d, int i, const dnnl_memory_desc_t *user_md,
+                              const dnnl_memory_desc_t *want_md, float scale, dnnl_memory_t *m);
+
+/* The primitive descriptor of op_desc (a dnnl_*_desc_t) on the kernel's engine with attr
+ * (destroyed here, also on failure). The kernel holds it until pippy_dnnl_add_step makes it a
+ * step, and frees it with itself otherwise, so callers may return early. oneDNN's "no
+ * implementation for this case" is PIPPY_ERR_UNSUPPORTED (naming d->op): the op's create then
+ * uses its reference kernel. One at a time. */
+pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
+                                dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd);
+/* The same with a fresh user-scratchpad attr (pippy_dnnl_attr_new) and, when relu, an
+ * eltwise ReLU post-op. */
+pippy_status pippy_dnnl_pd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int relu,
+                           dnnl_primitive_desc_t *pd);
+
+/* The usual one-primitive kernel: the primitive of op_desc (pippy_dnnl_pd, no post-op),
+ * reading in[0] laid out as src_md and writing out[0] laid out as dst_md. */
+pippy_status pippy_dnnl_add_src_dst(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
+                                    const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md);
 
 /* Make the primitive of pd (which this call destroys, also on failure) a step of the
  * kernel, executed with args; adds the scratchpad argument when pd needs one. */

@@ -146,20 +146,6 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
     }
 }
 
-static pippy_status pippy_relu_post_ops(dnnl_primitive_attr_t attr, int relu)
-{
-    if (!relu)
-        return PIPPY_OK;
-    dnnl_post_ops_t po;
-    PIPPY_DNNL_CHECK(dnnl_post_ops_create(&po));
-    dnnl_status_t s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
-    if (s == dnnl_success)
-        s = dnnl_primitive_attr_set_post_ops(attr, po);
-    dnnl_post_ops_destroy(po);
-    PIPPY_DNNL_CHECK(s);
-    return PIPPY_OK;
-}
-
 static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
     const pippy_mm_ref *r = (const pippy_mm_ref *)ref;
@@ -193,34 +179,13 @@ static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel
 
     dnnl_matmul_desc_t md;
     PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd));
-    dnnl_primitive_attr_t attr;
-    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
-    pippy_status st = pippy_relu_post_ops(attr, r->relu);
-    dnnl_primitive_desc_t pd = NULL;
-    if (st == PIPPY_OK) {
-        dnnl_status_t s = dnnl_primitive_desc_create(&pd, &md, attr, k->engine, NULL);
-        if (s == dnnl_unimplemented)
-            st = pippy_fail(PIPPY_ERR_UNSUPPORTED, "MatMul: oneDNN has no implementation for this case");
-        else if (s != dnnl_success)
-            st = pippy_dnnl_fail(s, "dnnl_primitive_desc_create(matmul)", __FILE__, __LINE__);
-    }
-    dnnl_primitive_attr_destroy(attr);
-    if (st != PIPPY_OK)
-        return st;
-
-    dnnl_memory_t sm = NULL, wm = NULL, dm = NULL;
-    if ((st = pippy_dnnl_memory(k, &smd, NULL, &sm)) == PIPPY_OK && (st = pippy_dnnl_bind_in(k, sm, 0)) == PIPPY_OK &&
-        (st = pippy_dnnl_memory(k, &dmd, NULL, &dm)) == PIPPY_OK && (st = pippy_dnnl_bind_out(k, dm, 0)) == PIPPY_OK) {
-        if (wconst)
-            st = pippy_dnnl_const(k, &wmd_user, wconst, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
-                                  1.0f, &wm);
-        else if ((st = pippy_dnnl_memory(k, &wmd, NULL, &wm)) == PIPPY_OK)
-            st = pippy_dnnl_bind_in(k, wm, 1);
-    }
-    if (st != PIPPY_OK) {
-        dnnl_primitive_desc_destroy(pd);
-        return st;
-    }
+    dnnl_primitive_desc_t pd;
+    PIPPY_TRY(pippy_dnnl_pd(k, d, &md, r->relu, &pd));
+    dnnl_memory_t sm, wm, dm;
+    PIPPY_TRY(pippy_dnnl_memory_in(k, &smd, 0, &sm));
+    PIPPY_TRY(pippy_dnnl_memory_out(k, &dmd, 0, &dm));
+    PIPPY_TRY(pippy_dnnl_input(k, d, 1, &wmd_user, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 1.0f,
+                               &wm));
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}};
     return pippy_dnnl_add_step(k, pd, args, 3);
 }
@@ -383,8 +348,7 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *
     } else if (use_c) {
         dnnl_dims_t cd = {g->cr, g->cc};
         PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&cmd, 2, cd, dnnl_f32, dnnl_ab));
-        PIPPY_TRY(pippy_dnnl_memory(k, &cmd, NULL, &cm));
-        PIPPY_TRY(pippy_dnnl_bind_in(k, cm, 2));
+        PIPPY_TRY(pippy_dnnl_memory_in(k, &cmd, 2, &cm));
         if (g->beta != 1.0f) {
             /* alpha*AB + beta*C = beta * ((alpha/beta)*AB + C) */
             pre_scale /= g->beta;
@@ -420,34 +384,18 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *
         s = dnnl_primitive_attr_set_post_ops(attr, po);
     if (po)
         dnnl_post_ops_destroy(po);
-    pippy_status st = PIPPY_OK;
-    dnnl_primitive_desc_t pd = NULL;
-    if (s != dnnl_success)
-        st = pippy_dnnl_fail(s, "dnnl post-ops for Gemm", __FILE__, __LINE__);
-    else {
-        s = dnnl_primitive_desc_create(&pd, &md, attr, k->engine, NULL);
-        if (s == dnnl_unimplemented)
-            st = pippy_fail(PIPPY_ERR_UNSUPPORTED, "Gemm: oneDNN has no implementation for this case");
-        else if (s != dnnl_success)
-            st = pippy_dnnl_fail(s, "dnnl_primitive_desc_create(matmul)", __FILE__, __LINE__);
+    if (s != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return pippy_dnnl_fail(s, "dnnl post-ops for Gemm", __FILE__, __LINE__);
     }
-    dnnl_primitive_attr_destroy(attr);
-    if (st != PIPPY_OK)
-        return st;
+    dnnl_primitive_desc_t pd;
+    PIPPY_TRY(pippy_dnnl_pd_attr(k, d, &md, attr, &pd));
 
-    dnnl_memory_t sm = NULL, wm = NULL, dm = NULL;
-    if ((st = pippy_dnnl_memory(k, &smd, NULL, &sm)) == PIPPY_OK && (st = pippy_dnnl_bind_in(k, sm, 0)) == PIPPY_OK &&
-        (st = pippy_dnnl_memory(k, &dmd, NULL, &dm)) == PIPPY_OK && (st = pippy_dnnl_bind_out(k, dm, 0)) == PIPPY_OK) {
-        if (wconst)
-            st = pippy_dnnl_const(k, &wmd_user, wconst, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
-                                  g->alpha, &wm);
-        else if ((st = pippy_dnnl_memory(k, &wmd, NULL, &wm)) == PIPPY_OK)
-            st = pippy_dnnl_bind_in(k, wm, 1);
-    }
-    if (st != PIPPY_OK) {
-        dnnl_primitive_desc_destroy(pd);
-        return st;
-    }
+    dnnl_memory_t sm, wm, dm;
+    PIPPY_TRY(pippy_dnnl_memory_in(k, &smd, 0, &sm));
+    PIPPY_TRY(pippy_dnnl_memory_out(k, &dmd, 0, &dm));
+    PIPPY_TRY(pippy_dnnl_input(k, d, 1, &wmd_user, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                               g->alpha, &wm));
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}, {0, NULL}};
     int nargs = 3;
     if (use_c) {

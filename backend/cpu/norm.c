@@ -101,16 +101,6 @@ static void pippy_bn_ref_run(pippy_kernel *kb, const void *const *in, void *cons
         }
 }
 
-/* Parameter i of shape md: kernel-owned copy when constant, else bound to in[i]. */
-static pippy_status pippy_norm_param(pippy_dnnl_kernel *k, const pippy_op_desc *d, int i,
-                                     const dnnl_memory_desc_t *md, dnnl_memory_t *m)
-{
-    if (d->in_const[i])
-        return pippy_dnnl_const(k, md, d->in_const[i], md, 1.0f, m);
-    PIPPY_TRY(pippy_dnnl_memory(k, md, NULL, m));
-    return pippy_dnnl_bind_in(k, *m, i);
-}
-
 static pippy_status pippy_bn_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
     const pippy_bn_geom *g = &((const pippy_bn_ref *)ref)->g;
@@ -122,23 +112,15 @@ static pippy_status pippy_bn_fast(const pippy_op_desc *d, const pippy_kernel *re
     PIPPY_DNNL_CHECK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_inference, &xmd, g->eps,
                                                                 dnnl_use_global_stats | dnnl_use_scale |
                                                                     dnnl_use_shift));
-    dnnl_primitive_attr_t attr;
-    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &bd, attr, k->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    PIPPY_DNNL_CHECK_PD(s);
-    dnnl_memory_t xm, ym, sm, bm, mm, vm;
-    pippy_status st;
-    if ((st = pippy_dnnl_memory(k, &xmd, NULL, &xm)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xm, 0)) != PIPPY_OK ||
-        (st = pippy_dnnl_memory(k, &xmd, NULL, &ym)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, ym, 0)) != PIPPY_OK ||
-        (st = pippy_norm_param(k, d, 1, &cmd, &sm)) != PIPPY_OK || (st = pippy_norm_param(k, d, 2, &cmd, &bm)) != PIPPY_OK ||
-        (st = pippy_norm_param(k, d, 3, &cmd, &mm)) != PIPPY_OK || (st = pippy_norm_param(k, d, 4, &cmd, &vm)) != PIPPY_OK) {
-        dnnl_primitive_desc_destroy(pd);
-        return st;
-    }
-    dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, xm},  {DNNL_ARG_DST, ym},  {DNNL_ARG_SCALE, sm},
-                               {DNNL_ARG_SHIFT, bm}, {DNNL_ARG_MEAN, mm}, {DNNL_ARG_VARIANCE, vm}};
+    PIPPY_TRY(pippy_dnnl_pd(k, d, &bd, 0, &pd));
+    dnnl_memory_t xm, ym, p[5];
+    PIPPY_TRY(pippy_dnnl_memory_in(k, &xmd, 0, &xm));
+    PIPPY_TRY(pippy_dnnl_memory_out(k, &xmd, 0, &ym));
+    for (int i = 1; i < 5; i++) /* scale, B, mean, var: kernel-owned copies when constant */
+        PIPPY_TRY(pippy_dnnl_input(k, d, i, &cmd, &cmd, 1.0f, &p[i]));
+    dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, xm},     {DNNL_ARG_DST, ym},  {DNNL_ARG_SCALE, p[1]},
+                               {DNNL_ARG_SHIFT, p[2]}, {DNNL_ARG_MEAN, p[3]}, {DNNL_ARG_VARIANCE, p[4]}};
     return pippy_dnnl_add_step(k, pd, args, 6);
 }
 
@@ -294,7 +276,7 @@ static pippy_status pippy_ln_param(pippy_dnnl_kernel *k, const pippy_op_desc *d,
                                    const dnnl_memory_desc_t *md, dnnl_memory_t *m)
 {
     if (pippy_tdesc_numel(&d->in[i]) == g->inner)
-        return pippy_norm_param(k, d, i, md, m);
+        return pippy_dnnl_input(k, d, i, md, md, 1.0f, m);
     if (!d->in_const[i])
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "LayerNormalization: a broadcast %s given at run time",
                           i == 1 ? "Scale" : "B");
@@ -326,32 +308,25 @@ static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_kernel *re
     dnnl_layer_normalization_desc_t ld;
     PIPPY_DNNL_CHECK(dnnl_layer_normalization_forward_desc_init(
         &ld, stats ? dnnl_forward_training : dnnl_forward_inference, &xmd, &smd, g->eps, flags));
-    dnnl_primitive_attr_t attr;
-    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &ld, attr, k->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    PIPPY_DNNL_CHECK_PD(s);
+    PIPPY_TRY(pippy_dnnl_pd(k, d, &ld, 0, &pd));
     dnnl_memory_t xm, ym, sm, bm = NULL, mm = NULL, vm = NULL;
-    pippy_status st;
-    if ((st = pippy_dnnl_memory(k, &xmd, NULL, &xm)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xm, 0)) != PIPPY_OK ||
-        (st = pippy_dnnl_memory(k, &xmd, NULL, &ym)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, ym, 0)) != PIPPY_OK ||
-        (st = pippy_ln_param(k, d, g, 1, &pmd, &sm)) != PIPPY_OK ||
-        (g->has_b && (st = pippy_ln_param(k, d, g, 2, &pmd, &bm)) != PIPPY_OK))
-        goto fail;
+    PIPPY_TRY(pippy_dnnl_memory_in(k, &xmd, 0, &xm));
+    PIPPY_TRY(pippy_dnnl_memory_out(k, &xmd, 0, &ym));
+    PIPPY_TRY(pippy_ln_param(k, d, g, 1, &pmd, &sm));
+    if (g->has_b)
+        PIPPY_TRY(pippy_ln_param(k, d, g, 2, &pmd, &bm));
     if (stats) {
         /* Mean into out[1]; variance into out[2] (then turned into 1/stddev) or a scratch buffer */
-        if ((st = pippy_dnnl_memory(k, &smd, NULL, &mm)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, mm, 1)) != PIPPY_OK)
-            goto fail;
+        PIPPY_TRY(pippy_dnnl_memory_out(k, &smd, 1, &mm));
         if (g->n_out > 2) {
-            if ((st = pippy_dnnl_memory(k, &smd, NULL, &vm)) != PIPPY_OK ||
-                (st = pippy_dnnl_bind_out(k, vm, 2)) != PIPPY_OK)
-                goto fail;
+            PIPPY_TRY(pippy_dnnl_memory_out(k, &smd, 2, &vm));
             k->finish = pippy_ln_finish;
             k->n0 = g->outer;
             k->f0 = g->eps;
-        } else if ((st = pippy_dnnl_memory_alloc(k, &smd, &vm, NULL)) != PIPPY_OK)
-            goto fail;
+        } else {
+            PIPPY_TRY(pippy_dnnl_memory_alloc(k, &smd, &vm, NULL));
+        }
     }
     dnnl_exec_arg_t args[7] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}, {DNNL_ARG_SCALE, sm}};
     int n = 3;
@@ -362,9 +337,6 @@ static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_kernel *re
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_VARIANCE, vm};
     }
     return pippy_dnnl_add_step(k, pd, args, n);
-fail:
-    dnnl_primitive_desc_destroy(pd);
-    return st;
 }
 
 static pippy_status pippy_ln_create(const pippy_op_desc *d, pippy_kernel **out)

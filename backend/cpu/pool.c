@@ -174,7 +174,6 @@ static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *co
 
 static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
-    (void)d;
     const pippy_pool_geom *g = &((const pippy_pool_ref *)ref)->g;
     int ns = g->w.ns, nd = 2 + ns;
     int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS];
@@ -217,21 +216,7 @@ static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s:%d: oneDNN pooling does not take these windows", __FILE__,
                           __LINE__);
     PIPPY_DNNL_CHECK(s);
-    dnnl_primitive_attr_t attr;
-    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
-    dnnl_primitive_desc_t pd;
-    s = dnnl_primitive_desc_create(&pd, &pdsc, attr, k->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    PIPPY_DNNL_CHECK_PD(s);
-    dnnl_memory_t xm, ym;
-    pippy_status st;
-    if ((st = pippy_dnnl_memory(k, &xmd, NULL, &xm)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xm, 0)) != PIPPY_OK ||
-        (st = pippy_dnnl_memory(k, &ymd, NULL, &ym)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, ym, 0)) != PIPPY_OK) {
-        dnnl_primitive_desc_destroy(pd);
-        return st;
-    }
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}};
-    return pippy_dnnl_add_step(k, pd, args, 2);
+    return pippy_dnnl_add_src_dst(k, d, &pdsc, &xmd, &ymd);
 }
 
 static pippy_status pippy_pool_create_kind(const pippy_op_desc *d, int kind, pippy_kernel **out)

@@ -89,7 +89,6 @@ static void pippy_sm_ref_run(pippy_kernel *kb, const void *const *in, void *cons
 
 static pippy_status pippy_sm_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
-    (void)d;
     const pippy_sm_geom *g = &((const pippy_sm_ref *)ref)->g;
     int64_t dims[3] = {g->outer, g->n, g->inner};
     int nd = g->inner == 1 ? 2 : 3;
@@ -98,21 +97,7 @@ static pippy_status pippy_sm_fast(const pippy_op_desc *d, const pippy_kernel *re
     dnnl_softmax_v2_desc_t sd;
     PIPPY_DNNL_CHECK(dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference,
                                                        g->log ? dnnl_softmax_log : dnnl_softmax_accurate, &md, &md, 1));
-    dnnl_primitive_attr_t attr;
-    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
-    dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &sd, attr, k->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    PIPPY_DNNL_CHECK_PD(s);
-    dnnl_memory_t xm, ym;
-    pippy_status st;
-    if ((st = pippy_dnnl_memory(k, &md, NULL, &xm)) != PIPPY_OK || (st = pippy_dnnl_bind_in(k, xm, 0)) != PIPPY_OK ||
-        (st = pippy_dnnl_memory(k, &md, NULL, &ym)) != PIPPY_OK || (st = pippy_dnnl_bind_out(k, ym, 0)) != PIPPY_OK) {
-        dnnl_primitive_desc_destroy(pd);
-        return st;
-    }
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DST, ym}};
-    return pippy_dnnl_add_step(k, pd, args, 2);
+    return pippy_dnnl_add_src_dst(k, d, &sd, &md, &md);
 }
 
 static pippy_status pippy_sm_create(const pippy_op_desc *d, pippy_kernel **out)
