@@ -10,7 +10,7 @@ OPT = -O1
 else
 BUILD ?= build
 SANFLAGS =
-OPT = -O2
+OPT = -O3
 endif
 
 CC ?= cc

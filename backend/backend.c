@@ -1,6 +1,7 @@
 /* backend.c — the op registry and the helpers shared by op families. */
 #include "backend.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +121,19 @@ void pippy_kernel_destroy(pippy_kernel *k)
 }
 
 static int pippy_threads = 1;
-void pippy_backend_set_threads(int n) { pippy_threads = n > 0 ? n : 1; }
+
+/* Sets the thread count of every oneDNN primitive, element-wise ones included (they run on
+ * OpenMP, whose default is one thread per core: several stages on one host would fight over the
+ * cores). libgomp reads OMP_NUM_THREADS when it loads, so the count is set through
+ * omp_set_num_threads, looked up at run time as stage programs do not link libgomp by name. */
+void pippy_backend_set_threads(int n)
+{
+    pippy_threads = n > 0 ? n : 1;
+    void (*set)(int);
+    *(void **)&set = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    if (set)
+        set(pippy_threads);
+}
 int pippy_backend_threads(void) { return pippy_threads; }
 
 const pippy_attr *pippy_attr_find(const pippy_op_desc *d, const char *name)

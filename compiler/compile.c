@@ -315,6 +315,7 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
     pippy_graph_prune(g);
     pippy_fold_batchnorm(g);
     pippy_fuse_activations(g);
+    pippy_fuse_gelu(g);
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
         mb = g->values[g->inputs[0]].t.dims[0];
     if (batch <= 0)

@@ -424,6 +424,8 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
         for (int32_t q = 0; q < n->n_out; q++)
             fprintf(f, "%s%s", q ? ", " : "", cname[n->out[q]]);
         fputs("));\n", f);
+        if (!n->domain[0] && (!strcmp(n->op, "MatMul") || !strcmp(n->op, "Gemm") || !strcmp(n->op, "Conv")))
+            fputs("    pippy_stage_progress(); /* let transfers in flight move */\n", f);
     }
     fputs("}\n", f);
 

@@ -7,7 +7,10 @@
  *
  * Conv followed by an inference BatchNormalization (all of whose inputs are
  * stored data) becomes one Conv with scaled weights and a new bias:
- *   s = scale / sqrt(var + eps);  W' = W * s (per output channel);  b' = (b - mean) * s + B */
+ *   s = scale / sqrt(var + eps);  W' = W * s (per output channel);  b' = (b - mean) * s + B
+ *
+ * PyTorch's exact GELU, exported at opsets before 20 as Div/Erf/Add/Mul/Mul, becomes one Gelu
+ * node (oneDNN's gelu_erf for large tensors). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,4 +186,109 @@ int32_t pippy_fold_batchnorm(pippy_graph *g)
         folded++;
     }
     return folded;
+}
+
+/* The one live node reading v, or -1 (none, several, or v is a graph output). */
+static int32_t pippy_sole_reader(const pippy_graph *g, int32_t v)
+{
+    if (v < 0 || g->values[v].is_output)
+        return -1;
+    int32_t who = -1;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *n = &g->nodes[i];
+        if (n->removed)
+            continue;
+        for (int32_t k = 0; k < n->n_in; k++)
+            if (n->in[k] == v) {
+                if (who >= 0 && who != i)
+                    return -1;
+                who = i;
+            }
+    }
+    return who;
+}
+
+/* 1 when v is a stored float scalar (any rank, one element) within 1e-4 of want. */
+static int pippy_is_scalar(const pippy_graph *g, int32_t v, float want)
+{
+    if (v < 0)
+        return 0;
+    const pippy_value *x = &g->values[v];
+    if ((x->kind != PIPPY_VAL_CONST && x->kind != PIPPY_VAL_PARAM) || !x->data || x->t.dtype != PIPPY_DT_FLOAT ||
+        pippy_value_numel(x) != 1)
+        return 0;
+    return fabsf(*(const float *)x->data - want) < 1e-4f * (fabsf(want) > 1 ? fabsf(want) : 1);
+}
+
+static int pippy_is_op(const pippy_graph *g, int32_t i, const char *op)
+{
+    return i >= 0 && !g->nodes[i].removed && !g->nodes[i].domain[0] && strcmp(g->nodes[i].op, op) == 0;
+}
+
+/* For a two-input node i, the input that is not `known` (-1 when neither is). */
+static int32_t pippy_other_input(const pippy_node *n, int32_t known)
+{
+    if (n->n_in != 2)
+        return -1;
+    return n->in[0] == known ? n->in[1] : n->in[1] == known ? n->in[0] : -1;
+}
+
+int32_t pippy_fuse_gelu(pippy_graph *g)
+{
+    int32_t fused = 0;
+    for (int32_t e = 0; e < g->n_nodes; e++) {
+        if (!pippy_is_op(g, e, "Erf") || g->nodes[e].n_in != 1)
+            continue;
+        /* x / sqrt(2)  or  x * (1 / sqrt(2)) */
+        int32_t scaled = g->nodes[e].in[0], p = g->values[scaled].producer, x = -1;
+        if (p < 0 || pippy_sole_reader(g, scaled) != e)
+            continue;
+        const pippy_node *pn = &g->nodes[p];
+        if (pippy_is_op(g, p, "Div") && pn->n_in == 2 && pippy_is_scalar(g, pn->in[1], 1.41421356f))
+            x = pn->in[0];
+        else if (pippy_is_op(g, p, "Mul") && pn->n_in == 2)
+            x = pippy_is_scalar(g, pn->in[1], 0.70710678f)   ? pn->in[0]
+                : pippy_is_scalar(g, pn->in[0], 0.70710678f) ? pn->in[1]
+                                                              : -1;
+        if (x < 0)
+            continue;
+        /* 1 + erf(.) */
+        int32_t a = pippy_sole_reader(g, g->nodes[e].out[0]);
+        if (!pippy_is_op(g, a, "Add") || !pippy_is_scalar(g, pippy_other_input(&g->nodes[a], g->nodes[e].out[0]), 1.0f))
+            continue;
+        int32_t sum = g->nodes[a].out[0];
+        int32_t m1 = pippy_sole_reader(g, sum);
+        if (!pippy_is_op(g, m1, "Mul"))
+            continue;
+        int32_t other = pippy_other_input(&g->nodes[m1], sum), last = -1, half = -1;
+        if (other == x) { /* (x * (1 + erf)) * 0.5 */
+            int32_t m2 = pippy_sole_reader(g, g->nodes[m1].out[0]);
+            if (pippy_is_op(g, m2, "Mul") && pippy_is_scalar(g, pippy_other_input(&g->nodes[m2], g->nodes[m1].out[0]), 0.5f))
+                last = m2, half = m1;
+        } else if (other >= 0) { /* (x * 0.5) * (1 + erf) */
+            int32_t h = g->values[other].producer;
+            if (pippy_is_op(g, h, "Mul") && pippy_sole_reader(g, other) == m1 &&
+                pippy_other_input(&g->nodes[h], x) >= 0 && pippy_is_scalar(g, pippy_other_input(&g->nodes[h], x), 0.5f))
+                last = m1, half = h;
+        }
+        if (last < 0)
+            continue;
+        if (g->values[x].t.dtype != PIPPY_DT_FLOAT)
+            continue;
+        /* the last node becomes Gelu(x); the others go */
+        pippy_node *n = &g->nodes[last];
+        char *op = strdup("Gelu");
+        if (!op || pippy_node_set_attrs(n, NULL, 0) != PIPPY_OK) {
+            free(op);
+            break;
+        }
+        free(n->op);
+        n->op = op;
+        n->in[0] = x;
+        n->n_in = 1;
+        g->nodes[p].removed = g->nodes[e].removed = g->nodes[a].removed = 1;
+        g->nodes[half].removed = 1;
+        fused++;
+    }
+    return fused;
 }

@@ -10,4 +10,7 @@ int32_t pippy_fuse_activations(pippy_graph *g);
 /* Conv + inference BatchNormalization -> one Conv with folded weights; returns how many. */
 int32_t pippy_fold_batchnorm(pippy_graph *g);
 
+/* PyTorch's exported exact GELU, x * 0.5 * (1 + erf(x / sqrt(2))) in five nodes -> one Gelu. */
+int32_t pippy_fuse_gelu(pippy_graph *g);
+
 #endif

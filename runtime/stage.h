@@ -40,6 +40,10 @@ typedef struct {
 
 int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p);
 
+/* Let transfers in flight move while this stage computes (the generated forward calls it after
+ * each long kernel; a no-op when the stage has no peers). */
+void pippy_stage_progress(void);
+
 /* Shorthands the generated code uses. */
 #define PIPPY_T(dt, r, ...) {PIPPY_DT_##dt, r, {__VA_ARGS__}}
 #define PIPPY_IN(...) ((const void *const[]){__VA_ARGS__})

@@ -592,6 +592,14 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
     return PIPPY_OK;
 }
 
+static pippy_transport *pippy_progress_transport;
+
+void pippy_stage_progress(void)
+{
+    if (pippy_progress_transport)
+        pippy_transport_progress(pippy_progress_transport);
+}
+
 static uint64_t pippy_tag(int edge, int mb) { return ((uint64_t)(uint32_t)edge << 24) | (uint64_t)(uint32_t)mb; }
 
 /* Finish one request: release it, and trace the transfer from its post to now. */
@@ -827,8 +835,10 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
     double t0 = pippy_now_us(), compute = 0, wait = 0;
     pippy_status st = pippy_rt_setup(&rt, argc, argv);
     double t1 = pippy_now_us();
+    pippy_progress_transport = rt.t;
     if (st == PIPPY_OK)
         st = pippy_rt_run(&rt, &compute, &wait);
+    pippy_progress_transport = NULL;
     if (st == PIPPY_OK && rt.t)
         st = pippy_rt_exchange(&rt, rt.peers, rt.n_peers, PIPPY_TAG_DONE, "finish");
     double t2 = pippy_now_us();
