@@ -1432,7 +1432,7 @@ static pippy_status s_cast_infer(pippy_op_desc *d)
 {
     int castlike = strcmp(d->op, "CastLike") == 0;
     PIPPY_TRY(s_check_io(d, castlike ? 2 : 1, castlike ? 2 : 1, 1));
-    int32_t to;
+    int32_t to = PIPPY_DT_UNDEFINED;
     PIPPY_TRY(s_cast_to(d, &to));
     d->out[0] = d->in[0];
     d->out[0].dtype = to;
@@ -1461,7 +1461,7 @@ static void s_cast_run(pippy_kernel *kb, const void *const *in, void *const *out
 
 static pippy_status s_cast_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    int32_t to;
+    int32_t to = PIPPY_DT_UNDEFINED;
     PIPPY_TRY(s_cast_to(d, &to));
     s_cast_kernel *k = calloc(1, sizeof *k);
     if (!k)
