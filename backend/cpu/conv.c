@@ -84,14 +84,7 @@ static pippy_status pippy_conv_infer(pippy_op_desc *d)
     PIPPY_TRY(pippy_dense_activation(d, &relu));
     if (d->n_out != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "Conv: expected 1 output, found %d", d->n_out);
-    pippy_tdesc *o = &d->out[0];
-    memset(o, 0, sizeof *o);
-    o->dtype = PIPPY_DT_FLOAT;
-    o->rank = 2 + g.w.ns;
-    o->dims[0] = g.N;
-    o->dims[1] = g.M;
-    for (int i = 0; i < g.w.ns; i++)
-        o->dims[2 + i] = g.w.out[i];
+    pippy_window_tdesc(&g.w, g.N, g.M, &d->out[0]);
     return PIPPY_OK;
 }
 
@@ -121,17 +114,9 @@ static void pippy_conv_ref_run(pippy_kernel *kb, const void *const *in, void *co
     const float *X = in[0], *W = in[1], *B = g->has_b ? in[2] : NULL;
     float *Y = out[0];
     /* every case as 3-D: missing leading spatial dims have extent 1 */
-    int64_t I[3], K[3], O[3], S[3], D[3], P[3];
-    int off = 3 - g->w.ns;
-    for (int i = 0; i < 3; i++) {
-        int j = i - off;
-        I[i] = j >= 0 ? g->w.in[j] : 1;
-        K[i] = j >= 0 ? g->w.k[j] : 1;
-        O[i] = j >= 0 ? g->w.out[j] : 1;
-        S[i] = j >= 0 ? g->w.s[j] : 1;
-        D[i] = j >= 0 ? g->w.dl[j] : 1;
-        P[i] = j >= 0 ? g->w.pl[j] : 0;
-    }
+    pippy_window w3;
+    pippy_window_3d(&g->w, &w3);
+    const int64_t *I = w3.in, *K = w3.k, *O = w3.out, *S = w3.s, *D = w3.dl, *P = w3.pl;
     int64_t cg = g->C / g->G, mg = g->M / g->G;
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t m = 0; m < g->M; m++) {
@@ -174,9 +159,7 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_kernel *
     const pippy_conv_ref *r = (const pippy_conv_ref *)ref;
     const pippy_conv_geom *g = &r->g;
     int ns = g->w.ns, nd = 2 + ns;
-    int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS], wd[DNNL_MAX_NDIMS];
-    xd[0] = g->N, xd[1] = g->C;
-    yd[0] = g->N, yd[1] = g->M;
+    int64_t wd[DNNL_MAX_NDIMS];
     int wnd;
     if (g->G > 1) { /* [G, M/G, C/G, k...]: the same bytes as ONNX's [M, C/G, k...] */
         wnd = nd + 1;
@@ -185,19 +168,13 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_kernel *
         wnd = nd;
         wd[0] = g->M, wd[1] = g->C;
     }
-    dnnl_dims_t strides, dil, pl, pr;
-    for (int i = 0; i < ns; i++) {
-        xd[2 + i] = g->w.in[i];
-        yd[2 + i] = g->w.out[i];
+    for (int i = 0; i < ns; i++)
         wd[wnd - ns + i] = g->w.k[i];
-        strides[i] = g->w.s[i];
-        dil[i] = g->w.dl[i] - 1; /* oneDNN: 0 is no dilation */
-        pl[i] = g->w.pl[i];
-        pr[i] = g->w.pr[i];
-    }
+    dnnl_dims_t strides, dil, pl, pr;
+    pippy_window_dnnl(&g->w, strides, NULL, dil, pl, pr);
     dnnl_memory_desc_t xmd_user, ymd_user, wmd_user, bmd, xmd, ymd, wmd;
-    PIPPY_TRY(pippy_dnnl_md_plain(&xmd_user, nd, xd));
-    PIPPY_TRY(pippy_dnnl_md_plain(&ymd_user, nd, yd));
+    PIPPY_TRY(pippy_window_md(&g->w, g->N, g->C, 0, &xmd_user));
+    PIPPY_TRY(pippy_window_md(&g->w, g->N, g->M, 1, &ymd_user));
     PIPPY_TRY(pippy_dnnl_md_plain(&wmd_user, wnd, wd));
     PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&xmd, nd, xmd_user.dims, dnnl_f32, dnnl_format_tag_any));
     PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&ymd, nd, ymd_user.dims, dnnl_f32, dnnl_format_tag_any));

@@ -487,3 +487,52 @@ pippy_status pippy_dense_window(const pippy_op_desc *d, int ns, const int64_t *i
     }
     return PIPPY_OK;
 }
+
+void pippy_window_tdesc(const pippy_window *w, int64_t n, int64_t c, pippy_tdesc *o)
+{
+    memset(o, 0, sizeof *o);
+    o->dtype = PIPPY_DT_FLOAT;
+    o->rank = 2 + w->ns;
+    o->dims[0] = n;
+    o->dims[1] = c;
+    for (int i = 0; i < w->ns; i++)
+        o->dims[2 + i] = w->out[i];
+}
+
+void pippy_window_3d(const pippy_window *w, pippy_window *w3)
+{
+    int off = 3 - w->ns;
+    memset(w3, 0, sizeof *w3);
+    w3->ns = 3;
+    for (int i = 0; i < 3; i++) {
+        int j = i - off;
+        w3->in[i] = j >= 0 ? w->in[j] : 1;
+        w3->k[i] = j >= 0 ? w->k[j] : 1;
+        w3->out[i] = j >= 0 ? w->out[j] : 1;
+        w3->s[i] = j >= 0 ? w->s[j] : 1;
+        w3->dl[i] = j >= 0 ? w->dl[j] : 1;
+        w3->pl[i] = j >= 0 ? w->pl[j] : 0;
+        w3->pr[i] = j >= 0 ? w->pr[j] : 0;
+    }
+}
+
+void pippy_window_dnnl(const pippy_window *w, dnnl_dims_t strides, dnnl_dims_t kernel, dnnl_dims_t dil, dnnl_dims_t pl,
+                       dnnl_dims_t pr)
+{
+    for (int i = 0; i < w->ns; i++) {
+        strides[i] = w->s[i];
+        if (kernel)
+            kernel[i] = w->k[i];
+        dil[i] = w->dl[i] - 1; /* oneDNN: 0 is no dilation */
+        pl[i] = w->pl[i];
+        pr[i] = w->pr[i];
+    }
+}
+
+pippy_status pippy_window_md(const pippy_window *w, int64_t n, int64_t c, int out, dnnl_memory_desc_t *md)
+{
+    int64_t dims[2 + PIPPY_DENSE_MAX_SPATIAL] = {n, c};
+    for (int i = 0; i < w->ns; i++)
+        dims[2 + i] = out ? w->out[i] : w->in[i];
+    return pippy_dnnl_md_plain(md, 2 + w->ns, dims);
+}

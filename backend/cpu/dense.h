@@ -186,5 +186,16 @@ typedef struct {
  * (the last window must start inside the input or its left padding). */
 pippy_status pippy_dense_window(const pippy_op_desc *d, int ns, const int64_t *in, const int64_t *k, int ceil_mode,
                                 pippy_window *w);
+/* The output of a window op: float [n, c, w->out...]. */
+void pippy_window_tdesc(const pippy_window *w, int64_t n, int64_t c, pippy_tdesc *o);
+/* w as 3 spatial dims, for the reference loops: missing leading dims have extent 1,
+ * stride 1, dilation 1 and no padding. */
+void pippy_window_3d(const pippy_window *w, pippy_window *w3);
+/* w in oneDNN's terms, ns values each: strides, kernel extents (kernel may be NULL),
+ * dilations (oneDNN: 0 is none), padding before and after. */
+void pippy_window_dnnl(const pippy_window *w, dnnl_dims_t strides, dnnl_dims_t kernel, dnnl_dims_t dil, dnnl_dims_t pl,
+                       dnnl_dims_t pr);
+/* Plain memory descriptor [n, c, spatial...] over w's input extents (out = 0) or output extents (out = 1). */
+pippy_status pippy_window_md(const pippy_window *w, int64_t n, int64_t c, int out, dnnl_memory_desc_t *md);
 
 #endif

@@ -74,14 +74,7 @@ static pippy_status pippy_pool_infer_kind(pippy_op_desc *d, int kind)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "MaxPool: the Indices output (argmax) is not supported, only Y");
     if (d->n_out != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 output, found %d", d->op, d->n_out);
-    pippy_tdesc *o = &d->out[0];
-    memset(o, 0, sizeof *o);
-    o->dtype = PIPPY_DT_FLOAT;
-    o->rank = 2 + g.w.ns;
-    o->dims[0] = g.N;
-    o->dims[1] = g.C;
-    for (int i = 0; i < g.w.ns; i++)
-        o->dims[2 + i] = g.w.out[i];
+    pippy_window_tdesc(&g.w, g.N, g.C, &d->out[0]);
     return PIPPY_OK;
 }
 
@@ -118,18 +111,9 @@ static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *co
     const float *X = in[0];
     float *Y = out[0];
     /* every case as 3-D: missing leading spatial dims have extent 1 */
-    int64_t I[3], K[3], O[3], S[3], D[3], PL[3], PR[3];
-    int off = 3 - g->w.ns;
-    for (int i = 0; i < 3; i++) {
-        int j = i - off;
-        I[i] = j >= 0 ? g->w.in[j] : 1;
-        K[i] = j >= 0 ? g->w.k[j] : 1;
-        O[i] = j >= 0 ? g->w.out[j] : 1;
-        S[i] = j >= 0 ? g->w.s[j] : 1;
-        D[i] = j >= 0 ? g->w.dl[j] : 1;
-        PL[i] = j >= 0 ? g->w.pl[j] : 0;
-        PR[i] = j >= 0 ? g->w.pr[j] : 0;
-    }
+    pippy_window w3;
+    pippy_window_3d(&g->w, &w3);
+    const int64_t *I = w3.in, *K = w3.k, *O = w3.out, *S = w3.s, *D = w3.dl, *PL = w3.pl, *PR = w3.pr;
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
         const float *x = X + nc * I[0] * I[1] * I[2];
         float *y = Y + nc * O[0] * O[1] * O[2];
@@ -175,19 +159,9 @@ static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *co
 static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
     const pippy_pool_geom *g = &((const pippy_pool_ref *)ref)->g;
-    int ns = g->w.ns, nd = 2 + ns;
-    int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS];
     dnnl_dims_t strides, kernel, dil, pl, pr;
-    xd[0] = yd[0] = g->N;
-    xd[1] = yd[1] = g->C;
-    for (int i = 0; i < ns; i++) {
-        xd[2 + i] = g->w.in[i];
-        yd[2 + i] = g->w.out[i];
-        strides[i] = g->w.s[i];
-        kernel[i] = g->w.k[i];
-        dil[i] = g->w.dl[i] - 1; /* oneDNN: 0 is no dilation */
-        pl[i] = g->w.pl[i];
-        pr[i] = g->w.pr[i];
+    pippy_window_dnnl(&g->w, strides, kernel, dil, pl, pr);
+    for (int i = 0; i < g->w.ns; i++) {
         int64_t dk = (g->w.k[i] - 1) * g->w.dl[i] + 1;
         int64_t need = (g->w.out[i] - 1) * g->w.s[i] + dk - g->w.in[i] - g->w.pl[i];
         if (need > pr[i]) { /* ceil_mode: the last window runs past the end padding */
@@ -204,8 +178,8 @@ static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *
         }
     }
     dnnl_memory_desc_t xmd, ymd;
-    PIPPY_TRY(pippy_dnnl_md_plain(&xmd, nd, xd));
-    PIPPY_TRY(pippy_dnnl_md_plain(&ymd, nd, yd));
+    PIPPY_TRY(pippy_window_md(&g->w, g->N, g->C, 0, &xmd));
+    PIPPY_TRY(pippy_window_md(&g->w, g->N, g->C, 1, &ymd));
     dnnl_alg_kind_t alg = g->kind == PIPPY_POOL_MAX ? dnnl_pooling_max
                           : g->include_pad          ? dnnl_pooling_avg_include_padding
                                                     : dnnl_pooling_avg_exclude_padding;
