@@ -212,8 +212,12 @@ static double r_flops(const pippy_op_desc *d)
 
 /* ---- kernel ---- */
 
-typedef struct {
+typedef struct r_kernel r_kernel;
+
+struct r_kernel {
     pippy_kernel base;
+    /* the walk over the input: the fast one or the reference (both folded into y, set to the identity) */
+    void (*walk)(const r_kernel *k, const char *x, char *y);
     r_kind kind;
     int32_t dtype;
     size_t esize;
@@ -227,7 +231,7 @@ typedef struct {
     int32_t n_keep, n_red;
     int64_t keep_dims[PIPPY_MAX_RANK], keep_str[PIPPY_MAX_RANK];
     int64_t red_dims[PIPPY_MAX_RANK], red_str[PIPPY_MAX_RANK];
-} r_kernel;
+};
 
 static void r_mean(const r_kernel *k, void *y)
 {
@@ -262,52 +266,35 @@ static void r_mean(const r_kernel *k, void *y)
     }
 }
 
-static void r_run(pippy_kernel *kb, const void *const *in, void *const *out)
+/* Fast: in memory order, a row at a time over the collapsed dims. */
+static void r_walk_fast(const r_kernel *k, const char *x, char *y)
 {
-    r_kernel *k = (r_kernel *)kb;
-    const char *x = in[0];
-    char *y = out[0];
-    int64_t es = (int64_t)k->esize;
-    if (k->noop) {
-        if (k->in_n && (const void *)y != (const void *)x)
-            memcpy(y, x, (size_t)(k->in_n * es));
+    if (k->in_n == 0)
         return;
-    }
-    k->fns.init(y, k->out_n);
-    if (k->in_n > 0) {
-        int r = k->rank;
-        int64_t inner = k->dims[r - 1], rows = k->in_n / inner, off = 0;
-        int inner_reduced = k->ostr[r - 1] == 0;
-        int64_t idx[PIPPY_MAX_RANK] = {0};
-        for (int64_t row = 0; row < rows; row++) {
-            if (inner_reduced)
-                k->fns.red(y + off * es, x + row * inner * es, inner);
-            else
-                k->fns.vec(y + off * es, x + row * inner * es, inner);
-            for (int dd = r - 2; dd >= 0; dd--) {
-                off += k->ostr[dd];
-                if (++idx[dd] < k->dims[dd])
-                    break;
-                off -= k->ostr[dd] * k->dims[dd];
-                idx[dd] = 0;
-            }
+    int64_t es = (int64_t)k->esize;
+    int r = k->rank;
+    int64_t inner = k->dims[r - 1], rows = k->in_n / inner, off = 0;
+    int inner_reduced = k->ostr[r - 1] == 0;
+    int64_t idx[PIPPY_MAX_RANK] = {0};
+    for (int64_t row = 0; row < rows; row++) {
+        if (inner_reduced)
+            k->fns.red(y + off * es, x + row * inner * es, inner);
+        else
+            k->fns.vec(y + off * es, x + row * inner * es, inner);
+        for (int dd = r - 2; dd >= 0; dd--) {
+            off += k->ostr[dd];
+            if (++idx[dd] < k->dims[dd])
+                break;
+            off -= k->ostr[dd] * k->dims[dd];
+            idx[dd] = 0;
         }
     }
-    r_mean(k, y);
 }
 
-static void r_run_ref(pippy_kernel *kb, const void *const *in, void *const *out)
+/* Reference: each output element folded over its own index set. */
+static void r_walk_ref(const r_kernel *k, const char *x, char *y)
 {
-    r_kernel *k = (r_kernel *)kb;
-    const char *x = in[0];
-    char *y = out[0];
     int64_t es = (int64_t)k->esize;
-    if (k->noop) {
-        if (k->in_n && (const void *)y != (const void *)x)
-            memcpy(y, x, (size_t)(k->in_n * es));
-        return;
-    }
-    k->fns.init(y, k->out_n);
     for (int64_t o = 0; o < k->out_n; o++) {
         int64_t base = 0, rem = o;
         for (int i = k->n_keep - 1; i >= 0; i--) {
@@ -324,6 +311,20 @@ static void r_run_ref(pippy_kernel *kb, const void *const *in, void *const *out)
             k->fns.red(y + o * es, x + off * es, 1);
         }
     }
+}
+
+static void r_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const r_kernel *k = (const r_kernel *)kb;
+    const char *x = in[0];
+    char *y = out[0];
+    if (k->noop) {
+        if (k->in_n && (const void *)y != (const void *)x)
+            memcpy(y, x, (size_t)k->in_n * k->esize);
+        return;
+    }
+    k->fns.init(y, k->out_n);
+    k->walk(k, x, y);
     r_mean(k, y);
 }
 
@@ -341,7 +342,8 @@ static pippy_status r_create(const pippy_op_desc *d, pippy_kernel **out)
     r_kernel *k = calloc(1, sizeof *k);
     if (!k)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);
-    k->base.run = d->reference ? r_run_ref : r_run;
+    k->base.run = r_run;
+    k->walk = d->reference ? r_walk_ref : r_walk_fast;
     k->kind = r_defs[di].kind;
     k->dtype = x->dtype;
     k->esize = pippy_dtype_size(x->dtype);
