@@ -13,6 +13,7 @@
  * become one tight loop and row-vector broadcasts one tight loop per row. The reference
  * (desc->reference = 1) unravels every output index on its own. */
 #include "backend.h"
+#include "walk.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -290,31 +291,8 @@ static void b_plan_full(b_plan *p, const pippy_tdesc *out, int n_ops, const pipp
 /* Drop size-1 dims and merge neighbours that every operand walks contiguously (or not at all). */
 static void b_plan_collapse(b_plan *p)
 {
-    int r = 0;
-    for (int i = 0; i < p->rank; i++) {
-        if (p->dims[i] == 1)
-            continue;
-        int merge = r > 0;
-        for (int j = 0; j < p->n_ops && merge; j++)
-            merge = p->str[j][r - 1] == p->str[j][i] * p->dims[i];
-        if (merge) {
-            p->dims[r - 1] *= p->dims[i];
-            for (int j = 0; j < p->n_ops; j++)
-                p->str[j][r - 1] = p->str[j][i];
-        } else {
-            p->dims[r] = p->dims[i];
-            for (int j = 0; j < p->n_ops; j++)
-                p->str[j][r] = p->str[j][i];
-            r++;
-        }
-    }
-    if (r == 0) { /* one element */
-        p->dims[0] = 1;
-        for (int j = 0; j < p->n_ops; j++)
-            p->str[j][0] = 0;
-        r = 1;
-    }
-    p->rank = r;
+    int64_t *str[B_MAX_OPERANDS] = {p->str[0], p->str[1], p->str[2]};
+    p->rank = pippy_walk_collapse(p->rank, p->dims, p->n_ops, str, 0);
 }
 
 typedef struct {

@@ -12,6 +12,7 @@
  * into one output element or a contiguous element-wise accumulation into an output row.
  * The reference (desc->reference = 1) folds each output element over its own index set. */
 #include "backend.h"
+#include "walk.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -281,13 +282,7 @@ static void r_walk_fast(const r_kernel *k, const char *x, char *y)
             k->fns.red(y + off * es, x + row * inner * es, inner);
         else
             k->fns.vec(y + off * es, x + row * inner * es, inner);
-        for (int dd = r - 2; dd >= 0; dd--) {
-            off += k->ostr[dd];
-            if (++idx[dd] < k->dims[dd])
-                break;
-            off -= k->ostr[dd] * k->dims[dd];
-            idx[dd] = 0;
-        }
+        PIPPY_WALK_NEXT(r, k->dims, k->ostr, idx, off);
     }
 }
 
@@ -382,24 +377,9 @@ static pippy_status r_create(const pippy_op_desc *d, pippy_kernel **out)
         k->out_n = k->in_n;
 
     /* collapse: drop size-1 dims, merge neighbours of the same kind that stay contiguous */
-    int r = 0;
-    for (int i = 0; i < x->rank; i++) {
-        if (x->dims[i] == 1)
-            continue;
-        if (r > 0 && k->ostr[r - 1] == ostr[i] * x->dims[i]) {
-            k->dims[r - 1] *= x->dims[i];
-            k->ostr[r - 1] = ostr[i];
-        } else {
-            k->dims[r] = x->dims[i];
-            k->ostr[r++] = ostr[i];
-        }
-    }
-    if (r == 0) {
-        k->dims[0] = 1;
-        k->ostr[0] = 0;
-        r = 1;
-    }
-    k->rank = r;
+    memcpy(k->dims, x->dims, (size_t)x->rank * sizeof *k->dims);
+    memcpy(k->ostr, ostr, (size_t)x->rank * sizeof *k->ostr);
+    k->rank = pippy_walk_collapse(x->rank, k->dims, 1, (int64_t *[1]){k->ostr}, 0);
     *out = &k->base;
     return PIPPY_OK;
 }

@@ -16,6 +16,7 @@
  * walks it one element at a time instead. The memcpy loops of Concat, Split and Gather are
  * their own reference. */
 #include "backend.h"
+#include "walk.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -118,26 +119,10 @@ typedef struct {
     size_t esize;
 } s_plan;
 
+/* Drop size-1 dims, merge neighbours that stay contiguous. */
 static void s_plan_collapse(s_plan *p)
 {
-    int r = 0;
-    for (int i = 0; i < p->rank; i++) {
-        if (p->dims[i] == 1)
-            continue;
-        if (r > 0 && p->str[r - 1] == p->str[i] * p->dims[i]) {
-            p->dims[r - 1] *= p->dims[i];
-            p->str[r - 1] = p->str[i];
-        } else {
-            p->dims[r] = p->dims[i];
-            p->str[r++] = p->str[i];
-        }
-    }
-    if (r == 0) {
-        p->dims[0] = 1;
-        p->str[0] = 1;
-        r = 1;
-    }
-    p->rank = r;
+    p->rank = pippy_walk_collapse(p->rank, p->dims, 1, (int64_t *[1]){p->str}, 1);
 }
 
 #define S_ROW_COPY(T)                            \
@@ -173,13 +158,7 @@ static void s_plan_run(const s_plan *p, const void *in, void *out)
             for (int64_t i = 0; i < inner; i++)
                 memcpy(dst + (size_t)i * es, src + i * s * (int64_t)es, es);
         dst += (size_t)inner * es;
-        for (int d = r - 2; d >= 0; d--) {
-            off += p->str[d];
-            if (++idx[d] < p->dims[d])
-                break;
-            off -= p->str[d] * p->dims[d];
-            idx[d] = 0;
-        }
+        PIPPY_WALK_NEXT(r, p->dims, p->str, idx, off);
     }
 }
 
