@@ -234,35 +234,25 @@ struct r_kernel {
     int64_t red_dims[PIPPY_MAX_RANK], red_str[PIPPY_MAX_RANK];
 };
 
+/* y[i] = y[i] / D over the output, in type T (an integer mean truncates). */
+#define R_DIV(T, D)                                  \
+    do {                                             \
+        T *y_ = y;                                   \
+        for (int64_t i = 0; i < k->out_n; i++)       \
+            y_[i] = (T)(y_[i] / (D));                \
+    } while (0)
+
 static void r_mean(const r_kernel *k, void *y)
 {
     if (k->kind != R_MEAN || k->count == 0)
         return;
     switch (k->dtype) {
-    case PIPPY_DT_FLOAT:
-        for (int64_t i = 0; i < k->out_n; i++)
-            ((float *)y)[i] /= (float)k->count;
-        break;
-    case PIPPY_DT_DOUBLE:
-        for (int64_t i = 0; i < k->out_n; i++)
-            ((double *)y)[i] /= (double)k->count;
-        break;
-    case PIPPY_DT_INT8:
-        for (int64_t i = 0; i < k->out_n; i++)
-            ((int8_t *)y)[i] = (int8_t)(((int8_t *)y)[i] / k->count);
-        break;
-    case PIPPY_DT_UINT8:
-        for (int64_t i = 0; i < k->out_n; i++)
-            ((uint8_t *)y)[i] = (uint8_t)(((uint8_t *)y)[i] / k->count);
-        break;
-    case PIPPY_DT_INT32:
-        for (int64_t i = 0; i < k->out_n; i++)
-            ((int32_t *)y)[i] = (int32_t)(((int32_t *)y)[i] / k->count);
-        break;
-    case PIPPY_DT_INT64:
-        for (int64_t i = 0; i < k->out_n; i++)
-            ((int64_t *)y)[i] /= k->count;
-        break;
+    case PIPPY_DT_FLOAT: R_DIV(float, (float)k->count); break;
+    case PIPPY_DT_DOUBLE: R_DIV(double, (double)k->count); break;
+    case PIPPY_DT_INT8: R_DIV(int8_t, k->count); break;
+    case PIPPY_DT_UINT8: R_DIV(uint8_t, k->count); break;
+    case PIPPY_DT_INT32: R_DIV(int32_t, k->count); break;
+    case PIPPY_DT_INT64: R_DIV(int64_t, k->count); break;
     default: break;
     }
 }
