@@ -1,5 +1,7 @@
 /* dense.h — what the dense CPU op families (matmul, conv, pool, norm, softmax) share:
- * a kernel made of oneDNN primitives, and small checks of dtypes and attributes.
+ * a kernel made of oneDNN primitives and the helpers that build it, the create that falls
+ * back to the op's reference kernel (pippy_dense_create), small checks of dtypes and
+ * attributes, and the sliding window of Conv and the pools.
  *
  * A dense kernel is built once, in create: op descriptor -> primitive descriptor
  * -> primitive, its memory objects, a stream, scratchpads and any weights already
