@@ -45,6 +45,8 @@ typedef struct {
     pippy_request **req; /* per microbatch */
     double *post_us;     /* per microbatch: when the receive was posted */
     char *arrived;       /* per microbatch: the receive completed */
+    int shm;             /* buf is a mapping of the producer's shared memory: only a note travels */
+    uint64_t *note;      /* per microbatch: where that note lands */
 } pippy_rt_input;
 
 typedef struct {
@@ -58,6 +60,9 @@ typedef struct {
     uint8_t *buf;
     pippy_request **req; /* per microbatch x n_to */
     double *post_us;
+    int shm;             /* buf is shared memory this rank created (consumers on this host map it) */
+    char shm_name[96];
+    uint64_t *note;      /* per microbatch: the note sent to consumers on this host */
 } pippy_rt_output;
 
 typedef struct {
@@ -303,10 +308,131 @@ typedef struct {
     void **out_ptr;
     long fault_delay_us;
     int peers[256], n_peers;
+    char same_host[256];  /* per rank: on this machine (by the hosts list), so buffers can be shared */
+    int use_shm;
 } pippy_rt;
+
+/* ---- zero-copy between ranks on one machine --------------------------------------------
+ * A value sent to a stage on the same machine lives in POSIX shared memory that its producer
+ * creates (all microbatch slots) and each such consumer maps; SEND_F/RECV_F then move an 8-byte
+ * note instead of the bytes. The note is sent after the slot is written, and UCX's shared-memory
+ * path orders it after those writes. PIPPY_SHM=0 turns this off (every byte goes through UCX). */
+
+static void pippy_shm_name(char *buf, size_t n, uint64_t hash, uint64_t token, int edge)
+{
+    snprintf(buf, n, "/pippy-%016llx-%llx-e%d", (unsigned long long)hash, (unsigned long long)token, edge);
+}
+
+static void *pippy_shm_map(const char *name, size_t bytes, int create, pippy_status *st)
+{
+    int fd = shm_open(name, create ? O_CREAT | O_EXCL | O_RDWR : O_RDWR, 0600);
+    if (fd < 0 && create && errno == EEXIST) { /* left by a job that died: take it over */
+        shm_unlink(name);
+        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    }
+    if (fd < 0) {
+        *st = pippy_fail(PIPPY_ERR_IO, "shared memory %s: %s", name, strerror(errno));
+        return NULL;
+    }
+    if (create && ftruncate(fd, (off_t)(bytes ? bytes : 1)) != 0) {
+        *st = pippy_fail(PIPPY_ERR_IO, "shared memory %s (%zu bytes): %s", name, bytes, strerror(errno));
+        close(fd);
+        shm_unlink(name);
+        return NULL;
+    }
+    void *m = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        *st = pippy_fail(PIPPY_ERR_IO, "cannot map shared memory %s: %s", name, strerror(errno));
+        if (create)
+            shm_unlink(name);
+        return NULL;
+    }
+    return m;
+}
+
+/* Producer side, before the ready exchange: outputs with a consumer on this machine move into
+ * shared memory (a passed-through graph input moves with its data). */
+static pippy_status pippy_rt_share_outputs(pippy_rt *rt)
+{
+    for (int q = 0; q < rt->n_out; q++) {
+        pippy_rt_output *y = &rt->out[q];
+        int local = 0;
+        for (int c = 0; c < y->n_to; c++)
+            local |= rt->same_host[rt->stage_rank[y->to[c]]];
+        if (y->edge < 0 || !local)
+            continue;
+        size_t bytes = y->bytes * (size_t)rt->M;
+        pippy_status st = PIPPY_OK;
+        pippy_shm_name(y->shm_name, sizeof y->shm_name, rt->p->hash, rt->a.job_token, y->edge);
+        uint8_t *m = pippy_shm_map(y->shm_name, bytes, 1, &st);
+        if (!m)
+            return st;
+        y->note = calloc((size_t)rt->M, sizeof *y->note);
+        if (!y->note) {
+            munmap(m, bytes ? bytes : 1);
+            shm_unlink(y->shm_name);
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+        }
+        if (y->passthrough >= 0 && y->passthrough < rt->n_in) {
+            pippy_rt_input *x = &rt->in[y->passthrough];
+            if (bytes)
+                memcpy(m, x->buf, bytes);
+            free(x->buf);
+            x->buf = m; /* owned by the output now */
+        } else {
+            free(y->buf);
+        }
+        y->buf = m;
+        y->shm = 1;
+        for (int mb = 0; mb < rt->M; mb++)
+            y->note[mb] = (uint64_t)mb;
+    }
+    return PIPPY_OK;
+}
+
+/* Consumer side, after the ready exchange: map what producers on this machine shared. */
+static pippy_status pippy_rt_map_inputs(pippy_rt *rt)
+{
+    for (int q = 0; q < rt->n_in; q++) {
+        pippy_rt_input *x = &rt->in[q];
+        if (x->from < 0 || !rt->same_host[rt->stage_rank[x->from]])
+            continue;
+        char name[96];
+        size_t bytes = x->bytes * (size_t)rt->M;
+        pippy_status st = PIPPY_OK;
+        pippy_shm_name(name, sizeof name, rt->p->hash, rt->a.job_token, x->edge);
+        uint8_t *m = pippy_shm_map(name, bytes, 0, &st);
+        if (!m)
+            return pippy_error_prefix(st, "stage %d mapping '%s' from stage %d", rt->p->stage, x->name, x->from);
+        x->note = calloc((size_t)rt->M, sizeof *x->note);
+        if (!x->note) {
+            munmap(m, bytes ? bytes : 1);
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+        }
+        free(x->buf);
+        x->buf = m;
+        x->shm = 1;
+    }
+    return PIPPY_OK;
+}
+
+/* "host" of "host:port" (brackets of IPv6 kept); loopback names count as one machine. */
+static void pippy_host_of(const char *hp, char *buf, size_t n)
+{
+    const char *colon = strrchr(hp, ':');
+    size_t l = colon ? (size_t)(colon - hp) : strlen(hp);
+    if (l >= n)
+        l = n - 1;
+    memcpy(buf, hp, l);
+    buf[l] = 0;
+    if (!strncmp(buf, "127.", 4) || !strcmp(buf, "localhost") || !strcmp(buf, "[::1]"))
+        snprintf(buf, n, "loopback");
+}
 
 #define PIPPY_TAG_READY PIPPY_TRANSPORT_TAG_MAX
 #define PIPPY_TAG_DONE (PIPPY_TRANSPORT_TAG_MAX - 1)
+#define PIPPY_TAG_MAPPED (PIPPY_TRANSPORT_TAG_MAX - 2)
 
 /* Start together: every rank tells each peer it is connected and waits for the same from each.
  * A peer says so only once its own peers are connected, and a rank connects only after its
@@ -576,6 +702,15 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
             st = pippy_fail(PIPPY_ERR_USAGE, "the hosts list (%s) has %d entr%s, the schedule has %d ranks",
                             rt->a.hosts_path ? rt->a.hosts_path : (getenv("PIPPY_HOSTS") ? "PIPPY_HOSTS" : path),
                             n_hosts, n_hosts == 1 ? "y" : "ies", rt->nranks);
+        if (st == PIPPY_OK && rt->use_shm) {
+            char mine[256], theirs[256];
+            pippy_host_of(hosts[rt->rank], mine, sizeof mine);
+            for (int r = 0; r < rt->nranks && r < 256; r++) {
+                pippy_host_of(hosts[r], theirs, sizeof theirs);
+                rt->same_host[r] = strcmp(mine, theirs) == 0;
+            }
+            st = pippy_rt_share_outputs(rt);
+        }
         if (st == PIPPY_OK) {
             pippy_transport_config tc = {rt->rank, rt->nranks, (const char *const *)hosts, p->hash, rt->a.job_token,
                                          rt->a.timeout_s};
@@ -586,6 +721,15 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
         free(hosts);
         PIPPY_TRY(st);
         PIPPY_TRY(pippy_rt_exchange(rt, peers, n_peers, PIPPY_TAG_READY, "be ready"));
+        PIPPY_TRY(pippy_rt_map_inputs(rt));
+        /* once every consumer has mapped them, the names can go: nothing is left in /dev/shm
+         * even if a rank is killed later */
+        PIPPY_TRY(pippy_rt_exchange(rt, peers, n_peers, PIPPY_TAG_MAPPED, "map shared buffers"));
+        for (int q = 0; q < rt->n_out; q++)
+            if (rt->out[q].shm && rt->out[q].shm_name[0]) {
+                shm_unlink(rt->out[q].shm_name);
+                rt->out[q].shm_name[0] = 0;
+            }
         memcpy(rt->peers, peers, sizeof peers[0] * (size_t)n_peers);
         rt->n_peers = n_peers;
     }
@@ -645,6 +789,9 @@ static pippy_status pippy_rt_reap(pippy_rt *rt)
 static pippy_status pippy_rt_post_recv(pippy_rt *rt, pippy_rt_input *in, int m)
 {
     in->post_us[m] = pippy_now_us();
+    if (in->shm)
+        return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], pippy_tag(in->edge, m), &in->note[m],
+                                     sizeof in->note[m], &in->req[m]);
     return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], pippy_tag(in->edge, m),
                                  in->buf + in->bytes * (size_t)m, in->bytes, &in->req[m]);
 }
@@ -702,8 +849,14 @@ static pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_
                     if (out->to[c] != x->peer || out->req[i])
                         continue;
                     out->post_us[i] = pippy_now_us();
-                    PIPPY_TRY(pippy_transport_isend(rt->t, rt->stage_rank[x->peer], pippy_tag(out->edge, m),
-                                                    out->buf + out->bytes * (size_t)m, out->bytes, &out->req[i]));
+                    int peer = rt->stage_rank[x->peer];
+                    if (out->shm && rt->same_host[peer]) /* the bytes are already there: send a note */
+                        PIPPY_TRY(pippy_transport_isend(rt->t, peer, pippy_tag(out->edge, m), &out->note[m],
+                                                        sizeof out->note[m], &out->req[i]));
+                    else
+                        PIPPY_TRY(pippy_transport_isend(rt->t, peer, pippy_tag(out->edge, m),
+                                                        out->buf + out->bytes * (size_t)m, out->bytes,
+                                                        &out->req[i]));
                 }
             }
         }
@@ -801,14 +954,32 @@ static void pippy_rt_free(pippy_rt *rt)
             pippy_kernel_destroy(rt->K[k]);
     free(rt->K);
     free(rt->A);
+    for (int q = 0; rt->out && q < rt->n_out; q++) {
+        pippy_rt_output *y = &rt->out[q];
+        if (!y->shm)
+            continue;
+        size_t bytes = y->bytes * (size_t)rt->M;
+        munmap(y->buf, bytes ? bytes : 1);
+        if (y->shm_name[0])
+            shm_unlink(y->shm_name);
+        if (y->passthrough >= 0 && y->passthrough < rt->n_in)
+            rt->in[y->passthrough].buf = NULL;
+        y->buf = NULL;
+        free(y->note);
+    }
     for (int q = 0; rt->in && q < rt->n_in; q++) {
-        free(rt->in[q].buf);
+        size_t bytes = rt->in[q].bytes * (size_t)rt->M;
+        if (rt->in[q].shm)
+            munmap(rt->in[q].buf, bytes ? bytes : 1);
+        else
+            free(rt->in[q].buf);
+        free(rt->in[q].note);
         free(rt->in[q].req);
         free(rt->in[q].post_us);
         free(rt->in[q].arrived);
     }
     for (int q = 0; rt->out && q < rt->n_out; q++) {
-        if (rt->out[q].passthrough < 0 || rt->out[q].passthrough >= rt->n_in)
+        if (!rt->out[q].shm && (rt->out[q].passthrough < 0 || rt->out[q].passthrough >= rt->n_in))
             free(rt->out[q].buf);
         free(rt->out[q].req);
         free(rt->out[q].post_us);
@@ -830,6 +1001,8 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
     memset(&rt, 0, sizeof rt);
     rt.p = p;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *shm = getenv("PIPPY_SHM");
+    rt.use_shm = !(shm && !strcmp(shm, "0"));
     const char *delay = getenv("PIPPY_FAULT_DELAY_MS");
     rt.fault_delay_us = delay ? atol(delay) * 1000 : 0;
     double t0 = pippy_now_us(), compute = 0, wait = 0;
@@ -846,10 +1019,17 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
         st = pippy_rt_write_outputs(&rt);
     if (st == PIPPY_OK && rt.trace)
         st = pippy_trace_write(rt.trace, rt.a.trace_path);
-    if (st == PIPPY_OK && !rt.a.quiet)
-        printf("stage %d (rank %d): %d microbatch%s in %.3f ms (compute %.3f ms, waiting %.3f ms; start-up %.1f ms)\n",
+    if (st == PIPPY_OK && !rt.a.quiet) {
+        int shared = 0;
+        for (int q = 0; q < rt.n_in; q++)
+            shared += rt.in[q].shm;
+        printf("stage %d (rank %d): %d microbatch%s in %.3f ms (compute %.3f ms, waiting %.3f ms; start-up %.1f ms)",
                p->stage, rt.rank, rt.M, rt.M == 1 ? "" : "es", (t2 - t1) / 1e3, compute / 1e3, wait / 1e3,
                (t1 - t0) / 1e3);
+        if (shared)
+            printf("; %d input%s shared in memory", shared, shared == 1 ? "" : "s");
+        printf("\n");
+    }
     if (st != PIPPY_OK)
         fprintf(stderr, "stage%d: error: %s\n", p->stage,
                 pippy_last_error()[0] ? pippy_last_error() : pippy_status_string(st));

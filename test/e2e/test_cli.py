@@ -143,6 +143,15 @@ def main():
     res.check("a failed compile leaves the earlier output folder unchanged", code == 0 and before == after,
               f"{sorted(before)} vs {sorted(after)}")
 
+    # ranks on one machine share their stage-to-stage buffers; PIPPY_SHM=0 sends every byte by UCX
+    np.save(os.path.join(out, "x.npy"), np.random.RandomState(0).randn(8, 64).astype(np.float32))
+    code, text = run([pippyrun, good, "--input", "x=" + os.path.join(out, "x.npy")], timeout=120)
+    res.check("same-host ranks: stage 1 maps its input from stage 0's shared memory",
+              code == 0 and "[rank 1] stage 1" in text and "1 input shared in memory" in text, tail(text))
+    code, text = run([pippyrun, good, "--input", "x=" + os.path.join(out, "x.npy")], timeout=120,
+                     env={"PIPPY_SHM": "0"})
+    res.check("PIPPY_SHM=0: no shared buffers", code == 0 and "shared in memory" not in text, tail(text))
+
     # runtime bad input (pippyrun)
     x = np.random.RandomState(0).randn(8, 64).astype(np.float32)
     np.save(os.path.join(out, "x.npy"), x)
@@ -185,6 +194,10 @@ def main():
                       f"sleep 1.5; kill -KILL $p1; wait $p0"], timeout=60, env={"PIPPY_FAULT_DELAY_MS": "400"})
     res.check(f"a killed rank without pippyrun: rank 0 exits {code} naming rank 1", code == 1 and "rank 1" in text,
               tail(text))
+    import glob
+    h = json.load(open(os.path.join(slow, "schedule.json")))["hash"]
+    left_shm = glob.glob(f"/dev/shm/pippy-{h}-*")
+    res.check("killed ranks leave no shared memory behind", left_shm == [], str(left_shm))
     shutil.rmtree(slow, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(good, ignore_errors=True)
