@@ -340,7 +340,8 @@ static void *pippy_shm_map(const char *name, size_t bytes, int create, pippy_sta
         shm_unlink(name);
         return NULL;
     }
-    void *m = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* populated now, so no page is faulted in while a stage computes */
+    void *m = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (m == MAP_FAILED) {
         *st = pippy_fail(PIPPY_ERR_IO, "cannot map shared memory %s: %s", name, strerror(errno));
