@@ -3,7 +3,7 @@
  * Reads the arguments and schedule.json, maps the weights, creates the
  * kernels, sizes every buffer once (arena, one input and output slot per
  * microbatch), connects to the peer ranks, then runs this rank's action list
- * (executor below) and, on the stage holding graph outputs, writes them. */
+ * (executor.c) and, on the stage holding graph outputs, writes them. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,66 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rt.h"
 #include "stage.h"
 #include "tensor_io.h"
 #include "trace.h"
 #include "transport.h"
 #include "weights_format.h"
 
-#define PIPPY_MAX_ARGS 64
-
-typedef struct {
-    int rank;
-    const char *schedule_path, *hosts_path, *trace_path;
-    const char *inputs[PIPPY_MAX_ARGS], *outputs[PIPPY_MAX_ARGS]; /* "NAME=FILE" */
-    int n_inputs, n_outputs;
-    double timeout_s;
-    int threads;
-    uint64_t job_token;
-    int quiet;
-} pippy_args;
-
-typedef struct {
-    const char *name;
-    int from;          /* producing stage, -1: a graph input read from a file */
-    int edge;
-    int graph_output;
-    size_t bytes;      /* one microbatch */
-    uint8_t *buf;      /* M slots */
-    pippy_request **req; /* per microbatch */
-    double *post_us;     /* per microbatch: when the receive was posted */
-    char *arrived;       /* per microbatch: the receive completed */
-    int shm;             /* buf is a mapping of the producer's shared memory: only a note travels */
-    uint64_t *note;      /* per microbatch: where that note lands */
-} pippy_rt_input;
-
-typedef struct {
-    const char *name;
-    int edge;
-    int to[64];
-    int n_to;
-    int graph_output;
-    int passthrough;
-    size_t bytes;
-    uint8_t *buf;
-    pippy_request **req; /* per microbatch x n_to */
-    double *post_us;
-    int shm;             /* buf is shared memory this rank created (consumers on this host map it) */
-    char shm_name[96];
-    uint64_t *note;      /* per microbatch: the note sent to consumers on this host */
-} pippy_rt_output;
-
-typedef struct {
-    int op; /* 0 RECV_F, 1 F, 2 SEND_F */
-    int mb, peer;
-} pippy_rt_action;
-
-static double pippy_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
 
 static void pippy_stage_usage(const pippy_stage_program *p)
 {
@@ -286,150 +233,6 @@ static void *pippy_alloc(size_t n)
     return p;
 }
 
-typedef struct {
-    const pippy_stage_program *p;
-    pippy_args a;
-    cJSON *sched;
-    int M, rank, nranks;
-    int stage_rank[256];
-    pippy_rt_input *in;
-    pippy_rt_output *out;
-    int n_in, n_out;
-    pippy_rt_action *acts;
-    int n_acts;
-    pippy_kernel **K;
-    uint8_t *A;
-    const uint8_t *W;
-    void *wmap;
-    size_t wlen;
-    pippy_transport *t;
-    pippy_trace *trace;
-    const void **in_ptr;
-    void **out_ptr;
-    long fault_delay_us;
-    int peers[256], n_peers;
-    char same_host[256];  /* per rank: on this machine (by the hosts list), so buffers can be shared */
-    int use_shm;
-} pippy_rt;
-
-/* ---- zero-copy between ranks on one machine --------------------------------------------
- * A value sent to a stage on the same machine lives in POSIX shared memory that its producer
- * creates (all microbatch slots) and each such consumer maps; SEND_F/RECV_F then move an 8-byte
- * note instead of the bytes. The note is sent after the slot is written, and UCX's shared-memory
- * path orders it after those writes. PIPPY_SHM=0 turns this off (every byte goes through UCX). */
-
-static void pippy_shm_name(char *buf, size_t n, uint64_t hash, uint64_t token, int edge)
-{
-    snprintf(buf, n, "/pippy-%016llx-%llx-e%d", (unsigned long long)hash, (unsigned long long)token, edge);
-}
-
-static void *pippy_shm_map(const char *name, size_t bytes, int create, pippy_status *st)
-{
-    int fd = shm_open(name, create ? O_CREAT | O_EXCL | O_RDWR : O_RDWR, 0600);
-    if (fd < 0 && create && errno == EEXIST) { /* left by a job that died: take it over */
-        shm_unlink(name);
-        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-    }
-    if (fd < 0) {
-        *st = pippy_fail(PIPPY_ERR_IO, "shared memory %s: %s", name, strerror(errno));
-        return NULL;
-    }
-    if (create && ftruncate(fd, (off_t)(bytes ? bytes : 1)) != 0) {
-        *st = pippy_fail(PIPPY_ERR_IO, "shared memory %s (%zu bytes): %s", name, bytes, strerror(errno));
-        close(fd);
-        shm_unlink(name);
-        return NULL;
-    }
-    /* populated now, so no page is faulted in while a stage computes */
-    void *m = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) {
-        *st = pippy_fail(PIPPY_ERR_IO, "cannot map shared memory %s: %s", name, strerror(errno));
-        if (create)
-            shm_unlink(name);
-        return NULL;
-    }
-    return m;
-}
-
-/* Producer side, before the ready exchange: outputs with a consumer on this machine move into
- * shared memory (a passed-through graph input moves with its data). */
-static pippy_status pippy_rt_share_outputs(pippy_rt *rt)
-{
-    for (int q = 0; q < rt->n_out; q++) {
-        pippy_rt_output *y = &rt->out[q];
-        int local = 0;
-        for (int c = 0; c < y->n_to; c++)
-            local |= rt->same_host[rt->stage_rank[y->to[c]]];
-        if (y->edge < 0 || !local)
-            continue;
-        size_t bytes = y->bytes * (size_t)rt->M;
-        pippy_status st = PIPPY_OK;
-        pippy_shm_name(y->shm_name, sizeof y->shm_name, rt->p->hash, rt->a.job_token, y->edge);
-        uint8_t *m = pippy_shm_map(y->shm_name, bytes, 1, &st);
-        if (!m)
-            return st;
-        y->note = calloc((size_t)rt->M, sizeof *y->note);
-        if (!y->note) {
-            munmap(m, bytes ? bytes : 1);
-            shm_unlink(y->shm_name);
-            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-        }
-        if (y->passthrough >= 0 && y->passthrough < rt->n_in) {
-            pippy_rt_input *x = &rt->in[y->passthrough];
-            if (bytes)
-                memcpy(m, x->buf, bytes);
-            free(x->buf);
-            x->buf = m; /* owned by the output now */
-        } else {
-            free(y->buf);
-        }
-        y->buf = m;
-        y->shm = 1;
-        for (int mb = 0; mb < rt->M; mb++)
-            y->note[mb] = (uint64_t)mb;
-    }
-    return PIPPY_OK;
-}
-
-/* Consumer side, after the ready exchange: map what producers on this machine shared. */
-static pippy_status pippy_rt_map_inputs(pippy_rt *rt)
-{
-    for (int q = 0; q < rt->n_in; q++) {
-        pippy_rt_input *x = &rt->in[q];
-        if (x->from < 0 || !rt->same_host[rt->stage_rank[x->from]])
-            continue;
-        char name[96];
-        size_t bytes = x->bytes * (size_t)rt->M;
-        pippy_status st = PIPPY_OK;
-        pippy_shm_name(name, sizeof name, rt->p->hash, rt->a.job_token, x->edge);
-        uint8_t *m = pippy_shm_map(name, bytes, 0, &st);
-        if (!m)
-            return pippy_error_prefix(st, "stage %d mapping '%s' from stage %d", rt->p->stage, x->name, x->from);
-        x->note = calloc((size_t)rt->M, sizeof *x->note);
-        if (!x->note) {
-            munmap(m, bytes ? bytes : 1);
-            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-        }
-        free(x->buf);
-        x->buf = m;
-        x->shm = 1;
-    }
-    return PIPPY_OK;
-}
-
-/* "host" of "host:port" (brackets of IPv6 kept); loopback names count as one machine. */
-static void pippy_host_of(const char *hp, char *buf, size_t n)
-{
-    const char *colon = strrchr(hp, ':');
-    size_t l = colon ? (size_t)(colon - hp) : strlen(hp);
-    if (l >= n)
-        l = n - 1;
-    memcpy(buf, hp, l);
-    buf[l] = 0;
-    if (!strncmp(buf, "127.", 4) || !strcmp(buf, "localhost") || !strcmp(buf, "[::1]"))
-        snprintf(buf, n, "loopback");
-}
 
 #define PIPPY_TAG_READY PIPPY_TRANSPORT_TAG_MAX
 #define PIPPY_TAG_DONE (PIPPY_TRANSPORT_TAG_MAX - 1)
@@ -726,163 +529,13 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
         /* once every consumer has mapped them, the names can go: nothing is left in /dev/shm
          * even if a rank is killed later */
         PIPPY_TRY(pippy_rt_exchange(rt, peers, n_peers, PIPPY_TAG_MAPPED, "map shared buffers"));
-        for (int q = 0; q < rt->n_out; q++)
-            if (rt->out[q].shm && rt->out[q].shm_name[0]) {
-                shm_unlink(rt->out[q].shm_name);
-                rt->out[q].shm_name[0] = 0;
-            }
+        pippy_rt_unlink_shared(rt);
         memcpy(rt->peers, peers, sizeof peers[0] * (size_t)n_peers);
         rt->n_peers = n_peers;
     }
     return PIPPY_OK;
 }
 
-static pippy_transport *pippy_progress_transport;
-
-void pippy_stage_progress(void)
-{
-    if (pippy_progress_transport)
-        pippy_transport_progress(pippy_progress_transport);
-}
-
-static uint64_t pippy_tag(int edge, int mb) { return ((uint64_t)(uint32_t)edge << 24) | (uint64_t)(uint32_t)mb; }
-
-/* Finish one request: release it, and trace the transfer from its post to now. */
-static pippy_status pippy_rt_finish(pippy_rt *rt, pippy_request **rq, double post_us, int lane, const char *name,
-                                    int m)
-{
-    pippy_status st = pippy_transport_wait(rt->t, *rq);
-    *rq = NULL;
-    if (rt->trace)
-        pippy_trace_event(rt->trace, lane, name, lane == PIPPY_LANE_SEND ? "send" : "recv", (uint64_t)post_us,
-                          (uint64_t)(pippy_now_us() - post_us), m);
-    return st;
-}
-
-/* Look at every transfer in flight once (no blocking): note those that completed. */
-static pippy_status pippy_rt_reap(pippy_rt *rt)
-{
-    for (int q = 0; q < rt->n_in; q++) {
-        pippy_rt_input *in = &rt->in[q];
-        for (int m = 0; m < rt->M; m++)
-            if (in->req[m] && pippy_transport_test(rt->t, in->req[m])) {
-                pippy_status st = pippy_rt_finish(rt, &in->req[m], in->post_us[m], PIPPY_LANE_RECV, in->name, m);
-                if (st != PIPPY_OK)
-                    return pippy_error_prefix(st, "stage %d receiving '%s' of microbatch %d from stage %d",
-                                              rt->p->stage, in->name, m, in->from);
-                in->arrived[m] = 1;
-            }
-    }
-    for (int q = 0; q < rt->n_out; q++) {
-        pippy_rt_output *out = &rt->out[q];
-        for (int i = 0; i < rt->M * out->n_to; i++)
-            if (out->req[i] && pippy_transport_test(rt->t, out->req[i])) {
-                pippy_status st =
-                    pippy_rt_finish(rt, &out->req[i], out->post_us[i], PIPPY_LANE_SEND, out->name, i / out->n_to);
-                if (st != PIPPY_OK)
-                    return pippy_error_prefix(st, "stage %d sending '%s' to stage %d", rt->p->stage, out->name,
-                                              out->to[i % out->n_to]);
-            }
-    }
-    return PIPPY_OK;
-}
-
-static pippy_status pippy_rt_post_recv(pippy_rt *rt, pippy_rt_input *in, int m)
-{
-    in->post_us[m] = pippy_now_us();
-    if (in->shm)
-        return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], pippy_tag(in->edge, m), &in->note[m],
-                                     sizeof in->note[m], &in->req[m]);
-    return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], pippy_tag(in->edge, m),
-                                 in->buf + in->bytes * (size_t)m, in->bytes, &in->req[m]);
-}
-
-/* The executor: this rank's actions in order. */
-static pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_us)
-{
-    const pippy_stage_program *p = rt->p;
-    for (int k = 0; k < rt->n_acts; k++) {
-        const pippy_rt_action *x = &rt->acts[k];
-        int m = x->mb;
-        if (x->op == 0) { /* RECV_F: post the receives of microbatch m from stage peer */
-            for (int q = 0; q < rt->n_in; q++) {
-                pippy_rt_input *in = &rt->in[q];
-                if (in->from != x->peer || in->req[m] || in->arrived[m])
-                    continue;
-                PIPPY_TRY(pippy_rt_post_recv(rt, in, m));
-            }
-        } else if (x->op == 1) { /* F: wait for m's inputs, compute */
-            double t0 = pippy_now_us();
-            for (int q = 0; q < rt->n_in; q++) {
-                pippy_rt_input *in = &rt->in[q];
-                if (in->from < 0)
-                    continue;
-                if (!in->req[m] && !in->arrived[m]) /* an edited action list may omit the RECV_F */
-                    PIPPY_TRY(pippy_rt_post_recv(rt, in, m));
-                if (in->req[m]) {
-                    pippy_status st = pippy_rt_finish(rt, &in->req[m], in->post_us[m], PIPPY_LANE_RECV, in->name, m);
-                    if (st != PIPPY_OK)
-                        return pippy_error_prefix(st, "stage %d waiting for '%s' of microbatch %d from stage %d",
-                                                  p->stage, in->name, m, in->from);
-                }
-                in->arrived[m] = 0;
-            }
-            if (rt->fault_delay_us > 0) /* PIPPY_FAULT_DELAY_MS: fault-injection tests */
-                usleep((useconds_t)rt->fault_delay_us);
-            double t1 = pippy_now_us();
-            if (rt->trace && t1 - t0 > 1)
-                pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, "idle", "wait", (uint64_t)t0, (uint64_t)(t1 - t0), m);
-            for (int q = 0; q < rt->n_in; q++)
-                rt->in_ptr[q] = rt->in[q].buf + rt->in[q].bytes * (size_t)m;
-            for (int q = 0; q < rt->n_out; q++)
-                rt->out_ptr[q] = rt->out[q].buf + rt->out[q].bytes * (size_t)m;
-            p->forward(rt->K, rt->A, rt->W, rt->in_ptr, rt->out_ptr);
-            double t2 = pippy_now_us();
-            *wait_us += t1 - t0;
-            *compute_us += t2 - t1;
-            if (rt->trace)
-                pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, "F", "compute", (uint64_t)t1, (uint64_t)(t2 - t1), m);
-        } else { /* SEND_F: start sending m's outputs to stage peer */
-            for (int q = 0; q < rt->n_out; q++) {
-                pippy_rt_output *out = &rt->out[q];
-                for (int c = 0; c < out->n_to; c++) {
-                    size_t i = (size_t)m * (size_t)out->n_to + (size_t)c;
-                    if (out->to[c] != x->peer || out->req[i])
-                        continue;
-                    out->post_us[i] = pippy_now_us();
-                    int peer = rt->stage_rank[x->peer];
-                    if (out->shm && rt->same_host[peer]) /* the bytes are already there: send a note */
-                        PIPPY_TRY(pippy_transport_isend(rt->t, peer, pippy_tag(out->edge, m), &out->note[m],
-                                                        sizeof out->note[m], &out->req[i]));
-                    else
-                        PIPPY_TRY(pippy_transport_isend(rt->t, peer, pippy_tag(out->edge, m),
-                                                        out->buf + out->bytes * (size_t)m, out->bytes,
-                                                        &out->req[i]));
-                }
-            }
-        }
-        if (rt->t)
-            PIPPY_TRY(pippy_rt_reap(rt));
-    }
-    /* every send must land before we go */
-    for (int q = 0; q < rt->n_out; q++)
-        for (int i = 0; i < rt->M * rt->out[q].n_to; i++)
-            if (rt->out[q].req[i]) {
-                pippy_rt_output *out = &rt->out[q];
-                pippy_status st =
-                    pippy_rt_finish(rt, &out->req[i], out->post_us[i], PIPPY_LANE_SEND, out->name, i / out->n_to);
-                if (st != PIPPY_OK)
-                    return pippy_error_prefix(st, "stage %d sending '%s' to stage %d", p->stage, out->name,
-                                              out->to[i % out->n_to]);
-            }
-    for (int q = 0; q < rt->n_in; q++)
-        for (int m = 0; m < rt->M; m++)
-            if (rt->in[q].req[m] || rt->in[q].arrived[m])
-                return pippy_fail(PIPPY_ERR_FORMAT,
-                                  "the action list of rank %d receives microbatch %d of '%s' but never runs F(%d)",
-                                  rt->rank, m, rt->in[q].name, m);
-    return PIPPY_OK;
-}
 
 static void pippy_print_summary(const char *name, const pippy_tdesc *t, const void *data)
 {
@@ -955,19 +608,7 @@ static void pippy_rt_free(pippy_rt *rt)
             pippy_kernel_destroy(rt->K[k]);
     free(rt->K);
     free(rt->A);
-    for (int q = 0; rt->out && q < rt->n_out; q++) {
-        pippy_rt_output *y = &rt->out[q];
-        if (!y->shm)
-            continue;
-        size_t bytes = y->bytes * (size_t)rt->M;
-        munmap(y->buf, bytes ? bytes : 1);
-        if (y->shm_name[0])
-            shm_unlink(y->shm_name);
-        if (y->passthrough >= 0 && y->passthrough < rt->n_in)
-            rt->in[y->passthrough].buf = NULL;
-        y->buf = NULL;
-        free(y->note);
-    }
+    pippy_rt_unshare(rt);
     for (int q = 0; rt->in && q < rt->n_in; q++) {
         size_t bytes = rt->in[q].bytes * (size_t)rt->M;
         if (rt->in[q].shm)
@@ -1006,16 +647,16 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
     rt.use_shm = !(shm && !strcmp(shm, "0"));
     const char *delay = getenv("PIPPY_FAULT_DELAY_MS");
     rt.fault_delay_us = delay ? atol(delay) * 1000 : 0;
-    double t0 = pippy_now_us(), compute = 0, wait = 0;
+    double t0 = pippy_rt_now_us(), compute = 0, wait = 0;
     pippy_status st = pippy_rt_setup(&rt, argc, argv);
-    double t1 = pippy_now_us();
-    pippy_progress_transport = rt.t;
+    double t1 = pippy_rt_now_us();
+    pippy_rt_set_progress(rt.t);
     if (st == PIPPY_OK)
         st = pippy_rt_run(&rt, &compute, &wait);
-    pippy_progress_transport = NULL;
+    pippy_rt_set_progress(NULL);
     if (st == PIPPY_OK && rt.t)
         st = pippy_rt_exchange(&rt, rt.peers, rt.n_peers, PIPPY_TAG_DONE, "finish");
-    double t2 = pippy_now_us();
+    double t2 = pippy_rt_now_us();
     if (st == PIPPY_OK)
         st = pippy_rt_write_outputs(&rt);
     if (st == PIPPY_OK && rt.trace)
