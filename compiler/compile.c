@@ -314,6 +314,7 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
         goto fail;
     pippy_graph_prune(g);
     pippy_fold_batchnorm(g);
+    pippy_fuse_matmul_bias(g);
     pippy_fuse_activations(g);
     pippy_fuse_gelu(g);
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)

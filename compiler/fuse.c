@@ -10,7 +10,10 @@
  *   s = scale / sqrt(var + eps);  W' = W * s (per output channel);  b' = (b - mean) * s + B
  *
  * PyTorch's exact GELU, exported at opsets before 20 as Div/Erf/Add/Mul/Mul, becomes one Gelu
- * node (oneDNN's gelu_erf for large tensors). */
+ * node (oneDNN's gelu_erf for large tensors).
+ *
+ * MatMul followed by the Add of a bias vector (how PyTorch exports a Linear on 3-D input) becomes
+ * one MatMul with the private attribute "pippy.bias" and the bias as a third input. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,6 +291,49 @@ int32_t pippy_fuse_gelu(pippy_graph *g)
         n->n_in = 1;
         g->nodes[p].removed = g->nodes[e].removed = g->nodes[a].removed = 1;
         g->nodes[half].removed = 1;
+        fused++;
+    }
+    return fused;
+}
+
+int32_t pippy_fuse_matmul_bias(pippy_graph *g)
+{
+    int32_t fused = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        pippy_node *mm = &g->nodes[i];
+        if (!pippy_is_op(g, i, "MatMul") || mm->n_in != 2 || mm->n_out != 1 || mm->n_attrs)
+            continue;
+        const pippy_value *b = &g->values[mm->in[1]];
+        if (b->t.rank < 2 || g->values[mm->out[0]].t.dtype != PIPPY_DT_FLOAT)
+            continue;
+        int64_t N = b->t.dims[b->t.rank - 1];
+        int32_t prod = mm->out[0], a = pippy_sole_reader(g, prod);
+        if (!pippy_is_op(g, a, "Add") || g->nodes[a].n_out != 1)
+            continue;
+        int32_t bias = pippy_other_input(&g->nodes[a], prod);
+        if (bias < 0)
+            continue;
+        const pippy_value *bv = &g->values[bias];
+        if ((bv->kind != PIPPY_VAL_PARAM && bv->kind != PIPPY_VAL_CONST) || bv->t.dtype != PIPPY_DT_FLOAT ||
+            bv->t.rank != 1 || bv->t.dims[0] != N)
+            continue;
+        /* the Add's output must have the MatMul's shape (the bias only broadcasts over rows) */
+        if (!pippy_tdesc_equal(&g->values[g->nodes[a].out[0]].t, &g->values[prod].t))
+            continue;
+        int32_t *in = realloc(mm->in, 3 * sizeof *in);
+        if (!in)
+            break;
+        mm->in = in;
+        mm->in[2] = bias;
+        mm->n_in = 3;
+        pippy_attr at = {.name = "pippy.bias", .type = PIPPY_ATTR_INT, .i = 1};
+        if (pippy_node_set_attrs(mm, &at, 1) != PIPPY_OK)
+            break;
+        int32_t out = g->nodes[a].out[0];
+        mm->out[0] = out;
+        g->values[out].producer = i;
+        g->values[prod].producer = -1;
+        g->nodes[a].removed = 1;
         fused++;
     }
     return fused;

@@ -13,4 +13,7 @@ int32_t pippy_fold_batchnorm(pippy_graph *g);
 /* PyTorch's exported exact GELU, x * 0.5 * (1 + erf(x / sqrt(2))) in five nodes -> one Gelu. */
 int32_t pippy_fuse_gelu(pippy_graph *g);
 
+/* MatMul followed by Add of a stored float[N] bias -> one MatMul with "pippy.bias" (a third input). */
+int32_t pippy_fuse_matmul_bias(pippy_graph *g);
+
 #endif

@@ -29,12 +29,14 @@ typedef struct {
     int64_t bb[PIPPY_MAX_RANK]; /* B's batch dims, likewise */
     int64_t M, K, N;
     int a1, b1;                 /* A / B are 1-D */
+    int bias;                   /* a third input, float[N], is added to every row ("pippy.bias") */
 } pippy_mm_geom;
 
 static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
 {
-    if (d->n_in != 2)
-        return pippy_fail(PIPPY_ERR_INVALID, "MatMul: expected 2 inputs, found %d", d->n_in);
+    int bias = pippy_attr_int(d, "pippy.bias", 0) != 0;
+    if (d->n_in != 2 + bias)
+        return pippy_fail(PIPPY_ERR_INVALID, "MatMul: expected %d inputs, found %d", 2 + bias, d->n_in);
     PIPPY_TRY(pippy_dense_want_float(d, 0, "A"));
     PIPPY_TRY(pippy_dense_want_float(d, 1, "B"));
     const pippy_tdesc *a = &d->in[0], *b = &d->in[1];
@@ -49,6 +51,13 @@ static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
     g->K = a->dims[a->rank - 1];
     int64_t kb = g->b1 ? b->dims[0] : b->dims[b->rank - 2];
     g->N = g->b1 ? 1 : b->dims[b->rank - 1];
+    g->bias = bias;
+    if (bias) {
+        PIPPY_TRY(pippy_dense_want_float(d, 2, "bias"));
+        if (g->b1 || d->in[2].rank != 1 || d->in[2].dims[0] != g->N)
+            return pippy_fail(PIPPY_ERR_SHAPE, "MatMul with pippy.bias: expected a bias of float[%lld], found %s",
+                              (long long)g->N, pippy_tdesc_str(&d->in[2], sa, sizeof sa));
+    }
     if (g->K != kb)
         return pippy_fail(PIPPY_ERR_SHAPE, "MatMul: inner dims differ: A is %s, B is %s (%lld vs %lld)",
                           pippy_tdesc_str(a, sa, sizeof sa), pippy_tdesc_str(b, sb, sizeof sb),
@@ -103,7 +112,7 @@ static double pippy_matmul_flops(const pippy_op_desc *d)
     pippy_mm_geom g;
     if (pippy_mm_geom_get(d, &g) != PIPPY_OK)
         return 0;
-    return 2.0 * (double)pippy_prod(g.ob, g.nb) * (double)g.M * (double)g.N * (double)g.K;
+    return (2.0 * (double)g.K + g.bias) * (double)pippy_prod(g.ob, g.nb) * (double)g.M * (double)g.N;
 }
 
 typedef struct {
@@ -116,7 +125,7 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
 {
     const pippy_mm_ref *k = (const pippy_mm_ref *)kb;
     const pippy_mm_geom *g = &k->g;
-    const float *A = in[0], *B = in[1];
+    const float *A = in[0], *B = in[1], *bias = g->bias ? in[2] : NULL;
     float *Y = out[0];
     int64_t M = g->M, K = g->K, N = g->N;
     int64_t nbatch = pippy_prod(g->ob, g->nb);
@@ -135,7 +144,7 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
                 double s = 0;
                 for (int64_t kk = 0; kk < K; kk++)
                     s += (double)a[m * K + kk] * (double)b[kk * N + n];
-                float v = (float)s;
+                float v = (float)s + (bias ? bias[n] : 0.0f);
                 y[m * N + n] = k->relu && v < 0 ? 0.0f : v;
             }
         for (int i = g->nb - 1; i >= 0; i--) {
@@ -177,17 +186,28 @@ static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel
     else
         wmd = wmd_user;
 
+    /* the bias, when fused: [1, ..., 1, N] against the output */
+    dnnl_memory_desc_t bmd;
+    int64_t bd[DNNL_MAX_NDIMS];
+    for (int i = 0; i < nd; i++)
+        bd[i] = i == nd - 1 ? g->N : 1;
+    if (g->bias)
+        PIPPY_TRY(pippy_dnnl_md_plain(&bmd, nd, bd));
+
     dnnl_matmul_desc_t md;
-    PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd));
+    PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, g->bias ? &bmd : NULL, &dmd));
     dnnl_primitive_desc_t pd;
     PIPPY_TRY(pippy_dnnl_pd(k, d, &md, r->relu, &pd));
-    dnnl_memory_t sm, wm, dm;
+    dnnl_memory_t sm, wm, dm, bm = NULL;
     PIPPY_TRY(pippy_dnnl_memory_in(k, &smd, 0, &sm));
     PIPPY_TRY(pippy_dnnl_memory_out(k, &dmd, 0, &dm));
     PIPPY_TRY(pippy_dnnl_input(k, d, 1, &wmd_user, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 1.0f,
                                &wm));
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}};
-    return pippy_dnnl_add_step(k, pd, args, 3);
+    if (g->bias)
+        PIPPY_TRY(pippy_dnnl_input(k, d, 2, &bmd, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1), 1.0f,
+                                   &bm));
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}, {DNNL_ARG_BIAS, bm}};
+    return pippy_dnnl_add_step(k, pd, args, g->bias ? 4 : 3);
 }
 
 static int pippy_any_empty(const pippy_op_desc *d)

@@ -314,6 +314,50 @@ START_TEST(test_gemm_fast_vs_ref)
 }
 END_TEST
 
+/* MatMul with the compiler's fused bias ("pippy.bias", a third input float[N]): fast vs
+ * reference with the bias constant or given at run time, with and without a fused ReLU, plus
+ * hand-computed values. */
+START_TEST(test_matmul_bias)
+{
+    tcase_desc t;
+    static const struct {
+        int ra;
+        int64_t a[3], b[2];
+        unsigned cmask;
+        int relu;
+    } cases[] = {
+        {3, {2, 5, 16}, {16, 24}, 0, 0}, {3, {2, 5, 16}, {16, 24}, 6, 0}, {2, {33, 65}, {65, 17}, 2, 1},
+        {3, {4, 7, 32}, {32, 8}, 4, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tc_init(&t, "MatMul", 13, 1);
+        tc_in(&t, cases[c].ra, cases[c].a);
+        tc_in(&t, 2, cases[c].b);
+        tc_in(&t, 1, &cases[c].b[1]);
+        tc_attr_i(&t, "pippy.bias", 1);
+        if (cases[c].relu)
+            tc_attr_s(&t, "pippy.activation", "Relu");
+        char label[64];
+        snprintf(label, sizeof label, "MatMul+bias case %zu", c);
+        check_fast_vs_ref(&t, (unsigned)c + 101, cases[c].cmask, label);
+    }
+    tc_init(&t, "MatMul", 13, 1);
+    TC_IN(&t, 2, 2);
+    TC_IN(&t, 2, 2);
+    TC_IN(&t, 2);
+    tc_attr_i(&t, "pippy.bias", 1);
+    const float a[] = {1, 2, 3, 4}, b[] = {5, 6, 7, 8}, bias[] = {0.5f, -100}, want[] = {19.5f, -78, 43.5f, -50};
+    const float *ins[] = {a, b, bias};
+    check_known(&t, ins, want, 4, "MatMul 2x2 + bias");
+    tc_init(&t, "MatMul", 13, 1);
+    TC_IN(&t, 2, 2);
+    TC_IN(&t, 2, 2);
+    TC_IN(&t, 3);
+    tc_attr_i(&t, "pippy.bias", 1);
+    check_infer_fails(&t, PIPPY_ERR_SHAPE, "bias", "float[2]");
+}
+END_TEST
+
 START_TEST(test_matmul_known)
 {
     tcase_desc t;
@@ -994,6 +1038,7 @@ static Suite *backend_dense_suite(void)
     tcase_add_test(tc, test_matmul_fast_vs_ref);
     tcase_add_test(tc, test_gemm_fast_vs_ref);
     tcase_add_test(tc, test_matmul_known);
+    tcase_add_test(tc, test_matmul_bias);
     tcase_add_test(tc, test_matmul_infer);
     tcase_add_test(tc, test_conv_fast_vs_ref);
     tcase_add_test(tc, test_conv_known);
