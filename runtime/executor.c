@@ -115,6 +115,13 @@ pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_us)
             *compute_us += t2 - t1;
             if (rt->trace)
                 pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, "F", "compute", (uint64_t)t1, (uint64_t)(t2 - t1), m);
+            /* long runs show progress: a line every 5 s */
+            if (!rt->a.quiet && t2 - rt->last_progress_us > 5e6) {
+                if (rt->last_progress_us > 0)
+                    printf("stage %d (rank %d): microbatch %d of %d done, %.1f s of compute so far\n", p->stage,
+                           rt->rank, m + 1, rt->M, *compute_us / 1e6);
+                rt->last_progress_us = t2;
+            }
         } else { /* SEND_F: start sending m's outputs to stage peer */
             for (int q = 0; q < rt->n_out; q++) {
                 pippy_rt_output *out = &rt->out[q];

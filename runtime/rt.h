@@ -85,6 +85,7 @@ typedef struct {
     int peers[256], n_peers;
     char same_host[256];  /* per rank: on this machine (by the hosts list), so buffers can be shared */
     int use_shm;
+    double last_progress_us; /* when the executor last printed progress */
 } pippy_rt;
 
 static inline double pippy_rt_now_us(void)
