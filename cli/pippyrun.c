@@ -143,19 +143,6 @@ static void usage(FILE *f)
                "wrote).\n");
 }
 
-static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int die_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "pippyrun: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    usage(stderr);
-    return 2;
-}
-
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int die(const char *fmt, ...)
 {
@@ -167,6 +154,9 @@ static int die(const char *fmt, ...)
     va_end(ap);
     return 1;
 }
+
+/* A usage error: the message, then the usage; exit code 2. */
+#define die_usage(...) (die(__VA_ARGS__), usage(stderr), 2)
 
 static char *path_join(const char *dir, const char *name)
 {
