@@ -235,7 +235,6 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
     if (!cname)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory emitting stage %d", s);
     /* C names for every value this stage touches, made unique. */
-    int32_t n_named = 0;
     pippy_status st = PIPPY_OK;
     for (int32_t k = 0; k < sg->n_nodes && st == PIPPY_OK; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
@@ -260,7 +259,6 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
                 cname[v] = strdup(cand);
                 if (!cname[v])
                     st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-                n_named++;
             }
         }
     }
@@ -458,6 +456,5 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
     for (int32_t v = 0; v < V; v++)
         free(cname[v]);
     free(cname);
-    (void)n_named;
     return pippy_file_commit(f, tmp);
 }

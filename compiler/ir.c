@@ -163,8 +163,11 @@ int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, c
     n->domain = strdup(domain ? domain : "");
     n->in = malloc((size_t)(n_in ? n_in : 1) * sizeof *n->in);
     n->out = malloc((size_t)(n_out ? n_out : 1) * sizeof *n->out);
-    if (!n->name || !n->op || !n->domain || !n->in || !n->out)
+    if (!n->name || !n->op || !n->domain || !n->in || !n->out) {
+        free(n->name), free(n->op), free(n->domain), free(n->in), free(n->out);
+        memset(n, 0, sizeof *n);
         return -1;
+    }
     if (n_in)
         memcpy(n->in, in, (size_t)n_in * sizeof *in);
     if (n_out)

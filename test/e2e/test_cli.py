@@ -183,7 +183,8 @@ def main():
     slow = tmpdir("pippy-cli-slow-")
     run([pippyc, model("mlp"), "--batch", "8", "--stages", "2", "--microbatches", "8", "-o", slow, "-q"])
     code, text = run(["sh", "-c", f"'{pippyrun}' '{slow}' --timeout 5 --input x={out}/x.npy & pid=$!; "
-                      f"sleep 1.5; pkill -KILL -f '{slow}/stag[e]1'; wait $pid"], timeout=120,
+                      f"for i in $(seq 100); do pgrep -f '{slow}/stag[e]1' >/dev/null && break; sleep 0.05; done; "
+                      f"sleep 1; pkill -KILL -f '{slow}/stag[e]1'; wait $pid"], timeout=120,
                      env={"PIPPY_FAULT_DELAY_MS": "400"})
     code2, left = run(["sh", "-c", f"pgrep -f '{slow}/stag[e]' || true"])
     res.check(f"a killed rank under pippyrun: exit {code}, the failure is reported, no stage process is left",
