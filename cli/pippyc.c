@@ -2,6 +2,7 @@
  *   pippyc MODEL.onnx [options]          compile into stage programs
  *   pippyc inspect MODEL.onnx [options]  what is in the model
  *   pippyc inspect --ops                 the supported op types */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "compile.h"
 #include "emit.h"
 #include "inspect.h"
+#include "optim.h"
 
 static void pippy_usage(FILE *f)
 {
@@ -24,13 +26,21 @@ static void pippy_usage(FILE *f)
           "  --batch N                full batch size (binds the leading dim of every graph input)\n"
           "  --shape NAME=D1xD2...    the full shape of graph input NAME\n"
           "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
-          "  --schedule NAME          gpipe (default)\n"
+          "  --schedule NAME          gpipe (default) or, for training, 1f1b\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --emit-only              write the C sources, weights and schedule.json but do not compile\n"
           "  --port N                 first port of the default hosts file (default: derived from the model)\n"
           "  -q, --quiet              no summary\n"
-          "  --version, --help\n",
+          "  --version, --help\n"
+          "\n"
+          "training (--train: forward, loss, backward and the optimizer step; run with pippyrun --steps N):\n"
+          "  --train                  build a training program\n"
+          "  --loss mse|cross_entropy the loss of the model's output against --labels (mean over the batch);\n"
+          "                           without --loss the model's own scalar output is the loss\n"
+          "  --labels NAME            the new graph input the labels come in (cross_entropy: int64 class\n"
+          "                           indices, classes on the output's last axis)\n",
           f);
+    fputs(pippy_optim_usage, f);
 }
 
 static int pippy_die(pippy_status st)
@@ -93,6 +103,28 @@ static int pippy_cmd_inspect(int argc, char **argv)
     return st == PIPPY_OK ? 0 : pippy_die(st);
 }
 
+/* The optimizer of a training compile, as JSON for schedule.json; refuses training options
+ * without --train. */
+static pippy_status pippy_training_opts(pippy_compile_opts *o, const pippy_optim_args *a, int given, char **json)
+{
+    if (!o->train) {
+        if (given || o->loss || o->labels)
+            return pippy_fail(PIPPY_ERR_USAGE, "--loss, --labels and the optimizer options need --train");
+        return PIPPY_OK;
+    }
+    pippy_optim_config c;
+    PIPPY_TRY(pippy_optim_args_finish(a, 0, &c));
+    cJSON *j = pippy_optim_to_json(&c);
+    *json = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!*json)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    o->optimizer_json = *json;
+    size_t per = pippy_optim_state_floats(&c, 1000);
+    o->optimizer_state = (int32_t)(per / 1000);
+    return PIPPY_OK;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -119,6 +151,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < argc && k < sizeof cmdline; i++)
         k += (size_t)snprintf(cmdline + k, sizeof cmdline - k, "%s%s", i ? " " : "", argv[i]);
     o.command_line = cmdline;
+    pippy_optim_args optim;
+    pippy_optim_args_init(&optim);
+    int optim_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -170,12 +205,25 @@ int main(int argc, char **argv)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cc needs a command"));
             o.cc = v;
             i++;
+        } else if (!strcmp(a, "--train")) {
+            o.train = 1;
+        } else if (!strcmp(a, "--loss") || !strcmp(a, "--labels")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s needs a value", a));
+            *(a[3] == 'o' ? &o.loss : &o.labels) = v;
+            i++;
         } else if (!strcmp(a, "--emit-only")) {
             o.emit_only = 1;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o.quiet = 1;
         } else if (a[0] == '-') {
-            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "unknown option '%s' (see pippyc --help)", a));
+            int used = 0;
+            pippy_status st = pippy_optim_args_parse(&optim, argc, argv, &i, &used);
+            if (st != PIPPY_OK)
+                return pippy_die(st);
+            if (!used)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "unknown option '%s' (see pippyc --help)", a));
+            optim_given = 1;
         } else if (!o.model_path) {
             o.model_path = a;
         } else {
@@ -184,6 +232,10 @@ int main(int argc, char **argv)
     }
     if (!o.model_path)
         return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "which model? (pippyc MODEL.onnx --stages N -o OUT)"));
-    pippy_status st = pippy_compile(&o);
+    char *optim_json = NULL;
+    pippy_status st = pippy_training_opts(&o, &optim, optim_given, &optim_json);
+    if (st == PIPPY_OK)
+        st = pippy_compile(&o);
+    free(optim_json);
     return st == PIPPY_OK ? 0 : pippy_die(st);
 }

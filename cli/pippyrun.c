@@ -500,13 +500,16 @@ static int merge_traces(const char *trace, int n)
 
 int main(int argc, char **argv)
 {
-    const char *out = NULL, *trace = NULL, *timeout = NULL, *threads = NULL;
+    const char *out = NULL, *trace = NULL, *timeout = NULL, *threads = NULL, *save = NULL;
     const char *user[2 * argc + 1]; /* --input/--output pairs */
     int n_user = 0, extra_at = argc, fixed_ports = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
-        const char *opts[] = {"--input", "--output", "--trace", "--timeout", "--threads"};
+        const char *opts[] = {"--input", "--output", "--trace", "--timeout", "--threads", "--save"};
+        /* training options every rank gets as they are */
+        const char *pass[] = {"--steps", "--epochs", "--loss-log", "--checkpoint", "--checkpoint-every", "--resume",
+                              "--shuffle"};
         int which = -1;
         if (strcmp(a, "--") == 0) {
             extra_at = i + 1;
@@ -520,7 +523,18 @@ int main(int argc, char **argv)
             fixed_ports = 1;
             continue;
         }
-        for (int k = 0; k < 5; k++) {
+        int passed = 0;
+        for (size_t k = 0; k < sizeof pass / sizeof pass[0]; k++)
+            if (strcmp(a, pass[k]) == 0) {
+                if (i + 1 >= argc)
+                    return die_usage("%s needs a value", a);
+                user[n_user++] = pass[k];
+                user[n_user++] = argv[++i];
+                passed = 1;
+            }
+        if (passed)
+            continue;
+        for (int k = 0; k < 6; k++) {
             size_t ol = strlen(opts[k]);
             if (strcmp(a, opts[k]) == 0) {
                 if (i + 1 >= argc)
@@ -549,6 +563,10 @@ int main(int argc, char **argv)
             if (!val[0])
                 return die_usage("--trace needs a file name");
             trace = val;
+        } else if (which == 5) {
+            if (!val[0])
+                return die_usage("--save needs a file name (FILE.onnx)");
+            save = val;
         } else if (which == 3) {
             char *end;
             double v = strtod(val, &end);

@@ -10,8 +10,10 @@
 #define PIPPY_VERSION "0.1.0"
 
 typedef struct {
-    const char *command_line; /* how pippyc was called, for provenance */
+    const char *command_line;   /* how pippyc was called, for provenance */
     const char *out_dir;
+    const char *optimizer_json; /* training: the optimizer's settings, as JSON (schedule.json keeps them) */
+    int32_t optimizer_state;    /* training: floats of optimizer state per trained float (0, 1 or 2) */
 } pippy_emit_opts;
 
 /* Write out_dir/stageK.c. */
@@ -20,6 +22,9 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t stage, const pippy_
 pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts *o);
 /* Write out_dir/stageK.weights. */
 pippy_status pippy_emit_weights(const pippy_plan *p, int32_t stage, const pippy_emit_opts *o);
+
+/* Bytes stage s holds while it runs (weights, arena, slots; training: stash, gradients, state). */
+double pippy_stage_peak_bytes(const pippy_plan *p, int32_t s, int32_t optimizer_state);
 
 /* Open dir/name.tmp for writing; pippy_file_commit closes it and renames it over
  * dir/name, so a file already there is replaced whole or not at all. */

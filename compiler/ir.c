@@ -174,6 +174,7 @@ int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, c
         memcpy(n->out, out, (size_t)n_out * sizeof *out);
     n->n_in = n_in;
     n->n_out = n_out;
+    n->stage = -1;
     return g->n_nodes++;
 }
 
@@ -254,10 +255,18 @@ void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d)
             continue; /* absent: dtype stays UNDEFINED */
         const pippy_value *v = &g->values[n->in[k]];
         d->in[k] = v->t;
-        d->in_const[k] = v->data;
+        d->in_const[k] = pippy_value_is_const(g, v) ? v->data : NULL;
     }
     for (int32_t k = 0; k < d->n_out; k++)
         d->out[k] = g->values[n->out[k]].t;
+}
+
+int pippy_value_is_const(const pippy_graph *g, const pippy_value *v)
+{
+    if (!v->data || (v->kind != PIPPY_VAL_CONST && v->kind != PIPPY_VAL_PARAM))
+        return 0;
+    /* training: a float parameter changes every step, so it is data, not a constant */
+    return !(g->training && v->kind == PIPPY_VAL_PARAM && v->t.dtype == PIPPY_DT_FLOAT);
 }
 
 pippy_status pippy_graph_toposort(pippy_graph *g)

@@ -4,14 +4,20 @@
  * intermediates) and a list of nodes in topological order. Nodes refer to
  * values by index. Values carry their static type and shape once shape
  * inference has run; constant values (initializers and whatever constant
- * folding produced) carry their data. Room is left for training: a node has a
- * `phase` (forward now; backward and optimizer later) and values a `grad_of`. */
+ * folding produced) carry their data.
+ *
+ * Training (compiler/autodiff.c) appends backward nodes to the same graph: a node
+ * has a `phase` (F forward, B input gradient, W weight gradient) and the `stage`
+ * that runs it; a gradient value names the value it is the gradient of
+ * (`grad_of`), and a partial gradient of a trained parameter is `accumulate`d
+ * into that stage's gradient buffer instead of being summed by nodes. */
 #ifndef PIPPY_IR_H
 #define PIPPY_IR_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "action.h"
 #include "backend.h"
 #include "status.h"
 #include "tensor.h"
@@ -21,7 +27,12 @@ enum {
     PIPPY_VAL_INPUT,    /* graph input fed at run time */
     PIPPY_VAL_PARAM,    /* initializer: a trainable/stored parameter */
     PIPPY_VAL_CONST,    /* constant made by a Constant node or by folding */
+    PIPPY_VAL_GRAD,     /* training: a stage's gradient buffer of one trained parameter (grad_of);
+                           written only by accumulating nodes, read by the optimizer */
 };
+
+/* pippy_value.trainable */
+enum { PIPPY_TRAIN_NO = 0, PIPPY_TRAIN_PARAM, PIPPY_TRAIN_STATE };
 
 typedef struct {
     char *name;
@@ -33,10 +44,14 @@ typedef struct {
     int32_t data_owned;                   /* 1: data was malloc'd by the IR; 0: it points into a mapping */
     int32_t is_output;                    /* a graph output */
     int32_t producer;                     /* node index, or -1 */
-    int32_t grad_of;                      /* training (later): value whose gradient this is, or -1 */
+    int32_t grad_of;                      /* training: value whose gradient this is, or -1 */
+    int32_t trainable;                    /* PIPPY_TRAIN_*: PARAM the optimizer updates, or state its op
+                                             updates in place (BatchNorm running statistics) */
+    int32_t accumulate;                   /* training: a partial gradient of PARAM grad_of, added into the
+                                             stage's gradient buffer (over nodes and microbatches) */
 } pippy_value;
 
-enum { PIPPY_PHASE_FORWARD = 0, PIPPY_PHASE_BACKWARD, PIPPY_PHASE_OPTIMIZER };
+
 
 typedef struct {
     char *name;      /* ONNX node name (made unique: "<op>_<index>" when the file has none) */
@@ -49,6 +64,7 @@ typedef struct {
     pippy_attr *attrs; /* owned: names, strings, arrays and tensor data are malloc'd */
     int32_t removed; /* 1: folded into a constant or otherwise dropped */
     int32_t phase;   /* PIPPY_PHASE_* */
+    int32_t stage;   /* the stage that runs it (set by partition and autodiff), -1 before */
     int32_t split_after; /* 1: a stage boundary follows this node (from a PipeSplit) */
 } pippy_node;
 
@@ -60,6 +76,7 @@ typedef struct {
     char *path;               /* the model file */
     int64_t ir_version;
     int32_t opset;            /* default ("" / ai.onnx) domain */
+    int32_t training;         /* compiled for training: float parameters are not constants */
     uint64_t hash;            /* FNV-1a of the model file's bytes */
     char *producer;           /* producer_name + version, for messages */
 
@@ -99,6 +116,10 @@ pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t 
 /* Remember a mapping to munmap with the graph. */
 pippy_status pippy_graph_keep_map(pippy_graph *g, void *addr, size_t len);
 const char *pippy_graph_meta(const pippy_graph *g, const char *key);
+
+/* 1 when v's data is known when compiling: a constant, or a parameter at inference (in
+ * training a float parameter changes every step). */
+int pippy_value_is_const(const pippy_graph *g, const pippy_value *v);
 
 /* Fill a backend op descriptor for node i from the IR (shapes, constant inputs). */
 void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);

@@ -93,9 +93,9 @@ static int pippy_node_foldable(const pippy_graph *g, const pippy_node *n)
     for (int32_t k = 0; k < n->n_in; k++) {
         if (n->in[k] < 0)
             continue;
-        const pippy_value *v = &g->values[n->in[k]];
-        /* parameters are constants too at inference (e.g. Identity or Transpose of a weight) */
-        if ((v->kind != PIPPY_VAL_CONST && v->kind != PIPPY_VAL_PARAM) || !v->data)
+        /* parameters are constants too at inference (e.g. Identity or Transpose of a weight),
+         * not in training */
+        if (!pippy_value_is_const(g, &g->values[n->in[k]]))
             return 0;
     }
     return 1;
@@ -135,6 +135,46 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
     return PIPPY_OK;
 }
 
+pippy_status pippy_node_infer(pippy_graph *g, int32_t i, pippy_op_desc *d)
+{
+    const pippy_node *n = &g->nodes[i];
+    if (n->n_in > PIPPY_MAX_IO || n->n_out > PIPPY_MAX_IO)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): more than %d inputs or outputs", n->name, n->op,
+                          PIPPY_MAX_IO);
+    pippy_graph_op_desc(g, i, d);
+    for (int32_t o = 0; o < d->n_out; o++)
+        memset(&d->out[o], 0, sizeof d->out[o]);
+    PIPPY_TRY(pippy_op_infer(d));
+    for (int32_t o = 0; o < n->n_out; o++) {
+        if (n->out[o] < 0)
+            continue;
+        pippy_value *v = &g->values[n->out[o]];
+        if (d->out[o].dtype == PIPPY_DT_UNDEFINED || pippy_dtype_size(d->out[o].dtype) == 0)
+            return pippy_fail(PIPPY_ERR_INTERNAL, "node '%s' (%s): shape rule gave no type for output %d", n->name,
+                              n->op, o);
+        v->t = d->out[o];
+        v->shape_known = 1;
+        v->producer = i;
+    }
+    return PIPPY_OK;
+}
+
+pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *domain, const char *op, int32_t n_in,
+                              const int32_t *in, const pippy_attr *attrs, int32_t n_attrs, int32_t n_out,
+                              const int32_t *out, int32_t *node)
+{
+    int32_t k = pippy_graph_add_node(g, name, op, domain, n_in, in, n_out, out);
+    if (k < 0)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory adding node '%s'", name);
+    if (n_attrs)
+        PIPPY_TRY(pippy_node_set_attrs(&g->nodes[k], attrs, n_attrs));
+    pippy_op_desc d;
+    PIPPY_TRY(pippy_node_infer(g, k, &d));
+    if (node)
+        *node = k;
+    return PIPPY_OK;
+}
+
 pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
 {
     for (int32_t i = 0; i < g->n_nodes; i++) {
@@ -151,26 +191,12 @@ pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
                 return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name,
                                   n->op, g->values[n->in[k]].name);
         }
-        if (n->n_in > PIPPY_MAX_IO || n->n_out > PIPPY_MAX_IO)
-            return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): more than %d inputs or outputs", n->name,
-                              n->op, PIPPY_MAX_IO);
         pippy_op_desc d;
-        pippy_graph_op_desc(g, i, &d);
-        for (int32_t o = 0; o < d.n_out; o++)
-            memset(&d.out[o], 0, sizeof d.out[o]);
-        pippy_status st = pippy_op_infer(&d);
+        pippy_status st = pippy_node_infer(g, i, &d);
         if (st != PIPPY_OK && lenient)
             continue;
         if (st != PIPPY_OK)
             return st;
-        for (int32_t o = 0; o < n->n_out; o++) {
-            pippy_value *v = &g->values[n->out[o]];
-            if (d.out[o].dtype == PIPPY_DT_UNDEFINED || pippy_dtype_size(d.out[o].dtype) == 0)
-                return pippy_fail(PIPPY_ERR_INTERNAL, "node '%s' (%s): shape rule gave no type for output %d",
-                                  n->name, n->op, o);
-            v->t = d.out[o];
-            v->shape_known = 1;
-        }
         if (fold && pippy_node_foldable(g, n))
             PIPPY_TRY(pippy_fold_node(g, i, &d));
     }
