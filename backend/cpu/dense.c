@@ -238,12 +238,9 @@ pippy_status pippy_dnnl_attr_sum(dnnl_primitive_attr_t attr)
     return PIPPY_OK;
 }
 
-pippy_status pippy_dnnl_pd_bwd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
-                               dnnl_primitive_desc_t *pd)
+static pippy_status pippy_dnnl_pd_sum(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                                      const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd)
 {
-    if (!k->hint)
-        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: %s: a backward primitive without its forward hint", __FILE__,
-                          __LINE__, d->op);
     dnnl_primitive_attr_t attr;
     PIPPY_TRY(pippy_dnnl_attr_new(&attr));
     if (accumulate) {
@@ -253,7 +250,22 @@ pippy_status pippy_dnnl_pd_bwd(pippy_dnnl_kernel *k, const pippy_op_desc *d, con
             return st;
         }
     }
-    return pippy_dnnl_pd_make(k, d, op_desc, attr, k->hint, pd);
+    return pippy_dnnl_pd_make(k, d, op_desc, attr, hint, pd);
+}
+
+pippy_status pippy_dnnl_pd_acc(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                               dnnl_primitive_desc_t *pd)
+{
+    return pippy_dnnl_pd_sum(k, d, op_desc, accumulate, NULL, pd);
+}
+
+pippy_status pippy_dnnl_pd_bwd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                               dnnl_primitive_desc_t *pd)
+{
+    if (!k->hint)
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: %s: a backward primitive without its forward hint", __FILE__,
+                          __LINE__, d->op);
+    return pippy_dnnl_pd_sum(k, d, op_desc, accumulate, k->hint, pd);
 }
 
 pippy_status pippy_dnnl_pd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int relu,
@@ -471,6 +483,18 @@ pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu)
     }
     return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: fused activation '%s' is not supported (only \"Relu\")", d->op,
                       a->type == PIPPY_ATTR_STRING && a->s ? a->s : "(not a string)");
+}
+
+pippy_status pippy_dense_flag(const pippy_op_desc *d, const char *name, int *v)
+{
+    const pippy_attr *a = pippy_attr_find(d, name);
+    *v = 0;
+    if (!a)
+        return PIPPY_OK;
+    if (a->type != PIPPY_ATTR_INT || (a->i != 0 && a->i != 1))
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: attribute %s must be INT 0 or 1", d->op, name);
+    *v = (int)a->i;
+    return PIPPY_OK;
 }
 
 int64_t pippy_dims_prod(const int64_t *v, int from, int to)

@@ -132,6 +132,11 @@ pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, co
 pippy_status pippy_dnnl_pd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int relu,
                            dnnl_primitive_desc_t *pd);
 
+/* The same with a fresh user-scratchpad attr and, when accumulate, a sum post-op
+ * (dst = result + dst). */
+pippy_status pippy_dnnl_pd_acc(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                               dnnl_primitive_desc_t *pd);
+
 /* Backward primitives: oneDNN 2.6 creates them against the primitive descriptor of the forward
  * pass (a forward_training one), the "hint". pippy_dnnl_hint makes it from fwd_desc (a
  * dnnl_*_desc_t) and the kernel keeps it until it is freed (one per kernel; a later call
@@ -186,6 +191,8 @@ pippy_status pippy_dense_create(const pippy_op_desc *d, int try_fast, pippy_dens
 pippy_status pippy_dense_want_float(const pippy_op_desc *d, int i, const char *what);
 /* "pippy.activation": sets *relu (0 when absent); anything but "Relu" is unsupported. */
 pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu);
+/* A boolean attribute such as "pippy.accumulate": INT 0 or 1 (absent: 0); anything else is invalid. */
+pippy_status pippy_dense_flag(const pippy_op_desc *d, const char *name, int *v);
 /* Non-zero when input i is present (i < n_in and dtype set). */
 int pippy_dense_has_input(const pippy_op_desc *d, int i);
 

@@ -1,0 +1,787 @@
+/* test_backend_grad_dense.c — the backward kernels of the dense families (softmax_grad.c,
+ * norm_grad.c, conv_grad.c, pool_grad.c, loss.c), MatMul's autodiff attributes, and the
+ * forward kernels with their parameters given at run time (training).
+ *
+ * Gradients are checked against central finite differences of an independent forward written
+ * here in double precision (plain loops), on small random inputs: for an op computing
+ * dX = d(sum(dY * f(X, ...)))/dX, the test evaluates L = sum(dY * f) in double and perturbs each
+ * element of X by +-h. Both kernels (reference and fast) must match within a bound close to what
+ * float32 achieves (error = max |g - g_fd| / max |g_fd|; PIPPY_TEST_VERBOSE=1 prints the
+ * measured errors). Then fast vs reference on larger inputs, and infer errors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "dense_case.h"
+#include "harness.h"
+
+/* ------------------------------------------------------------------ finite differences */
+
+#define GD_MAX_X 4
+
+/* A scalar loss in double, L = sum(w * forward(x[0], x[1], ...)), and the data it reads. */
+typedef struct gd_fd gd_fd;
+struct gd_fd {
+    double (*loss)(const gd_fd *f);
+    double *x[GD_MAX_X];
+    int64_t nx[GD_MAX_X];
+    const double *w;
+    const void *ctx;
+};
+
+/* g = dL/dx[j] by central differences with step h (x[j] restored). */
+static void gd_fd_grad(const gd_fd *f, int j, double h, double *g)
+{
+    for (int64_t i = 0; i < f->nx[j]; i++) {
+        double v = f->x[j][i];
+        f->x[j][i] = v + h;
+        double lp = f->loss(f);
+        f->x[j][i] = v - h;
+        double lm = f->loss(f);
+        f->x[j][i] = v;
+        g[i] = (lp - lm) / (2 * h);
+    }
+}
+
+/* max |a - b| / max |b|; *at the worst index. */
+static double gd_err(const float *a, const double *b, int64_t n, int64_t *at)
+{
+    double scale = 0, worst = 0;
+    *at = 0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b[i]));
+    if (scale == 0)
+        scale = 1;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / scale;
+        if (!(e <= worst)) {
+            worst = isnan(e) ? INFINITY : e;
+            *at = i;
+        }
+    }
+    return worst;
+}
+
+/* Worst errors measured per check, printed with PIPPY_TEST_VERBOSE. */
+static void gd_expect(const char *label, const char *what, const float *got, const double *want, int64_t n,
+                      double tol)
+{
+    int64_t at;
+    double e = gd_err(got, want, n, &at);
+    if (dc_verbose())
+        printf("%s: %s error %.3g (bound %.3g)\n", label, what, e, tol);
+    ck_assert_msg(e <= tol, "%s: %s[%lld] = %.9g, expected %.9g (error %.3g against the scale, bound %.3g)", label,
+                  what, (long long)at, (double)got[at], want[at], e, tol);
+}
+
+static double *gd_rand(int64_t n, int mode)
+{
+    double *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = mode == DC_FILL_POSITIVE ? 1.0 + 0.5 * dc_uniform() : dc_uniform();
+    return p;
+}
+
+static float *gd_f32(const double *p, int64_t n)
+{
+    float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    for (int64_t i = 0; i < n; i++)
+        f[i] = (float)p[i];
+    return f;
+}
+
+static float *gd_falloc(int64_t n)
+{
+    float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    return f;
+}
+
+static int64_t gd_numel(int rank, const int64_t *dims)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
+    return n;
+}
+
+/* Run t (infer done inside) with the reference (ref = 1) or fast kernel on float inputs. */
+static void gd_run(dcase *t, int ref, const float *const *in, float *const *out, const char *label)
+{
+    dc_run(t, ref, (const void *const *)in, (void *const *)out, label);
+}
+
+/* ------------------------------------------------------------------ Softmax / LogSoftmax */
+
+typedef struct {
+    int64_t outer, n, inner;
+    int log;
+} gd_sm;
+
+/* y = softmax or log-softmax of x along n, in double. */
+static void gd_softmax(const gd_sm *s, const double *x, double *y)
+{
+    for (int64_t o = 0; o < s->outer; o++)
+        for (int64_t i = 0; i < s->inner; i++) {
+            const double *xr = x + o * s->n * s->inner + i;
+            double *yr = y + o * s->n * s->inner + i;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < s->n; j++)
+                mx = fmax(mx, xr[j * s->inner]);
+            for (int64_t j = 0; j < s->n; j++)
+                sum += exp(xr[j * s->inner] - mx);
+            for (int64_t j = 0; j < s->n; j++)
+                yr[j * s->inner] = s->log ? xr[j * s->inner] - mx - log(sum) : exp(xr[j * s->inner] - mx) / sum;
+        }
+}
+
+static double gd_softmax_loss(const gd_fd *f)
+{
+    const gd_sm *s = f->ctx;
+    int64_t n = s->outer * s->n * s->inner;
+    double *y = malloc((size_t)n * sizeof *y), L = 0;
+    gd_softmax(s, f->x[0], y);
+    for (int64_t i = 0; i < n; i++)
+        L += f->w[i] * y[i];
+    free(y);
+    return L;
+}
+
+START_TEST(test_softmax_grad_fd)
+{
+    static const struct {
+        const char *op;
+        int opset, rank;
+        int64_t x[4];
+        int axis; /* 99: absent */
+    } cases[] = {
+        {"SoftmaxGrad", 13, 2, {3, 5}, 99},      {"SoftmaxGrad", 13, 3, {2, 3, 4}, 0},
+        {"SoftmaxGrad", 13, 3, {2, 3, 4}, 1},    {"SoftmaxGrad", 13, 3, {3, 7, 5}, -1},
+        {"SoftmaxGrad", 11, 3, {2, 3, 4}, 99},   {"SoftmaxGrad", 11, 3, {2, 3, 5}, 0},
+        {"SoftmaxGrad", 13, 1, {9}, 0},          {"LogSoftmaxGrad", 13, 2, {3, 5}, 99},
+        {"LogSoftmaxGrad", 13, 3, {2, 3, 4}, 1}, {"LogSoftmaxGrad", 11, 3, {2, 3, 5}, 1},
+        {"LogSoftmaxGrad", 12, 4, {2, 1, 3, 3}, 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char label[96];
+        snprintf(label, sizeof label, "%s case %zu", cases[c].op, c);
+        int rank = cases[c].rank;
+        int old = cases[c].opset < 13;
+        int axis = cases[c].axis == 99 ? (old ? 1 : -1) : cases[c].axis;
+        if (axis < 0)
+            axis += rank;
+        gd_sm s = {1, 1, 1, strcmp(cases[c].op, "LogSoftmaxGrad") == 0};
+        for (int i = 0; i < rank; i++) {
+            if (i < axis)
+                s.outer *= cases[c].x[i];
+            else if (i == axis || old)
+                s.n *= cases[c].x[i];
+            else
+                s.inner *= cases[c].x[i];
+        }
+        int64_t n = gd_numel(rank, cases[c].x);
+        dc_seed(700 + (unsigned)c);
+        double *x = gd_rand(n, 0), *w = gd_rand(n, 0), *y = malloc((size_t)n * sizeof *y), *g = malloc((size_t)n * sizeof *g);
+        for (int64_t i = 0; i < n; i++)
+            x[i] *= 3; /* peaked enough that the softmax is not uniform */
+        gd_softmax(&s, x, y);
+        gd_fd f = {.loss = gd_softmax_loss, .x = {x}, .nx = {n}, .w = w, .ctx = &s};
+        gd_fd_grad(&f, 0, 1e-5, g);
+        float *dy = gd_f32(w, n), *yf = gd_f32(y, n), *dx = gd_falloc(n);
+        dcase t;
+        for (int ref = 1; ref >= 0; ref--) {
+            dc_init(&t, cases[c].op, cases[c].opset, 1);
+            t.d.domain = "pippy";
+            dc_in(&t, rank, cases[c].x);
+            dc_in(&t, rank, cases[c].x);
+            if (cases[c].axis != 99)
+                dc_attr_i(&t, "axis", cases[c].axis);
+            const float *in[] = {dy, yf};
+            gd_run(&t, ref, in, &dx, label);
+            gd_expect(label, ref ? "dX (reference)" : "dX (fast)", dx, g, n, 1e-6);
+        }
+        free(x), free(w), free(y), free(g), free(dy), free(yf), free(dx);
+    }
+}
+END_TEST
+
+START_TEST(test_softmax_grad_fast_vs_ref)
+{
+    static const struct {
+        const char *op;
+        int opset, rank;
+        int64_t x[4];
+        int axis;
+    } cases[] = {
+        {"SoftmaxGrad", 13, 3, {8, 128, 257}, -1}, {"SoftmaxGrad", 13, 4, {4, 33, 17, 9}, 1},
+        {"SoftmaxGrad", 11, 3, {16, 12, 40}, 1},   {"LogSoftmaxGrad", 13, 2, {64, 1000}, -1},
+        {"LogSoftmaxGrad", 13, 3, {5, 31, 7}, 1},  {"LogSoftmaxGrad", 11, 3, {6, 10, 10}, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        dcase t;
+        dc_init(&t, cases[c].op, cases[c].opset, 1);
+        t.d.domain = "pippy";
+        dc_in(&t, cases[c].rank, cases[c].x);
+        dc_in(&t, cases[c].rank, cases[c].x);
+        dc_attr_i(&t, "axis", cases[c].axis);
+        t.scaled = 1, t.tol = 2e-6, t.must_fast = 1;
+        char label[96];
+        snprintf(label, sizeof label, "%s fast case %zu", cases[c].op, c);
+        dc_check_fast_vs_ref(&t, 750 + (unsigned)c, 0, label);
+    }
+}
+END_TEST
+
+START_TEST(test_softmax_grad_infer)
+{
+    dcase t;
+    dc_init(&t, "SoftmaxGrad", 13, 1);
+    t.d.domain = "pippy";
+    DC_IN(&t, 3, 4);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "expected 2 inputs", "found 1");
+    DC_IN(&t, 3, 5);
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "dY", "float[3,5]");
+    t.d.in[1].dims[1] = 4;
+    t.d.in[1].dtype = PIPPY_DT_INT64;
+    dc_check_infer_fails(&t, PIPPY_ERR_UNSUPPORTED, "must be float", "int64");
+    t.d.in[1].dtype = PIPPY_DT_FLOAT;
+    dc_attr_i(&t, "axis", 2);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "axis 2", NULL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ LayerNormalization */
+
+typedef struct {
+    int64_t outer, inner;
+    double eps;
+} gd_ln;
+
+/* LayerNormalization in double: x [outer, inner], scale and bias full rows [inner]. */
+static void gd_layernorm(const gd_ln *s, const double *x, const double *scale, const double *bias, double *y,
+                         double *mean, double *inv)
+{
+    for (int64_t r = 0; r < s->outer; r++) {
+        const double *xr = x + r * s->inner;
+        double m = 0, v = 0;
+        for (int64_t j = 0; j < s->inner; j++)
+            m += xr[j];
+        m /= (double)s->inner;
+        for (int64_t j = 0; j < s->inner; j++)
+            v += (xr[j] - m) * (xr[j] - m);
+        v /= (double)s->inner;
+        double iv = 1.0 / sqrt(v + s->eps);
+        for (int64_t j = 0; j < s->inner; j++)
+            y[r * s->inner + j] = (xr[j] - m) * iv * scale[j] + bias[j];
+        if (mean)
+            mean[r] = m;
+        if (inv)
+            inv[r] = iv;
+    }
+}
+
+/* x[0] = X, x[1] = scale row, x[2] = bias row */
+static double gd_layernorm_loss(const gd_fd *f)
+{
+    const gd_ln *s = f->ctx;
+    int64_t n = s->outer * s->inner;
+    double *y = malloc((size_t)n * sizeof *y), L = 0;
+    gd_layernorm(s, f->x[0], f->x[1], f->x[2], y, NULL, NULL);
+    for (int64_t i = 0; i < n; i++)
+        L += f->w[i] * y[i];
+    free(y);
+    return L;
+}
+
+/* Scale of shape sdims (broadcast against X.shape[axis:]) expanded into a full row. */
+static void gd_broadcast_row(int xr, const int64_t *xd, int axis, int sr, const int64_t *sd, const double *s,
+                             double *row)
+{
+    int nr = xr - axis;
+    int64_t inner = gd_numel(nr, xd + axis);
+    for (int64_t j = 0; j < inner; j++) {
+        int64_t rem = j, si = 0, stride = 1;
+        for (int i = 0; i < nr; i++) { /* from the last dim */
+            int64_t c = rem % xd[xr - 1 - i];
+            rem /= xd[xr - 1 - i];
+            if (i < sr) {
+                int64_t d = sd[sr - 1 - i];
+                si += (d == 1 ? 0 : c) * stride;
+                stride *= d;
+            }
+        }
+        row[j] = s[si];
+    }
+}
+
+static const struct {
+    int rank;
+    int64_t x[4];
+    int axis; /* 99: absent */
+    int srank;
+    int64_t s[4];
+} gd_ln_cases[] = {
+    {2, {3, 7}, 99, 1, {7}},          {3, {2, 3, 5}, -1, 1, {5}},       {3, {2, 3, 5}, 1, 2, {3, 5}},
+    {4, {2, 3, 2, 5}, -2, 2, {1, 5}}, {4, {2, 3, 2, 5}, 1, 1, {5}},     {3, {2, 3, 4}, 0, 3, {2, 3, 4}},
+    {1, {9}, 0, 1, {9}},
+};
+
+START_TEST(test_layernorm_grad_fd)
+{
+    for (size_t c = 0; c < sizeof gd_ln_cases / sizeof gd_ln_cases[0]; c++) {
+        char label[96];
+        snprintf(label, sizeof label, "LayerNormalizationGrad case %zu", c);
+        int rank = gd_ln_cases[c].rank, axis = gd_ln_cases[c].axis == 99 ? -1 : gd_ln_cases[c].axis;
+        if (axis < 0)
+            axis += rank;
+        const int64_t *xd = gd_ln_cases[c].x;
+        gd_ln s = {gd_numel(axis, xd), gd_numel(rank - axis, xd + axis), 1e-5};
+        int64_t n = s.outer * s.inner, ns = gd_numel(gd_ln_cases[c].srank, gd_ln_cases[c].s);
+        dc_seed(800 + (unsigned)c);
+        double *x = gd_rand(n, 0), *w = gd_rand(n, 0), *sc = gd_rand(ns, 0), *b = gd_rand(s.inner, 0);
+        double *row = malloc((size_t)s.inner * sizeof *row), *y = malloc((size_t)n * sizeof *y);
+        double *mean = malloc((size_t)s.outer * sizeof *mean), *inv = malloc((size_t)s.outer * sizeof *inv);
+        double *g = malloc((size_t)n * sizeof *g);
+        gd_broadcast_row(rank, xd, axis, gd_ln_cases[c].srank, gd_ln_cases[c].s, sc, row);
+        gd_layernorm(&s, x, row, b, y, mean, inv);
+        gd_fd f = {.loss = gd_layernorm_loss, .x = {x, row, b}, .nx = {n, s.inner, s.inner}, .w = w, .ctx = &s};
+        gd_fd_grad(&f, 0, 1e-5, g);
+        float *dyf = gd_f32(w, n), *xf = gd_f32(x, n), *sf = gd_f32(sc, ns), *mf = gd_f32(mean, s.outer),
+              *ivf = gd_f32(inv, s.outer), *dx = gd_falloc(n);
+        int64_t st[4];
+        for (int i = 0; i < rank; i++)
+            st[i] = i < axis ? xd[i] : 1;
+        for (int ref = 1; ref >= 0; ref--) {
+            dcase t;
+            dc_init(&t, "LayerNormalizationGrad", 17, 1);
+            t.d.domain = "pippy";
+            dc_in(&t, rank, xd);
+            dc_in(&t, rank, xd);
+            dc_in(&t, gd_ln_cases[c].srank, gd_ln_cases[c].s);
+            dc_in(&t, rank, st);
+            dc_in(&t, rank, st);
+            if (gd_ln_cases[c].axis != 99)
+                dc_attr_i(&t, "axis", gd_ln_cases[c].axis);
+            const float *in[] = {dyf, xf, sf, mf, ivf};
+            gd_run(&t, ref, in, &dx, label);
+            gd_expect(label, ref ? "dX (reference)" : "dX (fast)", dx, g, n, 2e-6);
+        }
+        free(x), free(w), free(sc), free(b), free(row), free(y), free(mean), free(inv), free(g);
+        free(dyf), free(xf), free(sf), free(mf), free(ivf), free(dx);
+    }
+}
+END_TEST
+
+START_TEST(test_layernorm_weight_grad_fd)
+{
+    for (size_t c = 0; c < sizeof gd_ln_cases / sizeof gd_ln_cases[0]; c++) {
+        char label[96];
+        snprintf(label, sizeof label, "LayerNormalizationWeightGrad case %zu", c);
+        int rank = gd_ln_cases[c].rank, axis = gd_ln_cases[c].axis == 99 ? -1 : gd_ln_cases[c].axis;
+        if (axis < 0)
+            axis += rank;
+        const int64_t *xd = gd_ln_cases[c].x;
+        gd_ln s = {gd_numel(axis, xd), gd_numel(rank - axis, xd + axis), 1e-5};
+        int64_t n = s.outer * s.inner, m = s.inner;
+        dc_seed(850 + (unsigned)c);
+        double *x = gd_rand(n, 0), *w = gd_rand(n, 0), *sc = gd_rand(m, 0), *b = gd_rand(m, 0);
+        double *y = malloc((size_t)n * sizeof *y), *mean = malloc((size_t)s.outer * sizeof *mean);
+        double *inv = malloc((size_t)s.outer * sizeof *inv), *gs = malloc((size_t)m * sizeof *gs);
+        double *gb = malloc((size_t)m * sizeof *gb), *init = gd_rand(2 * m, 0), *want = malloc(2 * (size_t)m * sizeof *want);
+        gd_layernorm(&s, x, sc, b, y, mean, inv);
+        gd_fd f = {.loss = gd_layernorm_loss, .x = {x, sc, b}, .nx = {n, m, m}, .w = w, .ctx = &s};
+        gd_fd_grad(&f, 1, 1e-5, gs);
+        gd_fd_grad(&f, 2, 1e-5, gb);
+        float *dyf = gd_f32(w, n), *xf = gd_f32(x, n), *mf = gd_f32(mean, s.outer), *ivf = gd_f32(inv, s.outer);
+        float *ds = gd_falloc(m), *db = gd_falloc(m);
+        int64_t st[4];
+        for (int i = 0; i < rank; i++)
+            st[i] = i < axis ? xd[i] : 1;
+        for (int v = 0; v < 4; v++) { /* reference / fast, then both accumulating */
+            int ref = v % 2 == 0, acc = v >= 2;
+            dcase t;
+            dc_init(&t, "LayerNormalizationWeightGrad", 17, 2);
+            t.d.domain = "pippy";
+            dc_in(&t, rank, xd);
+            dc_in(&t, rank, xd);
+            dc_in(&t, rank, st);
+            dc_in(&t, rank, st);
+            if (gd_ln_cases[c].axis != 99)
+                dc_attr_i(&t, "axis", gd_ln_cases[c].axis);
+            if (acc)
+                dc_attr_i(&t, "pippy.accumulate", 1);
+            for (int64_t j = 0; j < m; j++) {
+                ds[j] = acc ? (float)init[j] : NAN;
+                db[j] = acc ? (float)init[m + j] : NAN;
+                want[j] = gs[j] + (acc ? (double)(float)init[j] : 0);
+                want[m + j] = gb[j] + (acc ? (double)(float)init[m + j] : 0);
+            }
+            const float *in[] = {dyf, xf, mf, ivf};
+            float *out[] = {ds, db};
+            gd_run(&t, ref, in, out, label);
+            ck_assert_int_eq(t.d.out[0].rank, rank - axis);
+            char what[64];
+            snprintf(what, sizeof what, "dScale (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
+            gd_expect(label, what, ds, want, m, 2e-6);
+            snprintf(what, sizeof what, "dBias (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
+            gd_expect(label, what, db, want + m, m, 2e-6);
+        }
+        free(x), free(w), free(sc), free(b), free(y), free(mean), free(inv), free(gs), free(gb), free(init), free(want);
+        free(dyf), free(xf), free(mf), free(ivf), free(ds), free(db);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ BatchNormalization */
+
+typedef struct {
+    int64_t N, C, S;
+    double eps;
+} gd_bn;
+
+/* Training-mode batch norm in double: batch mean and biased variance per channel. */
+static void gd_batchnorm(const gd_bn *s, const double *x, const double *scale, const double *bias, double *y,
+                         double *mean, double *var)
+{
+    double cnt = (double)(s->N * s->S);
+    for (int64_t c = 0; c < s->C; c++) {
+        double m = 0, v = 0;
+        for (int64_t n = 0; n < s->N; n++)
+            for (int64_t j = 0; j < s->S; j++)
+                m += x[(n * s->C + c) * s->S + j];
+        m /= cnt;
+        for (int64_t n = 0; n < s->N; n++)
+            for (int64_t j = 0; j < s->S; j++) {
+                double d = x[(n * s->C + c) * s->S + j] - m;
+                v += d * d;
+            }
+        v /= cnt;
+        for (int64_t n = 0; n < s->N; n++)
+            for (int64_t j = 0; j < s->S; j++) {
+                int64_t at = (n * s->C + c) * s->S + j;
+                y[at] = (x[at] - m) / sqrt(v + s->eps) * scale[c] + bias[c];
+            }
+        if (mean)
+            mean[c] = m;
+        if (var)
+            var[c] = v;
+    }
+}
+
+static double gd_batchnorm_loss(const gd_fd *f)
+{
+    const gd_bn *s = f->ctx;
+    int64_t n = s->N * s->C * s->S;
+    double *y = malloc((size_t)n * sizeof *y), L = 0;
+    gd_batchnorm(s, f->x[0], f->x[1], f->x[2], y, NULL, NULL);
+    for (int64_t i = 0; i < n; i++)
+        L += f->w[i] * y[i];
+    free(y);
+    return L;
+}
+
+static const struct {
+    int rank;
+    int64_t x[5];
+} gd_bn_cases[] = {
+    {4, {3, 2, 2, 3}}, {2, {5, 3}}, {3, {2, 4, 3}}, {5, {2, 2, 2, 1, 3}}, {4, {1, 3, 3, 3}},
+};
+
+START_TEST(test_batchnorm_grad_fd)
+{
+    for (size_t c = 0; c < sizeof gd_bn_cases / sizeof gd_bn_cases[0]; c++) {
+        char label[96];
+        snprintf(label, sizeof label, "BatchNormalizationGrad case %zu", c);
+        int rank = gd_bn_cases[c].rank;
+        const int64_t *xd = gd_bn_cases[c].x;
+        gd_bn s = {xd[0], xd[1], gd_numel(rank - 2, xd + 2), 1e-5};
+        int64_t n = s.N * s.C * s.S, C = s.C;
+        dc_seed(900 + (unsigned)c);
+        double *x = gd_rand(n, 0), *w = gd_rand(n, 0), *sc = gd_rand(C, 0), *b = gd_rand(C, 0);
+        double *y = malloc((size_t)n * sizeof *y), *mean = malloc((size_t)C * sizeof *mean);
+        double *var = malloc((size_t)C * sizeof *var), *inv = malloc((size_t)C * sizeof *inv);
+        double *g = malloc((size_t)n * sizeof *g), *gs = malloc((size_t)C * sizeof *gs), *gb = malloc((size_t)C * sizeof *gb);
+        double *init = gd_rand(2 * C, 0), *want = malloc(2 * (size_t)C * sizeof *want);
+        gd_batchnorm(&s, x, sc, b, y, mean, var);
+        for (int64_t i = 0; i < C; i++)
+            inv[i] = 1.0 / sqrt(var[i] + s.eps);
+        gd_fd f = {.loss = gd_batchnorm_loss, .x = {x, sc, b}, .nx = {n, C, C}, .w = w, .ctx = &s};
+        gd_fd_grad(&f, 0, 1e-5, g);
+        gd_fd_grad(&f, 1, 1e-5, gs);
+        gd_fd_grad(&f, 2, 1e-5, gb);
+        float *dyf = gd_f32(w, n), *xf = gd_f32(x, n), *sf = gd_f32(sc, C), *mf = gd_f32(mean, C), *ivf = gd_f32(inv, C);
+        float *dx = gd_falloc(n), *ds = gd_falloc(C), *db = gd_falloc(C);
+        for (int ref = 1; ref >= 0; ref--) {
+            dcase t;
+            dc_init(&t, "BatchNormalizationGrad", 15, 1);
+            t.d.domain = "pippy";
+            dc_in(&t, rank, xd);
+            dc_in(&t, rank, xd);
+            DC_IN(&t, C);
+            DC_IN(&t, C);
+            DC_IN(&t, C);
+            const float *in[] = {dyf, xf, sf, mf, ivf};
+            gd_run(&t, ref, in, &dx, label);
+            gd_expect(label, ref ? "dX (reference)" : "dX (fast)", dx, g, n, 2e-6);
+        }
+        for (int v = 0; v < 4; v++) {
+            int ref = v % 2 == 0, acc = v >= 2;
+            dcase t;
+            dc_init(&t, "BatchNormalizationWeightGrad", 15, 2);
+            t.d.domain = "pippy";
+            dc_in(&t, rank, xd);
+            dc_in(&t, rank, xd);
+            DC_IN(&t, C);
+            DC_IN(&t, C);
+            if (acc)
+                dc_attr_i(&t, "pippy.accumulate", 1);
+            for (int64_t j = 0; j < C; j++) {
+                ds[j] = acc ? (float)init[j] : NAN;
+                db[j] = acc ? (float)init[C + j] : NAN;
+                want[j] = gs[j] + (acc ? (double)(float)init[j] : 0);
+                want[C + j] = gb[j] + (acc ? (double)(float)init[C + j] : 0);
+            }
+            const float *in[] = {dyf, xf, mf, ivf};
+            float *out[] = {ds, db};
+            gd_run(&t, ref, in, out, "BatchNormalizationWeightGrad");
+            char what[64];
+            snprintf(what, sizeof what, "dScale (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
+            gd_expect(label, what, ds, want, C, 2e-6);
+            snprintf(what, sizeof what, "dBias (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
+            gd_expect(label, what, db, want + C, C, 2e-6);
+        }
+        free(x), free(w), free(sc), free(b), free(y), free(mean), free(var), free(inv), free(g), free(gs), free(gb);
+        free(init), free(want), free(dyf), free(xf), free(sf), free(mf), free(ivf), free(dx), free(ds), free(db);
+    }
+}
+END_TEST
+
+/* BatchNormalizationTraining: Y, saved_mean, saved_inv_std against the double formula, and the
+ * running statistics updated in place (unbiased variance, ONNX momentum). */
+START_TEST(test_batchnorm_training)
+{
+    for (size_t c = 0; c < sizeof gd_bn_cases / sizeof gd_bn_cases[0]; c++) {
+        char label[96];
+        snprintf(label, sizeof label, "BatchNormalizationTraining case %zu", c);
+        int rank = gd_bn_cases[c].rank;
+        const int64_t *xd = gd_bn_cases[c].x;
+        float eps = c % 2 ? 1e-3f : 1e-5f, mom = c % 2 ? 0.8f : 0.9f; /* odd cases set the attributes */
+        gd_bn s = {xd[0], xd[1], gd_numel(rank - 2, xd + 2), eps};
+        int64_t n = s.N * s.C * s.S, C = s.C;
+        double cnt = (double)(s.N * s.S);
+        dc_seed(950 + (unsigned)c);
+        double *x = gd_rand(n, 0), *sc = gd_rand(C, 0), *b = gd_rand(C, 0), *rm = gd_rand(C, 0);
+        double *rv = gd_rand(C, DC_FILL_POSITIVE), *y = malloc((size_t)n * sizeof *y);
+        double *mean = malloc((size_t)C * sizeof *mean), *var = malloc((size_t)C * sizeof *var);
+        double *want = malloc(4 * (size_t)C * sizeof *want);
+        for (int64_t i = 0; i < n; i++)
+            x[i] = 2 * x[i] + 0.5; /* a mean away from 0 */
+        float *xf = gd_f32(x, n), *sf = gd_f32(sc, C), *bf = gd_f32(b, C);
+        for (int64_t i = 0; i < n; i++)
+            x[i] = xf[i]; /* the forward sees the op's float values */
+        gd_batchnorm(&s, x, sc, b, y, mean, var);
+        for (int64_t i = 0; i < C; i++) {
+            want[i] = 1.0 / sqrt(var[i] + eps);
+            want[C + i] = (double)(float)rm[i] * mom + mean[i] * (1 - (double)mom);
+            want[2 * C + i] = (double)(float)rv[i] * mom + var[i] * cnt / (cnt - 1) * (1 - (double)mom);
+        }
+        float *yf = gd_falloc(n), *smf = gd_falloc(C), *sif = gd_falloc(C);
+        for (int ref = 1; ref >= 0; ref--) {
+            float *rmf = gd_f32(rm, C), *rvf = gd_f32(rv, C);
+            dcase t;
+            dc_init(&t, "BatchNormalizationTraining", 15, 3);
+            t.d.domain = "pippy";
+            dc_in(&t, rank, xd);
+            for (int i = 0; i < 4; i++)
+                DC_IN(&t, C);
+            if (c % 2) {
+                dc_attr_f(&t, "epsilon", eps);
+                dc_attr_f(&t, "momentum", mom);
+            }
+            const float *in[] = {xf, sf, bf, rmf, rvf};
+            float *out[] = {yf, smf, sif};
+            gd_run(&t, ref, in, out, label);
+            const char *k = ref ? " (reference)" : " (fast)";
+            char what[64];
+            snprintf(what, sizeof what, "Y%s", k);
+            gd_expect(label, what, yf, y, n, 2e-6);
+            snprintf(what, sizeof what, "saved_mean%s", k);
+            gd_expect(label, what, smf, mean, C, 1e-6);
+            snprintf(what, sizeof what, "saved_inv_std%s", k);
+            gd_expect(label, what, sif, want, C, 1e-6);
+            snprintf(what, sizeof what, "running_mean%s", k);
+            gd_expect(label, what, rmf, want + C, C, 1e-6);
+            snprintf(what, sizeof what, "running_var%s", k);
+            gd_expect(label, what, rvf, want + 2 * C, C, 1e-6);
+            free(rmf), free(rvf);
+        }
+        free(x), free(sc), free(b), free(rm), free(rv), free(y), free(mean), free(var), free(want);
+        free(xf), free(sf), free(bf), free(yf), free(smf), free(sif);
+    }
+}
+END_TEST
+
+START_TEST(test_norm_grad_fast_vs_ref)
+{
+    static const struct {
+        int rank;
+        int64_t x[4];
+        int axis, srank;
+        int64_t s[4];
+    } ln[] = {
+        {3, {8, 128, 768}, -1, 1, {768}},
+        {3, {4, 33, 65}, -1, 1, {65}},
+        {4, {2, 6, 10, 12}, 2, 1, {12}}, /* broadcast Scale at run time */
+        {4, {2, 6, 10, 12}, 1, 3, {6, 10, 12}},
+    };
+    for (size_t c = 0; c < sizeof ln / sizeof ln[0]; c++) {
+        int axis = ln[c].axis < 0 ? ln[c].axis + ln[c].rank : ln[c].axis;
+        int64_t st[4];
+        for (int i = 0; i < ln[c].rank; i++)
+            st[i] = i < axis ? ln[c].x[i] : 1;
+        for (int v = 0; v < 4; v++) { /* Grad, WeightGrad with 1 and 2 outputs, accumulating */
+            dcase t;
+            char label[96];
+            dc_init(&t, v == 0 ? "LayerNormalizationGrad" : "LayerNormalizationWeightGrad", 17, v == 1 ? 1 : v ? 2 : 1);
+            t.d.domain = "pippy";
+            dc_in(&t, ln[c].rank, ln[c].x);
+            dc_in(&t, ln[c].rank, ln[c].x);
+            if (v == 0)
+                dc_in(&t, ln[c].srank, ln[c].s);
+            dc_in(&t, ln[c].rank, st);
+            dc_in(&t, ln[c].rank, st);
+            t.fill[v == 0 ? 4 : 3] = DC_FILL_POSITIVE;
+            dc_attr_i(&t, "axis", ln[c].axis);
+            if (v == 3)
+                dc_attr_i(&t, "pippy.accumulate", 1), t.out_init = 1;
+            t.scaled = 1, t.tol = 2e-5, t.must_fast = 1;
+            snprintf(label, sizeof label, "%s fast case %zu/%d", t.d.op, c, v);
+            dc_check_fast_vs_ref(&t, 1000 + (unsigned)(c * 4 + v), 0, label);
+        }
+    }
+    static const struct {
+        int rank;
+        int64_t x[4];
+    } bn[] = {{4, {8, 32, 14, 14}}, {2, {64, 100}}, {3, {3, 17, 9}}};
+    for (size_t c = 0; c < sizeof bn / sizeof bn[0]; c++) {
+        int64_t C = bn[c].x[1];
+        for (int v = 0; v < 5; v++) { /* Training, Grad, WeightGrad (1, 2 outputs, accumulating) */
+            static const char *const ops[] = {"BatchNormalizationTraining", "BatchNormalizationGrad",
+                                              "BatchNormalizationWeightGrad", "BatchNormalizationWeightGrad",
+                                              "BatchNormalizationWeightGrad"};
+            dcase t;
+            char label[96];
+            dc_init(&t, ops[v], 15, v == 0 ? 3 : v == 2 ? 1 : v == 1 ? 1 : 2);
+            t.d.domain = "pippy";
+            dc_in(&t, bn[c].rank, bn[c].x);
+            if (v > 0)
+                dc_in(&t, bn[c].rank, bn[c].x);
+            for (int i = 0; i < (v == 0 ? 4 : v == 1 ? 3 : 2); i++)
+                DC_IN(&t, C);
+            t.fill[t.d.n_in - 1] = DC_FILL_POSITIVE; /* running_var / saved_inv_std */
+            if (v == 4)
+                dc_attr_i(&t, "pippy.accumulate", 1), t.out_init = 1;
+            t.scaled = 1, t.tol = 2e-5, t.must_fast = 1;
+            snprintf(label, sizeof label, "%s fast case %zu/%d", t.d.op, c, v);
+            dc_check_fast_vs_ref(&t, 1100 + (unsigned)(c * 5 + v), 0, label);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_norm_grad_infer)
+{
+    dcase t;
+    dc_init(&t, "LayerNormalizationGrad", 17, 1);
+    t.d.domain = "pippy";
+    DC_IN(&t, 2, 3, 4);
+    DC_IN(&t, 2, 3, 4);
+    DC_IN(&t, 4);
+    DC_IN(&t, 2, 3, 1);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "expected 5 inputs", "found 4");
+    DC_IN(&t, 2, 3);
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "InvStdDev", "float[2,3,1]");
+    t.d.in[4].rank = 3, t.d.in[4].dims[2] = 1;
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    t.d.in[2].dims[0] = 3;
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "Scale is float[3]", "X.shape[2:]");
+    t.d.in[2].dims[0] = 4;
+    t.d.in[0].dims[0] = 1;
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "dY", "float[1,3,4]");
+
+    dc_init(&t, "LayerNormalizationWeightGrad", 17, 3);
+    t.d.domain = "pippy";
+    DC_IN(&t, 2, 3, 4);
+    DC_IN(&t, 2, 3, 4);
+    DC_IN(&t, 2, 1, 1);
+    DC_IN(&t, 2, 1, 1);
+    dc_attr_i(&t, "axis", 1);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "1 or 2 outputs", "found 3");
+    t.d.n_out = 2;
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    ck_assert_int_eq(t.d.out[1].rank, 2);
+    ck_assert_int_eq(t.d.out[1].dims[0], 3);
+    ck_assert_int_eq(t.d.out[1].dims[1], 4);
+    dc_attr_i(&t, "pippy.accumulate", 2);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "pippy.accumulate", "0 or 1");
+
+    dc_init(&t, "BatchNormalizationTraining", 15, 3);
+    t.d.domain = "pippy";
+    DC_IN(&t, 1, 3, 1, 1);
+    for (int i = 0; i < 4; i++)
+        DC_IN(&t, 3);
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "one value per channel", "float[1,3,1,1]");
+    t.d.in[0].dims[0] = 2;
+    t.d.in[4].dims[0] = 2;
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "running_var must be [3]", "float[2]");
+    t.d.in[4].dims[0] = 3;
+    t.d.n_out = 1;
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "expected 3 outputs", "found 1");
+    t.d.n_out = 3;
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    float rm[3] = {0};
+    t.d.in_const[3] = rm;
+    pippy_kernel *k = NULL;
+    ck_assert_int_eq(pippy_kernel_create(&t.d, &k), PIPPY_ERR_INVALID);
+    ck_assert_msg(strstr(pippy_last_error(), "in place"), "message: %s", pippy_last_error());
+
+    dc_init(&t, "BatchNormalizationGrad", 15, 1);
+    t.d.domain = "pippy";
+    DC_IN(&t, 2, 3, 5);
+    DC_IN(&t, 2, 3, 5);
+    for (int i = 0; i < 3; i++)
+        DC_IN(&t, 3);
+    t.d.in[1].dtype = PIPPY_DT_DOUBLE;
+    dc_check_infer_fails(&t, PIPPY_ERR_UNSUPPORTED, "input 1 (X) must be float", "double");
+    dc_init(&t, "BatchNormalizationWeightGrad", 15, 2);
+    t.d.domain = "pippy";
+    DC_IN(&t, 2, 3, 5);
+    DC_IN(&t, 2, 3, 5);
+    DC_IN(&t, 3);
+    DC_IN(&t, 4);
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "saved_inv_std must be [3]", "float[4]");
+}
+END_TEST
+
+static Suite *backend_grad_dense_suite(void)
+{
+    Suite *s = suite_create("backend_grad_dense");
+    TCase *tc = tcase_create("grad_dense");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_softmax_grad_fd);
+    tcase_add_test(tc, test_softmax_grad_fast_vs_ref);
+    tcase_add_test(tc, test_softmax_grad_infer);
+    tcase_add_test(tc, test_layernorm_grad_fd);
+    tcase_add_test(tc, test_layernorm_weight_grad_fd);
+    tcase_add_test(tc, test_batchnorm_grad_fd);
+    tcase_add_test(tc, test_batchnorm_training);
+    tcase_add_test(tc, test_norm_grad_fast_vs_ref);
+    tcase_add_test(tc, test_norm_grad_infer);
+    suite_add_tcase(s, tc);
+    return s;
+}
+PIPPY_TEST_SUITE(backend_grad_dense_suite)
