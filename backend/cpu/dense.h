@@ -49,7 +49,7 @@ pippy_status pippy_dnnl_fail(dnnl_status_t s, const char *call, const char *file
             return pippy_dnnl_fail(pippy_ds_, #call, __FILE__, __LINE__);          \
     } while (0)
 
-#define PIPPY_DNNL_MAX_STEPS 4
+#define PIPPY_DNNL_MAX_STEPS 6
 #define PIPPY_DNNL_MAX_ARGS 16
 #define PIPPY_DNNL_MAX_MEMS 32
 #define PIPPY_DNNL_MAX_BINDS 16

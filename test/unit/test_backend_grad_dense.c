@@ -767,6 +767,250 @@ START_TEST(test_norm_grad_infer)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ Conv */
+
+typedef struct {
+    int ns;
+    int64_t n, c, m, group, in[3], k[3];
+    const char *auto_pad;
+    int64_t strides[3], dil[3], pads[6]; /* strides / dil 0: attribute absent */
+} gd_conv_case;
+
+/* The convolution's geometry as 3 spatial dims, computed here from the ONNX rules. */
+typedef struct {
+    int64_t N, C, M, G, I[3], K[3], O[3], S[3], D[3], P[3];
+} gd_conv;
+
+static void gd_conv_geom(const gd_conv_case *cc, gd_conv *g)
+{
+    int off = 3 - cc->ns;
+    g->N = cc->n, g->C = cc->c, g->M = cc->m, g->G = cc->group;
+    for (int i = 0; i < 3; i++) {
+        int j = i - off;
+        g->I[i] = j >= 0 ? cc->in[j] : 1;
+        g->K[i] = j >= 0 ? cc->k[j] : 1;
+        g->S[i] = j >= 0 && cc->strides[0] ? cc->strides[j] : 1;
+        g->D[i] = j >= 0 && cc->dil[0] ? cc->dil[j] : 1;
+        int64_t dk = (g->K[i] - 1) * g->D[i] + 1, pl = j >= 0 ? cc->pads[j] : 0, pr = j >= 0 ? cc->pads[cc->ns + j] : 0;
+        if (j >= 0 && cc->auto_pad && strcmp(cc->auto_pad, "VALID") == 0)
+            pl = pr = 0;
+        if (j >= 0 && cc->auto_pad && strncmp(cc->auto_pad, "SAME", 4) == 0) {
+            g->O[i] = (g->I[i] + g->S[i] - 1) / g->S[i];
+            int64_t total = (g->O[i] - 1) * g->S[i] + dk - g->I[i];
+            total = total < 0 ? 0 : total;
+            g->P[i] = strcmp(cc->auto_pad, "SAME_UPPER") == 0 ? total / 2 : total - total / 2;
+            continue;
+        }
+        g->P[i] = pl;
+        g->O[i] = (g->I[i] + pl + pr - dk) / g->S[i] + 1;
+    }
+}
+
+/* y = conv(x, w) + b in double (b may be NULL). */
+static void gd_conv_fwd(const gd_conv *g, const double *x, const double *w, const double *b, double *y)
+{
+    int64_t cg = g->C / g->G, mg = g->M / g->G;
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t m = 0; m < g->M; m++)
+            for (int64_t o0 = 0; o0 < g->O[0]; o0++)
+                for (int64_t o1 = 0; o1 < g->O[1]; o1++)
+                    for (int64_t o2 = 0; o2 < g->O[2]; o2++) {
+                        double s = b ? b[m] : 0;
+                        for (int64_t c = 0; c < cg; c++)
+                            for (int64_t k0 = 0; k0 < g->K[0]; k0++)
+                                for (int64_t k1 = 0; k1 < g->K[1]; k1++)
+                                    for (int64_t k2 = 0; k2 < g->K[2]; k2++) {
+                                        int64_t i0 = o0 * g->S[0] - g->P[0] + k0 * g->D[0];
+                                        int64_t i1 = o1 * g->S[1] - g->P[1] + k1 * g->D[1];
+                                        int64_t i2 = o2 * g->S[2] - g->P[2] + k2 * g->D[2];
+                                        if (i0 < 0 || i0 >= g->I[0] || i1 < 0 || i1 >= g->I[1] || i2 < 0 ||
+                                            i2 >= g->I[2])
+                                            continue;
+                                        int64_t ic = m / mg * cg + c;
+                                        s += x[(((n * g->C + ic) * g->I[0] + i0) * g->I[1] + i1) * g->I[2] + i2] *
+                                             w[(((m * cg + c) * g->K[0] + k0) * g->K[1] + k1) * g->K[2] + k2];
+                                    }
+                        y[(((n * g->M + m) * g->O[0] + o0) * g->O[1] + o1) * g->O[2] + o2] = s;
+                    }
+}
+
+static double gd_conv_loss(const gd_fd *f)
+{
+    const gd_conv *g = f->ctx;
+    int64_t n = g->N * g->M * g->O[0] * g->O[1] * g->O[2];
+    double *y = malloc((size_t)n * sizeof *y), L = 0;
+    gd_conv_fwd(g, f->x[0], f->x[1], f->x[2], y);
+    for (int64_t i = 0; i < n; i++)
+        L += f->w[i] * y[i];
+    free(y);
+    return L;
+}
+
+/* ConvGradInput / ConvGradWeight with cc's attributes and the shape attribute (X's or W's). */
+static void gd_conv_setup(dcase *t, const char *op, const gd_conv_case *cc, const gd_conv *g, int n_out)
+{
+    int nd = 2 + cc->ns;
+    int64_t x[5] = {cc->n, cc->c}, w[5] = {cc->m, cc->c / cc->group}, y[5] = {cc->n, cc->m};
+    for (int i = 0; i < cc->ns; i++) {
+        x[2 + i] = cc->in[i];
+        w[2 + i] = cc->k[i];
+        y[2 + i] = g->O[3 - cc->ns + i];
+    }
+    dc_init(t, op, 22, n_out);
+    t->d.domain = "pippy";
+    dc_in(t, nd, y);
+    int wgrad = strcmp(op, "ConvGradWeight") == 0;
+    dc_in(t, nd, wgrad ? x : w);
+    dc_attr_ints(t, "shape", nd, wgrad ? w : x);
+    if (cc->group != 1)
+        dc_attr_i(t, "group", cc->group);
+    if (cc->auto_pad)
+        dc_attr_s(t, "auto_pad", cc->auto_pad);
+    if (cc->strides[0])
+        dc_attr_ints(t, "strides", cc->ns, cc->strides);
+    if (cc->dil[0])
+        dc_attr_ints(t, "dilations", cc->ns, cc->dil);
+    int any_pad = 0;
+    for (int i = 0; i < 2 * cc->ns; i++)
+        any_pad |= cc->pads[i] != 0;
+    if (any_pad)
+        dc_attr_ints(t, "pads", 2 * cc->ns, cc->pads);
+    dc_attr_ints(t, "kernel_shape", cc->ns, cc->k);
+}
+
+static const gd_conv_case gd_conv_cases[] = {
+    {2, 2, 3, 4, 1, {5, 6}, {3, 2}, NULL, {2, 1}, {0}, {1, 0, 1, 1}},
+    {2, 1, 4, 6, 2, {5, 5}, {3, 3}, NULL, {1, 1}, {2, 2}, {2, 2, 2, 2}},   /* group, dilation */
+    {2, 2, 3, 3, 3, {6, 5}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}},      /* depthwise */
+    {1, 2, 2, 3, 1, {9}, {3}, NULL, {2}, {2}, {1, 2}},                      /* 1-D */
+    {3, 1, 2, 2, 1, {4, 3, 5}, {2, 2, 3}, NULL, {1, 2, 1}, {0}, {0, 1, 1, 1, 0, 1}}, /* 3-D */
+    {2, 1, 2, 3, 1, {7, 6}, {3, 3}, "SAME_UPPER", {2, 2}, {0}, {0}},
+    {2, 1, 2, 2, 1, {6, 7}, {2, 3}, "SAME_LOWER", {2, 3}, {0}, {0}},
+    {2, 2, 2, 3, 1, {6, 6}, {3, 3}, "VALID", {2, 2}, {0}, {0}},
+    {1, 2, 3, 2, 1, {11}, {2}, NULL, {3}, {0}, {0, 0}},                     /* stride > kernel: holes */
+};
+
+START_TEST(test_conv_grad_fd)
+{
+    for (size_t c = 0; c < sizeof gd_conv_cases / sizeof gd_conv_cases[0]; c++) {
+        const gd_conv_case *cc = &gd_conv_cases[c];
+        gd_conv g;
+        gd_conv_geom(cc, &g);
+        char label[96];
+        snprintf(label, sizeof label, "Conv grad case %zu", c);
+        int64_t cg = g.C / g.G, spx = g.I[0] * g.I[1] * g.I[2], spk = g.K[0] * g.K[1] * g.K[2];
+        int64_t nx = g.N * g.C * spx, nw = g.M * cg * spk, ny = g.N * g.M * g.O[0] * g.O[1] * g.O[2];
+        dc_seed(1200 + (unsigned)c);
+        double *x = gd_rand(nx, 0), *w = gd_rand(nw, 0), *b = gd_rand(g.M, 0), *dy = gd_rand(ny, 0);
+        double *gx = malloc((size_t)nx * sizeof *gx), *gw = malloc((size_t)nw * sizeof *gw);
+        double *gb = malloc((size_t)g.M * sizeof *gb), *init = gd_rand(nw + g.M, 0);
+        double *want = malloc((size_t)(nw + g.M) * sizeof *want);
+        gd_fd f = {.loss = gd_conv_loss, .x = {x, w, b}, .nx = {nx, nw, g.M}, .w = dy, .ctx = &g};
+        gd_fd_grad(&f, 0, 1e-5, gx);
+        gd_fd_grad(&f, 1, 1e-5, gw);
+        gd_fd_grad(&f, 2, 1e-5, gb);
+        float *xf = gd_f32(x, nx), *wf = gd_f32(w, nw), *dyf = gd_f32(dy, ny);
+        float *dx = gd_falloc(nx), *dw = gd_falloc(nw), *db = gd_falloc(g.M);
+        for (int ref = 1; ref >= 0; ref--) {
+            dcase t;
+            gd_conv_setup(&t, "ConvGradInput", cc, &g, 1);
+            const float *in[] = {dyf, wf};
+            gd_run(&t, ref, in, &dx, label);
+            gd_expect(label, ref ? "dX (reference)" : "dX (fast)", dx, gx, nx, 1e-6);
+        }
+        for (int v = 0; v < 4; v++) {
+            int ref = v % 2 == 0, acc = v >= 2;
+            dcase t;
+            gd_conv_setup(&t, "ConvGradWeight", cc, &g, 2);
+            if (acc)
+                dc_attr_i(&t, "pippy.accumulate", 1);
+            for (int64_t j = 0; j < nw + g.M; j++) {
+                float v0 = acc ? (float)init[j] : NAN;
+                if (j < nw)
+                    dw[j] = v0;
+                else
+                    db[j - nw] = v0;
+                want[j] = (j < nw ? gw[j] : gb[j - nw]) + (acc ? (double)v0 : 0);
+            }
+            const float *in[] = {dyf, xf};
+            float *out[] = {dw, db};
+            gd_run(&t, ref, in, out, label);
+            char what[64];
+            snprintf(what, sizeof what, "dW (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
+            gd_expect(label, what, dw, want, nw, 1e-6);
+            snprintf(what, sizeof what, "dB (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
+            gd_expect(label, what, db, want + nw, g.M, 1e-6);
+        }
+        free(x), free(w), free(b), free(dy), free(gx), free(gw), free(gb), free(init), free(want);
+        free(xf), free(wf), free(dyf), free(dx), free(dw), free(db);
+    }
+}
+END_TEST
+
+START_TEST(test_conv_grad_fast_vs_ref)
+{
+    static const gd_conv_case cases[] = {
+        {2, 2, 16, 32, 1, {14, 14}, {3, 3}, NULL, {1, 1}, {0}, {1, 1, 1, 1}},   /* blocked layouts */
+        {2, 2, 16, 32, 1, {15, 15}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}},
+        {2, 1, 3, 16, 1, {23, 23}, {7, 7}, NULL, {2, 2}, {0}, {3, 3, 3, 3}},     /* ResNet stem-like */
+        {2, 2, 16, 16, 16, {10, 10}, {3, 3}, NULL, {1, 1}, {0}, {1, 1, 1, 1}},  /* depthwise */
+        {2, 2, 8, 12, 4, {9, 9}, {3, 3}, NULL, {1, 1}, {2, 2}, {2, 2, 2, 2}},   /* group, dilation */
+        {2, 2, 16, 16, 1, {7, 7}, {1, 1}, NULL, {2, 2}, {0}, {0}},              /* 1x1 stride 2 */
+        {1, 2, 5, 7, 1, {31}, {5}, "SAME_UPPER", {2}, {0}, {0}},                /* 1-D */
+        {3, 1, 4, 4, 2, {6, 6, 6}, {3, 3, 3}, NULL, {2, 2, 2}, {0}, {1, 1, 1, 1, 1, 1}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        gd_conv g;
+        gd_conv_geom(&cases[c], &g);
+        for (int v = 0; v < 5; v++) { /* input grad (W at run time, W constant), weight grad (dB, none, acc) */
+            dcase t;
+            char label[96];
+            gd_conv_setup(&t, v < 2 ? "ConvGradInput" : "ConvGradWeight", &cases[c], &g, v == 3 ? 1 : v < 2 ? 1 : 2);
+            if (v == 4)
+                dc_attr_i(&t, "pippy.accumulate", 1), t.out_init = 1;
+            t.scaled = 1, t.tol = 5e-6, t.must_fast = 1;
+            snprintf(label, sizeof label, "%s fast case %zu/%d", t.d.op, c, v);
+            dc_check_fast_vs_ref(&t, 1300 + (unsigned)(c * 5 + v), v == 1 ? 2 : 0, label);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_conv_grad_infer)
+{
+    dcase t;
+    gd_conv g;
+    gd_conv_geom(&gd_conv_cases[0], &g);
+    gd_conv_setup(&t, "ConvGradInput", &gd_conv_cases[0], &g, 1);
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    ck_assert_int_eq(t.d.out[0].rank, 4);
+    ck_assert_int_eq(t.d.out[0].dims[3], 6);
+    t.d.in[0].dims[3] += 1;
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "input 0 (dY)", "the Conv output");
+    t.d.in[0].dims[3] -= 1;
+    t.d.n_in = 3;
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "expected 2 inputs", "found 3");
+    t.d.n_in = 2;
+    t.d.in[1].dims[1] = 2; /* W's channels no longer match the shape attribute's */
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "channels differ", "float[2,3,5,6]");
+    gd_conv_setup(&t, "ConvGradWeight", &gd_conv_cases[0], &g, 3);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "1 or 2 outputs", "found 3");
+    t.d.n_out = 2;
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    ck_assert_int_eq(t.d.out[1].rank, 1);
+    ck_assert_int_eq(t.d.out[1].dims[0], 4);
+    t.attrs[0].n = 3; /* the shape attribute: rank 3 */
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "W must have the rank of X", "float[4,3,3]");
+    dc_init(&t, "ConvGradWeight", 22, 1);
+    t.d.domain = "pippy";
+    DC_IN(&t, 1, 1, 3, 3);
+    DC_IN(&t, 1, 1, 5, 5);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "shape", "missing");
+    t.d.in[1].dtype = PIPPY_DT_INT64;
+    dc_check_infer_fails(&t, PIPPY_ERR_UNSUPPORTED, "input 1 (X) must be float", "int64");
+}
+END_TEST
+
 static Suite *backend_grad_dense_suite(void)
 {
     Suite *s = suite_create("backend_grad_dense");
@@ -781,6 +1025,9 @@ static Suite *backend_grad_dense_suite(void)
     tcase_add_test(tc, test_batchnorm_training);
     tcase_add_test(tc, test_norm_grad_fast_vs_ref);
     tcase_add_test(tc, test_norm_grad_infer);
+    tcase_add_test(tc, test_conv_grad_fd);
+    tcase_add_test(tc, test_conv_grad_fast_vs_ref);
+    tcase_add_test(tc, test_conv_grad_infer);
     suite_add_tcase(s, tc);
     return s;
 }
