@@ -66,8 +66,10 @@ float dc_uniform(void)
 
 void dc_fill(float *p, int64_t n, int mode)
 {
-    for (int64_t i = 0; i < n; i++)
-        p[i] = mode == DC_FILL_POSITIVE ? 1.0f + 0.5f * dc_uniform() : dc_uniform();
+    for (int64_t i = 0; i < n; i++) {
+        float u = dc_uniform();
+        p[i] = mode == DC_FILL_POSITIVE ? 1.0f + 0.5f * u : mode == DC_FILL_TIES ? 0.5f * (float)(int)(2.5f * u) : u;
+    }
 }
 
 static void dc_fill_input(const dcase *t, int i, void *buf, int64_t n)

@@ -14,6 +14,7 @@ enum {
     DC_FILL_UNIFORM = 0,  /* [-1, 1) */
     DC_FILL_POSITIVE = 1, /* [0.5, 1.5) (variances, 1/stddev) */
     DC_FILL_LABELS = 2,   /* int64 / int32 class indices in [0, label_max), about one in 8 label_ignore */
+    DC_FILL_TIES = 3,     /* one of -1, -0.5, 0, 0.5, 1: many equal values (max pooling's ties) */
 };
 
 typedef struct {

@@ -1011,6 +1011,278 @@ START_TEST(test_conv_grad_infer)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ pools */
+
+typedef struct {
+    const char *op; /* MaxPoolGrad, AveragePoolGrad, GlobalAveragePoolGrad */
+    int ns;
+    int64_t n, c, in[3], k[3];
+    const char *auto_pad;
+    int64_t strides[3], dil[3], pads[6];
+    int ceil_mode, include_pad;
+} gd_pool_case;
+
+/* The pool's windows as 3 spatial dims, from the ONNX rules (ceil_mode: the last window must start
+ * inside the input or its left padding). */
+typedef struct {
+    int max, include_pad;
+    int64_t NC, I[3], K[3], O[3], S[3], D[3], PL[3], PR[3];
+} gd_pool;
+
+static void gd_pool_geom(const gd_pool_case *pc, gd_pool *g)
+{
+    int off = 3 - pc->ns, global = strcmp(pc->op, "GlobalAveragePoolGrad") == 0;
+    g->max = strcmp(pc->op, "MaxPoolGrad") == 0;
+    g->include_pad = pc->include_pad;
+    g->NC = pc->n * pc->c;
+    for (int i = 0; i < 3; i++) {
+        int j = i - off;
+        g->I[i] = j >= 0 ? pc->in[j] : 1;
+        g->K[i] = j < 0 ? 1 : global ? pc->in[j] : pc->k[j];
+        g->S[i] = j >= 0 && pc->strides[0] ? pc->strides[j] : 1;
+        g->D[i] = j >= 0 && pc->dil[0] ? pc->dil[j] : 1;
+        int64_t dk = (g->K[i] - 1) * g->D[i] + 1;
+        g->PL[i] = j >= 0 ? pc->pads[j] : 0;
+        g->PR[i] = j >= 0 ? pc->pads[pc->ns + j] : 0;
+        if (j >= 0 && pc->auto_pad) {
+            g->O[i] = (g->I[i] + g->S[i] - 1) / g->S[i];
+            int64_t total = (g->O[i] - 1) * g->S[i] + dk - g->I[i];
+            total = total < 0 ? 0 : total;
+            g->PL[i] = strcmp(pc->auto_pad, "SAME_UPPER") == 0 ? total / 2 : total - total / 2;
+            g->PR[i] = total - g->PL[i];
+            continue;
+        }
+        int64_t span = g->I[i] + g->PL[i] + g->PR[i] - dk;
+        g->O[i] = (pc->ceil_mode ? (span + g->S[i] - 1) / g->S[i] : span / g->S[i]) + 1;
+        if (pc->ceil_mode && (g->O[i] - 1) * g->S[i] >= g->I[i] + g->PL[i])
+            g->O[i]--;
+    }
+}
+
+/* y = the pool of x in double. */
+static void gd_pool_fwd(const gd_pool *g, const double *x, double *y)
+{
+    int64_t ni = g->I[0] * g->I[1] * g->I[2], no = g->O[0] * g->O[1] * g->O[2];
+    for (int64_t nc = 0; nc < g->NC; nc++)
+        for (int64_t o = 0; o < no; o++) {
+            int64_t od[3] = {o / (g->O[1] * g->O[2]), o / g->O[2] % g->O[1], o % g->O[2]};
+            double mx = -INFINITY, sum = 0;
+            int64_t n_in = 0, n_pad = 0;
+            for (int64_t k0 = 0; k0 < g->K[0]; k0++)
+                for (int64_t k1 = 0; k1 < g->K[1]; k1++)
+                    for (int64_t k2 = 0; k2 < g->K[2]; k2++) {
+                        int64_t kd[3] = {k0, k1, k2}, p[3];
+                        int inside = 1, padded = 1;
+                        for (int i = 0; i < 3; i++) {
+                            p[i] = od[i] * g->S[i] - g->PL[i] + kd[i] * g->D[i];
+                            inside &= p[i] >= 0 && p[i] < g->I[i];
+                            padded &= p[i] >= -g->PL[i] && p[i] < g->I[i] + g->PR[i];
+                        }
+                        n_pad += padded;
+                        if (!inside)
+                            continue;
+                        double v = x[nc * ni + (p[0] * g->I[1] + p[1]) * g->I[2] + p[2]];
+                        n_in++;
+                        sum += v;
+                        mx = fmax(mx, v);
+                    }
+            y[nc * no + o] = g->max ? mx : sum / (double)(g->include_pad ? n_pad : n_in);
+        }
+}
+
+static double gd_pool_loss(const gd_fd *f)
+{
+    const gd_pool *g = f->ctx;
+    int64_t n = g->NC * g->O[0] * g->O[1] * g->O[2];
+    double *y = malloc((size_t)n * sizeof *y), L = 0;
+    gd_pool_fwd(g, f->x[0], y);
+    for (int64_t i = 0; i < n; i++)
+        L += f->w[i] * y[i];
+    free(y);
+    return L;
+}
+
+static void gd_pool_setup(dcase *t, const gd_pool_case *pc, const gd_pool *g)
+{
+    int nd = 2 + pc->ns;
+    int64_t x[5] = {pc->n, pc->c}, y[5] = {pc->n, pc->c};
+    for (int i = 0; i < pc->ns; i++) {
+        x[2 + i] = pc->in[i];
+        y[2 + i] = g->O[3 - pc->ns + i];
+    }
+    dc_init(t, pc->op, 22, 1);
+    t->d.domain = "pippy";
+    dc_in(t, nd, y);
+    if (strcmp(pc->op, "MaxPoolGrad") == 0)
+        dc_in(t, nd, x);
+    else
+        dc_attr_ints(t, "shape", nd, x);
+    if (strcmp(pc->op, "GlobalAveragePoolGrad") == 0)
+        return;
+    dc_attr_ints(t, "kernel_shape", pc->ns, pc->k);
+    if (pc->auto_pad)
+        dc_attr_s(t, "auto_pad", pc->auto_pad);
+    if (pc->strides[0])
+        dc_attr_ints(t, "strides", pc->ns, pc->strides);
+    if (pc->dil[0])
+        dc_attr_ints(t, "dilations", pc->ns, pc->dil);
+    int any_pad = 0;
+    for (int i = 0; i < 2 * pc->ns; i++)
+        any_pad |= pc->pads[i] != 0;
+    if (any_pad)
+        dc_attr_ints(t, "pads", 2 * pc->ns, pc->pads);
+    if (pc->ceil_mode)
+        dc_attr_i(t, "ceil_mode", 1);
+    if (pc->include_pad)
+        dc_attr_i(t, "count_include_pad", 1);
+}
+
+START_TEST(test_pool_grad_fd)
+{
+    static const gd_pool_case cases[] = {
+        {"MaxPoolGrad", 2, 2, 2, {7, 6}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}, 0, 0},
+        {"MaxPoolGrad", 2, 1, 2, {6, 7}, {3, 2}, NULL, {1, 1}, {0}, {0}, 0, 0},       /* overlapping */
+        {"MaxPoolGrad", 2, 1, 1, {6, 6}, {3, 3}, NULL, {2, 2}, {0}, {0}, 1, 0},       /* ceil_mode */
+        {"MaxPoolGrad", 2, 1, 2, {7, 7}, {2, 2}, NULL, {1, 1}, {2, 2}, {1, 0, 0, 1}, 0, 0}, /* dilation */
+        {"MaxPoolGrad", 2, 1, 1, {7, 5}, {3, 3}, "SAME_UPPER", {2, 2}, {0}, {0}, 0, 0},
+        {"MaxPoolGrad", 1, 2, 3, {11}, {3}, NULL, {2}, {0}, {1, 1}, 1, 0},
+        {"MaxPoolGrad", 3, 1, 2, {4, 5, 4}, {2, 3, 2}, NULL, {2, 1, 2}, {0}, {0, 1, 0, 0, 1, 1}, 0, 0},
+        {"AveragePoolGrad", 2, 2, 2, {7, 6}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}, 0, 0},
+        {"AveragePoolGrad", 2, 2, 2, {7, 6}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}, 0, 1},
+        {"AveragePoolGrad", 2, 1, 1, {6, 6}, {3, 3}, NULL, {2, 2}, {0}, {0}, 1, 0},   /* ceil_mode */
+        {"AveragePoolGrad", 2, 1, 2, {8, 8}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}, 1, 1}, /* ceil past pads */
+        {"AveragePoolGrad", 2, 1, 1, {7, 7}, {2, 3}, NULL, {1, 2}, {2, 1}, {0}, 0, 0}, /* dilation */
+        {"AveragePoolGrad", 2, 1, 2, {6, 7}, {2, 2}, "SAME_LOWER", {2, 2}, {0}, {0}, 0, 1},
+        {"AveragePoolGrad", 1, 2, 2, {10}, {4}, NULL, {3}, {0}, {2, 1}, 0, 1},
+        {"AveragePoolGrad", 3, 1, 2, {4, 5, 4}, {2, 3, 2}, NULL, {2, 1, 2}, {0}, {1, 1, 0, 0, 1, 1}, 0, 0},
+        {"GlobalAveragePoolGrad", 2, 2, 3, {5, 4}, {0}, NULL, {0}, {0}, {0}, 0, 0},
+        {"GlobalAveragePoolGrad", 1, 2, 2, {7}, {0}, NULL, {0}, {0}, {0}, 0, 0},
+        {"GlobalAveragePoolGrad", 3, 1, 2, {2, 3, 4}, {0}, NULL, {0}, {0}, {0}, 0, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const gd_pool_case *pc = &cases[c];
+        gd_pool g;
+        gd_pool_geom(pc, &g);
+        char label[96];
+        snprintf(label, sizeof label, "%s case %zu", pc->op, c);
+        int64_t nx = g.NC * g.I[0] * g.I[1] * g.I[2], ny = g.NC * g.O[0] * g.O[1] * g.O[2];
+        dc_seed(1400 + (unsigned)c);
+        double *x = malloc((size_t)nx * sizeof *x), *dy = gd_rand(ny, 0), *gx = malloc((size_t)nx * sizeof *gx);
+        /* distinct values 0.01 apart (a random permutation): max pooling is differentiable there */
+        for (int64_t i = 0; i < nx; i++)
+            x[i] = (double)i;
+        for (int64_t i = nx - 1; i > 0; i--) {
+            int64_t j = (int64_t)((dc_uniform() + 1.0f) * 0.5f * (float)(i + 1)) % (i + 1);
+            double v = x[i];
+            x[i] = x[j], x[j] = v;
+        }
+        for (int64_t i = 0; i < nx; i++)
+            x[i] = (x[i] - (double)nx / 2) / 64.0;
+        gd_fd f = {.loss = gd_pool_loss, .x = {x}, .nx = {nx}, .w = dy, .ctx = &g};
+        gd_fd_grad(&f, 0, 1e-5, gx);
+        float *xf = gd_f32(x, nx), *dyf = gd_f32(dy, ny), *dx = gd_falloc(nx);
+        for (int ref = 1; ref >= 0; ref--) {
+            dcase t;
+            gd_pool_setup(&t, pc, &g);
+            const float *in[] = {dyf, xf};
+            gd_run(&t, ref, in, &dx, label);
+            gd_expect(label, ref ? "dX (reference)" : "dX (fast)", dx, gx, nx, 1e-6);
+        }
+        free(x), free(dy), free(gx), free(xf), free(dyf), free(dx);
+    }
+}
+END_TEST
+
+/* Ties: the first maximum of each window in row-major order takes the gradient. */
+START_TEST(test_maxpool_grad_ties)
+{
+    /* [[1,3,3],[3,1,3],[3,3,1]], kernel 2, stride 1: the windows' first maxima are (0,1), (0,1),
+     * (1,0), (1,2) */
+    const float x[] = {1, 3, 3, 3, 1, 3, 3, 3, 1}, dy[] = {1, 2, 3, 4};
+    const float want[] = {0, 3, 0, 3, 0, 4, 0, 0, 0};
+    gd_pool_case pc = {"MaxPoolGrad", 2, 1, 1, {3, 3}, {2, 2}, NULL, {0}, {0}, {0}, 0, 0};
+    gd_pool g;
+    gd_pool_geom(&pc, &g);
+    dcase t;
+    gd_pool_setup(&t, &pc, &g);
+    const float *in[] = {dy, x};
+    dc_check_known(&t, in, want, 9, "MaxPoolGrad ties");
+    /* all equal, with padding: each window's first position inside X */
+    const float x2[] = {-2, -2, -2, -2}, dy2[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const float want2[] = {1 + 2 + 4 + 5, 3 + 6, 7 + 8, 9};
+    gd_pool_case pc2 = {"MaxPoolGrad", 2, 1, 1, {2, 2}, {2, 2}, NULL, {1, 1}, {0}, {1, 1, 1, 1}, 0, 0};
+    gd_pool_geom(&pc2, &g);
+    gd_pool_setup(&t, &pc2, &g);
+    const float *in2[] = {dy2, x2};
+    dc_check_known(&t, in2, want2, 4, "MaxPoolGrad ties with padding");
+}
+END_TEST
+
+START_TEST(test_pool_grad_fast_vs_ref)
+{
+    static const gd_pool_case cases[] = {
+        {"MaxPoolGrad", 2, 2, 16, {32, 32}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}, 0, 0}, /* ResNet-like */
+        {"MaxPoolGrad", 2, 2, 8, {15, 15}, {3, 3}, NULL, {1, 1}, {0}, {1, 1, 1, 1}, 0, 0},
+        {"MaxPoolGrad", 2, 1, 8, {16, 16}, {3, 3}, NULL, {2, 2}, {0}, {0}, 1, 0},
+        {"MaxPoolGrad", 2, 1, 4, {17, 17}, {2, 2}, NULL, {1, 1}, {2, 2}, {0}, 0, 0},
+        {"MaxPoolGrad", 1, 2, 8, {65}, {4}, NULL, {3}, {0}, {1, 2}, 1, 0},
+        {"MaxPoolGrad", 3, 1, 4, {9, 9, 9}, {3, 3, 3}, NULL, {2, 2, 2}, {0}, {1, 1, 1, 1, 1, 1}, 0, 0},
+        {"AveragePoolGrad", 2, 2, 16, {28, 28}, {3, 3}, NULL, {2, 2}, {0}, {1, 1, 1, 1}, 0, 1},
+        {"AveragePoolGrad", 2, 2, 16, {28, 28}, {3, 3}, NULL, {1, 1}, {0}, {1, 1, 1, 1}, 0, 0},
+        {"AveragePoolGrad", 2, 1, 8, {16, 16}, {3, 3}, NULL, {2, 2}, {0}, {0}, 1, 0},
+        {"AveragePoolGrad", 2, 1, 4, {17, 17}, {2, 2}, NULL, {1, 1}, {2, 2}, {0}, 0, 1},
+        {"AveragePoolGrad", 3, 1, 4, {9, 9, 9}, {3, 3, 3}, NULL, {2, 2, 2}, {0}, {1, 1, 1, 1, 1, 1}, 0, 1},
+        {"GlobalAveragePoolGrad", 2, 4, 64, {7, 7}, {0}, NULL, {0}, {0}, {0}, 0, 0},
+        {"GlobalAveragePoolGrad", 1, 2, 16, {33}, {0}, NULL, {0}, {0}, {0}, 0, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        gd_pool g;
+        gd_pool_geom(&cases[c], &g);
+        for (int ties = 0; ties < (strcmp(cases[c].op, "MaxPoolGrad") == 0 ? 2 : 1); ties++) {
+            dcase t;
+            gd_pool_setup(&t, &cases[c], &g);
+            if (ties)
+                t.fill[1] = DC_FILL_TIES;
+            t.scaled = 1, t.tol = 1e-6, t.must_fast = 1;
+            char label[96];
+            snprintf(label, sizeof label, "%s fast case %zu%s", cases[c].op, c, ties ? " (ties)" : "");
+            dc_check_fast_vs_ref(&t, 1500 + (unsigned)c, 0, label);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_pool_grad_infer)
+{
+    dcase t;
+    gd_pool g;
+    gd_pool_case pc = {"MaxPoolGrad", 2, 1, 2, {7, 7}, {3, 3}, NULL, {2, 2}, {0}, {0}, 0, 0};
+    gd_pool_geom(&pc, &g);
+    gd_pool_setup(&t, &pc, &g);
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    ck_assert_int_eq(t.d.out[0].dims[3], 7);
+    t.d.in[0].dims[2] = 4;
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "input 0 (dY) is float[1,2,4,3]", "float[1,2,3,3]");
+    t.d.n_in = 1;
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "2 inputs (dY, X)", "found 1");
+    gd_pool_case pa = {"AveragePoolGrad", 2, 1, 2, {7, 7}, {3, 3}, NULL, {2, 2}, {0}, {0}, 0, 0};
+    gd_pool_geom(&pa, &g);
+    gd_pool_setup(&t, &pa, &g);
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    ck_assert_int_eq(t.d.out[0].dims[2], 7);
+    t.d.n_attrs = 0;
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "shape", "missing");
+    gd_pool_case pg = {"GlobalAveragePoolGrad", 2, 1, 2, {7, 7}, {0}, NULL, {0}, {0}, {0}, 0, 0};
+    gd_pool_geom(&pg, &g);
+    gd_pool_setup(&t, &pg, &g);
+    t.d.in[0].dims[3] = 2;
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "float[1,2,1,2]", "float[1,2,1,1]");
+    t.d.in[0].dims[3] = 1;
+    t.d.in[0].dtype = PIPPY_DT_INT32;
+    dc_check_infer_fails(&t, PIPPY_ERR_UNSUPPORTED, "must be float", "int32");
+}
+END_TEST
+
 static Suite *backend_grad_dense_suite(void)
 {
     Suite *s = suite_create("backend_grad_dense");
@@ -1028,6 +1300,10 @@ static Suite *backend_grad_dense_suite(void)
     tcase_add_test(tc, test_conv_grad_fd);
     tcase_add_test(tc, test_conv_grad_fast_vs_ref);
     tcase_add_test(tc, test_conv_grad_infer);
+    tcase_add_test(tc, test_pool_grad_fd);
+    tcase_add_test(tc, test_maxpool_grad_ties);
+    tcase_add_test(tc, test_pool_grad_fast_vs_ref);
+    tcase_add_test(tc, test_pool_grad_infer);
     suite_add_tcase(s, tc);
     return s;
 }
