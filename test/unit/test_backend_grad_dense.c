@@ -1550,6 +1550,310 @@ START_TEST(test_sce_infer)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ MatMul's autodiff attributes */
+
+/* out (+)= op(A) op(B) in double, numpy batch broadcast; op = the last two dims swapped when t*. */
+static void gd_matmul(int ra, const int64_t *ad, const double *a, int ta, int rb, const int64_t *bd, const double *b,
+                      int tb, const double *bias, const double *init, double *out)
+{
+    int64_t M = ta ? ad[ra - 1] : ad[ra - 2], K = ta ? ad[ra - 2] : ad[ra - 1], N = tb ? bd[rb - 2] : bd[rb - 1];
+    int nb = (ra > rb ? ra : rb) - 2;
+    int64_t ob[8], nbatch = 1;
+    for (int i = 0; i < nb; i++) {
+        int ia = i - (nb - (ra - 2)), ib = i - (nb - (rb - 2));
+        int64_t da = ia >= 0 ? ad[ia] : 1, db = ib >= 0 ? bd[ib] : 1;
+        ob[i] = da > db ? da : db;
+        nbatch *= ob[i];
+    }
+    for (int64_t t = 0; t < nbatch; t++) {
+        int64_t ao = 0, bo = 0, rem = t, sa = 1, sb = 1;
+        for (int i = nb - 1; i >= 0; i--) { /* batch index -> offsets (a dim of 1 broadcasts) */
+            int64_t idx = rem % ob[i];
+            rem /= ob[i];
+            int ia = i - (nb - (ra - 2)), ib = i - (nb - (rb - 2));
+            int64_t da = ia >= 0 ? ad[ia] : 1, db = ib >= 0 ? bd[ib] : 1;
+            ao += (da == 1 ? 0 : idx) * sa;
+            bo += (db == 1 ? 0 : idx) * sb;
+            sa *= da;
+            sb *= db;
+        }
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                double s = bias ? bias[n] : 0;
+                for (int64_t k = 0; k < K; k++)
+                    s += a[ao * M * K + (ta ? k * M + m : m * K + k)] * b[bo * K * N + (tb ? n * K + k : k * N + n)];
+                int64_t at = (t * M + m) * N + n;
+                out[at] = s + (init ? init[at] : 0);
+            }
+    }
+}
+
+static const struct {
+    int ra, rb;
+    int64_t a[4], b[4];
+    int ta, tb, acc, bias;
+    unsigned cmask;
+} gd_mm_cases[] = {
+    {2, 2, {5, 3}, {5, 4}, 1, 0, 0, 0, 0},             /* dW = X^T dY */
+    {2, 2, {3, 5}, {4, 5}, 0, 1, 0, 0, 0},             /* dX = dY W^T */
+    {2, 2, {5, 3}, {4, 5}, 1, 1, 1, 0, 0},
+    {3, 2, {2, 3, 5}, {4, 5}, 0, 1, 1, 0, 0},          /* [B,T,N] x W^T, one 2-D matmul */
+    {3, 2, {2, 5, 3}, {5, 4}, 1, 0, 0, 0, 0},          /* A^T with a batch: batched */
+    {4, 4, {2, 3, 4, 5}, {2, 3, 6, 5}, 0, 1, 0, 0, 0}, /* attention: Q K^T */
+    {4, 4, {2, 3, 6, 4}, {2, 3, 6, 5}, 1, 0, 1, 0, 0}, /* P^T dO */
+    {4, 3, {3, 1, 4, 5}, {2, 6, 5}, 0, 1, 1, 0, 0},    /* batch broadcast both ways */
+    {2, 2, {3, 5}, {4, 5}, 0, 1, 1, 1, 2},             /* constant B^T, bias, accumulate */
+    {2, 1, {5, 3}, {5}, 1, 0, 0, 0, 0},                /* B 1-D */
+};
+
+START_TEST(test_matmul_trans_acc)
+{
+    for (size_t c = 0; c < sizeof gd_mm_cases / sizeof gd_mm_cases[0]; c++) {
+        char label[96];
+        snprintf(label, sizeof label, "MatMul trans/accumulate case %zu", c);
+        int ra = gd_mm_cases[c].ra, rb = gd_mm_cases[c].rb, b1 = rb == 1;
+        int64_t bd2[4] = {gd_mm_cases[c].b[0], 1}; /* B 1-D seen as [K, 1] */
+        const int64_t *ad = gd_mm_cases[c].a, *bd = b1 ? bd2 : gd_mm_cases[c].b;
+        int rbe = b1 ? 2 : rb;
+        dcase t;
+        dc_init(&t, "MatMul", 13, 1);
+        dc_in(&t, ra, ad);
+        dc_in(&t, rb, gd_mm_cases[c].b);
+        if (gd_mm_cases[c].ta)
+            dc_attr_i(&t, "pippy.trans_a", 1);
+        if (gd_mm_cases[c].tb)
+            dc_attr_i(&t, "pippy.trans_b", 1);
+        if (gd_mm_cases[c].acc)
+            dc_attr_i(&t, "pippy.accumulate", 1);
+        int64_t N = gd_mm_cases[c].tb ? bd[rbe - 2] : bd[rbe - 1];
+        if (gd_mm_cases[c].bias) {
+            dc_attr_i(&t, "pippy.bias", 1);
+            dc_in(&t, 1, &N);
+        }
+        ck_assert_msg(pippy_op_infer(&t.d) == PIPPY_OK, "%s: %s", label, pippy_last_error());
+        int64_t na = gd_numel(ra, ad), nb = gd_numel(rb, gd_mm_cases[c].b), ny = pippy_tdesc_numel(&t.d.out[0]);
+        dc_seed(1800 + (unsigned)c);
+        float *af = gd_falloc(na), *bf = gd_falloc(nb), *biasf = gd_falloc(N), *y = gd_falloc(ny);
+        dc_fill(af, na, 0), dc_fill(bf, nb, 0), dc_fill(biasf, N, 0);
+        double *a = malloc((size_t)na * sizeof *a), *b = malloc((size_t)nb * sizeof *b), *bias = malloc((size_t)N * sizeof *bias);
+        double *init = gd_rand(ny, 0), *want = malloc((size_t)ny * sizeof *want);
+        for (int64_t i = 0; i < na; i++)
+            a[i] = af[i];
+        for (int64_t i = 0; i < nb; i++)
+            b[i] = bf[i];
+        for (int64_t i = 0; i < N; i++)
+            bias[i] = biasf[i];
+        for (int64_t i = 0; i < ny; i++)
+            init[i] = (float)init[i];
+        gd_matmul(ra, ad, a, gd_mm_cases[c].ta, rbe, bd, b, gd_mm_cases[c].tb, gd_mm_cases[c].bias ? bias : NULL,
+                  gd_mm_cases[c].acc ? init : NULL, want);
+        for (int ref = 1; ref >= 0; ref--) {
+            for (int64_t i = 0; i < ny; i++)
+                y[i] = gd_mm_cases[c].acc ? (float)init[i] : NAN;
+            if (gd_mm_cases[c].cmask & 2)
+                t.d.in_const[1] = bf;
+            const float *in[] = {af, (gd_mm_cases[c].cmask & 2) && !ref ? NULL : bf, biasf};
+            gd_run(&t, ref, in, &y, label);
+            t.d.in_const[1] = NULL;
+            gd_expect(label, ref ? "Y (reference)" : "Y (fast)", y, want, ny, 1e-6);
+        }
+        free(af), free(bf), free(biasf), free(y), free(a), free(b), free(bias), free(init), free(want);
+    }
+}
+END_TEST
+
+START_TEST(test_matmul_trans_acc_fast_vs_ref)
+{
+    static const struct {
+        int ra, rb;
+        int64_t a[4], b[4];
+        int ta, tb, acc, bias;
+        unsigned cmask;
+    } cases[] = {
+        {2, 2, {256, 192}, {256, 160}, 1, 0, 0, 0, 0}, /* a Linear's dW = X^T dY */
+        {2, 2, {256, 192}, {256, 160}, 1, 0, 1, 0, 0},
+        {2, 2, {256, 160}, {192, 160}, 0, 1, 0, 0, 0}, /* its dX = dY W^T */
+        {2, 2, {256, 160}, {192, 160}, 0, 1, 0, 0, 2}, /* constant W */
+        {2, 2, {160, 256}, {192, 160}, 1, 1, 1, 0, 0},
+        {3, 2, {4, 64, 96}, {80, 96}, 0, 1, 1, 0, 0},
+        {3, 2, {4, 64, 96}, {64, 80}, 1, 0, 0, 0, 0},  /* A^T with a batch */
+        {3, 3, {4, 64, 96}, {4, 64, 80}, 1, 0, 1, 0, 0},
+        {4, 4, {2, 4, 33, 16}, {2, 4, 33, 16}, 0, 1, 0, 0, 0}, /* Q K^T */
+        {4, 4, {2, 4, 33, 33}, {2, 4, 33, 16}, 1, 0, 1, 0, 0}, /* P^T dO, accumulate */
+        {3, 2, {4, 64, 96}, {80, 96}, 0, 1, 1, 1, 0},  /* with the fused bias */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        dcase t;
+        dc_init(&t, "MatMul", 13, 1);
+        dc_in(&t, cases[c].ra, cases[c].a);
+        dc_in(&t, cases[c].rb, cases[c].b);
+        if (cases[c].ta)
+            dc_attr_i(&t, "pippy.trans_a", 1);
+        if (cases[c].tb)
+            dc_attr_i(&t, "pippy.trans_b", 1);
+        if (cases[c].acc)
+            dc_attr_i(&t, "pippy.accumulate", 1), t.out_init = 1;
+        if (cases[c].bias) {
+            dc_attr_i(&t, "pippy.bias", 1);
+            int64_t n = cases[c].tb ? cases[c].b[cases[c].rb - 2] : cases[c].b[cases[c].rb - 1];
+            dc_in(&t, 1, &n);
+        }
+        t.scaled = 1, t.tol = 3e-6, t.must_fast = 1;
+        char label[96];
+        snprintf(label, sizeof label, "MatMul trans/accumulate fast case %zu", c);
+        dc_check_fast_vs_ref(&t, 1900 + (unsigned)c, cases[c].cmask, label);
+    }
+}
+END_TEST
+
+START_TEST(test_matmul_trans_acc_infer)
+{
+    dcase t;
+    dc_init(&t, "MatMul", 13, 1);
+    DC_IN(&t, 2, 5, 3);
+    DC_IN(&t, 5, 4);
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "inner dims differ", "float[5,4]");
+    dc_attr_i(&t, "pippy.trans_a", 1);
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    ck_assert_int_eq(t.d.out[0].rank, 3);
+    ck_assert_int_eq(t.d.out[0].dims[1], 3);
+    ck_assert_int_eq(t.d.out[0].dims[2], 4);
+    dc_attr_i(&t, "pippy.trans_b", 1);
+    dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "(pippy.trans_a)", "(pippy.trans_b)");
+    dc_init(&t, "MatMul", 13, 1);
+    DC_IN(&t, 5);
+    DC_IN(&t, 5, 4);
+    dc_attr_i(&t, "pippy.trans_a", 1);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "pippy.trans_a on a 1-D operand", "float[5]");
+    dc_init(&t, "MatMul", 13, 1);
+    DC_IN(&t, 3, 5);
+    DC_IN(&t, 5, 4);
+    dc_attr_i(&t, "pippy.accumulate", 1);
+    dc_attr_s(&t, "pippy.activation", "Relu");
+    dc_check_infer_fails(&t, PIPPY_ERR_UNSUPPORTED, "pippy.accumulate", "activation");
+    dc_init(&t, "MatMul", 13, 1);
+    DC_IN(&t, 3, 5);
+    DC_IN(&t, 5, 4);
+    dc_attr_s(&t, "pippy.trans_b", "yes");
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "pippy.trans_b", "INT 0 or 1");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ forward kernels, parameters at run time */
+
+/* Training gives weights, scales and biases at run time (in_const NULL): every forward kernel
+ * must keep its oneDNN path then, and agree with its reference. */
+START_TEST(test_forward_runtime_params)
+{
+    dcase t;
+    char label[96];
+    int n = 0;
+#define GD_FWD_CHECK()                                                                   \
+    do {                                                                                 \
+        t.scaled = 1, t.tol = 2e-6, t.must_fast = 1;                                     \
+        snprintf(label, sizeof label, "%s with run-time parameters, case %d", t.d.op, n); \
+        dc_check_fast_vs_ref(&t, 2000 + (unsigned)n++, 0, label);                        \
+    } while (0)
+    /* Conv: W and B at run time, blocked layouts, grouped, strided, 1-D */
+    dc_init(&t, "Conv", 22, 1);
+    DC_IN(&t, 2, 16, 14, 14);
+    DC_IN(&t, 32, 16, 3, 3);
+    DC_IN(&t, 32);
+    DC_INTS(&t, "pads", 1, 1, 1, 1);
+    GD_FWD_CHECK();
+    dc_init(&t, "Conv", 22, 1);
+    DC_IN(&t, 2, 8, 15, 15);
+    DC_IN(&t, 12, 2, 3, 3);
+    dc_attr_i(&t, "group", 4);
+    DC_INTS(&t, "strides", 2, 2);
+    GD_FWD_CHECK();
+    dc_init(&t, "Conv", 22, 1);
+    DC_IN(&t, 2, 5, 40);
+    DC_IN(&t, 7, 5, 5);
+    DC_IN(&t, 7);
+    dc_attr_s(&t, "auto_pad", "SAME_UPPER");
+    GD_FWD_CHECK();
+    /* Gemm: B and C at run time (a Linear layer), transB, alpha/beta */
+    dc_init(&t, "Gemm", 13, 1);
+    DC_IN(&t, 64, 96);
+    DC_IN(&t, 80, 96);
+    DC_IN(&t, 80);
+    dc_attr_i(&t, "transB", 1);
+    GD_FWD_CHECK();
+    dc_init(&t, "Gemm", 13, 1);
+    DC_IN(&t, 96, 64);
+    DC_IN(&t, 96, 80);
+    DC_IN(&t, 64, 80);
+    dc_attr_i(&t, "transA", 1);
+    dc_attr_f(&t, "alpha", 0.5f);
+    dc_attr_f(&t, "beta", 2.0f);
+    GD_FWD_CHECK();
+    /* MatMul: B at run time, 2-D and batched, with the fused bias at run time */
+    dc_init(&t, "MatMul", 13, 1);
+    DC_IN(&t, 4, 33, 96);
+    DC_IN(&t, 96, 80);
+    GD_FWD_CHECK();
+    dc_init(&t, "MatMul", 13, 1);
+    DC_IN(&t, 4, 33, 96);
+    DC_IN(&t, 96, 80);
+    DC_IN(&t, 80);
+    dc_attr_i(&t, "pippy.bias", 1);
+    GD_FWD_CHECK();
+    dc_init(&t, "MatMul", 13, 1);
+    DC_IN(&t, 2, 4, 33, 16);
+    DC_IN(&t, 2, 4, 16, 33);
+    GD_FWD_CHECK();
+    /* LayerNormalization: Scale and B at run time, full and broadcast, with the statistics */
+    dc_init(&t, "LayerNormalization", 17, 3);
+    DC_IN(&t, 8, 64, 256);
+    DC_IN(&t, 256);
+    DC_IN(&t, 256);
+    GD_FWD_CHECK();
+    dc_init(&t, "LayerNormalization", 17, 1);
+    DC_IN(&t, 4, 6, 10, 12);
+    DC_IN(&t, 12);
+    DC_IN(&t, 1, 12);
+    dc_attr_i(&t, "axis", 2);
+    GD_FWD_CHECK();
+    dc_init(&t, "LayerNormalization", 17, 3);
+    DC_IN(&t, 4, 6, 10, 12);
+    DC_IN(&t, 10, 1);
+    dc_attr_i(&t, "axis", -2);
+    GD_FWD_CHECK();
+    /* BatchNormalization (inference): parameters at run time */
+    dc_init(&t, "BatchNormalization", 15, 1);
+    DC_IN(&t, 4, 32, 14, 14);
+    for (int i = 0; i < 4; i++)
+        DC_IN(&t, 32);
+    t.fill[4] = DC_FILL_POSITIVE;
+    GD_FWD_CHECK();
+    /* Softmax and the pools have no parameters: their fast paths at training shapes */
+    dc_init(&t, "Softmax", 13, 1);
+    DC_IN(&t, 4, 8, 64, 64);
+    GD_FWD_CHECK();
+    dc_init(&t, "LogSoftmax", 13, 1);
+    DC_IN(&t, 64, 1000);
+    GD_FWD_CHECK();
+    dc_init(&t, "MaxPool", 22, 1);
+    DC_IN(&t, 2, 16, 32, 32);
+    DC_INTS(&t, "kernel_shape", 3, 3);
+    DC_INTS(&t, "strides", 2, 2);
+    DC_INTS(&t, "pads", 1, 1, 1, 1);
+    GD_FWD_CHECK();
+    dc_init(&t, "AveragePool", 22, 1);
+    DC_IN(&t, 2, 16, 28, 28);
+    DC_INTS(&t, "kernel_shape", 3, 3);
+    DC_INTS(&t, "strides", 2, 2);
+    DC_INTS(&t, "pads", 1, 1, 1, 1);
+    dc_attr_i(&t, "count_include_pad", 1);
+    GD_FWD_CHECK();
+    dc_init(&t, "GlobalAveragePool", 22, 1);
+    DC_IN(&t, 4, 64, 7, 7);
+    GD_FWD_CHECK();
+#undef GD_FWD_CHECK
+}
+END_TEST
+
 static Suite *backend_grad_dense_suite(void)
 {
     Suite *s = suite_create("backend_grad_dense");
@@ -1575,6 +1879,10 @@ static Suite *backend_grad_dense_suite(void)
     tcase_add_test(tc, test_sce_all_ignored);
     tcase_add_test(tc, test_sce_fast_vs_ref);
     tcase_add_test(tc, test_sce_infer);
+    tcase_add_test(tc, test_matmul_trans_acc);
+    tcase_add_test(tc, test_matmul_trans_acc_fast_vs_ref);
+    tcase_add_test(tc, test_matmul_trans_acc_infer);
+    tcase_add_test(tc, test_forward_runtime_params);
     suite_add_tcase(s, tc);
     return s;
 }
