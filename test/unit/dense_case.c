@@ -54,6 +54,28 @@ void dc_attr_ints(dcase *t, const char *name, int n, const int64_t *v)
     a->ints = t->ints[slot];
 }
 
+void dc_window_attrs(dcase *t, int ns, const int64_t *k, const char *auto_pad, const int64_t *strides,
+                     const int64_t *dil, const int64_t *pads, int ceil_mode, int include_pad)
+{
+    if (k)
+        dc_attr_ints(t, "kernel_shape", ns, k);
+    if (auto_pad)
+        dc_attr_s(t, "auto_pad", auto_pad);
+    if (strides[0])
+        dc_attr_ints(t, "strides", ns, strides);
+    if (dil[0])
+        dc_attr_ints(t, "dilations", ns, dil);
+    int any_pad = 0;
+    for (int i = 0; i < 2 * ns; i++)
+        any_pad |= pads[i] != 0;
+    if (any_pad)
+        dc_attr_ints(t, "pads", 2 * ns, pads);
+    if (ceil_mode)
+        dc_attr_i(t, "ceil_mode", 1);
+    if (include_pad)
+        dc_attr_i(t, "count_include_pad", 1);
+}
+
 static uint64_t dc_rng;
 
 void dc_seed(unsigned seed) { dc_rng = seed * 2654435761u + 1; }

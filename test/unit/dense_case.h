@@ -49,6 +49,12 @@ void dc_attr_ints(dcase *t, const char *name, int n, const int64_t *v);
         dc_attr_ints((t), (name), (int)(sizeof dc_v_ / sizeof dc_v_[0]), dc_v_); \
     } while (0)
 
+/* The window attributes of Conv and the pools over ns spatial dims: kernel_shape k (NULL: absent),
+ * auto_pad (NULL: absent), strides and dilations (ns values; a first value 0: absent), pads (2*ns
+ * values; all 0: absent), ceil_mode and count_include_pad (0: absent). */
+void dc_window_attrs(dcase *t, int ns, const int64_t *k, const char *auto_pad, const int64_t *strides,
+                     const int64_t *dil, const int64_t *pads, int ceil_mode, int include_pad);
+
 /* The seeded generator every test draws from. */
 void dc_seed(unsigned seed);
 float dc_uniform(void); /* [-1, 1) */

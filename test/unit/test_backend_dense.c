@@ -312,18 +312,7 @@ static void conv_setup(dcase *t, const conv_case *cc)
         DC_IN(t, cc->m);
     if (cc->group != 1)
         dc_attr_i(t, "group", cc->group);
-    if (cc->auto_pad)
-        dc_attr_s(t, "auto_pad", cc->auto_pad);
-    if (cc->strides[0])
-        dc_attr_ints(t, "strides", cc->ns, cc->strides);
-    if (cc->dil[0])
-        dc_attr_ints(t, "dilations", cc->ns, cc->dil);
-    int any_pad = 0;
-    for (int i = 0; i < 2 * cc->ns; i++)
-        any_pad |= cc->pads[i] != 0;
-    if (any_pad)
-        dc_attr_ints(t, "pads", 2 * cc->ns, cc->pads);
-    dc_attr_ints(t, "kernel_shape", cc->ns, cc->k);
+    dc_window_attrs(t, cc->ns, cc->k, cc->auto_pad, cc->strides, cc->dil, cc->pads, 0, 0);
     if (cc->relu)
         dc_attr_s(t, "pippy.activation", "Relu");
 }
@@ -457,22 +446,7 @@ static void pool_setup(dcase *t, const pool_case *pc)
     dc_in(t, 2 + pc->ns, x);
     if (strcmp(pc->op, "GlobalAveragePool") == 0)
         return;
-    dc_attr_ints(t, "kernel_shape", pc->ns, pc->k);
-    if (pc->auto_pad)
-        dc_attr_s(t, "auto_pad", pc->auto_pad);
-    if (pc->strides[0])
-        dc_attr_ints(t, "strides", pc->ns, pc->strides);
-    if (pc->dil[0])
-        dc_attr_ints(t, "dilations", pc->ns, pc->dil);
-    int any_pad = 0;
-    for (int i = 0; i < 2 * pc->ns; i++)
-        any_pad |= pc->pads[i] != 0;
-    if (any_pad)
-        dc_attr_ints(t, "pads", 2 * pc->ns, pc->pads);
-    if (pc->ceil_mode)
-        dc_attr_i(t, "ceil_mode", 1);
-    if (pc->include_pad)
-        dc_attr_i(t, "count_include_pad", 1);
+    dc_window_attrs(t, pc->ns, pc->k, pc->auto_pad, pc->strides, pc->dil, pc->pads, pc->ceil_mode, pc->include_pad);
 }
 
 START_TEST(test_pool_fast_vs_ref)

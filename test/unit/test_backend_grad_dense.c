@@ -21,15 +21,28 @@
 
 #define GD_MAX_X 4
 
-/* A scalar loss in double, L = sum(w * forward(x[0], x[1], ...)), and the data it reads. */
+/* A scalar loss in double, L = sum(w * y), y = fwd(x[0], x[1], ...) (ny values), and the data it
+ * reads. */
 typedef struct gd_fd gd_fd;
 struct gd_fd {
-    double (*loss)(const gd_fd *f);
+    void (*fwd)(const gd_fd *f, double *y);
+    int64_t ny;
     double *x[GD_MAX_X];
     int64_t nx[GD_MAX_X];
     const double *w;
     const void *ctx;
 };
+
+static double gd_fd_loss(const gd_fd *f)
+{
+    double *y = malloc((size_t)(f->ny ? f->ny : 1) * sizeof *y), L = 0;
+    ck_assert_ptr_nonnull(y);
+    f->fwd(f, y);
+    for (int64_t i = 0; i < f->ny; i++)
+        L += f->w[i] * y[i];
+    free(y);
+    return L;
+}
 
 /* g = dL/dx[j] by central differences with step h (x[j] restored). */
 static void gd_fd_grad(const gd_fd *f, int j, double h, double *g)
@@ -37,9 +50,9 @@ static void gd_fd_grad(const gd_fd *f, int j, double h, double *g)
     for (int64_t i = 0; i < f->nx[j]; i++) {
         double v = f->x[j][i];
         f->x[j][i] = v + h;
-        double lp = f->loss(f);
+        double lp = gd_fd_loss(f);
         f->x[j][i] = v - h;
-        double lm = f->loss(f);
+        double lm = gd_fd_loss(f);
         f->x[j][i] = v;
         g[i] = (lp - lm) / (2 * h);
     }
@@ -115,6 +128,32 @@ static void gd_run(dcase *t, int ref, const float *const *in, float *const *out,
     dc_run(t, ref, (const void *const *)in, (void *const *)out, label);
 }
 
+/* Run weight-gradient op t (its two outputs of n0 and n1 values, named name0 and name1) with the
+ * reference or fast kernel, plainly or accumulating onto init (n0 + n1 values), and compare with
+ * the finite-difference gradients g0, g1 (plus the starting values when accumulating). */
+static void gd_check_wgrad(dcase *t, int ref, int acc, const float *const *in, const char *label, const char *name0,
+                           const double *g0, int64_t n0, const char *name1, const double *g1, int64_t n1,
+                           const double *init)
+{
+    if (acc)
+        dc_attr_i(t, "pippy.accumulate", 1);
+    float *o0 = gd_falloc(n0), *o1 = gd_falloc(n1);
+    double *want = malloc((size_t)(n0 + n1) * sizeof *want);
+    for (int64_t j = 0; j < n0 + n1; j++) {
+        float v0 = acc ? (float)init[j] : NAN;
+        *(j < n0 ? &o0[j] : &o1[j - n0]) = v0;
+        want[j] = (j < n0 ? g0[j] : g1[j - n0]) + (acc ? (double)v0 : 0);
+    }
+    float *out[] = {o0, o1};
+    gd_run(t, ref, in, out, label);
+    char what[64];
+    snprintf(what, sizeof what, "%s (%s%s)", name0, ref ? "reference" : "fast", acc ? ", accumulate" : "");
+    gd_expect(label, what, o0, want, n0, 1e-6);
+    snprintf(what, sizeof what, "%s (%s%s)", name1, ref ? "reference" : "fast", acc ? ", accumulate" : "");
+    gd_expect(label, what, o1, want + n0, n1, 1e-6);
+    free(o0), free(o1), free(want);
+}
+
 /* ------------------------------------------------------------------ Softmax / LogSoftmax */
 
 typedef struct {
@@ -139,17 +178,7 @@ static void gd_softmax(const gd_sm *s, const double *x, double *y)
         }
 }
 
-static double gd_softmax_loss(const gd_fd *f)
-{
-    const gd_sm *s = f->ctx;
-    int64_t n = s->outer * s->n * s->inner;
-    double *y = malloc((size_t)n * sizeof *y), L = 0;
-    gd_softmax(s, f->x[0], y);
-    for (int64_t i = 0; i < n; i++)
-        L += f->w[i] * y[i];
-    free(y);
-    return L;
-}
+static void gd_softmax_fd(const gd_fd *f, double *y) { gd_softmax(f->ctx, f->x[0], y); }
 
 START_TEST(test_softmax_grad_fd)
 {
@@ -189,7 +218,7 @@ START_TEST(test_softmax_grad_fd)
         for (int64_t i = 0; i < n; i++)
             x[i] *= 3; /* peaked enough that the softmax is not uniform */
         gd_softmax(&s, x, y);
-        gd_fd f = {.loss = gd_softmax_loss, .x = {x}, .nx = {n}, .w = w, .ctx = &s};
+        gd_fd f = {.fwd = gd_softmax_fd, .ny = n, .x = {x}, .nx = {n}, .w = w, .ctx = &s};
         gd_fd_grad(&f, 0, 1e-5, g);
         float *dy = gd_f32(w, n), *yf = gd_f32(y, n), *dx = gd_falloc(n);
         dcase t;
@@ -285,17 +314,7 @@ static void gd_layernorm(const gd_ln *s, const double *x, const double *scale, c
 }
 
 /* x[0] = X, x[1] = scale row, x[2] = bias row */
-static double gd_layernorm_loss(const gd_fd *f)
-{
-    const gd_ln *s = f->ctx;
-    int64_t n = s->outer * s->inner;
-    double *y = malloc((size_t)n * sizeof *y), L = 0;
-    gd_layernorm(s, f->x[0], f->x[1], f->x[2], y, NULL, NULL);
-    for (int64_t i = 0; i < n; i++)
-        L += f->w[i] * y[i];
-    free(y);
-    return L;
-}
+static void gd_layernorm_fd(const gd_fd *f, double *y) { gd_layernorm(f->ctx, f->x[0], f->x[1], f->x[2], y, NULL, NULL); }
 
 /* Scale of shape sdims (broadcast against X.shape[axis:]) expanded into a full row. */
 static void gd_broadcast_row(int xr, const int64_t *xd, int axis, int sr, const int64_t *sd, const double *s,
@@ -330,16 +349,27 @@ static const struct {
     {1, {9}, 0, 1, {9}},
 };
 
+/* Case c's X as [outer, inner] (eps 1e-5); *rank, *axis (normalized). */
+static void gd_ln_case(size_t c, gd_ln *s, int *rank, int *axis)
+{
+    *rank = gd_ln_cases[c].rank;
+    *axis = gd_ln_cases[c].axis == 99 ? -1 : gd_ln_cases[c].axis;
+    if (*axis < 0)
+        *axis += *rank;
+    s->outer = gd_numel(*axis, gd_ln_cases[c].x);
+    s->inner = gd_numel(*rank - *axis, gd_ln_cases[c].x + *axis);
+    s->eps = 1e-5;
+}
+
 START_TEST(test_layernorm_grad_fd)
 {
     for (size_t c = 0; c < sizeof gd_ln_cases / sizeof gd_ln_cases[0]; c++) {
         char label[96];
         snprintf(label, sizeof label, "LayerNormalizationGrad case %zu", c);
-        int rank = gd_ln_cases[c].rank, axis = gd_ln_cases[c].axis == 99 ? -1 : gd_ln_cases[c].axis;
-        if (axis < 0)
-            axis += rank;
+        int rank, axis;
+        gd_ln s;
+        gd_ln_case(c, &s, &rank, &axis);
         const int64_t *xd = gd_ln_cases[c].x;
-        gd_ln s = {gd_numel(axis, xd), gd_numel(rank - axis, xd + axis), 1e-5};
         int64_t n = s.outer * s.inner, ns = gd_numel(gd_ln_cases[c].srank, gd_ln_cases[c].s);
         dc_seed(800 + (unsigned)c);
         double *x = gd_rand(n, 0), *w = gd_rand(n, 0), *sc = gd_rand(ns, 0), *b = gd_rand(s.inner, 0);
@@ -348,7 +378,7 @@ START_TEST(test_layernorm_grad_fd)
         double *g = malloc((size_t)n * sizeof *g);
         gd_broadcast_row(rank, xd, axis, gd_ln_cases[c].srank, gd_ln_cases[c].s, sc, row);
         gd_layernorm(&s, x, row, b, y, mean, inv);
-        gd_fd f = {.loss = gd_layernorm_loss, .x = {x, row, b}, .nx = {n, s.inner, s.inner}, .w = w, .ctx = &s};
+        gd_fd f = {.fwd = gd_layernorm_fd, .ny = n, .x = {x, row, b}, .nx = {n, s.inner, s.inner}, .w = w, .ctx = &s};
         gd_fd_grad(&f, 0, 1e-5, g);
         float *dyf = gd_f32(w, n), *xf = gd_f32(x, n), *sf = gd_f32(sc, ns), *mf = gd_f32(mean, s.outer),
               *ivf = gd_f32(inv, s.outer), *dx = gd_falloc(n);
@@ -381,23 +411,21 @@ START_TEST(test_layernorm_weight_grad_fd)
     for (size_t c = 0; c < sizeof gd_ln_cases / sizeof gd_ln_cases[0]; c++) {
         char label[96];
         snprintf(label, sizeof label, "LayerNormalizationWeightGrad case %zu", c);
-        int rank = gd_ln_cases[c].rank, axis = gd_ln_cases[c].axis == 99 ? -1 : gd_ln_cases[c].axis;
-        if (axis < 0)
-            axis += rank;
+        int rank, axis;
+        gd_ln s;
+        gd_ln_case(c, &s, &rank, &axis);
         const int64_t *xd = gd_ln_cases[c].x;
-        gd_ln s = {gd_numel(axis, xd), gd_numel(rank - axis, xd + axis), 1e-5};
         int64_t n = s.outer * s.inner, m = s.inner;
         dc_seed(850 + (unsigned)c);
         double *x = gd_rand(n, 0), *w = gd_rand(n, 0), *sc = gd_rand(m, 0), *b = gd_rand(m, 0);
         double *y = malloc((size_t)n * sizeof *y), *mean = malloc((size_t)s.outer * sizeof *mean);
         double *inv = malloc((size_t)s.outer * sizeof *inv), *gs = malloc((size_t)m * sizeof *gs);
-        double *gb = malloc((size_t)m * sizeof *gb), *init = gd_rand(2 * m, 0), *want = malloc(2 * (size_t)m * sizeof *want);
+        double *gb = malloc((size_t)m * sizeof *gb), *init = gd_rand(2 * m, 0);
         gd_layernorm(&s, x, sc, b, y, mean, inv);
-        gd_fd f = {.loss = gd_layernorm_loss, .x = {x, sc, b}, .nx = {n, m, m}, .w = w, .ctx = &s};
+        gd_fd f = {.fwd = gd_layernorm_fd, .ny = n, .x = {x, sc, b}, .nx = {n, m, m}, .w = w, .ctx = &s};
         gd_fd_grad(&f, 1, 1e-5, gs);
         gd_fd_grad(&f, 2, 1e-5, gb);
         float *dyf = gd_f32(w, n), *xf = gd_f32(x, n), *mf = gd_f32(mean, s.outer), *ivf = gd_f32(inv, s.outer);
-        float *ds = gd_falloc(m), *db = gd_falloc(m);
         int64_t st[4];
         for (int i = 0; i < rank; i++)
             st[i] = i < axis ? xd[i] : 1;
@@ -412,26 +440,12 @@ START_TEST(test_layernorm_weight_grad_fd)
             dc_in(&t, rank, st);
             if (gd_ln_cases[c].axis != 99)
                 dc_attr_i(&t, "axis", gd_ln_cases[c].axis);
-            if (acc)
-                dc_attr_i(&t, "pippy.accumulate", 1);
-            for (int64_t j = 0; j < m; j++) {
-                ds[j] = acc ? (float)init[j] : NAN;
-                db[j] = acc ? (float)init[m + j] : NAN;
-                want[j] = gs[j] + (acc ? (double)(float)init[j] : 0);
-                want[m + j] = gb[j] + (acc ? (double)(float)init[m + j] : 0);
-            }
             const float *in[] = {dyf, xf, mf, ivf};
-            float *out[] = {ds, db};
-            gd_run(&t, ref, in, out, label);
+            gd_check_wgrad(&t, ref, acc, in, label, "dScale", gs, m, "dBias", gb, m, init);
             ck_assert_int_eq(t.d.out[0].rank, rank - axis);
-            char what[64];
-            snprintf(what, sizeof what, "dScale (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
-            gd_expect(label, what, ds, want, m, 1e-6);
-            snprintf(what, sizeof what, "dBias (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
-            gd_expect(label, what, db, want + m, m, 1e-6);
         }
-        free(x), free(w), free(sc), free(b), free(y), free(mean), free(inv), free(gs), free(gb), free(init), free(want);
-        free(dyf), free(xf), free(mf), free(ivf), free(ds), free(db);
+        free(x), free(w), free(sc), free(b), free(y), free(mean), free(inv), free(gs), free(gb), free(init);
+        free(dyf), free(xf), free(mf), free(ivf);
     }
 }
 END_TEST
@@ -472,17 +486,7 @@ static void gd_batchnorm(const gd_bn *s, const double *x, const double *scale, c
     }
 }
 
-static double gd_batchnorm_loss(const gd_fd *f)
-{
-    const gd_bn *s = f->ctx;
-    int64_t n = s->N * s->C * s->S;
-    double *y = malloc((size_t)n * sizeof *y), L = 0;
-    gd_batchnorm(s, f->x[0], f->x[1], f->x[2], y, NULL, NULL);
-    for (int64_t i = 0; i < n; i++)
-        L += f->w[i] * y[i];
-    free(y);
-    return L;
-}
+static void gd_batchnorm_fd(const gd_fd *f, double *y) { gd_batchnorm(f->ctx, f->x[0], f->x[1], f->x[2], y, NULL, NULL); }
 
 static const struct {
     int rank;
@@ -505,16 +509,16 @@ START_TEST(test_batchnorm_grad_fd)
         double *y = malloc((size_t)n * sizeof *y), *mean = malloc((size_t)C * sizeof *mean);
         double *var = malloc((size_t)C * sizeof *var), *inv = malloc((size_t)C * sizeof *inv);
         double *g = malloc((size_t)n * sizeof *g), *gs = malloc((size_t)C * sizeof *gs), *gb = malloc((size_t)C * sizeof *gb);
-        double *init = gd_rand(2 * C, 0), *want = malloc(2 * (size_t)C * sizeof *want);
+        double *init = gd_rand(2 * C, 0);
         gd_batchnorm(&s, x, sc, b, y, mean, var);
         for (int64_t i = 0; i < C; i++)
             inv[i] = 1.0 / sqrt(var[i] + s.eps);
-        gd_fd f = {.loss = gd_batchnorm_loss, .x = {x, sc, b}, .nx = {n, C, C}, .w = w, .ctx = &s};
+        gd_fd f = {.fwd = gd_batchnorm_fd, .ny = n, .x = {x, sc, b}, .nx = {n, C, C}, .w = w, .ctx = &s};
         gd_fd_grad(&f, 0, 1e-5, g);
         gd_fd_grad(&f, 1, 1e-5, gs);
         gd_fd_grad(&f, 2, 1e-5, gb);
         float *dyf = gd_f32(w, n), *xf = gd_f32(x, n), *sf = gd_f32(sc, C), *mf = gd_f32(mean, C), *ivf = gd_f32(inv, C);
-        float *dx = gd_falloc(n), *ds = gd_falloc(C), *db = gd_falloc(C);
+        float *dx = gd_falloc(n);
         for (int ref = 1; ref >= 0; ref--) {
             dcase t;
             dc_init(&t, "BatchNormalizationGrad", 15, 1);
@@ -537,25 +541,11 @@ START_TEST(test_batchnorm_grad_fd)
             dc_in(&t, rank, xd);
             DC_IN(&t, C);
             DC_IN(&t, C);
-            if (acc)
-                dc_attr_i(&t, "pippy.accumulate", 1);
-            for (int64_t j = 0; j < C; j++) {
-                ds[j] = acc ? (float)init[j] : NAN;
-                db[j] = acc ? (float)init[C + j] : NAN;
-                want[j] = gs[j] + (acc ? (double)(float)init[j] : 0);
-                want[C + j] = gb[j] + (acc ? (double)(float)init[C + j] : 0);
-            }
             const float *in[] = {dyf, xf, mf, ivf};
-            float *out[] = {ds, db};
-            gd_run(&t, ref, in, out, "BatchNormalizationWeightGrad");
-            char what[64];
-            snprintf(what, sizeof what, "dScale (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
-            gd_expect(label, what, ds, want, C, 1e-6);
-            snprintf(what, sizeof what, "dBias (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
-            gd_expect(label, what, db, want + C, C, 1e-6);
+            gd_check_wgrad(&t, ref, acc, in, label, "dScale", gs, C, "dBias", gb, C, init);
         }
         free(x), free(w), free(sc), free(b), free(y), free(mean), free(var), free(inv), free(g), free(gs), free(gb);
-        free(init), free(want), free(dyf), free(xf), free(sf), free(mf), free(ivf), free(dx), free(ds), free(db);
+        free(init), free(dyf), free(xf), free(sf), free(mf), free(ivf), free(dx);
     }
 }
 END_TEST
@@ -834,17 +824,7 @@ static void gd_conv_fwd(const gd_conv *g, const double *x, const double *w, cons
                     }
 }
 
-static double gd_conv_loss(const gd_fd *f)
-{
-    const gd_conv *g = f->ctx;
-    int64_t n = g->N * g->M * g->O[0] * g->O[1] * g->O[2];
-    double *y = malloc((size_t)n * sizeof *y), L = 0;
-    gd_conv_fwd(g, f->x[0], f->x[1], f->x[2], y);
-    for (int64_t i = 0; i < n; i++)
-        L += f->w[i] * y[i];
-    free(y);
-    return L;
-}
+static void gd_conv_fd(const gd_fd *f, double *y) { gd_conv_fwd(f->ctx, f->x[0], f->x[1], f->x[2], y); }
 
 /* ConvGradInput / ConvGradWeight with cc's attributes and the shape attribute (X's or W's). */
 static void gd_conv_setup(dcase *t, const char *op, const gd_conv_case *cc, const gd_conv *g, int n_out)
@@ -864,18 +844,7 @@ static void gd_conv_setup(dcase *t, const char *op, const gd_conv_case *cc, cons
     dc_attr_ints(t, "shape", nd, wgrad ? w : x);
     if (cc->group != 1)
         dc_attr_i(t, "group", cc->group);
-    if (cc->auto_pad)
-        dc_attr_s(t, "auto_pad", cc->auto_pad);
-    if (cc->strides[0])
-        dc_attr_ints(t, "strides", cc->ns, cc->strides);
-    if (cc->dil[0])
-        dc_attr_ints(t, "dilations", cc->ns, cc->dil);
-    int any_pad = 0;
-    for (int i = 0; i < 2 * cc->ns; i++)
-        any_pad |= cc->pads[i] != 0;
-    if (any_pad)
-        dc_attr_ints(t, "pads", 2 * cc->ns, cc->pads);
-    dc_attr_ints(t, "kernel_shape", cc->ns, cc->k);
+    dc_window_attrs(t, cc->ns, cc->k, cc->auto_pad, cc->strides, cc->dil, cc->pads, 0, 0);
 }
 
 static const gd_conv_case gd_conv_cases[] = {
@@ -904,13 +873,12 @@ START_TEST(test_conv_grad_fd)
         double *x = gd_rand(nx, 0), *w = gd_rand(nw, 0), *b = gd_rand(g.M, 0), *dy = gd_rand(ny, 0);
         double *gx = malloc((size_t)nx * sizeof *gx), *gw = malloc((size_t)nw * sizeof *gw);
         double *gb = malloc((size_t)g.M * sizeof *gb), *init = gd_rand(nw + g.M, 0);
-        double *want = malloc((size_t)(nw + g.M) * sizeof *want);
-        gd_fd f = {.loss = gd_conv_loss, .x = {x, w, b}, .nx = {nx, nw, g.M}, .w = dy, .ctx = &g};
+        gd_fd f = {.fwd = gd_conv_fd, .ny = ny, .x = {x, w, b}, .nx = {nx, nw, g.M}, .w = dy, .ctx = &g};
         gd_fd_grad(&f, 0, 1e-5, gx);
         gd_fd_grad(&f, 1, 1e-5, gw);
         gd_fd_grad(&f, 2, 1e-5, gb);
         float *xf = gd_f32(x, nx), *wf = gd_f32(w, nw), *dyf = gd_f32(dy, ny);
-        float *dx = gd_falloc(nx), *dw = gd_falloc(nw), *db = gd_falloc(g.M);
+        float *dx = gd_falloc(nx);
         for (int ref = 1; ref >= 0; ref--) {
             dcase t;
             gd_conv_setup(&t, "ConvGradInput", cc, &g, 1);
@@ -922,27 +890,11 @@ START_TEST(test_conv_grad_fd)
             int ref = v % 2 == 0, acc = v >= 2;
             dcase t;
             gd_conv_setup(&t, "ConvGradWeight", cc, &g, 2);
-            if (acc)
-                dc_attr_i(&t, "pippy.accumulate", 1);
-            for (int64_t j = 0; j < nw + g.M; j++) {
-                float v0 = acc ? (float)init[j] : NAN;
-                if (j < nw)
-                    dw[j] = v0;
-                else
-                    db[j - nw] = v0;
-                want[j] = (j < nw ? gw[j] : gb[j - nw]) + (acc ? (double)v0 : 0);
-            }
             const float *in[] = {dyf, xf};
-            float *out[] = {dw, db};
-            gd_run(&t, ref, in, out, label);
-            char what[64];
-            snprintf(what, sizeof what, "dW (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
-            gd_expect(label, what, dw, want, nw, 1e-6);
-            snprintf(what, sizeof what, "dB (%s%s)", ref ? "reference" : "fast", acc ? ", accumulate" : "");
-            gd_expect(label, what, db, want + nw, g.M, 1e-6);
+            gd_check_wgrad(&t, ref, acc, in, label, "dW", gw, nw, "dB", gb, g.M, init);
         }
-        free(x), free(w), free(b), free(dy), free(gx), free(gw), free(gb), free(init), free(want);
-        free(xf), free(wf), free(dyf), free(dx), free(dw), free(db);
+        free(x), free(w), free(b), free(dy), free(gx), free(gw), free(gb), free(init);
+        free(xf), free(wf), free(dyf), free(dx);
     }
 }
 END_TEST
@@ -1090,17 +1042,7 @@ static void gd_pool_fwd(const gd_pool *g, const double *x, double *y)
         }
 }
 
-static double gd_pool_loss(const gd_fd *f)
-{
-    const gd_pool *g = f->ctx;
-    int64_t n = g->NC * g->O[0] * g->O[1] * g->O[2];
-    double *y = malloc((size_t)n * sizeof *y), L = 0;
-    gd_pool_fwd(g, f->x[0], y);
-    for (int64_t i = 0; i < n; i++)
-        L += f->w[i] * y[i];
-    free(y);
-    return L;
-}
+static void gd_pool_fd(const gd_fd *f, double *y) { gd_pool_fwd(f->ctx, f->x[0], y); }
 
 static void gd_pool_setup(dcase *t, const gd_pool_case *pc, const gd_pool *g)
 {
@@ -1119,22 +1061,7 @@ static void gd_pool_setup(dcase *t, const gd_pool_case *pc, const gd_pool *g)
         dc_attr_ints(t, "shape", nd, x);
     if (strcmp(pc->op, "GlobalAveragePoolGrad") == 0)
         return;
-    dc_attr_ints(t, "kernel_shape", pc->ns, pc->k);
-    if (pc->auto_pad)
-        dc_attr_s(t, "auto_pad", pc->auto_pad);
-    if (pc->strides[0])
-        dc_attr_ints(t, "strides", pc->ns, pc->strides);
-    if (pc->dil[0])
-        dc_attr_ints(t, "dilations", pc->ns, pc->dil);
-    int any_pad = 0;
-    for (int i = 0; i < 2 * pc->ns; i++)
-        any_pad |= pc->pads[i] != 0;
-    if (any_pad)
-        dc_attr_ints(t, "pads", 2 * pc->ns, pc->pads);
-    if (pc->ceil_mode)
-        dc_attr_i(t, "ceil_mode", 1);
-    if (pc->include_pad)
-        dc_attr_i(t, "count_include_pad", 1);
+    dc_window_attrs(t, pc->ns, pc->k, pc->auto_pad, pc->strides, pc->dil, pc->pads, pc->ceil_mode, pc->include_pad);
 }
 
 START_TEST(test_pool_grad_fd)
@@ -1178,7 +1105,7 @@ START_TEST(test_pool_grad_fd)
         }
         for (int64_t i = 0; i < nx; i++)
             x[i] = (x[i] - (double)nx / 2) / 64.0;
-        gd_fd f = {.loss = gd_pool_loss, .x = {x}, .nx = {nx}, .w = dy, .ctx = &g};
+        gd_fd f = {.fwd = gd_pool_fd, .ny = ny, .x = {x}, .nx = {nx}, .w = dy, .ctx = &g};
         gd_fd_grad(&f, 0, 1e-5, gx);
         float *xf = gd_f32(x, nx), *dyf = gd_f32(dy, ny), *dx = gd_falloc(nx);
         for (int ref = 1; ref >= 0; ref--) {
@@ -1323,18 +1250,7 @@ static void gd_sce_fwd(const gd_sce *s, const double *x, double *loss, double *l
         loss[0] = sum / den;
 }
 
-static double gd_sce_loss(const gd_fd *f)
-{
-    const gd_sce *s = f->ctx;
-    int none = s->red && strcmp(s->red, "none") == 0;
-    int64_t n = none ? s->N * s->D : 1;
-    double *l = malloc((size_t)n * sizeof *l), L = 0;
-    gd_sce_fwd(s, f->x[0], l, NULL);
-    for (int64_t i = 0; i < n; i++)
-        L += f->w[i] * l[i];
-    free(l);
-    return L;
-}
+static void gd_sce_fd(const gd_fd *f, double *y) { gd_sce_fwd(f->ctx, f->x[0], y, NULL); }
 
 static const struct {
     int rank;
@@ -1413,7 +1329,7 @@ START_TEST(test_sce_loss)
         gd_sce s = {N, C, D, gd_sce_cases[c].red, gd_sce_cases[c].has_ignore, gd_sce_cases[c].ignore, lab,
                     gd_sce_cases[c].weights ? wt : NULL};
         gd_sce_fwd(&s, x, loss, logp);
-        gd_fd f = {.loss = gd_sce_loss, .x = {x}, .nx = {nx}, .w = dl, .ctx = &s};
+        gd_fd f = {.fwd = gd_sce_fd, .ny = no, .x = {x}, .nx = {nx}, .w = dl, .ctx = &s};
         gd_fd_grad(&f, 0, 1e-5, g);
         const void *lv = gd_sce_cases[c].int32 ? (const void *)lab32 : (const void *)lab;
         float *lossf = gd_falloc(no), *logpf = gd_falloc(nx), *dx = gd_falloc(nx), *lpin = gd_f32(logp, nx);
