@@ -55,7 +55,7 @@ $(BUILD)/obj/%.o: %.c $(PB_H) $(wildcard common/*.h backend/*.h backend/cpu/*.h 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/obj/test/unit/%.o: test/unit/%.c $(PB_H) $(wildcard common/*.h backend/*.h runtime/*.h compiler/*.h)
+$(BUILD)/obj/test/unit/%.o: test/unit/%.c $(PB_H) $(wildcard common/*.h backend/*.h runtime/*.h compiler/*.h test/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -c $< -o $@
 
