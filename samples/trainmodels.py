@@ -25,6 +25,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pippy_torch import pipe_split  # noqa: E402
 
 
+# The bench GPT (bench/torch_train.py; exported by make_train_refs.py --bench-models): vocab 512, d 128,
+# 4 blocks, 4 heads, T 64, 0.87 M parameters (3.5 MB). One AdamW step at batch 32 takes 100-170 ms in
+# PyTorch on one core of the 2-core bench machine (d 256 took ~1.4 s); 4 blocks so that 2 and 4 stages
+# split evenly at block boundaries.
+BENCH_GPT = {"vocab": 512, "d": 128, "n_head": 4, "n_layer": 4, "block": 64}
+
+
 def mse_mean(y, t):
     """Mean squared error over every element; exports as Sub -> Pow -> ReduceMean."""
     return ((y - t) ** 2).mean()
