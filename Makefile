@@ -55,6 +55,9 @@ $(BUILD)/obj/%.o: %.c $(PB_H) $(wildcard common/*.h backend/*.h backend/cpu/*.h 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+# The optimizer's step loops vectorise only when sqrtf need not set errno (its argument is >= 0).
+$(BUILD)/obj/runtime/optim.o: CFLAGS_ALL += -fno-math-errno
+
 $(BUILD)/obj/test/unit/%.o: test/unit/%.c $(PB_H) $(wildcard common/*.h backend/*.h runtime/*.h compiler/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -c $< -o $@
