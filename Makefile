@@ -24,7 +24,7 @@ INCLUDES = -Icommon -Ibackend -Iruntime -Icompiler -I$(GEN)
 CFLAGS_ALL = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -fPIC $(SANFLAGS) $(INCLUDES) $(UCX_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 # What a stage program links (also written to $(BUILD)/stage.env for pippyc).
-STAGE_LIBS = -lpippyrt -lpippy_backend -lpippy_common -ldnnl $(UCX_LIBS) -lprotobuf-c -lcjson -lm -lpthread
+STAGE_LIBS = -lpippyrt -lpippy_backend -lpippy_common -ldnnl $(UCX_LIBS) -lprotobuf-c -lcjson -lz -lm -lpthread
 
 COMMON_SRC = $(wildcard common/*.c)
 BACKEND_SRC = $(wildcard backend/*.c backend/cpu/*.c)
@@ -54,6 +54,9 @@ $(BUILD)/obj/gen/onnx.pb-c.o: $(PB_C) $(PB_H)
 $(BUILD)/obj/%.o: %.c $(PB_H) $(wildcard common/*.h backend/*.h backend/cpu/*.h runtime/*.h compiler/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The optimizer's step loops vectorise only when sqrtf need not set errno (its argument is >= 0).
+$(BUILD)/obj/runtime/optim.o: CFLAGS_ALL += -fno-math-errno
 
 $(BUILD)/obj/test/unit/%.o: test/unit/%.c $(PB_H) $(wildcard common/*.h backend/*.h runtime/*.h compiler/*.h test/unit/*.h)
 	@mkdir -p $(dir $@)

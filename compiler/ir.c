@@ -67,16 +67,6 @@ void pippy_graph_free(pippy_graph *g)
     free(g);
 }
 
-uint64_t pippy_fnv1a(const void *data, size_t n, uint64_t h)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static uint32_t pippy_name_hash(const char *s)
 {
     return (uint32_t)pippy_fnv1a(s, strlen(s), PIPPY_FNV_SEED);

@@ -19,6 +19,7 @@
 
 #include "action.h"
 #include "backend.h"
+#include "hash.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -131,8 +132,5 @@ pippy_status pippy_graph_toposort(pippy_graph *g);
 /* Number of elements / bytes of a value (shape must be known). */
 int64_t pippy_value_numel(const pippy_value *v);
 size_t pippy_value_bytes(const pippy_value *v);
-
-uint64_t pippy_fnv1a(const void *data, size_t n, uint64_t h);
-#define PIPPY_FNV_SEED 1469598103934665603ULL
 
 #endif
