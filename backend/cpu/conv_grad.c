@@ -206,7 +206,7 @@ static pippy_status pippy_cg_fast(const pippy_op_desc *d, const pippy_kernel *re
 {
     const pippy_cg_geom *cg = &((const pippy_cg_ref *)ref)->cg;
     const pippy_conv_geom *g = &cg->g;
-    int nd = 2 + g->w.ns, wide = cg->kind == PIPPY_CG_WEIGHT;
+    int nd = 2 + g->w.ns, wgrad = cg->kind == PIPPY_CG_WEIGHT;
     int64_t wd[DNNL_MAX_NDIMS], bdim = g->M;
     int wnd = pippy_conv_wdims(g, wd);
     dnnl_dims_t strides, dil, pl, pr;
@@ -224,7 +224,7 @@ static pippy_status pippy_cg_fast(const pippy_op_desc *d, const pippy_kernel *re
     PIPPY_DNNL_CHECK(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct,
                                                                 &xa, &wa, bias, &ya, strides, dil, pl, pr));
     PIPPY_TRY(pippy_dnnl_hint(k, d, &fwd));
-    if (wide)
+    if (wgrad)
         PIPPY_DNNL_CHECK(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &xa, &wa,
                                                                              bias, &ya, strides, dil, pl, pr));
     else
@@ -235,7 +235,7 @@ static pippy_status pippy_cg_fast(const pippy_op_desc *d, const pippy_kernel *re
     const dnnl_memory_desc_t *yq = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
     dnnl_memory_t ym, xm, xuser, wm, wuser, bm = NULL, buser = NULL;
     PIPPY_TRY(pippy_cg_in(k, d, 0, &yu, yq, &ym));
-    if (!wide) {
+    if (!wgrad) {
         PIPPY_TRY(pippy_cg_in(k, d, 1, &wu, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &wm));
         PIPPY_TRY(pippy_cg_out(k, 0, &xu, dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0), 0, &xm, &xuser));
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, ym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, xm}};

@@ -136,8 +136,8 @@ static pippy_status pippy_ng_infer(pippy_op_desc *d)
     int wgrad = g.kind == PIPPY_NG_LNW || g.kind == PIPPY_NG_BNW;
     int lo = g.kind == PIPPY_NG_BNT ? 3 : 1, hi = wgrad ? 2 : lo;
     if (d->n_out < lo || d->n_out > hi)
-        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected %s outputs, found %d", d->op,
-                          wgrad ? "1 or 2" : lo == 3 ? "3" : "1", d->n_out);
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected %s, found %d", d->op,
+                          wgrad ? "1 or 2 outputs" : lo == 3 ? "3 outputs" : "1 output", d->n_out);
     const pippy_tdesc *x = &d->in[g.kind == PIPPY_NG_BNT ? 0 : 1];
     pippy_tdesc par = {.dtype = PIPPY_DT_FLOAT, .rank = 1, .dims = {g.b.C}}; /* BN: one per channel */
     if (g.kind == PIPPY_NG_LNW) {
