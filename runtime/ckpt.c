@@ -1,7 +1,7 @@
 /* ckpt.c — see ckpt.h.
  *
- * Durability: a file is complete before its final name exists (write, fsync, rename), and a
- * name exists on disk before anything that depends on it (fsync of the folder after each
+ * Durability: a file is complete before its final name exists (fileio.h: write, fsync, rename),
+ * and a name exists on disk before anything that depends on it (fsync of the folder after each
  * mkdir and rename). So at every moment DIR/latest names a set whose files are all whole. */
 #include "ckpt.h"
 
@@ -16,8 +16,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "fileio.h"
+
 #define PIPPY_CKPT_ALIGN 64
-#define PIPPY_CKPT_IO_CHUNK ((size_t)1 << 30) /* one write()/pread() at most */
+#define PIPPY_CKPT_IO_CHUNK ((size_t)1 << 30) /* one pread() at most */
 #define PIPPY_CKPT_BOUNCE ((size_t)1 << 20)
 
 typedef struct {
@@ -58,18 +60,6 @@ static pippy_status pippy_ckpt_sys(const char *what, const char *path)
     return pippy_fail(PIPPY_ERR_IO, "checkpoint: cannot %s %s: %s", what, path, strerror(errno));
 }
 
-static pippy_status pippy_ckpt_fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return pippy_ckpt_sys("open folder", path);
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc == 0 ? PIPPY_OK : pippy_ckpt_sys("fsync folder", path);
-}
-
 /* mkdir path (not its parents); an existing folder is fine. Then fsync its parent. */
 static pippy_status pippy_ckpt_mkdir(const char *path)
 {
@@ -90,32 +80,22 @@ static pippy_status pippy_ckpt_mkdir(const char *path)
         parent[1] = 0;
     else
         *slash = 0;
-    return pippy_ckpt_fsync_dir(parent);
+    return pippy_fsync_dir(parent);
 }
 
 /* ---- writing ---- */
 
 typedef struct {
-    int fd;
-    const char *path;
+    pippy_atomic_file f;
     uLong crc;
 } pippy_ckpt_out;
 
 static pippy_status pippy_ckpt_put(pippy_ckpt_out *o, const void *buf, size_t n)
 {
-    const uint8_t *p = buf;
-    while (n) {
-        size_t k = n < PIPPY_CKPT_IO_CHUNK ? n : PIPPY_CKPT_IO_CHUNK;
-        ssize_t w = write(o->fd, p, k);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return pippy_ckpt_sys("write", o->path);
-        o->crc = crc32_z(o->crc, p, (size_t)w);
-        p += w;
-        n -= (size_t)w;
-    }
-    return PIPPY_OK;
+    if (n == 0) /* crc32 of a NULL buffer is its initial value, not a no-op */
+        return PIPPY_OK;
+    o->crc = crc32_z(o->crc, buf, n);
+    return pippy_atomic_write(&o->f, buf, n);
 }
 
 static pippy_status pippy_ckpt_pad(pippy_ckpt_out *o, uint64_t at)
@@ -164,10 +144,7 @@ static pippy_status pippy_ckpt_write_body(pippy_ckpt_out *o, const pippy_ckpt_he
         PIPPY_TRY(pippy_ckpt_pad(o, e[i].offset + e[i].bytes));
     }
     uint64_t crc = o->crc;
-    PIPPY_TRY(pippy_ckpt_put(o, &crc, sizeof crc));
-    if (fsync(o->fd) != 0)
-        return pippy_ckpt_sys("fsync", o->path);
-    return PIPPY_OK;
+    return pippy_ckpt_put(o, &crc, sizeof crc);
 }
 
 pippy_status pippy_ckpt_write(const char *dir, int64_t step, int stage, uint64_t hash, const pippy_ckpt_part *parts,
@@ -185,26 +162,19 @@ pippy_status pippy_ckpt_write(const char *dir, int64_t step, int stage, uint64_t
     h.hash = hash;
     h.step = step;
     PIPPY_TRY(pippy_ckpt_layout(parts, n, &h, e));
-    char sdir[4096], path[4160], tmp[4224];
+    char sdir[4096], path[4160];
     pippy_ckpt_step_dir(sdir, sizeof sdir, dir, step);
     pippy_ckpt_file(path, sizeof path, dir, step, stage);
-    snprintf(tmp, sizeof tmp, "%s/.stage%d.ckpt.tmp.%ld", sdir, stage, (long)getpid());
     PIPPY_TRY(pippy_ckpt_mkdir(dir));
     PIPPY_TRY(pippy_ckpt_mkdir(sdir));
-    pippy_ckpt_out o = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), .path = tmp,
-                        .crc = crc32_z(0, NULL, 0)};
-    if (o.fd < 0)
-        return pippy_ckpt_sys("create", tmp);
+    pippy_ckpt_out o = {.crc = crc32_z(0, NULL, 0)};
+    PIPPY_TRY(pippy_atomic_open(&o.f, path));
     pippy_status st = pippy_ckpt_write_body(&o, &h, e, parts, n);
-    if (close(o.fd) != 0 && st == PIPPY_OK)
-        st = pippy_ckpt_sys("close", tmp);
-    if (st == PIPPY_OK && rename(tmp, path) != 0)
-        st = pippy_ckpt_sys("rename the new checkpoint to", path);
     if (st != PIPPY_OK) {
-        unlink(tmp);
-        return st;
+        pippy_atomic_abort(&o.f);
+        return pippy_error_prefix(st, "checkpoint of stage %d, step %" PRId64, stage, step);
     }
-    return pippy_ckpt_fsync_dir(sdir);
+    return pippy_atomic_commit(&o.f);
 }
 
 /* ---- reading ---- */
@@ -397,29 +367,6 @@ pippy_status pippy_ckpt_read(const char *dir, int64_t step, int stage, uint64_t 
 
 /* ---- sets ---- */
 
-/* Write text to dir/name atomically (temp, fsync, rename, fsync of dir). */
-static pippy_status pippy_ckpt_write_text(const char *dir, const char *name, const char *text)
-{
-    char path[4160], tmp[4224];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid());
-    pippy_ckpt_out o = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), .path = tmp};
-    if (o.fd < 0)
-        return pippy_ckpt_sys("create", tmp);
-    pippy_status st = pippy_ckpt_put(&o, text, strlen(text));
-    if (st == PIPPY_OK && fsync(o.fd) != 0)
-        st = pippy_ckpt_sys("fsync", tmp);
-    if (close(o.fd) != 0 && st == PIPPY_OK)
-        st = pippy_ckpt_sys("close", tmp);
-    if (st == PIPPY_OK && rename(tmp, path) != 0)
-        st = pippy_ckpt_sys("rename the new file to", path);
-    if (st != PIPPY_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return pippy_ckpt_fsync_dir(dir);
-}
-
 /* "step-N" -> N; -1 when name is not a step folder's. */
 static int64_t pippy_ckpt_step_of(const char *name)
 {
@@ -499,9 +446,10 @@ pippy_status pippy_ckpt_commit(const char *dir, int64_t step, int n_stages)
             return pippy_error_prefix(st, "checkpoint: cannot commit step %" PRId64, step);
         close(fd);
     }
-    char text[32];
+    char text[32], path[4160];
     snprintf(text, sizeof text, "%" PRId64 "\n", step);
-    PIPPY_TRY(pippy_ckpt_write_text(dir, "latest", text));
+    snprintf(path, sizeof path, "%s/latest", dir);
+    PIPPY_TRY(pippy_atomic_write_file(path, text, strlen(text)));
     return pippy_ckpt_remove_steps(dir, step, 1);
 }
 
