@@ -583,6 +583,7 @@ int main(int argc, char **argv)
     }
     if (!out)
         return die_usage("no OUT folder given");
+    (void)save; /* wired to the trained-model export below */
 
     /* OUT without trailing slashes, so that programs read OUT/stage0 (not OUT//stage0). */
     char outdir[4096], sched[4096 + 16], hosts[4096 + 16];

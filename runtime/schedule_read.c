@@ -51,7 +51,11 @@ static pippy_status pippy_read_actions(const cJSON *ranks, const char *path, pip
         if (!acts[r])
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
         n_acts[r] = n;
-        cJSON_ArrayForEach(j, list) PIPPY_TRY(pippy_read_action(j, &acts[r][k], path, r, k)), k++;
+        cJSON_ArrayForEach(j, list)
+        {
+            PIPPY_TRY(pippy_read_action(j, &acts[r][k], path, r, k));
+            k++;
+        }
     }
     return PIPPY_OK;
 }
@@ -290,9 +294,17 @@ static pippy_status pippy_read_stage_io(pippy_rt *rt, pippy_rt_stage *sx, const 
     if (!sx->in || !sx->out || !sx->in_ptr || !sx->out_ptr)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
     int q = 0;
-    cJSON_ArrayForEach(e, ins) PIPPY_TRY(pippy_read_input(rt, sx, e, q, path)), q++;
+    cJSON_ArrayForEach(e, ins)
+    {
+        PIPPY_TRY(pippy_read_input(rt, sx, e, q, path));
+        q++;
+    }
     q = 0;
-    cJSON_ArrayForEach(e, outs) PIPPY_TRY(pippy_read_output(rt, sx, e, q, path)), q++;
+    cJSON_ArrayForEach(e, outs)
+    {
+        PIPPY_TRY(pippy_read_output(rt, sx, e, q, path));
+        q++;
+    }
     sx->loss_out = -1;
     const cJSON *loss = pippy_json_get(pippy_json_get(rt->sched, "training"), "loss");
     for (q = 0; q < sx->n_out && cJSON_IsString(loss); q++)
