@@ -275,6 +275,13 @@ pippy_status pippy_train_setup(pippy_rt *rt)
         return pippy_fail(PIPPY_ERR_USAGE, "--epochs: this rank reads no dataset; give --steps");
     else
         return pippy_fail(PIPPY_ERR_USAGE, "how long? give --steps N or --epochs E");
+    if (tr->opt.schedule == PIPPY_LR_COSINE && tr->opt.decay_steps == 0) {
+        tr->opt.decay_steps = tr->steps - tr->opt.warmup_steps;
+        if (tr->opt.decay_steps < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--lr-schedule cosine: %lld steps leave nothing to decay after %lld "
+                                               "warm-up steps (give more --steps, or --decay-steps when compiling)",
+                              (long long)tr->steps, (long long)tr->opt.warmup_steps);
+    }
     if (rt->a.resume_dir)
         PIPPY_TRY(pippy_train_resume(rt));
     if (rt->rank == 0 && rt->a.loss_log) {
