@@ -16,11 +16,15 @@ extern const pippy_op_info pippy_cpu_ops_eltwise[];
 extern const pippy_op_info pippy_cpu_ops_binary[];
 extern const pippy_op_info pippy_cpu_ops_reduce[];
 extern const pippy_op_info pippy_cpu_ops_shape[];
+extern const pippy_op_info pippy_cpu_ops_eltwise_grad[];
+extern const pippy_op_info pippy_cpu_ops_reduce_grad[];
+extern const pippy_op_info pippy_cpu_ops_shape_grad[];
 
 static const pippy_op_info *const pippy_families[] = {
     pippy_cpu_ops_matmul, pippy_cpu_ops_conv,   pippy_cpu_ops_pool,
     pippy_cpu_ops_norm,   pippy_cpu_ops_softmax, pippy_cpu_ops_eltwise,
     pippy_cpu_ops_binary, pippy_cpu_ops_reduce, pippy_cpu_ops_shape,
+    pippy_cpu_ops_eltwise_grad, pippy_cpu_ops_reduce_grad, pippy_cpu_ops_shape_grad,
 };
 
 #define PIPPY_MAX_OPS 256
@@ -171,6 +175,18 @@ int pippy_attr_ints(const pippy_op_desc *d, const char *name, const int64_t **v)
     }
     *v = a->ints;
     return a->n;
+}
+
+pippy_status pippy_attr_accumulate(const pippy_op_desc *d, int *acc)
+{
+    const pippy_attr *a = pippy_attr_find(d, "pippy.accumulate");
+    *acc = 0;
+    if (!a)
+        return PIPPY_OK;
+    if (a->type != PIPPY_ATTR_INT || (a->i != 0 && a->i != 1))
+        return pippy_fail(PIPPY_ERR_INVALID, "attribute pippy.accumulate must be INT 0 or 1");
+    *acc = (int)a->i;
+    return PIPPY_OK;
 }
 
 pippy_status pippy_broadcast_shape(const pippy_op_desc *d, const pippy_tdesc *a, const pippy_tdesc *b,

@@ -45,7 +45,11 @@ typedef struct {
 } pippy_attr;
 
 /* Attributes private to pippyc, set by compiler passes (never in ONNX files):
- *   "pippy.activation" (STRING "Relu"): fuse a ReLU after Conv / Gemm / MatMul. */
+ *   "pippy.activation" (STRING "Relu"): fuse a ReLU after Conv / Gemm / MatMul.
+ *   "pippy.accumulate" (INT 1): the kernel adds its result into its output (dX += result
+ *       instead of dX = result), so that gradients accumulate across microbatches straight
+ *       into the gradient buffer; the output buffer is then read as well as written. Only
+ *       the ops that say so take it (pippy_attr_accumulate reads it). */
 
 #define PIPPY_MAX_IO 16
 
@@ -108,6 +112,8 @@ float pippy_attr_float(const pippy_op_desc *d, const char *name, float dflt);
 const char *pippy_attr_string(const pippy_op_desc *d, const char *name, const char *dflt);
 /* Returns the count (or -1 when absent) and sets *v. */
 int pippy_attr_ints(const pippy_op_desc *d, const char *name, const int64_t **v);
+/* "pippy.accumulate" into *acc: 0 when absent; fails unless INT 0 or 1. */
+pippy_status pippy_attr_accumulate(const pippy_op_desc *d, int *acc);
 
 /* Helpers for shape rules. */
 /* Numpy-style broadcast of a and b into out (dtype of out left to the caller). */
