@@ -322,6 +322,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     pippy_fuse_matmul_bias(g);
     pippy_fuse_activations(g);
     pippy_fuse_gelu(g);
+    pippy_fuse_transpose_matmul(g);
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
         mb = g->values[g->inputs[0]].t.dims[0];
     plan->g = g;

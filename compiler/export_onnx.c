@@ -553,8 +553,8 @@ static pippy_status pippy_ce_param(pippy_ckpt_export *c, int k, int i, const cJS
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: stage %d parameter '%s' has dtype %s (only float parameters "
                           "are exported)", c->sched_path, k, nm, cJSON_IsString(dt) ? dt->valuestring : "(none)");
     if (!cJSON_IsString(kind) || (strcmp(kind->valuestring, "trainable") && strcmp(kind->valuestring, "buffer")))
-        return pippy_fail(PIPPY_ERR_FORMAT, "%s: stage %d parameter '%s': kind must be \"trainable\" or "
-                          "\"buffer\"", c->sched_path, k, nm);
+        return pippy_fail(PIPPY_ERR_FORMAT, "%s: stage %d parameter '%s': kind must be \"trainable\", "
+                          "\"buffer\" or \"constant\"", c->sched_path, k, nm);
     memset(t, 0, sizeof *t);
     t->name = nm;
     t->t.dtype = PIPPY_DT_FLOAT;
@@ -609,6 +609,11 @@ static pippy_status pippy_ce_tensors(pippy_ckpt_export *c)
         int i = 0;
         cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(s, "parameters"))
         {
+            const cJSON *kind = cJSON_GetObjectItemCaseSensitive(p, "kind");
+            if (cJSON_IsString(kind) && !strcmp(kind->valuestring, "constant")) {
+                i++;
+                continue; /* not changed by training: the model's own initializer stays */
+            }
             pippy_export_tensor t;
             PIPPY_TRY(pippy_ce_param(c, k, i++, p, &t));
             int j = 0;
