@@ -28,6 +28,9 @@ static void pippy_usage(FILE *f)
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --emit-only              write the C sources, weights and schedule.json but do not compile\n"
           "  --port N                 first port of the default hosts file (default: derived from the model)\n"
+          "  --cost-model FILE        the machine rates the cost model uses: read FILE, or measure and write it\n"
+          "                           when it does not exist (default: a per-machine cache,\n"
+          "                           $XDG_CACHE_HOME or ~/.cache, pippyc/costmodel-HOST-CPU.json)\n"
           "  -q, --quiet              no summary\n"
           "  --version, --help\n",
           f);
@@ -169,6 +172,11 @@ int main(int argc, char **argv)
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cc needs a command"));
             o.cc = v;
+            i++;
+        } else if (!strcmp(a, "--cost-model")) {
+            if (!v || !*v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cost-model needs a file"));
+            o.cost_model = v;
             i++;
         } else if (!strcmp(a, "--emit-only")) {
             o.emit_only = 1;

@@ -32,7 +32,7 @@ pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts 
     return PIPPY_OK;
 }
 
-static pippy_status pippy_mkdir_p(const char *dir)
+pippy_status pippy_mkdir_p(const char *dir)
 {
     char buf[PATH_MAX];
     snprintf(buf, sizeof buf, "%s", dir);
@@ -329,9 +329,11 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
     plan.microbatch_size = mb;
     plan.batch = batch;
     snprintf(plan.schedule, sizeof plan.schedule, "%s", o->schedule ? o->schedule : "gpipe");
-    pippy_cost_calibrate(&plan.cost);
+    char cost_note[2048];
+    st = pippy_cost_load(&plan.cost, o->cost_model, cost_note, sizeof cost_note);
     pippy_partition_opts po = {o->stages, o->split_before, M, batch, plan.schedule};
-    st = pippy_partition(&plan, &po);
+    if (st == PIPPY_OK)
+        st = pippy_partition(&plan, &po);
     if (st == PIPPY_OK)
         st = pippy_plan_build(&plan);
     if (st == PIPPY_OK)
@@ -391,6 +393,7 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
                    (double)sg->arena_bytes / 1024.0, sg->pred_forward_ms);
         }
         printf("  predicted step %.3f ms, bubble %.1f%%\n", plan.pred_step_ms, 100.0 * plan.pred_bubble);
+        printf("  %s\n", cost_note);
     }
     pippy_plan_free(&plan);
 fail:

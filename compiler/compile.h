@@ -20,6 +20,7 @@ typedef struct {
     int32_t emit_only;
     int32_t base_port;         /* 0: derived from the compile hash */
     const char *command_line;
+    const char *cost_model;    /* --cost-model FILE, or NULL: this machine's cache */
     int32_t quiet;
 } pippy_compile_opts;
 

@@ -26,6 +26,9 @@ pippy_status pippy_emit_weights(const pippy_plan *p, int32_t stage, const pippy_
 pippy_status pippy_file_begin(const char *dir, const char *name, FILE **f, char *tmp_path, size_t n);
 pippy_status pippy_file_commit(FILE *f, const char *tmp_path);
 
+/* Create dir and its missing parents (mode 0755); fails when dir exists and is not a folder. */
+pippy_status pippy_mkdir_p(const char *dir);
+
 /* C identifier "v_<name with every other char as _>" (not unique by itself). */
 void pippy_c_ident(const char *name, char *buf, size_t n);
 

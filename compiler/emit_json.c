@@ -184,7 +184,9 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
     cJSON_AddNumberToObject(cm, "memory_gbytes_per_s", p->cost.bytes_per_s / 1e9);
     cJSON_AddNumberToObject(cm, "link_gbytes_per_s", p->cost.link_bytes_per_s / 1e9);
     cJSON_AddNumberToObject(cm, "link_latency_us", p->cost.link_latency_s * 1e6);
+    cJSON_AddNumberToObject(cm, "op_overhead_us", p->cost.op_overhead_s * 1e6);
     cJSON_AddBoolToObject(cm, "calibrated", p->cost.calibrated);
+    cJSON_AddStringToObject(cm, "source", p->cost.source);
 
     char *text = cJSON_Print(root);
     cJSON_Delete(root);

@@ -5,6 +5,7 @@ cut, and the errors users get for bad input (one clear message, exit 1 or 2, not
 
 usage: test_cli.py BUILD_DIR"""
 
+import glob
 import json
 import os
 import shutil
@@ -195,15 +196,82 @@ def main():
                       f"sleep 1.5; kill -KILL $p1; wait $p0"], timeout=60, env={"PIPPY_FAULT_DELAY_MS": "400"})
     res.check(f"a killed rank without pippyrun: rank 0 exits {code} naming rank 1", code == 1 and "rank 1" in text,
               tail(text))
-    import glob
     h = json.load(open(os.path.join(slow, "schedule.json")))["hash"]
     left_shm = glob.glob(f"/dev/shm/pippy-{h}-*")
     res.check("killed ranks leave no shared memory behind", left_shm == [], str(left_shm))
     shutil.rmtree(slow, ignore_errors=True)
+    cost_model_tests(res, pippyc)
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(good, ignore_errors=True)
     shutil.rmtree(other, ignore_errors=True)
     res.finish()
+
+
+def snapshot(folder):
+    """The files a compile writes that must not depend on the run: schedule.json, stageK.c, stageK.weights."""
+    return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))
+            if f == "schedule.json" or f.endswith((".c", ".weights"))}
+
+
+def cost_model_tests(res, pippyc):
+    """The cost model's rates are measured once per machine and read back: a compile is a pure function
+    of its inputs and the cost-model file."""
+    d = tmpdir("pippy-cost-")
+    cache = os.path.join(d, "cache")
+    env = {"XDG_CACHE_HOME": cache}
+    out = os.path.join(d, "out")
+    cmd = [pippyc, model("gpt_op17"), "--batch", "8", "--stages", "4", "--microbatches", "4", "-o", out, "--emit-only"]
+    code, text = run(cmd, env=env)
+    cached = glob.glob(os.path.join(cache, "pippyc", "costmodel-*.json"))
+    res.check("first compile measures the rates and caches them per machine",
+              code == 0 and len(cached) == 1 and "measured on this machine and cached in " + cached[0] in text,
+              tail(text))
+    first = snapshot(out) if code == 0 else {}
+    code, text = run(cmd, env=env)
+    res.check("second compile reads the cache and says so", code == 0 and "read from " + cached[0] in text if cached
+              else False, tail(text))
+    res.check("the two compiles write byte-identical schedule.json, stageK.c and stageK.weights",
+              code == 0 and first and snapshot(out) == first, f"{sorted(first)}")
+    if cached:
+        s = json.load(open(os.path.join(out, "schedule.json")))
+        cm = json.load(open(cached[0]))
+        res.check("schedule.json records the rates and their file",
+                  s["prediction"]["cost_model"]["source"] == cached[0]
+                  and s["prediction"]["cost_model"]["matmul_gflops"] == cm["matmul_gflops"], json.dumps(s["prediction"]))
+    # --cost-model FILE: written when absent (and this compile uses what it wrote), read afterwards
+    pinned = os.path.join(d, "rates.json")
+    cmd2 = cmd[:-1] + ["-q", "--cost-model", pinned]
+    code1, text1 = run(cmd2, env=env)
+    a = snapshot(out) if code1 == 0 else {}
+    code2, text2 = run(cmd2, env=env)
+    res.check("--cost-model FILE: written when absent, then read; both compiles byte-identical",
+              code1 == 0 and code2 == 0 and os.path.isfile(pinned) and a and snapshot(out) == a, tail(text1 + text2))
+    # a pinned file with other rates moves the cuts: slow matmuls make the matmul-heavy stages expensive
+    rates = json.load(open(pinned)) if os.path.isfile(pinned) else {}
+    rates.update({"matmul_gflops": 0.01, "memory_gbytes_per_s": 1000})
+    slow = os.path.join(d, "slow.json")
+    json.dump(rates, open(slow, "w"))
+    code, text = run(cmd[:-1] + ["-q", "--cost-model", slow], env=env)
+    s2 = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else None
+    cuts = lambda sch: [len(st["nodes"]) for st in sch["stages"]]
+    base = json.loads(a["schedule.json"]) if a else None
+    res.check(f"the rates come from the file given: matmul_gflops 0.01 in schedule.json, other cuts "
+              f"{cuts(s2) if s2 else None} vs {cuts(base) if base else None}",
+              s2 is not None and base is not None and s2["prediction"]["cost_model"]["matmul_gflops"] == 0.01
+              and s2["prediction"]["cost_model"]["source"] == slow and cuts(s2) != cuts(base), tail(text))
+    # a bad --cost-model file is an error naming it; a bad cache is measured again with a warning
+    bad = os.path.join(d, "bad.json")
+    open(bad, "w").write('{"pippyc_cost_model": 1, "matmul_gflops": -3}')
+    code, text = run(cmd[:-1] + ["--cost-model", bad], env=env)
+    res.check("bad --cost-model file: exit 1 naming the file and the field",
+              code == 1 and "bad.json" in text and "matmul_gflops" in text, tail(text))
+    if cached:
+        open(cached[0], "w").write("not json")
+        code, text = run(cmd, env=env)
+        res.check("a corrupt cache is measured again (warning) and rewritten",
+                  code == 0 and "warning" in text and json.load(open(cached[0])).get("pippyc_cost_model") == 1,
+                  tail(text))
+    shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
