@@ -245,6 +245,7 @@ static pippy_status pippy_materialize_const_outputs(pippy_graph *g, int32_t micr
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
         pippy_value *src = &g->values[v], *dst = &g->values[c];
         dst->kind = src->kind;
+        dst->param_of = src->param_of;
         dst->t = src->t;
         dst->shape_known = 1;
         dst->data = src->data;

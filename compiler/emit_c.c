@@ -318,9 +318,10 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
         const pippy_value *v = &g->values[sg->params[q]];
         if (!cname[sg->params[q]])
             continue;
-        fprintf(f, "#define %-40s (W_ + %llu) /* %s %s */\n", cname[sg->params[q]],
+        fprintf(f, "#define %-40s (W_ + %llu) /* %s %s%s */\n", cname[sg->params[q]],
                 (unsigned long long)sg->param_off[q], pippy_tdesc_str(&v->t, sh, sizeof sh),
-                v->kind == PIPPY_VAL_PARAM ? "parameter" : "constant");
+                v->kind == PIPPY_VAL_PARAM ? "parameter" : v->param_of >= 0 ? "made from parameter " : "constant",
+                v->kind != PIPPY_VAL_PARAM && v->param_of >= 0 ? g->values[v->param_of].name : "");
     }
     for (int32_t v = 0; v < V; v++) {
         if (sg->arena_off[v] < 0 || !cname[v])

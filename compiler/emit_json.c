@@ -133,8 +133,8 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
             continue;
         int32_t in_stages[PIPPY_MAX_STAGES], n = 0;
         for (int32_t s = 0; s < p->n_stages; s++)
-            for (int32_t q = 0; q < p->stages[s].n_params; q++)
-                if (p->stages[s].params[q] == v)
+            for (int32_t q = 0; q < p->stages[s].n_roots; q++)
+                if (p->stages[s].roots[q] == v)
                     in_stages[n++] = s;
         if (n < 2)
             continue;

@@ -137,6 +137,7 @@ int32_t pippy_graph_value(pippy_graph *g, const char *name)
         return -1;
     v->producer = -1;
     v->grad_of = -1;
+    v->param_of = -1;
     int32_t id = g->n_values++;
     uint32_t h = pippy_name_hash(name) & (uint32_t)(g->index_cap - 1);
     while (g->index[h] >= 0)
@@ -344,6 +345,13 @@ pippy_status pippy_graph_toposort(pippy_graph *g)
     free(avail);
     free(placed);
     return st;
+}
+
+int32_t pippy_value_param_root(const pippy_graph *g, int32_t v)
+{
+    if (v < 0)
+        return -1;
+    return g->values[v].kind == PIPPY_VAL_PARAM ? v : g->values[v].param_of;
 }
 
 int64_t pippy_value_numel(const pippy_value *v) { return pippy_tdesc_numel(&v->t); }

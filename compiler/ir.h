@@ -34,6 +34,10 @@ typedef struct {
     int32_t is_output;                    /* a graph output */
     int32_t producer;                     /* node index, or -1 */
     int32_t grad_of;                      /* training (later): value whose gradient this is, or -1 */
+    int32_t param_of;                     /* CONST made from a parameter by folding or fusion (a folded
+                                           * Transpose(W), a BatchNorm-folded W): that PARAM value, so
+                                           * tied weights, parameter bytes and generated comments still
+                                           * name it; -1 otherwise (and always -1 on a PARAM itself) */
 } pippy_value;
 
 enum { PIPPY_PHASE_FORWARD = 0, PIPPY_PHASE_BACKWARD, PIPPY_PHASE_OPTIMIZER };
@@ -106,6 +110,10 @@ void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);
 /* Sort nodes topologically (stable: keeps file order where possible) and set producers.
  * Fails naming the node and the input when a value is used but never defined. */
 pippy_status pippy_graph_toposort(pippy_graph *g);
+
+/* The parameter a stored value is or derives from: v itself for a PARAM, its param_of for a CONST,
+ * -1 for anything else. */
+int32_t pippy_value_param_root(const pippy_graph *g, int32_t v);
 
 /* Number of elements / bytes of a value (shape must be known). */
 int64_t pippy_value_numel(const pippy_value *v);
