@@ -296,15 +296,18 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
         goto fail;
     }
     int64_t mb = batch > 0 ? batch / M : 0;
+    /* the graph is compiled at the microbatch size; a static export's constants hold at its own batch */
+    int64_t exported = pippy_batch_exported(g) > 0 ? pippy_batch_exported(g) : batch;
+    pippy_shape_bind_opts full = bind;
     if (M > 1 || bind.batch > 0) {
         bind.batch = mb;
+        full.batch = exported;
         for (int32_t s = 0; s < bind.n_shapes; s++)
             if (bind.shapes[s].rank > 0)
-                bind.shapes[s].dims[0] = mb;
+                bind.shapes[s].dims[0] = mb, full.shapes[s].dims[0] = exported;
     }
-    st = pippy_shape_bind(g, &bind);
-    if (st == PIPPY_OK)
-        st = pippy_shape_infer(g, 1, 0);
+    pippy_batch_report brep;
+    st = pippy_batch_infer(g, &full, &bind, exported, mb, &o->batch_dims, &brep);
     if (st != PIPPY_OK) {
         if (M > 1)
             pippy_error_prefix(st, "at microbatch size %lld", (long long)mb);
@@ -393,6 +396,9 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
                    sg->n_nodes, sg->flops / 1e6, (double)sg->parameter_bytes / 1024.0,
                    (double)sg->arena_bytes / 1024.0, sg->pred_forward_ms);
         }
+        if (brep.rewritten)
+            printf("  static batch %lld: %d shape constant%s rewritten for the microbatch size (first %s)\n",
+                   (long long)brep.export_batch, brep.rewritten, brep.rewritten > 1 ? "s" : "", brep.first);
         printf("  predicted step %.3f ms, bubble %.1f%%\n", plan.pred_step_ms, 100.0 * plan.pred_bubble);
         printf("  %s\n", cost_note);
     }

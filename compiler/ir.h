@@ -91,6 +91,11 @@ typedef struct {
 pippy_graph *pippy_graph_new(void);
 void pippy_graph_free(pippy_graph *g);
 
+/* A copy of g's structure (values, nodes, attributes, inputs, outputs) for a pass that needs to try
+ * something on the side. Value data is shared, not copied (the copy never frees it): free the copy
+ * before g. Metadata is not copied. */
+pippy_status pippy_graph_clone(const pippy_graph *g, pippy_graph **out);
+
 /* Value index for name, creating an intermediate value when absent. -1 on OOM. */
 int32_t pippy_graph_value(pippy_graph *g, const char *name);
 /* Value index for name, or -1. */

@@ -153,51 +153,59 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient)
 {
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        pippy_node *n = &g->nodes[i];
-        if (n->removed)
-            continue;
-        int unknown = 0;
-        for (int32_t k = 0; k < n->n_in; k++)
-            unknown |= n->in[k] >= 0 && !g->values[n->in[k]].shape_known;
-        if (lenient && (unknown || !pippy_op_find(n->domain, n->op)))
-            continue;
-        for (int32_t k = 0; k < n->n_in; k++) {
-            if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known)
-                return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name,
-                                  n->op, g->values[n->in[k]].name);
-        }
-        if (n->n_in > PIPPY_MAX_IO || n->n_out > PIPPY_MAX_IO)
-            return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): more than %d inputs or outputs", n->name,
-                              n->op, PIPPY_MAX_IO);
-        pippy_op_desc d;
-        pippy_graph_op_desc(g, i, &d);
-        for (int32_t o = 0; o < d.n_out; o++)
-            memset(&d.out[o], 0, sizeof d.out[o]);
-        pippy_status st = pippy_op_infer(&d);
-        if (st != PIPPY_OK && lenient)
-            continue;
-        if (st != PIPPY_OK)
-            return st;
-        for (int32_t o = 0; o < n->n_out; o++) {
-            pippy_value *v = &g->values[n->out[o]];
-            if (d.out[o].dtype == PIPPY_DT_UNDEFINED || pippy_dtype_size(d.out[o].dtype) == 0)
-                return pippy_fail(PIPPY_ERR_INTERNAL, "node '%s' (%s): shape rule gave no type for output %d",
-                                  n->name, n->op, o);
-            v->t = d.out[o];
-            v->shape_known = 1;
-        }
-        if (fold && pippy_node_foldable(g, n))
-            PIPPY_TRY(pippy_fold_node(g, i, &d));
+    pippy_node *n = &g->nodes[i];
+    if (n->removed)
+        return PIPPY_OK;
+    int unknown = 0;
+    for (int32_t k = 0; k < n->n_in; k++)
+        unknown |= n->in[k] >= 0 && !g->values[n->in[k]].shape_known;
+    if (lenient && (unknown || !pippy_op_find(n->domain, n->op)))
+        return PIPPY_OK;
+    for (int32_t k = 0; k < n->n_in; k++) {
+        if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known)
+            return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name, n->op,
+                              g->values[n->in[k]].name);
     }
-    for (int32_t o = 0; o < g->n_outputs && !lenient; o++) {
+    if (n->n_in > PIPPY_MAX_IO || n->n_out > PIPPY_MAX_IO)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): more than %d inputs or outputs", n->name, n->op,
+                          PIPPY_MAX_IO);
+    pippy_op_desc d;
+    pippy_graph_op_desc(g, i, &d);
+    for (int32_t o = 0; o < d.n_out; o++)
+        memset(&d.out[o], 0, sizeof d.out[o]);
+    pippy_status st = pippy_op_infer(&d);
+    if (st != PIPPY_OK)
+        return lenient ? PIPPY_OK : st;
+    for (int32_t o = 0; o < n->n_out; o++) {
+        pippy_value *v = &g->values[n->out[o]];
+        if (d.out[o].dtype == PIPPY_DT_UNDEFINED || pippy_dtype_size(d.out[o].dtype) == 0)
+            return pippy_fail(PIPPY_ERR_INTERNAL, "node '%s' (%s): shape rule gave no type for output %d", n->name,
+                              n->op, o);
+        v->t = d.out[o];
+        v->shape_known = 1;
+    }
+    if (fold && pippy_node_foldable(g, n))
+        PIPPY_TRY(pippy_fold_node(g, i, &d));
+    return PIPPY_OK;
+}
+
+pippy_status pippy_shape_check_outputs(const pippy_graph *g)
+{
+    for (int32_t o = 0; o < g->n_outputs; o++) {
         const pippy_value *v = &g->values[g->outputs[o]];
         if (!v->shape_known)
             return pippy_fail(PIPPY_ERR_SHAPE, "graph output '%s' has no producer with a known shape", v->name);
     }
     return PIPPY_OK;
+}
+
+pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        PIPPY_TRY(pippy_shape_infer_node(g, i, fold, lenient));
+    return lenient ? PIPPY_OK : pippy_shape_check_outputs(g);
 }
 
 int32_t pippy_graph_prune(pippy_graph *g)

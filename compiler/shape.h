@@ -34,6 +34,11 @@ pippy_status pippy_shape_bind(pippy_graph *g, const pippy_shape_bind_opts *o);
  * (for `pippyc inspect`, which lists unsupported ops instead of stopping). */
 pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient);
 
+/* One step of pippy_shape_infer: node i (its inputs' shapes already inferred). */
+pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient);
+/* Fails naming the first graph output whose shape is still unknown. */
+pippy_status pippy_shape_check_outputs(const pippy_graph *g);
+
 /* Drop nodes none of whose outputs reaches a graph output. Returns how many were dropped. */
 int32_t pippy_graph_prune(pippy_graph *g);
 

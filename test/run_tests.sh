@@ -44,6 +44,7 @@ suite() { # name, command...
 suite unit "$B/test_unit"
 suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
+suite static-batch python3 test/e2e/test_static_batch.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"

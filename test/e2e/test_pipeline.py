@@ -22,9 +22,14 @@ CASES = [
     ("gpt_op17", [1, 2, 4], [1, 8]),
     ("resnet18", [1, 2, 3, 4], [1, 2]),
     ("gpt_head_t", [1, 3], [1, 4]),
+    # static-batch exports (the batch of 8 baked into the shapes): rewritten for the microbatch size
+    ("gpt_op14_static", [1, 2, 3], [2, 4]),
+    ("gpt_op17_static", [1, 3], [2, 4]),
+    ("resnet18_static", [2], [2, 4]),
+    ("mlp_static", [3], [2, 4]),
 ]
 if QUICK:
-    CASES = [("mlp", [1, 3], [1, 4]), ("gpt_op17", [2], [2]), ("skip", [4], [2])]
+    CASES = [("mlp", [1, 3], [1, 4]), ("gpt_op17", [2], [2]), ("skip", [4], [2]), ("gpt_op17_static", [2], [4])]
 # Ranks on one machine share stage-to-stage buffers (only a note travels); these cases turn that
 # off so every byte goes through UCX (the network-namespace test covers UCX over TCP).
 UCX_CASES = [("gpt_op14", 3, 4), ("skip", 4, 2), ("resnet18", 2, 2)]
