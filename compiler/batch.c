@@ -48,7 +48,7 @@ pippy_status pippy_batch_dims_parse(pippy_batch_dims *d, const char *arg)
                                   item, eq + 1, PIPPY_BATCH_MAXN - 1);
             k = (int32_t)x;
         }
-        snprintf(d->at[d->n].node, sizeof d->at[0].node, "%s", item);
+        memcpy(d->at[d->n].node, item, strlen(item) + 1); /* fits: checked above */
         d->at[d->n++].elem = k;
         p += len;
         if (*p == ',')
@@ -243,9 +243,9 @@ static pippy_status pippy_batch_choose(pippy_bctx *c, int32_t i, const int64_t *
         want[spec] = c->mb;
         return PIPPY_OK;
     }
-    if (nc == 0)
-        return PIPPY_OK;
-    if (nc == 1 && !c->other[0] && c->B > 1) {
+    if (nc == 0 || c->B == 1)
+        return PIPPY_OK; /* exported with batch 1: a dim of 1 broadcasts over any batch as it is */
+    if (nc == 1 && !c->other[0]) {
         want[cand[0]] = c->mb;
         return PIPPY_OK;
     }
