@@ -86,16 +86,6 @@ static int32_t pippy_read_ints(const pippy_graph *g, int32_t v, int64_t *out)
     return (int32_t)n;
 }
 
-static const char *pippy_ints_str(const int64_t *v, int32_t n, char *buf, size_t cap)
-{
-    size_t k = (size_t)snprintf(buf, cap, "[");
-    for (int32_t i = 0; i < n && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? "," : "", (long long)v[i]);
-    if (k < cap)
-        snprintf(buf + k, cap - k, "]");
-    return buf;
-}
-
 /* --batch-dims for node i: -2 when not given, -1 for 'none', else the element. */
 static int32_t pippy_batch_spec(const pippy_bctx *c, int32_t i)
 {
