@@ -46,6 +46,7 @@ suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
 suite trainref python3 test/e2e/trainref.py self-test
 suite export python3 test/e2e/test_export.py "$B"
+suite static-batch python3 test/e2e/test_static_batch.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite train python3 test/e2e/test_train.py "$B" --quick
