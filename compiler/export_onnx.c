@@ -681,8 +681,8 @@ pippy_status pippy_export_checkpoint(const pippy_export_args *a)
     if (st == PIPPY_OK)
         st = pippy_onnx_export(c.model, a->output, c.t, c.n_t, &o);
     if (st == PIPPY_OK && !a->quiet)
-        printf("pippyc: wrote %s: %d parameters (%d tied copies skipped) from step %" PRId64 " of %s, into %s\n",
-               a->output, c.n_t, c.n_tied, c.step, a->ckpt_dir, c.model);
+        printf("pippyc: wrote %s (model %s, step %" PRId64 " of %s): %d parameters, %d tied copies skipped\n",
+               a->output, c.model, c.step, a->ckpt_dir, c.n_t, c.n_tied);
     for (int k = 0; c.params && k < c.n_stages; k++)
         free(c.params[k].data);
     free(c.params);
