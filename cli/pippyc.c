@@ -50,7 +50,10 @@ static void pippy_usage(FILE *f)
           "  --loss mse|cross_entropy the loss of the model's output against --labels (mean over the batch);\n"
           "                           without --loss the model's own scalar output is the loss\n"
           "  --labels NAME            the new graph input the labels come in (cross_entropy: int64 class\n"
-          "                           indices, classes on the output's last axis)\n",
+          "                           indices, classes on the output's last axis)\n"
+          "  --tied replicate|transmit  a parameter several stages use: each keeps a copy and their gradients\n"
+          "                           are summed before the step (replicate, default), or the first stage owns\n"
+          "                           it, sends it to the others each step and gets their gradients back\n",
           f);
     fputs(pippy_optim_usage, f);
 }
@@ -121,7 +124,7 @@ static pippy_status pippy_training_opts(pippy_compile_opts *o, const pippy_optim
 {
     if (!o->train) {
         if (given || o->loss || o->labels)
-            return pippy_fail(PIPPY_ERR_USAGE, "--loss, --labels and the optimizer options need --train");
+            return pippy_fail(PIPPY_ERR_USAGE, "--loss, --labels, --tied and the optimizer options need --train");
         return PIPPY_OK;
     }
     pippy_optim_config c;
@@ -203,7 +206,7 @@ int main(int argc, char **argv)
     o.command_line = cmdline;
     pippy_optim_args optim;
     pippy_optim_args_init(&optim);
-    int optim_given = 0;
+    int optim_given = 0, tied_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -262,6 +265,13 @@ int main(int argc, char **argv)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s needs a value", a));
             *(a[3] == 'o' ? &o.loss : &o.labels) = v;
             i++;
+        } else if (!strcmp(a, "--tied")) {
+            if (!v || (strcmp(v, "replicate") && strcmp(v, "transmit")))
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--tied takes replicate or transmit, found '%s'",
+                                            v ? v : ""));
+            o.tied_transmit = !strcmp(v, "transmit");
+            tied_given = 1;
+            i++;
         } else if (!strcmp(a, "--batch-dims")) {
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--batch-dims needs NODE=K[,NODE=K...]"));
@@ -295,7 +305,7 @@ int main(int argc, char **argv)
     if (!o.model_path)
         return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "which model? (pippyc MODEL.onnx --stages N -o OUT)"));
     char *optim_json = NULL;
-    pippy_status st = pippy_training_opts(&o, &optim, optim_given, &optim_json);
+    pippy_status st = pippy_training_opts(&o, &optim, optim_given || tied_given, &optim_json);
     if (st == PIPPY_OK)
         st = pippy_compile(&o);
     free(optim_json);

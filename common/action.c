@@ -5,15 +5,18 @@
 #include <string.h>
 
 static const pippy_act_info pippy_acts[PIPPY_ACT_KINDS] = {
-    [PIPPY_ACT_F] = {"F", 0, 1, 0, 1, 0, 0},
-    [PIPPY_ACT_B] = {"B", 1, 1, 0, 1, 0, 1},
-    [PIPPY_ACT_W] = {"W", 2, 1, 0, 1, 0, 1},
-    [PIPPY_ACT_SEND_F] = {"SEND_F", 0, 0, 1, 1, 1, 0},
-    [PIPPY_ACT_RECV_F] = {"RECV_F", 0, 0, -1, 1, 1, 0},
-    [PIPPY_ACT_SEND_B] = {"SEND_B", 1, 0, 1, 1, 1, 1},
-    [PIPPY_ACT_RECV_B] = {"RECV_B", 1, 0, -1, 1, 1, 1},
-    [PIPPY_ACT_ALLREDUCE] = {"ALLREDUCE", -1, 0, 0, 0, 1, 1},
-    [PIPPY_ACT_STEP] = {"STEP", -1, 0, 0, 0, 0, 1},
+    /* name, phase, compute, transfer, has_mb, has_peer, training, collective */
+    [PIPPY_ACT_F] = {"F", 0, 1, 0, 1, 0, 0, 0},
+    [PIPPY_ACT_B] = {"B", 1, 1, 0, 1, 0, 1, 0},
+    [PIPPY_ACT_W] = {"W", 2, 1, 0, 1, 0, 1, 0},
+    [PIPPY_ACT_SEND_F] = {"SEND_F", 0, 0, 1, 1, 1, 0, 0},
+    [PIPPY_ACT_RECV_F] = {"RECV_F", 0, 0, -1, 1, 1, 0, 0},
+    [PIPPY_ACT_SEND_B] = {"SEND_B", 1, 0, 1, 1, 1, 1, 0},
+    [PIPPY_ACT_RECV_B] = {"RECV_B", 1, 0, -1, 1, 1, 1, 0},
+    [PIPPY_ACT_ALLREDUCE] = {"ALLREDUCE", -1, 0, 0, 0, 1, 1, 1},
+    [PIPPY_ACT_REDUCE] = {"REDUCE", -1, 0, 0, 0, 1, 1, 1},
+    [PIPPY_ACT_BROADCAST] = {"BROADCAST", -1, 0, 0, 0, 1, 1, 1},
+    [PIPPY_ACT_STEP] = {"STEP", -1, 0, 0, 0, 0, 1, 1},
 };
 
 const pippy_act_info *pippy_act_info_of(int32_t kind)
@@ -36,8 +39,8 @@ char *pippy_act_str(const pippy_action *a, char *buf, int n)
         snprintf(buf, (size_t)n, "action %d", a->kind);
     else if (a->kind == PIPPY_ACT_STEP)
         snprintf(buf, (size_t)n, "STEP");
-    else if (a->kind == PIPPY_ACT_ALLREDUCE)
-        snprintf(buf, (size_t)n, "ALLREDUCE(stage %d, reduction %d)", a->stage, a->peer);
+    else if (i->collective)
+        snprintf(buf, (size_t)n, "%s(stage %d, reduction %d)", i->name, a->stage, a->peer);
     else if (i->transfer)
         snprintf(buf, (size_t)n, "%s(stage %d, mb %d %s stage %d)", i->name, a->stage, a->mb,
                  i->transfer > 0 ? "->" : "<-", a->peer);

@@ -10,8 +10,12 @@
  *   SEND_F(stage, mb, peer) / RECV_F   activations of mb from stage to stage peer / posting their
  *                        receive (non-blocking: F waits for the data)
  *   SEND_B(stage, mb, peer) / RECV_B   gradients sent back, likewise (B waits)
- *   ALLREDUCE(stage, peer = reduction id)   sums a group's gradients (tied parameters kept as
- *                        replicas in several stages; data-parallel replicas of a stage)
+ *   ALLREDUCE(stage, peer = reduction id)   sums a group's gradients on every member (tied
+ *                        parameters kept as replicas in several stages; data-parallel replicas)
+ *   REDUCE(stage, peer = reduction id)      sums a tied parameter's gradients into its owner (the
+ *                        group's first stage) when it is transmitted instead of replicated
+ *   BROADCAST(stage, peer = reduction id)   the owner sends the transmitted parameter to the other
+ *                        stages that use it (each member's first action of the step)
  *   STEP                 the optimizer step: the global loss, gradient norm and non-finite check
  *                        are reduced over every rank first (a barrier), then every stage of the rank
  *                        updates its parameters and clears its gradients
@@ -37,6 +41,8 @@ typedef enum {
     PIPPY_ACT_SEND_B,
     PIPPY_ACT_RECV_B,
     PIPPY_ACT_ALLREDUCE,
+    PIPPY_ACT_REDUCE,
+    PIPPY_ACT_BROADCAST,
     PIPPY_ACT_STEP,
     PIPPY_ACT_KINDS
 } pippy_act_kind;
@@ -48,15 +54,16 @@ typedef struct {
     int32_t compute;    /* 1: runs one of the stage's generated functions */
     int32_t transfer;   /* 1: sends, -1: posts receives, 0: neither */
     int32_t has_mb;     /* names a microbatch */
-    int32_t has_peer;   /* names a peer stage (transfers) or a reduction (ALLREDUCE) */
+    int32_t has_peer;   /* names a peer stage (transfers) or a reduction (the collectives) */
     int32_t training;   /* only in training schedules */
+    int32_t collective; /* ALLREDUCE, REDUCE, BROADCAST, STEP: every member takes part */
 } pippy_act_info;
 
 typedef struct {
     int32_t kind;  /* pippy_act_kind */
     int32_t stage; /* the stage it belongs to (-1 for STEP) */
     int32_t mb;    /* microbatch, -1 when none */
-    int32_t peer;  /* peer stage of a transfer, reduction id of ALLREDUCE, else -1 */
+    int32_t peer;  /* peer stage of a transfer, reduction id of ALLREDUCE/REDUCE/BROADCAST, else -1 */
 } pippy_action;
 
 const pippy_act_info *pippy_act_info_of(int32_t kind); /* NULL when out of range */

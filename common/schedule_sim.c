@@ -15,7 +15,8 @@ typedef struct {
     uint64_t *pair_bytes;
     int32_t *n_sent, *n_recv; /* [pair * M + mb] */
     int32_t *done;      /* [(stage * M + mb) * PIPPY_PHASES + phase]: 1 once that computation is listed */
-    int32_t *n_reduce;  /* [reduction * S + stage] */
+    int32_t *n_reduce;  /* [(kind * n_reductions + reduction) * S + stage], kind 0 ALLREDUCE, 1 REDUCE,
+                           2 BROADCAST */
     double *sent_t;     /* [pair * M + mb]: when the send ran in the replay, < 0 before */
 } pippy_ss;
 
@@ -57,7 +58,7 @@ static pippy_status pippy_ss_init(pippy_ss *x, const pippy_sched *s)
     x->pair_phase = malloc(maxp * sizeof *x->pair_phase);
     x->pair_bytes = calloc(maxp, sizeof *x->pair_bytes);
     x->done = calloc((size_t)x->S * (size_t)x->M * PIPPY_PHASES, sizeof *x->done);
-    x->n_reduce = calloc((size_t)(s->n_reductions + 1) * (size_t)x->S, sizeof *x->n_reduce);
+    x->n_reduce = calloc((size_t)(3 * s->n_reductions + 1) * (size_t)x->S, sizeof *x->n_reduce);
     if (!x->pair || !x->pair_from || !x->pair_to || !x->pair_phase || !x->pair_bytes || !x->done || !x->n_reduce)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory checking the schedule");
     for (size_t i = 0; i < maxp; i++)
@@ -114,6 +115,12 @@ static int pippy_ss_member(const pippy_sched *s, int32_t id, int32_t stage)
     return 0;
 }
 
+/* 0 ALLREDUCE, 1 REDUCE, 2 BROADCAST. */
+static int32_t pippy_ss_ckind(int32_t kind)
+{
+    return kind == PIPPY_ACT_ALLREDUCE ? 0 : kind == PIPPY_ACT_REDUCE ? 1 : 2;
+}
+
 /* One action, checked where it stands in its rank's list. */
 static pippy_status pippy_ss_action(pippy_ss *x, int32_t r, int32_t k, const pippy_action *a)
 {
@@ -156,14 +163,23 @@ static pippy_status pippy_ss_action(pippy_ss *x, int32_t r, int32_t k, const pip
                                  info->phase ? "B" : "F");
         return PIPPY_OK;
     }
-    /* ALLREDUCE */
+    /* ALLREDUCE, REDUCE, BROADCAST */
     if (a->peer < 0 || a->peer >= s->n_reductions || !pippy_ss_member(s, a->peer, a->stage))
         return pippy_ss_fail(r, k, a, "stage %d is not a member of reduction %d", a->stage, a->peer);
-    for (int32_t m = 0; m < x->M; m++)
-        if (!*pippy_ss_done(x, a->stage, m, PIPPY_PHASE_W))
-            return pippy_ss_fail(r, k, a, "W(stage %d, mb %d) must come first: the gradients are not complete", a->stage,
-                                 m);
-    if (++x->n_reduce[(size_t)a->peer * x->S + a->stage] > 1)
+    int transmit = s->reduction_transmit && s->reduction_transmit[a->peer];
+    if ((a->kind == PIPPY_ACT_ALLREDUCE) == transmit)
+        return pippy_ss_fail(r, k, a, "reduction %d %s its parameter: it takes %s", a->peer,
+                             transmit ? "transmits" : "replicates", transmit ? "REDUCE and BROADCAST" : "ALLREDUCE");
+    for (int32_t m = 0; m < x->M; m++) {
+        if (a->kind != PIPPY_ACT_BROADCAST && !*pippy_ss_done(x, a->stage, m, PIPPY_PHASE_W))
+            return pippy_ss_fail(r, k, a, "W(stage %d, mb %d) must come first: the gradients are not complete",
+                                 a->stage, m);
+        if (a->kind == PIPPY_ACT_BROADCAST && *pippy_ss_done(x, a->stage, m, PIPPY_PHASE_F))
+            return pippy_ss_fail(r, k, a, "it must come before F(stage %d, mb %d), which reads the parameter",
+                                 a->stage, m);
+    }
+    int32_t kind = pippy_ss_ckind(a->kind);
+    if (++x->n_reduce[((size_t)kind * s->n_reductions + (size_t)a->peer) * x->S + a->stage] > 1)
         return pippy_ss_fail(r, k, a, "it appears twice");
     return PIPPY_OK;
 }
@@ -191,11 +207,15 @@ static pippy_status pippy_ss_complete(pippy_ss *x)
                                   "never be received",
                                   s->stage_rank[to], names[ph], to, m, from);
         }
+    static const char *const kinds[3] = {"ALLREDUCE", "REDUCE", "BROADCAST"};
     for (int32_t id = 0; id < s->n_reductions; id++)
         for (int32_t i = 0; i < s->reduction_n[id]; i++) {
             int32_t st = s->reduction_stages[id][i];
-            if (st < 0 || st >= x->S || !x->n_reduce[(size_t)id * x->S + st])
-                return pippy_fail(PIPPY_ERR_INVALID, "schedule: stage %d never runs ALLREDUCE of reduction %d", st, id);
+            int transmit = s->reduction_transmit && s->reduction_transmit[id];
+            for (int32_t kind = transmit ? 1 : 0; kind < (transmit ? 3 : 1); kind++)
+                if (st < 0 || st >= x->S || !x->n_reduce[((size_t)kind * s->n_reductions + (size_t)id) * x->S + st])
+                    return pippy_fail(PIPPY_ERR_INVALID, "schedule: stage %d never runs %s of reduction %d", st,
+                                      kinds[kind], id);
         }
     for (int32_t r = 0; r < x->R && s->training; r++)
         if (!s->n_actions[r] || s->actions[r][s->n_actions[r] - 1].kind != PIPPY_ACT_STEP)
@@ -261,12 +281,20 @@ static double pippy_ss_cost(const pippy_sched *s, const pippy_action *a)
     return s->stage_s && i->compute ? s->stage_s[(size_t)a->stage * PIPPY_PHASES + (size_t)i->phase] : 0;
 }
 
-/* The last action index on rank r that is an ALLREDUCE of reduction id. */
-static int32_t pippy_ss_last_reduce(const pippy_sched *s, int32_t r, int32_t id)
+/* Which collective an action joins: (kind, reduction) as one number; STEP is the last one. */
+static int32_t pippy_ss_key(const pippy_sched *s, const pippy_action *a)
+{
+    if (a->kind == PIPPY_ACT_STEP)
+        return 3 * s->n_reductions;
+    return pippy_ss_ckind(a->kind) * s->n_reductions + a->peer;
+}
+
+/* The last action index on rank r that joins collective key. */
+static int32_t pippy_ss_last_reduce(const pippy_sched *s, int32_t r, int32_t key)
 {
     int32_t last = -1;
     for (int32_t k = 0; k < s->n_actions[r]; k++)
-        if (s->actions[r][k].kind == PIPPY_ACT_ALLREDUCE && s->actions[r][k].peer == id)
+        if (pippy_act_info_of(s->actions[r][k].kind)->collective && pippy_ss_key(s, &s->actions[r][k]) == key)
             last = k;
     return last;
 }
@@ -274,7 +302,7 @@ static int32_t pippy_ss_last_reduce(const pippy_sched *s, int32_t r, int32_t id)
 typedef struct {
     int32_t *pos;      /* per rank: the next action; <= -2: parked at action -pos-2 (a collective) */
     double *clock, *busy;
-    int32_t *arrived;  /* per reduction: member stages arrived; [n_reductions]: ranks at STEP */
+    int32_t *arrived;  /* per collective key: members arrived (stages; ranks for STEP) */
     double *arrive_t;
 } pippy_replay;
 
@@ -284,12 +312,12 @@ typedef struct {
 static void pippy_ss_collective(pippy_ss *x, pippy_replay *y, int32_t r, const pippy_action *a)
 {
     const pippy_sched *s = x->s;
-    int32_t id = a->kind == PIPPY_ACT_STEP ? s->n_reductions : a->peer;
-    int32_t need = a->kind == PIPPY_ACT_STEP ? x->R : s->reduction_n[id], p = y->pos[r];
+    int32_t id = pippy_ss_key(s, a);
+    int32_t need = a->kind == PIPPY_ACT_STEP ? x->R : s->reduction_n[a->peer], p = y->pos[r];
     y->arrived[id]++;
     if (y->clock[r] > y->arrive_t[id])
         y->arrive_t[id] = y->clock[r];
-    if (a->kind == PIPPY_ACT_ALLREDUCE && p != pippy_ss_last_reduce(s, r, id)) {
+    if (a->kind != PIPPY_ACT_STEP && p != pippy_ss_last_reduce(s, r, id)) {
         y->pos[r]++;
         return;
     }
@@ -299,10 +327,7 @@ static void pippy_ss_collective(pippy_ss *x, pippy_replay *y, int32_t r, const p
     double t = y->arrive_t[id] + s->collective_s;
     for (int32_t q = 0; q < x->R; q++) {
         int32_t at = y->pos[q] <= -2 ? -y->pos[q] - 2 : -1;
-        if (at < 0)
-            continue;
-        const pippy_action *b = &s->actions[q][at];
-        if ((b->kind == PIPPY_ACT_STEP ? s->n_reductions : b->peer) != id)
+        if (at < 0 || pippy_ss_key(s, &s->actions[q][at]) != id)
             continue;
         y->clock[q] = t;
         y->pos[q] = at + 1;
@@ -341,8 +366,8 @@ static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
     y.pos = calloc((size_t)x->R, sizeof *y.pos);
     y.clock = calloc((size_t)x->R, sizeof *y.clock);
     y.busy = calloc((size_t)x->R, sizeof *y.busy);
-    y.arrived = calloc((size_t)s->n_reductions + 1, sizeof *y.arrived);
-    y.arrive_t = calloc((size_t)s->n_reductions + 1, sizeof *y.arrive_t);
+    y.arrived = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *y.arrived);
+    y.arrive_t = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *y.arrive_t);
     if (!y.pos || !y.clock || !y.busy || !y.arrived || !y.arrive_t) {
         free(y.pos), free(y.clock), free(y.busy), free(y.arrived), free(y.arrive_t);
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
@@ -352,7 +377,7 @@ static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
         for (int32_t r = 0; r < x->R; r++)
             while (y.pos[r] >= 0 && y.pos[r] < s->n_actions[r]) {
                 const pippy_action *a = &s->actions[r][y.pos[r]];
-                if (a->kind == PIPPY_ACT_ALLREDUCE || a->kind == PIPPY_ACT_STEP) {
+                if (pippy_act_info_of(a->kind)->collective) {
                     pippy_ss_collective(x, &y, r, a);
                     progress = 1;
                     continue;

@@ -10,8 +10,9 @@
  *   - for every pair of stages that exchange values in a phase and every microbatch, exactly one
  *     send (after the computation that makes the data) and one receive (posted before the
  *     computation that needs it);
- *   - ALLREDUCE once per member stage, after that stage's last W; training: STEP once per rank,
- *     last; inference: no STEP, no B, W or ALLREDUCE;
+ *   - per member stage of a reduction: ALLREDUCE once (REDUCE once and BROADCAST once when the
+ *     reduction transmits its parameter), ALLREDUCE / REDUCE after that stage's last W, BROADCAST
+ *     before its first F; training: STEP once per rank, last; inference: none of these, no B, no W;
  *   - replaying the lists (computations wait for their data, collectives for every member) ends
  *     with every rank done: no deadlock; a stage never holds more microbatches than it has stash
  *     slots for.
@@ -42,6 +43,8 @@ typedef struct {
     int32_t n_reductions;
     const int32_t *reduction_n;           /* per reduction: how many member stages */
     const int32_t *const *reduction_stages;
+    const int32_t *reduction_transmit;    /* per reduction: 1 when REDUCE + BROADCAST replace ALLREDUCE
+                                             (NULL: none does) */
     const int32_t *n_actions;             /* per rank */
     const pippy_action *const *actions;   /* per rank */
     /* For the prediction (each may be 0 / NULL). */

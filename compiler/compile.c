@@ -340,6 +340,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     plan->microbatch_size = mb;
     plan->batch = batch > 0 ? batch : mb;
     plan->training = o->train;
+    plan->tied_transmit = o->tied_transmit;
     return PIPPY_OK;
 }
 

@@ -30,6 +30,7 @@ typedef struct {
     const char *labels;         /* --labels NAME: the graph input --loss compares against */
     const char *optimizer_json; /* the optimizer's settings as JSON, kept in schedule.json */
     int32_t optimizer_state;    /* floats of optimizer state per parameter float */
+    int32_t tied_transmit;      /* --tied transmit (default replicate) */
 } pippy_compile_opts;
 
 pippy_status pippy_compile(const pippy_compile_opts *o);

@@ -46,7 +46,7 @@ static void pippy_json_config(cJSON *root, const pippy_plan *p, const pippy_emit
         return;
     cJSON *tr = cJSON_AddObjectToObject(root, "training");
     cJSON_AddStringToObject(tr, "loss", p->g->values[p->loss].name);
-    cJSON_AddStringToObject(tr, "tied", "replicate");
+    cJSON_AddStringToObject(tr, "tied", p->tied_transmit ? "transmit" : "replicate");
     cJSON *opt = o->optimizer_json ? cJSON_Parse(o->optimizer_json) : NULL;
     cJSON_AddItemToObject(tr, "optimizer", opt ? opt : cJSON_CreateObject());
 }
@@ -205,6 +205,7 @@ static void pippy_json_tied(cJSON *root, const pippy_plan *p)
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "id", id);
         cJSON_AddStringToObject(j, "kind", "tied");
+        cJSON_AddStringToObject(j, "mode", r->transmit ? "transmit" : "replicate");
         cJSON_AddStringToObject(j, "param", g->values[r->param].name);
         cJSON_AddNumberToObject(j, "bytes", (double)pippy_value_bytes(&g->values[r->param]));
         cJSON *st = cJSON_AddArrayToObject(j, "stages"), *off = cJSON_AddArrayToObject(j, "offsets");
@@ -228,7 +229,7 @@ static cJSON *pippy_json_action(const pippy_action *a)
         cJSON_AddNumberToObject(ja, "stage", a->stage);
     if (i && i->has_mb)
         cJSON_AddNumberToObject(ja, "mb", a->mb);
-    if (a->kind == PIPPY_ACT_ALLREDUCE)
+    if (i && i->collective && a->kind != PIPPY_ACT_STEP)
         cJSON_AddNumberToObject(ja, "reduction", a->peer);
     else if (i && i->has_peer)
         cJSON_AddNumberToObject(ja, "peer", a->peer);

@@ -91,6 +91,7 @@ static pippy_status pippy_plan_reductions(pippy_plan *p, const char *uses)
             continue;
         pippy_reduction *r = &p->reductions[p->n_reductions];
         r->param = v;
+        r->transmit = p->tied_transmit;
         r->n_stages = 0;
         for (int32_t s = 0; s < S; s++)
             if (uses[(size_t)v * S + s])

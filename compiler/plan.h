@@ -79,8 +79,11 @@ typedef struct {
  * them before the optimizer step, so every copy takes the same step (ALLREDUCE actions). */
 typedef struct {
     int32_t param;                        /* the PARAM value */
+    int32_t transmit;                     /* 1: the first stage owns it and sends it to the others each
+                                             step, their gradients are reduced into it (--tied transmit);
+                                             0: every stage keeps a replica (--tied replicate) */
     int32_t n_stages;
-    int32_t stages[PIPPY_MAX_STAGES];
+    int32_t stages[PIPPY_MAX_STAGES];     /* ascending: stages[0] owns a transmitted parameter */
 } pippy_reduction;
 
 typedef struct {
@@ -96,6 +99,7 @@ typedef struct {
     char schedule[32];        /* "gpipe", "1f1b" */
     int32_t training;         /* a training compile: F, B, W per microbatch and an optimizer step */
     int32_t loss;             /* training: the loss value (a graph output of the last stage) */
+    int32_t tied_transmit;    /* training: tied parameters are transmitted from their first stage */
     int32_t n_ranks;
     pippy_reduction *reductions;
     int32_t n_reductions;

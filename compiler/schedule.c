@@ -65,6 +65,14 @@ static void pippy_backward(pippy_list *l, int32_t m)
     pippy_put(l, PIPPY_ACT_W, m, -1);
 }
 
+static int pippy_member(const pippy_reduction *r, int32_t s)
+{
+    for (int32_t k = 0; k < r->n_stages; k++)
+        if (r->stages[k] == s)
+            return 1;
+    return 0;
+}
+
 static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_b)
 {
     int32_t S = p->n_stages, M = p->microbatches;
@@ -74,10 +82,13 @@ static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_
         nf[ph] = pippy_peers(p, s, ph, 0, from[ph]);
         l.nt[ph] = pippy_peers(p, s, ph, 1, l.to[ph]);
     }
-    size_t cap = (size_t)M * (size_t)(nf[0] + nf[1] + l.nt[0] + l.nt[1] + 3) + (size_t)p->n_reductions + 2;
+    size_t cap = (size_t)M * (size_t)(nf[0] + nf[1] + l.nt[0] + l.nt[1] + 3) + 2 * (size_t)p->n_reductions + 2;
     l.a = malloc(cap * sizeof *l.a);
     if (!l.a)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
+    for (int32_t id = 0; id < p->n_reductions && p->training; id++)
+        if (p->reductions[id].transmit && pippy_member(&p->reductions[id], s))
+            pippy_put(&l, PIPPY_ACT_BROADCAST, -1, id);
     for (int32_t ph = 0; ph < (p->training ? 2 : 1); ph++)
         for (int32_t m = 0; m < M; m++)
             for (int32_t k = 0; k < nf[ph]; k++)
@@ -101,9 +112,8 @@ static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_
         }
     }
     for (int32_t id = 0; id < p->n_reductions && p->training; id++)
-        for (int32_t k = 0; k < p->reductions[id].n_stages; k++)
-            if (p->reductions[id].stages[k] == s)
-                pippy_put(&l, PIPPY_ACT_ALLREDUCE, -1, id);
+        if (pippy_member(&p->reductions[id], s))
+            pippy_put(&l, p->reductions[id].transmit ? PIPPY_ACT_REDUCE : PIPPY_ACT_ALLREDUCE, -1, id);
     if (p->training)
         pippy_put(&l, PIPPY_ACT_STEP, -1, -1);
     p->actions[p->stages[s].rank] = l.a;
@@ -113,7 +123,7 @@ static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_
 
 /* The plan as the checker sees it (arrays owned by the caller, freed by pippy_sched_free). */
 static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double *stage_s, int32_t *stage_rank,
-                                   pippy_sched_edge *edges, int32_t *red_n, const int32_t **red_st)
+                                   pippy_sched_edge *edges, int32_t *red_n, const int32_t **red_st, int32_t *red_tx)
 {
     memset(sc, 0, sizeof *sc);
     sc->n_stages = p->n_stages;
@@ -132,6 +142,7 @@ static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double 
     for (int32_t id = 0; id < p->n_reductions; id++) {
         red_n[id] = p->reductions[id].n_stages;
         red_st[id] = p->reductions[id].stages;
+        red_tx[id] = p->reductions[id].transmit;
     }
     sc->stage_rank = stage_rank;
     sc->n_edges = p->n_edges;
@@ -139,6 +150,7 @@ static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double 
     sc->n_reductions = p->n_reductions;
     sc->reduction_n = red_n;
     sc->reduction_stages = red_st;
+    sc->reduction_transmit = red_tx;
     sc->n_actions = p->n_actions;
     sc->actions = (const pippy_action *const *)p->actions;
     sc->stage_s = stage_s;
@@ -156,14 +168,15 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
     pippy_sched_edge *edges = calloc((size_t)p->n_edges + 1, sizeof *edges);
     int32_t *red_n = calloc((size_t)p->n_reductions + 1, sizeof *red_n);
     const int32_t **red_st = calloc((size_t)p->n_reductions + 1, sizeof *red_st);
+    int32_t *red_tx = calloc((size_t)p->n_reductions + 1, sizeof *red_tx);
     p->pred_idle_ms = calloc((size_t)R, sizeof *p->pred_idle_ms);
     pippy_status st = PIPPY_OK;
-    if (!stage_s || !busy || !stage_rank || !in_flight || !edges || !red_n || !red_st || !p->pred_idle_ms)
+    if (!stage_s || !busy || !stage_rank || !in_flight || !edges || !red_n || !red_st || !red_tx || !p->pred_idle_ms)
         st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory predicting the schedule");
     pippy_sched sc;
     pippy_sched_result res = {0, 0, busy, p->pred_idle_ms, in_flight};
     if (st == PIPPY_OK)
-        st = pippy_sched_of(p, &sc, stage_s, stage_rank, edges, red_n, red_st);
+        st = pippy_sched_of(p, &sc, stage_s, stage_rank, edges, red_n, red_st, red_tx);
     if (st == PIPPY_OK)
         st = pippy_sched_check(&sc, &res);
     if (st != PIPPY_OK)
@@ -174,7 +187,7 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
         p->pred_idle_ms[r] *= 1e3;
     p->pred_step_ms = res.step_s * 1e3;
     p->pred_bubble = res.bubble;
-    free(stage_s), free(busy), free(stage_rank), free(in_flight), free(edges), free(red_n), free(red_st);
+    free(stage_s), free(busy), free(stage_rank), free(in_flight), free(edges), free(red_n), free(red_st), free(red_tx);
     return st;
 }
 

@@ -6,7 +6,7 @@
  *                    at F, given back after W; after F at inference);
  *   SEND_F / SEND_B  start sending the microbatch's activations / gradients to a peer stage (on one
  *                    machine only an 8-byte note travels: the bytes are already in shared memory);
- *   ALLREDUCE, STEP  training collectives (train.c).
+ *   ALLREDUCE, REDUCE, BROADCAST, STEP   training collectives (train.c).
  * Transfers are reaped as they land (and traced from post to completion); every send lands
  * before the list ends. Nothing here allocates. */
 #include <stdio.h>
@@ -216,8 +216,8 @@ static pippy_status pippy_rt_action(pippy_rt *rt, const pippy_action *a)
     const pippy_act_info *info = pippy_act_info_of(a->kind);
     if (a->kind == PIPPY_ACT_STEP)
         return pippy_train_step(rt);
-    if (a->kind == PIPPY_ACT_ALLREDUCE)
-        return pippy_train_allreduce(rt, a);
+    if (info && info->collective)
+        return pippy_train_collective(rt, a);
     pippy_rt_stage *sx = pippy_rt_stage_of(rt, a->stage);
     if (!sx || !info)
         return pippy_fail(PIPPY_ERR_INTERNAL, "rank %d: action for stage %d", rt->rank, a->stage);

@@ -132,7 +132,7 @@ void pippy_rt_set_progress(pippy_transport *t);
 /* train.c */
 pippy_status pippy_train_setup(pippy_rt *rt);
 pippy_status pippy_train_run(pippy_rt *rt);        /* every step, then the final save */
-pippy_status pippy_train_allreduce(pippy_rt *rt, const pippy_action *a);
+pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a); /* ALLREDUCE, REDUCE, BROADCAST */
 pippy_status pippy_train_step(pippy_rt *rt);       /* the STEP action */
 void pippy_train_free(pippy_rt *rt);
 

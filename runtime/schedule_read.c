@@ -29,14 +29,14 @@ static pippy_status pippy_read_action(const cJSON *j, pippy_action *a, const cha
     a->kind = cJSON_IsString(op) ? pippy_act_parse(op->valuestring) : -1;
     if (a->kind < 0)
         return pippy_fail(PIPPY_ERR_FORMAT, "%s: rank %d action %d: '%s' is not an action (F, B, W, SEND_F, RECV_F, "
-                                            "SEND_B, RECV_B, ALLREDUCE, STEP)",
+                                            "SEND_B, RECV_B, ALLREDUCE, REDUCE, BROADCAST, STEP)",
                           path, rank, k, cJSON_IsString(op) ? op->valuestring : "(no op)");
     const pippy_act_info *i = pippy_act_info_of(a->kind);
     a->stage = a->kind == PIPPY_ACT_STEP ? -1 : pippy_json_int(j, "stage", -1);
     a->mb = i->has_mb ? pippy_json_int(j, "mb", -1) : -1;
-    a->peer = a->kind == PIPPY_ACT_ALLREDUCE ? pippy_json_int(j, "reduction", -1)
-              : i->has_peer                  ? pippy_json_int(j, "peer", -1)
-                                             : -1;
+    a->peer = i->collective && a->kind != PIPPY_ACT_STEP ? pippy_json_int(j, "reduction", -1)
+              : i->has_peer                                ? pippy_json_int(j, "peer", -1)
+                                                           : -1;
     return PIPPY_OK;
 }
 
@@ -66,6 +66,7 @@ typedef struct {
     int32_t *consumers;
     int32_t *red_n;
     int32_t **red_st;
+    int32_t *red_tx;
     int32_t n_edges, n_red;
 } pippy_read_graph;
 
@@ -73,7 +74,7 @@ static void pippy_read_graph_free(pippy_read_graph *x)
 {
     for (int i = 0; x->red_st && i < x->n_red; i++)
         free(x->red_st[i]);
-    free(x->edges), free(x->consumers), free(x->red_n), free(x->red_st);
+    free(x->edges), free(x->consumers), free(x->red_n), free(x->red_st), free(x->red_tx);
 }
 
 static pippy_status pippy_read_edges(const cJSON *root, const char *path, pippy_read_graph *x)
@@ -106,12 +107,14 @@ static pippy_status pippy_read_edges(const cJSON *root, const char *path, pippy_
     x->n_red = cJSON_GetArraySize(reds);
     x->red_n = calloc((size_t)x->n_red + 1, sizeof *x->red_n);
     x->red_st = calloc((size_t)x->n_red + 1, sizeof *x->red_st);
-    if (!x->red_n || !x->red_st)
+    x->red_tx = calloc((size_t)x->n_red + 1, sizeof *x->red_tx);
+    if (!x->red_n || !x->red_st || !x->red_tx)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
     k = 0;
     cJSON_ArrayForEach(r, reds)
     {
-        const cJSON *sts = pippy_json_get(r, "stages"), *s;
+        const cJSON *sts = pippy_json_get(r, "stages"), *s, *mode = pippy_json_get(r, "mode");
+        x->red_tx[k] = cJSON_IsString(mode) && !strcmp(mode->valuestring, "transmit");
         x->red_st[k] = calloc((size_t)cJSON_GetArraySize(sts) + 1, sizeof **x->red_st);
         if (!x->red_st[k])
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
@@ -147,7 +150,8 @@ static pippy_status pippy_read_check(pippy_rt *rt, const char *path)
         pippy_sched sc = {.n_stages = S, .n_ranks = R, .microbatches = rt->M, .training = rt->training,
                           .stage_rank = stage_rank, .n_edges = gr.n_edges, .edges = gr.edges,
                           .n_reductions = gr.n_red, .reduction_n = gr.red_n,
-                          .reduction_stages = (const int32_t *const *)gr.red_st, .n_actions = n_acts,
+                          .reduction_stages = (const int32_t *const *)gr.red_st,
+                          .reduction_transmit = gr.red_tx, .n_actions = n_acts,
                           .actions = (const pippy_action *const *)acts, .stash_slots = slots};
         st = pippy_sched_check(&sc, NULL);
         if (st != PIPPY_OK)

@@ -261,7 +261,9 @@ pippy_status pippy_train_setup(pippy_rt *rt)
     tr->world = (pippy_group){tr->world_ranks, rt->nranks, rt->rank};
     size_t scratch = pippy_allreduce_scratch_elems(rt->nranks, 4) * sizeof(double);
     for (int i = 0; i < tr->n_ties; i++) {
-        size_t b = pippy_allreduce_scratch_elems(tr->ties[i].group.n, tr->ties[i].count) * sizeof(float);
+        size_t a = pippy_allreduce_scratch_elems(tr->ties[i].group.n, tr->ties[i].count);
+        size_t r = pippy_reduce_scratch_elems(tr->ties[i].group.n, tr->ties[i].count);
+        size_t b = (a > r ? a : r) * sizeof(float);
         scratch = b > scratch ? b : scratch;
     }
     tr->scratch = calloc(1, scratch + 64);
@@ -365,7 +367,9 @@ static pippy_status pippy_train_resume(pippy_rt *rt)
 
 /* ---------------------------------------------------------------- actions */
 
-pippy_status pippy_train_allreduce(pippy_rt *rt, const pippy_action *a)
+/* ALLREDUCE: a replicated tie's gradient summed on every holder; REDUCE: a transmitted tie's
+ * gradient summed into its owner; BROADCAST: the owner's parameter copied to the other holders. */
+pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a)
 {
     pippy_train *tr = rt->train;
     for (int i = 0; i < tr->n_ties; i++) {
@@ -373,13 +377,20 @@ pippy_status pippy_train_allreduce(pippy_rt *rt, const pippy_action *a)
         if (t->id != a->peer || t->stage != a->stage)
             continue;
         pippy_rt_stage *sx = pippy_rt_stage_of(rt, t->stage);
-        uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, t->id, 0);
-        pippy_status st = pippy_allreduce_f32(rt->t, &t->group, (float *)(sx->G + t->off), t->count, PIPPY_REDUCE_SUM,
-                                              tag, tr->scratch);
-        return st == PIPPY_OK ? st : pippy_error_prefix(st, "summing the tied gradient of reduction %d", t->id);
+        float *grad = (float *)(sx->G + t->off);
+        uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, t->id * 4 + (a->kind - PIPPY_ACT_ALLREDUCE), 0);
+        pippy_status st;
+        const char *what = pippy_act_info_of(a->kind)->name;
+        if (a->kind == PIPPY_ACT_ALLREDUCE)
+            st = pippy_allreduce_f32(rt->t, &t->group, grad, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
+        else if (a->kind == PIPPY_ACT_REDUCE)
+            st = pippy_reduce(rt->t, &t->group, 0, PIPPY_DT_FLOAT, grad, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
+        else
+            st = pippy_broadcast(rt->t, &t->group, 0, sx->W + t->off, t->count * sizeof(float), tag);
+        return st == PIPPY_OK ? st : pippy_error_prefix(st, "%s of tied parameter %d", what, t->id);
     }
-    return pippy_fail(PIPPY_ERR_INVALID, "rank %d: ALLREDUCE of reduction %d for stage %d, which it does not hold",
-                      rt->rank, a->peer, a->stage);
+    return pippy_fail(PIPPY_ERR_INVALID, "rank %d: %s of reduction %d for stage %d, which does not hold it", rt->rank,
+                      pippy_act_info_of(a->kind)->name, a->peer, a->stage);
 }
 
 /* This rank's part of the step's totals: loss sum, gradient sum of squares. */

@@ -27,7 +27,7 @@ import trainref  # noqa: E402
 QUICK = "--quick" in sys.argv
 STEPS = 8
 
-# (model, config, M, stages, schedule, save): stages 1 is issue "Training, part 1"
+# (model, config, M, stages (0: from the model's annotations), schedule, save[, extra pippyc flags])
 CASES = [
     ("mlp_train", "sgd", 1, 1, "gpipe", True),
     ("mlp_train", "sgd", 4, 1, "gpipe", False),
@@ -60,10 +60,16 @@ CASES = [
     ("skip_conn", "sgd_momentum", 4, 0, "1f1b", True),
     ("skip_conn", "adamw", 8, 0, "gpipe", False),
     ("skip_conn", "sgd_clip", 1, 0, "1f1b", False),
+    # tied parameters transmitted from their first stage instead of replicated
+    ("gpt_train", "adamw", 4, 2, "1f1b", True, ["--tied", "transmit"]),
+    ("gpt_train", "adamw_clip", 2, 3, "1f1b", False, ["--tied", "transmit"]),
+    ("gpt_train", "adamw", 8, 4, "gpipe", True, ["--tied", "transmit"]),
+    ("skip_conn", "sgd_momentum", 4, 0, "1f1b", True, ["--tied", "transmit"]),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
-             ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False), ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False)]
+             ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False, ["--tied", "transmit"]),
+             ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False)]
 
 
 def compile_flags(ref, config):
@@ -107,11 +113,11 @@ def compile_case(b, ref, config, M, S, schedule, out, extra=(), lr=None):
     return run(cmd, timeout=600)
 
 
-def train_case(res, b, model, config, M, S, schedule, save):
+def train_case(res, b, model, config, M, S, schedule, save, extra=()):
     ref = trainref.load_ref(model)
-    name = f"{model} {config} M={M} stages={S or 'annotated'} {schedule}"
+    name = f"{model} {config} M={M} stages={S or 'annotated'} {schedule}" + (" " + " ".join(extra) if extra else "")
     out = tmpdir("pippy-train-")
-    code, text = compile_case(b, ref, config, M, S, schedule, out)
+    code, text = compile_case(b, ref, config, M, S, schedule, out, extra)
     if code != 0:
         res.check(name, False, "pippyc failed:\n        " + tail(text))
         return
