@@ -21,8 +21,9 @@
  *                        updates its parameters and clears its gradients
  *
  * Message tags (the transport's 48-bit user tags): bits 47..44 the kind (activation, gradient,
- * weight, reduction), 43..24 the edge (or reduction id), 23..0 the microbatch (or a collective's
- * own step). The top kind (15) is the runtime's control messages. */
+ * weight, reduction, credit), 43..24 the edge (or reduction id), 23..0 the microbatch (or a
+ * collective's own step). A credit tells a producer on the same machine that a consumer is done
+ * with a microbatch's shared slot. The top kind (15) is the runtime's control messages. */
 #ifndef PIPPY_ACTION_H
 #define PIPPY_ACTION_H
 
@@ -72,7 +73,7 @@ int32_t pippy_act_parse(const char *name);             /* -1 when unknown */
 char *pippy_act_str(const pippy_action *a, char *buf, int n);
 
 enum { PIPPY_TAG_ACTIVATION = 0, PIPPY_TAG_GRADIENT = 1, PIPPY_TAG_WEIGHT = 2, PIPPY_TAG_REDUCTION = 3,
-       PIPPY_TAG_CONTROL = 15 };
+       PIPPY_TAG_CREDIT = 4, PIPPY_TAG_CONTROL = 15 };
 
 static inline uint64_t pippy_tag_make(int kind, int edge, int mb)
 {

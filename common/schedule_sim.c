@@ -444,3 +444,15 @@ pippy_status pippy_sched_check(const pippy_sched *s, pippy_sched_result *r)
     pippy_ss_free(&x);
     return st;
 }
+
+int32_t pippy_sched_slots(int32_t training, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
+                          const int32_t *consumers, int32_t n_consumers)
+{
+    if (!training || whole || !in_flight || producer < 0)
+        return M;
+    int32_t k = in_flight[producer];
+    for (int32_t c = 0; c < n_consumers; c++)
+        if (consumers[c] >= 0 && in_flight[consumers[c]] > k)
+            k = in_flight[consumers[c]];
+    return k < 1 ? 1 : k > M ? M : k;
+}

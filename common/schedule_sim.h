@@ -62,6 +62,15 @@ typedef struct {
                            (the caller's array, or NULL) */
 } pippy_sched_result;
 
+/* How many microbatch slots a value crossing between stages needs (the credit rule: a slot is
+ * reused only after every stage that reads it is done with the microbatch there). Every
+ * microbatch (M) at inference, and for graph inputs, graph outputs and values passed through
+ * unchanged (the step's data is loaded, and its losses read, all at once); else the most
+ * microbatches its producer or any consumer holds at once (in_flight, from pippy_sched_check):
+ * a stage finishes microbatch m - slots before it starts m, so the slot is free by then. */
+int32_t pippy_sched_slots(int32_t training, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
+                          const int32_t *consumers, int32_t n_consumers);
+
 /* Checks s (see above) and, when r is not NULL, fills r. Errors are PIPPY_ERR_INVALID with a
  * message naming the rank, action and rule. */
 pippy_status pippy_sched_check(const pippy_sched *s, pippy_sched_result *r);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "emit.h"
+#include "schedule_sim.h"
 
 static cJSON *pippy_json_shape(const pippy_tdesc *t)
 {
@@ -257,12 +258,50 @@ static void pippy_json_ranks(cJSON *root, const pippy_plan *p)
     }
 }
 
+/* The slots of edge e's value, as the stage programs size them (pippy_sched_slots). */
+static int32_t pippy_edge_slots(const pippy_plan *p, int32_t e)
+{
+    const pippy_edge *ed = &p->edges[e];
+    int whole = 0;
+    int32_t in_flight[PIPPY_MAX_STAGES];
+    for (int32_t s = 0; s < p->n_stages; s++)
+        in_flight[s] = p->stages[s].stash_slots;
+    const pippy_stage *pr = &p->stages[ed->producer];
+    for (int32_t q = 0; q < pr->n_out; q++)
+        whole |= pr->out[q].edge == e && pr->out[q].passthrough >= 0;
+    for (int32_t c = 0; c < ed->n_consumers; c++) {
+        const pippy_stage *cs = &p->stages[ed->consumers[c]];
+        for (int32_t q = 0; q < cs->n_in; q++)
+            whole |= cs->in[q].edge == e && cs->in[q].graph_output;
+    }
+    return pippy_sched_slots(p->training, p->microbatches, whole, in_flight, ed->producer, ed->consumers,
+                             ed->n_consumers);
+}
+
+/* Bytes of stage s's input and output slots. */
+static double pippy_stage_slot_bytes(const pippy_plan *p, const pippy_stage *sg)
+{
+    double bytes = 0;
+    for (int32_t q = 0; q < sg->n_in; q++) {
+        int32_t e = sg->in[q].edge;
+        bytes += (double)pippy_value_bytes(&p->g->values[sg->in[q].value]) *
+                 (e < 0 ? p->microbatches : pippy_edge_slots(p, e));
+    }
+    for (int32_t q = 0; q < sg->n_out; q++) {
+        int32_t e = sg->out[q].edge;
+        if (sg->out[q].passthrough < 0)
+            bytes += (double)pippy_value_bytes(&p->g->values[sg->out[q].value]) *
+                     (e < 0 ? p->microbatches : pippy_edge_slots(p, e));
+    }
+    return bytes;
+}
+
 /* Bytes a stage's program holds: weights, arena, stash slots, I/O slots; in training also the
  * gradient buffer and the optimizer state. */
 double pippy_stage_peak_bytes(const pippy_plan *p, int32_t s, int32_t optimizer_state)
 {
     const pippy_stage *sg = &p->stages[s];
-    double bytes = (double)sg->weights_bytes + (double)sg->arena_bytes + (double)sg->io_bytes * p->microbatches;
+    double bytes = (double)sg->weights_bytes + (double)sg->arena_bytes + pippy_stage_slot_bytes(p, sg);
     if (p->training)
         bytes += (double)sg->stash_bytes * sg->stash_slots + (double)sg->trainable_bytes * (1 + optimizer_state);
     return bytes;

@@ -8,7 +8,14 @@
  *                    machine only an 8-byte note travels: the bytes are already in shared memory);
  *   ALLREDUCE, REDUCE, BROADCAST, STEP   training collectives (train.c).
  * Transfers are reaped as they land (and traced from post to completion); every send lands
- * before the list ends. Nothing here allocates. */
+ * before the list ends. Nothing here allocates.
+ *
+ * Slots and credits: a value crossing stages has `slots` microbatch slots (m lives in m % slots;
+ * every microbatch at inference, fewer in training: see pippy_sched_slots). A stage is done with
+ * microbatch m after its last phase of m (W in training); only then may m + slots use the slot:
+ * a receive posted early waits (want) until the slot is free, and a consumer that maps its
+ * producer's shared memory sends the producer a credit, which the producer waits for before it
+ * writes m + slots into that slot. Through UCX the producer's slot is free once its send landed. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,13 +45,18 @@ static uint64_t pippy_rt_tag(int phase, int edge, int mb)
     return pippy_tag_make(phase == PIPPY_PHASE_F ? PIPPY_TAG_ACTIVATION : PIPPY_TAG_GRADIENT, edge, mb);
 }
 
+static size_t pippy_rt_slot(int slots, int m) { return (size_t)(m % slots); }
+
+/* Credits travel only where a slot is reused (fewer slots than microbatches) in shared memory. */
+static int pippy_rt_credited(const pippy_rt *rt, int shm, int slots) { return shm && slots < rt->M; }
+
 /* Finish one request: release it, and trace the transfer from its post to now. */
 static pippy_status pippy_rt_finish(pippy_rt *rt, pippy_request **rq, double post_us, int lane, const char *name,
                                     int m)
 {
     pippy_status st = pippy_transport_wait(rt->t, *rq);
     *rq = NULL;
-    if (rt->trace)
+    if (rt->trace && lane >= 0)
         pippy_trace_event(rt->trace, lane, name, lane == PIPPY_LANE_SEND ? "send" : "recv", (uint64_t)post_us,
                           (uint64_t)(pippy_rt_now_us() - post_us), m);
     return st;
@@ -65,6 +77,9 @@ static pippy_status pippy_rt_reap(pippy_rt *rt)
                                                   sx->stage, in->name, m, in->from);
                     in->arrived[m] = 1;
                 }
+            for (int m = 0; m < rt->M; m++)
+                if (in->credit[m] && pippy_transport_test(rt->t, in->credit[m]))
+                    PIPPY_TRY(pippy_rt_finish(rt, &in->credit[m], 0, -1, in->name, m));
         }
         for (int q = 0; q < sx->n_out; q++) {
             pippy_rt_output *out = &sx->out[q];
@@ -88,8 +103,14 @@ static pippy_status pippy_rt_post_recv(pippy_rt *rt, pippy_rt_input *in, int m)
     if (in->shm)
         return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], tag, &in->note[m], sizeof in->note[m],
                                      &in->req[m]);
-    return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], tag, in->buf + in->bytes * (size_t)m, in->bytes,
-                                 &in->req[m]);
+    return pippy_transport_irecv(rt->t, rt->stage_rank[in->from], tag,
+                                 in->buf + in->bytes * pippy_rt_slot(in->slots, m), in->bytes, &in->req[m]);
+}
+
+/* Whether microbatch m may take its slot of `in` (the stage is done with m - slots). */
+static int pippy_rt_slot_free(const pippy_rt_stage *sx, const pippy_rt_input *in, int m)
+{
+    return in->shm || m < in->slots || sx->finished[m - in->slots];
 }
 
 /* RECV_F / RECV_B: post the receives of microbatch m of that phase from stage peer. */
@@ -99,7 +120,10 @@ static pippy_status pippy_rt_recv(pippy_rt *rt, pippy_rt_stage *sx, const pippy_
         pippy_rt_input *in = &sx->in[q];
         if (in->from != a->peer || in->phase != phase || in->req[a->mb] || in->arrived[a->mb])
             continue;
-        PIPPY_TRY(pippy_rt_post_recv(rt, in, a->mb));
+        if (!pippy_rt_slot_free(sx, in, a->mb))
+            in->want[a->mb] = 1; /* posted when the stage is done with the slot's microbatch */
+        else
+            PIPPY_TRY(pippy_rt_post_recv(rt, in, a->mb));
     }
     return PIPPY_OK;
 }
@@ -118,11 +142,15 @@ static pippy_status pippy_rt_send(pippy_rt *rt, pippy_rt_stage *sx, const pippy_
                 continue;
             out->post_us[i] = pippy_rt_now_us();
             uint64_t tag = pippy_rt_tag(phase, out->edge, m);
-            if (out->shm && rt->same_host[peer]) /* the bytes are already there: send a note */
+            if (out->shm && rt->same_host[peer]) { /* the bytes are already there: send a note */
                 PIPPY_TRY(pippy_transport_isend(rt->t, peer, tag, &out->note[m], sizeof out->note[m], &out->req[i]));
-            else
-                PIPPY_TRY(pippy_transport_isend(rt->t, peer, tag, out->buf + out->bytes * (size_t)m, out->bytes,
-                                                &out->req[i]));
+                if (pippy_rt_credited(rt, 1, out->slots))
+                    PIPPY_TRY(pippy_transport_irecv(rt->t, peer, pippy_tag_make(PIPPY_TAG_CREDIT, out->edge, m),
+                                                    &out->credit_buf[i], sizeof out->credit_buf[i], &out->credit[i]));
+            } else {
+                PIPPY_TRY(pippy_transport_isend(rt->t, peer, tag, out->buf + out->bytes * pippy_rt_slot(out->slots, m),
+                                                out->bytes, &out->req[i]));
+            }
         }
     }
     return PIPPY_OK;
@@ -135,8 +163,12 @@ static pippy_status pippy_rt_wait_inputs(pippy_rt *rt, pippy_rt_stage *sx, int p
         pippy_rt_input *in = &sx->in[q];
         if (in->from < 0 || in->phase != phase)
             continue;
-        if (!in->req[m] && !in->arrived[m]) /* an edited action list may omit the receive */
+        if (!in->req[m] && !in->arrived[m]) { /* an edited action list may omit the receive */
+            if (!pippy_rt_slot_free(sx, in, m))
+                return pippy_fail(PIPPY_ERR_INTERNAL, "stage %d: microbatch %d of '%s' finds its slot in use", sx->stage,
+                                  m, in->name);
             PIPPY_TRY(pippy_rt_post_recv(rt, in, m));
+        }
         if (in->req[m]) {
             pippy_status st = pippy_rt_finish(rt, &in->req[m], in->post_us[m], PIPPY_LANE_RECV, in->name, m);
             if (st != PIPPY_OK)
@@ -144,6 +176,53 @@ static pippy_status pippy_rt_wait_inputs(pippy_rt *rt, pippy_rt_stage *sx, int p
                                           in->name, m, in->from);
         }
         in->arrived[m] = 0;
+    }
+    return PIPPY_OK;
+}
+
+/* Before microbatch m's outputs of `phase` are written: their slot's previous microbatch must be
+ * gone (its sends landed; consumers on this machine sent their credits). */
+static pippy_status pippy_rt_claim_outputs(pippy_rt *rt, pippy_rt_stage *sx, int phase, int m)
+{
+    for (int q = 0; q < sx->n_out; q++) {
+        pippy_rt_output *out = &sx->out[q];
+        if (out->phase != phase || out->passthrough >= 0 || m < out->slots)
+            continue;
+        for (int c = 0; c < out->n_to; c++) {
+            size_t i = (size_t)(m - out->slots) * (size_t)out->n_to + (size_t)c;
+            if (out->req[i])
+                PIPPY_TRY(pippy_rt_finish(rt, &out->req[i], out->post_us[i], PIPPY_LANE_SEND, out->name,
+                                          m - out->slots));
+            if (out->credit[i]) {
+                pippy_status st = pippy_rt_finish(rt, &out->credit[i], 0, -1, out->name, m - out->slots);
+                if (st != PIPPY_OK)
+                    return pippy_error_prefix(st, "stage %d waiting for stage %d to be done with microbatch %d of '%s'",
+                                              sx->stage, out->to[c], m - out->slots, out->name);
+            }
+        }
+    }
+    return PIPPY_OK;
+}
+
+/* After the stage's last phase of microbatch m: its slots are free for m + slots (credits to
+ * producers on this machine, receives that waited for the slot posted). */
+static pippy_status pippy_rt_release(pippy_rt *rt, pippy_rt_stage *sx, int m)
+{
+    sx->finished[m] = 1;
+    for (int q = 0; q < sx->n_in; q++) {
+        pippy_rt_input *in = &sx->in[q];
+        if (in->from < 0)
+            continue;
+        if (pippy_rt_credited(rt, in->shm, in->slots)) {
+            static const uint64_t done = 1;
+            PIPPY_TRY(pippy_transport_isend(rt->t, rt->stage_rank[in->from], pippy_tag_make(PIPPY_TAG_CREDIT, in->edge, m),
+                                            &done, sizeof done, &in->credit[m]));
+        }
+        int next = m + in->slots;
+        if (next < rt->M && in->want[next]) {
+            in->want[next] = 0;
+            PIPPY_TRY(pippy_rt_post_recv(rt, in, next));
+        }
     }
     return PIPPY_OK;
 }
@@ -188,10 +267,11 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
                           "rank %d: %s(stage %d, mb %d) finds no stash slot: the action list holds more microbatches "
                           "at once than the %d the program was compiled for",
                           rt->rank, pippy_phase_label[phase], sx->stage, m, sx->p->stash_slots);
+    PIPPY_TRY(pippy_rt_claim_outputs(rt, sx, phase, m));
     for (int q = 0; q < sx->n_in; q++)
-        sx->in_ptr[q] = sx->in[q].buf + sx->in[q].bytes * (size_t)m;
+        sx->in_ptr[q] = sx->in[q].buf + sx->in[q].bytes * pippy_rt_slot(sx->in[q].slots, m);
     for (int q = 0; q < sx->n_out; q++)
-        sx->out_ptr[q] = sx->out[q].buf + sx->out[q].bytes * (size_t)m;
+        sx->out_ptr[q] = sx->out[q].buf + sx->out[q].bytes * pippy_rt_slot(sx->out[q].slots, m);
     pippy_dump_begin(sx, m, phase);
     pippy_stage_fn fn = phase == PIPPY_PHASE_F ? sx->p->forward : phase == PIPPY_PHASE_B ? sx->p->backward
                                                                                       : sx->p->weight;
@@ -201,6 +281,8 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
         sx->free_slot[sx->n_free++] = sx->slot_of[m];
         sx->slot_of[m] = -1;
     }
+    if (phase == last)
+        PIPPY_TRY(pippy_rt_release(rt, sx, m));
     double t2 = pippy_rt_now_us();
     rt->wait_us += t1 - t0;
     rt->compute_us += t2 - t1;
@@ -243,12 +325,21 @@ static pippy_status pippy_rt_drain_sends(pippy_rt *rt)
                         return pippy_error_prefix(st, "stage %d sending '%s' to stage %d", sx->stage, out->name,
                                                   out->to[k % out->n_to]);
                 }
+        for (int q = 0; q < sx->n_out; q++)
+            for (int k = 0; k < rt->M * sx->out[q].n_to; k++)
+                if (sx->out[q].credit[k])
+                    PIPPY_TRY(pippy_rt_finish(rt, &sx->out[q].credit[k], 0, -1, sx->out[q].name, k / sx->out[q].n_to));
         for (int q = 0; q < sx->n_in; q++)
-            for (int m = 0; m < rt->M; m++)
-                if (sx->in[q].req[m] || sx->in[q].arrived[m])
+            for (int m = 0; m < rt->M; m++) {
+                pippy_rt_input *in = &sx->in[q];
+                if (in->req[m] || in->arrived[m] || in->want[m])
                     return pippy_fail(PIPPY_ERR_FORMAT,
                                       "the action list of rank %d receives microbatch %d of '%s' but never uses it",
-                                      rt->rank, m, sx->in[q].name);
+                                      rt->rank, m, in->name);
+                if (in->credit[m])
+                    PIPPY_TRY(pippy_rt_finish(rt, &in->credit[m], 0, -1, in->name, m));
+            }
+        memset(sx->finished, 0, (size_t)rt->M);
     }
     return PIPPY_OK;
 }

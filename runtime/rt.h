@@ -42,12 +42,15 @@ typedef struct {
     int phase;         /* PIPPY_PHASE_F: an activation, B: a gradient */
     int graph_output;
     size_t bytes;      /* one microbatch */
-    uint8_t *buf;      /* M slots */
+    int slots;         /* microbatch m lives in slot m % slots (pippy_sched_slots) */
+    uint8_t *buf;      /* slots x bytes */
     pippy_request **req; /* per microbatch */
     double *post_us;     /* per microbatch: when the receive was posted */
     char *arrived;       /* per microbatch: the receive completed */
+    char *want;          /* per microbatch: its RECV ran while the slot was still in use: post it later */
     int shm;             /* buf is a mapping of the producer's shared memory: only a note travels */
     uint64_t *note;      /* per microbatch: where that note lands */
+    pippy_request **credit; /* shm: per microbatch, the credit sent back once the stage is done with it */
 } pippy_rt_input;
 
 typedef struct {
@@ -59,12 +62,15 @@ typedef struct {
     int graph_output;
     int passthrough;
     size_t bytes;
+    int slots;           /* as the input's */
     uint8_t *buf;
     pippy_request **req; /* per microbatch x n_to */
     double *post_us;
     int shm;             /* buf is shared memory this rank created (consumers on this host map it) */
     char shm_name[96];
     uint64_t *note;      /* per microbatch: the note sent to consumers on this host */
+    pippy_request **credit; /* shm: per microbatch x n_to, the credit receive from a consumer on this host */
+    uint64_t *credit_buf;   /* where those credits land */
 } pippy_rt_output;
 
 /* One stage this rank runs. */
@@ -78,6 +84,7 @@ typedef struct {
     uint8_t *A;                /* the arena */
     uint8_t *S;                /* stash: p->stash_slots x p->stash_bytes */
     int *slot_of;              /* per microbatch: its stash slot, -1 */
+    char *finished;            /* per microbatch: its last phase of the step has run */
     int *free_slot;            /* stack of free slots */
     int n_free;
     uint8_t *W;                /* the weights: a private, writable mapping of stageK.weights */

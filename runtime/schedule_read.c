@@ -125,7 +125,7 @@ static pippy_status pippy_read_edges(const cJSON *root, const char *path, pippy_
 }
 
 /* Every rank's list through common/schedule_sim: refused before any connection when it cannot run. */
-static pippy_status pippy_read_check(pippy_rt *rt, const char *path)
+static pippy_status pippy_read_check(pippy_rt *rt, const char *path, int32_t *in_flight)
 {
     const cJSON *ranks = pippy_json_get(rt->sched, "ranks");
     int R = rt->nranks, S = cJSON_GetArraySize(pippy_json_get(rt->sched, "stages"));
@@ -153,7 +153,8 @@ static pippy_status pippy_read_check(pippy_rt *rt, const char *path)
                           .reduction_stages = (const int32_t *const *)gr.red_st,
                           .reduction_transmit = gr.red_tx, .n_actions = n_acts,
                           .actions = (const pippy_action *const *)acts, .stash_slots = slots};
-        st = pippy_sched_check(&sc, NULL);
+        pippy_sched_result res = {.in_flight = in_flight};
+        st = pippy_sched_check(&sc, &res);
         if (st != PIPPY_OK)
             pippy_error_prefix(st, "%s", path);
     }
@@ -236,13 +237,6 @@ static pippy_status pippy_read_input(pippy_rt *rt, pippy_rt_stage *sx, const cJS
     x->phase = cJSON_IsString(ph) && !strcmp(ph->valuestring, "gradient") ? PIPPY_PHASE_B : PIPPY_PHASE_F;
     x->graph_output = cJSON_IsTrue(pippy_json_get(e, "graph_output"));
     x->bytes = pippy_tdesc_bytes(&sx->p->inputs[q].t);
-    x->buf = pippy_read_alloc(x->bytes * (size_t)rt->M);
-    x->req = calloc((size_t)rt->M, sizeof *x->req);
-    x->post_us = calloc((size_t)rt->M, sizeof *x->post_us);
-    x->arrived = calloc((size_t)rt->M, 1);
-    if (!x->buf || !x->req || !x->post_us || !x->arrived)
-        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for input '%s' (%zu bytes x %d microbatches)", x->name,
-                          x->bytes, rt->M);
     return PIPPY_OK;
 }
 
@@ -269,11 +263,6 @@ static pippy_status pippy_read_output(pippy_rt *rt, pippy_rt_stage *sx, const cJ
     if (y->passthrough >= sx->n_in)
         return pippy_fail(PIPPY_ERR_FORMAT, "%s: stage %d output '%s' passes through input %d of %d", path, sx->stage,
                           y->name, y->passthrough, sx->n_in);
-    y->buf = y->passthrough >= 0 ? sx->in[y->passthrough].buf : pippy_read_alloc(y->bytes * (size_t)rt->M);
-    y->req = calloc((size_t)rt->M * (size_t)(y->n_to ? y->n_to : 1), sizeof *y->req);
-    y->post_us = calloc((size_t)rt->M * (size_t)(y->n_to ? y->n_to : 1), sizeof *y->post_us);
-    if (!y->buf || !y->req || !y->post_us)
-        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for output '%s'", y->name);
     return PIPPY_OK;
 }
 
@@ -314,6 +303,64 @@ static pippy_status pippy_read_stage_io(pippy_rt *rt, pippy_rt_stage *sx, const 
     for (q = 0; q < sx->n_out && cJSON_IsString(loss); q++)
         if (sx->out[q].graph_output && !strcmp(sx->out[q].name, loss->valuestring))
             sx->loss_out = q;
+    return PIPPY_OK;
+}
+
+/* The slots of the value on edge e, the same on every stage that touches it (a shared buffer):
+ * every microbatch when the value is a graph input passed on or a graph output, else as
+ * pippy_sched_slots says from its producer's and consumers' microbatches in flight. */
+static int pippy_read_edge_slots(const pippy_rt *rt, const int32_t *in_flight, int e)
+{
+    const cJSON *ed = cJSON_GetArrayItem(pippy_json_get(rt->sched, "edges"), e), *c, *x;
+    const cJSON *stages = pippy_json_get(rt->sched, "stages");
+    int producer = pippy_json_int(ed, "producer", -1), whole = 0, n = 0;
+    int32_t cons[64];
+    cJSON_ArrayForEach(x, pippy_json_get(cJSON_GetArrayItem(stages, producer), "outputs"))
+        whole |= pippy_json_int(x, "edge", -2) == e && pippy_json_int(x, "passthrough", -1) >= 0;
+    cJSON_ArrayForEach(c, pippy_json_get(ed, "consumers"))
+    {
+        int s = cJSON_IsNumber(c) ? (int)c->valuedouble : -1;
+        if (n < 64)
+            cons[n++] = s;
+        cJSON_ArrayForEach(x, pippy_json_get(cJSON_GetArrayItem(stages, s), "inputs"))
+            whole |= pippy_json_int(x, "edge", -2) == e && cJSON_IsTrue(pippy_json_get(x, "graph_output"));
+    }
+    return pippy_sched_slots(rt->training, rt->M, whole || producer < 0, in_flight, producer, cons, n);
+}
+
+/* Every slot, request and flag array of stage sx, sized from the checked schedule. */
+static pippy_status pippy_read_alloc_stage(pippy_rt *rt, pippy_rt_stage *sx, const int32_t *in_flight)
+{
+    size_t M = (size_t)rt->M;
+    sx->finished = calloc(M, 1);
+    if (!sx->finished)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    for (int q = 0; q < sx->n_in; q++) {
+        pippy_rt_input *x = &sx->in[q];
+        x->slots = x->from < 0 || x->edge < 0 ? rt->M : pippy_read_edge_slots(rt, in_flight, x->edge);
+        x->buf = pippy_read_alloc(x->bytes * (size_t)x->slots);
+        x->req = calloc(M, sizeof *x->req);
+        x->credit = calloc(M, sizeof *x->credit);
+        x->post_us = calloc(M, sizeof *x->post_us);
+        x->arrived = calloc(M, 1);
+        x->want = calloc(M, 1);
+        if (!x->buf || !x->req || !x->credit || !x->post_us || !x->arrived || !x->want)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for input '%s' (%zu bytes x %d slots)", x->name,
+                              x->bytes, x->slots);
+    }
+    for (int q = 0; q < sx->n_out; q++) {
+        pippy_rt_output *y = &sx->out[q];
+        size_t per = M * (size_t)(y->n_to ? y->n_to : 1);
+        int pass = y->passthrough >= 0;
+        y->slots = pass ? sx->in[y->passthrough].slots : y->edge < 0 ? rt->M : pippy_read_edge_slots(rt, in_flight, y->edge);
+        y->buf = pass ? sx->in[y->passthrough].buf : pippy_read_alloc(y->bytes * (size_t)y->slots);
+        y->req = calloc(per, sizeof *y->req);
+        y->credit = calloc(per, sizeof *y->credit);
+        y->credit_buf = calloc(per, sizeof *y->credit_buf);
+        y->post_us = calloc(per, sizeof *y->post_us);
+        if (!y->buf || !y->req || !y->credit || !y->credit_buf || !y->post_us)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for output '%s'", y->name);
+    }
     return PIPPY_OK;
 }
 
@@ -365,5 +412,9 @@ pippy_status pippy_schedule_read(pippy_rt *rt, const char *path, const pippy_sta
     PIPPY_TRY(pippy_read_ranks(rt, path, progs, n));
     for (int i = 0; i < rt->n_st; i++)
         PIPPY_TRY(pippy_read_stage_io(rt, &rt->st[i], path));
-    return pippy_read_check(rt, path);
+    int32_t in_flight[PIPPY_RT_MAX_RANKS];
+    PIPPY_TRY(pippy_read_check(rt, path, in_flight));
+    for (int i = 0; i < rt->n_st; i++)
+        PIPPY_TRY(pippy_read_alloc_stage(rt, &rt->st[i], in_flight));
+    return PIPPY_OK;
 }

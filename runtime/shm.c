@@ -61,7 +61,7 @@ static pippy_status pippy_rt_share_stage(pippy_rt *rt, pippy_rt_stage *sx)
             local |= rt->same_host[rt->stage_rank[y->to[c]]];
         if (y->edge < 0 || !local)
             continue;
-        size_t bytes = y->bytes * (size_t)rt->M;
+        size_t bytes = y->bytes * (size_t)y->slots;
         pippy_status st = PIPPY_OK;
         pippy_shm_name(y->shm_name, sizeof y->shm_name, sx->p->hash, rt->a.job_token, y->edge);
         uint8_t *m = pippy_shm_map(y->shm_name, bytes, 1, &st);
@@ -105,7 +105,7 @@ static pippy_status pippy_rt_map_stage(pippy_rt *rt, pippy_rt_stage *sx)
         if (x->from < 0 || !rt->same_host[rt->stage_rank[x->from]])
             continue;
         char name[96];
-        size_t bytes = x->bytes * (size_t)rt->M;
+        size_t bytes = x->bytes * (size_t)x->slots;
         pippy_status st = PIPPY_OK;
         pippy_shm_name(name, sizeof name, sx->p->hash, rt->a.job_token, x->edge);
         uint8_t *m = pippy_shm_map(name, bytes, 0, &st);
@@ -164,7 +164,7 @@ void pippy_rt_unshare(pippy_rt *rt)
             pippy_rt_output *y = &sx->out[q];
             if (!y->shm)
                 continue;
-            size_t bytes = y->bytes * (size_t)rt->M;
+            size_t bytes = y->bytes * (size_t)y->slots;
             munmap(y->buf, bytes ? bytes : 1);
             if (y->shm_name[0])
                 shm_unlink(y->shm_name);

@@ -535,24 +535,26 @@ static pippy_status pippy_rt_write_outputs(pippy_rt *rt)
     return PIPPY_OK;
 }
 
-static void pippy_rt_free_stage(pippy_rt *rt, pippy_rt_stage *sx)
+static void pippy_rt_free_stage(pippy_rt_stage *sx)
 {
     if (sx->K)
         for (int k = 0; k < sx->p->n_kernels; k++)
             pippy_kernel_destroy(sx->K[k]);
     free(sx->K), free(sx->A), free(sx->S), free(sx->G), free(sx->opt), free(sx->slot_of), free(sx->free_slot);
+    free(sx->finished);
     for (int q = 0; sx->in && q < sx->n_in; q++) {
-        size_t bytes = sx->in[q].bytes * (size_t)rt->M;
+        size_t bytes = sx->in[q].bytes * (size_t)sx->in[q].slots;
         if (sx->in[q].shm)
             munmap(sx->in[q].buf, bytes ? bytes : 1);
         else
             free(sx->in[q].buf);
         free(sx->in[q].note), free(sx->in[q].req), free(sx->in[q].post_us), free(sx->in[q].arrived);
+        free(sx->in[q].want), free(sx->in[q].credit);
     }
     for (int q = 0; sx->out && q < sx->n_out; q++) {
         if (!sx->out[q].shm && (sx->out[q].passthrough < 0 || sx->out[q].passthrough >= sx->n_in))
             free(sx->out[q].buf);
-        free(sx->out[q].req), free(sx->out[q].post_us);
+        free(sx->out[q].req), free(sx->out[q].post_us), free(sx->out[q].credit), free(sx->out[q].credit_buf);
     }
     free(sx->in), free(sx->out), free(sx->in_ptr), free(sx->out_ptr);
     if (sx->wmap && sx->wmap != MAP_FAILED)
@@ -565,7 +567,7 @@ static void pippy_rt_free(pippy_rt *rt)
     pippy_train_free(rt);
     pippy_rt_unshare(rt);
     for (int i = 0; rt->st && i < rt->n_st; i++)
-        pippy_rt_free_stage(rt, &rt->st[i]);
+        pippy_rt_free_stage(&rt->st[i]);
     free(rt->st);
     free(rt->acts);
     pippy_trace_free(rt->trace);
