@@ -403,7 +403,8 @@ pippy_status pippy_dense_want_real(const pippy_op_desc *d, int i, const char *wh
     int32_t dt = d->in[i].dtype;
     int ok = dt == PIPPY_DT_FLOAT ||
              (d->reference && (((fold_mask & PIPPY_DENSE_FOLD_DOUBLE) && dt == PIPPY_DT_DOUBLE) ||
-                               ((fold_mask & PIPPY_DENSE_FOLD_INT) && (dt == PIPPY_DT_INT32 || dt == PIPPY_DT_INT64))));
+                               ((fold_mask & PIPPY_DENSE_FOLD_INT) && (dt == PIPPY_DT_INT32 || dt == PIPPY_DT_INT64)) ||
+                               ((fold_mask & PIPPY_DENSE_FOLD_INT8) && (dt == PIPPY_DT_INT8 || dt == PIPPY_DT_UINT8))));
     if (!ok) {
         char s[160];
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: input %d (%s) must be float, found %s%s", d->op, i, what,

@@ -170,6 +170,7 @@ pippy_status pippy_dense_want_float(const pippy_op_desc *d, int i, const char *w
  * PIPPY_DENSE_FOLD_* mask (the dtypes the ONNX spec allows, as far as the IR carries them). */
 #define PIPPY_DENSE_FOLD_DOUBLE 1
 #define PIPPY_DENSE_FOLD_INT 2 /* int32, int64 */
+#define PIPPY_DENSE_FOLD_INT8 4 /* int8, uint8 */
 pippy_status pippy_dense_want_real(const pippy_op_desc *d, int i, const char *what, int fold_mask);
 /* Element i of a float, double, int8, uint8, int32 or int64 buffer as double / as int64, and
  * a store that converts back (integers truncate and wrap): the folding references. */

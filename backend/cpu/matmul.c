@@ -154,6 +154,28 @@ static void pippy_mm_wide_dot(int32_t dt, const void *a, int64_t ai, int64_t as,
     pippy_dense_store_int(dt, y, yi, (int64_t)(s * (uint64_t)(int64_t)alpha));
 }
 
+/* The element offsets in A and B of output batch idx (a dim of 1 broadcasts). */
+static void pippy_mm_batch_offsets(const pippy_mm_geom *g, const int64_t *idx, int64_t *ao, int64_t *bo)
+{
+    *ao = *bo = 0;
+    for (int i = 0; i < g->nb; i++) {
+        *ao = *ao * g->ab[i] + (g->ab[i] == 1 ? 0 : idx[i]);
+        *bo = *bo * g->bb[i] + (g->bb[i] == 1 ? 0 : idx[i]);
+    }
+    *ao *= g->M * g->K;
+    *bo *= g->K * g->N;
+}
+
+/* The next output batch index (row-major odometer over g->ob). */
+static void pippy_mm_batch_next(const pippy_mm_geom *g, int64_t *idx)
+{
+    for (int i = g->nb - 1; i >= 0; i--) {
+        if (++idx[i] < g->ob[i])
+            break;
+        idx[i] = 0;
+    }
+}
+
 /* MatMul on double or integer operands (folding only). */
 static void pippy_matmul_wide_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
@@ -162,20 +184,13 @@ static void pippy_matmul_wide_run(pippy_kernel *kb, const void *const *in, void 
     int64_t M = g->M, K = g->K, N = g->N, nbatch = pippy_prod(g->ob, g->nb);
     int64_t idx[PIPPY_MAX_RANK] = {0};
     for (int64_t t = 0; t < nbatch; t++) {
-        int64_t ao = 0, bo = 0;
-        for (int i = 0; i < g->nb; i++) {
-            ao = ao * g->ab[i] + (g->ab[i] == 1 ? 0 : idx[i]);
-            bo = bo * g->bb[i] + (g->bb[i] == 1 ? 0 : idx[i]);
-        }
+        int64_t ao, bo;
+        pippy_mm_batch_offsets(g, idx, &ao, &bo);
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++)
-                pippy_mm_wide_dot(k->dtype, in[0], ao * M * K + m * K, 1, in[1], bo * K * N + n, N, K, 1.0, out[0],
+                pippy_mm_wide_dot(k->dtype, in[0], ao + m * K, 1, in[1], bo + n, N, K, 1.0, out[0],
                                   t * M * N + m * N + n);
-        for (int i = g->nb - 1; i >= 0; i--) {
-            if (++idx[i] < g->ob[i])
-                break;
-            idx[i] = 0;
-        }
+        pippy_mm_batch_next(g, idx);
     }
 }
 
@@ -189,13 +204,9 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
     int64_t nbatch = pippy_prod(g->ob, g->nb);
     int64_t idx[PIPPY_MAX_RANK] = {0};
     for (int64_t t = 0; t < nbatch; t++) {
-        /* offsets of this output batch in A and B (a dim of 1 broadcasts) */
-        int64_t ao = 0, bo = 0;
-        for (int i = 0; i < g->nb; i++) {
-            ao = ao * g->ab[i] + (g->ab[i] == 1 ? 0 : idx[i]);
-            bo = bo * g->bb[i] + (g->bb[i] == 1 ? 0 : idx[i]);
-        }
-        const float *a = A + ao * M * K, *b = B + bo * K * N;
+        int64_t ao, bo;
+        pippy_mm_batch_offsets(g, idx, &ao, &bo);
+        const float *a = A + ao, *b = B + bo;
         float *y = Y + t * M * N;
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) {
@@ -205,11 +216,7 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
                 float v = (float)s + (bias ? bias[n] : 0.0f);
                 y[m * N + n] = k->relu && v < 0 ? 0.0f : v;
             }
-        for (int i = g->nb - 1; i >= 0; i--) {
-            if (++idx[i] < g->ob[i])
-                break;
-            idx[i] = 0;
-        }
+        pippy_mm_batch_next(g, idx);
     }
 }
 

@@ -809,6 +809,13 @@ static pippy_status s_split_create(const pippy_op_desc *d, pippy_kernel **out)
 
 /* ---- Gather ---- */
 
+static pippy_status s_want_indices(const pippy_tdesc *ix)
+{
+    if (ix->dtype != PIPPY_DT_INT64 && ix->dtype != PIPPY_DT_INT32)
+        return pippy_fail(PIPPY_ERR_INVALID, "indices must be int64 or int32, found %s", pippy_dtype_name(ix->dtype));
+    return PIPPY_OK;
+}
+
 typedef struct {
     pippy_kernel base;
     int64_t outer, axis_dim, n_idx;
@@ -820,8 +827,7 @@ static pippy_status s_gather_infer(pippy_op_desc *d)
 {
     PIPPY_TRY(s_check_io(d, 2, 2, 1));
     const pippy_tdesc *x = &d->in[0], *ix = &d->in[1];
-    if (ix->dtype != PIPPY_DT_INT64 && ix->dtype != PIPPY_DT_INT32)
-        return pippy_fail(PIPPY_ERR_INVALID, "indices must be int64 or int32, found %s", pippy_dtype_name(ix->dtype));
+    PIPPY_TRY(s_want_indices(ix));
     if (x->rank == 0)
         return pippy_fail(PIPPY_ERR_INVALID, "Gather from a scalar (rank 0) is not defined");
     int32_t axis;
@@ -900,8 +906,7 @@ static pippy_status s_gather_el_infer(pippy_op_desc *d)
 {
     PIPPY_TRY(s_check_io(d, 2, 2, 1));
     const pippy_tdesc *x = &d->in[0], *ix = &d->in[1];
-    if (ix->dtype != PIPPY_DT_INT64 && ix->dtype != PIPPY_DT_INT32)
-        return pippy_fail(PIPPY_ERR_INVALID, "indices must be int64 or int32, found %s", pippy_dtype_name(ix->dtype));
+    PIPPY_TRY(s_want_indices(ix));
     if (x->rank < 1 || ix->rank != x->rank)
         return pippy_fail(PIPPY_ERR_INVALID, "data and indices must have the same rank >= 1, found %d and %d",
                           x->rank, ix->rank);

@@ -2,7 +2,8 @@
  * Hand-computed outputs for small cases, every opset/attribute variant the ONNX node tests use,
  * broadcasting, int64 shape chains as the compiler folds them, fast vs reference on bigger random
  * inputs, and infer errors. Also the ops real exports need (Cos, Sin, HardSwish, HardSigmoid, IsNaN,
- * IsInf, Mod, GatherElements) and the dtypes only folding uses (double math, integer MatMul/Gemm). */
+ * IsInf, Mod, GatherElements) and the dtypes only folding uses (double math, integer MatMul/Gemm,
+ * double Softmax and pools). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1563,7 +1564,7 @@ START_TEST(shape_gather_elements)
 }
 END_TEST
 
-/* MatMul and Gemm on double and integers: folding only. */
+/* MatMul and Gemm on double and integers, Softmax and the pools on double, MaxPool on uint8: folding only. */
 START_TEST(matmul_fold_dtypes)
 {
     tc_op t;
@@ -1612,6 +1613,36 @@ START_TEST(matmul_fold_dtypes)
     CK_SHAPE(&t.d.out[0], F64, 2, 2);
     ck_f64(dz, (double[]){0.5 * (0.1e-9 + 0.3 * 3 + 0.5 * 5) + 2, 0.5 * (0.2 + 0.3 * 4 + 0.5 * 6) - 2,
                           0.5 * (0.2e-9 + 0.4 * 3 + 0.6 * 5) + 2, 0.5 * (0.4 + 0.4 * 4 + 0.6 * 6) - 2}, 4, 1e-15);
+    tc_init(&t, "Softmax", 13); /* Softmax, LogSoftmax and the pools on double (and MaxPool on uint8) */
+    tc_in(&t, TD(F64, 3), (double[]){1, 2, 3}, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_f64(dz, (double[]){0.090030573170380462, 0.24472847105479764, 0.66524095577481771}, 3, 1e-14);
+    tc_init(&t, "LogSoftmax", 13);
+    tc_in(&t, TD(F64, 3), (double[]){1, 2, 3}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_f64(dz, (double[]){-2.4076059644443806, -1.4076059644443804, -0.40760596444438029}, 3, 1e-14);
+    tc_init(&t, "AveragePool", 19);
+    tc_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+    tc_in(&t, TD(F64, 1, 1, 2, 3), (double[]){1, 2, 3, 4, 5, 1e-12}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], F64, 1, 1, 1, 2);
+    ck_f64(dz, (double[]){3, 2.5 + 0.25e-12}, 2, 1e-16);
+    uint8_t u[2];
+    o[0] = u;
+    tc_init(&t, "MaxPool", 12);
+    tc_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+    tc_in(&t, TD(PIPPY_DT_UINT8, 1, 1, 2, 3), (uint8_t[]){1, 200, 3, 4, 5, 255}, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], PIPPY_DT_UINT8, 1, 1, 1, 2);
+    ck_u8(u, (uint8_t[]){200, 255}, 2);
+    o[0] = dz;
+
     tc_init(&t, "MatMul", 13); /* mixed dtypes are an error even when folding */
     tc_in(&t, TD(F64, 2, 3), da, 1);
     tc_in(&t, TD(F32, 3, 2), (float[]){1, 2, 3, 4, 5, 6}, 1);
