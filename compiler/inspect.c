@@ -57,7 +57,7 @@ static void pippy_problems_free(pippy_problems *p)
         free(p->msg[k]);
 }
 
-/* Nodes left unchecked: some input's shape is unknown, past an unsupported op. */
+/* Nodes left unchecked: some input's shape is unknown, past a problem the walk could not go beyond. */
 static int32_t pippy_unchecked_nodes(const pippy_graph *g)
 {
     int32_t n = 0;
@@ -84,7 +84,7 @@ static void pippy_problems_print(const pippy_graph *g, const pippy_problems *p, 
     if (p->dropped)
         fprintf(out, "  ... and %d more\n", p->dropped);
     if (unchecked)
-        fprintf(out, "  %d later node%s not checked: %s input shapes depend on an unsupported op above\n", unchecked,
+        fprintf(out, "  %d later node%s not checked: %s input shapes depend on a problem above\n", unchecked,
                 unchecked == 1 ? "" : "s", unchecked == 1 ? "its" : "their");
 }
 

@@ -46,8 +46,8 @@ typedef void (*pippy_shape_problem_fn)(void *ctx, const pippy_graph *g, int32_t 
 /* pippy_shape_infer that reports every problem instead of stopping at the first (report NULL:
  * stop, as pippy_shape_infer(g, fold, 0)). Past a node whose run-time shape rule fails (e.g. a
  * double Sqrt that does not fold) the walk goes on with the outputs the reference rule gives,
- * so later nodes are checked too; nodes after an unsupported op keep unknown shapes. Fails
- * only on errors that are not about the model (out of memory). */
+ * so later nodes are checked too; nodes after an unsupported op (or a node no rule takes) keep
+ * unknown shapes. Fails only on errors that are not about the model (out of memory). */
 pippy_status pippy_shape_check(pippy_graph *g, int fold, pippy_shape_problem_fn report, void *ctx);
 
 /* Drop nodes none of whose outputs reaches a graph output. Returns how many were dropped. */
