@@ -3,7 +3,7 @@
  * broadcasting, int64 shape chains as the compiler folds them, fast vs reference on bigger random
  * inputs, and infer errors. Also the ops real exports need (Cos, Sin, HardSwish, HardSigmoid, IsNaN,
  * IsInf, Mod, GatherElements) and the dtypes only folding uses (double math, integer MatMul/Gemm,
- * double Softmax and pools). */
+ * the dense ops on double). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1564,7 +1564,8 @@ START_TEST(shape_gather_elements)
 }
 END_TEST
 
-/* MatMul and Gemm on double and integers, Softmax and the pools on double, MaxPool on uint8: folding only. */
+/* Folding only: MatMul and Gemm on double and integers; Softmax, the pools, Conv and the norms on double;
+ * MaxPool on uint8. */
 START_TEST(matmul_fold_dtypes)
 {
     tc_op t;
@@ -1642,6 +1643,39 @@ START_TEST(matmul_fold_dtypes)
     CK_SHAPE(&t.d.out[0], PIPPY_DT_UINT8, 1, 1, 1, 2);
     ck_u8(u, (uint8_t[]){200, 255}, 2);
     o[0] = dz;
+
+    tc_init(&t, "Conv", 11); /* Conv, BatchNormalization, LayerNormalization on double */
+    tc_in(&t, TD(F64, 1, 1, 3), (double[]){1, 2, 3}, 1);
+    tc_in(&t, TD(F64, 1, 1, 2), (double[]){1, -1}, 1);
+    tc_in(&t, TD(F64, 1), (double[]){0.5}, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], F64, 1, 1, 2);
+    ck_f64(dz, (double[]){-0.5, -0.5}, 2, 0);
+    tc_init(&t, "BatchNormalization", 15);
+    tc_attr_f(&t, "epsilon", 0);
+    tc_in(&t, TD(F64, 1, 2, 1), (double[]){1, 2}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){2, 1}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){0, 1}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){0, 1}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){1, 4}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_f64(dz, (double[]){2, 1.5}, 2, 1e-15);
+    float stats[2];
+    void *o3[3] = {dz, &stats[0], &stats[1]};
+    tc_init(&t, "LayerNormalization", 17); /* Mean and InvStdDev of stash_type float */
+    t.d.n_out = 3;
+    tc_attr_f(&t, "epsilon", 0);
+    tc_in(&t, TD(F64, 1, 2), (double[]){1, 3}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){1, 2}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){0, 0.25}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o3, 1);
+    CK_SHAPE(&t.d.out[1], F32, 1, 1);
+    ck_f64(dz, (double[]){-1, 2.25}, 2, 1e-15);
+    ck_f32(stats, (float[]){2, 1}, 2, 0);
 
     tc_init(&t, "MatMul", 13); /* mixed dtypes are an error even when folding */
     tc_in(&t, TD(F64, 2, 3), da, 1);
