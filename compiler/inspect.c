@@ -32,24 +32,98 @@ void pippy_mark_trainable(const pippy_graph *g, char *grad)
     }
 }
 
+/* The reasons a compile would fail, as the shape walk finds them. */
+#define PIPPY_MAX_PROBLEMS 256
+typedef struct {
+    int32_t n, dropped;
+    int32_t node[PIPPY_MAX_PROBLEMS];
+    char *msg[PIPPY_MAX_PROBLEMS];
+} pippy_problems;
+
+static void pippy_problem_add(void *ctx, const pippy_graph *g, int32_t node, pippy_status st, const char *msg)
+{
+    pippy_problems *p = ctx;
+    (void)g, (void)st;
+    if (p->n >= PIPPY_MAX_PROBLEMS || !(p->msg[p->n] = strdup(msg))) {
+        p->dropped++;
+        return;
+    }
+    p->node[p->n++] = node;
+}
+
+static void pippy_problems_free(pippy_problems *p)
+{
+    for (int32_t k = 0; k < p->n; k++)
+        free(p->msg[k]);
+}
+
+/* Nodes left unchecked: some input's shape is unknown, past a problem the walk could not go beyond. */
+static int32_t pippy_unchecked_nodes(const pippy_graph *g)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *nd = &g->nodes[i];
+        int known = 1;
+        for (int32_t q = 0; q < nd->n_out; q++)
+            known &= g->values[nd->out[q]].shape_known;
+        n += !known && !nd->removed && pippy_op_find(nd->domain, nd->op) != NULL;
+    }
+    return n;
+}
+
+static void pippy_problems_print(const pippy_graph *g, const pippy_problems *p, FILE *out)
+{
+    int32_t unchecked = pippy_unchecked_nodes(g);
+    if (p->n == 0 && !p->dropped) {
+        fprintf(out, "problems: none (the model compiles at these shapes)\n");
+        return;
+    }
+    fprintf(out, "problems (each stops a compile at these shapes):\n");
+    for (int32_t k = 0; k < p->n; k++)
+        fprintf(out, "  %s\n", p->msg[k]);
+    if (p->dropped)
+        fprintf(out, "  ... and %d more\n", p->dropped);
+    if (unchecked)
+        fprintf(out, "  %d later node%s not checked: %s input shapes depend on a problem above\n", unchecked,
+                unchecked == 1 ? "" : "s", unchecked == 1 ? "its" : "their");
+}
+
+static void pippy_problems_json(const pippy_graph *g, const pippy_problems *p, cJSON *root)
+{
+    cJSON *arr = cJSON_AddArrayToObject(root, "problems");
+    for (int32_t k = 0; k < p->n; k++) {
+        const pippy_node *n = &g->nodes[p->node[k]];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "node", n->name);
+        cJSON_AddStringToObject(e, "op", n->op);
+        cJSON_AddStringToObject(e, "error", p->msg[k]);
+        cJSON_AddItemToArray(arr, e);
+    }
+    cJSON_AddNumberToObject(root, "problems_not_listed", p->dropped);
+    cJSON_AddNumberToObject(root, "nodes_not_checked", pippy_unchecked_nodes(g));
+}
+
 pippy_status pippy_inspect(const char *path, const pippy_shape_bind_opts *b, int json, FILE *out)
 {
     pippy_graph *g = NULL;
-    /* shapes as far as they go: inspect reports unsupported ops instead of stopping */
+    pippy_problems problems = {0};
+    /* shapes as far as they go: inspect lists every reason a compile would fail instead of stopping */
     PIPPY_TRY(pippy_onnx_load(path, &g));
     pippy_status st = pippy_shape_bind(g, b);
     if (st == PIPPY_OK)
-        st = pippy_shape_infer(g, 1, 1);
+        st = pippy_shape_check(g, 1, pippy_problem_add, &problems);
     if (st != PIPPY_OK) {
+        pippy_problems_free(&problems);
         pippy_graph_free(g);
         return st;
     }
     char *grad = calloc((size_t)g->n_values + 1, 1);
-    const char *unsupported[256];
+    const char *unsupported[PIPPY_MAX_PROBLEMS];
     int32_t n_unsup = 0;
     double total_flops = 0;
     int64_t n_params = 0, param_bytes = 0;
     if (!grad) {
+        pippy_problems_free(&problems);
         pippy_graph_free(g);
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
     }
@@ -79,7 +153,7 @@ pippy_status pippy_inspect(const char *path, const pippy_shape_bind_opts *b, int
             int seen = 0;
             for (int32_t k = 0; k < n_unsup; k++)
                 seen |= strcmp(unsupported[k], n->op) == 0;
-            if (!seen && n_unsup < 256)
+            if (!seen && n_unsup < PIPPY_MAX_PROBLEMS)
                 unsupported[n_unsup++] = n->op;
         }
         int known = 1;
@@ -108,8 +182,11 @@ pippy_status pippy_inspect(const char *path, const pippy_shape_bind_opts *b, int
                 snprintf(sh, sizeof sh, "?");
             k += (size_t)snprintf(shapes + k, sizeof shapes - k, "%s%s", q ? " " : "", sh);
         }
+        int problem = 0;
+        for (int32_t k = 0; k < problems.n; k++)
+            problem |= problems.node[k] == i;
         fprintf(out, "%5d  %-20s %-40s %-28s %12.0f %12lld%s\n", i, opname, n->name, shapes, fl, (long long)pb,
-                supported ? "" : "  (unsupported)");
+                !supported ? "  (unsupported)" : problem ? "  (problem, see below)" : "");
     }
     const char *splits[256];
     int32_t n_splits = pippy_pipesplit_points(g, splits, 256);
@@ -131,6 +208,7 @@ pippy_status pippy_inspect(const char *path, const pippy_shape_bind_opts *b, int
         cJSON *un = cJSON_AddArrayToObject(root, "unsupported");
         for (int32_t k = 0; k < n_unsup; k++)
             cJSON_AddItemToArray(un, cJSON_CreateString(unsupported[k]));
+        pippy_problems_json(g, &problems, root);
         cJSON_AddItemToObject(root, "ops", ops);
         ops = NULL;
         cJSON *ins = cJSON_AddArrayToObject(root, "inputs");
@@ -177,7 +255,9 @@ pippy_status pippy_inspect(const char *path, const pippy_shape_bind_opts *b, int
         for (int32_t k = 0; k < n_unsup; k++)
             fprintf(out, " %s", unsupported[k]);
         fprintf(out, "%s\n", n_unsup ? "  (see `pippyc inspect --ops` for the supported list)" : " none");
+        pippy_problems_print(g, &problems, out);
     }
+    pippy_problems_free(&problems);
     cJSON_Delete(ops);
     free(grad);
     pippy_graph_free(g);

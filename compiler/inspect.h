@@ -1,6 +1,9 @@
 /* inspect.h — `pippyc inspect`: what is in a model, node by node.
  * A table (index, op, name, output shapes, FLOPs, parameter bytes read),
- * totals, annotated split points and unsupported ops; or one JSON object. */
+ * totals, annotated split points, unsupported ops and every problem that
+ * would stop a compile at the given shapes (an unsupported op, a dtype the
+ * stage programs' kernels lack on a path that does not fold, an attribute or
+ * shape an op rejects), each with its node; or one JSON object. */
 #ifndef PIPPY_INSPECT_H
 #define PIPPY_INSPECT_H
 

@@ -120,7 +120,7 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
 {
     pippy_node *n = &g->nodes[i];
     pippy_kernel *k = NULL;
-    d->reference = 1;
+    d->reference = 1; /* the plain C reference: every dtype the spec allows */
     /* Shape/Size read only the descriptor; give them a non-NULL input so kernels need not care. */
     static const int64_t pippy_dummy[1];
     if ((strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0) && !d->in_const[0])
@@ -153,13 +153,16 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-pippy_status pippy_node_infer(pippy_graph *g, int32_t i, pippy_op_desc *d)
+/* Infer node i's outputs (reference: with the rule of the reference kernels, which take every
+ * dtype the ONNX spec allows) and record them in the graph. */
+static pippy_status pippy_infer_node(pippy_graph *g, int32_t i, int reference, pippy_op_desc *d)
 {
     const pippy_node *n = &g->nodes[i];
     if (n->n_in > PIPPY_MAX_IO || n->n_out > PIPPY_MAX_IO)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): more than %d inputs or outputs", n->name, n->op,
                           PIPPY_MAX_IO);
     pippy_graph_op_desc(g, i, d);
+    d->reference = reference;
     for (int32_t o = 0; o < d->n_out; o++)
         memset(&d->out[o], 0, sizeof d->out[o]);
     PIPPY_TRY(pippy_op_infer(d));
@@ -177,6 +180,8 @@ pippy_status pippy_node_infer(pippy_graph *g, int32_t i, pippy_op_desc *d)
     return PIPPY_OK;
 }
 
+pippy_status pippy_node_infer(pippy_graph *g, int32_t i, pippy_op_desc *d) { return pippy_infer_node(g, i, 0, d); }
+
 pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *domain, const char *op, int32_t n_in,
                               const int32_t *in, const pippy_attr *attrs, int32_t n_attrs, int32_t n_out,
                               const int32_t *out, int32_t *node)
@@ -193,28 +198,54 @@ pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *doma
     return PIPPY_OK;
 }
 
-pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient)
+/* One node: its shapes, then folding. A node that will fold (every input constant) is
+ * inferred with the reference rule: folding runs the reference kernels, which cover every
+ * dtype the spec allows (double, the integers, ...), while a node left for the stage
+ * programs must suit their kernels. */
+static pippy_status pippy_shape_node(pippy_graph *g, int32_t i, int fold, pippy_shape_problem_fn report, void *ctx)
 {
     pippy_node *n = &g->nodes[i];
-    if (n->removed)
-        return PIPPY_OK;
-    int unknown = 0;
-    for (int32_t k = 0; k < n->n_in; k++)
-        unknown |= n->in[k] >= 0 && !g->values[n->in[k]].shape_known;
-    if (lenient && (unknown || !pippy_op_find(n->domain, n->op)))
-        return PIPPY_OK;
     for (int32_t k = 0; k < n->n_in; k++) {
-        if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known)
+        if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known) {
+            if (report)
+                return PIPPY_OK; /* after a problem already reported: nothing to check here */
             return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name, n->op,
                               g->values[n->in[k]].name);
+        }
     }
+    int foldable = fold && pippy_node_foldable(g, n);
     pippy_op_desc d;
-    pippy_status st = pippy_node_infer(g, i, &d);
-    if (st != PIPPY_OK)
-        return lenient ? PIPPY_OK : st;
-    if (fold && pippy_node_foldable(g, n))
-        PIPPY_TRY(pippy_fold_node(g, i, &d));
-    return PIPPY_OK;
+    pippy_status st = pippy_infer_node(g, i, foldable, &d);
+    if (st != PIPPY_OK && report && st != PIPPY_ERR_NOMEM) {
+        report(ctx, g, i, st, pippy_last_error());
+        /* go on past it where the reference rule knows the outputs, so later nodes get checked */
+        if (!foldable && pippy_op_find(n->domain, n->op))
+            pippy_infer_node(g, i, 1, &d);
+        pippy_error_clear();
+        return PIPPY_OK;
+    }
+    PIPPY_TRY(st);
+    if (foldable) {
+        st = pippy_fold_node(g, i, &d);
+        if (st != PIPPY_OK && report && st != PIPPY_ERR_NOMEM) {
+            report(ctx, g, i, st, pippy_last_error());
+            pippy_error_clear();
+            return PIPPY_OK;
+        }
+    }
+    return st;
+}
+
+static void pippy_problem_ignore(void *ctx, const pippy_graph *g, int32_t node, pippy_status st, const char *msg)
+{
+    (void)ctx, (void)g, (void)node, (void)st, (void)msg;
+}
+
+pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient)
+{
+    if (g->nodes[i].removed)
+        return PIPPY_OK;
+    return pippy_shape_node(g, i, fold, lenient ? pippy_problem_ignore : NULL, NULL);
 }
 
 pippy_status pippy_shape_check_outputs(const pippy_graph *g)
@@ -227,11 +258,17 @@ pippy_status pippy_shape_check_outputs(const pippy_graph *g)
     return PIPPY_OK;
 }
 
-pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+pippy_status pippy_shape_check(pippy_graph *g, int fold, pippy_shape_problem_fn report, void *ctx)
 {
     for (int32_t i = 0; i < g->n_nodes; i++)
-        PIPPY_TRY(pippy_shape_infer_node(g, i, fold, lenient));
-    return lenient ? PIPPY_OK : pippy_shape_check_outputs(g);
+        if (!g->nodes[i].removed)
+            PIPPY_TRY(pippy_shape_node(g, i, fold, report, ctx));
+    return report ? PIPPY_OK : pippy_shape_check_outputs(g);
+}
+
+pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+{
+    return pippy_shape_check(g, fold, lenient ? pippy_problem_ignore : NULL, NULL);
 }
 
 int32_t pippy_graph_prune(pippy_graph *g)

@@ -5,7 +5,13 @@
  * backend's shape rule of each op for its outputs, and runs at compile
  * time every node whose inputs are all constants (or, for Shape, whose
  * input shape is known), turning its outputs into constants and marking
- * the node removed. Afterwards every live value has a static shape. */
+ * the node removed. Afterwards every live value has a static shape.
+ *
+ * Folding runs the backend's reference kernels (desc->reference = 1), which
+ * take every dtype the ONNX spec allows for the op, so a node whose inputs
+ * are all constants folds whatever its dtype (a double Sqrt on a shape, an
+ * int64 Mod); the same node on a run-time path must suit the stage programs'
+ * kernels (float math), and its shape rule is asked with reference = 0. */
 #ifndef PIPPY_SHAPE_H
 #define PIPPY_SHAPE_H
 
@@ -29,9 +35,8 @@ pippy_status pippy_shape_parse_arg(pippy_shape_bind_opts *o, const char *arg);
 pippy_status pippy_shape_bind(pippy_graph *g, const pippy_shape_bind_opts *o);
 
 /* Infers all shapes; fold != 0 also folds constants. Fails on the first node
- * whose shape rule fails or whose op is unsupported, unless lenient: then such
- * nodes (and whatever depends on them) keep unknown shapes and the walk goes on
- * (for `pippyc inspect`, which lists unsupported ops instead of stopping). */
+ * whose shape rule fails or whose op is unsupported, unless lenient: then the
+ * walk goes on past such nodes (see pippy_shape_check). */
 pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient);
 
 /* Infer node i's output types from its inputs (the backend's shape rule) into the graph; d is
@@ -48,6 +53,17 @@ pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *doma
 pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient);
 /* Fails naming the first graph output whose shape is still unknown. */
 pippy_status pippy_shape_check_outputs(const pippy_graph *g);
+
+/* A reason a compile would fail, found at node `node`: st and the message. */
+typedef void (*pippy_shape_problem_fn)(void *ctx, const pippy_graph *g, int32_t node, pippy_status st,
+                                       const char *msg);
+
+/* pippy_shape_infer that reports every problem instead of stopping at the first (report NULL:
+ * stop, as pippy_shape_infer(g, fold, 0)). Past a node whose run-time shape rule fails (e.g. a
+ * double Sqrt that does not fold) the walk goes on with the outputs the reference rule gives,
+ * so later nodes are checked too; nodes after an unsupported op (or a node no rule takes) keep
+ * unknown shapes. Fails only on errors that are not about the model (out of memory). */
+pippy_status pippy_shape_check(pippy_graph *g, int fold, pippy_shape_problem_fn report, void *ctx);
 
 /* Drop nodes none of whose outputs reaches a graph output. Returns how many were dropped. */
 int32_t pippy_graph_prune(pippy_graph *g);

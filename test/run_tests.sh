@@ -4,7 +4,8 @@
 #   sh test/run_tests.sh build-san      (make test SANITIZE=1: same suites; the conformance
 #                                        run is limited to a sample there, see below)
 # Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace), then
-# the end-to-end scripts (real stage processes over real UCX), then the ONNX conformance run.
+# the end-to-end scripts (real stage processes over real UCX; the sample models, then the real
+# model families of samples/real/), then the ONNX conformance run.
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -50,11 +51,13 @@ suite static-batch python3 test/e2e/test_static_batch.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite train python3 test/e2e/test_train.py "$B" --quick
+    suite models python3 test/e2e/test_models.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
     suite train python3 test/e2e/test_train.py "$B"
+    suite models python3 test/e2e/test_models.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 fi

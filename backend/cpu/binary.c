@@ -1,6 +1,12 @@
 /* binary.c — element-wise ops on two or more inputs with ONNX (numpy) multidirectional
- * broadcasting: Add, Sub, Mul, Div, Pow, Max, Min, Sum, Mean, Equal, Less, Greater,
+ * broadcasting: Add, Sub, Mul, Div, Pow, Mod, Max, Min, Sum, Mean, Equal, Less, Greater,
  * LessOrEqual, GreaterOrEqual, And, Or, Xor, Where.
+ *
+ * Mod: fmod=0 takes the sign of the divisor (a - floor(a/b)*b, numpy's mod, with the spec's
+ * signed zeros and infinities); fmod=1 takes the sign of the dividend (C's fmod and %). An
+ * integer x mod 0 gives 0 (the spec leaves it undefined; run cannot fail). Conformance: every
+ * test_mod_* on float, double and int8/uint8/int32/int64 passes; int16 and the unsigned
+ * 16-64-bit ones are rejected (no such dtypes in the IR), float16 likewise.
  *
  * Arithmetic takes float, double, int8, uint8, int32 and int64 (integer Add/Sub/Mul wrap, Div
  * truncates toward zero as ONNX does); Pow also mixes a float/int base with a float/int
@@ -22,6 +28,7 @@
 typedef enum {
     B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, B_EQ, B_LT, B_GT, B_LE, B_GE, B_N_TYPED,
     B_AND = B_N_TYPED, B_OR, B_XOR, B_SUM, B_MEAN, B_WHERE,
+    B_MOD, B_FMOD, /* Mod with fmod=0, fmod=1 (the attribute picks the kind at create) */
 } b_kind;
 
 /* What an op's inputs and output are. */
@@ -41,6 +48,7 @@ static const b_def b_defs[] = {
     {"LessOrEqual", B_LE, B_C_CMP}, {"GreaterOrEqual", B_GE, B_C_CMP},
     {"And", B_AND, B_C_LOGIC},   {"Or", B_OR, B_C_LOGIC},     {"Xor", B_XOR, B_C_LOGIC},
     {"Where", B_WHERE, B_C_WHERE},
+    {"Mod", B_MOD, B_C_ARITH},
 };
 
 static const b_def *b_def_of(const pippy_op_desc *d)
@@ -172,6 +180,43 @@ B_LOOP(b_pow_i64_f32, int64_t, float, int64_t, B_POW_FLT(a, b))
 B_LOOP(b_pow_i64_f64, int64_t, double, int64_t, B_POW_FLT(a, b))
 B_LOOP(b_pow_i64_i32, int64_t, int32_t, int64_t, B_POW_INT(a, b))
 
+/* Mod. Integer: x mod 0 = 0; the signed forms add the divisor back when the signs differ
+ * (fmod=0), and MIN mod -1 is 0 (C's % would trap). */
+#define B_IMOD(T, a, b) ((b) == 0 || (b) == -1 ? (T)0 : (T)((a) % (b)))
+#define B_PYMOD(T, a, b) (B_IMOD(T, a, b) != 0 && ((B_IMOD(T, a, b) < 0) != ((b) < 0)) ? (T)(B_IMOD(T, a, b) + (b)) : B_IMOD(T, a, b))
+#define B_MOD_SET(S, T)                                \
+    B_LOOP(b_mod_##S, T, T, T, B_PYMOD(T, a, b))       \
+    B_LOOP(b_fmod_##S, T, T, T, B_IMOD(T, a, b))
+B_MOD_SET(i8, int8_t)
+B_MOD_SET(i32, int32_t)
+B_MOD_SET(i64, int64_t)
+B_LOOP(b_mod_u8, uint8_t, uint8_t, uint8_t, b == 0 ? 0 : a % b)
+/* Float mod with fmod=0: fmod, moved into the divisor's sign; a zero takes the divisor's sign. */
+static inline double b_floor_mod(double a, double b)
+{
+    double r = fmod(a, b);
+    if (r != 0 && ((r < 0) != (b < 0)))
+        return r + b;
+    return r == 0 ? copysign(0.0, b) : r;
+}
+B_LOOP(b_fmod_f32, float, float, float, fmodf(a, b))
+B_LOOP(b_fmod_f64, double, double, double, fmod(a, b))
+B_LOOP(b_mod_f32, float, float, float, b_floor_mod(a, b))
+B_LOOP(b_mod_f64, double, double, double, b_floor_mod(a, b))
+
+static b_fn b_mod_lookup(b_kind kind, int32_t dt)
+{
+    switch (dt) {
+    case PIPPY_DT_INT8: return kind == B_MOD ? b_mod_i8 : b_fmod_i8;
+    case PIPPY_DT_INT32: return kind == B_MOD ? b_mod_i32 : b_fmod_i32;
+    case PIPPY_DT_INT64: return kind == B_MOD ? b_mod_i64 : b_fmod_i64;
+    case PIPPY_DT_UINT8: return b_mod_u8; /* both forms agree on unsigned values */
+    case PIPPY_DT_FLOAT: return kind == B_MOD ? b_mod_f32 : b_fmod_f32;
+    case PIPPY_DT_DOUBLE: return kind == B_MOD ? b_mod_f64 : b_fmod_f64;
+    default: return NULL;
+    }
+}
+
 #define B_TYPED_TABLE(S) \
     {b_add_##S, b_sub_##S, b_mul_##S, b_div_##S, b_pow_##S, b_max_##S, b_min_##S, \
      b_eq_##S, b_lt_##S, b_gt_##S, b_le_##S, b_ge_##S}
@@ -214,6 +259,8 @@ static b_fn b_lookup(b_kind kind, int32_t ta, int32_t tb)
     }
     if (ta != tb)
         return NULL;
+    if (kind == B_MOD || kind == B_FMOD)
+        return b_mod_lookup(kind, ta);
     if (ta == PIPPY_DT_BOOL) {
         switch (kind) {
         case B_EQ: return b_eq_bool;
@@ -422,6 +469,12 @@ static pippy_status b_same_dtype(const pippy_op_desc *d, int first, int i)
     return PIPPY_OK;
 }
 
+/* Mod's kind from its fmod attribute. */
+static b_kind b_mod_kind(const pippy_op_desc *d)
+{
+    return pippy_attr_int(d, "fmod", 0) ? B_FMOD : B_MOD;
+}
+
 static pippy_status b_infer(pippy_op_desc *d)
 {
     const b_def *def = b_def_of(d);
@@ -456,6 +509,9 @@ static pippy_status b_infer(pippy_op_desc *d)
                               pippy_dtype_name(t0));
         for (int i = 1; i < d->n_in; i++)
             PIPPY_TRY(b_same_dtype(d, 0, i));
+        if (def->kind == B_MOD && (uint64_t)pippy_attr_int(d, "fmod", 0) > 1)
+            return pippy_fail(PIPPY_ERR_INVALID, "fmod must be 0 or 1, found %lld",
+                              (long long)pippy_attr_int(d, "fmod", 0));
         break;
     case B_C_CMP:
         if (!b_numeric(t0) && !(def->kind == B_EQ && t0 == PIPPY_DT_BOOL))
@@ -501,7 +557,7 @@ static pippy_status b_create(const pippy_op_desc *d, pippy_kernel **out)
     if (!k)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);
     k->base.run = d->reference ? b_run_ref : b_run;
-    k->kind = def->kind;
+    k->kind = def->kind == B_MOD ? b_mod_kind(d) : def->kind;
     k->out_dtype = d->out[0].dtype;
     k->n = pippy_tdesc_numel(&d->out[0]);
     k->n_in = d->n_in;
@@ -528,7 +584,7 @@ static pippy_status b_create(const pippy_op_desc *d, pippy_kernel **out)
             }
             const pippy_tdesc *ops[2] = {&first, &d->in[s + 1]};
             b_plan_full(&k->steps[s].ref, out_t, 2, ops);
-            k->steps[s].fn = b_lookup(def->kind, d->in[0].dtype, d->in[s + 1].dtype);
+            k->steps[s].fn = b_lookup(k->kind, d->in[0].dtype, d->in[s + 1].dtype);
         }
     }
     for (int s = 0; s < k->n_steps; s++) {
@@ -550,6 +606,6 @@ const pippy_op_info pippy_cpu_ops_binary[] = {
     B_OP("Add"),  B_OP("Sub"),     B_OP("Mul"),     B_OP("Div"),         B_OP("Pow"),
     B_OP("Max"),  B_OP("Min"),     B_OP("Sum"),     B_OP("Mean"),        B_OP("Equal"),
     B_OP("Less"), B_OP("Greater"), B_OP("LessOrEqual"), B_OP("GreaterOrEqual"), B_OP("And"),
-    B_OP("Or"),   B_OP("Xor"),     B_OP("Where"),
+    B_OP("Or"),   B_OP("Xor"),     B_OP("Where"),   B_OP("Mod"),
     {0},
 };

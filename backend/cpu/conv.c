@@ -10,7 +10,8 @@
  * when the primitive wants another layout (the blocked direct convolutions beat
  * oneDNN's gemm-based one on plain layouts by about 1.4x on ResNet-like 3x3 layers).
  * "pippy.activation" = "Relu" is an eltwise post-op.
- * Reference kernel: plain loops (every case seen as 3-D), double accumulators. */
+ * Reference kernel: plain loops (every case seen as 3-D), double accumulators; where the node
+ * folds (desc->reference = 1) it also takes double X, W and B, as the spec allows. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,11 +82,16 @@ static pippy_status pippy_conv_geom_get(const pippy_op_desc *d, pippy_conv_geom 
 {
     if (d->n_in < 2 || d->n_in > 3)
         return pippy_fail(PIPPY_ERR_INVALID, "Conv: expected 2 or 3 inputs, found %d", d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
-    PIPPY_TRY(pippy_dense_want_float(d, 1, "W"));
+    /* folding also takes double */
+    PIPPY_TRY(pippy_dense_want_real(d, 0, "X", PIPPY_DENSE_FOLD_DOUBLE));
+    PIPPY_TRY(pippy_dense_want_real(d, 1, "W", PIPPY_DENSE_FOLD_DOUBLE));
     int has_b = pippy_dense_has_input(d, 2);
     if (has_b)
-        PIPPY_TRY(pippy_dense_want_float(d, 2, "B"));
+        PIPPY_TRY(pippy_dense_want_real(d, 2, "B", PIPPY_DENSE_FOLD_DOUBLE));
+    for (int i = 1; i < d->n_in; i++)
+        if (pippy_dense_has_input(d, i) && d->in[i].dtype != d->in[0].dtype)
+            return pippy_fail(PIPPY_ERR_INVALID, "Conv: input %d is %s but X is %s (they must be of one dtype)", i,
+                              pippy_dtype_name(d->in[i].dtype), pippy_dtype_name(d->in[0].dtype));
     return pippy_conv_geom_of(d, &d->in[0], &d->in[1], has_b ? &d->in[2] : NULL, g);
 }
 
@@ -98,6 +104,7 @@ static pippy_status pippy_conv_infer(pippy_op_desc *d)
     if (d->n_out != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "Conv: expected 1 output, found %d", d->n_out);
     pippy_window_tdesc(&g.w, g.N, g.M, &d->out[0]);
+    d->out[0].dtype = d->in[0].dtype;
     return PIPPY_OK;
 }
 
@@ -118,14 +125,14 @@ typedef struct {
     pippy_kernel base;
     pippy_conv_geom g;
     int relu;
+    int32_t dtype; /* float, or double when folding */
 } pippy_conv_ref;
 
 static void pippy_conv_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
     const pippy_conv_ref *k = (const pippy_conv_ref *)kb;
     const pippy_conv_geom *g = &k->g;
-    const float *X = in[0], *W = in[1], *B = g->has_b ? in[2] : NULL;
-    float *Y = out[0];
+    const int32_t dt = k->dtype;
     /* every case as 3-D: missing leading spatial dims have extent 1 */
     pippy_window w3;
     pippy_window_3d(&g->w, &w3);
@@ -137,7 +144,7 @@ static void pippy_conv_ref_run(pippy_kernel *kb, const void *const *in, void *co
             for (int64_t od = 0; od < O[0]; od++)
                 for (int64_t oh = 0; oh < O[1]; oh++)
                     for (int64_t ow = 0; ow < O[2]; ow++) {
-                        double s = B ? B[m] : 0.0;
+                        double s = g->has_b ? pippy_dense_load(dt, in[2], m) : 0.0;
                         for (int64_t c = 0; c < cg; c++) {
                             int64_t ic = grp * cg + c;
                             for (int64_t kd = 0; kd < K[0]; kd++) {
@@ -152,15 +159,16 @@ static void pippy_conv_ref_run(pippy_kernel *kb, const void *const *in, void *co
                                         int64_t iw = ow * S[2] - P[2] + kw * D[2];
                                         if (iw < 0 || iw >= I[2])
                                             continue;
-                                        float xv = X[(((n * g->C + ic) * I[0] + id) * I[1] + ih) * I[2] + iw];
-                                        float wv = W[(((m * cg + c) * K[0] + kd) * K[1] + kh) * K[2] + kw];
-                                        s += (double)xv * (double)wv;
+                                        s += pippy_dense_load(dt, in[0], (((n * g->C + ic) * I[0] + id) * I[1] + ih) * I[2] + iw) *
+                                             pippy_dense_load(dt, in[1], (((m * cg + c) * K[0] + kd) * K[1] + kh) * K[2] + kw);
                                     }
                                 }
                             }
                         }
-                        float v = (float)s;
-                        Y[(((n * g->M + m) * O[0] + od) * O[1] + oh) * O[2] + ow] = k->relu && v < 0 ? 0.0f : v;
+                        if (dt == PIPPY_DT_FLOAT)
+                            s = (float)s;
+                        pippy_dense_store(dt, out[0], (((n * g->M + m) * O[0] + od) * O[1] + oh) * O[2] + ow,
+                                          k->relu && s < 0 ? 0.0 : s);
                     }
         }
 }
@@ -229,11 +237,11 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_kernel *
 
 static pippy_status pippy_conv_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_conv_ref r = {.base.run = pippy_conv_ref_run};
+    pippy_conv_ref r = {.base.run = pippy_conv_ref_run, .dtype = d->in[0].dtype};
     PIPPY_TRY(pippy_conv_geom_get(d, &r.g));
     PIPPY_TRY(pippy_dense_activation(d, &r.relu));
     int empty = pippy_tdesc_numel(&d->in[0]) == 0 || pippy_tdesc_numel(&d->in[1]) == 0;
-    return pippy_dense_create(d, !empty, pippy_conv_fast, &r.base, sizeof r, out);
+    return pippy_dense_create(d, !empty && r.dtype == PIPPY_DT_FLOAT, pippy_conv_fast, &r.base, sizeof r, out);
 }
 
 const pippy_op_info pippy_cpu_ops_conv[] = {

@@ -471,6 +471,68 @@ pippy_status pippy_dense_want_float(const pippy_op_desc *d, int i, const char *w
     return PIPPY_OK;
 }
 
+pippy_status pippy_dense_want_real(const pippy_op_desc *d, int i, const char *what, int fold_mask)
+{
+    if (!pippy_dense_has_input(d, i))
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: input %d (%s) is missing", d->op, i, what);
+    int32_t dt = d->in[i].dtype;
+    int ok = dt == PIPPY_DT_FLOAT ||
+             (d->reference && (((fold_mask & PIPPY_DENSE_FOLD_DOUBLE) && dt == PIPPY_DT_DOUBLE) ||
+                               ((fold_mask & PIPPY_DENSE_FOLD_INT) && (dt == PIPPY_DT_INT32 || dt == PIPPY_DT_INT64)) ||
+                               ((fold_mask & PIPPY_DENSE_FOLD_INT8) && (dt == PIPPY_DT_INT8 || dt == PIPPY_DT_UINT8))));
+    if (!ok) {
+        char s[160];
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: input %d (%s) must be float, found %s%s", d->op, i, what,
+                          pippy_tdesc_str(&d->in[i], s, sizeof s),
+                          fold_mask ? " (other dtypes only where the node folds to a constant when compiling)" : "");
+    }
+    return PIPPY_OK;
+}
+
+double pippy_dense_load(int32_t dtype, const void *p, int64_t i)
+{
+    switch (dtype) {
+    case PIPPY_DT_FLOAT: return ((const float *)p)[i];
+    case PIPPY_DT_DOUBLE: return ((const double *)p)[i];
+    default: return (double)pippy_dense_load_int(dtype, p, i);
+    }
+}
+
+int64_t pippy_dense_load_int(int32_t dtype, const void *p, int64_t i)
+{
+    switch (dtype) {
+    case PIPPY_DT_INT8: return ((const int8_t *)p)[i];
+    case PIPPY_DT_UINT8: return ((const uint8_t *)p)[i];
+    case PIPPY_DT_INT32: return ((const int32_t *)p)[i];
+    case PIPPY_DT_INT64: return ((const int64_t *)p)[i];
+    case PIPPY_DT_FLOAT: return (int64_t)((const float *)p)[i];
+    case PIPPY_DT_DOUBLE: return (int64_t)((const double *)p)[i];
+    default: return 0;
+    }
+}
+
+void pippy_dense_store(int32_t dtype, void *p, int64_t i, double v)
+{
+    switch (dtype) {
+    case PIPPY_DT_FLOAT: ((float *)p)[i] = (float)v; break;
+    case PIPPY_DT_DOUBLE: ((double *)p)[i] = v; break;
+    default: pippy_dense_store_int(dtype, p, i, (int64_t)v); break;
+    }
+}
+
+void pippy_dense_store_int(int32_t dtype, void *p, int64_t i, int64_t v)
+{
+    switch (dtype) {
+    case PIPPY_DT_INT8: ((int8_t *)p)[i] = (int8_t)v; break;
+    case PIPPY_DT_UINT8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    case PIPPY_DT_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
+    case PIPPY_DT_INT64: ((int64_t *)p)[i] = v; break;
+    case PIPPY_DT_FLOAT: ((float *)p)[i] = (float)v; break;
+    case PIPPY_DT_DOUBLE: ((double *)p)[i] = (double)v; break;
+    default: break;
+    }
+}
+
 pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu)
 {
     *relu = 0;

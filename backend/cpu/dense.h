@@ -189,6 +189,18 @@ pippy_status pippy_dense_create(const pippy_op_desc *d, int try_fast, pippy_dens
 
 /* Input i must be present and float. */
 pippy_status pippy_dense_want_float(const pippy_op_desc *d, int i, const char *what);
+/* Input i must be present and float, or, with d->reference (folding), any dtype in the
+ * PIPPY_DENSE_FOLD_* mask (the dtypes the ONNX spec allows, as far as the IR carries them). */
+#define PIPPY_DENSE_FOLD_DOUBLE 1
+#define PIPPY_DENSE_FOLD_INT 2 /* int32, int64 */
+#define PIPPY_DENSE_FOLD_INT8 4 /* int8, uint8 */
+pippy_status pippy_dense_want_real(const pippy_op_desc *d, int i, const char *what, int fold_mask);
+/* Element i of a float, double, int8, uint8, int32 or int64 buffer as double / as int64, and
+ * a store that converts back (integers truncate and wrap): the folding references. */
+double pippy_dense_load(int32_t dtype, const void *p, int64_t i);
+int64_t pippy_dense_load_int(int32_t dtype, const void *p, int64_t i);
+void pippy_dense_store(int32_t dtype, void *p, int64_t i, double v);
+void pippy_dense_store_int(int32_t dtype, void *p, int64_t i, int64_t v);
 /* "pippy.activation": sets *relu (0 when absent); anything but "Relu" is unsupported. */
 pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu);
 /* A boolean attribute such as "pippy.accumulate": INT 0 or 1 (absent: 0); anything else is invalid. */

@@ -1,11 +1,22 @@
 /* eltwise.c — unary element-wise ops: Relu, LeakyRelu, Tanh, Sigmoid, Erf, Sqrt, Reciprocal,
- * Gelu, Neg, Exp, Log, Abs, Softplus, Clip, Not, Identity, Dropout.
+ * Gelu, Neg, Exp, Log, Abs, Softplus, Clip, Not, Identity, Dropout, Cos, Sin, HardSwish,
+ * HardSigmoid, IsNaN, IsInf.
  *
  * Math ops compute on float32. Relu, Neg, Abs and Clip also take double and the integer
- * types; Identity copies any dtype; Not works on bool. Big float tensors go through one
- * oneDNN eltwise primitive created at create time (relu, tanh, logistic, sqrt, gelu_erf,
- * gelu_tanh, exp, abs, linear, pow; not log or soft_relu, see ew_dnnl_alg); everything has a plain C loop, which
- * desc->reference = 1 selects. */
+ * types; Identity copies any dtype; Not works on bool; IsNaN and IsInf give bool. Big float
+ * tensors go through one oneDNN eltwise primitive created at create time (relu, tanh,
+ * logistic, sqrt, gelu_erf, gelu_tanh, exp, abs, linear, pow; not log or soft_relu, see
+ * ew_dnnl_alg); everything has a plain C loop, which desc->reference = 1 selects. Cos, Sin,
+ * HardSwish, HardSigmoid, IsNaN and IsInf have only that loop (it is the simplest one).
+ *
+ * With desc->reference = 1 (the compiler folding a node whose inputs are all constants) the
+ * math ops also take double, as the ONNX spec allows: infer accepts it and the reference
+ * computes in double (ew_double). Stage programs never get a double math op: without
+ * reference, infer rejects it.
+ *
+ * Conformance (ONNX node tests, onnx 1.23): test_cos*, test_sin*, test_hardswish*,
+ * test_hardsigmoid*, test_isnan*, test_isinf* pass; the float16 variants are rejected (no
+ * float16 kernels); test_isinf_float16 and test_isnan_float16 likewise. */
 #include "backend.h"
 
 #include <dnnl.h>
@@ -20,7 +31,7 @@
 typedef enum {
     EW_RELU, EW_LEAKY_RELU, EW_TANH, EW_SIGMOID, EW_ERF, EW_SQRT, EW_RECIPROCAL, EW_GELU,
     EW_GELU_TANH, EW_NEG, EW_EXP, EW_LOG, EW_ABS, EW_SOFTPLUS, EW_CLIP, EW_NOT, EW_IDENTITY,
-    EW_DROPOUT,
+    EW_DROPOUT, EW_COS, EW_SIN, EW_HARD_SWISH, EW_HARD_SIGMOID, EW_ISNAN, EW_ISINF,
 } ew_kind;
 
 /* Which dtypes an op takes. */
@@ -42,6 +53,9 @@ static const ew_def ew_defs[] = {
     {"Softplus", EW_SOFTPLUS, EW_T_FLOAT}, {"Clip", EW_CLIP, EW_T_NUMERIC},
     {"Not", EW_NOT, EW_T_BOOL},            {"Identity", EW_IDENTITY, EW_T_ANY},
     {"Dropout", EW_DROPOUT, EW_T_FLOAT},
+    {"Cos", EW_COS, EW_T_FLOAT},           {"Sin", EW_SIN, EW_T_FLOAT},
+    {"HardSwish", EW_HARD_SWISH, EW_T_FLOAT}, {"HardSigmoid", EW_HARD_SIGMOID, EW_T_FLOAT},
+    {"IsNaN", EW_ISNAN, EW_T_FLOAT},       {"IsInf", EW_ISINF, EW_T_FLOAT},
 };
 
 static const ew_def *ew_def_of(const pippy_op_desc *d)
@@ -52,10 +66,11 @@ static const ew_def *ew_def_of(const pippy_op_desc *d)
     return NULL;
 }
 
-static int ew_dtype_ok(ew_types t, int32_t dt)
+/* reference: the dtypes the ONNX spec allows (folding), else those stage programs run. */
+static int ew_dtype_ok(ew_types t, int32_t dt, int reference)
 {
     switch (t) {
-    case EW_T_FLOAT: return dt == PIPPY_DT_FLOAT;
+    case EW_T_FLOAT: return dt == PIPPY_DT_FLOAT || (reference && dt == PIPPY_DT_DOUBLE);
     case EW_T_BOOL: return dt == PIPPY_DT_BOOL;
     case EW_T_NUMERIC:
         return dt == PIPPY_DT_FLOAT || dt == PIPPY_DT_DOUBLE || dt == PIPPY_DT_INT8 || dt == PIPPY_DT_UINT8 ||
@@ -104,9 +119,12 @@ static pippy_status ew_infer(pippy_op_desc *d)
         return pippy_fail(PIPPY_ERR_INVALID, "expected %s output%s, found %d", max_out > 1 ? "1 or 2" : "1",
                           max_out > 1 ? "s" : "", d->n_out);
     const pippy_tdesc *x = &d->in[0];
-    if (!ew_dtype_ok(def->types, x->dtype))
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "input 0 must be %s, found %s", ew_types_name(def->types),
-                          pippy_dtype_name(x->dtype));
+    if (!ew_dtype_ok(def->types, x->dtype, d->reference))
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "input 0 must be %s, found %s%s", ew_types_name(def->types),
+                          pippy_dtype_name(x->dtype),
+                          ew_dtype_ok(def->types, x->dtype, 1)
+                              ? " (double math runs only where the node folds to a constant when compiling)"
+                              : "");
     if (def->kind == EW_GELU) {
         ew_kind k;
         PIPPY_TRY(ew_gelu_kind(d, &k));
@@ -141,6 +159,8 @@ static pippy_status ew_infer(pippy_op_desc *d)
                               pippy_dtype_name(d->in[2].dtype));
     }
     d->out[0] = *x;
+    if (def->kind == EW_ISNAN || def->kind == EW_ISINF)
+        d->out[0].dtype = PIPPY_DT_BOOL;
     if (def->kind == EW_DROPOUT && d->n_out > 1) {
         d->out[1] = *x;
         d->out[1].dtype = PIPPY_DT_BOOL;
@@ -156,7 +176,9 @@ typedef struct {
     int32_t dtype;
     int64_t n;
     size_t bytes;
-    float alpha;             /* LeakyRelu slope */
+    float alpha;             /* LeakyRelu slope; HardSigmoid's alpha */
+    float beta;              /* HardSigmoid's beta */
+    int detect_neg, detect_pos; /* IsInf */
     float clip_lo, clip_hi;  /* Clip bounds from attributes (opset < 11) */
     int clip_inputs;         /* 1: bounds come from inputs 1 and 2 (opset >= 11) */
     int has_lo, has_hi;
@@ -265,9 +287,68 @@ static void ew_float(const ew_kernel *k, const float *x, float *y, int64_t n)
         for (int64_t i = 0; i < n; i++)
             y[i] = ew_softplus(x[i]);
         break;
+    case EW_COS:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = cosf(x[i]);
+        break;
+    case EW_SIN:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = sinf(x[i]);
+        break;
+    case EW_HARD_SWISH: /* x * max(0, min(1, x/6 + 1/2)) */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] * fmaxf(0.0f, fminf(1.0f, x[i] * (1.0f / 6.0f) + 0.5f));
+        break;
+    case EW_HARD_SIGMOID:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = fmaxf(0.0f, fminf(1.0f, a * x[i] + k->beta));
+        break;
     default: break; /* handled by the callers */
     }
 }
+
+/* The math ops on double: the reference for folding (see the header comment). */
+static void ew_double(const ew_kernel *k, const double *x, double *y, int64_t n)
+{
+    const double a = k->alpha, c = M_2_SQRTPI * M_SQRT1_2; /* c = sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i], r = v;
+        switch (k->kind) {
+        case EW_LEAKY_RELU: r = v >= 0 ? v : a * v; break;
+        case EW_TANH: r = tanh(v); break;
+        case EW_SIGMOID: r = v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v)); break;
+        case EW_ERF: r = erf(v); break;
+        case EW_SQRT: r = sqrt(v); break;
+        case EW_RECIPROCAL: r = 1.0 / v; break;
+        case EW_GELU: r = 0.5 * v * (1.0 + erf(v * M_SQRT1_2)); break;
+        case EW_GELU_TANH: r = 0.5 * v * (1.0 + tanh(c * (v + 0.044715 * v * v * v))); break;
+        case EW_EXP: r = exp(v); break;
+        case EW_LOG: r = log(v); break;
+        case EW_SOFTPLUS: r = v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); break;
+        case EW_COS: r = cos(v); break;
+        case EW_SIN: r = sin(v); break;
+        case EW_HARD_SWISH: r = v * fmax(0.0, fmin(1.0, v / 6.0 + 0.5)); break;
+        case EW_HARD_SIGMOID: r = fmax(0.0, fmin(1.0, a * v + (double)k->beta)); break;
+        default: break;
+        }
+        y[i] = r;
+    }
+}
+
+/* IsNaN, IsInf on float or double: bool out. */
+#define EW_CLASSIFY_DEF(S, T)                                                                \
+    static void ew_classify_##S(const ew_kernel *k, const T *x, uint8_t *y)                  \
+    {                                                                                        \
+        for (int64_t i = 0; i < k->n; i++) {                                                 \
+            T v = x[i];                                                                      \
+            if (k->kind == EW_ISNAN)                                                         \
+                y[i] = isnan(v) != 0;                                                        \
+            else                                                                             \
+                y[i] = isinf(v) && ((v > 0 && k->detect_pos) || (v < 0 && k->detect_neg));   \
+        }                                                                                    \
+    }
+EW_CLASSIFY_DEF(f32, float)
+EW_CLASSIFY_DEF(f64, double)
 
 /* Relu, Neg, Abs, Clip on double and integer types. Integer negation wraps (done unsigned). */
 #define EW_NUMERIC_DEF(S, T, U)                                                              \
@@ -351,7 +432,10 @@ static void ew_dropout(ew_kernel *k, const void *const *in, void *const *out)
     float scale = ratio < 1 ? 1.0f / (1.0f - ratio) : 0.0f;
     for (int64_t i = 0; i < k->n; i++) {
         int keep = ew_uniform(&k->rng) >= ratio;
-        y[i] = keep ? x[i] * scale : 0.0f;
+        if (k->dtype == PIPPY_DT_DOUBLE) /* folding only (see the header comment) */
+            ((double *)out[0])[i] = keep ? ((const double *)in[0])[i] * scale : 0.0;
+        else
+            y[i] = keep ? x[i] * scale : 0.0f;
         if (mask)
             mask[i] = (uint8_t)keep;
     }
@@ -375,6 +459,13 @@ static void ew_run_c(pippy_kernel *kb, const void *const *in, void *const *out)
             y[i] = !x[i];
         return;
     }
+    case EW_ISNAN:
+    case EW_ISINF:
+        if (k->dtype == PIPPY_DT_DOUBLE)
+            ew_classify_f64(k, in[0], out[0]);
+        else
+            ew_classify_f32(k, in[0], out[0]);
+        return;
     case EW_CLIP:
         if (k->clip_inputs)
             ew_numeric(k, in[0], out[0], k->has_lo ? in[1] : NULL, k->has_hi ? in[2] : NULL);
@@ -391,7 +482,10 @@ static void ew_run_c(pippy_kernel *kb, const void *const *in, void *const *out)
         break;
     default: break;
     }
-    ew_float(k, in[0], out[0], k->n);
+    if (k->dtype == PIPPY_DT_DOUBLE)
+        ew_double(k, in[0], out[0], k->n);
+    else
+        ew_float(k, in[0], out[0], k->n);
 }
 
 static void ew_run_dnnl(pippy_kernel *kb, const void *const *in, void *const *out)
@@ -469,7 +563,10 @@ static pippy_status ew_create(const pippy_op_desc *d, pippy_kernel **out)
     k->dtype = d->in[0].dtype;
     k->n = pippy_tdesc_numel(&d->in[0]);
     k->bytes = pippy_tdesc_bytes(&d->in[0]);
-    k->alpha = pippy_attr_float(d, "alpha", 0.01f);
+    k->alpha = pippy_attr_float(d, "alpha", k->kind == EW_HARD_SIGMOID ? 0.2f : 0.01f);
+    k->beta = pippy_attr_float(d, "beta", 0.5f);
+    k->detect_neg = pippy_attr_int(d, "detect_negative", 1) != 0;
+    k->detect_pos = pippy_attr_int(d, "detect_positive", 1) != 0;
     pippy_status st = PIPPY_OK;
     if (k->kind == EW_GELU)
         st = ew_gelu_kind(d, &k->kind);
@@ -508,6 +605,7 @@ const pippy_op_info pippy_cpu_ops_eltwise[] = {
     EW_OP("Relu"), EW_OP("LeakyRelu"), EW_OP("Tanh"),     EW_OP("Sigmoid"), EW_OP("Erf"),
     EW_OP("Sqrt"), EW_OP("Reciprocal"), EW_OP("Gelu"),    EW_OP("Neg"),     EW_OP("Exp"),
     EW_OP("Log"),  EW_OP("Abs"),        EW_OP("Softplus"), EW_OP("Clip"),   EW_OP("Not"),
-    EW_OP("Identity"), EW_OP("Dropout"),
+    EW_OP("Identity"), EW_OP("Dropout"), EW_OP("Cos"),     EW_OP("Sin"),     EW_OP("HardSwish"),
+    EW_OP("HardSigmoid"), EW_OP("IsNaN"), EW_OP("IsInf"),
     {0},
 };

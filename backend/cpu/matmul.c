@@ -17,7 +17,11 @@
  *     operand by strides (its last two dims swapped, no copy); a transposed A with a real
  *     batch runs batched. "pippy.accumulate" (out += A*B) is a sum post-op.
  * Shapes with a zero dim, or that oneDNN has no implementation for, use the
- * reference kernel. Reference kernels: plain loops, double accumulators. */
+ * reference kernel. Reference kernels: plain loops, double accumulators.
+ *
+ * Folding (desc->reference = 1) also takes double, int32 and int64 operands, as the spec
+ * allows (both of one dtype, the output of that dtype): the "wide" references accumulate
+ * doubles in double and integers in int64, wrapping like the integer ops of binary.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,13 +41,23 @@ typedef struct {
     int acc;                    /* out += A*B ("pippy.accumulate") */
 } pippy_mm_geom;
 
+/* A and B of one dtype (float, or what folding takes); pippy.bias only on float. */
+static pippy_status pippy_mm_same_dtype(const pippy_op_desc *d)
+{
+    if (d->in[1].dtype != d->in[0].dtype)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: A is %s but B is %s (they must be of one dtype)", d->op,
+                          pippy_dtype_name(d->in[0].dtype), pippy_dtype_name(d->in[1].dtype));
+    return PIPPY_OK;
+}
+
 static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
 {
     int bias = pippy_attr_int(d, "pippy.bias", 0) != 0;
     if (d->n_in != 2 + bias)
         return pippy_fail(PIPPY_ERR_INVALID, "MatMul: expected %d inputs, found %d", 2 + bias, d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "A"));
-    PIPPY_TRY(pippy_dense_want_float(d, 1, "B"));
+    PIPPY_TRY(pippy_dense_want_real(d, 0, "A", PIPPY_DENSE_FOLD_DOUBLE | PIPPY_DENSE_FOLD_INT));
+    PIPPY_TRY(pippy_dense_want_real(d, 1, "B", PIPPY_DENSE_FOLD_DOUBLE | PIPPY_DENSE_FOLD_INT));
+    PIPPY_TRY(pippy_mm_same_dtype(d));
     const pippy_tdesc *a = &d->in[0], *b = &d->in[1];
     char sa[160], sb[160];
     if (a->rank < 1 || b->rank < 1)
@@ -107,7 +121,7 @@ static pippy_status pippy_matmul_infer(pippy_op_desc *d)
         return pippy_fail(PIPPY_ERR_INVALID, "MatMul: expected 1 output, found %d", d->n_out);
     pippy_tdesc *o = &d->out[0];
     memset(o, 0, sizeof *o);
-    o->dtype = PIPPY_DT_FLOAT;
+    o->dtype = d->in[0].dtype;
     for (int i = 0; i < g.nb; i++)
         o->dims[o->rank++] = g.ob[i];
     if (!g.a1)
@@ -137,7 +151,66 @@ typedef struct {
     pippy_kernel base;
     pippy_mm_geom g;
     int relu;
+    int32_t dtype;
 } pippy_mm_ref;
+
+/* One output element of the wide reference: sum over k of a[k*as] * b[k*bs], in double for
+ * floating dtypes and in wrapping int64 for integers, stored at y[yi]. */
+static void pippy_mm_wide_dot(int32_t dt, const void *a, int64_t ai, int64_t as, const void *b, int64_t bi,
+                              int64_t bs, int64_t K, double alpha, void *y, int64_t yi)
+{
+    if (dt == PIPPY_DT_FLOAT || dt == PIPPY_DT_DOUBLE) {
+        double s = 0;
+        for (int64_t kk = 0; kk < K; kk++)
+            s += pippy_dense_load(dt, a, ai + kk * as) * pippy_dense_load(dt, b, bi + kk * bs);
+        pippy_dense_store(dt, y, yi, s * alpha);
+        return;
+    }
+    uint64_t s = 0;
+    for (int64_t kk = 0; kk < K; kk++)
+        s += (uint64_t)pippy_dense_load_int(dt, a, ai + kk * as) * (uint64_t)pippy_dense_load_int(dt, b, bi + kk * bs);
+    pippy_dense_store_int(dt, y, yi, (int64_t)(s * (uint64_t)(int64_t)alpha));
+}
+
+/* The element offsets in A and B of output batch idx (a dim of 1 broadcasts). */
+static void pippy_mm_batch_offsets(const pippy_mm_geom *g, const int64_t *idx, int64_t *ao, int64_t *bo)
+{
+    *ao = *bo = 0;
+    for (int i = 0; i < g->nb; i++) {
+        *ao = *ao * g->ab[i] + (g->ab[i] == 1 ? 0 : idx[i]);
+        *bo = *bo * g->bb[i] + (g->bb[i] == 1 ? 0 : idx[i]);
+    }
+    *ao *= g->M * g->K;
+    *bo *= g->K * g->N;
+}
+
+/* The next output batch index (row-major odometer over g->ob). */
+static void pippy_mm_batch_next(const pippy_mm_geom *g, int64_t *idx)
+{
+    for (int i = g->nb - 1; i >= 0; i--) {
+        if (++idx[i] < g->ob[i])
+            break;
+        idx[i] = 0;
+    }
+}
+
+/* MatMul on double or integer operands (folding only). */
+static void pippy_matmul_wide_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const pippy_mm_ref *k = (const pippy_mm_ref *)kb;
+    const pippy_mm_geom *g = &k->g;
+    int64_t M = g->M, K = g->K, N = g->N, nbatch = pippy_prod(g->ob, g->nb);
+    int64_t idx[PIPPY_MAX_RANK] = {0};
+    for (int64_t t = 0; t < nbatch; t++) {
+        int64_t ao, bo;
+        pippy_mm_batch_offsets(g, idx, &ao, &bo);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++)
+                pippy_mm_wide_dot(k->dtype, in[0], ao + m * K, 1, in[1], bo + n, N, K, 1.0, out[0],
+                                  t * M * N + m * N + n);
+        pippy_mm_batch_next(g, idx);
+    }
+}
 
 static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
@@ -149,13 +222,9 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
     int64_t nbatch = pippy_prod(g->ob, g->nb);
     int64_t idx[PIPPY_MAX_RANK] = {0};
     for (int64_t t = 0; t < nbatch; t++) {
-        /* offsets of this output batch in A and B (a dim of 1 broadcasts) */
-        int64_t ao = 0, bo = 0;
-        for (int i = 0; i < g->nb; i++) {
-            ao = ao * g->ab[i] + (g->ab[i] == 1 ? 0 : idx[i]);
-            bo = bo * g->bb[i] + (g->bb[i] == 1 ? 0 : idx[i]);
-        }
-        const float *a = A + ao * M * K, *b = B + bo * K * N;
+        int64_t ao, bo;
+        pippy_mm_batch_offsets(g, idx, &ao, &bo);
+        const float *a = A + ao, *b = B + bo;
         float *y = Y + t * M * N;
         /* element (m, kk) of A and (kk, n) of B, as stored */
         int64_t am = g->ta ? 1 : K, ak = g->ta ? M : 1, bk = g->tb ? 1 : N, bn = g->tb ? K : 1;
@@ -170,11 +239,7 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
                 else
                     y[m * N + n] = k->relu && v < 0 ? 0.0f : v;
             }
-        for (int i = g->nb - 1; i >= 0; i--) {
-            if (++idx[i] < g->ob[i])
-                break;
-            idx[i] = 0;
-        }
+        pippy_mm_batch_next(g, idx);
     }
 }
 
@@ -268,10 +333,15 @@ static int pippy_any_empty(const pippy_op_desc *d)
 
 static pippy_status pippy_matmul_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_mm_ref r = {.base.run = pippy_matmul_ref_run};
+    pippy_mm_ref r = {.base.run = pippy_matmul_ref_run, .dtype = d->in[0].dtype};
     PIPPY_TRY(pippy_mm_geom_get(d, &r.g));
     PIPPY_TRY(pippy_dense_activation(d, &r.relu));
-    return pippy_dense_create(d, !pippy_any_empty(d), pippy_matmul_fast, &r.base, sizeof r, out);
+    int wide = r.dtype != PIPPY_DT_FLOAT;
+    if (wide && (r.g.bias || r.relu))
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "MatMul: pippy.bias and pippy.activation take float only");
+    if (wide)
+        r.base.run = pippy_matmul_wide_run;
+    return pippy_dense_create(d, !wide && !pippy_any_empty(d), pippy_matmul_fast, &r.base, sizeof r, out);
 }
 
 /* ---------------------------------------------------------------- Gemm */
@@ -288,8 +358,9 @@ static pippy_status pippy_gemm_geom_get(const pippy_op_desc *d, pippy_gemm_geom 
 {
     if (d->n_in < 2 || d->n_in > 3)
         return pippy_fail(PIPPY_ERR_INVALID, "Gemm: expected 2 or 3 inputs, found %d", d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "A"));
-    PIPPY_TRY(pippy_dense_want_float(d, 1, "B"));
+    PIPPY_TRY(pippy_dense_want_real(d, 0, "A", PIPPY_DENSE_FOLD_DOUBLE | PIPPY_DENSE_FOLD_INT));
+    PIPPY_TRY(pippy_dense_want_real(d, 1, "B", PIPPY_DENSE_FOLD_DOUBLE | PIPPY_DENSE_FOLD_INT));
+    PIPPY_TRY(pippy_mm_same_dtype(d));
     const pippy_tdesc *a = &d->in[0], *b = &d->in[1];
     char sa[160], sb[160], sc[160];
     if (a->rank != 2 || b->rank != 2)
@@ -311,7 +382,10 @@ static pippy_status pippy_gemm_geom_get(const pippy_op_desc *d, pippy_gemm_geom 
                           (long long)kb);
     g->has_c = pippy_dense_has_input(d, 2);
     if (g->has_c) {
-        PIPPY_TRY(pippy_dense_want_float(d, 2, "C"));
+        PIPPY_TRY(pippy_dense_want_real(d, 2, "C", PIPPY_DENSE_FOLD_DOUBLE | PIPPY_DENSE_FOLD_INT));
+        if (d->in[2].dtype != d->in[0].dtype)
+            return pippy_fail(PIPPY_ERR_INVALID, "Gemm: C is %s but A is %s (they must be of one dtype)",
+                              pippy_dtype_name(d->in[2].dtype), pippy_dtype_name(d->in[0].dtype));
         const pippy_tdesc *c = &d->in[2];
         g->cr = c->rank == 2 ? c->dims[0] : 1;
         g->cc = c->rank >= 1 ? c->dims[c->rank - 1] : 1;
@@ -331,7 +405,7 @@ static pippy_status pippy_gemm_infer(pippy_op_desc *d)
     if (d->n_out != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "Gemm: expected 1 output, found %d", d->n_out);
     memset(&d->out[0], 0, sizeof d->out[0]);
-    d->out[0].dtype = PIPPY_DT_FLOAT;
+    d->out[0].dtype = d->in[0].dtype;
     d->out[0].rank = 2;
     d->out[0].dims[0] = g.M;
     d->out[0].dims[1] = g.N;
@@ -350,7 +424,36 @@ typedef struct {
     pippy_kernel base;
     pippy_gemm_geom g;
     int relu;
+    int32_t dtype;
 } pippy_gemm_ref;
+
+/* Gemm on double or integer operands (folding only): alpha * A'B' + beta * C, where an
+ * integer Gemm takes alpha and beta as integers (the spec's float attributes, truncated). */
+static void pippy_gemm_wide_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    const pippy_gemm_ref *k = (const pippy_gemm_ref *)kb;
+    const pippy_gemm_geom *g = &k->g;
+    int64_t M = g->M, K = g->K, N = g->N;
+    int integer = k->dtype != PIPPY_DT_DOUBLE;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t yi = m * N + n;
+            pippy_mm_wide_dot(k->dtype, in[0], g->ta ? m : m * K, g->ta ? M : 1, in[1], g->tb ? n * K : n,
+                              g->tb ? 1 : N, K, g->alpha, out[0], yi);
+            if (!g->has_c)
+                continue;
+            int64_t ci = (g->cr == 1 ? 0 : m) * g->cc + (g->cc == 1 ? 0 : n);
+            if (integer)
+                pippy_dense_store_int(k->dtype, out[0], yi,
+                                      (int64_t)((uint64_t)pippy_dense_load_int(k->dtype, out[0], yi) +
+                                                (uint64_t)(int64_t)g->beta *
+                                                    (uint64_t)pippy_dense_load_int(k->dtype, in[2], ci)));
+            else
+                pippy_dense_store(k->dtype, out[0], yi,
+                                  pippy_dense_load(k->dtype, out[0], yi) +
+                                      (double)g->beta * pippy_dense_load(k->dtype, in[2], ci));
+        }
+}
 
 static void pippy_gemm_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
@@ -473,10 +576,15 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *
 
 static pippy_status pippy_gemm_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_gemm_ref r = {.base.run = pippy_gemm_ref_run};
+    pippy_gemm_ref r = {.base.run = pippy_gemm_ref_run, .dtype = d->in[0].dtype};
     PIPPY_TRY(pippy_gemm_geom_get(d, &r.g));
     PIPPY_TRY(pippy_dense_activation(d, &r.relu));
-    return pippy_dense_create(d, !pippy_any_empty(d), pippy_gemm_fast, &r.base, sizeof r, out);
+    int wide = r.dtype != PIPPY_DT_FLOAT;
+    if (wide && r.relu)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "Gemm: pippy.activation takes float only");
+    if (wide)
+        r.base.run = pippy_gemm_wide_run;
+    return pippy_dense_create(d, !wide && !pippy_any_empty(d), pippy_gemm_fast, &r.base, sizeof r, out);
 }
 
 const pippy_op_info pippy_cpu_ops_matmul[] = {

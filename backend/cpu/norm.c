@@ -15,7 +15,9 @@
  * and a short loop turns the variance into 1/sqrt(var + epsilon). A Scale or B that
  * broadcasts is expanded into a full row: once at create when constant, else into a
  * kernel buffer before each run (training gives the parameters at run time).
- * Reference kernels: plain loops, two-pass statistics in double. */
+ * Reference kernels: plain loops, two-pass statistics in double. Where the node folds
+ * (desc->reference = 1) they also take double inputs, as the spec allows (BatchNormalization's
+ * five inputs each float or double; LayerNormalization's Mean and InvStdDev then of stash_type). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +57,7 @@ static pippy_status pippy_bn_geom_get(const pippy_op_desc *d, pippy_bn_geom *g)
     if (d->n_in != 5)
         return pippy_fail(PIPPY_ERR_INVALID, "BatchNormalization: expected 5 inputs, found %d", d->n_in);
     for (int i = 0; i < 5; i++)
-        PIPPY_TRY(pippy_dense_want_float(d, i, names[i]));
+        PIPPY_TRY(pippy_dense_want_real(d, i, names[i], PIPPY_DENSE_FOLD_DOUBLE));
     if (pippy_attr_int(d, "training_mode", 0) != 0)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: training_mode=1 is not supported (inference only; "
                                                  "training uses pippy::BatchNormalizationTraining)");
@@ -84,21 +86,23 @@ static double pippy_bn_flops(const pippy_op_desc *d) { return 2.0 * (double)pipp
 typedef struct {
     pippy_kernel base;
     pippy_bn_geom g;
+    int32_t dt[5]; /* each input's dtype: float, or double when folding */
 } pippy_bn_ref;
 
 static void pippy_bn_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
-    const pippy_bn_geom *gg = &((const pippy_bn_ref *)kb)->g;
+    const pippy_bn_ref *k = (const pippy_bn_ref *)kb;
+    const pippy_bn_geom *gg = &k->g;
     const pippy_bn_dims *g = &gg->dm;
-    const float *X = in[0], *scale = in[1], *B = in[2], *mean = in[3], *var = in[4];
-    float *Y = out[0];
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t c = 0; c < g->C; c++) {
-            double inv = 1.0 / sqrt((double)var[c] + (double)gg->eps);
-            const float *x = X + (n * g->C + c) * g->S;
-            float *y = Y + (n * g->C + c) * g->S;
+            double inv = 1.0 / sqrt(pippy_dense_load(k->dt[4], in[4], c) + (double)gg->eps);
+            double mean = pippy_dense_load(k->dt[3], in[3], c), scale = pippy_dense_load(k->dt[1], in[1], c);
+            double b = pippy_dense_load(k->dt[2], in[2], c);
+            int64_t at = (n * g->C + c) * g->S;
             for (int64_t s = 0; s < g->S; s++)
-                y[s] = (float)(((double)x[s] - mean[c]) * inv * scale[c] + B[c]);
+                pippy_dense_store(k->dt[0], out[0], at + s,
+                                  (pippy_dense_load(k->dt[0], in[0], at + s) - mean) * inv * scale + b);
         }
 }
 
@@ -130,7 +134,13 @@ static pippy_status pippy_bn_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     pippy_bn_ref r = {.base.run = pippy_bn_ref_run};
     PIPPY_TRY(pippy_bn_geom_get(d, &r.g));
-    return pippy_dense_create(d, pippy_tdesc_numel(&d->in[0]) > 0, pippy_bn_fast, &r.base, sizeof r, out);
+    int all_float = 1;
+    for (int i = 0; i < 5; i++) {
+        r.dt[i] = d->in[i].dtype;
+        all_float &= r.dt[i] == PIPPY_DT_FLOAT;
+    }
+    return pippy_dense_create(d, all_float && pippy_tdesc_numel(&d->in[0]) > 0, pippy_bn_fast, &r.base, sizeof r,
+                              out);
 }
 
 /* ------------------------------------------------------------ LayerNormalization */
@@ -291,11 +301,15 @@ static pippy_status pippy_ln_geom_get(const pippy_op_desc *d, pippy_ln_geom *g)
 {
     if (d->n_in < 2 || d->n_in > 3)
         return pippy_fail(PIPPY_ERR_INVALID, "LayerNormalization: expected 2 or 3 inputs, found %d", d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
-    PIPPY_TRY(pippy_dense_want_float(d, 1, "Scale"));
+    PIPPY_TRY(pippy_dense_want_real(d, 0, "X", PIPPY_DENSE_FOLD_DOUBLE));
+    PIPPY_TRY(pippy_dense_want_real(d, 1, "Scale", PIPPY_DENSE_FOLD_DOUBLE));
     g->has_b = pippy_dense_has_input(d, 2);
     if (g->has_b)
-        PIPPY_TRY(pippy_dense_want_float(d, 2, "B"));
+        PIPPY_TRY(pippy_dense_want_real(d, 2, "B", PIPPY_DENSE_FOLD_DOUBLE));
+    for (int i = 1; i < d->n_in; i++)
+        if (pippy_dense_has_input(d, i) && d->in[i].dtype != d->in[0].dtype)
+            return pippy_fail(PIPPY_ERR_INVALID, "LayerNormalization: input %d is %s but X is %s (they must be of "
+                              "one dtype)", i, pippy_dtype_name(d->in[i].dtype), pippy_dtype_name(d->in[0].dtype));
     const pippy_tdesc *x = &d->in[0];
     PIPPY_TRY(pippy_ln_rows_of(d, x, &g->r));
     g->eps = pippy_attr_float(d, "epsilon", 1e-5f);
@@ -312,9 +326,13 @@ static pippy_status pippy_ln_infer(pippy_op_desc *d)
     PIPPY_TRY(pippy_ln_geom_get(d, &g));
     if (d->n_out < 1 || d->n_out > 3)
         return pippy_fail(PIPPY_ERR_INVALID, "LayerNormalization: expected 1 to 3 outputs, found %d", d->n_out);
-    d->out[0] = d->in[0];
-    for (int i = 1; i < d->n_out; i++)
-        pippy_ln_stat_tdesc(&d->in[0], g.r.axis, &d->out[i]);
+    const pippy_tdesc *x = &d->in[0];
+    d->out[0] = *x;
+    for (int i = 1; i < d->n_out; i++) {
+        pippy_ln_stat_tdesc(x, g.r.axis, &d->out[i]);
+        if (x->dtype != PIPPY_DT_FLOAT) /* folding: Mean and InvStdDev are of stash_type */
+            d->out[i].dtype = pippy_attr_int(d, "stash_type", 1) == PIPPY_DT_DOUBLE ? PIPPY_DT_DOUBLE : PIPPY_DT_FLOAT;
+    }
     return PIPPY_OK;
 }
 
@@ -324,6 +342,7 @@ typedef struct {
     pippy_kernel base;
     pippy_ln_geom g;
     int64_t *sidx, *bidx; /* for each element of a row, its index in Scale / B */
+    int32_t dt, stat_dt;  /* X's dtype (float, or double when folding); Mean's and InvStdDev's */
 } pippy_ln_ref;
 
 static void pippy_ln_ref_destroy(pippy_kernel *kb)
@@ -338,26 +357,29 @@ static void pippy_ln_ref_run(pippy_kernel *kb, const void *const *in, void *cons
 {
     const pippy_ln_ref *k = (const pippy_ln_ref *)kb;
     const pippy_ln_geom *g = &k->g;
-    const float *X = in[0], *S = in[1], *B = g->has_b ? in[2] : NULL;
-    float *Y = out[0], *Mean = g->n_out > 1 ? out[1] : NULL, *Inv = g->n_out > 2 ? out[2] : NULL;
-    int64_t inner = g->r.inner;
+    const int32_t dt = k->dt;
     for (int64_t r = 0; r < g->r.outer; r++) {
-        const float *x = X + r * inner;
-        float *y = Y + r * inner;
+        int64_t at = r * g->r.inner;
         double mean = 0, var = 0;
-        for (int64_t j = 0; j < inner; j++)
-            mean += x[j];
-        mean /= (double)inner;
-        for (int64_t j = 0; j < inner; j++)
-            var += ((double)x[j] - mean) * ((double)x[j] - mean);
-        var /= (double)inner;
+        for (int64_t j = 0; j < g->r.inner; j++)
+            mean += pippy_dense_load(dt, in[0], at + j);
+        mean /= (double)g->r.inner;
+        for (int64_t j = 0; j < g->r.inner; j++) {
+            double c = pippy_dense_load(dt, in[0], at + j) - mean;
+            var += c * c;
+        }
+        var /= (double)g->r.inner;
         double inv = 1.0 / sqrt(var + (double)g->eps);
-        for (int64_t j = 0; j < inner; j++)
-            y[j] = (float)(((double)x[j] - mean) * inv * S[k->sidx[j]] + (B ? B[k->bidx[j]] : 0.0f));
-        if (Mean)
-            Mean[r] = (float)mean;
-        if (Inv)
-            Inv[r] = (float)inv;
+        for (int64_t j = 0; j < g->r.inner; j++) {
+            double b = g->has_b ? pippy_dense_load(dt, in[2], k->bidx[j]) : 0.0;
+            pippy_dense_store(dt, out[0], at + j,
+                              (pippy_dense_load(dt, in[0], at + j) - mean) * inv * pippy_dense_load(dt, in[1], k->sidx[j]) +
+                                  b);
+        }
+        if (g->n_out > 1)
+            pippy_dense_store(k->stat_dt, out[1], r, mean);
+        if (g->n_out > 2)
+            pippy_dense_store(k->stat_dt, out[2], r, inv);
     }
 }
 
@@ -415,9 +437,11 @@ static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_kernel *re
 static pippy_status pippy_ln_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     /* The fast kernel is not tried for an empty X. */
-    pippy_ln_ref r = {.base.run = pippy_ln_ref_run, .base.destroy = pippy_ln_ref_destroy};
+    pippy_ln_ref r = {.base.run = pippy_ln_ref_run, .base.destroy = pippy_ln_ref_destroy, .dt = d->in[0].dtype};
     PIPPY_TRY(pippy_ln_geom_get(d, &r.g));
-    PIPPY_TRY(pippy_dense_create(d, r.g.r.outer > 0 && r.g.r.inner > 0, pippy_ln_fast, &r.base, sizeof r, out));
+    r.stat_dt = d->n_out > 1 ? d->out[1].dtype : PIPPY_DT_FLOAT;
+    PIPPY_TRY(pippy_dense_create(d, r.dt == PIPPY_DT_FLOAT && r.g.r.outer > 0 && r.g.r.inner > 0, pippy_ln_fast,
+                                 &r.base, sizeof r, out));
     if ((*out)->run != pippy_ln_ref_run)
         return PIPPY_OK; /* the oneDNN kernel */
     /* the reference kernel: index tables for Scale and B */

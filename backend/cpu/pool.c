@@ -14,7 +14,9 @@
  * expressed by enlarging the end padding. oneDNN's avg_include_padding divides by
  * the whole kernel, so AveragePool with count_include_pad=1 whose last window runs
  * past the end padding (ceil_mode) uses the reference kernel instead.
- * GlobalAveragePool is an average pool with the kernel the size of the input. */
+ * GlobalAveragePool is an average pool with the kernel the size of the input.
+ * Where the node folds (desc->reference = 1) the reference also takes double, and MaxPool
+ * int8 and uint8, as the spec allows; stage programs run float only. */
 #include <float.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +59,9 @@ static pippy_status pippy_pool_geom_get(const pippy_op_desc *d, int kind, pippy_
 {
     if (d->n_in != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 input, found %d", d->op, d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
+    /* folding also takes the spec's other dtypes: MaxPool double, int8, uint8; the averages double */
+    PIPPY_TRY(pippy_dense_want_real(d, 0, "X",
+                                    PIPPY_DENSE_FOLD_DOUBLE | (kind == PIPPY_POOL_MAX ? PIPPY_DENSE_FOLD_INT8 : 0)));
     return pippy_pool_geom_of(d, kind, &d->in[0], g);
 }
 
@@ -70,6 +74,7 @@ static pippy_status pippy_pool_infer_kind(pippy_op_desc *d, int kind)
     if (d->n_out != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 output, found %d", d->op, d->n_out);
     pippy_window_tdesc(&g.w, g.N, g.C, &d->out[0]);
+    d->out[0].dtype = d->in[0].dtype;
     return PIPPY_OK;
 }
 
@@ -97,26 +102,23 @@ static double pippy_gavgpool_flops(const pippy_op_desc *d) { return pippy_pool_f
 typedef struct {
     pippy_kernel base;
     pippy_pool_geom g;
+    int32_t dtype; /* float, or what folding takes */
 } pippy_pool_ref;
 
 static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
     const pippy_pool_ref *k = (const pippy_pool_ref *)kb;
     const pippy_pool_geom *g = &k->g;
-    const float *X = in[0];
-    float *Y = out[0];
     /* every case as 3-D: missing leading spatial dims have extent 1 */
     pippy_window w3;
     pippy_window_3d(&g->w, &w3);
     const int64_t *I = w3.in, *K = w3.k, *O = w3.out, *S = w3.s, *D = w3.dl, *PL = w3.pl, *PR = w3.pr;
     for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-        const float *x = X + nc * I[0] * I[1] * I[2];
-        float *y = Y + nc * O[0] * O[1] * O[2];
+        int64_t x = nc * I[0] * I[1] * I[2], y = nc * O[0] * O[1] * O[2];
         for (int64_t od = 0; od < O[0]; od++)
             for (int64_t oh = 0; oh < O[1]; oh++)
                 for (int64_t ow = 0; ow < O[2]; ow++) {
-                    double sum = 0;
-                    float mx = -FLT_MAX;
+                    double sum = 0, mx = -FLT_MAX;
                     int64_t n_in = 0, n_padded = 0;
                     for (int64_t kd = 0; kd < K[0]; kd++)
                         for (int64_t kh = 0; kh < K[1]; kh++)
@@ -131,20 +133,20 @@ static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *co
                                 n_padded += in_padded;
                                 if (!inside)
                                     continue;
-                                float v = x[(p[0] * I[1] + p[1]) * I[2] + p[2]];
+                                double v = pippy_dense_load(k->dtype, in[0], x + (p[0] * I[1] + p[1]) * I[2] + p[2]);
                                 n_in++;
                                 sum += v;
                                 if (v > mx)
                                     mx = v;
                             }
-                    float r;
+                    double r;
                     if (g->kind == PIPPY_POOL_MAX)
                         r = mx;
                     else {
                         int64_t cnt = g->include_pad ? n_padded : n_in;
-                        r = cnt ? (float)(sum / (double)cnt) : 0.0f;
+                        r = cnt ? sum / (double)cnt : 0.0;
                     }
-                    y[(od * O[1] + oh) * O[2] + ow] = r;
+                    pippy_dense_store(k->dtype, out[0], y + (od * O[1] + oh) * O[2] + ow, r);
                 }
     }
 }
@@ -198,9 +200,10 @@ static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *
 static pippy_status pippy_pool_create_kind(const pippy_op_desc *d, int kind, pippy_kernel **out)
 {
     /* no oneDNN equivalent (see pippy_pool_fast): the reference kernel */
-    pippy_pool_ref r = {.base.run = pippy_pool_ref_run};
+    pippy_pool_ref r = {.base.run = pippy_pool_ref_run, .dtype = d->in[0].dtype};
     PIPPY_TRY(pippy_pool_geom_get(d, kind, &r.g));
-    return pippy_dense_create(d, pippy_tdesc_numel(&d->in[0]) > 0, pippy_pool_fast, &r.base, sizeof r, out);
+    return pippy_dense_create(d, r.dtype == PIPPY_DT_FLOAT && pippy_tdesc_numel(&d->in[0]) > 0, pippy_pool_fast,
+                              &r.base, sizeof r, out);
 }
 
 static pippy_status pippy_maxpool_create(const pippy_op_desc *d, pippy_kernel **k)

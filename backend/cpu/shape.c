@@ -1,5 +1,6 @@
 /* shape.c — ops that move, select or make data without arithmetic: Reshape, Flatten,
- * Squeeze, Unsqueeze, Transpose, Concat, Split, Slice, Gather, Expand, Tile, Trilu, Shape,
+ * Squeeze, Unsqueeze, Transpose, Concat, Split, Slice, Gather, GatherElements, Expand, Tile,
+ * Trilu, Shape,
  * Size, Constant, ConstantOfShape, Range, Cast, CastLike, and pippy::PipeSplit (the split
  * point marker: an identity).
  *
@@ -14,7 +15,10 @@
  * Transpose, Expand, Tile and Slice share one strided-copy plan, collapsed at create (size-1
  * dims dropped, contiguous neighbours merged, memcpy for contiguous rows); desc->reference = 1
  * walks it one element at a time instead. The memcpy loops of Concat, Split and Gather are
- * their own reference. */
+ * their own reference, and so is GatherElements' one loop over the output (an odometer over the
+ * indices' shape). GatherElements: indices of the data's rank, each dim at most the data's
+ * (other than along axis); negative indices count from the end, out of range gives zeros.
+ * Conformance: test_gather_elements_0, _1 and _negative_indices pass. */
 #include "shape.h"
 
 #include "backend.h"
@@ -798,6 +802,13 @@ static pippy_status s_split_create(const pippy_op_desc *d, pippy_kernel **out)
 
 /* ---- Gather ---- */
 
+static pippy_status s_want_indices(const pippy_tdesc *ix)
+{
+    if (ix->dtype != PIPPY_DT_INT64 && ix->dtype != PIPPY_DT_INT32)
+        return pippy_fail(PIPPY_ERR_INVALID, "indices must be int64 or int32, found %s", pippy_dtype_name(ix->dtype));
+    return PIPPY_OK;
+}
+
 typedef struct {
     pippy_kernel base;
     int64_t outer, axis_dim, n_idx;
@@ -809,8 +820,7 @@ static pippy_status s_gather_infer(pippy_op_desc *d)
 {
     PIPPY_TRY(s_check_io(d, 2, 2, 1));
     const pippy_tdesc *x = &d->in[0], *ix = &d->in[1];
-    if (ix->dtype != PIPPY_DT_INT64 && ix->dtype != PIPPY_DT_INT32)
-        return pippy_fail(PIPPY_ERR_INVALID, "indices must be int64 or int32, found %s", pippy_dtype_name(ix->dtype));
+    PIPPY_TRY(s_want_indices(ix));
     if (x->rank == 0)
         return pippy_fail(PIPPY_ERR_INVALID, "Gather from a scalar (rank 0) is not defined");
     int32_t axis;
@@ -870,6 +880,82 @@ static pippy_status s_gather_create(const pippy_op_desc *d, pippy_kernel **out)
     k->n_idx = pippy_tdesc_numel(&d->in[1]);
     k->row = (size_t)inner * pippy_dtype_size(x->dtype);
     k->idx64 = d->in[1].dtype == PIPPY_DT_INT64;
+    *out = &k->base;
+    return PIPPY_OK;
+}
+
+/* ---- GatherElements ---- */
+
+typedef struct {
+    pippy_kernel base;
+    int rank, axis, idx64;
+    size_t esize;
+    int64_t n, axis_dim;
+    int64_t dims[PIPPY_MAX_RANK];  /* the indices' (= the output's) shape */
+    int64_t xstr[PIPPY_MAX_RANK];  /* the data's element strides */
+} s_gather_el_kernel;
+
+static pippy_status s_gather_el_infer(pippy_op_desc *d)
+{
+    PIPPY_TRY(s_check_io(d, 2, 2, 1));
+    const pippy_tdesc *x = &d->in[0], *ix = &d->in[1];
+    PIPPY_TRY(s_want_indices(ix));
+    if (x->rank < 1 || ix->rank != x->rank)
+        return pippy_fail(PIPPY_ERR_INVALID, "data and indices must have the same rank >= 1, found %d and %d",
+                          x->rank, ix->rank);
+    int32_t axis;
+    PIPPY_TRY(pippy_norm_axis(d, pippy_attr_int(d, "axis", 0), x->rank, &axis));
+    for (int i = 0; i < x->rank; i++)
+        if (i != axis && ix->dims[i] > x->dims[i])
+            return pippy_fail(PIPPY_ERR_SHAPE, "indices dim %d is %lld, above the data's %lld", i,
+                              (long long)ix->dims[i], (long long)x->dims[i]);
+    d->out[0] = *ix;
+    d->out[0].dtype = x->dtype;
+    return PIPPY_OK;
+}
+
+static void s_gather_el_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    s_gather_el_kernel *k = (s_gather_el_kernel *)kb;
+    const char *x = in[0];
+    char *y = out[0];
+    int64_t idx[PIPPY_MAX_RANK] = {0}, base = 0; /* base: data offset of the non-axis coordinates */
+    for (int64_t o = 0; o < k->n; o++) {
+        int64_t i = k->idx64 ? ((const int64_t *)in[1])[o] : ((const int32_t *)in[1])[o];
+        if (i < 0)
+            i += k->axis_dim;
+        if (i >= 0 && i < k->axis_dim)
+            memcpy(y + (size_t)o * k->esize, x + (size_t)(base + i * k->xstr[k->axis]) * k->esize, k->esize);
+        else
+            memset(y + (size_t)o * k->esize, 0, k->esize);
+        for (int dd = k->rank - 1; dd >= 0; dd--) {
+            int64_t step = dd == k->axis ? 0 : k->xstr[dd];
+            base += step;
+            if (++idx[dd] < k->dims[dd])
+                break;
+            base -= step * k->dims[dd];
+            idx[dd] = 0;
+        }
+    }
+}
+
+static pippy_status s_gather_el_create(const pippy_op_desc *d, pippy_kernel **out)
+{
+    const pippy_tdesc *x = &d->in[0], *ix = &d->in[1];
+    int32_t axis;
+    PIPPY_TRY(pippy_norm_axis(d, pippy_attr_int(d, "axis", 0), x->rank, &axis));
+    s_gather_el_kernel *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);
+    k->base.run = s_gather_el_run;
+    k->rank = x->rank;
+    k->axis = axis;
+    k->idx64 = ix->dtype == PIPPY_DT_INT64;
+    k->esize = pippy_dtype_size(x->dtype);
+    k->n = pippy_tdesc_numel(ix);
+    k->axis_dim = x->dims[axis];
+    memcpy(k->dims, ix->dims, sizeof k->dims);
+    s_strides(x, k->xstr);
     *out = &k->base;
     return PIPPY_OK;
 }
@@ -1465,6 +1551,7 @@ const pippy_op_info pippy_cpu_ops_shape[] = {
     S_OP("Concat", s_concat_infer, s_concat_create),
     S_OP("Split", s_split_infer, s_split_create),
     S_OP("Gather", s_gather_infer, s_gather_create),
+    S_OP("GatherElements", s_gather_el_infer, s_gather_el_create),
     S_OP("Trilu", s_trilu_infer, s_trilu_create),
     S_OP("Shape", s_shape_infer, s_shape_create),
     S_OP("Size", s_size_infer, s_size_create),

@@ -5,7 +5,8 @@
  * runs along axis (default -1). Both are X seen as [outer, n, inner] reduced along n
  * (opset < 13: inner = 1).
  * Fast kernel: oneDNN softmax_v2 (accurate or log) on that 3-D view (2-D when
- * inner = 1). Reference kernel: max-subtracted exp / sum in double. */
+ * inner = 1). Reference kernel: max-subtracted exp / sum in double; it also takes double
+ * input where the node folds (desc->reference = 1, see backend/README.md). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ static pippy_status pippy_sm_geom_get(const pippy_op_desc *d, pippy_sm_geom *g)
 {
     if (d->n_in != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 input, found %d", d->op, d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "input"));
+    PIPPY_TRY(pippy_dense_want_real(d, 0, "input", PIPPY_DENSE_FOLD_DOUBLE));
     g->log = strcmp(d->op, "LogSoftmax") == 0;
     return pippy_sm_dims_of(d, &d->in[0], &g->dm);
 }
@@ -60,27 +61,26 @@ static double pippy_sm_flops(const pippy_op_desc *d) { return 4.0 * (double)pipp
 typedef struct {
     pippy_kernel base;
     pippy_sm_geom g;
+    int32_t dtype; /* float, or double when folding */
 } pippy_sm_ref;
 
 static void pippy_sm_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
-    const pippy_sm_geom *gg = &((const pippy_sm_ref *)kb)->g;
+    const pippy_sm_ref *k = (const pippy_sm_ref *)kb;
+    const pippy_sm_geom *gg = &k->g;
     const pippy_sm_dims *g = &gg->dm;
-    const float *X = in[0];
-    float *Y = out[0];
     for (int64_t o = 0; o < g->outer; o++)
         for (int64_t i = 0; i < g->inner; i++) {
-            const float *x = X + o * g->n * g->inner + i;
-            float *y = Y + o * g->n * g->inner + i;
+            int64_t at = o * g->n * g->inner + i, s = g->inner;
             double mx = -INFINITY, sum = 0;
             for (int64_t j = 0; j < g->n; j++)
-                if (x[j * g->inner] > mx)
-                    mx = x[j * g->inner];
+                if (pippy_dense_load(k->dtype, in[0], at + j * s) > mx)
+                    mx = pippy_dense_load(k->dtype, in[0], at + j * s);
             for (int64_t j = 0; j < g->n; j++)
-                sum += exp((double)x[j * g->inner] - mx);
+                sum += exp(pippy_dense_load(k->dtype, in[0], at + j * s) - mx);
             for (int64_t j = 0; j < g->n; j++) {
-                double t = (double)x[j * g->inner] - mx;
-                y[j * g->inner] = (float)(gg->log ? t - log(sum) : exp(t) / sum);
+                double t = pippy_dense_load(k->dtype, in[0], at + j * s) - mx;
+                pippy_dense_store(k->dtype, out[0], at + j * s, gg->log ? t - log(sum) : exp(t) / sum);
             }
         }
 }
@@ -101,9 +101,10 @@ static pippy_status pippy_sm_fast(const pippy_op_desc *d, const pippy_kernel *re
 
 static pippy_status pippy_sm_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    pippy_sm_ref r = {.base.run = pippy_sm_ref_run};
+    pippy_sm_ref r = {.base.run = pippy_sm_ref_run, .dtype = d->in[0].dtype};
     PIPPY_TRY(pippy_sm_geom_get(d, &r.g));
-    return pippy_dense_create(d, r.g.dm.outer * r.g.dm.n * r.g.dm.inner > 0, pippy_sm_fast, &r.base, sizeof r, out);
+    return pippy_dense_create(d, r.dtype == PIPPY_DT_FLOAT && r.g.dm.outer * r.g.dm.n * r.g.dm.inner > 0, pippy_sm_fast,
+                              &r.base, sizeof r, out);
 }
 
 const pippy_op_info pippy_cpu_ops_softmax[] = {

@@ -2,13 +2,16 @@
 """Conformance runner: pippyc against the ONNX backend node tests.
 
 usage: run.py [--pippyc PATH] [--filter SUBSTR] [-j N] [--json FILE] [--data DIR]
-              [--timeout S] [--keep DIR] [--update-baseline] [-v]
+              [--timeout S] [--keep DIR] [--fold rejected|all|none] [--update-baseline] [-v]
 
 For every ONNX node test (test_*/model.onnx with test_data_set_*/input_K.pb, output_K.pb):
   excluded       named in test/conformance/exclusions.txt (with the reason)
   unsupported-op the model uses an op outside `pippyc inspect --ops` (or the fallback list below)
   rejected       pippyc exited 1 or 2 with a message on stderr (its first line is recorded)
   passed         pippyc compiled it, stage0 ran every data set, and every output matched
+  folded         rejected with run-time inputs, but with every input made a constant (an initializer
+                 holding the data set's values) pippyc folds the whole graph when compiling, with the
+                 backend's reference kernels, and the outputs match (counts as a pass)
   failed         anything else: wrong numbers, wrong shape or dtype, missing output, stage0 or pippyc
                  crashed (signal, sanitizer report), exited non-zero without a message, or timed out
 
@@ -69,7 +72,9 @@ BatchNormalization Flatten Reshape Transpose Squeeze Unsqueeze Concat Split Slic
 Equal Cast Trilu Expand Identity Constant ConstantOfShape Shape Range Dropout
 """.split()
 
-STATUSES = ("passed", "failed", "rejected", "unsupported-op", "excluded")
+STATUSES = ("passed", "folded", "failed", "rejected", "unsupported-op", "excluded")
+# graph input dtypes pippyc's IR carries (TensorProto numbers): float, uint8, int8, int32, int64, bool, double
+IR_DTYPES = {1, 2, 3, 6, 7, 9, 11}
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:")
 DEFAULT_RTOL = 1e-3
 DEFAULT_ATOL = 1e-7
@@ -373,7 +378,44 @@ class Ctx:
     pass
 
 
+def folded_model(model, ds):
+    """model with every graph input made an initializer holding data set ds's value; None where an input
+    is not a plain tensor of a dtype pippyc carries, or the data set leaves it out."""
+    import onnx
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {i.name for i in m.graph.initializer}
+    for k, vi in enumerate([vi for vi in m.graph.input if vi.name not in inits]):
+        f = os.path.join(ds, f"input_{k}.pb")
+        if not vi.type.HasField("tensor_type") or vi.type.tensor_type.elem_type not in IR_DTYPES \
+                or not os.path.exists(f):
+            return None
+        t = onnx.TensorProto()
+        with open(f, "rb") as fh:
+            t.ParseFromString(fh.read())
+        t.name = vi.name
+        m.graph.initializer.append(t)  # the input stays declared, as IR versions < 4 require
+    return m
+
+
 def run_test(ctx, name):
+    res = run_test_mode(ctx, name, folded=False)
+    if res["status"] == "rejected" and ctx.fold in ("rejected", "all") or \
+            res["status"] == "passed" and ctx.fold == "all":
+        first = dict(res)
+        fres = run_test_mode(ctx, name, folded=True)
+        if fres["status"] in ("passed", "failed"):
+            res = fres
+            if fres["status"] == "passed":
+                res["status"] = "folded" if first["status"] == "rejected" else "passed"
+                res["detail"] = first["detail"] if first["status"] == "rejected" else "also folded"
+            else:
+                res["detail"] = "with constant inputs: " + res["detail"]
+        res["seconds"] = round(first["seconds"] + fres.get("seconds", 0), 3)
+    return res
+
+
+def run_test_mode(ctx, name, folded):
     t0 = time.monotonic()
     res = {"name": name, "status": None, "detail": "", "ops": []}
 
@@ -408,6 +450,16 @@ def run_test(ctx, name):
     work = tempfile.mkdtemp(prefix=f"{name}.", dir=ctx.workroot)
     keep = False
     try:
+        datasets = sorted(glob.glob(os.path.join(tdir, "test_data_set_*")))
+        if not datasets:
+            return done("failed", "runner: the test has no test_data_set_*")
+        if folded:  # one compile per data set: its inputs become the model's constants
+            for ds in datasets:
+                why = run_folded(ctx, model, ds, work, deadline, rtol, atol)
+                if why:
+                    keep = why[0] == "failed"
+                    return done(*why)
+            return done("passed")
         out = os.path.join(work, "out")
         cmd = [ctx.pippyc, os.path.join(tdir, "model.onnx"), "--stages", "1", "-o", out]
         res["command"] = " ".join(cmd)
@@ -441,9 +493,6 @@ def run_test(ctx, name):
 
         init_names = {i.name for i in model.graph.initializer}
         graph_inputs = [vi for vi in model.graph.input if vi.name not in init_names]
-        datasets = sorted(glob.glob(os.path.join(tdir, "test_data_set_*")))
-        if not datasets:
-            return done("failed", "runner: the test has no test_data_set_*")
         for ds in datasets:
             dsn = os.path.basename(ds)
             argv = [stage0]
@@ -505,6 +554,46 @@ def run_test(ctx, name):
             shutil.rmtree(work, ignore_errors=True)
 
 
+def run_folded(ctx, model, ds, work, deadline, rtol, atol):
+    """Data set ds with its inputs as constants: None when the outputs match, else (status, why)."""
+    import onnx
+    m = folded_model(model, ds)
+    dsn = os.path.basename(ds)
+    if m is None:
+        return ("rejected", f"{dsn}: an input is not a tensor pippyc carries, or is left out")
+    path = os.path.join(work, f"{dsn}.folded.onnx")
+    onnx.save(m, path)
+    out = os.path.join(work, f"{dsn}.out")
+    rc, _, serr = run_proc([ctx.pippyc, path, "--stages", "1", "-o", out], deadline - time.monotonic(),
+                           env=ctx.env)
+    san = sanitizer_line(serr)
+    if rc is None or san or (rc is not None and rc < 0):
+        return ("failed", f"pippyc on the folded model: {san or ('timed out' if rc is None else signal_name(rc))}")
+    if rc != 0:
+        msg = first_line(serr)
+        return ("rejected", msg) if rc in (1, 2) and msg and not CC_FAILED.search(serr) else \
+            ("failed", f"pippyc exited {rc} on the folded model: {msg}")
+    argv = [os.path.join(out, "stage0")]
+    got = []
+    for k, vi in enumerate(model.graph.output):
+        got.append(os.path.join(work, f"{dsn}.folded_output_{k}.pb"))
+        argv += ["--output", f"{vi.name}={got[-1]}"]
+    rc, _, serr = run_proc(argv, deadline - time.monotonic(), cwd=out, env=ctx.env)
+    if rc != 0:
+        why = "timed out" if rc is None else sanitizer_line(serr) or f"exited {rc}: {first_line(serr)}"
+        return ("failed", f"{dsn}: stage0 of the folded model {why}")
+    for k, vi in enumerate(model.graph.output):
+        ef = os.path.join(ds, f"output_{k}.pb")
+        if not os.path.exists(ef):
+            continue
+        if not os.path.exists(got[k]):
+            return ("failed", f"{dsn}: output {k} '{vi.name}' not written")
+        why = compare(np.asarray(load_tensor(ef, vi)[0]), np.asarray(load_tensor(got[k])[0]), rtol, atol)
+        if why:
+            return ("failed", f"{dsn}: output {k} '{vi.name}': {why}")
+    return None
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -523,6 +612,9 @@ def main():
     ap.add_argument("--baseline", default=BASELINE, help="the list of passing tests (default: %(default)s)")
     ap.add_argument("--update-baseline", action="store_true",
                     help="rewrite the baseline with the selected tests that pass now")
+    ap.add_argument("--fold", choices=("rejected", "all", "none"), default="rejected",
+                    help="also run tests with their inputs made constants, which pippyc folds when compiling: "
+                         "those rejected with run-time inputs (default), every test, or none")
     ap.add_argument("-v", "--verbose", action="store_true", help="report each test on stderr as it finishes")
     args = ap.parse_args()
 
@@ -537,6 +629,7 @@ def main():
     ctx.exclusions = read_exclusions(args.exclusions)
     ctx.ops, ops_source = supported_ops(ctx.pippyc)
     ctx.timeout = args.timeout
+    ctx.fold = args.fold
     ctx.keep = os.path.abspath(args.keep) if args.keep else None
     if ctx.keep:
         os.makedirs(ctx.keep, exist_ok=True)
@@ -602,8 +695,9 @@ def main():
     # the baseline: what passed before must pass now
     baseline, base_onnx = read_baseline(args.baseline)
     selected = {r["name"] for r in results}
-    passing = {r["name"] for r in results if r["status"] == "passed"}
-    regressed = [r for r in results if r["name"] in baseline and r["status"] != "passed"]
+    ok = ("passed", "folded")
+    passing = {r["name"] for r in results if r["status"] in ok}
+    regressed = [r for r in results if r["name"] in baseline and r["status"] not in ok]
     vanished = sorted(n for n in baseline - selected if not args.filter)
     if vanished and base_onnx and base_onnx != onnx.__version__:
         # another onnx release may rename or drop tests: those are not pippyc's regressions
@@ -631,7 +725,7 @@ def main():
     skipped = totals["rejected"] + totals["unsupported-op"] + totals["excluded"] - len(moved)
     print(f"baseline: {len(baseline & passing)} of {len(baseline & selected) + len(vanished)} listed tests pass, "
           f"{regressions} regressed, {len(new)} newly passing")
-    print(f"{totals['passed']} passed, {failed} failed, {skipped} skipped")
+    print(f"{totals['passed'] + totals['folded']} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
 
 

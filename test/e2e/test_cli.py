@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """pippyc's command line: inspect against PyTorch's parameter counts and onnxruntime's output
 shapes (samples/models/<model>.json, written by samples/make_models.py), where the annotations
-cut, and the errors users get for bad input (one clear message, exit 1 or 2, nothing lost).
+cut, and the errors users get for bad input (one clear message, exit 1 or 2, nothing lost); folding of
+double/int64 shape arithmetic and the problems `inspect` lists.
 
 usage: test_cli.py BUILD_DIR"""
 
@@ -209,6 +210,7 @@ def main():
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(good, ignore_errors=True)
     shutil.rmtree(other, ignore_errors=True)
+    check_folding_and_problems(res, pippyc, pippyrun)
     res.finish()
 
 
@@ -322,6 +324,72 @@ def cost_model_tests(res, pippyc):
                   code == 0 and "warning" in text and json.load(open(cached[0])).get("pippyc_cost_model") == 1,
                   tail(text))
     shutil.rmtree(d, ignore_errors=True)
+
+
+def check_folding_and_problems(res, pippyc, pippyrun):
+    """A double Sqrt (and an int64 Mod) on a path computed from shapes folds when compiling, and the
+    result equals onnxruntime's; the same Sqrt on a run-time path stops the compile, and `inspect` lists
+    it with every other problem of the model (an unsupported op, a second double op), not only the first."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+    out = tmpdir("pippy-cli-fold-")
+    x = helper.make_tensor_value_info("x", T.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", T.FLOAT, ["batch", 4])
+    c = lambda name, v, dt=T.INT64: helper.make_node("Constant", [], [name], value=helper.make_tensor(name, dt, [], [v]))
+    # y = x * float(sqrt(double(dim 1))) + float(dim 1 mod 3): 2x + 1 at dim 1 = 4
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]), c("one", 1), c("three", 3),
+             helper.make_node("Gather", ["shape", "one"], ["d1"]),
+             helper.make_node("Cast", ["d1"], ["d1d"], to=T.DOUBLE),
+             helper.make_node("Sqrt", ["d1d"], ["sq"], name="shape_sqrt"),
+             helper.make_node("Cast", ["sq"], ["sqf"], to=T.FLOAT),
+             helper.make_node("Mod", ["d1", "three"], ["m"], name="shape_mod"),
+             helper.make_node("Cast", ["m"], ["mf"], to=T.FLOAT),
+             helper.make_node("Mul", ["x", "sqf"], ["xs"]), helper.make_node("Add", ["xs", "mf"], ["y"])]
+    folds = os.path.join(out, "folds.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]),
+              folds)
+    xv = np.random.RandomState(1).randn(2, 4).astype(np.float32)
+    open(os.path.join(out, "x.pb"), "wb").write(numpy_helper.from_array(xv, "x").SerializeToString())
+    want = ort.InferenceSession(folds, providers=["CPUExecutionProvider"]).run(None, {"x": xv})[0]
+    code, text = run([pippyc, folds, "--batch", "2", "-o", os.path.join(out, "f"), "-q"])
+    if code == 0:
+        code, text = run([pippyrun, os.path.join(out, "f"), "--input", "x=" + os.path.join(out, "x.pb"),
+                          "--output", "y=" + os.path.join(out, "y.pb")], timeout=120)
+    got = numpy_helper.to_array(onnx.load_tensor(os.path.join(out, "y.pb"))) if code == 0 else None
+    res.check("a double Sqrt and an int64 Mod on a shape path fold; the result equals onnxruntime's",
+              got is not None and np.allclose(got, want, rtol=1e-6, atol=1e-6), tail(text))
+
+    # the same ops on the run-time path, plus an unsupported op: every problem is listed
+    nodes = [helper.make_node("Cast", ["x"], ["xd"], to=T.DOUBLE, name="to_double"),
+             helper.make_node("Sqrt", ["xd"], ["sd"], name="runtime_sqrt"),
+             helper.make_node("Cast", ["sd"], ["s"], to=T.FLOAT),
+             helper.make_node("Hardmax", ["s"], ["h"], name="my_hardmax"),
+             helper.make_node("Exp", ["xd"], ["e"], name="runtime_exp"),
+             helper.make_node("Cast", ["e"], ["ef"], to=T.FLOAT),
+             helper.make_node("Add", ["h", "ef"], ["y"], name="after_hardmax")]
+    bad = os.path.join(out, "bad.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]),
+              bad)
+    code, text = run([pippyc, bad, "--batch", "2", "-o", os.path.join(out, "b")])
+    res.check("a double Sqrt on a run-time path stops the compile, naming the node and folding",
+              code == 1 and "runtime_sqrt" in text and "found double" in text and "folds" in text, tail(text))
+    code, text = run([pippyc, "inspect", bad, "--batch", "2"])
+    res.check("inspect lists every problem: the double Sqrt, the unsupported op, the double Exp after them",
+              code == 0 and "runtime_sqrt" in text and "my_hardmax" in text and "runtime_exp" in text
+              and "1 later node not checked" in text, tail(text, 8))
+    code, text = run([pippyc, "inspect", bad, "--batch", "2", "--json"])
+    try:
+        probs = json.loads(text)["problems"]
+    except (ValueError, KeyError):
+        probs = None
+    res.check("inspect --json: problems name node, op and error",
+              probs is not None and [(p["node"], p["op"]) for p in probs] ==
+              [("runtime_sqrt", "Sqrt"), ("my_hardmax", "Hardmax"), ("runtime_exp", "Exp")], tail(text))
+    code, text = run([pippyc, "inspect", folds, "--batch", "2"])
+    res.check("inspect of the folding model: no problems", code == 0 and "problems: none" in text, tail(text))
+    shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 /* test_backend_light.c — the light CPU op families: eltwise, binary, reduce, shape.
  * Hand-computed outputs for small cases, every opset/attribute variant the ONNX node tests use,
  * broadcasting, int64 shape chains as the compiler folds them, fast vs reference on bigger random
- * inputs, and infer errors. */
+ * inputs, and infer errors. Also the ops real exports need (Cos, Sin, HardSwish, HardSigmoid, IsNaN,
+ * IsInf, Mod, GatherElements) and the dtypes only folding uses (double math, integer MatMul/Gemm,
+ * the dense ops on double). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +123,8 @@ static pippy_status tc_infer_status(tc_op *t)
 static void ck_f32(const float *got, const float *want, int n, float tol)
 {
     for (int i = 0; i < n; i++)
-        ck_assert_msg(fabsf(got[i] - want[i]) <= tol * (1 + fabsf(want[i])) || (isnan(got[i]) && isnan(want[i])),
+        ck_assert_msg(got[i] == want[i] || fabsf(got[i] - want[i]) <= tol * (1 + fabsf(want[i])) ||
+                          (isnan(got[i]) && isnan(want[i])),
                       "elem %d: got %.8g want %.8g", i, got[i], want[i]);
 }
 
@@ -1304,6 +1307,384 @@ START_TEST(shape_int64_chain)
 }
 END_TEST
 
+
+/* ================================ ops for real exports (issue 10) ================================ */
+
+#define F64 PIPPY_DT_DOUBLE
+
+static void ck_f64(const double *got, const double *want, int n, double tol)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(got[i] == want[i] || fabs(got[i] - want[i]) <= tol * (1 + fabs(want[i])) ||
+                          (isnan(got[i]) && isnan(want[i])),
+                      "elem %d: got %.17g want %.17g", i, got[i], want[i]);
+}
+
+START_TEST(eltwise_new_ops)
+{
+    tc_unary("Cos", 7, ex, (float[]){-0.41614684f, 0.87758256f, 1, 0.87758256f, -0.41614684f}, 1e-6f);
+    tc_unary("Sin", 7, ex, (float[]){-0.90929743f, -0.47942554f, 0, 0.47942554f, 0.90929743f}, 1e-6f);
+    /* HardSwish: x * clip(x/6 + 1/2, 0, 1) */
+    tc_unary("HardSwish", 14, ex, (float[]){-0.33333334f, -0.20833333f, 0, 0.29166667f, 1.6666666f}, 1e-6f);
+    const float far[5] = {-4, -3, 3, 4, 100};
+    tc_unary("HardSwish", 14, far, (float[]){0, 0, 3, 4, 100}, 0);
+    tc_unary("HardSigmoid", 6, ex, (float[]){0.1f, 0.4f, 0.5f, 0.6f, 0.9f}, 1e-6f); /* alpha 0.2, beta 0.5 */
+    tc_op t;
+    float y[5];
+    tc_init(&t, "HardSigmoid", 6);
+    tc_attr_f(&t, "alpha", 0.5f);
+    tc_attr_f(&t, "beta", 0.6f);
+    tc_in(&t, TD(F32, 5), ex, 0);
+    tc_run(&t, y);
+    ck_f32(y, (float[]){0, 0.35f, 0.6f, 0.85f, 1}, 5, 1e-6f);
+
+    const float special[5] = {NAN, INFINITY, -INFINITY, 1, 0};
+    uint8_t b[5];
+    tc_init(&t, "IsNaN", 13);
+    tc_in(&t, TD(F32, 5), special, 0);
+    tc_run(&t, b);
+    CK_SHAPE(&t.d.out[0], BOOL, 5);
+    ck_u8(b, (uint8_t[]){1, 0, 0, 0, 0}, 5);
+    tc_init(&t, "IsInf", 10);
+    tc_in(&t, TD(F32, 5), special, 0);
+    tc_run(&t, b);
+    ck_u8(b, (uint8_t[]){0, 1, 1, 0, 0}, 5);
+    tc_init(&t, "IsInf", 10);
+    tc_attr_i(&t, "detect_negative", 0);
+    tc_in(&t, TD(F32, 5), special, 0);
+    tc_run(&t, b);
+    ck_u8(b, (uint8_t[]){0, 1, 0, 0, 0}, 5);
+    tc_init(&t, "IsInf", 10);
+    tc_attr_i(&t, "detect_positive", 0);
+    tc_in(&t, TD(F32, 5), special, 0);
+    tc_run(&t, b);
+    ck_u8(b, (uint8_t[]){0, 0, 1, 0, 0}, 5);
+    tc_init(&t, "IsNaN", 13); /* ints are not allowed */
+    tc_in(&t, TD(I64, 2), (int64_t[]){1, 2}, 0);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+}
+END_TEST
+
+/* Folding's reference on double: the stage programs' rule rejects it, the reference rule takes it. */
+START_TEST(eltwise_double_reference)
+{
+    tc_op t;
+    const double x[4] = {0.25, 2, 1e300, 0};
+    double y[4];
+    void *o[1] = {y};
+    tc_init(&t, "Sqrt", 13);
+    tc_in(&t, TD(F64, 4), x, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(pippy_last_error(), "found double"));
+    ck_assert_ptr_nonnull(strstr(pippy_last_error(), "folds to a constant"));
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], F64, 4);
+    ck_f64(y, (double[]){0.5, 1.4142135623730951, 1e150, 0}, 4, 1e-15);
+
+    static const struct {
+        const char *op;
+        double want[4];
+    } cases[] = {
+        {"Exp", {1.2840254166877414, 7.38905609893065, INFINITY, 1}},
+        {"Tanh", {0.24491866240370913, 0.9640275800758169, 1, 0}},
+        {"Cos", {0.96891242171064473, -0.41614683654714241, NAN, 1}}, /* cos(1e300) is some value: skipped */
+        {"Sigmoid", {0.56217650088579807, 0.88079707797788231, 1, 0.5}},
+        {"Reciprocal", {4, 0.5, 1e-300, INFINITY}},
+        {"HardSwish", {0.1354166666666667, 1.6666666666666667, 1e300, 0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tc_init(&t, cases[i].op, 14);
+        tc_in(&t, TD(F64, 4), x, 1);
+        t.d.reference = 1;
+        tc_run_mode(&t, o, 1);
+        if (!strcmp(cases[i].op, "Cos"))
+            y[2] = NAN;
+        ck_f64(y, cases[i].want, 4, 1e-15);
+    }
+    const double sp[3] = {NAN, -INFINITY, 3};
+    uint8_t b[3];
+    o[0] = b;
+    tc_init(&t, "IsNaN", 13);
+    tc_in(&t, TD(F64, 3), sp, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_u8(b, (uint8_t[]){1, 0, 0}, 3);
+    tc_init(&t, "IsInf", 10);
+    tc_in(&t, TD(F64, 3), sp, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_u8(b, (uint8_t[]){0, 1, 0}, 3);
+}
+END_TEST
+
+START_TEST(eltwise_new_fast_vs_reference)
+{
+    static const char *ops[] = {"Cos", "Sin", "HardSwish", "HardSigmoid", "IsNaN", "IsInf"};
+    const int64_t n = 20000;
+    float *v = tc_randv(n, -8, 8);
+    for (int64_t i = 0; i < n; i += 97)
+        v[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        tc_op t;
+        tc_init(&t, ops[i], 20);
+        tc_in(&t, TD(F32, 100, 200), v, 0);
+        tc_fast_vs_ref(&t, 0);
+    }
+    free(v);
+}
+END_TEST
+
+START_TEST(binary_mod)
+{
+    tc_op t;
+    const int64_t a[6] = {-4, 7, 5, 4, -7, 8}, b[6] = {2, -3, 8, -2, 3, 5};
+    int64_t z[6];
+    tc_init(&t, "Mod", 13); /* fmod=0: the divisor's sign */
+    tc_in(&t, TD(I64, 6), a, 0);
+    tc_in(&t, TD(I64, 6), b, 0);
+    tc_run(&t, z);
+    ck_i64(z, (int64_t[]){0, -2, 5, 0, 2, 3}, 6);
+    tc_init(&t, "Mod", 13); /* fmod=1: the dividend's sign */
+    tc_attr_i(&t, "fmod", 1);
+    tc_in(&t, TD(I64, 6), a, 0);
+    tc_in(&t, TD(I64, 6), b, 0);
+    tc_run(&t, z);
+    ck_i64(z, (int64_t[]){0, 1, 5, 0, -1, 3}, 6);
+    const int64_t e[3] = {5, INT64_MIN, -5}, d[3] = {0, -1, 0};
+    tc_init(&t, "Mod", 13); /* x mod 0 and MIN mod -1 give 0 instead of trapping */
+    tc_in(&t, TD(I64, 3), e, 0);
+    tc_in(&t, TD(I64, 3), d, 0);
+    tc_run(&t, z);
+    ck_i64(z, (int64_t[]){0, 0, 0}, 3);
+    int32_t zi[4];
+    tc_init(&t, "Mod", 13); /* broadcast a scalar divisor, int32 */
+    tc_in(&t, TD(I32, 2, 2), (int32_t[]){-7, 7, -1, 3}, 0);
+    tc_in(&t, TD0(I32), (int32_t[]){3}, 0);
+    tc_run(&t, zi);
+    ck_assert(zi[0] == 2 && zi[1] == 1 && zi[2] == 2 && zi[3] == 0);
+    int8_t z8[2];
+    tc_init(&t, "Mod", 13);
+    tc_in(&t, TD(PIPPY_DT_INT8, 2), (int8_t[]){-128, 127}, 0);
+    tc_in(&t, TD(PIPPY_DT_INT8, 2), (int8_t[]){-1, -10}, 0);
+    tc_run(&t, z8);
+    ck_assert(z8[0] == 0 && z8[1] == -3);
+
+    const float fa[6] = {-4.5f, 7.5f, 5, 4.5f, -7.5f, 8}, fb[6] = {2, -3, 8, -2, 3, 5};
+    float fz[6];
+    tc_init(&t, "Mod", 13);
+    tc_in(&t, TD(F32, 6), fa, 0);
+    tc_in(&t, TD(F32, 6), fb, 0);
+    tc_run(&t, fz);
+    ck_f32(fz, (float[]){1.5f, -1.5f, 5, -1.5f, 1.5f, 3}, 6, 0);
+    tc_init(&t, "Mod", 13);
+    tc_attr_i(&t, "fmod", 1);
+    tc_in(&t, TD(F32, 6), fa, 0);
+    tc_in(&t, TD(F32, 6), fb, 0);
+    tc_run(&t, fz);
+    ck_f32(fz, (float[]){-0.5f, 1.5f, 5, 0.5f, -1.5f, 3}, 6, 0);
+    /* the spec's special cases for fmod=0 */
+    const float sa[7] = {0.0f, -0.0f, INFINITY, 1, 1, -1, 3}, sb[7] = {-2, 2, 2, 0, INFINITY, INFINITY, -INFINITY};
+    float sz[7];
+    tc_init(&t, "Mod", 13);
+    tc_in(&t, TD(F32, 7), sa, 0);
+    tc_in(&t, TD(F32, 7), sb, 0);
+    tc_run(&t, sz);
+    ck_assert(sz[0] == 0 && signbit(sz[0]) && sz[1] == 0 && !signbit(sz[1]));
+    ck_assert(isnan(sz[2]) && isnan(sz[3]));
+    ck_assert(sz[4] == 1 && sz[5] == INFINITY && sz[6] == -INFINITY);
+
+    tc_init(&t, "Mod", 13);
+    tc_attr_i(&t, "fmod", 2);
+    tc_in(&t, TD(I64, 6), a, 0);
+    tc_in(&t, TD(I64, 6), b, 0);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_INVALID);
+    tc_init(&t, "Mod", 13);
+    tc_in(&t, TD(I64, 6), a, 0);
+    tc_in(&t, TD(I32, 6), b, 0);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_INVALID);
+
+    /* fast vs reference on a broadcast, both forms */
+    float *x = tc_randv(20000, -50, 50), *m = tc_randv(200, 0.5f, 7);
+    for (int f = 0; f < 2; f++) {
+        tc_init(&t, "Mod", 13);
+        tc_attr_i(&t, "fmod", f);
+        tc_in(&t, TD(F32, 100, 200), x, 0);
+        tc_in(&t, TD(F32, 200), m, 0);
+        tc_fast_vs_ref(&t, 0);
+    }
+    free(x);
+    free(m);
+}
+END_TEST
+
+START_TEST(shape_gather_elements)
+{
+    tc_op t;
+    float y[6];
+    tc_init(&t, "GatherElements", 13); /* the spec's example, axis 1 */
+    tc_attr_i(&t, "axis", 1);
+    tc_in(&t, TD(F32, 2, 2), (float[]){1, 2, 3, 4}, 0);
+    tc_in(&t, TD(I64, 2, 2), (int64_t[]){0, 0, 1, 0}, 0);
+    tc_run(&t, y);
+    CK_SHAPE(&t.d.out[0], F32, 2, 2);
+    ck_f32(y, (float[]){1, 1, 4, 3}, 4, 0);
+    const float m[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    tc_init(&t, "GatherElements", 13); /* axis 0, indices smaller than the data */
+    tc_in(&t, TD(F32, 3, 3), m, 0);
+    tc_in(&t, TD(I64, 2, 3), (int64_t[]){1, 2, 0, 2, 0, 0}, 0);
+    tc_run(&t, y);
+    CK_SHAPE(&t.d.out[0], F32, 2, 3);
+    ck_f32(y, (float[]){4, 8, 3, 7, 2, 3}, 6, 0);
+    tc_init(&t, "GatherElements", 13); /* negative, int32, one out of range (zero) */
+    tc_in(&t, TD(F32, 3, 3), m, 0);
+    tc_in(&t, TD(I32, 2, 3), (int32_t[]){-1, -2, 0, -3, 0, 5}, 0);
+    tc_run(&t, y);
+    ck_f32(y, (float[]){7, 5, 3, 1, 2, 0}, 6, 0);
+    int64_t yi[4];
+    tc_init(&t, "GatherElements", 13); /* int64 data, axis -1 on rank 3 */
+    tc_attr_i(&t, "axis", -1);
+    tc_in(&t, TD(I64, 2, 1, 3), (int64_t[]){10, 11, 12, 20, 21, 22}, 0);
+    tc_in(&t, TD(I64, 2, 1, 2), (int64_t[]){2, 0, 1, 1}, 0);
+    tc_run(&t, yi);
+    ck_i64(yi, (int64_t[]){12, 10, 21, 21}, 4);
+
+    tc_init(&t, "GatherElements", 13); /* ranks differ */
+    tc_in(&t, TD(F32, 3, 3), m, 0);
+    tc_in(&t, TD(I64, 3), (int64_t[]){0, 1, 2}, 0);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_INVALID);
+    tc_init(&t, "GatherElements", 13); /* an indices dim above the data's, off the axis */
+    tc_in(&t, TD(F32, 3, 1), m, 0);
+    tc_in(&t, TD(I64, 2, 2), (int64_t[]){0, 0, 0, 0}, 0);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_SHAPE);
+    tc_init(&t, "GatherElements", 13); /* float indices */
+    tc_in(&t, TD(F32, 3, 3), m, 0);
+    tc_in(&t, TD(F32, 3, 3), m, 0);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_INVALID);
+}
+END_TEST
+
+/* Folding only: MatMul and Gemm on double and integers; Softmax, the pools, Conv and the norms on double;
+ * MaxPool on uint8. */
+START_TEST(matmul_fold_dtypes)
+{
+    tc_op t;
+    const int64_t a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {7, 8, 9, 10, 11, 12};
+    int64_t z[4];
+    void *o[1] = {z};
+    tc_init(&t, "MatMul", 13);
+    tc_in(&t, TD(I64, 2, 3), a, 1);
+    tc_in(&t, TD(I64, 3, 2), b, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED); /* not for stage programs */
+    ck_assert_ptr_nonnull(strstr(pippy_last_error(), "folds to a constant"));
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], I64, 2, 2);
+    ck_i64(z, (int64_t[]){58, 64, 139, 154}, 4);
+    const int64_t big[2] = {INT64_MAX, 2}, two[2] = {2, 1};
+    tc_init(&t, "MatMul", 13); /* wraps like the integer ops: MAX*2 + 2 */
+    tc_in(&t, TD(I64, 1, 2), big, 1);
+    tc_in(&t, TD(I64, 2), two, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], I64, 1);
+    ck_i64(z, (int64_t[]){0}, 1);
+
+    const double da[6] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, db[6] = {1e-9, 2, 3, 4, 5, 6};
+    double dz[4];
+    o[0] = dz;
+    tc_init(&t, "MatMul", 13); /* batched [2,1,3] x [3,2] */
+    tc_in(&t, TD(F64, 2, 1, 3), da, 1);
+    tc_in(&t, TD(F64, 3, 2), db, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], F64, 2, 1, 2);
+    ck_f64(dz, (double[]){0.1e-9 + 0.2 * 3 + 0.3 * 5, 0.1 * 2 + 0.2 * 4 + 0.3 * 6, 0.4e-9 + 0.5 * 3 + 0.6 * 5,
+                          0.4 * 2 + 0.5 * 4 + 0.6 * 6}, 4, 1e-15);
+
+    tc_init(&t, "Gemm", 13); /* transA, alpha, beta, a row of C broadcast */
+    tc_attr_i(&t, "transA", 1);
+    tc_attr_f(&t, "alpha", 0.5f);
+    tc_attr_f(&t, "beta", 2.0f);
+    tc_in(&t, TD(F64, 3, 2), da, 1);            /* A' = [[.1,.3,.5],[.2,.4,.6]] */
+    tc_in(&t, TD(F64, 3, 2), db, 1);
+    tc_in(&t, TD(F64, 2), (double[]){1, -1}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], F64, 2, 2);
+    ck_f64(dz, (double[]){0.5 * (0.1e-9 + 0.3 * 3 + 0.5 * 5) + 2, 0.5 * (0.2 + 0.3 * 4 + 0.5 * 6) - 2,
+                          0.5 * (0.2e-9 + 0.4 * 3 + 0.6 * 5) + 2, 0.5 * (0.4 + 0.4 * 4 + 0.6 * 6) - 2}, 4, 1e-15);
+    tc_init(&t, "Softmax", 13); /* Softmax, LogSoftmax and the pools on double (and MaxPool on uint8) */
+    tc_in(&t, TD(F64, 3), (double[]){1, 2, 3}, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_f64(dz, (double[]){0.090030573170380462, 0.24472847105479764, 0.66524095577481771}, 3, 1e-14);
+    tc_init(&t, "LogSoftmax", 13);
+    tc_in(&t, TD(F64, 3), (double[]){1, 2, 3}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_f64(dz, (double[]){-2.4076059644443806, -1.4076059644443804, -0.40760596444438029}, 3, 1e-14);
+    tc_init(&t, "AveragePool", 19);
+    tc_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+    tc_in(&t, TD(F64, 1, 1, 2, 3), (double[]){1, 2, 3, 4, 5, 1e-12}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], F64, 1, 1, 1, 2);
+    ck_f64(dz, (double[]){3, 2.5 + 0.25e-12}, 2, 1e-16);
+    uint8_t u[2];
+    o[0] = u;
+    tc_init(&t, "MaxPool", 12);
+    tc_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+    tc_in(&t, TD(PIPPY_DT_UINT8, 1, 1, 2, 3), (uint8_t[]){1, 200, 3, 4, 5, 255}, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], PIPPY_DT_UINT8, 1, 1, 1, 2);
+    ck_u8(u, (uint8_t[]){200, 255}, 2);
+    o[0] = dz;
+
+    tc_init(&t, "Conv", 11); /* Conv, BatchNormalization, LayerNormalization on double */
+    tc_in(&t, TD(F64, 1, 1, 3), (double[]){1, 2, 3}, 1);
+    tc_in(&t, TD(F64, 1, 1, 2), (double[]){1, -1}, 1);
+    tc_in(&t, TD(F64, 1), (double[]){0.5}, 1);
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_UNSUPPORTED);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    CK_SHAPE(&t.d.out[0], F64, 1, 1, 2);
+    ck_f64(dz, (double[]){-0.5, -0.5}, 2, 0);
+    tc_init(&t, "BatchNormalization", 15);
+    tc_attr_f(&t, "epsilon", 0);
+    tc_in(&t, TD(F64, 1, 2, 1), (double[]){1, 2}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){2, 1}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){0, 1}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){0, 1}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){1, 4}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o, 1);
+    ck_f64(dz, (double[]){2, 1.5}, 2, 1e-15);
+    float stats[2];
+    void *o3[3] = {dz, &stats[0], &stats[1]};
+    tc_init(&t, "LayerNormalization", 17); /* Mean and InvStdDev of stash_type float */
+    t.d.n_out = 3;
+    tc_attr_f(&t, "epsilon", 0);
+    tc_in(&t, TD(F64, 1, 2), (double[]){1, 3}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){1, 2}, 1);
+    tc_in(&t, TD(F64, 2), (double[]){0, 0.25}, 1);
+    t.d.reference = 1;
+    tc_run_mode(&t, o3, 1);
+    CK_SHAPE(&t.d.out[1], F32, 1, 1);
+    ck_f64(dz, (double[]){-1, 2.25}, 2, 1e-15);
+    ck_f32(stats, (float[]){2, 1}, 2, 0);
+
+    tc_init(&t, "MatMul", 13); /* mixed dtypes are an error even when folding */
+    tc_in(&t, TD(F64, 2, 3), da, 1);
+    tc_in(&t, TD(F32, 3, 2), (float[]){1, 2, 3, 4, 5, 6}, 1);
+    t.d.reference = 1;
+    ck_assert_int_eq(tc_infer_status(&t), PIPPY_ERR_INVALID);
+}
+END_TEST
+
 static Suite *backend_light_suite(void)
 {
     Suite *s = suite_create("backend_light");
@@ -1337,6 +1718,14 @@ static Suite *backend_light_suite(void)
     tcase_add_test(tc, shape_constants);
     tcase_add_test(tc, shape_cast);
     tcase_add_test(tc, shape_int64_chain);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("real_export_ops");
+    tcase_add_test(tc, eltwise_new_ops);
+    tcase_add_test(tc, eltwise_double_reference);
+    tcase_add_test(tc, eltwise_new_fast_vs_reference);
+    tcase_add_test(tc, binary_mod);
+    tcase_add_test(tc, shape_gather_elements);
+    tcase_add_test(tc, matmul_fold_dtypes);
     suite_add_tcase(s, tc);
     return s;
 }
