@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,4 +123,36 @@ pippy_status pippy_atomic_write_file(const char *path, const void *buf, size_t n
         return st;
     }
     return pippy_atomic_commit(&f);
+}
+
+pippy_status pippy_file_read_all(const char *path, size_t max, char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    struct stat sb;
+    memset(&sb, 0, sizeof sb);
+    if (!f)
+        return pippy_fail(PIPPY_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > max) {
+        int regular = S_ISREG(sb.st_mode);
+        fclose(f);
+        return regular ? pippy_fail(PIPPY_ERR_FORMAT, "%s: %lld bytes, more than the %zu this reads", path,
+                                    (long long)sb.st_size, max)
+                       : pippy_fail(PIPPY_ERR_IO, "cannot read %s: not a regular file", path);
+    }
+    size_t n = (size_t)sb.st_size;
+    char *b = malloc(n + 1);
+    size_t got = b ? fread(b, 1, n, f) : 0;
+    int bad = !b || got != n || ferror(f);
+    fclose(f);
+    if (bad) {
+        free(b);
+        return b ? pippy_fail(PIPPY_ERR_IO, "cannot read %s: %s", path, got != n ? "it changed while read" : "read error")
+                 : pippy_fail(PIPPY_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, n);
+    }
+    b[n] = 0;
+    *buf = b;
+    *len = n;
+    return PIPPY_OK;
 }
