@@ -22,6 +22,9 @@ extern const pippy_op_info pippy_cpu_ops_norm_grad[];
 extern const pippy_op_info pippy_cpu_ops_conv_grad[];
 extern const pippy_op_info pippy_cpu_ops_pool_grad[];
 extern const pippy_op_info pippy_cpu_ops_loss[];
+extern const pippy_op_info pippy_cpu_ops_eltwise_grad[];
+extern const pippy_op_info pippy_cpu_ops_reduce_grad[];
+extern const pippy_op_info pippy_cpu_ops_shape_grad[];
 
 static const pippy_op_info *const pippy_families[] = {
     pippy_cpu_ops_matmul, pippy_cpu_ops_conv,   pippy_cpu_ops_pool,
@@ -30,6 +33,7 @@ static const pippy_op_info *const pippy_families[] = {
     pippy_cpu_ops_accumulate,
     pippy_cpu_ops_softmax_grad, pippy_cpu_ops_norm_grad, pippy_cpu_ops_conv_grad,
     pippy_cpu_ops_pool_grad,    pippy_cpu_ops_loss,
+    pippy_cpu_ops_eltwise_grad, pippy_cpu_ops_reduce_grad, pippy_cpu_ops_shape_grad,
 };
 
 #define PIPPY_MAX_OPS 256
@@ -180,6 +184,18 @@ int pippy_attr_ints(const pippy_op_desc *d, const char *name, const int64_t **v)
     }
     *v = a->ints;
     return a->n;
+}
+
+pippy_status pippy_attr_accumulate(const pippy_op_desc *d, int *acc)
+{
+    const pippy_attr *a = pippy_attr_find(d, "pippy.accumulate");
+    *acc = 0;
+    if (!a)
+        return PIPPY_OK;
+    if (a->type != PIPPY_ATTR_INT || (a->i != 0 && a->i != 1))
+        return pippy_fail(PIPPY_ERR_INVALID, "attribute pippy.accumulate must be INT 0 or 1");
+    *acc = (int)a->i;
+    return PIPPY_OK;
 }
 
 pippy_status pippy_broadcast_shape(const pippy_op_desc *d, const pippy_tdesc *a, const pippy_tdesc *b,

@@ -49,9 +49,10 @@ typedef struct {
  *   "pippy.bias" (INT 1): MatMul takes a third input float[N], added to every row.
  *   "pippy.trans_a", "pippy.trans_b" (INT 0/1): MatMul uses A / B (rank >= 2) with its last two
  *       dims swapped, as if transposed (the autodiff's A^T, B^T; no copy).
- *   "pippy.accumulate" (INT 0/1): out += result instead of out = result, on MatMul (not with
- *       pippy.activation), ConvGradWeight, LayerNormalizationWeightGrad and
- *       BatchNormalizationWeightGrad (weight gradients accumulate across microbatches).
+ *   "pippy.accumulate" (INT 0/1): out += result instead of out = result (the output is read as
+ *       well as written), so that weight gradients accumulate across microbatches straight into
+ *       the gradient buffer; on MatMul (not with pippy.activation), ConvGradWeight,
+ *       LayerNormalizationWeightGrad, BatchNormalizationWeightGrad, SumTo and GatherGrad.
  * One op writes one of its inputs: pippy::BatchNormalizationTraining updates its running_mean and
  * running_var (inputs 3 and 4) in place (backend/README.md, "Backward (training) kernels"). */
 
@@ -116,6 +117,8 @@ float pippy_attr_float(const pippy_op_desc *d, const char *name, float dflt);
 const char *pippy_attr_string(const pippy_op_desc *d, const char *name, const char *dflt);
 /* Returns the count (or -1 when absent) and sets *v. */
 int pippy_attr_ints(const pippy_op_desc *d, const char *name, const int64_t **v);
+/* "pippy.accumulate" into *acc: 0 when absent; fails unless INT 0 or 1. */
+pippy_status pippy_attr_accumulate(const pippy_op_desc *d, int *acc);
 
 /* Helpers for shape rules. */
 /* Numpy-style broadcast of a and b into out (dtype of out left to the caller). */

@@ -3,7 +3,8 @@
  *   pippyc inspect MODEL.onnx [options]  what is in the model
  *   pippyc inspect --ops                 the supported op types
  *   pippyc simulate OUT/ [--svg FILE]    a schedule's predicted step, bubble, memory and timeline
- *   pippyc timeline TRACE.json --svg F   a measured trace drawn the same way */
+ *   pippyc timeline TRACE.json --svg F   a measured trace drawn the same way
+ *   pippyc export OUT --checkpoint DIR   write the trained model as ONNX */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "backend.h"
 #include "compile.h"
 #include "emit.h"
+#include "export_onnx.h"
 #include "inspect.h"
 #include "optim.h"
 #include "simulate.h"
@@ -21,6 +23,11 @@ static void pippy_usage(FILE *f)
     fputs("usage: pippyc MODEL.onnx [options]          compile MODEL into pipeline stage programs\n"
           "       pippyc inspect MODEL.onnx [--batch N | --shape NAME=D1xD2...] [--json]\n"
           "       pippyc inspect --ops                 list the supported op types\n"
+          "       pippyc export OUT --checkpoint DIR [--step N] -o FILE.onnx [--model MODEL.onnx]\n"
+          "                     [--inline-limit BYTES]  the model compiled into OUT with the parameters of a\n"
+          "                                            checkpoint (default: its latest step); a model file over\n"
+          "                                            BYTES (default 2 GiB - 1 MiB) keeps its initializers in\n"
+          "                                            FILE.onnx.data\n"
           "       pippyc simulate OUT/ [--svg FILE] [--json]\n"
           "                                            check OUT/schedule.json (maybe edited) and predict its\n"
           "                                            step, bubble and memory per rank; --svg draws the timeline\n"
@@ -176,6 +183,42 @@ static pippy_status pippy_training_opts(pippy_compile_opts *o, const pippy_optim
     return PIPPY_OK;
 }
 
+static int pippy_cmd_export(int argc, char **argv)
+{
+    pippy_export_args a = {.step = -1};
+    for (int i = 0; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x;
+        if (!strcmp(o, "--checkpoint") || !strcmp(o, "-o") || !strcmp(o, "--out") || !strcmp(o, "--model")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "export: %s needs a path", o));
+            const char **dst = !strcmp(o, "--checkpoint") ? &a.ckpt_dir : !strcmp(o, "--model") ? &a.model : &a.output;
+            *dst = v;
+            i++;
+        } else if (!strcmp(o, "--step")) {
+            if (pippy_int_arg(o, v, 0, 1L << 40, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            a.step = x;
+            i++;
+        } else if (!strcmp(o, "--inline-limit")) {
+            if (pippy_int_arg(o, v, 1, INT32_MAX, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            a.inline_limit = (size_t)x;
+            i++;
+        } else if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
+            a.quiet = 1;
+        } else if (o[0] == '-' || a.out_dir) {
+            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "export: unexpected '%s' (see pippyc --help)", o));
+        } else {
+            a.out_dir = o;
+        }
+    }
+    if (!a.out_dir || !a.ckpt_dir || !a.output)
+        return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "usage: pippyc export OUT --checkpoint DIR [--step N] -o FILE.onnx"));
+    pippy_status st = pippy_export_checkpoint(&a);
+    return st == PIPPY_OK ? 0 : pippy_die(st);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -184,6 +227,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "inspect"))
         return pippy_cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "export"))
+        return pippy_cmd_export(argc - 2, argv + 2);
     if (!strcmp(argv[1], "simulate"))
         return pippy_cmd_simulate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "timeline"))

@@ -4,10 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -125,34 +125,76 @@ pippy_status pippy_atomic_write_file(const char *path, const void *buf, size_t n
     return pippy_atomic_commit(&f);
 }
 
-pippy_status pippy_file_read_all(const char *path, size_t max, char **buf, size_t *len)
+/* ---- reading ---- */
+
+/* Open path, which must be a regular file; its size in *len. */
+static pippy_status pippy_open_regular(const char *path, int *fd, size_t *len)
 {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    struct stat sb;
-    memset(&sb, 0, sizeof sb);
-    if (!f)
-        return pippy_fail(PIPPY_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > max) {
-        int regular = S_ISREG(sb.st_mode);
-        fclose(f);
-        return regular ? pippy_fail(PIPPY_ERR_FORMAT, "%s: %lld bytes, more than the %zu this reads", path,
-                                    (long long)sb.st_size, max)
-                       : pippy_fail(PIPPY_ERR_IO, "cannot read %s: not a regular file", path);
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return pippy_fail(PIPPY_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(*fd, &st) != 0) {
+        int e = errno;
+        close(*fd);
+        return pippy_fail(PIPPY_ERR_IO, "cannot stat %s: %s", path, strerror(e));
     }
-    size_t n = (size_t)sb.st_size;
-    char *b = malloc(n + 1);
-    size_t got = b ? fread(b, 1, n, f) : 0;
-    int bad = !b || got != n || ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        return b ? pippy_fail(PIPPY_ERR_IO, "cannot read %s: %s", path, got != n ? "it changed while read" : "read error")
-                 : pippy_fail(PIPPY_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, n);
+    if (!S_ISREG(st.st_mode)) {
+        close(*fd);
+        return pippy_fail(PIPPY_ERR_IO, "%s is not a regular file", path);
     }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
+    *len = (size_t)st.st_size;
     return PIPPY_OK;
+}
+
+pippy_status pippy_read_file(const char *path, char **buf, size_t *len)
+{
+    int fd;
+    *buf = NULL;
+    PIPPY_TRY(pippy_open_regular(path, &fd, len));
+    char *b = malloc(*len + 1);
+    size_t done = 0;
+    while (b && done < *len) {
+        ssize_t r = read(fd, b + done, *len - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        done += (size_t)r;
+    }
+    int e = errno;
+    close(fd);
+    if (!b)
+        return pippy_fail(PIPPY_ERR_NOMEM, "%s: out of memory for %zu bytes", path, *len);
+    if (done != *len) {
+        free(b);
+        return pippy_fail(PIPPY_ERR_IO, "cannot read %s: %s", path, done < *len ? strerror(e) : "it changed");
+    }
+    b[*len] = 0;
+    *buf = b;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_map_file(const char *path, void **addr, size_t *len)
+{
+    int fd;
+    *addr = NULL;
+    PIPPY_TRY(pippy_open_regular(path, &fd, len));
+    if (*len) {
+        void *a = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (a == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            return pippy_fail(PIPPY_ERR_IO, "cannot map %s (%zu bytes): %s", path, *len, strerror(e));
+        }
+        *addr = a;
+    }
+    close(fd);
+    return PIPPY_OK;
+}
+
+void pippy_unmap_file(void *addr, size_t len)
+{
+    if (addr)
+        munmap(addr, len);
 }

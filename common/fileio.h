@@ -1,4 +1,4 @@
-/* fileio.h — files written whole or not at all. The bytes go to a temporary file beside the
+/* fileio.h — files written whole or not at all, and files read whole. The bytes go to a temporary file beside the
  * target (".<name>.tmp.XXXXXX" in the same folder), which is fsync'd, renamed over the target, and
  * the folder fsync'd: after a crash at any moment the target holds its old contents or its new
  * ones, never a mix, and a rename that returned is on disk. Used by checkpoints and the ONNX
@@ -33,5 +33,15 @@ pippy_status pippy_file_read_all(const char *path, size_t max, char **buf, size_
 
 /* fsync a folder (so that the names created or renamed in it are on disk). */
 pippy_status pippy_fsync_dir(const char *path);
+
+/* ---- reading ---- */
+
+/* The whole regular file path into *buf (malloc'd, NUL-terminated; *len without the NUL). */
+pippy_status pippy_read_file(const char *path, char **buf, size_t *len);
+
+/* Map the regular file path read-only: *addr (NULL for an empty file), *len. Release with
+ * pippy_unmap_file. */
+pippy_status pippy_map_file(const char *path, void **addr, size_t *len);
+void pippy_unmap_file(void *addr, size_t len);
 
 #endif

@@ -46,7 +46,11 @@ static pippy_status pippy_sim_load(const char *path, size_t max, cJSON **root)
 {
     char *text;
     size_t len;
-    PIPPY_TRY(pippy_file_read_all(path, max, &text, &len));
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (uint64_t)sb.st_size > max)
+        return pippy_fail(PIPPY_ERR_FORMAT, "%s: %lld bytes, more than the %zu read here", path, (long long)sb.st_size,
+                          max);
+    PIPPY_TRY(pippy_read_file(path, &text, &len));
     const char *end = NULL;
     *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     pippy_status st = PIPPY_OK;

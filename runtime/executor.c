@@ -192,6 +192,7 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
         sx->in_ptr[q] = sx->in[q].buf + sx->in[q].bytes * (size_t)m;
     for (int q = 0; q < sx->n_out; q++)
         sx->out_ptr[q] = sx->out[q].buf + sx->out[q].bytes * (size_t)m;
+    pippy_dump_begin(sx, m, phase);
     pippy_stage_fn fn = phase == PIPPY_PHASE_F ? sx->p->forward : phase == PIPPY_PHASE_B ? sx->p->backward
                                                                                       : sx->p->weight;
     fn(sx->K, sx->A, S, sx->W, sx->G, sx->in_ptr, sx->out_ptr);

@@ -63,9 +63,8 @@ pippy_status pippy_optim_check(const pippy_optim_config *c)
     if (c->schedule == PIPPY_LR_COSINE) {
         if (c->warmup_steps < 0)
             return pippy_fail(PIPPY_ERR_USAGE, "--warmup-steps must be >= 0, found %lld", (long long)c->warmup_steps);
-        if (c->decay_steps < 1)
-            return pippy_fail(PIPPY_ERR_USAGE,
-                              "--lr-schedule cosine needs --decay-steps >= 1 (or a run length), found %lld",
+        if (c->decay_steps < 0)
+            return pippy_fail(PIPPY_ERR_USAGE, "--decay-steps must be >= 1 (0: the rest of the run), found %lld",
                               (long long)c->decay_steps);
         if (!pippy_in_range(c->min_lr, 0, c->lr, 0))
             return pippy_fail(PIPPY_ERR_USAGE, "--min-lr must be in [0, lr = %g], found %g", c->lr, c->min_lr);

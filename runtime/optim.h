@@ -62,7 +62,8 @@ typedef struct {
     double clip_grad_norm;      /* max total gradient norm; 0 = no clipping */
     pippy_lr_schedule schedule;
     int64_t warmup_steps;       /* cosine: steps of linear warm-up */
-    int64_t decay_steps;        /* cosine: steps from lr down to min_lr after the warm-up */
+    int64_t decay_steps;        /* cosine: steps from lr down to min_lr after the warm-up; 0: the rest of
+                                   the run (the runtime sets it from --steps before the first step) */
     double min_lr;              /* cosine: the floor */
 } pippy_optim_config;
 

@@ -136,6 +136,10 @@ pippy_status pippy_train_allreduce(pippy_rt *rt, const pippy_action *a);
 pippy_status pippy_train_step(pippy_rt *rt);       /* the STEP action */
 void pippy_train_free(pippy_rt *rt);
 
+/* dump.c: PIPPY_DUMP */
+pippy_status pippy_dump_setup(pippy_rt *rt);
+void pippy_dump_begin(pippy_rt_stage *sx, int mb, int phase);
+
 /* shm.c */
 void pippy_host_of(const char *hostport, char *buf, size_t n);
 pippy_status pippy_rt_share_outputs(pippy_rt *rt);

@@ -466,6 +466,7 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv, const pi
         PIPPY_TRY(pippy_train_setup(rt));
     else
         PIPPY_TRY(pippy_rt_read_inputs(rt));
+    PIPPY_TRY(pippy_dump_setup(rt));
     if (rt->a.trace_path) {
         size_t per = 16;
         for (int i = 0; i < rt->n_st; i++)

@@ -96,7 +96,7 @@ static int64_t pippy_train_sample(pippy_rt *rt, int64_t pos)
 static void pippy_train_load(pippy_rt *rt, int64_t k)
 {
     pippy_train *tr = rt->train;
-    for (int64_t i = 0; i < tr->batch; i++) {
+    for (int64_t i = 0; i < tr->batch && tr->n_data > 0; i++) {
         int64_t s = pippy_train_sample(rt, k * tr->batch + i);
         for (int d = 0; d < tr->n_data; d++) {
             pippy_dataset *ds = &tr->data[d];
@@ -275,6 +275,13 @@ pippy_status pippy_train_setup(pippy_rt *rt)
         return pippy_fail(PIPPY_ERR_USAGE, "--epochs: this rank reads no dataset; give --steps");
     else
         return pippy_fail(PIPPY_ERR_USAGE, "how long? give --steps N or --epochs E");
+    if (tr->opt.schedule == PIPPY_LR_COSINE && tr->opt.decay_steps == 0) {
+        tr->opt.decay_steps = tr->steps - tr->opt.warmup_steps;
+        if (tr->opt.decay_steps < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--lr-schedule cosine: %lld steps leave nothing to decay after %lld "
+                                               "warm-up steps (give more --steps, or --decay-steps when compiling)",
+                              (long long)tr->steps, (long long)tr->opt.warmup_steps);
+    }
     if (rt->a.resume_dir)
         PIPPY_TRY(pippy_train_resume(rt));
     if (rt->rank == 0 && rt->a.loss_log) {
@@ -283,6 +290,15 @@ pippy_status pippy_train_setup(pippy_rt *rt)
             return pippy_fail(PIPPY_ERR_IO, "cannot write the loss log %s: %s", rt->a.loss_log, strerror(errno));
     }
     return PIPPY_OK;
+}
+
+/* v[0..4) summed over every rank (a barrier too); nothing to do for a job of one rank. */
+static pippy_status pippy_train_world_sum(pippy_rt *rt, double *v)
+{
+    if (rt->nranks == 1)
+        return PIPPY_OK;
+    uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, PIPPY_WORLD_REDUCTION, 0);
+    return pippy_allreduce_f64(rt->t, &rt->train->world, v, 4, PIPPY_REDUCE_SUM, tag, rt->train->scratch);
 }
 
 /* ---------------------------------------------------------------- checkpoints */
@@ -312,8 +328,7 @@ static pippy_status pippy_train_checkpoint(pippy_rt *rt, const char *dir, int64_
     double ok[4] = {st == PIPPY_OK ? 0.0 : 1.0, 0, 0, 0};
     if (st != PIPPY_OK)
         return pippy_error_prefix(st, "checkpoint of step %lld", (long long)done);
-    uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, PIPPY_WORLD_REDUCTION, 0);
-    PIPPY_TRY(pippy_allreduce_f64(rt->t, &tr->world, ok, 4, PIPPY_REDUCE_SUM, tag, tr->scratch));
+    PIPPY_TRY(pippy_train_world_sum(rt, ok));
     if (ok[0] > 0)
         return pippy_fail(PIPPY_ERR_IO, "checkpoint of step %lld: another rank could not write its part",
                           (long long)done);
@@ -410,8 +425,7 @@ pippy_status pippy_train_step(pippy_rt *rt)
     double v[4] = {0, 0, 0, 0};
     pippy_train_local(rt, &v[0], &v[1]);
     v[2] = isfinite(v[0]) && isfinite(v[1]) ? 0.0 : 1.0;
-    uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, PIPPY_WORLD_REDUCTION, 0);
-    PIPPY_TRY(pippy_allreduce_f64(rt->t, &tr->world, v, 4, PIPPY_REDUCE_SUM, tag, tr->scratch));
+    PIPPY_TRY(pippy_train_world_sum(rt, v));
     double loss = v[0] / rt->M;
     if (v[2] > 0 || !isfinite(loss) || !isfinite(v[1]))
         return pippy_fail(PIPPY_ERR_INVALID,

@@ -45,6 +45,7 @@ suite unit "$B/test_unit"
 suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
 suite trainref python3 test/e2e/trainref.py self-test
+suite export python3 test/e2e/test_export.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"

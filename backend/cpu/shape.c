@@ -15,6 +15,8 @@
  * dims dropped, contiguous neighbours merged, memcpy for contiguous rows); desc->reference = 1
  * walks it one element at a time instead. The memcpy loops of Concat, Split and Gather are
  * their own reference. */
+#include "shape.h"
+
 #include "backend.h"
 #include "walk.h"
 
@@ -513,13 +515,54 @@ static pippy_status s_tile_create(const pippy_op_desc *d, pippy_kernel **out)
 
 /* ---- Slice ---- */
 
-typedef struct {
-    int64_t start[PIPPY_MAX_RANK], step[PIPPY_MAX_RANK], count[PIPPY_MAX_RANK];
-} s_slice;
-
-static pippy_status s_slice_params(const pippy_op_desc *d, s_slice *sl)
+pippy_status pippy_slice_resolve(const pippy_op_desc *d, const pippy_tdesc *x, int n, const int64_t *starts,
+                                 const int64_t *ends, const int64_t *axes, const int64_t *steps, pippy_slice *sl)
 {
-    const pippy_tdesc *x = &d->in[0];
+    int seen[PIPPY_MAX_RANK] = {0};
+    for (int i = 0; i < x->rank; i++) {
+        sl->start[i] = 0;
+        sl->step[i] = 1;
+        sl->count[i] = x->dims[i];
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t a = i;
+        if (axes)
+            PIPPY_TRY(pippy_norm_axis(d, axes[i], x->rank, &a));
+        else if (i >= x->rank)
+            return pippy_fail(PIPPY_ERR_INVALID, "%d starts given for a rank-%d input", n, x->rank);
+        if (seen[a])
+            return pippy_fail(PIPPY_ERR_INVALID, "axis %d is sliced twice", a);
+        seen[a] = 1;
+        int64_t dim = x->dims[a], step = steps ? steps[i] : 1, s = starts[i], e = ends[i];
+        if (step == 0)
+            return pippy_fail(PIPPY_ERR_INVALID, "step for axis %d is 0", a);
+        if (s < 0)
+            s += dim;
+        if (e < 0)
+            e += dim;
+        int64_t count;
+        if (dim == 0) {
+            s = 0;
+            count = 0;
+        } else if (step > 0) {
+            s = s < 0 ? 0 : s > dim ? dim : s;
+            e = e < 0 ? 0 : e > dim ? dim : e;
+            count = e > s ? (e - s + step - 1) / step : 0;
+        } else {
+            s = s < 0 ? 0 : s > dim - 1 ? dim - 1 : s;
+            e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
+            count = s > e ? (s - e + (-step) - 1) / (-step) : 0;
+        }
+        sl->start[a] = count > 0 ? s : 0;
+        sl->step[a] = step;
+        sl->count[a] = count;
+    }
+    return PIPPY_OK;
+}
+
+/* Slice's starts, ends, axes and steps from the attributes (before opset 10) or the inputs. */
+static pippy_status s_slice_params(const pippy_op_desc *d, pippy_slice *sl)
+{
     int64_t starts[PIPPY_MAX_RANK], ends[PIPPY_MAX_RANK], axes[PIPPY_MAX_RANK], steps[PIPPY_MAX_RANK];
     int32_t ns, ne, na = -1, nst = -1;
     if (d->opset > 0 && d->opset < 10) {
@@ -548,46 +591,7 @@ static pippy_status s_slice_params(const pippy_op_desc *d, s_slice *sl)
     if (ne != ns || (na >= 0 && na != ns) || (nst >= 0 && nst != ns))
         return pippy_fail(PIPPY_ERR_INVALID, "starts, ends, axes and steps must have the same length (%d, %d, %d, %d)",
                           ns, ne, na, nst);
-    int seen[PIPPY_MAX_RANK] = {0};
-    for (int i = 0; i < x->rank; i++) {
-        sl->start[i] = 0;
-        sl->step[i] = 1;
-        sl->count[i] = x->dims[i];
-    }
-    for (int i = 0; i < ns; i++) {
-        int32_t a = i;
-        if (na >= 0)
-            PIPPY_TRY(pippy_norm_axis(d, axes[i], x->rank, &a));
-        else if (i >= x->rank)
-            return pippy_fail(PIPPY_ERR_INVALID, "%d starts given for a rank-%d input", ns, x->rank);
-        if (seen[a])
-            return pippy_fail(PIPPY_ERR_INVALID, "axis %d is sliced twice", a);
-        seen[a] = 1;
-        int64_t dim = x->dims[a], step = nst >= 0 ? steps[i] : 1, s = starts[i], e = ends[i];
-        if (step == 0)
-            return pippy_fail(PIPPY_ERR_INVALID, "step for axis %d is 0", a);
-        if (s < 0)
-            s += dim;
-        if (e < 0)
-            e += dim;
-        int64_t count;
-        if (dim == 0) {
-            s = 0;
-            count = 0;
-        } else if (step > 0) {
-            s = s < 0 ? 0 : s > dim ? dim : s;
-            e = e < 0 ? 0 : e > dim ? dim : e;
-            count = e > s ? (e - s + step - 1) / step : 0;
-        } else {
-            s = s < 0 ? 0 : s > dim - 1 ? dim - 1 : s;
-            e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-            count = s > e ? (s - e + (-step) - 1) / (-step) : 0;
-        }
-        sl->start[a] = count > 0 ? s : 0;
-        sl->step[a] = step;
-        sl->count[a] = count;
-    }
-    return PIPPY_OK;
+    return pippy_slice_resolve(d, &d->in[0], ns, starts, ends, na >= 0 ? axes : NULL, nst >= 0 ? steps : NULL, sl);
 }
 
 static pippy_status s_slice_infer(pippy_op_desc *d)
@@ -596,7 +600,7 @@ static pippy_status s_slice_infer(pippy_op_desc *d)
         PIPPY_TRY(s_check_io(d, 1, 1, 1));
     else
         PIPPY_TRY(s_check_io(d, 3, 5, 1));
-    s_slice sl;
+    pippy_slice sl;
     PIPPY_TRY(s_slice_params(d, &sl));
     pippy_tdesc y = d->in[0];
     for (int i = 0; i < y.rank; i++)
@@ -607,7 +611,7 @@ static pippy_status s_slice_infer(pippy_op_desc *d)
 
 static pippy_status s_slice_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    s_slice sl;
+    pippy_slice sl;
     int64_t istr[PIPPY_MAX_RANK];
     PIPPY_TRY(s_slice_params(d, &sl));
     s_strides(&d->in[0], istr);

@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,21 +21,13 @@
 
 static char tmp[64];
 
-static int rm_one(const char *p, const struct stat *s, int flag, struct FTW *f)
-{
-    (void)s;
-    (void)flag;
-    (void)f;
-    return remove(p);
-}
-
 static void setup(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/pippy_ckpt_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmp));
 }
 
-static void teardown(void) { nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static void teardown(void) { pippy_test_rmtree(tmp); }
 
 static void fill(uint8_t *b, size_t n, uint64_t seed)
 {

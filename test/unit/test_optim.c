@@ -268,7 +268,8 @@ START_TEST(test_args)
     parse_fails("--dampening 2 --momentum 0.5", "--dampening must be in [0, 1]");
     parse_fails("--warmup-steps 3", "--warmup-steps applies to --lr-schedule cosine only");
     parse_fails("--lr-schedule linear", "unknown schedule 'linear'");
-    parse_fails("--lr-schedule cosine", "needs --decay-steps");
+    ck_assert_int_eq(parse("--lr-schedule cosine", 0, &c), PIPPY_OK); /* decay: the rest of the run */
+    ck_assert(c.decay_steps == 0);
     parse_fails("--lr-schedule cosine --decay-steps 5 --lr 0.1 --min-lr 0.2", "--min-lr must be in [0, lr");
     parse_fails("--lr-schedule cosine --warmup-steps -1 --decay-steps 5", "--warmup-steps takes a whole number");
     parse_fails("--clip-grad-norm -1", "--clip-grad-norm must be >= 0");
