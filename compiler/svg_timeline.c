@@ -151,7 +151,7 @@ static void pippy_tl_draw_box(const pippy_tl_box *b, FILE *f, double end_s)
     fprintf(f, " %.4f-%.4f ms</title></rect>\n", b->start_s * 1e3, b->end_s * 1e3);
     char mb[16];
     int n = b->mb >= 0 ? snprintf(mb, sizeof mb, "%d", b->mb) : 0;
-    if (n > 0 && b->lane == PIPPY_TL_COMPUTE && w >= 7.0 * n + 4)
+    if (n > 0 && b->kind <= PIPPY_BOX_W && w >= 7.0 * n + 4)
         fprintf(f, "<text class=\"mb\" x=\"%.2f\" y=\"%d\">%s</text>\n", x0 + w / 2, y + h / 2 + 4, mb);
 }
 
