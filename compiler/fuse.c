@@ -58,7 +58,8 @@ int32_t pippy_fuse_activations(pippy_graph *g)
         pippy_attr *attrs = malloc(((size_t)p->n_attrs + 1) * sizeof *attrs);
         if (!attrs)
             break;
-        memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
+        if (p->n_attrs) /* a node without attributes has attrs NULL: memcpy may not take it */
+            memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
         attrs[p->n_attrs] = (pippy_attr){.name = "pippy.activation", .type = PIPPY_ATTR_STRING, .s = "Relu"};
         pippy_status st = pippy_node_set_attrs(p, attrs, p->n_attrs + 1);
         free(attrs);
