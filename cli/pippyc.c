@@ -41,10 +41,15 @@ static void pippy_usage(FILE *f)
           "  --batch N                full batch size (binds the leading dim of every graph input)\n"
           "  --shape NAME=D1xD2...    the full shape of graph input NAME\n"
           "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
+          "  --batch-dims NODE=K[,..] in a static-batch export, element K of NODE's shape input is the batch\n"
+          "                           ('none': it holds no batch); pippyc finds them itself where unambiguous\n"
           "  --schedule NAME          gpipe (default) or, for training, 1f1b\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --emit-only              write the C sources, weights and schedule.json but do not compile\n"
           "  --port N                 first port of the default hosts file (default: derived from the model)\n"
+          "  --cost-model FILE        the machine rates the cost model uses: read FILE, or measure and write it\n"
+          "                           when it does not exist (default: a per-machine cache,\n"
+          "                           $XDG_CACHE_HOME or ~/.cache, pippyc/costmodel-HOST-CPU.json)\n"
           "  -q, --quiet              no summary\n"
           "  --version, --help\n"
           "\n"
@@ -311,6 +316,18 @@ int main(int argc, char **argv)
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s needs a value", a));
             *(a[3] == 'o' ? &o.loss : &o.labels) = v;
+            i++;
+        } else if (!strcmp(a, "--batch-dims")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--batch-dims needs NODE=K[,NODE=K...]"));
+            pippy_status st = pippy_batch_dims_parse(&o.batch_dims, v);
+            if (st != PIPPY_OK)
+                return pippy_die(st);
+            i++;
+        } else if (!strcmp(a, "--cost-model")) {
+            if (!v || !*v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cost-model needs a file"));
+            o.cost_model = v;
             i++;
         } else if (!strcmp(a, "--emit-only")) {
             o.emit_only = 1;

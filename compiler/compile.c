@@ -34,7 +34,7 @@ pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts 
     return PIPPY_OK;
 }
 
-static pippy_status pippy_mkdir_p(const char *dir)
+pippy_status pippy_mkdir_p(const char *dir)
 {
     char buf[PATH_MAX];
     snprintf(buf, sizeof buf, "%s", dir);
@@ -247,6 +247,7 @@ static pippy_status pippy_materialize_const_outputs(pippy_graph *g, int32_t micr
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
         pippy_value *src = &g->values[v], *dst = &g->values[c];
         dst->kind = src->kind;
+        dst->param_of = src->param_of;
         dst->t = src->t;
         dst->shape_known = 1;
         dst->data = src->data;
@@ -282,7 +283,14 @@ static int64_t pippy_full_batch(const pippy_graph *g, const pippy_shape_bind_opt
 
 /* Load, bind at the microbatch size, infer and fold, make it a training graph if asked, prune and
  * fuse. Sets the plan's batch figures. */
-static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan *plan, pippy_graph **out)
+/* What the summary says besides the plan. */
+typedef struct {
+    pippy_batch_report batch; /* static-batch rewrites */
+    char cost_note[2048];     /* where the cost model's rates came from */
+} pippy_compile_notes;
+
+static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan *plan, pippy_graph **out,
+                                        pippy_compile_notes *notes)
 {
     pippy_shape_bind_opts bind = o->bind;
     int32_t M = o->microbatches > 0 ? o->microbatches : 1;
@@ -299,15 +307,17 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
                           "divisor of %lld",
                           M, (long long)batch, (long long)batch);
     int64_t mb = batch > 0 ? batch / M : 0;
+    /* the graph is compiled at the microbatch size; a static export's constants hold at its own batch */
+    int64_t exported = pippy_batch_exported(g) > 0 ? pippy_batch_exported(g) : batch;
+    pippy_shape_bind_opts full = bind;
     if (M > 1 || bind.batch > 0) {
         bind.batch = mb;
+        full.batch = exported;
         for (int32_t s = 0; s < bind.n_shapes; s++)
             if (bind.shapes[s].rank > 0)
-                bind.shapes[s].dims[0] = mb;
+                bind.shapes[s].dims[0] = mb, full.shapes[s].dims[0] = exported;
     }
-    pippy_status st = pippy_shape_bind(g, &bind);
-    if (st == PIPPY_OK)
-        st = pippy_shape_infer(g, 1, 0);
+    pippy_status st = pippy_batch_infer(g, &full, &bind, exported, mb, &o->batch_dims, &notes->batch);
     if (st != PIPPY_OK)
         return M > 1 ? pippy_error_prefix(st, "at microbatch size %lld", (long long)mb) : st;
     if (o->train) {
@@ -322,6 +332,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     pippy_fuse_matmul_bias(g);
     pippy_fuse_activations(g);
     pippy_fuse_gelu(g);
+    pippy_fuse_transpose_matmul(g);
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
         mb = g->values[g->inputs[0]].t.dims[0];
     plan->g = g;
@@ -345,11 +356,11 @@ static pippy_status pippy_node_stages(pippy_plan *p)
 }
 
 /* Cut, differentiate (training), plan memory and the schedule. */
-static pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_plan *plan)
+static pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
 {
     pippy_graph *g = plan->g;
     snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
-    pippy_cost_calibrate(&plan->cost);
+    PIPPY_TRY(pippy_cost_load(&plan->cost, o->cost_model, notes->cost_note, sizeof notes->cost_note));
     pippy_partition_opts po = {o->stages, o->split_before, plan->microbatches, plan->batch, plan->schedule};
     PIPPY_TRY(pippy_partition(plan, &po));
     for (int32_t i = 0; i < g->n_nodes; i++)
@@ -409,7 +420,8 @@ static pippy_status pippy_compile_emit(const pippy_compile_opts *o, const pippy_
     return st;
 }
 
-static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan *plan)
+static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan *plan,
+                                  const pippy_compile_notes *notes)
 {
     printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s\n", plan->g->path,
            o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
@@ -426,7 +438,12 @@ static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan 
                    sg->stash_slots);
         printf("\n");
     }
+    if (notes->batch.rewritten)
+        printf("  static batch %lld: %d shape constant%s rewritten for the microbatch size (first %s)\n",
+               (long long)notes->batch.export_batch, notes->batch.rewritten, notes->batch.rewritten > 1 ? "s" : "",
+               notes->batch.first);
     printf("  predicted step %.3f ms, bubble %.1f%%\n", plan->pred_step_ms, 100.0 * plan->pred_bubble);
+    printf("  %s\n", notes->cost_note);
 }
 
 pippy_status pippy_compile(const pippy_compile_opts *o)
@@ -435,13 +452,15 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
     pippy_plan plan;
     memset(&plan, 0, sizeof plan);
     plan.loss = -1;
-    pippy_status st = pippy_compile_graph(o, &plan, &g);
+    pippy_compile_notes notes;
+    memset(&notes, 0, sizeof notes);
+    pippy_status st = pippy_compile_graph(o, &plan, &g, &notes);
     if (st == PIPPY_OK)
-        st = pippy_compile_plan(o, &plan);
+        st = pippy_compile_plan(o, &plan, &notes);
     if (st == PIPPY_OK)
         st = pippy_compile_emit(o, &plan);
     if (st == PIPPY_OK && !o->quiet)
-        pippy_compile_summary(o, &plan);
+        pippy_compile_summary(o, &plan, &notes);
     pippy_plan_free(&plan);
     pippy_graph_free(g);
     return st;

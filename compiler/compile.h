@@ -1,10 +1,11 @@
 /* compile.h — the whole compile: model -> out/ folder with stage programs.
- * load -> bind shapes -> infer + fold -> [training: loss, training modes] -> prune -> fuse ->
- * partition -> [training: autodiff] -> plan -> memory plan -> schedule -> emit (C, weights,
- * schedule.json, Makefile, hosts) -> cc. */
+ * load -> bind shapes -> infer + fold (rewriting a static batch, batch.c) -> [training: loss,
+ * training modes] -> prune -> fuse -> partition -> [training: autodiff] -> plan -> memory plan ->
+ * schedule -> emit (C, weights, schedule.json, Makefile, hosts) -> cc. */
 #ifndef PIPPY_COMPILE_H
 #define PIPPY_COMPILE_H
 
+#include "batch.h"
 #include "plan.h"
 #include "shape.h"
 
@@ -20,6 +21,8 @@ typedef struct {
     int32_t emit_only;
     int32_t base_port;         /* 0: derived from the compile hash */
     const char *command_line;
+    const char *cost_model;    /* --cost-model FILE, or NULL: this machine's cache */
+    pippy_batch_dims batch_dims; /* --batch-dims */
     int32_t quiet;
     /* training (--train) */
     int32_t train;

@@ -31,6 +31,9 @@ double pippy_stage_peak_bytes(const pippy_plan *p, int32_t s, int32_t optimizer_
 pippy_status pippy_file_begin(const char *dir, const char *name, FILE **f, char *tmp_path, size_t n);
 pippy_status pippy_file_commit(FILE *f, const char *tmp_path);
 
+/* Create dir and its missing parents (mode 0755); fails when dir exists and is not a folder. */
+pippy_status pippy_mkdir_p(const char *dir);
+
 /* C identifier "v_<name with every other char as _>" (not unique by itself). */
 void pippy_c_ident(const char *name, char *buf, size_t n);
 

@@ -384,7 +384,9 @@ static void pippy_emit_buffers(pippy_emit *e)
                          (unsigned long long)at);
             fprintf(f, "#define %-44s %s /* %s %s", e->cname[v], expr, pippy_tdesc_str(&x->t, sh, sizeof sh),
                     pippy_place_what[pl]);
-            if (pl == PIPPY_PLACE_WEIGHTS)
+            if (pl == PIPPY_PLACE_WEIGHTS && x->kind == PIPPY_VAL_CONST && x->param_of >= 0)
+                fprintf(f, ": made from parameter %s", g->values[x->param_of].name);
+            else if (pl == PIPPY_PLACE_WEIGHTS)
                 fputs(x->kind == PIPPY_VAL_CONST                ? ": constant"
                       : x->trainable == PIPPY_TRAIN_PARAM       ? ": trained parameter"
                       : x->trainable == PIPPY_TRAIN_STATE       ? ": running state"

@@ -182,8 +182,8 @@ static void pippy_json_tied(cJSON *root, const pippy_plan *p)
         cJSON *sa = cJSON_CreateArray();
         int32_t n = 0;
         for (int32_t s = 0; s < p->n_stages; s++)
-            for (int32_t q = 0; q < p->stages[s].n_params; q++)
-                if (p->stages[s].params[q] == v) {
+            for (int32_t q = 0; q < p->stages[s].n_roots; q++)
+                if (p->stages[s].roots[q] == v) {
                     cJSON_AddItemToArray(sa, cJSON_CreateNumber(s));
                     n++;
                 }
@@ -285,7 +285,9 @@ static void pippy_json_prediction(cJSON *root, const pippy_plan *p, const pippy_
     cJSON_AddNumberToObject(cm, "memory_gbytes_per_s", p->cost.bytes_per_s / 1e9);
     cJSON_AddNumberToObject(cm, "link_gbytes_per_s", p->cost.link_bytes_per_s / 1e9);
     cJSON_AddNumberToObject(cm, "link_latency_us", p->cost.link_latency_s * 1e6);
+    cJSON_AddNumberToObject(cm, "op_overhead_us", p->cost.op_overhead_s * 1e6);
     cJSON_AddBoolToObject(cm, "calibrated", p->cost.calibrated);
+    cJSON_AddStringToObject(cm, "source", p->cost.source);
 }
 
 pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts *o)

@@ -98,8 +98,10 @@ static const float *pippy_stored_floats(const pippy_graph *g, int32_t v, int64_t
     return x->data;
 }
 
-/* A new stored float value named base+suffix holding data (taken over). */
-static int32_t pippy_new_param(pippy_graph *g, const char *base, const char *suffix, const pippy_tdesc *t, float *data)
+/* A new stored float value named base+suffix holding data (taken over), made from parameter root
+ * (param_of; -1 when from constants only). */
+static int32_t pippy_new_stored(pippy_graph *g, const char *base, const char *suffix, const pippy_tdesc *t,
+                                float *data, int32_t root)
 {
     char name[1024];
     snprintf(name, sizeof name, "%s%s", base, suffix);
@@ -109,7 +111,8 @@ static int32_t pippy_new_param(pippy_graph *g, const char *base, const char *suf
     if (v < 0)
         return -1;
     pippy_value *x = &g->values[v];
-    x->kind = PIPPY_VAL_PARAM;
+    x->kind = PIPPY_VAL_CONST;
+    x->param_of = root;
     x->t = *t;
     x->shape_known = 1;
     x->data = data;
@@ -163,15 +166,18 @@ int32_t pippy_fold_batchnorm(pippy_graph *g)
                 nw[o * per + j] = w[o * per + j] * s;
             nb[o] = ((b ? b[o] : 0.0f) - mean[o]) * s + shift[o];
         }
-        pippy_tdesc bt = {PIPPY_DT_FLOAT, 1, {co}};
+        pippy_tdesc bt = {PIPPY_DT_FLOAT, 1, {co}}, wt = wv->t; /* a copy: adding values may move g->values */
         char base[512];
         snprintf(base, sizeof base, "%s", wv->name);
-        int32_t vw = pippy_new_param(g, base, "::bn_folded", &wv->t, nw);
+        /* W' stands for the convolution's weight, b' for its bias (else BatchNorm's shift) */
+        int32_t rw = pippy_value_param_root(g, c->in[1]);
+        int32_t rb = c->n_in > 2 && c->in[2] >= 0 ? pippy_value_param_root(g, c->in[2]) : pippy_value_param_root(g, bn->in[2]);
+        int32_t vw = pippy_new_stored(g, base, "::bn_folded", &wt, nw, rw);
         if (vw < 0) {
             free(nw), free(nb);
             break;
         }
-        int32_t vb = pippy_new_param(g, base, "::bn_folded_bias", &bt, nb);
+        int32_t vb = pippy_new_stored(g, base, "::bn_folded_bias", &bt, nb, rb);
         if (vb < 0) {
             free(nb);
             break;

@@ -50,6 +50,10 @@ typedef struct {
                                              updates in place (BatchNorm running statistics) */
     int32_t accumulate;                   /* training: a partial gradient of PARAM grad_of, added into the
                                              stage's gradient buffer (over nodes and microbatches) */
+    int32_t param_of;                     /* CONST made from a parameter by folding or fusion (a folded
+                                           * Transpose(W), a BatchNorm-folded W): that PARAM value, so
+                                           * tied weights, parameter bytes and generated comments still
+                                           * name it; -1 otherwise (and always -1 on a PARAM itself) */
 } pippy_value;
 
 
@@ -105,6 +109,11 @@ typedef struct {
 pippy_graph *pippy_graph_new(void);
 void pippy_graph_free(pippy_graph *g);
 
+/* A copy of g's structure (values, nodes, attributes, inputs, outputs) for a pass that needs to try
+ * something on the side. Value data is shared, not copied (the copy never frees it): free the copy
+ * before g. Metadata is not copied. */
+pippy_status pippy_graph_clone(const pippy_graph *g, pippy_graph **out);
+
 /* Value index for name, creating an intermediate value when absent. -1 on OOM. */
 int32_t pippy_graph_value(pippy_graph *g, const char *name);
 /* Value index for name, or -1. */
@@ -128,6 +137,10 @@ void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);
 /* Sort nodes topologically (stable: keeps file order where possible) and set producers.
  * Fails naming the node and the input when a value is used but never defined. */
 pippy_status pippy_graph_toposort(pippy_graph *g);
+
+/* The parameter a stored value is or derives from: v itself for a PARAM, its param_of for a CONST,
+ * -1 for anything else. */
+int32_t pippy_value_param_root(const pippy_graph *g, int32_t v);
 
 /* Number of elements / bytes of a value (shape must be known). */
 int64_t pippy_value_numel(const pippy_value *v);

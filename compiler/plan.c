@@ -8,6 +8,8 @@
  * gradient (made in B) goes back to the stage that made the forward value. */
 #include "plan.h"
 
+#include "inspect.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +29,45 @@ static int32_t pippy_edge_of(pippy_plan *p, int32_t *edge_of, int32_t v, int32_t
     e->bytes = pippy_value_bytes(&p->g->values[v]);
     edge_of[v] = p->n_edges++;
     return edge_of[v];
+}
+
+/* Per stage: the PARAM and CONST values it reads (params) and the trainable parameters behind
+ * them (roots), each once. A folded Transpose(W) or a BatchNorm-folded W still stands for W. */
+static pippy_status pippy_plan_roots(pippy_plan *p)
+{
+    const pippy_graph *g = p->g;
+    int32_t S = p->n_stages, V = g->n_values;
+    char *trainable = calloc((size_t)V + 1, 1), *seen = calloc((size_t)V + 1, 1);
+    if (!trainable || !seen) {
+        free(trainable);
+        free(seen);
+        return pippy_oom();
+    }
+    pippy_mark_trainable(g, trainable);
+    for (int32_t s = 0; s < S; s++) {
+        pippy_stage *sg = &p->stages[s];
+        sg->roots = malloc(((size_t)V + 1) * sizeof *sg->roots);
+        if (!sg->roots)
+            break;
+        memset(seen, 0, (size_t)V);
+        for (int32_t q = 0; q < sg->n_params; q++) {
+            int32_t v = sg->params[q];
+            int32_t r = pippy_value_param_root(g, v);
+            if (r >= 0 && trainable[v])
+                seen[r] = 1;
+        }
+        for (int32_t v = 0; v < V; v++)
+            if (seen[v]) {
+                sg->roots[sg->n_roots++] = v;
+                sg->parameter_bytes += pippy_value_bytes(&g->values[v]);
+            }
+    }
+    free(trainable);
+    free(seen);
+    for (int32_t s = 0; s < S; s++)
+        if (!p->stages[s].roots)
+            return pippy_oom();
+    return PIPPY_OK;
 }
 
 static void pippy_edge_add_consumer(pippy_edge *e, int32_t s)
@@ -180,7 +221,8 @@ pippy_status pippy_plan_build(pippy_plan *p)
             sg->in[sg->n_in++] = (pippy_stage_input){ed->value, ed->producer, e, graph_out, ed->phase};
         }
     }
-    /* Parameters and constants each stage reads (trained ones first); cost figures. */
+    /* Parameters and constants each stage reads (trained ones first), the model parameters behind
+     * them; cost figures. */
     for (int32_t s = 0; s < S; s++) {
         pippy_stage *sg = &p->stages[s];
         for (int32_t pass = 0; pass < 3; pass++)
@@ -192,9 +234,11 @@ pippy_status pippy_plan_build(pippy_plan *p)
                     continue;
                 sg->params[sg->n_params++] = v;
                 sg->n_trainable += pass == 0;
-                if (val->kind == PIPPY_VAL_PARAM)
-                    sg->parameter_bytes += pippy_value_bytes(val);
             }
+    }
+    st = pippy_plan_roots(p);
+    for (int32_t s = 0; s < S && st == PIPPY_OK; s++) {
+        pippy_stage *sg = &p->stages[s];
         double t[PIPPY_PHASES] = {0};
         for (int32_t k = 0; k < sg->n_nodes; k++) {
             pippy_op_desc d;
@@ -226,6 +270,7 @@ void pippy_plan_free(pippy_plan *p)
         free(sg->in);
         free(sg->out);
         free(sg->params);
+        free(sg->roots);
         free(sg->param_off);
         free(sg->arena_off);
         free(sg->view_of);

@@ -46,6 +46,9 @@ typedef struct {
     int32_t n_params;
     int32_t n_trainable;        /* params[0 .. n_trainable) are trained by the optimizer */
     uint64_t trainable_bytes;   /* they fill the weights' first bytes; the gradient buffer mirrors them */
+    int32_t *roots;             /* the trainable parameters (PARAM values) it holds, each once: read directly
+                                 * or through constants derived from them (param_of); in value order */
+    int32_t n_roots;
     uint64_t weights_bytes;
     int64_t *arena_off;         /* per graph value: offset in this stage's arena, or -1 */
     int32_t *view_of;           /* per graph value: the value whose bytes it reuses (a view), or -1 */
@@ -57,7 +60,7 @@ typedef struct {
     uint64_t arena_bytes;       /* working memory of one phase of one microbatch */
     uint64_t io_bytes;          /* inputs + outputs of one microbatch */
     double flops;
-    uint64_t parameter_bytes;   /* bytes of PARAM values (not CONST) */
+    uint64_t parameter_bytes;   /* bytes of its roots (the model's parameters, not constants) */
     uint64_t activation_bytes;  /* sum of all values the stage computes, per microbatch */
     double pred_forward_ms, pred_backward_ms, pred_weight_ms; /* per microbatch: F, B, W */
 } pippy_stage;

@@ -101,6 +101,21 @@ static int pippy_node_foldable(const pippy_graph *g, const pippy_node *n)
     return 1;
 }
 
+/* The parameter a folded node's outputs derive from: its parameter input (the largest when it reads
+ * several, e.g. Mul(W, scale)); -1 for Shape and Size, which read only shapes. */
+static int32_t pippy_fold_root(const pippy_graph *g, const pippy_node *n)
+{
+    if (strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0)
+        return -1;
+    int32_t best = -1;
+    for (int32_t k = 0; k < n->n_in; k++) {
+        int32_t r = pippy_value_param_root(g, n->in[k]);
+        if (r >= 0 && (best < 0 || pippy_value_numel(&g->values[r]) > pippy_value_numel(&g->values[best])))
+            best = r;
+    }
+    return best;
+}
+
 static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
 {
     pippy_node *n = &g->nodes[i];
@@ -123,6 +138,7 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
     }
     pippy_kernel_run(k, d->in_const, outs);
     pippy_kernel_destroy(k);
+    int32_t root = pippy_fold_root(g, n);
     for (int32_t o = 0; o < d->n_out; o++) {
         pippy_value *v = &g->values[n->out[o]];
         if (v->data_owned)
@@ -130,6 +146,8 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
         v->data = outs[o];
         v->data_owned = 1;
         v->kind = PIPPY_VAL_CONST;
+        /* a re-layout or slice of a parameter (Transpose(W), Identity(W), Gather(W, idx)) is still W */
+        v->param_of = root >= 0 && v->t.dtype == g->values[root].t.dtype ? root : -1;
     }
     n->removed = 1;
     return PIPPY_OK;
@@ -175,37 +193,45 @@ pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *doma
     return PIPPY_OK;
 }
 
-pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient)
 {
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        pippy_node *n = &g->nodes[i];
-        if (n->removed)
-            continue;
-        int unknown = 0;
-        for (int32_t k = 0; k < n->n_in; k++)
-            unknown |= n->in[k] >= 0 && !g->values[n->in[k]].shape_known;
-        if (lenient && (unknown || !pippy_op_find(n->domain, n->op)))
-            continue;
-        for (int32_t k = 0; k < n->n_in; k++) {
-            if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known)
-                return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name,
-                                  n->op, g->values[n->in[k]].name);
-        }
-        pippy_op_desc d;
-        pippy_status st = pippy_node_infer(g, i, &d);
-        if (st != PIPPY_OK && lenient)
-            continue;
-        if (st != PIPPY_OK)
-            return st;
-        if (fold && pippy_node_foldable(g, n))
-            PIPPY_TRY(pippy_fold_node(g, i, &d));
+    pippy_node *n = &g->nodes[i];
+    if (n->removed)
+        return PIPPY_OK;
+    int unknown = 0;
+    for (int32_t k = 0; k < n->n_in; k++)
+        unknown |= n->in[k] >= 0 && !g->values[n->in[k]].shape_known;
+    if (lenient && (unknown || !pippy_op_find(n->domain, n->op)))
+        return PIPPY_OK;
+    for (int32_t k = 0; k < n->n_in; k++) {
+        if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known)
+            return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name, n->op,
+                              g->values[n->in[k]].name);
     }
-    for (int32_t o = 0; o < g->n_outputs && !lenient; o++) {
+    pippy_op_desc d;
+    pippy_status st = pippy_node_infer(g, i, &d);
+    if (st != PIPPY_OK)
+        return lenient ? PIPPY_OK : st;
+    if (fold && pippy_node_foldable(g, n))
+        PIPPY_TRY(pippy_fold_node(g, i, &d));
+    return PIPPY_OK;
+}
+
+pippy_status pippy_shape_check_outputs(const pippy_graph *g)
+{
+    for (int32_t o = 0; o < g->n_outputs; o++) {
         const pippy_value *v = &g->values[g->outputs[o]];
         if (!v->shape_known)
             return pippy_fail(PIPPY_ERR_SHAPE, "graph output '%s' has no producer with a known shape", v->name);
     }
     return PIPPY_OK;
+}
+
+pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        PIPPY_TRY(pippy_shape_infer_node(g, i, fold, lenient));
+    return lenient ? PIPPY_OK : pippy_shape_check_outputs(g);
 }
 
 int32_t pippy_graph_prune(pippy_graph *g)

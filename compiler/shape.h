@@ -44,6 +44,11 @@ pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *doma
                               const int32_t *in, const pippy_attr *attrs, int32_t n_attrs, int32_t n_out,
                               const int32_t *out, int32_t *node);
 
+/* One step of pippy_shape_infer: node i (its inputs' shapes already inferred). */
+pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient);
+/* Fails naming the first graph output whose shape is still unknown. */
+pippy_status pippy_shape_check_outputs(const pippy_graph *g);
+
 /* Drop nodes none of whose outputs reaches a graph output. Returns how many were dropped. */
 int32_t pippy_graph_prune(pippy_graph *g);
 
