@@ -2,6 +2,8 @@
  *   pippyc MODEL.onnx [options]          compile into stage programs
  *   pippyc inspect MODEL.onnx [options]  what is in the model
  *   pippyc inspect --ops                 the supported op types
+ *   pippyc simulate OUT/ [--svg FILE]    a schedule's predicted step, bubble, memory and timeline
+ *   pippyc timeline TRACE.json --svg F   a measured trace drawn the same way
  *   pippyc export OUT --checkpoint DIR   write the trained model as ONNX */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include "export_onnx.h"
 #include "inspect.h"
 #include "optim.h"
+#include "simulate.h"
 
 static void pippy_usage(FILE *f)
 {
@@ -25,6 +28,11 @@ static void pippy_usage(FILE *f)
           "                                            checkpoint (default: its latest step); a model file over\n"
           "                                            BYTES (default 2 GiB - 1 MiB) keeps its initializers in\n"
           "                                            FILE.onnx.data\n"
+          "       pippyc simulate OUT/ [--svg FILE] [--json]\n"
+          "                                            check OUT/schedule.json (maybe edited) and predict its\n"
+          "                                            step, bubble and memory per rank; --svg draws the timeline\n"
+          "       pippyc timeline TRACE.json [--svg FILE] [--json]\n"
+          "                                            the same for a trace of pippyrun --trace\n"
           "\n"
           "compile options:\n"
           "  -o, --out DIR            output folder (default: out)\n"
@@ -118,6 +126,49 @@ static int pippy_cmd_inspect(int argc, char **argv)
     return st == PIPPY_OK ? 0 : pippy_die(st);
 }
 
+/* simulate OUT/ and timeline TRACE.json: one input, --svg FILE, --json. */
+static int pippy_cmd_view(const char *cmd, int argc, char **argv, const char **in, pippy_sim_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    *in = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--svg")) {
+            if (i + 1 >= argc)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s: --svg needs a file name", cmd));
+            o->svg_path = argv[++i];
+        } else if (!strcmp(argv[i], "--json")) {
+            o->json = 1;
+        } else if (argv[i][0] == '-' || *in) {
+            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s: unexpected '%s' (see pippyc --help)", cmd, argv[i]));
+        } else {
+            *in = argv[i];
+        }
+    }
+    if (!*in)
+        return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s: which %s?", cmd,
+                                    strcmp(cmd, "simulate") ? "trace (pippyc timeline TRACE.json --svg FILE)"
+                                                            : "output folder (pippyc simulate OUT/)"));
+    return 0;
+}
+
+static int pippy_cmd_simulate(int argc, char **argv)
+{
+    const char *in;
+    pippy_sim_opts o;
+    int rc = pippy_cmd_view("simulate", argc, argv, &in, &o);
+    pippy_status st = rc ? PIPPY_OK : pippy_simulate(in, &o, stdout);
+    return rc ? rc : st == PIPPY_OK ? 0 : pippy_die(st);
+}
+
+static int pippy_cmd_timeline(int argc, char **argv)
+{
+    const char *in;
+    pippy_sim_opts o;
+    int rc = pippy_cmd_view("timeline", argc, argv, &in, &o);
+    pippy_status st = rc ? PIPPY_OK : pippy_timeline_from_trace(in, &o, stdout);
+    return rc ? rc : st == PIPPY_OK ? 0 : pippy_die(st);
+}
+
 /* The optimizer of a training compile, as JSON for schedule.json; refuses training options
  * without --train. */
 static pippy_status pippy_training_opts(pippy_compile_opts *o, const pippy_optim_args *a, int given, char **json)
@@ -186,6 +237,10 @@ int main(int argc, char **argv)
         return pippy_cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "export"))
         return pippy_cmd_export(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "simulate"))
+        return pippy_cmd_simulate(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "timeline"))
+        return pippy_cmd_timeline(argc - 2, argv + 2);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         pippy_usage(stdout);
         return 0;

@@ -2,7 +2,7 @@
  * target (".<name>.tmp.XXXXXX" in the same folder), which is fsync'd, renamed over the target, and
  * the folder fsync'd: after a crash at any moment the target holds its old contents or its new
  * ones, never a mix, and a rename that returned is on disk. Used by checkpoints and the ONNX
- * export. */
+ * export. Also: reading a whole (bounded) file. */
 #ifndef PIPPY_FILEIO_H
 #define PIPPY_FILEIO_H
 
@@ -26,6 +26,10 @@ void pippy_atomic_abort(pippy_atomic_file *f);
 
 /* The whole of buf as the file path, atomically. */
 pippy_status pippy_atomic_write_file(const char *path, const void *buf, size_t n);
+
+/* The whole of the file path into *buf (malloc'd, NUL-terminated; *len bytes), refusing a file
+ * of more than max bytes or anything but a regular file. */
+pippy_status pippy_file_read_all(const char *path, size_t max, char **buf, size_t *len);
 
 /* fsync a folder (so that the names created or renamed in it are on disk). */
 pippy_status pippy_fsync_dir(const char *path);

@@ -45,8 +45,9 @@ static pippy_status pippy_ss_init(pippy_ss *x, const pippy_sched *s)
     memset(x, 0, sizeof *x);
     x->s = s;
     x->S = s->n_stages, x->M = s->microbatches, x->R = s->n_ranks;
-    if (x->S < 1 || x->M < 1 || x->R < 1)
-        return pippy_fail(PIPPY_ERR_INVALID, "schedule: %d stages, %d ranks, %d microbatches", x->S, x->R, x->M);
+    if (x->S < 1 || x->M < 1 || x->R < 1 || s->n_edges < 0 || s->n_reductions < 0)
+        return pippy_fail(PIPPY_ERR_INVALID, "schedule: %d stages, %d ranks, %d microbatches, %d edges, %d reductions",
+                          x->S, x->R, x->M, s->n_edges, s->n_reductions);
     for (int32_t st = 0; st < x->S; st++)
         if (s->stage_rank[st] < 0 || s->stage_rank[st] >= x->R)
             return pippy_fail(PIPPY_ERR_INVALID, "schedule: stage %d runs on rank %d, outside 0..%d", st,
@@ -252,6 +253,13 @@ static pippy_status pippy_ss_in_flight(pippy_ss *x, int32_t *in_flight)
     return st;
 }
 
+/* When the data of pair p sent at time sent arrives. */
+static double pippy_ss_arrival(const pippy_ss *x, int32_t p, double sent)
+{
+    double bw = x->s->link_bytes_per_s > 0 ? x->s->link_bytes_per_s : 1e300;
+    return sent + x->s->link_latency_s + (double)x->pair_bytes[p] / bw;
+}
+
 /* When the data that action a waits for is there (-1: not yet sent in the replay). */
 static double pippy_ss_ready(pippy_ss *x, const pippy_action *a, int32_t *waits_pair)
 {
@@ -267,8 +275,7 @@ static double pippy_ss_ready(pippy_ss *x, const pippy_action *a, int32_t *waits_
             *waits_pair = p;
             return -1;
         }
-        double bw = x->s->link_bytes_per_s > 0 ? x->s->link_bytes_per_s : 1e300;
-        double arr = sent + x->s->link_latency_s + (double)x->pair_bytes[p] / bw;
+        double arr = pippy_ss_arrival(x, p, sent);
         if (arr > t)
             t = arr;
     }
@@ -304,7 +311,14 @@ typedef struct {
     double *clock, *busy;
     int32_t *arrived;  /* per collective key: members arrived (stages; ranks for STEP) */
     double *arrive_t;
+    pippy_sched_span *const *spans; /* the caller's, or NULL */
 } pippy_replay;
+
+static void pippy_ss_span(pippy_replay *y, int32_t r, int32_t k, double start, double end)
+{
+    if (y->spans && y->spans[r])
+        y->spans[r][k] = (pippy_sched_span){start, end};
+}
 
 /* Rank r arrives at the collective of its next action: an earlier local member of a reduction
  * contributes and goes on; the last one waits, parked, until every member is there, when all
@@ -318,6 +332,7 @@ static void pippy_ss_collective(pippy_ss *x, pippy_replay *y, int32_t r, const p
     if (y->clock[r] > y->arrive_t[id])
         y->arrive_t[id] = y->clock[r];
     if (a->kind != PIPPY_ACT_STEP && p != pippy_ss_last_reduce(s, r, id)) {
+        pippy_ss_span(y, r, p, y->clock[r], y->clock[r]);
         y->pos[r]++;
         return;
     }
@@ -329,6 +344,7 @@ static void pippy_ss_collective(pippy_ss *x, pippy_replay *y, int32_t r, const p
         int32_t at = y->pos[q] <= -2 ? -y->pos[q] - 2 : -1;
         if (at < 0 || pippy_ss_key(s, &s->actions[q][at]) != id)
             continue;
+        pippy_ss_span(y, q, at, y->arrive_t[id], t);
         y->clock[q] = t;
         y->pos[q] = at + 1;
     }
@@ -358,16 +374,35 @@ static pippy_status pippy_ss_deadlock(pippy_ss *x, pippy_replay *y)
     return pippy_fail(PIPPY_ERR_INVALID, "%s", msg);
 }
 
+/* A receive's span ends when its data arrives (known once every send has run). */
+static void pippy_ss_recv_spans(pippy_ss *x, pippy_replay *y)
+{
+    const pippy_sched *s = x->s;
+    for (int32_t r = 0; y->spans && r < x->R; r++)
+        for (int32_t k = 0; y->spans[r] && k < s->n_actions[r]; k++) {
+            const pippy_action *a = &s->actions[r][k];
+            const pippy_act_info *i = pippy_act_info_of(a->kind);
+            if (i->transfer >= 0)
+                continue;
+            int32_t p = pippy_ss_pair(x, i->phase, a->peer, a->stage);
+            double arr = pippy_ss_arrival(x, p, x->sent_t[(size_t)p * x->M + a->mb]);
+            if (arr > y->spans[r][k].end_s)
+                y->spans[r][k].end_s = arr;
+        }
+}
+
 /* Replays the lists: times, busy, and whether every rank gets to the end. */
 static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
 {
     const pippy_sched *s = x->s;
     pippy_replay y;
-    y.pos = calloc((size_t)x->R, sizeof *y.pos);
-    y.clock = calloc((size_t)x->R, sizeof *y.clock);
-    y.busy = calloc((size_t)x->R, sizeof *y.busy);
+    size_t R = (size_t)(x->R > 0 ? x->R : 1);
+    y.pos = calloc(R, sizeof *y.pos);
+    y.clock = calloc(R, sizeof *y.clock);
+    y.busy = calloc(R, sizeof *y.busy);
     y.arrived = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *y.arrived);
     y.arrive_t = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *y.arrive_t);
+    y.spans = res ? res->spans : NULL;
     if (!y.pos || !y.clock || !y.busy || !y.arrived || !y.arrive_t) {
         free(y.pos), free(y.clock), free(y.busy), free(y.arrived), free(y.arrive_t);
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
@@ -390,8 +425,12 @@ static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
                 y.clock[r] = start + d;
                 y.busy[r] += d;
                 const pippy_act_info *i = pippy_act_info_of(a->kind);
-                if (i->transfer > 0)
-                    x->sent_t[(size_t)pippy_ss_pair(x, i->phase, a->stage, a->peer) * x->M + a->mb] = y.clock[r];
+                pippy_ss_span(&y, r, y.pos[r], start, start + d);
+                if (i->transfer > 0) {
+                    int32_t p = pippy_ss_pair(x, i->phase, a->stage, a->peer);
+                    x->sent_t[(size_t)p * x->M + a->mb] = y.clock[r];
+                    pippy_ss_span(&y, r, y.pos[r], start, pippy_ss_arrival(x, p, start));
+                }
                 y.pos[r]++;
                 progress = 1;
             }
@@ -407,6 +446,8 @@ static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
     }
     if (st != PIPPY_OK)
         st = pippy_ss_deadlock(x, &y);
+    if (st == PIPPY_OK)
+        pippy_ss_recv_spans(x, &y);
     if (st == PIPPY_OK && res) {
         res->step_s = step;
         res->bubble = step > 0 ? 1.0 - busy / (x->R * step) : 0;

@@ -53,6 +53,19 @@ typedef struct {
     const int32_t *stash_slots;           /* per stage: microbatches it can hold; NULL: no bound */
 } pippy_sched;
 
+/* When one action runs in the replay (seconds from the start of the step):
+ *   F, B, W          from when it starts computing (its data there, the rank free) to its end;
+ *   SEND_F, SEND_B   from the send (right after the computation that made the data) to the
+ *                    data's arrival at the peer (latency + bytes / bandwidth);
+ *   RECV_F, RECV_B   from posting the receive to the data's arrival (or the posting, when the
+ *                    data was there first);
+ *   ALLREDUCE, STEP  from when every member is there to the end of the collective (an earlier
+ *                    ALLREDUCE of a reduction with several member stages on one rank: its
+ *                    contribution, a point). */
+typedef struct {
+    double start_s, end_s;
+} pippy_sched_span;
+
 typedef struct {
     double step_s;      /* when the last rank finishes */
     double bubble;      /* 1 - busy time / (ranks x step) */
@@ -60,6 +73,8 @@ typedef struct {
     double *idle_s;     /* per rank: step - busy (the caller's array, or NULL) */
     int32_t *in_flight; /* per stage: the most microbatches between F and their last backward action
                            (the caller's array, or NULL) */
+    pippy_sched_span *const *spans; /* per rank: n_actions[r] spans, one per action (the caller's
+                                       arrays, or NULL; see pippy_sched_span) */
 } pippy_sched_result;
 
 /* How many microbatch slots a value crossing between stages needs (the credit rule: a slot is

@@ -174,7 +174,7 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
     if (!stage_s || !busy || !stage_rank || !in_flight || !edges || !red_n || !red_st || !red_tx || !p->pred_idle_ms)
         st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory predicting the schedule");
     pippy_sched sc;
-    pippy_sched_result res = {0, 0, busy, p->pred_idle_ms, in_flight};
+    pippy_sched_result res = {.busy_s = busy, .idle_s = p->pred_idle_ms, .in_flight = in_flight};
     if (st == PIPPY_OK)
         st = pippy_sched_of(p, &sc, stage_s, stage_rank, edges, red_n, red_st, red_tx);
     if (st == PIPPY_OK)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "rt.h"
+#include "schedule_json.h"
 #include "schedule_read.h"
 #include "schedule_sim.h"
 
@@ -22,151 +23,36 @@ static int pippy_json_int(const cJSON *o, const char *k, int dflt)
 
 static const cJSON *pippy_json_get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
 
-/* One action object into a; where: "rank 1 action 7" for messages. */
-static pippy_status pippy_read_action(const cJSON *j, pippy_action *a, const char *path, int rank, int k)
-{
-    const cJSON *op = pippy_json_get(j, "op");
-    a->kind = cJSON_IsString(op) ? pippy_act_parse(op->valuestring) : -1;
-    if (a->kind < 0)
-        return pippy_fail(PIPPY_ERR_FORMAT, "%s: rank %d action %d: '%s' is not an action (F, B, W, SEND_F, RECV_F, "
-                                            "SEND_B, RECV_B, ALLREDUCE, REDUCE, BROADCAST, STEP)",
-                          path, rank, k, cJSON_IsString(op) ? op->valuestring : "(no op)");
-    const pippy_act_info *i = pippy_act_info_of(a->kind);
-    a->stage = a->kind == PIPPY_ACT_STEP ? -1 : pippy_json_int(j, "stage", -1);
-    a->mb = i->has_mb ? pippy_json_int(j, "mb", -1) : -1;
-    a->peer = i->collective && a->kind != PIPPY_ACT_STEP ? pippy_json_int(j, "reduction", -1)
-              : i->has_peer                                ? pippy_json_int(j, "peer", -1)
-                                                           : -1;
-    return PIPPY_OK;
-}
-
-static pippy_status pippy_read_actions(const cJSON *ranks, const char *path, pippy_action **acts, int *n_acts, int R)
-{
-    for (int r = 0; r < R; r++) {
-        const cJSON *list = pippy_json_get(cJSON_GetArrayItem(ranks, r), "actions"), *j;
-        int n = cJSON_GetArraySize(list), k = 0;
-        if (!cJSON_IsArray(list) || n > 1 << 24)
-            return pippy_fail(PIPPY_ERR_FORMAT, "%s: rank %d has no action list", path, r);
-        acts[r] = calloc((size_t)n + 1, sizeof **acts);
-        if (!acts[r])
-            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-        n_acts[r] = n;
-        cJSON_ArrayForEach(j, list)
-        {
-            PIPPY_TRY(pippy_read_action(j, &acts[r][k], path, r, k));
-            k++;
-        }
-    }
-    return PIPPY_OK;
-}
-
-/* The edges and reductions of the file, for the checker. */
-typedef struct {
-    pippy_sched_edge *edges;
-    int32_t *consumers;
-    int32_t *red_n;
-    int32_t **red_st;
-    int32_t *red_tx;
-    int32_t n_edges, n_red;
-} pippy_read_graph;
-
-static void pippy_read_graph_free(pippy_read_graph *x)
-{
-    for (int i = 0; x->red_st && i < x->n_red; i++)
-        free(x->red_st[i]);
-    free(x->edges), free(x->consumers), free(x->red_n), free(x->red_st), free(x->red_tx);
-}
-
-static pippy_status pippy_read_edges(const cJSON *root, const char *path, pippy_read_graph *x)
-{
-    const cJSON *edges = pippy_json_get(root, "edges"), *e;
-    x->n_edges = cJSON_GetArraySize(edges);
-    x->edges = calloc((size_t)x->n_edges + 1, sizeof *x->edges);
-    x->consumers = calloc((size_t)x->n_edges * 64 + 1, sizeof *x->consumers);
-    if (!x->edges || !x->consumers)
-        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-    int k = 0;
-    cJSON_ArrayForEach(e, edges)
-    {
-        const cJSON *ph = pippy_json_get(e, "phase"), *c;
-        pippy_sched_edge *ed = &x->edges[k];
-        ed->producer = pippy_json_int(e, "producer", -1);
-        ed->phase = cJSON_IsString(ph) && !strcmp(ph->valuestring, "gradient") ? PIPPY_PHASE_B : PIPPY_PHASE_F;
-        ed->consumers = &x->consumers[k * 64];
-        cJSON_ArrayForEach(c, pippy_json_get(e, "consumers"))
-        {
-            if (ed->n_consumers >= 64)
-                return pippy_fail(PIPPY_ERR_FORMAT, "%s: edge %d has more than 64 consumers", path, k);
-            x->consumers[k * 64 + ed->n_consumers++] = cJSON_IsNumber(c) ? (int32_t)c->valuedouble : -1;
-        }
-        const cJSON *b = pippy_json_get(e, "bytes");
-        ed->bytes = cJSON_IsNumber(b) && b->valuedouble > 0 ? (uint64_t)b->valuedouble : 0;
-        k++;
-    }
-    const cJSON *reds = pippy_json_get(root, "reductions"), *r;
-    x->n_red = cJSON_GetArraySize(reds);
-    x->red_n = calloc((size_t)x->n_red + 1, sizeof *x->red_n);
-    x->red_st = calloc((size_t)x->n_red + 1, sizeof *x->red_st);
-    x->red_tx = calloc((size_t)x->n_red + 1, sizeof *x->red_tx);
-    if (!x->red_n || !x->red_st || !x->red_tx)
-        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-    k = 0;
-    cJSON_ArrayForEach(r, reds)
-    {
-        const cJSON *sts = pippy_json_get(r, "stages"), *s, *mode = pippy_json_get(r, "mode");
-        x->red_tx[k] = cJSON_IsString(mode) && !strcmp(mode->valuestring, "transmit");
-        x->red_st[k] = calloc((size_t)cJSON_GetArraySize(sts) + 1, sizeof **x->red_st);
-        if (!x->red_st[k])
-            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-        cJSON_ArrayForEach(s, sts) x->red_st[k][x->red_n[k]++] = cJSON_IsNumber(s) ? (int32_t)s->valuedouble : -1;
-        k++;
-    }
-    return PIPPY_OK;
-}
-
-/* Every rank's list through common/schedule_sim: refused before any connection when it cannot run. */
+/* Every rank's list through common/schedule_json and common/schedule_sim: refused before any
+ * connection when it cannot run. The ranks of the stages are those read from ranks[] (checked by
+ * pippy_read_ranks), the stash bound the one compiled into this rank's programs. */
 static pippy_status pippy_read_check(pippy_rt *rt, const char *path, int32_t *in_flight)
 {
-    const cJSON *ranks = pippy_json_get(rt->sched, "ranks");
-    int R = rt->nranks, S = cJSON_GetArraySize(pippy_json_get(rt->sched, "stages"));
-    pippy_action **acts = calloc((size_t)R, sizeof *acts);
-    int32_t *n_acts = calloc((size_t)R, sizeof *n_acts), *slots = calloc((size_t)S + 1, sizeof *slots);
-    int32_t stage_rank[PIPPY_RT_MAX_RANKS];
-    pippy_read_graph gr;
-    memset(&gr, 0, sizeof gr);
-    pippy_status st = !acts || !n_acts || !slots ? pippy_fail(PIPPY_ERR_NOMEM, "out of memory") : PIPPY_OK;
-    if (st == PIPPY_OK && (S < 1 || S > PIPPY_RT_MAX_RANKS))
+    pippy_sched_json d;
+    pippy_status st = pippy_sched_json_read(&d, rt->sched, path);
+    int S = d.s.n_stages;
+    if (st == PIPPY_OK && S > PIPPY_RT_MAX_RANKS)
         st = pippy_fail(PIPPY_ERR_FORMAT, "%s: 'stages' must list 1 to %d stages", path, PIPPY_RT_MAX_RANKS);
+    int32_t stage_rank[PIPPY_RT_MAX_RANKS];
     for (int s = 0; st == PIPPY_OK && s < S; s++) {
-        stage_rank[s] = rt->stage_rank[s];
         pippy_rt_stage *sx = pippy_rt_stage_of(rt, s);
-        slots[s] = sx ? (sx->p->stash_slots > 0 ? sx->p->stash_slots : 1) : 1 << 30;
+        stage_rank[s] = rt->stage_rank[s];
+        d.stash_slots[s] = sx ? (sx->p->stash_slots > 0 ? sx->p->stash_slots : 1) : 1 << 30;
     }
-    if (st == PIPPY_OK)
-        st = pippy_read_actions(ranks, path, acts, n_acts, R);
-    if (st == PIPPY_OK)
-        st = pippy_read_edges(rt->sched, path, &gr);
     if (st == PIPPY_OK) {
-        pippy_sched sc = {.n_stages = S, .n_ranks = R, .microbatches = rt->M, .training = rt->training,
-                          .stage_rank = stage_rank, .n_edges = gr.n_edges, .edges = gr.edges,
-                          .n_reductions = gr.n_red, .reduction_n = gr.red_n,
-                          .reduction_stages = (const int32_t *const *)gr.red_st,
-                          .reduction_transmit = gr.red_tx, .n_actions = n_acts,
-                          .actions = (const pippy_action *const *)acts, .stash_slots = slots};
+        d.s.stage_rank = stage_rank;
+        d.s.stage_s = NULL;
         pippy_sched_result res = {.in_flight = in_flight};
-        st = pippy_sched_check(&sc, &res);
+        st = pippy_sched_check(&d.s, &res);
         if (st != PIPPY_OK)
             pippy_error_prefix(st, "%s", path);
     }
     if (st == PIPPY_OK) {
-        rt->acts = acts[rt->rank];
-        rt->n_acts = n_acts[rt->rank];
-        acts[rt->rank] = NULL;
+        rt->acts = d.actions[rt->rank];
+        rt->n_acts = d.n_actions[rt->rank];
+        d.actions[rt->rank] = NULL;
     }
-    for (int r = 0; acts && r < R; r++)
-        free(acts[r]);
-    free(acts), free(n_acts), free(slots);
-    pippy_read_graph_free(&gr);
+    pippy_sched_json_free(&d);
     return st;
 }
 

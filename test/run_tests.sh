@@ -3,9 +3,9 @@
 #   sh test/run_tests.sh build          (make test)
 #   sh test/run_tests.sh build-san      (make test SANITIZE=1: same suites; the conformance
 #                                        run is limited to a sample there, see below)
-# Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace), then
-# the end-to-end scripts (real stage processes over real UCX; the sample models, then the real
-# model families of samples/real/), then the ONNX conformance run.
+# Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace, schedule
+# checker), then the end-to-end scripts (real stage processes over real UCX; the sample models, then
+# the real model families of samples/real/), then the ONNX conformance run.
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -45,6 +45,7 @@ suite() { # name, command...
 suite unit "$B/test_unit"
 suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
+suite simulate python3 test/e2e/test_simulate.py "$B"
 suite trainref python3 test/e2e/trainref.py self-test
 suite export python3 test/e2e/test_export.py "$B"
 suite static-batch python3 test/e2e/test_static_batch.py "$B"

@@ -1,23 +1,45 @@
 #!/usr/bin/env python3
-"""Check a pippyc schedule.json: the JSON Schema, then the cross-references a schema cannot express.
+"""Check a pippyc schedule.json: the JSON Schema, then the cross-references and the rules of the
+action lists that a schema cannot express. An independent re-implementation of the rules of
+common/schedule_sim.c (written from its header and schemas/schedule.schema.json, not from its
+code): the tests use it as the oracle for pippyc's own checker and simulator.
 
-usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q]
+usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q] [--predict]
 
 1. Validates against schemas/schedule.schema.json (jsonschema, draft 2020-12).
 2. Then (only when the schema holds) checks that
-   - config agrees with the arrays (stages, ranks = stages x dp, batch = microbatches x microbatch_size,
-     one peak_memory_bytes entry per stage);
-   - stages[k].index == k, edges[k].id == k, ranks[r].rank == r, ranks[r].program is its stage's program;
-   - every edge's producer and consumers are valid stages, each consumer after the producer;
-   - each stage input with from=k has a matching output in stage k (same edge, same name), the edge's
-     producer is k and its consumers include the stage; each output's `to` equals its edge's consumers;
-     passthrough points at an input of the same name;
-   - every action's mb is in 0..M-1 and its peer a valid stage other than its own; each rank runs F(m)
-     exactly once for every microbatch m; it receives (RECV_F) each microbatch exactly once from every
-     stage it has inputs from, before F(m), and sends (SEND_F) it exactly once to every stage that
-     consumes its outputs, after F(m); an inference schedule has no training actions;
-   - the ranks do not deadlock: simulating every rank's list in order (sends never block; a RECV waits
-     for the matching SEND on the peer) runs every action.
+   - config agrees with the arrays (stages, ranks = stages x dp, batch = microbatches x
+     microbatch_size, one peak_memory_bytes entry per stage, one idle_ms entry per rank);
+   - stages[k].index == k, edges[k].id == k, ranks[r].rank == r, reductions[k].id == k,
+     ranks[r].program is its stage's program;
+   - a training file has the training fields on every stage, an inference file none;
+   - every edge's producer and consumers are valid stages, each consumer after the producer for an
+     activation, before it for a gradient (gradient edges only in training);
+   - each stage input with from=k has a matching output in stage k (same edge, same name, shape,
+     dtype and phase), the edge's producer is k and its consumers include the stage; each output's
+     `to` equals its edge's consumers; passthrough points at an input of the same name;
+   - tied parameters and reductions: valid, distinct stages; each reduction's parameter is held
+     by each member (a trainable parameter at the offset given) and listed under tied with the
+     same stages;
+   - per rank, its actions: a stage the rank runs, a microbatch in 0..M-1, a peer that exchanges
+     values with the stage in that direction and phase (RECV_F from an activation producer,
+     SEND_F to an activation consumer, RECV_B from a gradient producer, SEND_B to a gradient
+     consumer), a reduction the stage belongs to; F (training: B and W too) exactly once per
+     microbatch, F before B before W; every receive exactly once and before the F / B that needs
+     it, every send exactly once and after the F / B that makes its data; per member stage of a
+     reduction, ALLREDUCE exactly once after the stage's last W (mode replicate), or BROADCAST
+     exactly once before its first F and REDUCE exactly once after its last W (mode transmit); STEP exactly once per rank, last (training), none
+     at inference, nor B, W, SEND_B, RECV_B, ALLREDUCE, REDUCE, BROADCAST; a stage never holds more microbatches
+     (F to W) than its stash_slots;
+   - the ranks do not deadlock: replaying every list in order (sends and receive postings never
+     block; F waits until every producer has sent it the microbatch's activations, B likewise
+     for the gradients; ALLREDUCE, REDUCE and BROADCAST wait for every member stage, STEP for every
+     rank) runs every
+     action.
+   With --predict it also prints the prediction of that replay as JSON (times from
+   stages[].predicted_*_ms, each transfer between two stages in one phase taking
+   latency + (sum of their edges' bytes) / bandwidth from prediction.cost_model, collectives
+   free): step_ms, bubble_fraction, busy_ms and idle_ms per rank, in_flight per stage.
 Prints "ok", or one line per problem (where: what), and exits 0 when ok, 1 otherwise (2 on bad usage).
 """
 
@@ -29,10 +51,14 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "schemas", "schedule.schema.json")
 
-FORWARD_OPS = {"RECV_F", "F", "SEND_F"}
-TRAINING_OPS = {"B", "I", "W", "SEND_B", "RECV_B", "LOSS", "ALLREDUCE", "STEP"}
-PEER_OPS = {"RECV_F", "SEND_F", "RECV_B", "SEND_B"}
-MATCHING_SEND = {"RECV_F": "SEND_F", "RECV_B": "SEND_B"}
+INFERENCE_OPS = {"RECV_F", "F", "SEND_F"}
+COMPUTE = {"F": "activation", "B": "gradient"}      # what each waits for
+SENDS = {"SEND_F": "activation", "SEND_B": "gradient"}
+RECVS = {"RECV_F": "activation", "RECV_B": "gradient"}
+MAKER = {"activation": "F", "gradient": "B"}          # the computation whose data a phase carries
+COLLECTIVES = {"ALLREDUCE", "REDUCE", "BROADCAST"}    # on a reduction's member stages
+TRAINING_STAGE_KEYS = ["backward_nodes", "weight_gradient_nodes", "predicted_backward_ms", "predicted_weight_ms",
+                       "trainable_bytes", "stash_bytes", "stash_slots", "parameters"]
 
 
 def json_path(parts):
@@ -51,9 +77,199 @@ def schema_problems(doc, schema):
     for e in sorted(v.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
         msg = e.message
         if e.validator == "not" and isinstance(e.instance, dict) and "op" in e.instance:
-            msg = f"'peer' is only for RECV_F/SEND_F/RECV_B/SEND_B, not for {e.instance.get('op')}"
+            msg = f"a field that {e.instance.get('op')} does not take (F/B/W: stage, mb; transfers: stage, mb, " \
+                  f"peer; ALLREDUCE, REDUCE, BROADCAST: stage, reduction; STEP: nothing)"
         out.append(f"{json_path(list(e.absolute_path))}: {msg}")
     return out
+
+
+class Doc:
+    """The file, with the derived maps the checks share."""
+
+    def __init__(self, d):
+        self.d = d
+        self.cfg = d["config"]
+        self.stages, self.edges, self.ranks = d["stages"], d["edges"], d["ranks"]
+        self.reductions = d.get("reductions", [])
+        self.S, self.E, self.R = len(self.stages), len(self.edges), len(self.ranks)
+        self.M = self.cfg["microbatches"]
+        self.training = self.cfg["mode"] == "training"
+
+    def valid_stage(self, k):
+        return isinstance(k, int) and not isinstance(k, bool) and 0 <= k < self.S
+
+    def peers(self, s, phase, direction):
+        """Stages that send values of phase to s (direction 'from') or that s sends them to ('to')."""
+        out = set()
+        for ed in self.edges:
+            if ed["phase"] != phase or not self.valid_stage(ed["producer"]):
+                continue
+            if direction == "from" and s in ed["consumers"]:
+                out.add(ed["producer"])
+            if direction == "to" and ed["producer"] == s:
+                out.update(c for c in ed["consumers"] if self.valid_stage(c))
+        return sorted(out)
+
+    def pair_bytes(self, phase, frm, to):
+        return sum(ed["bytes"] for ed in self.edges if ed["phase"] == phase and ed["producer"] == frm
+                   and to in ed["consumers"])
+
+    def stages_of_rank(self, r):
+        return [k for k, st in enumerate(self.stages) if st["rank"] == r]
+
+
+def config_problems(x, bad):
+    cfg = x.cfg
+    if cfg["stages"] != x.S:
+        bad("/config/stages", f"{cfg['stages']}, but stages[] has {x.S} entries")
+    if cfg["ranks"] != x.R:
+        bad("/config/ranks", f"{cfg['ranks']}, but ranks[] has {x.R} entries")
+    if cfg["ranks"] != cfg["stages"] * cfg["dp"]:
+        bad("/config/ranks", f"{cfg['ranks']} is not stages x dp = {cfg['stages']} x {cfg['dp']}")
+    if cfg["batch"] and cfg["microbatch_size"] and cfg["batch"] != x.M * cfg["microbatch_size"]:
+        bad("/config/batch", f"{cfg['batch']} is not microbatches x microbatch_size = {x.M} x {cfg['microbatch_size']}")
+    pred = x.d["prediction"]
+    if len(pred["peak_memory_bytes"]) != x.S:
+        bad("/prediction/peak_memory_bytes", f"{len(pred['peak_memory_bytes'])} entries for {x.S} stages")
+    if len(pred["idle_ms"]) != x.R:
+        bad("/prediction/idle_ms", f"{len(pred['idle_ms'])} entries for {x.R} ranks")
+    for s, st in enumerate(x.stages):
+        if st["index"] != s:
+            bad(f"/stages/{s}/index", f"{st['index']}, expected {s} (its position)")
+        if not 0 <= st["rank"] < x.R:
+            bad(f"/stages/{s}/rank", f"{st['rank']} is not a rank (0..{x.R - 1})")
+        missing = [k for k in TRAINING_STAGE_KEYS if k not in st]
+        present = [k for k in TRAINING_STAGE_KEYS if k in st]
+        if x.training and missing:
+            bad(f"/stages/{s}", f"a training stage without {missing}")
+        if not x.training and present:
+            bad(f"/stages/{s}", f"training fields {present} in an inference file")
+
+
+def edge_problems(x, bad):
+    for k, ed in enumerate(x.edges):
+        w = f"/edges/{k}"
+        if ed["id"] != k:
+            bad(f"{w}/id", f"{ed['id']}, expected {k} (its position)")
+        if ed["phase"] == "gradient" and not x.training:
+            bad(f"{w}/phase", "a gradient edge in an inference file")
+        if not x.valid_stage(ed["producer"]):
+            bad(f"{w}/producer", f"{ed['producer']} is not a stage (0..{x.S - 1})")
+        if len(set(ed["consumers"])) != len(ed["consumers"]):
+            bad(f"{w}/consumers", f"repeats a stage: {ed['consumers']}")
+        for c in ed["consumers"]:
+            if not x.valid_stage(c):
+                bad(f"{w}/consumers", f"{c} is not a stage (0..{x.S - 1})")
+            elif x.valid_stage(ed["producer"]):
+                forward = ed["phase"] == "activation"
+                if forward and c <= ed["producer"]:
+                    bad(f"{w}/consumers", f"stage {c} does not come after the producer, stage {ed['producer']} "
+                                          f"(activations go forward)")
+                if not forward and c >= ed["producer"]:
+                    bad(f"{w}/consumers", f"stage {c} does not come before the producer, stage {ed['producer']} "
+                                          f"(gradients go back)")
+
+
+def input_problems(x, bad, s, st):
+    for q, inp in enumerate(st["inputs"]):
+        w = f"/stages/{s}/inputs/{q} ({inp['name']})"
+        src, e = inp["from"], inp["edge"]
+        if src == "input":
+            if e != -1:
+                bad(w, f"a graph input (from \"input\") but edge {e}, expected -1")
+            continue
+        if not x.valid_stage(src) or src == s:
+            bad(w, f"from {src}: not another stage (0..{x.S - 1})")
+            continue
+        if not 0 <= e < x.E:
+            bad(w, f"from stage {src} but edge {e} is not an edge (0..{x.E - 1})")
+            continue
+        ed = x.edges[e]
+        if ed["producer"] != src:
+            bad(w, f"from stage {src}, but edge {e}'s producer is stage {ed['producer']}")
+        if s not in ed["consumers"]:
+            bad(w, f"edge {e}'s consumers {ed['consumers']} do not include stage {s}")
+        if ed["value"] != inp["name"]:
+            bad(w, f"edge {e} carries '{ed['value']}', not '{inp['name']}'")
+        if ed["phase"] != inp["phase"]:
+            bad(w, f"phase {inp['phase']}, but edge {e} is a {ed['phase']} edge")
+        match = [o for o in x.stages[src]["outputs"] if o["edge"] == e]
+        if not match:
+            bad(w, f"stage {src} has no output on edge {e}")
+            continue
+        o = match[0]
+        if o["name"] != inp["name"]:
+            bad(w, f"stage {src}'s output on edge {e} is '{o['name']}'")
+        if o["shape"] != inp["shape"] or o["dtype"] != inp["dtype"]:
+            bad(w, f"{inp['dtype']}{inp['shape']}, but stage {src} sends {o['dtype']}{o['shape']}")
+
+
+def output_problems(x, bad, s, st):
+    for q, out in enumerate(st["outputs"]):
+        w = f"/stages/{s}/outputs/{q} ({out['name']})"
+        e = out["edge"]
+        if e == -1:
+            if out["to"]:
+                bad(w, f"edge -1 but to {out['to']}")
+            if not out["graph_output"]:
+                bad(w, "neither sent (edge -1) nor a graph output")
+        elif not 0 <= e < x.E:
+            bad(w, f"edge {e} is not an edge (0..{x.E - 1})")
+        else:
+            ed = x.edges[e]
+            if ed["producer"] != s:
+                bad(w, f"edge {e}'s producer is stage {ed['producer']}, not {s}")
+            if ed["value"] != out["name"]:
+                bad(w, f"edge {e} carries '{ed['value']}'")
+            if sorted(out["to"]) != sorted(ed["consumers"]):
+                bad(w, f"to {out['to']}, but edge {e}'s consumers are {ed['consumers']}")
+            if ed["phase"] != out["phase"]:
+                bad(w, f"phase {out['phase']}, but edge {e} is a {ed['phase']} edge")
+        p = out["passthrough"]
+        if p != -1:
+            if not 0 <= p < len(st["inputs"]):
+                bad(w, f"passthrough {p} is not an input index (0..{len(st['inputs']) - 1})")
+            elif st["inputs"][p]["name"] != out["name"]:
+                bad(w, f"passthrough {p} is input '{st['inputs'][p]['name']}'")
+
+
+def io_problems(x, bad):
+    for s, st in enumerate(x.stages):
+        input_problems(x, bad, s, st)
+        output_problems(x, bad, s, st)
+    for k, ed in enumerate(x.edges):  # every consumer of an edge reads it, its producer writes it
+        for c in ed["consumers"]:
+            if x.valid_stage(c) and not any(i["edge"] == k for i in x.stages[c]["inputs"]):
+                bad(f"/edges/{k}", f"consumer stage {c} has no input on edge {k}")
+        if x.valid_stage(ed["producer"]) and not any(o["edge"] == k for o in x.stages[ed["producer"]]["outputs"]):
+            bad(f"/edges/{k}", f"producer stage {ed['producer']} has no output on edge {k}")
+
+
+def tied_problems(x, bad):
+    for t, ti in enumerate(x.d["tied"]):
+        for s in ti["stages"]:
+            if not x.valid_stage(s):
+                bad(f"/tied/{t}/stages", f"{s} is not a stage (0..{x.S - 1})")
+        if len(set(ti["stages"])) != len(ti["stages"]):
+            bad(f"/tied/{t}/stages", f"repeats a stage: {ti['stages']}")
+    tied = {ti["name"]: sorted(ti["stages"]) for ti in x.d["tied"]}
+    for k, rd in enumerate(x.reductions):
+        w = f"/reductions/{k}"
+        if rd["id"] != k:
+            bad(f"{w}/id", f"{rd['id']}, expected {k} (its position)")
+        if len(set(rd["stages"])) != len(rd["stages"]) or not all(x.valid_stage(s) for s in rd["stages"]):
+            bad(f"{w}/stages", f"{rd['stages']}: not distinct stages (0..{x.S - 1})")
+            continue
+        if len(rd["offsets"]) != len(rd["stages"]):
+            bad(f"{w}/offsets", f"{len(rd['offsets'])} offsets for {len(rd['stages'])} stages")
+        if tied.get(rd["param"]) != sorted(rd["stages"]):
+            bad(w, f"parameter '{rd['param']}' on stages {rd['stages']}, but tied lists {tied.get(rd['param'])}")
+        for i, s in enumerate(rd["stages"]):
+            held = [p for p in x.stages[s].get("parameters", []) if p["name"] == rd["param"]]
+            if not held or held[0]["kind"] != "trainable":
+                bad(w, f"stage {s} holds no trainable parameter '{rd['param']}'")
+            elif i < len(rd["offsets"]) and held[0]["offset"] != rd["offsets"][i]:
+                bad(f"{w}/offsets/{i}", f"{rd['offsets'][i]}, but stage {s} keeps '{rd['param']}' at {held[0]['offset']}")
 
 
 def cross_problems(d):
@@ -62,226 +278,247 @@ def cross_problems(d):
     def bad(where, msg):
         P.append(f"{where}: {msg}")
 
-    cfg = d["config"]
-    stages, edges, ranks = d["stages"], d["edges"], d["ranks"]
-    S, E, R = len(stages), len(edges), len(ranks)
-    M = cfg["microbatches"]
-    training = cfg["mode"] == "training"
-
-    # ---- config against the arrays
-    if cfg["stages"] != S:
-        bad("/config/stages", f"{cfg['stages']}, but stages[] has {S} entries")
-    if cfg["ranks"] != R:
-        bad("/config/ranks", f"{cfg['ranks']}, but ranks[] has {R} entries")
-    if cfg["ranks"] != cfg["stages"] * cfg["dp"]:
-        bad("/config/ranks", f"{cfg['ranks']} is not stages x dp = {cfg['stages']} x {cfg['dp']}")
-    if cfg["batch"] and cfg["microbatch_size"] and cfg["batch"] != M * cfg["microbatch_size"]:
-        bad("/config/batch", f"{cfg['batch']} is not microbatches x microbatch_size = {M} x {cfg['microbatch_size']}")
-    peak = d["prediction"]["peak_memory_bytes"]
-    if len(peak) != S:
-        bad("/prediction/peak_memory_bytes", f"{len(peak)} entries for {S} stages")
-
-    def valid_stage(k):
-        return isinstance(k, int) and not isinstance(k, bool) and 0 <= k < S
-
-    def valid_edge(e):
-        return 0 <= e < E
-
-    # ---- stages
-    for s, st in enumerate(stages):
-        if st["index"] != s:
-            bad(f"/stages/{s}/index", f"{st['index']}, expected {s} (its position)")
-        if not 0 <= st["rank"] < R:
-            bad(f"/stages/{s}/rank", f"{st['rank']} is not a rank (0..{R - 1})")
-
-    # ---- edges
-    for k, ed in enumerate(edges):
-        w = f"/edges/{k}"
-        if ed["id"] != k:
-            bad(f"{w}/id", f"{ed['id']}, expected {k} (its position)")
-        if not valid_stage(ed["producer"]):
-            bad(f"{w}/producer", f"{ed['producer']} is not a stage (0..{S - 1})")
-        if len(set(ed["consumers"])) != len(ed["consumers"]):
-            bad(f"{w}/consumers", f"repeats a stage: {ed['consumers']}")
-        for c in ed["consumers"]:
-            if not valid_stage(c):
-                bad(f"{w}/consumers", f"{c} is not a stage (0..{S - 1})")
-            elif valid_stage(ed["producer"]) and c <= ed["producer"]:
-                bad(f"{w}/consumers", f"stage {c} does not come after the producer, stage {ed['producer']}")
-
-    # ---- stage inputs and outputs
-    for s, st in enumerate(stages):
-        for q, inp in enumerate(st["inputs"]):
-            w = f"/stages/{s}/inputs/{q} ({inp['name']})"
-            src, e = inp["from"], inp["edge"]
-            if src == "input":
-                if e != -1:
-                    bad(w, f"a graph input (from \"input\") but edge {e}, expected -1")
-                continue
-            if not valid_stage(src):
-                bad(w, f"from {src}: not a stage (0..{S - 1})")
-                continue
-            if src == s:
-                bad(w, f"from {src}: its own stage")
-                continue
-            if not valid_edge(e):
-                bad(w, f"from stage {src} but edge {e} is not an edge (0..{E - 1})")
-                continue
-            ed = edges[e]
-            if ed["producer"] != src:
-                bad(w, f"from stage {src}, but edge {e}'s producer is stage {ed['producer']}")
-            if s not in ed["consumers"]:
-                bad(w, f"edge {e}'s consumers {ed['consumers']} do not include stage {s}")
-            if ed["value"] != inp["name"]:
-                bad(w, f"edge {e} carries '{ed['value']}', not '{inp['name']}'")
-            match = [o for o in stages[src]["outputs"] if o["edge"] == e]
-            if not match:
-                bad(w, f"stage {src} has no output on edge {e}")
-            else:
-                o = match[0]
-                if o["name"] != inp["name"]:
-                    bad(w, f"stage {src}'s output on edge {e} is '{o['name']}'")
-                if o["shape"] != inp["shape"] or o["dtype"] != inp["dtype"]:
-                    bad(w, f"{inp['dtype']}{inp['shape']}, but stage {src} sends {o['dtype']}{o['shape']}")
-        for q, out in enumerate(st["outputs"]):
-            w = f"/stages/{s}/outputs/{q} ({out['name']})"
-            e = out["edge"]
-            if e == -1:
-                if out["to"]:
-                    bad(w, f"edge -1 but to {out['to']}")
-                if not out["graph_output"]:
-                    bad(w, "neither sent (edge -1) nor a graph output")
-            elif not valid_edge(e):
-                bad(w, f"edge {e} is not an edge (0..{E - 1})")
-            else:
-                ed = edges[e]
-                if ed["producer"] != s:
-                    bad(w, f"edge {e}'s producer is stage {ed['producer']}, not {s}")
-                if ed["value"] != out["name"]:
-                    bad(w, f"edge {e} carries '{ed['value']}'")
-                if sorted(out["to"]) != sorted(ed["consumers"]):
-                    bad(w, f"to {out['to']}, but edge {e}'s consumers are {ed['consumers']}")
-            p = out["passthrough"]
-            if p != -1:
-                if not 0 <= p < len(st["inputs"]):
-                    bad(w, f"passthrough {p} is not an input index (0..{len(st['inputs']) - 1})")
-                elif st["inputs"][p]["name"] != out["name"]:
-                    bad(w, f"passthrough {p} is input '{st['inputs'][p]['name']}'")
-    # every consumer of an edge reads it
-    for k, ed in enumerate(edges):
-        for c in ed["consumers"]:
-            if valid_stage(c) and not any(i["edge"] == k for i in stages[c]["inputs"]):
-                bad(f"/edges/{k}", f"consumer stage {c} has no input on edge {k}")
-        if valid_stage(ed["producer"]) and not any(o["edge"] == k for o in stages[ed["producer"]]["outputs"]):
-            bad(f"/edges/{k}", f"producer stage {ed['producer']} has no output on edge {k}")
-
-    # ---- tied
-    for t, ti in enumerate(d["tied"]):
-        for s in ti["stages"]:
-            if not valid_stage(s):
-                bad(f"/tied/{t}/stages", f"{s} is not a stage (0..{S - 1})")
-        if len(set(ti["stages"])) != len(ti["stages"]):
-            bad(f"/tied/{t}/stages", f"repeats a stage: {ti['stages']}")
-
-    # ---- ranks and their actions
-    stage_ranks = {}
-    for r, rk in enumerate(ranks):
-        w = f"/ranks/{r}"
+    x = Doc(d)
+    config_problems(x, bad)
+    edge_problems(x, bad)
+    io_problems(x, bad)
+    tied_problems(x, bad)
+    rank_of = {}
+    for r, rk in enumerate(x.ranks):
         if rk["rank"] != r:
-            bad(f"{w}/rank", f"{rk['rank']}, expected {r} (its position)")
+            bad(f"/ranks/{r}/rank", f"{rk['rank']}, expected {r} (its position)")
         s = rk["stage"]
-        if not valid_stage(s):
-            bad(f"{w}/stage", f"{s} is not a stage (0..{S - 1})")
+        if not x.valid_stage(s):
+            bad(f"/ranks/{r}/stage", f"{s} is not a stage (0..{x.S - 1})")
             continue
-        stage_ranks.setdefault(s, []).append(r)
-        if rk["program"] != stages[s]["program"]:
-            bad(f"{w}/program", f"'{rk['program']}', but stage {s}'s program is '{stages[s]['program']}'")
-        if cfg["dp"] == 1 and stages[s]["rank"] != r:
-            bad(f"{w}/stage", f"runs stage {s}, whose rank is {stages[s]['rank']}")
-
-        producers = sorted({i["from"] for i in stages[s]["inputs"] if i["from"] != "input" and valid_stage(i["from"])})
-        consumers = sorted({c for o in stages[s]["outputs"] for c in o["to"] if valid_stage(c)})
-        seen = {}   # (op, mb, peer) -> [action indices]
-        for a, act in enumerate(rk["actions"]):
-            aw = f"{w}/actions/{a} ({act['op']} mb {act['mb']})"
-            op, mb = act["op"], act["mb"]
-            if not 0 <= mb < M:
-                bad(aw, f"microbatch {mb} is not in 0..{M - 1}")
-            if op in TRAINING_OPS and not training:
-                bad(aw, f"{op} in an inference schedule (config.mode is \"inference\")")
-            peer = act.get("peer")
-            if op in PEER_OPS:
-                if not valid_stage(peer):
-                    bad(aw, f"peer {peer} is not a stage (0..{S - 1})")
-                    continue
-                if peer == s:
-                    bad(aw, f"peer {peer} is this rank's own stage")
-                    continue
-                if op in ("RECV_F", "SEND_B") and peer not in producers:
-                    bad(aw, f"peer {peer}: stage {s} has no input from stage {peer} (it reads from {producers or 'none'})")
-                if op in ("SEND_F", "RECV_B") and peer not in consumers:
-                    bad(aw, f"peer {peer}: no output of stage {s} goes to stage {peer} (they go to {consumers or 'none'})")
-            seen.setdefault((op, mb, peer), []).append(a)
-
-        def once(op, mb, peer, what):
-            idx = seen.get((op, mb, peer), [])
-            if len(idx) != 1:
-                bad(f"{w}/actions", f"{what} appears {len(idx)} times" + (f" (at {idx})" if idx else "") + ", expected once")
-            return idx[0] if len(idx) == 1 else None
-
-        for m in range(M):
-            f = once("F", m, None, f"F mb {m}")
-            for p in producers:
-                rv = once("RECV_F", m, p, f"RECV_F mb {m} from stage {p}")
-                if f is not None and rv is not None and rv > f:
-                    bad(f"{w}/actions/{rv}", f"RECV_F mb {m} from stage {p} comes after F mb {m} (action {f})")
-            for c in consumers:
-                sd = once("SEND_F", m, c, f"SEND_F mb {m} to stage {c}")
-                if f is not None and sd is not None and sd < f:
-                    bad(f"{w}/actions/{sd}", f"SEND_F mb {m} to stage {c} comes before F mb {m} (action {f})")
-        if training:
-            for (op, mb, peer), idx in seen.items():
-                if op in ("B", "I", "W", "LOSS", "RECV_B", "SEND_B") and len(idx) > 1:
-                    bad(f"{w}/actions", f"{op} mb {mb}" + (f" peer {peer}" if peer is not None else "") +
-                        f" appears {len(idx)} times (at {idx})")
-    for s in range(S):
-        if s not in stage_ranks:
+        rank_of.setdefault(s, []).append(r)
+        if rk["program"] != x.stages[s]["program"]:
+            bad(f"/ranks/{r}/program", f"'{rk['program']}', but stage {s}'s program is '{x.stages[s]['program']}'")
+        if x.cfg["dp"] == 1 and x.stages[s]["rank"] != r:
+            bad(f"/ranks/{r}/stage", f"runs stage {s}, whose rank is {x.stages[s]['rank']}")
+    for s in range(x.S):
+        if s not in rank_of:
             bad("/ranks", f"no rank runs stage {s}")
-
-    # ---- deadlock: only meaningful with one rank per stage (dp = 1)
-    if not P and all(len(v) == 1 for v in stage_ranks.values()):
-        P.extend(deadlock_problems(ranks, {s: v[0] for s, v in stage_ranks.items()}))
+    if P:
+        return P
+    for r in range(x.R):
+        action_problems(x, r, bad)
+    reduction_member_problems(x, bad)
+    if not P:
+        P.extend(replay(x)["problems"])
     return P
 
 
-def deadlock_problems(ranks, rank_of_stage):
-    """Runs every action list in order: a send never blocks; RECV_x(mb) from stage p waits until the
-    rank of p has executed SEND_x(mb) to this rank's stage."""
-    pos = [0] * len(ranks)
-    sent = set()  # (op, mb, from_stage, to_stage)
+def action_problems(x, r, bad):
+    """The rules on one rank's list, each problem at the action that breaks it."""
+    acts, w = x.ranks[r]["actions"], f"/ranks/{r}"
+    mine = set(x.stages_of_rank(r))
+    seen = {}  # (op, stage, mb, peer or reduction) -> [indices]
+
+    def at(a, act):
+        return f"{w}/actions/{a} ({act['op']}" + "".join(f" {k} {act[k]}" for k in ("stage", "mb", "peer", "reduction")
+                                                         if k in act) + ")"
+
+    for a, act in enumerate(acts):
+        op, s, mb = act["op"], act.get("stage"), act.get("mb")
+        if op not in INFERENCE_OPS and not x.training:
+            bad(at(a, act), f"{op} in an inference schedule (config.mode is \"inference\")")
+            continue
+        if op == "STEP":
+            if a != len(acts) - 1:
+                bad(at(a, act), "STEP is not the rank's last action")
+            seen.setdefault(("STEP",), []).append(a)
+            continue
+        if s not in mine:
+            bad(at(a, act), f"stage {s} does not run on rank {r} (it runs {sorted(mine)})")
+            continue
+        if mb is not None and not 0 <= mb < x.M:
+            bad(at(a, act), f"microbatch {mb} is not in 0..{x.M - 1}")
+            continue
+        if op in SENDS or op in RECVS:
+            phase = SENDS.get(op) or RECVS.get(op)
+            allowed = x.peers(s, phase, "to" if op in SENDS else "from")
+            if act["peer"] not in allowed:
+                bad(at(a, act), f"peer {act['peer']}: stage {s} {'sends' if op in SENDS else 'receives'} no "
+                                f"{phase}s {'to' if op in SENDS else 'from'} it (its peers: {allowed or 'none'})")
+                continue
+        if op in COLLECTIVES:
+            red = act["reduction"]
+            if not 0 <= red < len(x.reductions) or s not in x.reductions[red]["stages"]:
+                bad(at(a, act), f"stage {s} is not a member of reduction {red}")
+                continue
+            transmit = x.reductions[red].get("mode") == "transmit"
+            if (op == "ALLREDUCE") == transmit:
+                bad(at(a, act), f"reduction {red} is of mode {x.reductions[red].get('mode')}: it takes "
+                                f"{'REDUCE and BROADCAST' if transmit else 'ALLREDUCE'}")
+                continue
+        key = (op, s, mb, act.get("peer", act.get("reduction")))
+        seen.setdefault(key, []).append(a)
+    order_problems(x, r, acts, seen, at, bad)
+    if x.training:
+        stash_problems(x, r, acts, at, bad)
+
+
+def order_problems(x, r, acts, seen, at, bad):
+    """Once each, and in order: F < B < W, receives before, sends after."""
+    w = f"/ranks/{r}"
+
+    def once(key, what):
+        idx = seen.get(key, [])
+        if len(idx) != 1:
+            bad(f"{w}/actions", f"{what} appears {len(idx)} times" + (f" (at {idx})" if idx else "") + ", expected once")
+        return idx[0] if len(idx) == 1 else None
+
+    for s in x.stages_of_rank(r):
+        last_w, first_f = -1, None
+        for m in range(x.M):
+            made = {"activation": once(("F", s, m, None), f"F(stage {s}, mb {m})")}
+            if made["activation"] is not None:
+                first_f = min(first_f, made["activation"]) if first_f is not None else made["activation"]
+            if x.training:
+                made["gradient"] = once(("B", s, m, None), f"B(stage {s}, mb {m})")
+                wi = once(("W", s, m, None), f"W(stage {s}, mb {m})")
+                f, b = made["activation"], made["gradient"]
+                if f is not None and b is not None and b < f:
+                    bad(at(b, acts[b]), f"B of microbatch {m} comes before its F (action {f})")
+                if b is not None and wi is not None and wi < b:
+                    bad(at(wi, acts[wi]), f"W of microbatch {m} comes before its B (action {b})")
+                last_w = max(last_w, wi if wi is not None else -1)
+            for phase, comp in made.items():
+                for p in x.peers(s, phase, "from"):
+                    rv = once((f"RECV_{MAKER[phase]}", s, m, p), f"RECV_{MAKER[phase]}(stage {s}, mb {m} <- stage {p})")
+                    if comp is not None and rv is not None and rv > comp:
+                        bad(at(rv, acts[rv]), f"the receive is posted after the {MAKER[phase]} that needs it (action {comp})")
+                for c in x.peers(s, phase, "to"):
+                    sd = once((f"SEND_{MAKER[phase]}", s, m, c), f"SEND_{MAKER[phase]}(stage {s}, mb {m} -> stage {c})")
+                    if comp is not None and sd is not None and sd < comp:
+                        bad(at(sd, acts[sd]), f"the send comes before the {MAKER[phase]} that makes its data (action {comp})")
+        for k, rd in enumerate(x.reductions):
+            if s not in rd["stages"]:
+                continue
+            transmit = rd.get("mode") == "transmit"
+            ai = once(("REDUCE" if transmit else "ALLREDUCE", s, None, k),
+                      f"{'REDUCE' if transmit else 'ALLREDUCE'}(stage {s}, reduction {k})")
+            if ai is not None and ai < last_w:
+                bad(at(ai, acts[ai]), f"{acts[ai]['op']} before the stage's last W (action {last_w}): its gradients "
+                                      f"are not complete")
+            if transmit:
+                bi = once(("BROADCAST", s, None, k), f"BROADCAST(stage {s}, reduction {k})")
+                if bi is not None and first_f is not None and bi > first_f:
+                    bad(at(bi, acts[bi]), f"BROADCAST after the stage's first F (action {first_f}), which reads the "
+                                          f"parameter")
+    if x.training:
+        once(("STEP",), "STEP")
+
+
+def stash_problems(x, r, acts, at, bad):
+    held = {}
+    for a, act in enumerate(acts):
+        s = act.get("stage")
+        if act["op"] == "F":
+            held[s] = held.get(s, 0) + 1
+            slots = x.stages[s]["stash_slots"]
+            if held[s] > slots:
+                bad(at(a, act), f"stage {s} would hold {held[s]} microbatches at once, its program has {slots} "
+                                f"stash slots")
+                return
+        elif act["op"] == "W":
+            held[s] = held.get(s, 0) - 1
+
+
+def reduction_member_problems(x, bad):
+    for k, rd in enumerate(x.reductions):
+        for s in rd["stages"]:
+            r = x.stages[s]["rank"]
+            for op in (("REDUCE", "BROADCAST") if rd.get("mode") == "transmit" else ("ALLREDUCE",)):
+                n = sum(1 for act in x.ranks[r]["actions"] if act["op"] == op and act.get("stage") == s
+                        and act.get("reduction") == k)
+                if n == 0:
+                    bad(f"/reductions/{k}", f"member stage {s} (rank {r}) never runs {op} of it")
+
+
+def replay(x):
+    """Runs every list in order (see the module doc). Returns the problems (a deadlock) and the
+    prediction: step_ms, busy_ms and idle_ms per rank, in_flight per stage."""
+    cm = x.d["prediction"]["cost_model"]
+    bw = cm["link_gbytes_per_s"] * 1e9
+    lat = cm["link_latency_us"] * 1e-3
+    cost = {}
+    for s, st in enumerate(x.stages):
+        cost[("F", s)] = st["predicted_forward_ms"]
+        cost[("B", s)] = st.get("predicted_backward_ms", 0)
+        cost[("W", s)] = st.get("predicted_weight_ms", 0)
+    pos, clock, busy = [0] * x.R, [0.0] * x.R, [0.0] * x.R
+    sent = {}         # (phase, from, to, mb) -> when
+    arrived = {}      # collective key -> {member: arrival time}
+    members = {("STEP",): set(range(x.R))}
+    for k, rd in enumerate(x.reductions):
+        for op in COLLECTIVES:
+            members[(op, k)] = set(rd["stages"])
+
+    def data_ready(act):
+        phase = COMPUTE.get(act["op"])
+        if phase is None:
+            return 0.0
+        t = 0.0
+        for p in x.peers(act["stage"], phase, "from"):
+            when = sent.get((phase, p, act["stage"], act["mb"]))
+            if when is None:
+                return None
+            ms = lat + (x.pair_bytes(phase, p, act["stage"]) / bw * 1e3 if bw > 0 else 0)
+            t = max(t, when + ms)
+        return t
+
     progress = True
     while progress:
         progress = False
-        for r, rk in enumerate(ranks):
-            acts, s = rk["actions"], rk["stage"]
+        for r in range(x.R):
+            acts = x.ranks[r]["actions"]
             while pos[r] < len(acts):
-                a = acts[pos[r]]
-                if a["op"] in MATCHING_SEND and (MATCHING_SEND[a["op"]], a["mb"], a["peer"], s) not in sent:
+                act = acts[pos[r]]
+                if act["op"] in COLLECTIVES or act["op"] == "STEP":
+                    key = ("STEP",) if act["op"] == "STEP" else (act["op"], act["reduction"])
+                    who = r if act["op"] == "STEP" else act["stage"]
+                    got = arrived.setdefault(key, {})
+                    if who not in got:
+                        got[who] = clock[r]
+                        progress = True
+                    if set(got) != members[key]:
+                        break
+                    clock[r] = max(got.values())
+                    pos[r] += 1
+                    continue
+                t = data_ready(act)
+                if t is None:
                     break
-                if a["op"] in ("SEND_F", "SEND_B"):
-                    sent.add((a["op"], a["mb"], s, a["peer"]))
+                start = max(clock[r], t)
+                d = cost.get((act["op"], act.get("stage")), 0.0)
+                clock[r] = start + d
+                busy[r] += d
+                if act["op"] in SENDS:
+                    sent[(SENDS[act["op"]], act["stage"], act["peer"], act["mb"])] = clock[r]
                 pos[r] += 1
                 progress = True
-    stuck = [r for r, rk in enumerate(ranks) if pos[r] < len(rk["actions"])]
-    out = []
+    stuck = [r for r in range(x.R) if pos[r] < len(x.ranks[r]["actions"])]
+    problems = []
     for r in stuck:
-        a = ranks[r]["actions"][pos[r]]
-        peer_rank = rank_of_stage.get(a.get("peer"))
-        out.append(f"/ranks/{r}/actions/{pos[r]} ({a['op']} mb {a['mb']}): deadlock: waits forever for "
-                   f"{MATCHING_SEND.get(a['op'], '?')} mb {a['mb']} from stage {a.get('peer')}"
-                   + (f" (rank {peer_rank}, itself stuck at action {pos[peer_rank]})"
-                      if peer_rank is not None and peer_rank in stuck else ""))
-    return out
+        act = x.ranks[r]["actions"][pos[r]]
+        what = (f"every member of its {act['op']}" if act["op"] in COLLECTIVES or act["op"] == "STEP" else
+                f"the {COMPUTE[act['op']]}s of mb {act['mb']} from stage(s) {x.peers(act['stage'], COMPUTE[act['op']], 'from')}")
+        problems.append(f"/ranks/{r}/actions/{pos[r]} ({act['op']}" + (f" stage {act['stage']}" if "stage" in act else "")
+                        + (f" mb {act['mb']}" if "mb" in act else "") + f"): deadlock: waits forever for {what}")
+    step = max(clock) if clock else 0.0
+    held, in_flight = {}, [0] * x.S
+    for r in range(x.R):
+        for act in x.ranks[r]["actions"]:
+            s = act.get("stage")
+            if act["op"] == "F":
+                held[s] = held.get(s, 0) + 1
+                in_flight[s] = max(in_flight[s], held[s])
+            if act["op"] == ("W" if x.training else "F"):
+                held[s] -= 1
+    return {"problems": problems, "step_ms": step, "busy_ms": busy, "idle_ms": [step - b for b in busy],
+            "bubble_fraction": 1 - sum(busy) / (x.R * step) if step > 0 else 0.0, "in_flight": in_flight}
 
 
 def main():
@@ -289,6 +526,7 @@ def main():
     ap.add_argument("file", help="OUT/schedule.json")
     ap.add_argument("--schema", default=DEFAULT_SCHEMA, help="the JSON Schema (default: schemas/schedule.schema.json)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print nothing when ok")
+    ap.add_argument("--predict", action="store_true", help="print the replay's prediction as JSON when ok")
     args = ap.parse_args()
     try:
         with open(args.schema) as f:
@@ -316,7 +554,11 @@ def main():
             print(f"{args.file}: {p}")
         print(f"{len([p for p in problems if not p.startswith('(')])} problem(s)")
         return 1
-    if not args.quiet:
+    if args.predict:
+        pred = replay(Doc(doc))
+        del pred["problems"]
+        print(json.dumps(pred))
+    elif not args.quiet:
         print("ok")
     return 0
 

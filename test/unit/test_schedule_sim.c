@@ -1,0 +1,323 @@
+/* test_schedule_sim.c — the schedule checker/simulator (common/schedule_sim.c) on synthetic
+ * pipelines built here: a chain of p stages, one per rank, activations going forward and
+ * gradients back, written as GPipe and 1F1B action lists by this file (not by the compiler).
+ *   - uniform stages, free transfers: the predicted bubble is the textbook (p-1)/(m+p-1) for both
+ *     schedules and every p, m tried, the step (m+p-1)(tf+tb), and 1F1B holds min(p-s, m)
+ *     microbatches on stage s where GPipe holds m;
+ *   - a separate W: the GPipe step worked out by hand, (m+p-1)tf + (p-1)tb + m(tb+tw);
+ *   - latency and bandwidth: the spans of a two-stage step against times worked out by hand;
+ *   - hand-broken lists are refused with the rank, the action and the rule. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "schedule_sim.h"
+
+#define SYN_MAX_S 8
+#define SYN_MAX_A 512
+
+typedef struct {
+    int32_t S, M;
+    pippy_action acts[SYN_MAX_S][SYN_MAX_A];
+    int32_t n[SYN_MAX_S];
+    int32_t stage_rank[SYN_MAX_S], next[SYN_MAX_S], prev[SYN_MAX_S], slots[SYN_MAX_S];
+    pippy_sched_edge edges[2 * SYN_MAX_S];
+    double stage_s[SYN_MAX_S * PIPPY_PHASES];
+    int32_t red_n[1], red_members[2];
+    const int32_t *red_st[1];
+    const pippy_action *lists[SYN_MAX_S];
+    pippy_sched s;
+} syn;
+
+static void syn_put(syn *y, int32_t st, int32_t kind, int32_t mb, int32_t peer)
+{
+    ck_assert_int_lt(y->n[st], SYN_MAX_A);
+    y->acts[st][y->n[st]++] = (pippy_action){kind, kind == PIPPY_ACT_STEP ? -1 : st, mb, peer};
+}
+
+static void syn_forward(syn *y, int32_t st, int32_t m)
+{
+    syn_put(y, st, PIPPY_ACT_F, m, -1);
+    if (st + 1 < y->S)
+        syn_put(y, st, PIPPY_ACT_SEND_F, m, st + 1);
+}
+
+static void syn_backward(syn *y, int32_t st, int32_t m)
+{
+    syn_put(y, st, PIPPY_ACT_B, m, -1);
+    if (st > 0)
+        syn_put(y, st, PIPPY_ACT_SEND_B, m, st - 1);
+    syn_put(y, st, PIPPY_ACT_W, m, -1);
+}
+
+/* The chain's edges, stage costs and lists: every receive posted first, then GPipe (all
+ * forwards, then all backwards) or 1F1B (min(p-1-s, m) forwards, then one forward and one
+ * backward in turn, then the remaining backwards), then STEP. */
+static void syn_build(syn *y, int32_t S, int32_t M, int one_f_one_b, double tf, double tb, double tw)
+{
+    memset(y, 0, sizeof *y);
+    y->S = S, y->M = M;
+    int32_t ne = 0;
+    for (int32_t st = 0; st < S; st++) {
+        y->stage_rank[st] = st;
+        y->next[st] = st + 1, y->prev[st] = st - 1;
+        y->stage_s[st * PIPPY_PHASES + PIPPY_PHASE_F] = tf;
+        y->stage_s[st * PIPPY_PHASES + PIPPY_PHASE_B] = tb;
+        y->stage_s[st * PIPPY_PHASES + PIPPY_PHASE_W] = tw;
+        if (st + 1 < S) {
+            y->edges[ne++] = (pippy_sched_edge){st, PIPPY_PHASE_F, 1, &y->next[st], 1000};
+            y->edges[ne++] = (pippy_sched_edge){st + 1, PIPPY_PHASE_B, 1, &y->prev[st + 1], 1000};
+        }
+    }
+    for (int32_t st = 0; st < S; st++) {
+        for (int32_t m = 0; m < M; m++) {
+            if (st > 0)
+                syn_put(y, st, PIPPY_ACT_RECV_F, m, st - 1);
+            if (st + 1 < S)
+                syn_put(y, st, PIPPY_ACT_RECV_B, m, st + 1);
+        }
+        int32_t warm = one_f_one_b ? (S - 1 - st < M ? S - 1 - st : M) : M;
+        for (int32_t m = 0; m < warm; m++)
+            syn_forward(y, st, m);
+        for (int32_t j = 0; j < M - warm; j++) {
+            syn_forward(y, st, warm + j);
+            syn_backward(y, st, j);
+        }
+        for (int32_t m = M - warm; m < M; m++)
+            syn_backward(y, st, m);
+        syn_put(y, st, PIPPY_ACT_STEP, -1, -1);
+        y->lists[st] = y->acts[st];
+    }
+    y->s = (pippy_sched){.n_stages = S, .n_ranks = S, .microbatches = M, .training = 1, .stage_rank = y->stage_rank,
+                         .n_edges = ne, .edges = y->edges, .n_actions = y->n, .actions = y->lists,
+                         .stage_s = y->stage_s};
+}
+
+/* Index of the first action of this kind, stage and microbatch on rank r (-1: none). */
+static int32_t syn_find(const syn *y, int32_t r, int32_t kind, int32_t mb)
+{
+    for (int32_t k = 0; k < y->n[r]; k++)
+        if (y->acts[r][k].kind == kind && y->acts[r][k].mb == mb)
+            return k;
+    return -1;
+}
+
+static void syn_remove(syn *y, int32_t r, int32_t k)
+{
+    ck_assert_int_ge(k, 0);
+    memmove(&y->acts[r][k], &y->acts[r][k + 1], (size_t)(y->n[r] - k - 1) * sizeof y->acts[r][0]);
+    y->n[r]--;
+}
+
+static void syn_swap(syn *y, int32_t r, int32_t a, int32_t b)
+{
+    ck_assert(a >= 0 && b >= 0);
+    pippy_action t = y->acts[r][a];
+    y->acts[r][a] = y->acts[r][b];
+    y->acts[r][b] = t;
+}
+
+/* Checks y and asserts that it is refused with a message holding every string in needles. */
+static void syn_refused(syn *y, const char *const *needles, int n)
+{
+    pippy_error_clear();
+    pippy_status st = pippy_sched_check(&y->s, NULL);
+    ck_assert_msg(st == PIPPY_ERR_INVALID, "accepted (status %d)", st);
+    const char *msg = pippy_last_error();
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(strstr(msg, needles[i]) != NULL, "'%s' not in the message: %s", needles[i], msg);
+}
+
+START_TEST(test_textbook_bubble)
+{
+    static const int32_t ps[] = {1, 2, 3, 4, 8}, ms[] = {1, 2, 3, 4, 8, 16};
+    static syn y;
+    for (int one = 0; one < 2; one++)
+        for (size_t a = 0; a < sizeof ps / sizeof *ps; a++)
+            for (size_t b = 0; b < sizeof ms / sizeof *ms; b++) {
+                int32_t p = ps[a], m = ms[b];
+                double tf = 1e-3, tb = 2e-3, busy[SYN_MAX_S], idle[SYN_MAX_S];
+                int32_t in_flight[SYN_MAX_S];
+                syn_build(&y, p, m, one, tf, tb, 0);
+                pippy_sched_result r = {.busy_s = busy, .idle_s = idle, .in_flight = in_flight};
+                ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s p=%d m=%d: %s", one ? "1f1b" : "gpipe", p, m,
+                              pippy_last_error());
+                double want = (double)(p - 1) / (double)(m + p - 1), step = (m + p - 1) * (tf + tb);
+                ck_assert_msg(fabs(r.bubble - want) < 1e-12, "%s p=%d m=%d: bubble %.15g, textbook %.15g",
+                              one ? "1f1b" : "gpipe", p, m, r.bubble, want);
+                ck_assert_msg(fabs(r.step_s - step) < 1e-15 * (m + p), "%s p=%d m=%d: step %.15g s, expected %.15g",
+                              one ? "1f1b" : "gpipe", p, m, r.step_s, step);
+                for (int32_t s = 0; s < p; s++) {
+                    ck_assert_msg(fabs(busy[s] - m * (tf + tb)) < 1e-15 * m && fabs(idle[s] - (p - 1) * (tf + tb)) < 1e-14,
+                                  "p=%d m=%d rank %d: busy %g idle %g", p, m, s, busy[s], idle[s]);
+                    int32_t held = one ? (p - s < m ? p - s : m) : m;
+                    ck_assert_msg(in_flight[s] == held, "%s p=%d m=%d stage %d holds %d microbatches, expected %d",
+                                  one ? "1f1b" : "gpipe", p, m, s, in_flight[s], held);
+                }
+            }
+}
+END_TEST
+
+START_TEST(test_gpipe_separate_w)
+{
+    static syn y;
+    for (int32_t p = 2; p <= 5; p++)
+        for (int32_t m = 1; m <= 6; m++) {
+            double tf = 1.0, tb = 1.5, tw = 0.75;
+            syn_build(&y, p, m, 0, tf, tb, tw);
+            pippy_sched_result r = {0};
+            ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s", pippy_last_error());
+            double step = (m + p - 1) * tf + (p - 1) * tb + m * (tb + tw);
+            ck_assert_msg(fabs(r.step_s - step) < 1e-12, "p=%d m=%d: step %.15g, by hand %.15g", p, m, r.step_s, step);
+            double bubble = 1 - m * (tf + tb + tw) / step;
+            ck_assert_msg(fabs(r.bubble - bubble) < 1e-12, "p=%d m=%d: bubble %.15g, by hand %.15g", p, m, r.bubble,
+                          bubble);
+        }
+}
+END_TEST
+
+/* Two stages, one microbatch, 1000-byte messages over a 0.5 s + 1000 B/s link: each transfer
+ * takes 1.5 s. F0 [0,1], the activations arrive at 2.5, F1 [2.5,3.5], B1 [3.5,4.5], its
+ * gradients arrive at 6, B0 [6,7], W0 [7,7], STEP at 7 on both ranks. */
+START_TEST(test_spans_with_link_costs)
+{
+    static syn y;
+    syn_build(&y, 2, 1, 1, 1.0, 1.0, 0.0);
+    y.s.link_latency_s = 0.5;
+    y.s.link_bytes_per_s = 1000;
+    pippy_sched_span sp0[SYN_MAX_A], sp1[SYN_MAX_A];
+    pippy_sched_span *const spans[2] = {sp0, sp1};
+    pippy_sched_result r = {.spans = spans};
+    ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_msg(fabs(r.step_s - 7.0) < 1e-12, "step %.15g s, expected 7", r.step_s);
+    ck_assert_msg(fabs(r.bubble - (1 - 4.0 / 14.0)) < 1e-12, "bubble %.15g", r.bubble);
+    struct {
+        int32_t rank, kind;
+        double start, end;
+    } want[] = {
+        {0, PIPPY_ACT_RECV_B, 0, 6},   {0, PIPPY_ACT_F, 0, 1},        {0, PIPPY_ACT_SEND_F, 1, 2.5},
+        {0, PIPPY_ACT_B, 6, 7},        {0, PIPPY_ACT_W, 7, 7},        {0, PIPPY_ACT_STEP, 7, 7},
+        {1, PIPPY_ACT_RECV_F, 0, 2.5}, {1, PIPPY_ACT_F, 2.5, 3.5},    {1, PIPPY_ACT_B, 3.5, 4.5},
+        {1, PIPPY_ACT_SEND_B, 4.5, 6}, {1, PIPPY_ACT_W, 4.5, 4.5},    {1, PIPPY_ACT_STEP, 7, 7},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        int32_t k = syn_find(&y, want[i].rank, want[i].kind, want[i].kind == PIPPY_ACT_STEP ? -1 : 0);
+        ck_assert_int_ge(k, 0);
+        const pippy_sched_span *s = &spans[want[i].rank][k];
+        ck_assert_msg(fabs(s->start_s - want[i].start) < 1e-12 && fabs(s->end_s - want[i].end) < 1e-12,
+                      "rank %d action %d (kind %d): span [%g, %g], expected [%g, %g]", want[i].rank, k, want[i].kind,
+                      s->start_s, s->end_s, want[i].start, want[i].end);
+    }
+}
+END_TEST
+
+/* A tied parameter in stages 0 and 2 of three: its ALLREDUCE is a collective of ranks 0 and 2
+ * after their last W; with 0.25 s for a collective the step is the chain's plus that. */
+START_TEST(test_allreduce)
+{
+    static syn y;
+    syn_build(&y, 3, 2, 1, 1.0, 1.0, 0.0);
+    y.red_members[0] = 0, y.red_members[1] = 2;
+    y.red_n[0] = 2, y.red_st[0] = y.red_members;
+    y.s.n_reductions = 1, y.s.reduction_n = y.red_n, y.s.reduction_stages = y.red_st;
+    y.s.collective_s = 0.25;
+    for (int32_t st = 0; st < 3; st += 2) {
+        y.acts[st][y.n[st] - 1] = (pippy_action){PIPPY_ACT_ALLREDUCE, st, -1, 0};
+        syn_put(&y, st, PIPPY_ACT_STEP, -1, -1);
+    }
+    pippy_sched_span sp[3][SYN_MAX_A];
+    pippy_sched_span *const spans[3] = {sp[0], sp[1], sp[2]};
+    pippy_sched_result r = {.spans = spans};
+    ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s", pippy_last_error());
+    /* rank 0 ends its last W at (m+p-1)(tf+tb) = 8, rank 2 earlier: the reduction runs [8, 8.25] */
+    ck_assert_msg(fabs(r.step_s - 8.5) < 1e-12, "step %.15g (STEP is a collective too)", r.step_s);
+    int32_t k = syn_find(&y, 2, PIPPY_ACT_ALLREDUCE, -1);
+    ck_assert_msg(fabs(sp[2][k].start_s - 8) < 1e-12 && fabs(sp[2][k].end_s - 8.25) < 1e-12, "ALLREDUCE span [%g, %g]",
+                  sp[2][k].start_s, sp[2][k].end_s);
+
+    /* not a member / before the last W */
+    y.acts[2][y.n[2] - 2].peer = 1;
+    syn_refused(&y, (const char *const[]){"rank 2, action", "ALLREDUCE(stage 2, reduction 1)", "not a member"}, 3);
+    y.acts[2][y.n[2] - 2].peer = 0;
+    syn_swap(&y, 0, y.n[0] - 2, y.n[0] - 3);
+    syn_refused(&y, (const char *const[]){"rank 0, action", "ALLREDUCE(stage 0, reduction 0)", "W(stage 0, mb 1) must come first"}, 3);
+}
+END_TEST
+
+START_TEST(test_refusals)
+{
+    static syn y;
+    /* a missing RECV_B */
+    syn_build(&y, 2, 2, 1, 1, 2, 0);
+    syn_remove(&y, 0, syn_find(&y, 0, PIPPY_ACT_RECV_B, 1));
+    syn_refused(&y, (const char *const[]){"rank 0 never runs RECV_B(stage 0, mb 1 <- stage 1)", "never be received"}, 2);
+
+    /* two actions swapped: rank 0 waits for the gradients of mb 0 before sending its activations */
+    syn_build(&y, 2, 2, 1, 1, 2, 0);
+    syn_swap(&y, 0, syn_find(&y, 0, PIPPY_ACT_SEND_F, 0), syn_find(&y, 0, PIPPY_ACT_B, 0));
+    char at[64];
+    snprintf(at, sizeof at, "rank 0 waits at action %d B(stage 0, mb 0)", syn_find(&y, 0, PIPPY_ACT_B, 0));
+    syn_refused(&y, (const char *const[]){"deadlock", at, "for the gradients of mb 0 from stage 1",
+                                          "rank 1 waits at action", "F(stage 1, mb 0) for the activations"}, 5);
+
+    /* W after STEP */
+    syn_build(&y, 2, 2, 1, 1, 2, 0);
+    int32_t w = syn_find(&y, 1, PIPPY_ACT_W, 1);
+    syn_swap(&y, 1, w, y.n[1] - 1);
+    snprintf(at, sizeof at, "rank 1, action %d STEP", w);
+    syn_refused(&y, (const char *const[]){at, "STEP must be the rank's last action"}, 2);
+
+    /* B before F; a send before the computation that makes its data; a receive after it */
+    syn_build(&y, 2, 2, 0, 1, 2, 0);
+    syn_swap(&y, 1, syn_find(&y, 1, PIPPY_ACT_F, 0), syn_find(&y, 1, PIPPY_ACT_B, 0));
+    syn_refused(&y, (const char *const[]){"rank 1, action", "B(stage 1, mb 0)", "F of this microbatch must come first"}, 3);
+    syn_build(&y, 2, 2, 0, 1, 2, 0);
+    syn_swap(&y, 1, syn_find(&y, 1, PIPPY_ACT_B, 1), syn_find(&y, 1, PIPPY_ACT_SEND_B, 1));
+    syn_refused(&y, (const char *const[]){"rank 1, action", "SEND_B(stage 1, mb 1 -> stage 0)", "must follow the B"}, 3);
+    syn_build(&y, 2, 2, 0, 1, 2, 0);
+    syn_swap(&y, 1, syn_find(&y, 1, PIPPY_ACT_RECV_F, 1), syn_find(&y, 1, PIPPY_ACT_F, 1));
+    syn_refused(&y, (const char *const[]){"rank 1, action", "RECV_F(stage 1, mb 1 <- stage 0)", "posted before the F"}, 3);
+
+    /* a microbatch out of range, a peer that sends nothing there, twice the same F, no STEP */
+    syn_build(&y, 3, 2, 0, 1, 2, 0);
+    y.acts[1][syn_find(&y, 1, PIPPY_ACT_F, 1)].mb = 2;
+    syn_refused(&y, (const char *const[]){"rank 1, action", "microbatch 2 is outside 0..1"}, 2);
+    syn_build(&y, 3, 2, 0, 1, 2, 0);
+    y.acts[2][syn_find(&y, 2, PIPPY_ACT_RECV_F, 0)].peer = 0;
+    syn_refused(&y, (const char *const[]){"rank 2, action 0 RECV_F(stage 2, mb 0 <- stage 0)",
+                                          "stage 2 receives from stage 0 no activations"}, 2);
+    syn_build(&y, 2, 2, 0, 1, 2, 0);
+    y.acts[0][syn_find(&y, 0, PIPPY_ACT_F, 1)].mb = 0;
+    syn_refused(&y, (const char *const[]){"rank 0, action", "F(stage 0, mb 0)", "it runs twice"}, 3);
+    syn_build(&y, 2, 2, 0, 1, 2, 0);
+    y.n[1]--;
+    syn_refused(&y, (const char *const[]){"rank 1 has no STEP at the end"}, 1);
+
+    /* more microbatches at once than the program has stash slots for */
+    syn_build(&y, 2, 4, 0, 1, 2, 0);
+    y.slots[0] = 2, y.slots[1] = 4;
+    y.s.stash_slots = y.slots;
+    syn_refused(&y, (const char *const[]){"rank 0, action", "F(stage 0, mb 2)", "would hold 3 microbatches", "at most 2"}, 4);
+
+    /* an inference schedule has no B */
+    syn_build(&y, 2, 1, 0, 1, 2, 0);
+    y.s.training = 0;
+    syn_refused(&y, (const char *const[]){"rank 0, action", "only F, SEND_F and RECV_F"}, 2);
+}
+END_TEST
+
+static Suite *schedule_sim_suite(void)
+{
+    Suite *s = suite_create("schedule_sim");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_textbook_bubble);
+    tcase_add_test(tc, test_gpipe_separate_w);
+    tcase_add_test(tc, test_spans_with_link_costs);
+    tcase_add_test(tc, test_allreduce);
+    tcase_add_test(tc, test_refusals);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+PIPPY_TEST_SUITE(schedule_sim_suite)
