@@ -317,13 +317,59 @@ static pippy_status pippy_batch_reshape(pippy_bctx *c, int32_t i)
                       pippy_batch_hint(c, nd->name, hint, sizeof hint));
 }
 
+/* Value v is Shape(x) of an x none of whose dims carries the batch (a mask's shape vector whose length
+ * happens to equal the batch): none of its elements is the batch. */
+static int pippy_batch_shape_of_batchless(const pippy_bctx *c, int32_t v)
+{
+    int32_t p = v >= 0 ? c->g->values[v].producer : -1;
+    if (p < 0 || c->g->nodes[p].domain[0] || strcmp(c->g->nodes[p].op, "Shape") || c->g->nodes[p].n_in < 1)
+        return 0;
+    int32_t x = c->g->nodes[p].in[0];
+    return x >= 0 && x < c->cap && c->axis[x] == -1;
+}
+
+/* Every use of value v, followed through element-wise and gathering ops, ends as the shape input of a
+ * Reshape, Expand, Tile or ConstantOfShape: v is shape arithmetic (e.g. ConstantOfShape([4]) of a
+ * rank-4 mask's shape, which the exporter folded to a constant), and a length in it is a rank. */
+static int pippy_batch_feeds_shapes_only(const pippy_graph *g, int32_t v)
+{
+    static const char *const pass[] = {"Cast", "Unsqueeze", "Squeeze", "Identity", "Concat", "Add", "Sub", "Mul",
+                                       "Div", "Equal", "Where", "Gather", "Slice", "Abs", "Neg", "Max", "Min"};
+    int32_t todo[64], n = 0, uses = 0;
+    todo[n++] = v;
+    while (n > 0) {
+        int32_t x = todo[--n];
+        if (g->values[x].is_output)
+            return 0;
+        for (int32_t i = 0; i < g->n_nodes; i++) {
+            const pippy_node *nd = &g->nodes[i];
+            for (int32_t k = 0; k < nd->n_in && !nd->removed && !nd->domain[0]; k++) {
+                if (nd->in[k] != x)
+                    continue;
+                uses++;
+                if ((k == 1 && (!strcmp(nd->op, "Reshape") || !strcmp(nd->op, "Expand") || !strcmp(nd->op, "Tile"))) ||
+                    (k == 0 && !strcmp(nd->op, "ConstantOfShape")))
+                    continue;
+                int ok = 0;
+                for (size_t q = 0; q < sizeof pass / sizeof pass[0]; q++)
+                    ok |= !strcmp(nd->op, pass[q]);
+                if (!ok || n + nd->n_out > 64)
+                    return 0;
+                for (int32_t o = 0; o < nd->n_out; o++)
+                    todo[n++] = nd->out[o];
+            }
+        }
+    }
+    return uses > 0;
+}
+
 /* Expand (broadcast shape, right-aligned with the input) and Tile (repeats, one per input axis). */
 static pippy_status pippy_batch_expand_tile(pippy_bctx *c, int32_t i, int tile)
 {
     const pippy_node *nd = &c->g->nodes[i];
     int64_t t1[PIPPY_BATCH_MAXN], want[PIPPY_BATCH_MAXN];
     int32_t n = nd->n_in > 1 ? pippy_read_ints(c->g1, nd->in[1], t1) : -1, x = nd->in[0], cand[PIPPY_BATCH_MAXN], nc = 0;
-    if (n < 0 || x < 0)
+    if (n < 0 || x < 0 || pippy_batch_shape_of_batchless(c, nd->in[1]))
         return PIPPY_OK;
     memcpy(want, t1, (size_t)n * sizeof *t1);
     const pippy_tdesc *D = &c->g1->values[x].t, *D2 = &c->g->values[x].t;
@@ -344,7 +390,7 @@ static pippy_status pippy_batch_const_of_shape(pippy_bctx *c, int32_t i)
     const pippy_node *nd = &c->g->nodes[i];
     int64_t t1[PIPPY_BATCH_MAXN], want[PIPPY_BATCH_MAXN];
     int32_t n = nd->n_in > 0 ? pippy_read_ints(c->g1, nd->in[0], t1) : -1, cand[PIPPY_BATCH_MAXN], nc = 0;
-    if (n < 0)
+    if (n < 0 || pippy_batch_shape_of_batchless(c, nd->in[0]) || pippy_batch_feeds_shapes_only(c->g, nd->out[0]))
         return PIPPY_OK;
     memcpy(want, t1, (size_t)n * sizeof *t1);
     for (int32_t j = 0; j < n; j++)
@@ -374,6 +420,8 @@ static int32_t pippy_batch_non_index_use(const pippy_graph *g, int32_t v)
                     continue;
                 if (!nd->domain[0] && k == 1 && !strncmp(nd->op, "Gather", 6))
                     continue; /* Gather, GatherElements, GatherND indices */
+                if (!nd->domain[0] && !strcmp(nd->op, "Shape"))
+                    continue; /* its shape follows the batch with it */
                 int ok = 0;
                 for (size_t q = 0; q < sizeof pass / sizeof pass[0] && !nd->domain[0]; q++)
                     ok |= !strcmp(nd->op, pass[q]);
@@ -447,10 +495,51 @@ static pippy_status pippy_batch_slice(pippy_bctx *c, int32_t i)
     return PIPPY_OK;
 }
 
+/* Input k of node i is computed from the inputs' shapes (a dynamic export's Shape -> Gather chain):
+ * it differs between the two batch sizes already, so it follows the batch without a rewrite. */
+static int pippy_batch_follows(const pippy_bctx *c, int32_t i, int32_t k)
+{
+    int64_t t1[PIPPY_BATCH_MAXN], t2[PIPPY_BATCH_MAXN];
+    const pippy_node *nd = &c->g->nodes[i];
+    if (k >= nd->n_in)
+        return 0;
+    int32_t n1 = pippy_read_ints(c->g1, nd->in[k], t1), n2 = pippy_read_ints(c->g, nd->in[k], t2);
+    return n1 >= 0 && n1 == n2 && memcmp(t1, t2, (size_t)n1 * sizeof *t1) != 0;
+}
+
+/* A Constant holding arange(B) along dim 0 ([B, 1, ..., 1], int): the batch's sample numbers, as
+ * transformers' mask code bakes them (attention_mask[batch_idx, kv_idx] through flattened Gather
+ * indices). Used only as indices, each microbatch counts its own samples: arange(mb). Runs after
+ * node i was folded in g. */
+static pippy_status pippy_batch_arange_const(pippy_bctx *c, int32_t i)
+{
+    const pippy_node *nd = &c->g->nodes[i];
+    if (nd->domain[0] || strcmp(nd->op, "Constant") || nd->n_out != 1 || c->B < 2)
+        return PIPPY_OK;
+    pippy_value *v = &c->g->values[nd->out[0]];
+    int64_t n = pippy_value_numel(v);
+    if (v->kind != PIPPY_VAL_CONST || !v->data || v->t.rank < 1 || v->t.dims[0] != c->B || n != c->B ||
+        (v->t.dtype != PIPPY_DT_INT64 && v->t.dtype != PIPPY_DT_INT32))
+        return PIPPY_OK;
+    for (int64_t k = 0; k < n; k++)
+        if ((v->t.dtype == PIPPY_DT_INT64 ? ((int64_t *)v->data)[k] : ((int32_t *)v->data)[k]) != k)
+            return PIPPY_OK;
+    if (pippy_batch_spec(c, i) == -1 || pippy_batch_non_index_use(c->g, nd->out[0]) >= 0)
+        return PIPPY_OK; /* data, not positions: left as it is (the shape rules then say where it clashes) */
+    v->t.dims[0] = c->mb; /* the first mb numbers of the same buffer */
+    if (!c->rep->rewritten++)
+        snprintf(c->rep->first, sizeof c->rep->first, "%s: arange(%lld) -> arange(%lld)", nd->name,
+                 (long long)c->B, (long long)c->mb);
+    return PIPPY_OK;
+}
+
 static pippy_status pippy_batch_fix(pippy_bctx *c, int32_t i)
 {
     const pippy_node *nd = &c->g->nodes[i];
     if (nd->domain[0])
+        return PIPPY_OK;
+    int32_t shape_in = !strcmp(nd->op, "ConstantOfShape") ? 0 : 1; /* Range: its limit */
+    if (strcmp(nd->op, "Reshape") && strcmp(nd->op, "Slice") && pippy_batch_follows(c, i, shape_in))
         return PIPPY_OK;
     if (!strcmp(nd->op, "Reshape"))
         return pippy_batch_reshape(c, i);
@@ -485,6 +574,7 @@ static pippy_status pippy_batch_walk(pippy_bctx *c)
             return pippy_error_prefix(st, "at the batch size the model was exported with (%lld)", (long long)c->B);
         PIPPY_TRY(pippy_batch_fix(c, i));
         PIPPY_TRY(pippy_shape_infer_node(g, i, 1, 0));
+        PIPPY_TRY(pippy_batch_arange_const(c, i));
         const pippy_node *nd = &g->nodes[i];
         for (int32_t o = 0; o < nd->n_out; o++) {
             pippy_batch_classify(c, nd->out[o], nd);

@@ -307,8 +307,9 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
                           "divisor of %lld",
                           M, (long long)batch, (long long)batch);
     int64_t mb = batch > 0 ? batch / M : 0;
-    /* the graph is compiled at the microbatch size; a static export's constants hold at its own batch */
-    int64_t exported = pippy_batch_exported(g) > 0 ? pippy_batch_exported(g) : batch;
+    /* the graph is compiled at the microbatch size; a static export's constants hold at its own batch
+     * (a dynamic export, whose inputs name their batch dim, computes its shapes from the inputs) */
+    int64_t exported = pippy_batch_exported(g);
     pippy_shape_bind_opts full = bind;
     if (M > 1 || bind.batch > 0) {
         bind.batch = mb;
