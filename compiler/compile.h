@@ -21,6 +21,8 @@ typedef struct {
     int32_t base_port;         /* 0: derived from the compile hash */
     const char *command_line;
     int32_t quiet;
+    uint64_t max_memory;       /* bytes; 0: half of this machine's memory for folded constants and
+                                * all of it for one stage program (arena, slots and weights) */
 } pippy_compile_opts;
 
 pippy_status pippy_compile(const pippy_compile_opts *o);

@@ -78,6 +78,10 @@ typedef struct {
     int32_t *index;
     int32_t index_cap;
 
+    /* What the compiler may allocate for constants it folds: mem_limit bytes in all (set by
+     * pippy_graph_new to half of this machine's memory; pippyc --max-memory), mem_folded so far. */
+    uint64_t mem_limit, mem_folded;
+
     /* mappings to release (external data, model file) */
     void **maps;
     size_t *map_lens;
@@ -112,6 +116,9 @@ int64_t pippy_value_numel(const pippy_value *v);
 size_t pippy_value_bytes(const pippy_value *v);
 
 uint64_t pippy_fnv1a(const void *data, size_t n, uint64_t h);
+
+/* This machine's physical memory in bytes (0 when unknown). */
+uint64_t pippy_machine_memory(void);
 #define PIPPY_FNV_SEED 1469598103934665603ULL
 
 #endif

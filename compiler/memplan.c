@@ -14,8 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
+
 #define PIPPY_ALIGN 64
+
+/* Every value passed pippy_tdesc_check (at most PIPPY_MAX_TENSOR_BYTES), so aligning one cannot
+ * overflow; sums of many are checked where they are made. */
 static uint64_t pippy_align(uint64_t x) { return (x + PIPPY_ALIGN - 1) & ~(uint64_t)(PIPPY_ALIGN - 1); }
+
+static pippy_status pippy_memplan_overflow(const pippy_stage *sg, const char *what)
+{
+    return pippy_fail(PIPPY_ERR_SHAPE, "stage %d: its %s overflow 64 bits", sg->index, what);
+}
 
 typedef struct {
     uint64_t off, size;
@@ -67,11 +77,12 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
     int32_t nb = 0;
     uint64_t top = 0;
     sg->io_bytes = 0;
+    int over = 0;
     for (int32_t q = 0; q < sg->n_out; q++)
         if (sg->out[q].passthrough < 0)
-            sg->io_bytes += pippy_value_bytes(&g->values[sg->out[q].value]);
+            over |= pippy_add_u64(sg->io_bytes, pippy_value_bytes(&g->values[sg->out[q].value]), &sg->io_bytes);
     for (int32_t q = 0; q < sg->n_in; q++)
-        sg->io_bytes += pippy_value_bytes(&g->values[sg->in[q].value]);
+        over |= pippy_add_u64(sg->io_bytes, pippy_value_bytes(&g->values[sg->in[q].value]), &sg->io_bytes);
     for (int32_t k = 0; k < sg->n_nodes; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
         /* release blocks whose last reader ran before this node */
@@ -107,6 +118,7 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
                 if (blocks[pos].off + blocks[pos].size > at)
                     at = blocks[pos].off + blocks[pos].size;
             }
+            over |= at > UINT64_MAX / 2 || size > UINT64_MAX / 2; /* keeps every sum above exact */
             /* keep blocks sorted by offset */
             memmove(&blocks[pos + 1], &blocks[pos], (size_t)(nb - pos) * sizeof *blocks);
             blocks[pos] = (pippy_block){at, size, last[v] > k ? last[v] : k};
@@ -118,7 +130,7 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
     }
     sg->arena_bytes = top;
     free(last), free(is_io), free(blocks);
-    return PIPPY_OK;
+    return over ? pippy_memplan_overflow(sg, "buffers") : PIPPY_OK;
 }
 
 pippy_status pippy_memplan(pippy_plan *p)
@@ -130,7 +142,8 @@ pippy_status pippy_memplan(pippy_plan *p)
         uint64_t off = 0;
         for (int32_t q = 0; q < sg->n_params; q++) {
             sg->param_off[q] = off;
-            off += pippy_align(pippy_value_bytes(&p->g->values[sg->params[q]]));
+            if (pippy_add_u64(off, pippy_align(pippy_value_bytes(&p->g->values[sg->params[q]])), &off))
+                return pippy_memplan_overflow(sg, "weights");
         }
         sg->weights_bytes = off;
     }

@@ -110,6 +110,8 @@ pippy_status pippy_rt_run(pippy_rt *rt, double *compute_us, double *wait_us)
             for (int q = 0; q < rt->n_out; q++)
                 rt->out_ptr[q] = rt->out[q].buf + rt->out[q].bytes * (size_t)m;
             p->forward(rt->K, rt->A, rt->W, rt->in_ptr, rt->out_ptr);
+            if (pippy_run_error()) /* a kernel met data it cannot handle (backend.h) */
+                return pippy_fail(PIPPY_ERR_INVALID, "stage %d, microbatch %d: %s", p->stage, m, pippy_run_error());
             double t2 = pippy_rt_now_us();
             *wait_us += t1 - t0;
             *compute_us += t2 - t1;
