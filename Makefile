@@ -24,7 +24,7 @@ INCLUDES = -Icommon -Ibackend -Iruntime -Icompiler -I$(GEN)
 CFLAGS_ALL = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -fPIC $(SANFLAGS) $(INCLUDES) $(UCX_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 # What a stage program links (also written to $(BUILD)/stage.env for pippyc).
-STAGE_LIBS = -lpippyrt -lpippy_backend -lpippy_common -ldnnl $(UCX_LIBS) -lprotobuf-c -lcjson -lm -lpthread
+STAGE_LIBS = -lpippyrt -lpippy_backend -lpippy_common -ldnnl $(UCX_LIBS) -lnettle -lprotobuf-c -lcjson -lm -lpthread
 
 COMMON_SRC = $(wildcard common/*.c)
 BACKEND_SRC = $(wildcard backend/*.c backend/cpu/*.c)

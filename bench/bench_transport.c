@@ -71,8 +71,10 @@ static int iters_for(size_t size, int quick)
 static void run_rank(int rank, const char *const *hosts, int quick, results *res)
 {
     pippy_transport *t = NULL;
-    pippy_transport_config c = {.rank = rank, .nranks = 2, .hosts = hosts, .model_hash = 1,
-                                .job_token = 2, .timeout_s = 30};
+    pippy_job_key key;
+    pippy_job_key_from_secret("bench_transport secret", 22, "bench", &key);
+    pippy_transport_config c = {.rank = rank, .nranks = 2, .hosts = hosts, .model_hash = 1, .key = &key,
+                                .timeout_s = 30};
     int peer = 1 - rank;
     char small[8] = {0};
     unsigned char *buf = malloc(MAX_SIZE);

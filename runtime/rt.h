@@ -22,7 +22,7 @@ typedef struct {
     int n_inputs, n_outputs;
     double timeout_s;
     int threads;
-    uint64_t job_token;
+    const char *secret_file; /* --job-secret-file (auth.h); NULL: from the environment */
     int quiet;
 } pippy_args;
 
@@ -85,6 +85,7 @@ typedef struct {
     int peers[256], n_peers;
     char same_host[256];  /* per rank: on this machine (by the hosts list), so buffers can be shared */
     int use_shm;
+    char job_tag[17];     /* names this job's shared memory (auth.h pippy_job_key_tag) */
     double last_progress_us; /* when the executor last printed progress */
 } pippy_rt;
 

@@ -28,11 +28,14 @@ static void pippy_stage_usage(const pippy_stage_program *p)
 {
     fprintf(stderr,
             "usage: stage%d [--rank R] [--schedule FILE] [--hosts FILE] [--input NAME=FILE ...]\n"
-            "              [--output NAME=FILE ...] [--timeout SEC] [--trace FILE] [--threads N] [--job-token T]\n"
+            "              [--output NAME=FILE ...] [--timeout SEC] [--trace FILE] [--threads N]\n"
+            "              [--job-secret-file FILE]\n"
             "Runs stage %d of %d (compiled by pippyc %s from %s). Tensor files: .pb (ONNX TensorProto) or .npy.\n"
             "Rank: --rank, else PIPPY_RANK, OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID.\n"
             "Peers: --hosts FILE (host:port per rank), else PIPPY_HOSTS (comma-separated), else the hosts file\n"
-            "next to schedule.json.\n",
+            "next to schedule.json.\n"
+            "Job secret (ranks prove they hold it): --job-secret-file FILE, else PIPPY_JOB_SECRET, else the\n"
+            "launcher's job id (with a warning); pippyrun makes one for its ranks.\n",
             p->stage, p->stage, p->n_stages, p->pippyc_version, p->source);
 }
 
@@ -80,8 +83,11 @@ static pippy_status pippy_parse_args(int argc, char **argv, pippy_args *a, const
             a->threads = (int)strtol(v, &end, 10);
             if (*end || a->threads < 1)
                 return pippy_fail(PIPPY_ERR_USAGE, "--threads takes a whole number >= 1, found '%s'", v);
+        } else if (!strcmp(k, "--job-secret-file")) {
+            a->secret_file = v;
         } else if (!strcmp(k, "--job-token")) {
-            a->job_token = strtoull(v, &end, 0);
+            return pippy_fail(PIPPY_ERR_USAGE, "--job-token is gone: give every rank the same secret with "
+                                               "--job-secret-file FILE or PIPPY_JOB_SECRET");
         } else {
             return pippy_fail(PIPPY_ERR_USAGE, "unknown option '%s' (see --help)", k);
         }
@@ -93,14 +99,6 @@ static pippy_status pippy_parse_args(int argc, char **argv, pippy_args *a, const
             const char *s = getenv(envs[e]);
             if (s && *s)
                 a->rank = atoi(s);
-        }
-    }
-    if (!a->job_token) {
-        const char *envs[] = {"PIPPY_JOB_TOKEN", "SLURM_JOB_ID", "OMPI_MCA_orte_ess_jobid", "PMI_JOBID"};
-        for (size_t e = 0; e < sizeof envs / sizeof envs[0] && !a->job_token; e++) {
-            const char *s = getenv(envs[e]);
-            if (s && *s)
-                a->job_token = strtoull(s, NULL, 0) ? strtoull(s, NULL, 0) : 1 + (uint64_t)strlen(s);
         }
     }
     return PIPPY_OK;
@@ -502,10 +500,18 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
         PIPPY_TRY(pippy_read_hosts(rt->a.hosts_path ? rt->a.hosts_path : (getenv("PIPPY_HOSTS") ? NULL : path),
                                    &hosts, &n_hosts));
         pippy_status st = PIPPY_OK;
+        pippy_job_key key;
+        char warn[400];
         if (n_hosts < rt->nranks)
             st = pippy_fail(PIPPY_ERR_USAGE, "the hosts list (%s) has %d entr%s, the schedule has %d ranks",
                             rt->a.hosts_path ? rt->a.hosts_path : (getenv("PIPPY_HOSTS") ? "PIPPY_HOSTS" : path),
                             n_hosts, n_hosts == 1 ? "y" : "ies", rt->nranks);
+        if (st == PIPPY_OK)
+            st = pippy_job_key_load(rt->a.secret_file, &key, warn, sizeof warn);
+        if (st == PIPPY_OK && warn[0])
+            fprintf(stderr, "stage%d: %s\n", p->stage, warn);
+        if (st == PIPPY_OK)
+            pippy_job_key_tag(&key, rt->job_tag);
         if (st == PIPPY_OK && rt->use_shm) {
             char mine[256], theirs[256];
             pippy_host_of(hosts[rt->rank], mine, sizeof mine);
@@ -516,10 +522,11 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
             st = pippy_rt_share_outputs(rt);
         }
         if (st == PIPPY_OK) {
-            pippy_transport_config tc = {rt->rank, rt->nranks, (const char *const *)hosts, p->hash, rt->a.job_token,
+            pippy_transport_config tc = {rt->rank, rt->nranks, (const char *const *)hosts, p->hash, &key,
                                          rt->a.timeout_s};
             st = pippy_transport_open(&tc, peers, n_peers, &rt->t);
         }
+        memset(&key, 0, sizeof key);
         for (int i = 0; i < n_hosts; i++)
             free(hosts[i]);
         free(hosts);
