@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "rt.h"
+#include "sched_check.h"
 #include "stage.h"
 #include "tensor_io.h"
 #include "trace.h"
@@ -302,6 +303,7 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv)
                           "%s is from another compile (hash %s); this program (%s) was compiled as %s — recompile or "
                           "use the matching schedule",
                           path, cJSON_IsString(hash) ? hash->valuestring : "missing", p->source, mine);
+    PIPPY_TRY(pippy_sched_check(rt->sched, path, p->n_stages, p->stage)); /* every field used below */
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(rt->sched, "config");
     rt->M = pippy_json_int(cfg, "microbatches", 0);
     if (rt->M < 1)
