@@ -359,11 +359,13 @@ static pippy_status pippy_check_stage_memory(const pippy_plan *p, uint64_t limit
 
 static uint64_t pippy_mix(uint64_t h, int64_t x) { return pippy_fnv1a(&x, sizeof x, h); }
 
-pippy_status pippy_compile(const pippy_compile_opts *o)
+pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_graph **gp, pippy_plan *plan)
 {
     pippy_shape_bind_opts bind = o->bind;
     int32_t M = o->microbatches > 0 ? o->microbatches : 1;
     pippy_graph *g = NULL;
+    memset(plan, 0, sizeof *plan);
+    *gp = NULL;
     pippy_status st = pippy_onnx_load(o->model_path, &g);
     if (st != PIPPY_OK)
         return st;
@@ -420,41 +422,63 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
     if (batch <= 0)
         batch = mb;
 
-    pippy_plan plan;
-    memset(&plan, 0, sizeof plan);
-    plan.g = g;
-    plan.microbatches = M;
-    plan.microbatch_size = mb;
-    plan.batch = batch;
-    snprintf(plan.schedule, sizeof plan.schedule, "%s", o->schedule ? o->schedule : "gpipe");
-    pippy_cost_calibrate(&plan.cost);
-    pippy_partition_opts po = {o->stages, o->split_before, M, batch, plan.schedule};
-    st = pippy_partition(&plan, &po);
+    plan->g = g;
+    plan->microbatches = M;
+    plan->microbatch_size = mb;
+    plan->batch = batch;
+    snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
+    if (o->no_calibration)
+        pippy_cost_defaults(&plan->cost);
+    else
+        pippy_cost_calibrate(&plan->cost);
+    pippy_partition_opts po = {o->stages, o->split_before, M, batch, plan->schedule};
+    st = pippy_partition(plan, &po);
     if (st == PIPPY_OK)
-        st = pippy_plan_build(&plan);
+        st = pippy_plan_build(plan);
     if (st == PIPPY_OK)
-        st = pippy_memplan(&plan);
+        st = pippy_memplan(plan);
     if (st == PIPPY_OK)
-        st = pippy_check_stage_memory(&plan, o->max_memory);
+        st = pippy_check_stage_memory(plan, o->max_memory);
     if (st == PIPPY_OK) {
-        uint64_t h = pippy_mix(g->hash, plan.n_stages);
+        uint64_t h = pippy_mix(g->hash, plan->n_stages);
         h = pippy_mix(h, mb);
         h = pippy_mix(h, M);
         for (int32_t i = 0; i < g->n_nodes; i++)
-            h = pippy_mix(h, plan.node_stage[i]);
+            h = pippy_mix(h, plan->node_stage[i]);
         for (int32_t i = 0; i < g->n_inputs; i++)
             for (int32_t d = 0; d < g->values[g->inputs[i]].t.rank; d++)
                 h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
-        plan.hash = h;
-        st = pippy_schedule_build(&plan);
+        plan->hash = h;
+        st = pippy_schedule_build(plan);
     }
+    if (st != PIPPY_OK) {
+        pippy_plan_free(plan);
+        goto fail;
+    }
+    *gp = g;
+    return PIPPY_OK;
+fail:
+    pippy_graph_free(g);
+    memset(plan, 0, sizeof *plan);
+    return st;
+}
+
+pippy_status pippy_compile(const pippy_compile_opts *o)
+{
+    pippy_graph *g;
+    pippy_plan plan;
+    pippy_status st = pippy_compile_plan(o, &g, &plan);
+    if (st != PIPPY_OK)
+        return st;
+    int32_t M = plan.microbatches;
+    int64_t mb = plan.microbatch_size, batch = plan.batch;
     /* Everything is written into OUT/.pippyc-staging first and moved into OUT only when the
      * whole compile succeeded: a failed compile leaves an existing OUT as it was. */
     pippy_stage_env env;
     char stage_dir[PATH_MAX];
     snprintf(stage_dir, sizeof stage_dir, "%s/.pippyc-staging", o->out_dir);
-    if (st == PIPPY_OK)
-        st = pippy_stage_env_read(&env);
+    memset(&env, 0, sizeof env);
+    st = pippy_stage_env_read(&env);
     if (st == PIPPY_OK)
         st = pippy_mkdir_p(o->out_dir);
     if (st == PIPPY_OK) {
@@ -493,7 +517,6 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
         printf("  predicted step %.3f ms, bubble %.1f%%\n", plan.pred_step_ms, 100.0 * plan.pred_bubble);
     }
     pippy_plan_free(&plan);
-fail:
     pippy_graph_free(g);
     return st;
 }
