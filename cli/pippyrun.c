@@ -156,7 +156,7 @@ static int die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "pippyrun: ");
+    fprintf(stderr, "pippyrun: error: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);

@@ -45,7 +45,7 @@ static pippy_status sc_int(const sc_ctx *c, const cJSON *obj, const char *key, c
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || floor(v->valuedouble) != v->valuedouble)
         return sc_bad(c, field, "is not a whole number");
     if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return sc_bad(c, field, "is %.17g, expected %ld..%ld", v->valuedouble, lo, hi);
+        return sc_bad(c, field, "is %.15g, expected %ld..%ld", v->valuedouble, lo, hi);
     *out = (long)v->valuedouble;
     return PIPPY_OK;
 }
@@ -127,7 +127,7 @@ static pippy_status sc_output(const sc_ctx *c, const cJSON *e, int s, int n_in, 
         snprintf(field, sizeof field, "%s.to[%d]", where, k++);
         if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || floor(t->valuedouble) != t->valuedouble ||
             t->valuedouble < 0 || t->valuedouble >= c->n_stages)
-            return sc_bad(c, field, "is %.17g, expected a stage 0..%d", cJSON_IsNumber(t) ? t->valuedouble : NAN,
+            return sc_bad(c, field, "is %.15g, expected a stage 0..%d", cJSON_IsNumber(t) ? t->valuedouble : NAN,
                           c->n_stages - 1);
         q = (long)t->valuedouble;
         if (q == s || seen[q])

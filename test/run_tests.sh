@@ -45,10 +45,12 @@ suite unit "$B/test_unit"
 suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
+    suite schedule_fuzz python3 test/e2e/test_schedule_fuzz.py "$B" --quick
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
+    suite schedule_fuzz python3 test/e2e/test_schedule_fuzz.py "$B"
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
