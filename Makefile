@@ -80,13 +80,17 @@ $(BUILD)/pippyrun: $(call obj,cli/pippyrun.c) $(LIBS)
 $(BUILD)/test_unit: $(call obj,$(UNIT_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS_ALL) $(call obj,$(UNIT_SRC)) -o $@ $(LINK_LIBS) $(CHECK_LIBS)
 
+# A hostile process for the network tests (test/e2e/test_security.py).
+$(BUILD)/test_intruder: $(call obj,test/intruder.c) $(LIBS)
+	$(CC) $(LDFLAGS_ALL) $< -o $@ $(LINK_LIBS)
+
 # Flags pippyc uses to compile generated stage programs against this build.
 $(BUILD)/stage.env: Makefile
 	@mkdir -p $(BUILD)
 	@printf 'CC=%s\nROOT=%s\nBUILDDIR=%s/%s\nSANFLAGS=%s\nLIBS=%s\n' \
 	  "$(CC)" "$(CURDIR)" "$(CURDIR)" "$(BUILD)" "$(SANFLAGS)" "$(STAGE_LIBS)" > $@
 
-test: all $(BUILD)/test_unit
+test: all $(BUILD)/test_unit $(BUILD)/test_intruder
 	sh test/run_tests.sh $(BUILD)
 
 bench: all

@@ -891,12 +891,45 @@ static void close_ucx(pippy_transport *t)
     wait_ucx_requests(t, creq, pippy_tr_now() + 0.5);
 }
 
+/* Take in the messages nobody received (tags that matched no receive: forged by a stranger that
+ * reached the worker, or sent by a peer whose action list does not fit ours) and say how many. */
+static void drop_unexpected(pippy_transport *t)
+{
+    long n = 0;
+    size_t bytes = 0;
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        ucp_tag_recv_info_t info;
+        ucp_tag_message_h msg = ucp_tag_probe_nb(t->worker, 0, 0, 1, &info);
+        if (!msg)
+            break;
+        void *buf = malloc(info.length ? info.length : 1);
+        ucp_request_param_t prm = {0};
+        ucs_status_ptr_t q = buf ? ucp_tag_msg_recv_nbx(t->worker, buf, info.length, msg, &prm) : NULL;
+        for (double until = pippy_tr_now() + 0.5;
+             UCS_PTR_IS_PTR(q) && ucp_request_check_status(q) == UCS_INPROGRESS && pippy_tr_now() < until;)
+            ucp_worker_progress(t->worker);
+        if (UCS_PTR_IS_PTR(q)) {
+            ucp_request_cancel(t->worker, q);
+            ucp_request_free(q);
+        }
+        free(buf);
+        n++;
+        bytes += info.length;
+    }
+    if (n)
+        pippy_tr_warn(t, "dropped %ld message%s (%zu bytes) that matched no receive: forged by a process that "
+                      "reached this rank's UCX worker, or sent by a rank whose action list does not fit this one's",
+                      n, n == 1 ? "" : "s", bytes);
+}
+
 void pippy_transport_close(pippy_transport *t)
 {
     if (!t)
         return;
-    if (t->worker)
+    if (t->worker) {
         close_ucx(t);
+        drop_unexpected(t);
+    }
     hb_stop(t);
     /* Our data is out: tell the peers we leave on purpose (after a frame the heartbeat thread
      * left half-written, so the peer reads whole frames). */

@@ -3,8 +3,10 @@
 #   sh test/run_tests.sh build          (make test)
 #   sh test/run_tests.sh build-san      (make test SANITIZE=1: same suites; the conformance
 #                                        run is limited to a sample there, see below)
-# Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace), then
-# the end-to-end scripts (real stage processes over real UCX), then the ONNX conformance run.
+# Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace, and the
+# model / schedule / tensor-file mutators), then the end-to-end scripts (real stage processes over
+# real UCX: pippyrun, the CLI, mutated schedules, hostile peers and files, pipelines, network
+# namespaces), then the ONNX conformance run.
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -46,11 +48,13 @@ suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite schedule_fuzz python3 test/e2e/test_schedule_fuzz.py "$B" --quick
+    suite security python3 test/e2e/test_security.py "$B" --quick
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
     suite schedule_fuzz python3 test/e2e/test_schedule_fuzz.py "$B"
+    suite security python3 test/e2e/test_security.py "$B"
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
