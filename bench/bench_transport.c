@@ -3,9 +3,10 @@
  * single-thread memcpy of the same sizes. Not built by `make`; build and run it with:
  *
  *   make && cc -std=gnu11 -O2 -Icommon -Iruntime bench/bench_transport.c -o build/bench_transport \
- *       -Lbuild -lpippyrt -lpippy_common $(pkg-config --cflags --libs ucx) -lm && build/bench_transport
+ *       -Lbuild -lpippyrt -lpippy_common $(pkg-config --cflags --libs ucx) -lnettle -lpthread -lm && \
+ *       build/bench_transport
  *
- * UCX_TLS picks the transports as usual (e.g. UCX_TLS=tcp for TCP loopback; keep tcp in it).
+ * UCX_TLS picks the transports as usual (e.g. UCX_TLS=tcp for TCP loopback).
  * Options: --quick (fewer iterations). */
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -20,7 +20,7 @@ import random
 import shutil
 import sys
 
-from common import MODELS, Results, build_dir, run, tail, tmpdir
+from common import MODELS, Results, build_dir, run, run_gently, tail, tmpdir
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def main():
         json.dump(sched, open(sched_path, "w"))
         if os.path.exists(y_path):
             os.unlink(y_path)
-        code, text = run([pippyrun, out, "--timeout", str(timeout_s), "--input", "x=" + os.path.join(out, "x.npy"),
+        code, text = run_gently([pippyrun, out, "--timeout", str(timeout_s), "--input", "x=" + os.path.join(out, "x.npy"),
                           "--output", "y=" + y_path], timeout=LIMIT_S)
         right = code == 0 and os.path.exists(y_path) and np.allclose(np.load(y_path), ref, rtol=1e-4, atol=1e-5)
         return code, text, right
