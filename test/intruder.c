@@ -195,6 +195,9 @@ static void ep_close(ucp_ep_h ep)
             ucp_worker_progress(worker);
         ucp_request_free(q);
     }
+    fflush(stdout); /* what it says must come out even if UCX's teardown does not */
+    ucp_worker_destroy(worker);
+    ucp_cleanup(ctx);
 }
 
 static int ucx_sockaddr(char **a)
@@ -213,6 +216,7 @@ static int ucx_sockaddr(char **a)
     ucp_ep_h h;
     if (ucp_ep_create(worker, &ep, &h) != UCS_OK) {
         printf("ucx by socket address: no endpoint\n");
+        fflush(stdout);
         return 0;
     }
     long n = forge(h, atof(a[4]));
@@ -240,6 +244,7 @@ static int ucx_address(char **a)
     ucp_ep_h h;
     if (ucp_ep_create(worker, &ep, &h) != UCS_OK) {
         printf("ucx by worker address: no endpoint\n");
+        fflush(stdout);
         return 0;
     }
     long k = forge(h, atof(a[3]));
@@ -251,6 +256,7 @@ static int ucx_address(char **a)
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
+    setvbuf(stdout, NULL, _IOLBF, 0); /* one line each, even if the process ends abruptly */
     if (!strcmp(m, "raw") && argc == 5) {
         int fd = tcp(argv[2], argv[3]);
         size_t n = (size_t)atol(argv[4]);
