@@ -56,8 +56,8 @@ static pippy_status pippy_secret_file(const char *path, pippy_job_key *out)
         n--;
     if (n < PIPPY_SECRET_MIN_BYTES)
         return pippy_fail(PIPPY_ERR_INVALID,
-                          "the job secret file %s holds %zd bytes, expected at least %d (e.g. head -c 32 "
-                          "/dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE)",
+                          "the job secret file %s holds %zd bytes, expected at least %d (e.g. (umask 077; head -c "
+                          "32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE))",
                           path, n, PIPPY_SECRET_MIN_BYTES);
     char src[160];
     snprintf(src, sizeof src, "--job-secret-file %s", path);

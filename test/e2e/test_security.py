@@ -182,6 +182,8 @@ def test_intruders(res, out, x, ref):
     res.check("intruders: every rank exits 0 (no crash, no abort)", all(c == 0 for c, _ in done.values())
               and clean(logs), tail(logs, 20))
     res.check("intruders: the job's output equals onnxruntime's", right(y, ref), tail(logs))
+    left = glob.glob(f"/dev/shm/pippy-{job_tag(SECRET)}-*")
+    res.check("intruders: the job leaves no shared memory behind", not left, str(left))
     res.check("intruders: the forged UCX messages reached the workers and matched nothing",
               "by worker address: " in said and "dropped" in logs and "matched no receive" in logs, said + tail(logs))
     res.check("intruders: strangers are named by address in the ranks' warnings",

@@ -41,13 +41,7 @@ static char mf_dir[64], mf_model[128], mf_out[128];
 static uint64_t mf_rng;
 static int mf_outcome[3]; /* ok, error, kernels run */
 
-static uint64_t mf_next(void)
-{
-    mf_rng ^= mf_rng << 13;
-    mf_rng ^= mf_rng >> 7;
-    mf_rng ^= mf_rng << 17;
-    return mf_rng;
-}
+static uint64_t mf_next(void) { return pippy_test_rand(&mf_rng); }
 
 static uint64_t mf_pick(uint64_t n) { return n ? mf_next() % n : 0; }
 

@@ -23,13 +23,7 @@ static char sf_dir[64];
 static char *sf_text;
 static uint64_t sf_rng = 0xD1B54A32D192ED03ULL;
 
-static uint64_t sf_next(void)
-{
-    sf_rng ^= sf_rng << 13;
-    sf_rng ^= sf_rng >> 7;
-    sf_rng ^= sf_rng << 17;
-    return sf_rng;
-}
+static uint64_t sf_next(void) { return pippy_test_rand(&sf_rng); }
 
 static void sf_setup(void)
 {

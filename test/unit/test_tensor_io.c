@@ -361,13 +361,7 @@ END_TEST
 /* The tensor-file mutator: every fixture, bytes flipped, set to edge values, cut short, header
  * text replaced; each read must give a well-formed tensor or a clear error naming the file. */
 static uint64_t tf_rng = 0x2545F4914F6CDD1DULL;
-static uint64_t tf_next(void)
-{
-    tf_rng ^= tf_rng << 13;
-    tf_rng ^= tf_rng >> 7;
-    tf_rng ^= tf_rng << 17;
-    return tf_rng;
-}
+static uint64_t tf_next(void) { return pippy_test_rand(&tf_rng); }
 
 static void tf_try(const char *path, const unsigned char *buf, size_t n, int *ok)
 {
