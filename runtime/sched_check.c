@@ -177,8 +177,11 @@ static pippy_status sc_actions(const sc_ctx *c, const cJSON *rank, const char *w
         if (!cJSON_IsObject(a))
             return sc_bad(c, field, "is not an object");
         PIPPY_TRY(sc_string(c, a, "op", field, 1, 0));
-        PIPPY_TRY(sc_int(c, a, "mb", field, 0, c->M - 1, 1, 0, &v));
+        /* optional here (an action without a microbatch, such as an optimizer step, may come);
+         * whether an op needs one is for the action table to say */
+        PIPPY_TRY(sc_int(c, a, "mb", field, 0, c->M - 1, 0, 0, &v));
         PIPPY_TRY(sc_int(c, a, "peer", field, -1, c->n_stages - 1, 0, -1, &v));
+        PIPPY_TRY(sc_int(c, a, "stage", field, 0, c->n_stages - 1, 0, 0, &v));
     }
     return PIPPY_OK;
 }
