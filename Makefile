@@ -24,7 +24,7 @@ INCLUDES = -Icommon -Ibackend -Iruntime -Icompiler -I$(GEN)
 CFLAGS_ALL = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -fPIC $(SANFLAGS) $(INCLUDES) $(UCX_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 # What a stage program links (also written to $(BUILD)/stage.env for pippyc).
-STAGE_LIBS = -lpippyrt -lpippy_backend -lpippy_common -ldnnl $(UCX_LIBS) -lprotobuf-c -lcjson -lz -lm -lpthread
+STAGE_LIBS = -lpippyrt -lpippy_backend -lpippy_common -ldnnl $(UCX_LIBS) -lnettle -lprotobuf-c -lcjson -lz -lm -lpthread
 
 COMMON_SRC = $(wildcard common/*.c)
 BACKEND_SRC = $(wildcard backend/*.c backend/cpu/*.c)
@@ -83,13 +83,17 @@ $(BUILD)/pippyrun: $(call obj,cli/pippyrun.c) $(LIBS)
 $(BUILD)/test_unit: $(call obj,$(UNIT_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS_ALL) $(call obj,$(UNIT_SRC)) -o $@ $(LINK_LIBS) $(CHECK_LIBS)
 
+# A hostile process for the network tests (test/e2e/test_security.py).
+$(BUILD)/test_intruder: $(call obj,test/intruder.c) $(LIBS)
+	$(CC) $(LDFLAGS_ALL) $< -o $@ $(LINK_LIBS)
+
 # Flags pippyc uses to compile generated stage programs against this build.
 $(BUILD)/stage.env: Makefile
 	@mkdir -p $(BUILD)
 	@printf 'CC=%s\nROOT=%s\nBUILDDIR=%s/%s\nSANFLAGS=%s\nLIBS=%s\n' \
 	  "$(CC)" "$(CURDIR)" "$(CURDIR)" "$(BUILD)" "$(SANFLAGS)" "$(STAGE_LIBS)" > $@
 
-test: all $(BUILD)/test_unit
+test: all $(BUILD)/test_unit $(BUILD)/test_intruder
 	sh test/run_tests.sh $(BUILD)
 
 bench: all

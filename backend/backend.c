@@ -2,9 +2,13 @@
 #include "backend.h"
 
 #include <dlfcn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "checked.h"
 
 /* One table per op family file in backend/cpu/, each ended by an entry with op == NULL. */
 extern const pippy_op_info pippy_cpu_ops_matmul[];
@@ -87,13 +91,87 @@ static const pippy_op_info *pippy_op_require(const pippy_op_desc *d, pippy_statu
     return o;
 }
 
+/* The first attribute of the wrong type a rule asked for, since the last clear (per thread). */
+static __thread char pippy_attr_err[256];
+
+static const char *pippy_attr_type_name(int32_t t)
+{
+    switch (t) {
+    case PIPPY_ATTR_FLOAT: return "FLOAT";
+    case PIPPY_ATTR_INT: return "INT";
+    case PIPPY_ATTR_STRING: return "STRING";
+    case PIPPY_ATTR_TENSOR: return "TENSOR";
+    case PIPPY_ATTR_FLOATS: return "FLOATS";
+    case PIPPY_ATTR_INTS: return "INTS";
+    case PIPPY_ATTR_STRINGS: return "STRINGS";
+    default: return "another type";
+    }
+}
+
+/* a is present; note it when its type is not want. Returns 1 when the type is right. */
+static int pippy_attr_typed(const pippy_attr *a, int32_t want)
+{
+    if (a->type == want)
+        return 1;
+    if (!pippy_attr_err[0])
+        snprintf(pippy_attr_err, sizeof pippy_attr_err, "attribute '%s' has type %s, expected %s", a->name,
+                 pippy_attr_type_name(a->type), pippy_attr_type_name(want));
+    return 0;
+}
+
+pippy_status pippy_op_check_opset(const char *domain, const char *op, int32_t opset)
+{
+    if (!pippy_domain_is_onnx(domain) || opset <= 0)
+        return PIPPY_OK;
+    if (opset > pippy_onnx_max_opset)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "opset %d is newer than the newest this pippyc knows (%d)", opset,
+                          pippy_onnx_max_opset);
+    for (const pippy_onnx_op_span *s = pippy_onnx_op_spans; s->op; s++) {
+        if (strcmp(s->op, op) != 0)
+            continue;
+        if (opset < s->since)
+            return pippy_fail(PIPPY_ERR_INVALID, "%s does not exist in opset %d (it was added in opset %d)", op,
+                              opset, s->since);
+        if (s->removed && opset >= s->removed)
+            return pippy_fail(PIPPY_ERR_INVALID, "%s does not exist in opset %d (it was removed in opset %d)", op,
+                              opset, s->removed);
+        return PIPPY_OK;
+    }
+    return PIPPY_OK; /* not an ONNX operator: the registry decides */
+}
+
+/* What every rule must deliver: outputs whose shapes are valid and whose sizes fit. */
+static pippy_status pippy_op_check_outputs(const pippy_op_desc *d)
+{
+    for (int i = 0; i < d->n_out; i++) {
+        const pippy_tdesc *t = &d->out[i];
+        if (pippy_tdesc_check(t, NULL) == 0)
+            continue;
+        char sh[200];
+        if (t->rank < 0 || t->rank > PIPPY_MAX_RANK)
+            return pippy_fail(PIPPY_ERR_INTERNAL, "output %d has rank %d", i, t->rank);
+        return pippy_fail(PIPPY_ERR_SHAPE,
+                          "output %d would be %s: a negative dim, or more than %llu bytes (the element count "
+                          "overflows or is absurd)",
+                          i, pippy_tdesc_str(t, sh, sizeof sh), (unsigned long long)PIPPY_MAX_TENSOR_BYTES);
+    }
+    return PIPPY_OK;
+}
+
 pippy_status pippy_op_infer(pippy_op_desc *d)
 {
     pippy_status st = PIPPY_OK;
     const pippy_op_info *o = pippy_op_require(d, &st);
     if (!o)
         return st;
-    st = o->infer(d);
+    st = pippy_op_check_opset(d->domain, d->op, d->opset);
+    pippy_attr_err[0] = 0;
+    if (st == PIPPY_OK)
+        st = o->infer(d);
+    if (pippy_attr_err[0]) /* also when the rule failed: a wrong type is the likelier cause */
+        st = pippy_fail(PIPPY_ERR_INVALID, "%s", pippy_attr_err);
+    if (st == PIPPY_OK)
+        st = pippy_op_check_outputs(d);
     if (st != PIPPY_OK)
         return pippy_error_prefix(st, "node '%s' (%s)", d->name ? d->name : "", d->op);
     return PIPPY_OK;
@@ -117,7 +195,13 @@ pippy_status pippy_kernel_create(const pippy_op_desc *d, pippy_kernel **k)
     if (!o)
         return st;
     *k = NULL;
+    pippy_attr_err[0] = 0;
     st = o->create(d, k);
+    if (pippy_attr_err[0]) {
+        pippy_kernel_destroy(*k);
+        *k = NULL;
+        st = pippy_fail(PIPPY_ERR_INVALID, "%s", pippy_attr_err);
+    }
     if (st != PIPPY_OK)
         return pippy_error_prefix(st, "node '%s' (%s)", d->name ? d->name : "", d->op);
     return PIPPY_OK;
@@ -160,25 +244,25 @@ const pippy_attr *pippy_attr_find(const pippy_op_desc *d, const char *name)
 int64_t pippy_attr_int(const pippy_op_desc *d, const char *name, int64_t dflt)
 {
     const pippy_attr *a = pippy_attr_find(d, name);
-    return a && a->type == PIPPY_ATTR_INT ? a->i : dflt;
+    return a && pippy_attr_typed(a, PIPPY_ATTR_INT) ? a->i : dflt;
 }
 
 float pippy_attr_float(const pippy_op_desc *d, const char *name, float dflt)
 {
     const pippy_attr *a = pippy_attr_find(d, name);
-    return a && a->type == PIPPY_ATTR_FLOAT ? a->f : dflt;
+    return a && pippy_attr_typed(a, PIPPY_ATTR_FLOAT) ? a->f : dflt;
 }
 
 const char *pippy_attr_string(const pippy_op_desc *d, const char *name, const char *dflt)
 {
     const pippy_attr *a = pippy_attr_find(d, name);
-    return a && a->type == PIPPY_ATTR_STRING ? a->s : dflt;
+    return a && pippy_attr_typed(a, PIPPY_ATTR_STRING) ? a->s : dflt;
 }
 
 int pippy_attr_ints(const pippy_op_desc *d, const char *name, const int64_t **v)
 {
     const pippy_attr *a = pippy_attr_find(d, name);
-    if (!a || a->type != PIPPY_ATTR_INTS) {
+    if (!a || !pippy_attr_typed(a, PIPPY_ATTR_INTS)) {
         *v = NULL;
         return -1;
     }
@@ -251,3 +335,24 @@ pippy_status pippy_const_ints(const pippy_op_desc *d, int i, int64_t *v, int32_t
     *n = (int32_t)cnt;
     return PIPPY_OK;
 }
+
+/* ---- run-time errors of kernels ---- */
+
+static atomic_int pippy_run_failed;
+static char pippy_run_msg[512];
+
+void pippy_run_fail(const char *fmt, ...)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&pippy_run_failed, &expected, 1))
+        return; /* the first message wins */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pippy_run_msg, sizeof pippy_run_msg, fmt, ap);
+    va_end(ap);
+    atomic_store(&pippy_run_failed, 2);
+}
+
+const char *pippy_run_error(void) { return atomic_load(&pippy_run_failed) == 2 ? pippy_run_msg : NULL; }
+
+void pippy_run_error_clear(void) { atomic_store(&pippy_run_failed, 0); }

@@ -95,8 +95,33 @@ const pippy_op_info *pippy_op_find(const char *domain, const char *op);
 /* All supported ops, for `pippyc inspect --ops` and messages. */
 const pippy_op_info *const *pippy_op_list(int *n);
 
-/* Infer the outputs of d (n_out must be set). Adds "node NAME (OP)" context on error. */
+/* Infer the outputs of d (n_out must be set). Adds "node NAME (OP)" context on error.
+ * Around the op's shape rule it checks what every rule needs: that the op exists in the model's
+ * opset (pippy_op_check_opset), that the attributes the rule read with the pippy_attr_* helpers
+ * have the type it asked for (a FLOAT transB is an error, not the default), and that every
+ * output is a well-formed descriptor of at most PIPPY_MAX_TENSOR_BYTES (pippy_tdesc_check). */
 pippy_status pippy_op_infer(pippy_op_desc *d);
+
+/* For each operator of the default ONNX domain: the first opset defining it and the opset
+ * removing it (0: never), generated from onnx's schemas (tools/gen_opsets.py -> opsets.c). */
+typedef struct {
+    const char *op;
+    int32_t since, removed;
+} pippy_onnx_op_span;
+extern const pippy_onnx_op_span pippy_onnx_op_spans[];
+extern const int pippy_onnx_max_opset; /* the newest opset those schemas know */
+/* Fails (PIPPY_ERR_INVALID) when op of the ONNX domain does not exist in opset. */
+pippy_status pippy_op_check_opset(const char *domain, const char *op, int32_t opset);
+
+/* Run-time errors of kernels. A kernel's run cannot return a status: one that meets data it
+ * cannot handle (a Gather index out of range) writes something harmless instead (zeros) and
+ * records the error with pippy_run_fail, naming its node. Whoever runs kernels checks
+ * pippy_run_error() afterwards and fails with that message: the stage program after each
+ * forward call, the compiler after folding a node. Process-wide, because kernels may run on
+ * oneDNN's threads; the first message is kept until pippy_run_error_clear(). */
+void pippy_run_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *pippy_run_error(void); /* NULL while there is none */
+void pippy_run_error_clear(void);
 double pippy_op_flops(const pippy_op_desc *d);
 pippy_status pippy_kernel_create(const pippy_op_desc *d, pippy_kernel **k);
 
@@ -110,7 +135,9 @@ void pippy_kernel_destroy(pippy_kernel *k);
 void pippy_backend_set_threads(int n);
 int pippy_backend_threads(void);
 
-/* Attribute look-ups (NULL / default when absent). */
+/* Attribute look-ups (NULL / default when absent). An attribute present with another type also
+ * gives the default, and is recorded as an error that pippy_op_infer / pippy_kernel_create
+ * report once the rule returns. */
 const pippy_attr *pippy_attr_find(const pippy_op_desc *d, const char *name);
 int64_t pippy_attr_int(const pippy_op_desc *d, const char *name, int64_t dflt);
 float pippy_attr_float(const pippy_op_desc *d, const char *name, float dflt);

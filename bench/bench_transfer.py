@@ -49,7 +49,7 @@ def build_transport():
     exe = os.path.join(C.BUILD, "bench_transport")
     ucx = C.sh(["pkg-config", "--cflags", "--libs", "ucx"], check=False).stdout.split() or ["-lucp", "-luct", "-lucs"]
     C.sh(["cc", "-std=gnu11", "-O2", "-I" + os.path.join(C.ROOT, "common"), "-I" + os.path.join(C.ROOT, "runtime"),
-          src, "-o", exe, "-L" + C.BUILD, "-lpippyrt", "-lpippy_common"] + ucx + ["-lm"])
+          src, "-o", exe, "-L" + C.BUILD, "-lpippyrt", "-lpippy_common"] + ucx + ["-lnettle", "-lpthread", "-lm"])
     return exe
 
 

@@ -3,9 +3,10 @@
  * single-thread memcpy of the same sizes. Not built by `make`; build and run it with:
  *
  *   make && cc -std=gnu11 -O2 -Icommon -Iruntime bench/bench_transport.c -o build/bench_transport \
- *       -Lbuild -lpippyrt -lpippy_common $(pkg-config --cflags --libs ucx) -lm && build/bench_transport
+ *       -Lbuild -lpippyrt -lpippy_common $(pkg-config --cflags --libs ucx) -lnettle -lpthread -lm && \
+ *       build/bench_transport
  *
- * UCX_TLS picks the transports as usual (e.g. UCX_TLS=tcp for TCP loopback; keep tcp in it).
+ * UCX_TLS picks the transports as usual (e.g. UCX_TLS=tcp for TCP loopback).
  * Options: --quick (fewer iterations). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -71,8 +72,10 @@ static int iters_for(size_t size, int quick)
 static void run_rank(int rank, const char *const *hosts, int quick, results *res)
 {
     pippy_transport *t = NULL;
-    pippy_transport_config c = {.rank = rank, .nranks = 2, .hosts = hosts, .model_hash = 1,
-                                .job_token = 2, .timeout_s = 30};
+    pippy_job_key key;
+    pippy_job_key_from_secret("bench_transport secret", 22, "bench", &key);
+    pippy_transport_config c = {.rank = rank, .nranks = 2, .hosts = hosts, .model_hash = 1, .key = &key,
+                                .timeout_s = 30};
     int peer = 1 - rank;
     char small[8] = {0};
     unsigned char *buf = malloc(MAX_SIZE);

@@ -46,6 +46,8 @@ static void pippy_usage(FILE *f)
           "  --schedule NAME          gpipe (default) or, for training, 1f1b\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --emit-only              write the C sources, weights and schedule.json but do not compile\n"
+          "  --max-memory GB          memory limit: folded constants may take it, a stage program may need it\n"
+          "                           (default: half of this machine's memory / all of it)\n"
           "  --port N                 first port of the default hosts file (default: derived from the model)\n"
           "  --cost-model FILE        the machine rates the cost model uses: read FILE, or measure and write it\n"
           "                           when it does not exist (default: a per-machine cache,\n"
@@ -338,6 +340,14 @@ int main(int argc, char **argv)
             if (!v || !*v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cost-model needs a file"));
             o.cost_model = v;
+            i++;
+        } else if (!strcmp(a, "--max-memory")) {
+            char *end;
+            double gb = v ? strtod(v, &end) : 0;
+            if (!v || *end || !(gb > 0) || gb > 1e9)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--max-memory takes gigabytes > 0, found '%s'",
+                                            v ? v : ""));
+            o.max_memory = (uint64_t)(gb * 1e9);
             i++;
         } else if (!strcmp(a, "--emit-only")) {
             o.emit_only = 1;

@@ -6,7 +6,8 @@
  *                 [--resume DIR] [--shuffle SEED] [--save FILE.onnx]
  *
  * Reads the rank -> program map of OUT/schedule.json ({"ranks":[{"rank":0,"stage":0,
- * "program":"stage0"},...]}) and starts, for each rank r, OUT/<program> --rank r --schedule
+ * "program":"stage0"},...]}; a program is a plain file name inside OUT, a regular executable file,
+ * never a path or a symbolic link) and starts, for each rank r, OUT/<program> --rank r --schedule
  * OUT/schedule.json --hosts OUT/hosts plus the user's arguments (and --trace FILE.rank<r>.json).
  * Each rank runs in its own process group; its stdout and stderr lines come out prefixed
  * "[rank r] ". When a rank exits non-zero or is killed, the others get SIGTERM, then SIGKILL
@@ -19,6 +20,10 @@
  * Training options go to every rank as they are, but --save FILE.onnx: the ranks write their final
  * state into a checkpoint in OUT, which pippyrun turns into FILE.onnx (the original model with the
  * trained initializers, as `pippyc export` does) and then removes.
+ * The ranks authenticate each other with a job secret (runtime/auth.h): pippyrun makes a fresh
+ * random one for every job and hands it to its ranks in their environment (PIPPY_JOB_SECRET; not
+ * on a command line, which any user can read with ps). After the job it removes whatever shared
+ * memory a rank killed by SIGKILL could not (the job's segments carry the job's tag).
  * Exit codes: 0 success, 2 bad usage, 1 a bad OUT folder, else the failing rank's code. */
 #define _GNU_SOURCE /* pipe2 */
 #include <cjson/cJSON.h>
@@ -41,6 +46,7 @@
 #include <unistd.h>
 
 #include "export_onnx.h"
+#include "auth.h"
 
 #define GRACE_S 2.0
 #define LINE_MAX_BYTES 16384
@@ -158,7 +164,7 @@ static int die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "pippyrun: ");
+    fprintf(stderr, "pippyrun: error: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
@@ -253,6 +259,12 @@ static int load_ranks(const char *out, const char *sched_path, rank_proc **ranks
                      sched_path, idx);
             break;
         }
+        if (strchr(p->valuestring, '/') || !strcmp(p->valuestring, ".") || !strcmp(p->valuestring, "..") ||
+            strlen(p->valuestring) > 255) {
+            rc = die("%s: ranks[%d] names the program \"%.300s\": a program must be a file name inside %s "
+                     "(no folder, no path)", sched_path, idx, p->valuestring, out);
+            break;
+        }
         int rank = (int)r->valuedouble;
         if (rank < 0 || rank >= n || (double)rank != r->valuedouble || rp[rank].rank >= 0) {
             rc = die("%s: ranks[%d] has rank %g: ranks must be 0..%d, each once", sched_path, idx,
@@ -271,7 +283,10 @@ static int load_ranks(const char *out, const char *sched_path, rank_proc **ranks
     cJSON_Delete(root);
     for (int i = 0; rc == 0 && i < n; i++) {
         struct stat sb;
-        if (stat(rp[i].program, &sb) != 0 || !S_ISREG(sb.st_mode))
+        if (lstat(rp[i].program, &sb) == 0 && S_ISLNK(sb.st_mode))
+            rc = die("the program of rank %d, %s, is a symbolic link: only programs inside %s are run", i,
+                     rp[i].program, out);
+        else if (lstat(rp[i].program, &sb) != 0 || !S_ISREG(sb.st_mode))
             rc = die("the program of rank %d, %s, is missing (compile again with pippyc -o %s)",
                      i, rp[i].program, out);
         else if (access(rp[i].program, X_OK) != 0)
@@ -541,6 +556,45 @@ static int export_trained(const char *outdir, const char *ckpt, const char *file
     return 0;
 }
 
+/* ---- the job secret ---- */
+
+/* 32 random bytes as 64 hex digits into PIPPY_JOB_SECRET (the ranks inherit it); the job's tag
+ * (names of its shared memory) into tag. */
+static int job_secret(char tag[17])
+{
+    uint8_t r[32];
+    char hex[65];
+    if (pippy_random_bytes(r, sizeof r) != PIPPY_OK)
+        return die("cannot make a job secret: %s", pippy_last_error());
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    pippy_job_key key;
+    pippy_job_key_from_secret(hex, 64, "pippyrun", &key);
+    pippy_job_key_tag(&key, tag);
+    setenv("PIPPY_JOB_SECRET", hex, 1);
+    memset(r, 0, sizeof r);
+    memset(&key, 0, sizeof key);
+    return 0;
+}
+
+/* Remove the job's shared memory that a rank killed by SIGKILL left behind. */
+static void sweep_shm(const char *tag)
+{
+    char prefix[40];
+    int pl = snprintf(prefix, sizeof prefix, "pippy-%s-", tag);
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, (size_t)pl) != 0)
+            continue;
+        char path[300];
+        snprintf(path, sizeof path, "/dev/shm/%.255s", e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
@@ -657,12 +711,13 @@ int main(int argc, char **argv)
     if (!fixed_ports && local_free_ports(hosts, n, own_hosts, sizeof own_hosts))
         snprintf(hosts, sizeof hosts, "%s", own_hosts);
 
-    /* A job token shared by the ranks (they refuse peers of another job). */
-    if (!getenv("PIPPY_JOB_TOKEN")) {
-        char tok[32];
-        snprintf(tok, sizeof tok, "%llx",
-                 (unsigned long long)((uint64_t)getpid() << 32 ^ (uint64_t)(now_s() * 1e6)));
-        setenv("PIPPY_JOB_TOKEN", tok, 1);
+    /* A fresh secret for this job's ranks (they refuse any process that cannot prove it). */
+    char job_tag[17];
+    if (job_secret(job_tag) != 0) {
+        for (int i = 0; i < n; i++)
+            free(rp[i].program);
+        free(rp);
+        return 1;
     }
 
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -884,5 +939,6 @@ int main(int argc, char **argv)
     free(cargv);
     if (own_hosts[0])
         unlink(own_hosts);
+    sweep_shm(job_tag);
     return rc;
 }

@@ -1,6 +1,8 @@
 /* tensor.c — see tensor.h. */
 #include "tensor.h"
 
+#include "checked.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +66,18 @@ int64_t pippy_tdesc_numel(const pippy_tdesc *t)
 size_t pippy_tdesc_bytes(const pippy_tdesc *t)
 {
     return (size_t)pippy_tdesc_numel(t) * pippy_dtype_size(t->dtype);
+}
+
+int pippy_tdesc_check(const pippy_tdesc *t, uint64_t *bytes)
+{
+    int64_t n;
+    uint64_t b;
+    if (t->rank < 0 || t->rank > PIPPY_MAX_RANK || pippy_dtype_size(t->dtype) == 0 ||
+        pippy_dims_product(t->dims, t->rank, &n) || pippy_elems_bytes(n, pippy_dtype_size(t->dtype), &b))
+        return 1;
+    if (bytes)
+        *bytes = b;
+    return 0;
 }
 
 int pippy_tdesc_equal(const pippy_tdesc *a, const pippy_tdesc *b)

@@ -34,6 +34,10 @@ const char *pippy_dtype_name(int32_t dtype);   /* "float", "int64", ... */
 int64_t pippy_tdesc_numel(const pippy_tdesc *t);
 size_t pippy_tdesc_bytes(const pippy_tdesc *t);
 int pippy_tdesc_equal(const pippy_tdesc *a, const pippy_tdesc *b);
+/* 0 when t is a well-formed descriptor: rank 0..PIPPY_MAX_RANK, every dim >= 0, a known dtype
+ * and at most PIPPY_MAX_TENSOR_BYTES (checked.h) in all; then *bytes (may be NULL) is its size.
+ * 1 otherwise. numel and bytes above are only meaningful for descriptors that pass this. */
+int pippy_tdesc_check(const pippy_tdesc *t, uint64_t *bytes);
 /* "float[4,784]" into buf; returns buf. */
 char *pippy_tdesc_str(const pippy_tdesc *t, char *buf, size_t n);
 /* "[2,-1,0]" (n values) into buf; returns buf. */

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "checked.h"
 #include "emit.h"
 #include "fuse.h"
 #include "autodiff.h"
@@ -129,31 +131,99 @@ static pippy_status pippy_write_hosts(const pippy_plan *p, int32_t base, const c
     return pippy_file_commit(f, tmp);
 }
 
+/* Split s at spaces into words appended to argv (no quoting, no shell). Returns the new count,
+ * or -1 when argv is full. s is modified. */
+static int pippy_split_words(char *s, char **argv, int n, int cap)
+{
+    for (char *save = NULL, *w = strtok_r(s, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+        if (n >= cap - 1)
+            return -1;
+        argv[n++] = w;
+    }
+    return n;
+}
+
+/* Start the C compiler on stage s in dir: a plain argv (the paths are never seen by a shell),
+ * output into dir/.stageS.log. Returns the child's pid, or -1. */
+static pid_t pippy_build_one(const pippy_stage_env *e, const char *cc, const char *dir, int32_t s)
+{
+    char ccw[2048], san1[512], san2[512], libs[1024];
+    char inc[3][PATH_MAX + 16], lib[PATH_MAX + 8], src[32], tmp[32], log[48];
+    char *argv[256];
+    snprintf(ccw, sizeof ccw, "%s", cc);
+    snprintf(san1, sizeof san1, "%s", e->sanflags);
+    snprintf(san2, sizeof san2, "%s", e->sanflags);
+    snprintf(libs, sizeof libs, "%s", e->libs);
+    snprintf(inc[0], sizeof inc[0], "-I%s/common", e->root);
+    snprintf(inc[1], sizeof inc[1], "-I%s/backend", e->root);
+    snprintf(inc[2], sizeof inc[2], "-I%s/runtime", e->root);
+    snprintf(lib, sizeof lib, "-L%s", e->builddir);
+    snprintf(src, sizeof src, "stage%d.c", s);
+    snprintf(tmp, sizeof tmp, ".stage%d.tmp", s);
+    snprintf(log, sizeof log, ".stage%d.log", s);
+    char *const mid[] = {"-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror"};
+    char *const io[] = {inc[0], inc[1], inc[2], src, "-o", tmp};
+    int n = pippy_split_words(ccw, argv, 0, 200);
+    for (size_t i = 0; n > 0 && i < 6; i++)
+        argv[n++] = mid[i];
+    if (n > 0)
+        n = pippy_split_words(san1, argv, n, 200);
+    for (size_t i = 0; n > 0 && i < 6; i++)
+        argv[n++] = io[i];
+    if (n > 0)
+        n = pippy_split_words(san2, argv, n, 240);
+    if (n > 0) {
+        argv[n++] = lib;
+        n = pippy_split_words(libs, argv, n, 256);
+    }
+    if (n <= 0) {
+        errno = n == 0 ? EINVAL : E2BIG;
+        return -1;
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = chdir(dir) == 0 ? open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        execvp(argv[0], argv);
+        fprintf(stderr, "cannot run the C compiler '%s': %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
 /* Compile every stage program, in parallel; on failure show the compiler's output. */
 static pippy_status pippy_build_stages(const pippy_plan *p, const pippy_stage_env *e, const char *cc, const char *dir)
 {
     pid_t pids[PIPPY_MAX_STAGES];
-    for (int32_t s = 0; s < p->n_stages; s++) {
-        char cmd[32768];
-        snprintf(cmd, sizeof cmd,
-                 "cd '%s' && %s -std=gnu11 -O2 -g -Wall -Wextra -Werror %s -I'%s/common' -I'%s/backend' "
-                 "-I'%s/runtime' stage%d.c -o .stage%d.tmp %s -L'%s' %s > .stage%d.log 2>&1 && mv -f .stage%d.tmp "
-                 "stage%d && rm -f .stage%d.log",
-                 dir, cc, e->sanflags, e->root, e->root, e->root, s, s, e->sanflags, e->builddir, e->libs, s, s, s, s);
-        pids[s] = fork();
-        if (pids[s] == 0) {
-            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-            _exit(127);
+    int32_t started = 0;
+    pippy_status st = PIPPY_OK;
+    for (int32_t s = 0; s < p->n_stages; s++, started++) {
+        pids[s] = pippy_build_one(e, cc, dir, s);
+        if (pids[s] < 0) {
+            st = pippy_fail(PIPPY_ERR_IO, "cannot start the C compiler '%s': %s", cc, strerror(errno));
+            break;
         }
-        if (pids[s] < 0)
-            return pippy_fail(PIPPY_ERR_IO, "cannot start the C compiler: %s", strerror(errno));
     }
     int32_t bad = -1;
-    for (int32_t s = 0; s < p->n_stages; s++) {
+    for (int32_t s = 0; s < started; s++) {
         int status = 0;
-        waitpid(pids[s], &status, 0);
+        while (waitpid(pids[s], &status, 0) < 0 && errno == EINTR)
+            ;
         if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) && bad < 0)
             bad = s;
+    }
+    if (st != PIPPY_OK)
+        return st;
+    for (int32_t s = 0; s < p->n_stages && bad < 0; s++) {
+        char a[PATH_MAX + 32], b[PATH_MAX + 32];
+        snprintf(a, sizeof a, "%s/.stage%d.tmp", dir, s);
+        snprintf(b, sizeof b, "%s/stage%d", dir, s);
+        if (rename(a, b) != 0)
+            return pippy_fail(PIPPY_ERR_IO, "cannot move %s to %s: %s", a, b, strerror(errno));
+        snprintf(a, sizeof a, "%s/.stage%d.log", dir, s);
+        unlink(a);
     }
     if (bad >= 0) {
         char log[PATH_MAX + 64], text[2048] = "";
@@ -264,6 +334,32 @@ static pippy_status pippy_materialize_const_outputs(pippy_graph *g, int32_t micr
     return PIPPY_OK;
 }
 
+/* What each stage program will allocate (arena, one input/output slot per microbatch, weights),
+ * estimated now: a stage that cannot fit is an error here, not an out-of-memory kill later.
+ * limit 0: this machine's memory. */
+static pippy_status pippy_check_stage_memory(const pippy_plan *p, uint64_t limit)
+{
+    const char *why = "--max-memory";
+    if (!limit) {
+        limit = pippy_machine_memory();
+        why = "this machine's memory; pippyc --max-memory GB sets another";
+    }
+    for (int32_t s = 0; s < p->n_stages && limit; s++) {
+        const pippy_stage *sg = &p->stages[s];
+        uint64_t need, slots;
+        if (pippy_mul_u64(sg->io_bytes, (uint64_t)p->microbatches, &slots) ||
+            pippy_add_u64(sg->arena_bytes, slots, &need) || pippy_add_u64(need, sg->weights_bytes, &need))
+            need = UINT64_MAX;
+        if (need > limit)
+            return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                              "stage %d would need %.3g GB (arena %.3g GB, %d microbatch slots of %.3g GB, weights "
+                              "%.3g GB), more than the limit of %.3g GB (%s)",
+                              s, need / 1e9, sg->arena_bytes / 1e9, p->microbatches, sg->io_bytes / 1e9,
+                              sg->weights_bytes / 1e9, limit / 1e9, why);
+    }
+    return PIPPY_OK;
+}
+
 static uint64_t pippy_mix(uint64_t h, int64_t x) { return pippy_fnv1a(&x, sizeof x, h); }
 
 /* The full batch: --batch, else the leading dim of --shape or of the model's first input. */
@@ -281,14 +377,14 @@ static int64_t pippy_full_batch(const pippy_graph *g, const pippy_shape_bind_opt
     return batch;
 }
 
-/* Load, bind at the microbatch size, infer and fold, make it a training graph if asked, prune and
- * fuse. Sets the plan's batch figures. */
 /* What the summary says besides the plan. */
 typedef struct {
     pippy_batch_report batch; /* static-batch rewrites */
     char cost_note[2048];     /* where the cost model's rates came from */
 } pippy_compile_notes;
 
+/* Load, bind at the microbatch size, infer and fold, make it a training graph if asked, prune and
+ * fuse. Sets the plan's batch figures. */
 static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan *plan, pippy_graph **out,
                                         pippy_compile_notes *notes)
 {
@@ -297,6 +393,8 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     pippy_graph *g = NULL;
     PIPPY_TRY(pippy_onnx_load(o->model_path, &g));
     *out = g;
+    if (o->max_memory)
+        g->mem_limit = o->max_memory;
     g->training = o->train;
     int64_t batch = pippy_full_batch(g, &bind);
     if (M > 1 && batch <= 0)
@@ -357,12 +455,15 @@ static pippy_status pippy_node_stages(pippy_plan *p)
     return PIPPY_OK;
 }
 
-/* Cut, differentiate (training), plan memory and the schedule. */
-static pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
+/* Cut, differentiate (training), plan memory (checked against the limit) and the schedule. */
+static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
 {
     pippy_graph *g = plan->g;
     snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
-    PIPPY_TRY(pippy_cost_load(&plan->cost, o->cost_model, notes->cost_note, sizeof notes->cost_note));
+    if (o->no_calibration)
+        pippy_cost_defaults(&plan->cost);
+    else
+        PIPPY_TRY(pippy_cost_load(&plan->cost, o->cost_model, notes->cost_note, sizeof notes->cost_note));
     pippy_partition_opts po = {o->stages, o->split_before, plan->microbatches, plan->batch, plan->schedule};
     PIPPY_TRY(pippy_partition(plan, &po));
     for (int32_t i = 0; i < g->n_nodes; i++)
@@ -374,6 +475,7 @@ static pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_plan *
     }
     PIPPY_TRY(pippy_plan_build(plan));
     PIPPY_TRY(pippy_memplan(plan));
+    PIPPY_TRY(pippy_check_stage_memory(plan, o->max_memory));
     uint64_t h = pippy_mix(g->hash, plan->n_stages);
     h = pippy_mix(h, plan->microbatch_size);
     h = pippy_mix(h, plan->microbatches);
@@ -386,6 +488,27 @@ static pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_plan *
             h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
     plan->hash = h;
     return pippy_schedule_build(plan);
+}
+
+pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_graph **gp, pippy_plan *plan)
+{
+    pippy_compile_notes notes;
+    memset(&notes, 0, sizeof notes);
+    memset(plan, 0, sizeof *plan);
+    plan->loss = -1;
+    *gp = NULL;
+    pippy_graph *g = NULL;
+    pippy_status st = pippy_compile_graph(o, plan, &g, &notes);
+    if (st == PIPPY_OK)
+        st = pippy_compile_cut(o, plan, &notes);
+    if (st != PIPPY_OK) {
+        pippy_plan_free(plan);
+        pippy_graph_free(g);
+        memset(plan, 0, sizeof *plan);
+        return st;
+    }
+    *gp = g;
+    return PIPPY_OK;
 }
 
 /* Everything is written into OUT/.pippyc-staging first and moved into OUT only when the whole
@@ -458,7 +581,7 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
     memset(&notes, 0, sizeof notes);
     pippy_status st = pippy_compile_graph(o, &plan, &g, &notes);
     if (st == PIPPY_OK)
-        st = pippy_compile_plan(o, &plan, &notes);
+        st = pippy_compile_cut(o, &plan, &notes);
     if (st == PIPPY_OK)
         st = pippy_compile_emit(o, &plan);
     if (st == PIPPY_OK && !o->quiet)

@@ -31,9 +31,17 @@ typedef struct {
     const char *optimizer_json; /* the optimizer's settings as JSON, kept in schedule.json */
     int32_t optimizer_state;    /* floats of optimizer state per parameter float */
     int32_t tied_transmit;      /* --tied transmit (default replicate) */
+    uint64_t max_memory;       /* bytes; 0: half of this machine's memory for folded constants and
+                                * all of it for one stage program (arena, slots and weights) */
+    int32_t no_calibration;    /* tests: the cost model's default rates instead of measuring them */
 } pippy_compile_opts;
 
 pippy_status pippy_compile(const pippy_compile_opts *o);
+
+/* Everything of a compile but the files: load, bind, infer and fold, rewrite, partition, plan,
+ * memory plan (checked against the memory limit) and schedule. On success the caller owns *g
+ * and *plan (pippy_plan_free, then pippy_graph_free); on failure there is neither. */
+pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_graph **g, pippy_plan *plan);
 
 /* Load, bind and infer (with folding) — shared by compile and inspect.
  * lenient: keep going past unsupported ops (inspect). */

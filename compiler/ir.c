@@ -3,11 +3,22 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
+
+uint64_t pippy_machine_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
 
 pippy_graph *pippy_graph_new(void)
 {
     pippy_graph *g = calloc(1, sizeof *g);
+    if (g) {
+        uint64_t m = pippy_machine_memory();
+        g->mem_limit = m ? m / 2 : (8ull << 30);
+    }
     return g;
 }
 

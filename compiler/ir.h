@@ -100,6 +100,10 @@ typedef struct {
     int32_t *index;
     int32_t index_cap;
 
+    /* What the compiler may allocate for constants it folds: mem_limit bytes in all (set by
+     * pippy_graph_new to half of this machine's memory; pippyc --max-memory), mem_folded so far. */
+    uint64_t mem_limit, mem_folded;
+
     /* mappings to release (external data, model file) */
     void **maps;
     size_t *map_lens;
@@ -145,5 +149,8 @@ int32_t pippy_value_param_root(const pippy_graph *g, int32_t v);
 /* Number of elements / bytes of a value (shape must be known). */
 int64_t pippy_value_numel(const pippy_value *v);
 size_t pippy_value_bytes(const pippy_value *v);
+
+/* This machine's physical memory in bytes (0 when unknown). */
+uint64_t pippy_machine_memory(void);
 
 #endif

@@ -23,8 +23,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
+
 #define PIPPY_ALIGN 64
+
+/* Every value passed pippy_tdesc_check (at most PIPPY_MAX_TENSOR_BYTES), so aligning one cannot
+ * overflow; sums of many are checked where they are made. */
 static uint64_t pippy_align(uint64_t x) { return (x + PIPPY_ALIGN - 1) & ~(uint64_t)(PIPPY_ALIGN - 1); }
+
+static pippy_status pippy_memplan_overflow(const pippy_stage *sg, const char *what)
+{
+    return pippy_fail(PIPPY_ERR_SHAPE, "stage %d: its %s overflow 64 bits", sg->index, what);
+}
 
 typedef struct {
     uint64_t off, size;
@@ -117,14 +127,15 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
                 m.own[n->out[o]] = 1;
     }
     sg->io_bytes = 0;
+    int over = 0;
     for (int32_t q = 0; q < sg->n_out; q++) {
         m.own[sg->out[q].value] = 0;
         if (sg->out[q].passthrough < 0)
-            sg->io_bytes += pippy_value_bytes(&g->values[sg->out[q].value]);
+            over |= pippy_add_u64(sg->io_bytes, pippy_value_bytes(&g->values[sg->out[q].value]), &sg->io_bytes);
     }
     for (int32_t q = 0; q < sg->n_in; q++) {
         m.own[sg->in[q].value] = 0;
-        sg->io_bytes += pippy_value_bytes(&g->values[sg->in[q].value]);
+        over |= pippy_add_u64(sg->io_bytes, pippy_value_bytes(&g->values[sg->in[q].value]), &sg->io_bytes);
     }
     pippy_memplan_lifetimes(g, sg, &m);
     /* the stash: roots read in a later phase, one after the other */
@@ -136,7 +147,8 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
             if (v < 0 || !m.own[v] || m.root[v] != v || !m.late[v])
                 continue;
             sg->stash_off[v] = (int64_t)stash;
-            stash += pippy_align(pippy_value_bytes(&g->values[v]) ? pippy_value_bytes(&g->values[v]) : 1);
+            over |= pippy_add_u64(stash, pippy_align(pippy_value_bytes(&g->values[v]) ? pippy_value_bytes(&g->values[v]) : 1),
+                                  &stash);
         }
     }
     /* the arena: first fit by lifetime */
@@ -165,6 +177,7 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
                 if (blocks[pos].off + blocks[pos].size > at)
                     at = blocks[pos].off + blocks[pos].size;
             }
+            over |= at > UINT64_MAX / 2 || size > UINT64_MAX / 2; /* keeps every sum above exact */
             memmove(&blocks[pos + 1], &blocks[pos], (size_t)(nb - pos) * sizeof *blocks);
             blocks[pos] = (pippy_block){at, size, m.last[v] > k ? m.last[v] : k};
             nb++;
@@ -182,7 +195,7 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
     sg->arena_bytes = top;
     sg->stash_bytes = stash;
     free(m.root), free(m.def), free(m.last), free(m.late), free(m.own), free(blocks);
-    return PIPPY_OK;
+    return over ? pippy_memplan_overflow(sg, "buffers") : PIPPY_OK;
 }
 
 pippy_status pippy_memplan(pippy_plan *p)
@@ -194,7 +207,8 @@ pippy_status pippy_memplan(pippy_plan *p)
         uint64_t off = 0;
         for (int32_t q = 0; q < sg->n_params; q++) {
             sg->param_off[q] = off;
-            off += pippy_align(pippy_value_bytes(&p->g->values[sg->params[q]]));
+            if (pippy_add_u64(off, pippy_align(pippy_value_bytes(&p->g->values[sg->params[q]])), &off))
+                return pippy_memplan_overflow(sg, "weights");
             if (q + 1 == sg->n_trainable)
                 sg->trainable_bytes = off;
         }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,46 @@ static int pippy_parse_u64(const char *s, uint64_t *v)
     return 0;
 }
 
+/* An external data location must name a file inside the model's folder, as the ONNX checker
+ * requires: relative, without ".." components (the symlink part is checked once it is open). */
+static pippy_status pippy_onnx_ext_location_ok(const pippy_loader *L, const char *what, const char *loc)
+{
+    if (loc[0] == '/')
+        return pippy_fail(PIPPY_ERR_INVALID,
+                          "%s: %s: external data location '%s' is an absolute path; it must be relative to the "
+                          "model's folder",
+                          L->path, what, loc);
+    for (const char *c = loc; *c;) {
+        size_t k = strcspn(c, "/");
+        if (k == 2 && c[0] == '.' && c[1] == '.')
+            return pippy_fail(PIPPY_ERR_INVALID,
+                              "%s: %s: external data location '%s' contains '..'; it must stay inside the model's "
+                              "folder",
+                              L->path, what, loc);
+        c += k;
+        c += *c == '/';
+    }
+    return PIPPY_OK;
+}
+
+/* The file open on fd lies inside the model's folder (no symlinked folder leads out of it). */
+static pippy_status pippy_onnx_ext_inside(const pippy_loader *L, const char *what, const char *location, int fd)
+{
+    char link[64], real[PATH_MAX], base[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, real, sizeof real - 1);
+    if (n <= 0 || !realpath(L->dir, base))
+        return PIPPY_ONNX_SYS_FAIL(PIPPY_ERR_IO, "%s: %s: cannot resolve external data file '%s': %s", L->path,
+                                   what, location, strerror(errno));
+    real[n] = 0;
+    size_t bl = strlen(base);
+    if (strncmp(real, base, bl) != 0 || (real[bl] != '/' && strcmp(base, "/") != 0))
+        return pippy_fail(PIPPY_ERR_INVALID,
+                          "%s: %s: external data location '%s' leads out of the model's folder %s (to %s)", L->path,
+                          what, location, base, real);
+    return PIPPY_OK;
+}
+
 /* Map an external data file once per load; registered with the graph. */
 static pippy_status pippy_onnx_ext_map(pippy_loader *L, const char *what, const char *file, const char *location,
                                        size_t need, uint64_t offset, pippy_ext_file **out)
@@ -169,12 +210,20 @@ static pippy_status pippy_onnx_ext_map(pippy_loader *L, const char *what, const 
             *out = &L->ext[i];
             return PIPPY_OK;
         }
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno == ELOOP)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: %s: external data file '%s' (location '%s') is a symbolic link",
+                          L->path, what, file, location);
     if (fd < 0)
         return PIPPY_ONNX_SYS_FAIL(PIPPY_ERR_IO,
                                    "%s: %s: cannot open external data file '%s' (location '%s'): %s (expected %zu "
                                    "bytes at offset %" PRIu64 ")",
                                    L->path, what, file, location, strerror(errno), need, offset);
+    pippy_status inside = pippy_onnx_ext_inside(L, what, location, fd);
+    if (inside != PIPPY_OK) {
+        close(fd);
+        return inside;
+    }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
@@ -248,17 +297,12 @@ static pippy_status pippy_onnx_tensor_external(pippy_loader *L, const char *what
         return pippy_fail(PIPPY_ERR_FORMAT,
                           "%s: %s: expected %zu bytes for %s in external data file '%s', found length %" PRIu64,
                           L->path, what, bytes, tbuf, loc, length);
-    char *file;
-    if (loc[0] == '/') {
-        file = strdup(loc);
-    } else {
-        size_t n = strlen(L->dir) + strlen(loc) + 2;
-        file = malloc(n);
-        if (file)
-            snprintf(file, n, "%s/%s", L->dir, loc);
-    }
+    PIPPY_TRY(pippy_onnx_ext_location_ok(L, what, loc));
+    size_t n = strlen(L->dir) + strlen(loc) + 2;
+    char *file = malloc(n);
     if (!file)
         return pippy_onnx_nomem(L);
+    snprintf(file, n, "%s/%s", L->dir, loc);
     pippy_ext_file *f = NULL;
     pippy_status st = pippy_onnx_ext_map(L, what, file, loc, bytes, offset, &f);
     if (st == PIPPY_OK && (offset > f->len || f->len - offset < bytes))
@@ -673,8 +717,10 @@ static pippy_status pippy_onnx_versions(pippy_loader *L, const Onnx__ModelProto 
                           "%s: opset too old (expected default-domain opset >= %d, found %" PRId64
                           "); convert the model with onnx.version_converter",
                           L->path, PIPPY_ONNX_MIN_OPSET, opset);
-    if (opset > INT32_MAX)
-        return pippy_fail(PIPPY_ERR_INVALID, "%s: opset version %" PRId64 " is out of range", L->path, opset);
+    if (opset > pippy_onnx_max_opset)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                          "%s: default-domain opset %" PRId64 " is newer than the newest this pippyc knows (%d)",
+                          L->path, opset, pippy_onnx_max_opset);
     g->opset = (int32_t)opset;
 
     const char *pn = m->producer_name ? m->producer_name : "";
@@ -996,7 +1042,7 @@ static pippy_status pippy_onnx_build(pippy_loader *L, Onnx__ModelProto *m)
 static pippy_status pippy_onnx_read(pippy_loader *L, Onnx__ModelProto **out)
 {
     *out = NULL;
-    int fd = open(L->path, O_RDONLY | O_CLOEXEC);
+    int fd = open(L->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
     if (fd < 0)
         return PIPPY_ONNX_SYS_FAIL(PIPPY_ERR_IO, "%s: cannot open the model: %s", L->path, strerror(errno));
     struct stat st;

@@ -1,6 +1,8 @@
 /* shape.c — see shape.h. */
 #include "shape.h"
 
+#include "checked.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +81,13 @@ pippy_status pippy_shape_bind(pippy_graph *g, const pippy_shape_bind_opts *o)
                                   "leading dim) or --shape %s=D1xD2x...",
                                   g->path, v->name, d, v->dim_param[d] ? " ('" : "",
                                   v->dim_param[d] ? v->dim_param[d] : "", v->dim_param[d] ? "')" : "", v->name);
+        uint64_t bytes;
+        if (pippy_tdesc_check(&v->t, &bytes)) {
+            char sh[200];
+            return pippy_fail(PIPPY_ERR_SHAPE, "%s: graph input '%s' would be %s: more than %llu bytes", g->path,
+                              v->name, pippy_tdesc_str(&v->t, sh, sizeof sh),
+                              (unsigned long long)PIPPY_MAX_TENSOR_BYTES);
+        }
         v->shape_known = 1;
     }
     return PIPPY_OK;
@@ -125,6 +134,15 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
     static const int64_t pippy_dummy[1];
     if ((strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0) && !d->in_const[0])
         d->in_const[0] = pippy_dummy;
+    /* estimated before anything is allocated (the outputs passed pippy_tdesc_check) */
+    uint64_t need = 0;
+    for (int32_t o = 0; o < d->n_out; o++)
+        need += pippy_tdesc_bytes(&d->out[o]) + 8;
+    if (need > g->mem_limit || g->mem_folded > g->mem_limit - need)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                          "node '%s' (%s): folding it into a constant needs %.3g GB more (%.3g GB folded so far), "
+                          "past the compiler's memory limit of %.3g GB (pippyc --max-memory)",
+                          n->name, n->op, need / 1e9, g->mem_folded / 1e9, g->mem_limit / 1e9);
     PIPPY_TRY(pippy_kernel_create(d, &k));
     void *outs[PIPPY_MAX_IO] = {0};
     for (int32_t o = 0; o < d->n_out; o++) {
@@ -136,8 +154,15 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory folding node '%s'", n->name);
         }
     }
+    pippy_run_error_clear();
     pippy_kernel_run(k, d->in_const, outs);
     pippy_kernel_destroy(k);
+    g->mem_folded += need;
+    if (pippy_run_error()) {
+        for (int32_t o = 0; o < d->n_out; o++)
+            free(outs[o]);
+        return pippy_fail(PIPPY_ERR_INVALID, "folding constants: %s", pippy_run_error());
+    }
     int32_t root = pippy_fold_root(g, n);
     for (int32_t o = 0; o < d->n_out; o++) {
         pippy_value *v = &g->values[n->out[o]];

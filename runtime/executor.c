@@ -276,6 +276,9 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
     pippy_stage_fn fn = phase == PIPPY_PHASE_F ? sx->p->forward : phase == PIPPY_PHASE_B ? sx->p->backward
                                                                                       : sx->p->weight;
     fn(sx->K, sx->A, S, sx->W, sx->G, sx->in_ptr, sx->out_ptr);
+    if (pippy_run_error()) /* a kernel met data it cannot handle (backend.h) */
+        return pippy_fail(PIPPY_ERR_INVALID, "rank %d, %s(stage %d, mb %d): %s", rt->rank, pippy_phase_label[phase],
+                          sx->stage, m, pippy_run_error());
     int last = sx->p->training ? PIPPY_PHASE_W : PIPPY_PHASE_F;
     if (phase == last && sx->p->training && sx->slot_of[m] >= 0) {
         sx->free_slot[sx->n_free++] = sx->slot_of[m];

@@ -25,7 +25,7 @@ typedef struct {
     int n_inputs, n_outputs;
     double timeout_s;
     int threads;
-    uint64_t job_token;
+    const char *secret_file; /* --job-secret-file (auth.h); NULL: from the environment */
     int quiet;
     /* training */
     int64_t steps, epochs;      /* 0: not given */
@@ -119,6 +119,7 @@ typedef struct {
     double compute_us, wait_us;
     int64_t step;              /* training: the step being run (0-based) */
     pippy_train *train;        /* training state (train.c) */
+    char job_tag[17];          /* names this job's shared memory (auth.h pippy_job_key_tag) */
 } pippy_rt;
 
 static inline double pippy_rt_now_us(void)

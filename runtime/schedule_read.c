@@ -11,6 +11,7 @@
 #include "rt.h"
 #include "schedule_json.h"
 #include "schedule_read.h"
+#include "sched_check.h"
 #include "schedule_sim.h"
 
 static int pippy_json_int(const cJSON *o, const char *k, int dflt)
@@ -287,6 +288,8 @@ pippy_status pippy_schedule_read(pippy_rt *rt, const char *path, const pippy_sta
                           "%s is from another compile (hash %s); this program (%s) was compiled as %s — recompile or "
                           "use the matching schedule",
                           path, cJSON_IsString(hash) ? hash->valuestring : "missing", progs[0]->source, mine);
+    /* the type and range of every field read below, before any of it is used */
+    PIPPY_TRY(pippy_sched_fields_check(rt->sched, path, progs[0]->n_stages, progs[0]->stage));
     const cJSON *cfg = pippy_json_get(rt->sched, "config"), *mode = pippy_json_get(cfg, "mode");
     rt->M = pippy_json_int(cfg, "microbatches", 0);
     if (rt->M < 1 || rt->M > 1 << 20)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "rt.h"
+#include "auth.h"
 #include "schedule_read.h"
 #include "stage.h"
 #include "tensor_io.h"
@@ -30,7 +31,8 @@ static void pippy_stage_usage(const pippy_stage_program *p)
 {
     fprintf(stderr,
             "usage: stage%d [--rank R] [--schedule FILE] [--hosts FILE] [--input NAME=FILE ...]\n"
-            "              [--output NAME=FILE ...] [--timeout SEC] [--trace FILE] [--threads N] [--job-token T]\n"
+            "              [--output NAME=FILE ...] [--timeout SEC] [--trace FILE] [--threads N]\n"
+            "              [--job-secret-file FILE]\n"
             "training:     [--steps N | --epochs E] [--loss-log FILE] [--checkpoint DIR] [--checkpoint-every K]\n"
             "              [--resume DIR] [--save-checkpoint DIR] [--shuffle SEED]\n"
             "Runs stage %d of %d (compiled by pippyc %s from %s). Tensor files: .pb (ONNX TensorProto) or .npy.\n"
@@ -38,7 +40,9 @@ static void pippy_stage_usage(const pippy_stage_program *p)
             "[k*batch, (k+1)*batch) modulo its size (shuffled per epoch with --shuffle).\n"
             "Rank: --rank, else PIPPY_RANK, OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID.\n"
             "Peers: --hosts FILE (host:port per rank), else PIPPY_HOSTS (comma-separated), else the hosts file\n"
-            "next to schedule.json.\n",
+            "next to schedule.json.\n"
+            "Job secret (ranks prove they hold it): --job-secret-file FILE, else PIPPY_JOB_SECRET, else the\n"
+            "launcher's job id (with a warning); pippyrun makes one for its ranks.\n",
             p->stage, p->stage, p->n_stages, p->pippyc_version, p->source);
 }
 
@@ -86,8 +90,11 @@ static pippy_status pippy_parse_args(int argc, char **argv, pippy_args *a, const
             a->threads = (int)strtol(v, &end, 10);
             if (*end || a->threads < 1)
                 return pippy_fail(PIPPY_ERR_USAGE, "--threads takes a whole number >= 1, found '%s'", v);
+        } else if (!strcmp(k, "--job-secret-file")) {
+            a->secret_file = v;
         } else if (!strcmp(k, "--job-token")) {
-            a->job_token = strtoull(v, &end, 0);
+            return pippy_fail(PIPPY_ERR_USAGE, "--job-token is gone: give every rank the same secret with "
+                                               "--job-secret-file FILE or PIPPY_JOB_SECRET");
         } else if (!strcmp(k, "--steps") || !strcmp(k, "--epochs") || !strcmp(k, "--checkpoint-every")) {
             long long x = strtoll(v, &end, 10);
             if (*end || x < 1)
@@ -117,14 +124,6 @@ static pippy_status pippy_parse_args(int argc, char **argv, pippy_args *a, const
             const char *s = getenv(envs[e]);
             if (s && *s)
                 a->rank = atoi(s);
-        }
-    }
-    if (!a->job_token) {
-        const char *envs[] = {"PIPPY_JOB_TOKEN", "SLURM_JOB_ID", "OMPI_MCA_orte_ess_jobid", "PMI_JOBID"};
-        for (size_t e = 0; e < sizeof envs / sizeof envs[0] && !a->job_token; e++) {
-            const char *s = getenv(envs[e]);
-            if (s && *s)
-                a->job_token = strtoull(s, NULL, 0) ? strtoull(s, NULL, 0) : 1 + (uint64_t)strlen(s);
         }
     }
     return PIPPY_OK;
@@ -404,6 +403,14 @@ static pippy_status pippy_rt_connect(pippy_rt *rt)
     if (n_hosts < rt->nranks)
         st = pippy_fail(PIPPY_ERR_USAGE, "the hosts list (%s) has %d entr%s, the schedule has %d ranks",
                         src ? src : "PIPPY_HOSTS", n_hosts, n_hosts == 1 ? "y" : "ies", rt->nranks);
+    pippy_job_key key;
+    char warn[400] = "";
+    if (st == PIPPY_OK)
+        st = pippy_job_key_load(rt->a.secret_file, &key, warn, sizeof warn);
+    if (st == PIPPY_OK && warn[0])
+        fprintf(stderr, "rank %d: %s\n", rt->rank, warn);
+    if (st == PIPPY_OK)
+        pippy_job_key_tag(&key, rt->job_tag);
     if (st == PIPPY_OK && rt->use_shm) {
         char mine[256], theirs[256];
         pippy_host_of(hosts[rt->rank], mine, sizeof mine);
@@ -414,10 +421,11 @@ static pippy_status pippy_rt_connect(pippy_rt *rt)
         st = pippy_rt_share_outputs(rt);
     }
     if (st == PIPPY_OK) {
-        pippy_transport_config tc = {rt->rank, rt->nranks, (const char *const *)hosts, rt->st[0].p->hash,
-                                     rt->a.job_token, rt->a.timeout_s};
+        pippy_transport_config tc = {rt->rank, rt->nranks, (const char *const *)hosts, rt->st[0].p->hash, &key,
+                                     rt->a.timeout_s};
         st = pippy_transport_open(&tc, peers, n_peers, &rt->t);
     }
+    memset(&key, 0, sizeof key);
     for (int i = 0; i < n_hosts; i++)
         free(hosts[i]);
     free(hosts);

@@ -1,6 +1,8 @@
 /* tensor_io.c — see tensor_io.h. */
 #include "tensor_io.h"
 
+#include "checked.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -52,18 +54,16 @@ static int io_dtype_ok(int32_t dt)
 /* numel and bytes of dims, refusing negative dims and overflow. */
 static pippy_status shape_bytes(const char *path, const pippy_tdesc *t, size_t *bytes)
 {
-    size_t n = 1, es = pippy_dtype_size(t->dtype);
-    for (int i = 0; i < t->rank; i++) {
+    int64_t n;
+    uint64_t b;
+    for (int i = 0; i < t->rank; i++)
         if (t->dims[i] < 0)
             return pippy_fail(PIPPY_ERR_FORMAT, "%s: dimension %d is negative (%lld)", path, i,
                               (long long)t->dims[i]);
-        if (t->dims[i] > 0 && n > (SIZE_MAX / 16) / (size_t)t->dims[i])
-            return pippy_fail(PIPPY_ERR_FORMAT, "%s: the shape is too large", path);
-        n *= (size_t)t->dims[i];
-    }
-    if (n > (SIZE_MAX / 16) / (es ? es : 1))
-        return pippy_fail(PIPPY_ERR_FORMAT, "%s: the shape is too large", path);
-    *bytes = n * es;
+    if (pippy_dims_product(t->dims, t->rank, &n) || pippy_elems_bytes(n, pippy_dtype_size(t->dtype), &b))
+        return pippy_fail(PIPPY_ERR_FORMAT, "%s: the shape is too large (over %llu bytes)", path,
+                          (unsigned long long)PIPPY_MAX_TENSOR_BYTES);
+    *bytes = (size_t)b;
     return PIPPY_OK;
 }
 
@@ -438,6 +438,13 @@ static pippy_status pb_read(const char *path, int fd, size_t fsize, pippy_tensor
         out->t.dims[i] = tp->dims[i];
     if ((st = shape_bytes(path, &out->t, &bytes)) != PIPPY_OK)
         goto done;
+    /* every value takes at least one byte of the file: check before allocating for them */
+    if (bytes / pippy_dtype_size(out->t.dtype) > fsize) {
+        st = pippy_fail(PIPPY_ERR_FORMAT, "%s: the shape %s needs %zu values, more than a file of %zu "
+                        "bytes can hold", path, pippy_tdesc_str(&out->t, desc, sizeof desc),
+                        bytes / pippy_dtype_size(out->t.dtype), fsize);
+        goto done;
+    }
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
         st = pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: the data is in an external file; tensor files "
                         "must hold their data", path);
@@ -473,13 +480,15 @@ pippy_status pippy_tensor_read(const char *path, pippy_tensor_file *out)
     int fmt = format_of(path);
     if (!fmt)
         return bad_ext(path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     PIPPY_CHECK_SYS(fd >= 0, PIPPY_ERR_IO, "cannot open tensor file %s: %s", path,
                     strerror(errno));
     struct stat sb;
     pippy_status st;
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        st = pippy_fail(PIPPY_ERR_IO, "%s:%d: %s: not a regular file", __FILE__, __LINE__, path);
+        st = pippy_fail(PIPPY_ERR_IO, "%s:%d: %s: not a regular file (a tensor file must be one)", __FILE__,
+                        __LINE__, path);
     } else {
         st = fmt == FMT_NPY ? npy_read(path, fd, (size_t)sb.st_size, out)
                             : pb_read(path, fd, (size_t)sb.st_size, out);

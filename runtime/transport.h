@@ -1,25 +1,57 @@
-/* transport.h — point-to-point messages between the stage processes of one job (UCX ucp, tag API).
+/* transport.h — point-to-point messages between the stage processes of one job (UCX ucp, tag API),
+ * between ranks that proved to each other that they hold the job's secret.
  *
- * Every rank listens on its own "host:port" (hosts[rank]), connects to each listed peer of lower
- * rank and accepts each listed peer of higher rank. Every connection first runs a handshake
- * (protocol version, rank, model hash, job token) and opens a plain TCP control socket beside the
- * UCX endpoint; the socket's end of file tells that a peer died (UCX runs in error mode NONE,
- * which keeps shared memory usable, so UCX itself does not report dead peers).
+ * Connecting. Every rank listens with a plain TCP socket on exactly its own "host:port"
+ * (hosts[rank]; nothing else is listened on: UCX gets no listener, and unless UCX_NET_DEVICES is
+ * set it is limited to the network device that holds that address, plus RDMA devices). A rank
+ * connects to each listed peer of lower rank and accepts each of higher rank. On that control
+ * connection the two run a mutual challenge-response (auth.h): fresh random nonces both ways, and
+ * HMAC-SHA256 answers under the job key over the whole exchange, which names both ranks, the
+ * model hash and the protocol version; the secret itself never travels. Only then do they swap
+ * their UCX worker addresses (also under the MAC) and create UCX endpoints to each other.
+ * Anything else that connects — stray bytes, half a handshake, a wrong secret, another rank's
+ * double — is answered with a refusal or dropped with a warning on stderr naming its address,
+ * without holding up the job; a process listening where a peer should be that fails the
+ * challenge makes the rank fail, naming that address.
  *
- * Messages are tagged: a receive posted for (peer p, tag t) matches only p's messages with tag t.
- * User tags are 48 bits (PIPPY_TRANSPORT_TAG_MAX); the sender's rank fills the top bits of the
- * UCX tag. Each isend/irecv hands out a request from a preallocated pool; finish every request
- * with exactly one pippy_transport_wait(), which returns its status and gives it back.
- * A receive must match the sent length exactly.
+ * Messages. Tags are 48 bits (PIPPY_TRANSPORT_TAG_MAX). On the wire the UCX tag is the sender's
+ * rank (top 16 bits) and the user tag XORed with a 48-bit mask that both ends derive from their
+ * handshake (one per direction, fresh every job). UCX matches tags worker-wide, so this is what
+ * makes a message count as rank r's only if it came from rank r's authenticated session: a
+ * process that reached our UCX worker some other way cannot produce a tag that matches a posted
+ * receive without that session's mask. Each isend/irecv hands out a request from a
+ * preallocated pool; finish every request with exactly one pippy_transport_wait(), which returns
+ * its status and gives it back. A receive must match the sent length exactly.
  *
- * Single-threaded: one thread uses a transport at a time. pippy_transport_open sets
- * UCX_TCP_CM_REUSEADDR=y in the environment (unless set) so a job can reuse its ports at once. */
+ * Liveness. UCX runs in error mode NONE (which keeps shared memory usable), so it does not report
+ * dead peers; the control connection does. Its end of file means the peer's process is gone
+ * (within PEER_GRACE); a goodbye frame means it closed on purpose. A heartbeat thread writes a
+ * small frame to every connected peer every min(1 s, timeout/4), also while this rank computes.
+ * A frame carries how long ago this rank last knew of progress: 0 while it computes, else how
+ * long it has waited on its peer, or that peer's own figure when smaller — so "progress" is
+ * passed along chains of waiting ranks. A wait on peer p fails
+ *   - at once when p's process is gone (end of file, or UCX says its connection is lost);
+ *   - with PIPPY_ERR_TIMEOUT when nothing at all (data or heartbeat) came from p for timeout_s
+ *     (p stopped — SIGSTOP —, hung in the kernel, or cut off);
+ *   - with PIPPY_ERR_TIMEOUT when p is alive but nothing moved for timeout_s along the chain of
+ *     ranks waiting on each other (a deadlock: action lists that do not match).
+ * A wait on a live peer that computes (however long its step) does not time out.
+ *
+ * Start-up (pippy_transport_open) is bounded by timeout_s as a whole: connections that idle or
+ * send garbage are closed after at most min(timeout_s, 10 s) each and never delay the deadline.
+ * After open the listener stays up to refuse latecomers at once (a rank started twice gets
+ * "its job is already running"); a second process for a rank on the same address cannot
+ * listen at all (the port is taken).
+ *
+ * Single-threaded use: one thread calls into a transport at a time (the heartbeat thread is
+ * internal). */
 #ifndef PIPPY_TRANSPORT_H
 #define PIPPY_TRANSPORT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "status.h"
 
 typedef struct pippy_transport pippy_transport;
@@ -28,18 +60,21 @@ typedef struct pippy_request pippy_request;
 typedef struct {
     int rank, nranks;
     const char *const *hosts; /* "host:port" per rank ("[v6addr]:port" for IPv6) */
-    uint64_t model_hash, job_token;
-    double timeout_s;         /* connect, each wait, and liveness bound; <= 0 means 60 s */
+    uint64_t model_hash;
+    const pippy_job_key *key; /* the job's key (auth.h); copied */
+    double timeout_s;         /* start-up bound and liveness bound (see above); <= 0 means 60 s */
 } pippy_transport_config;
 
-#define PIPPY_TRANSPORT_PROTOCOL_VERSION 1
-#define PIPPY_TRANSPORT_MAX_RANKS 32768              /* the rank takes 15 bits of the UCX tag */
+#define PIPPY_TRANSPORT_PROTOCOL_VERSION 2
+#define PIPPY_TRANSPORT_MAX_RANKS 32768              /* the rank takes the top bits of the UCX tag */
 #define PIPPY_TRANSPORT_TAG_MAX ((1ull << 48) - 1)  /* largest user tag */
 
-/* Create the UCX context, worker and listener on hosts[rank]; connect to / accept every rank in
- * peers[0..n_peers) and handshake with it. Returns when all are connected; fails with
- * PIPPY_ERR_TIMEOUT naming the ranks that never came, PIPPY_ERR_PEER when a handshake is refused
- * (other model, other job, other protocol), PIPPY_ERR_TRANSPORT when UCX fails (e.g. port in use). */
+/* Listen on hosts[rank]; connect to / accept every rank in peers[0..n_peers), authenticate each
+ * and create the UCX endpoints. Returns when all are connected; fails with PIPPY_ERR_TIMEOUT
+ * naming the ranks that never came (and what went wrong with them), PIPPY_ERR_PEER when a peer
+ * refuses us or fails the challenge (other secret, other model, other protocol, started twice),
+ * PIPPY_ERR_TRANSPORT when the address cannot be listened on (port in use: a rank started twice?)
+ * or UCX fails. */
 pippy_status pippy_transport_open(const pippy_transport_config *c, const int *peers, int n_peers,
                                   pippy_transport **out);
 
@@ -50,10 +85,10 @@ pippy_status pippy_transport_isend(pippy_transport *t, int peer, uint64_t tag, c
 pippy_status pippy_transport_irecv(pippy_transport *t, int peer, uint64_t tag, void *buf,
                                    size_t len, pippy_request **req);
 
-/* Progress until req is done; return its status and release it. Fails with PIPPY_ERR_TIMEOUT
- * (naming peer and tag) when no request of this transport completes within timeout_s, and with
- * PIPPY_ERR_PEER when the peer is known dead or closed. After a failed wait the transport should
- * be closed; buffers of requests that failed must stay valid until pippy_transport_close returns. */
+/* Progress until req is done; return its status and release it. Fails as described under
+ * Liveness above (PIPPY_ERR_PEER naming the peer when it is gone, PIPPY_ERR_TIMEOUT when it is
+ * silent or everything waits). After a failed wait the transport should be closed; buffers of
+ * requests that failed must stay valid until pippy_transport_close returns. */
 pippy_status pippy_transport_wait(pippy_transport *t, pippy_request *req);
 
 /* Nonzero when req is complete (pippy_transport_wait then returns at once). Progresses once. */
@@ -70,5 +105,9 @@ const char *pippy_transport_peer_address(const pippy_transport *t, int rank);
  * immediate; over TCP it may wait for a busy peer, never longer than timeout_s nor past the
  * peer's death), close every endpoint and tell the peers we leave on purpose. Frees t; NULL ok. */
 void pippy_transport_close(pippy_transport *t);
+
+/* For tests only: when PIPPY_TEST_WORKER_ADDRESS_FILE is set, open writes this rank's UCX worker
+ * address into that file, so that the intruder test can reach the worker directly and show that
+ * forged tags still match nothing. */
 
 #endif

@@ -4,8 +4,10 @@
 #   sh test/run_tests.sh build-san      (make test SANITIZE=1: same suites; the conformance
 #                                        run is limited to a sample there, see below)
 # Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace, schedule
-# checker), then the end-to-end scripts (real stage processes over real UCX; the sample models, then
-# the real model families of samples/real/), then the ONNX conformance run.
+# checker, and the model / schedule / tensor-file mutators), then the end-to-end scripts (real stage
+# processes over real UCX: pippyrun, the CLI, mutated schedules, hostile peers and files, the sample
+# models, the real model families of samples/real/, training, network namespaces), then the ONNX
+# conformance run.
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -50,12 +52,16 @@ suite trainref python3 test/e2e/trainref.py self-test
 suite export python3 test/e2e/test_export.py "$B"
 suite static-batch python3 test/e2e/test_static_batch.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
+    suite schedule_fuzz python3 test/e2e/test_schedule_fuzz.py "$B" --quick
+    suite security python3 test/e2e/test_security.py "$B" --quick
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite train python3 test/e2e/test_train.py "$B" --quick
     suite models python3 test/e2e/test_models.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
+    suite schedule_fuzz python3 test/e2e/test_schedule_fuzz.py "$B"
+    suite security python3 test/e2e/test_security.py "$B"
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
     suite train python3 test/e2e/test_train.py "$B"
     suite models python3 test/e2e/test_models.py "$B"

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "dense.h"
 
+#include "checked.h"
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -623,6 +625,9 @@ static pippy_status pippy_window_ints(const pippy_op_desc *d, const char *name, 
     return PIPPY_OK;
 }
 
+static pippy_status pippy_window_dim(const pippy_op_desc *d, int i, int same, int ceil_mode, int64_t pl, int64_t pr,
+                                     pippy_window *w);
+
 pippy_status pippy_dense_window(const pippy_op_desc *d, int ns, const int64_t *in, const int64_t *k, int ceil_mode,
                                 pippy_window *w)
 {
@@ -650,32 +655,50 @@ pippy_status pippy_dense_window(const pippy_op_desc *d, int ns, const int64_t *i
         if (k[i] < 1)
             return pippy_fail(PIPPY_ERR_INVALID, "%s: kernel extent %lld in spatial dim %d, expected >= 1", d->op,
                               (long long)k[i], i);
-        int64_t dk = (k[i] - 1) * w->dl[i] + 1;
-        if (same_upper || same_lower) {
-            w->out[i] = (in[i] + w->s[i] - 1) / w->s[i];
-            int64_t total = (w->out[i] - 1) * w->s[i] + dk - in[i];
-            if (total < 0)
-                total = 0;
-            w->pl[i] = same_upper ? total / 2 : total - total / 2;
-            w->pr[i] = total - w->pl[i];
-            continue;
-        }
-        w->pl[i] = pads[i];
-        w->pr[i] = pads[ns + i];
-        int64_t v = in[i] + w->pl[i] + w->pr[i] - dk;
-        if (v < 0)
-            return pippy_fail(PIPPY_ERR_SHAPE,
-                              "%s: the window (kernel %lld, dilation %lld) is larger than the padded input "
-                              "(%lld + pads %lld,%lld) in spatial dim %d",
-                              d->op, (long long)k[i], (long long)w->dl[i], (long long)in[i], (long long)w->pl[i],
-                              (long long)w->pr[i], i);
-        if (ceil_mode) {
-            w->out[i] = (v + w->s[i] - 1) / w->s[i] + 1;
-            if ((w->out[i] - 1) * w->s[i] >= in[i] + w->pl[i])
-                w->out[i]--;
-        } else {
-            w->out[i] = v / w->s[i] + 1;
-        }
+        PIPPY_TRY(pippy_window_dim(d, i, same_upper ? 1 : same_lower ? 2 : 0, ceil_mode, pads[i], pads[ns + i], w));
+    }
+    return PIPPY_OK;
+}
+
+/* Output extent and pads of spatial dim i (same: 0 explicit pads, 1 SAME_UPPER, 2 SAME_LOWER),
+ * every step overflow-checked: pads, strides and dilations come from the model, up to 2^63. */
+static pippy_status pippy_window_dim(const pippy_op_desc *d, int i, int same, int ceil_mode, int64_t pl, int64_t pr,
+                                     pippy_window *w)
+{
+    int64_t in = w->in[i], s = w->s[i], dk, v, t;
+    if (pippy_mul_i64(w->k[i] - 1, w->dl[i], &dk) || pippy_add_i64(dk, 1, &dk))
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: kernel %lld with dilation %lld overflows in spatial dim %d", d->op,
+                          (long long)w->k[i], (long long)w->dl[i], i);
+    if (same) {
+        w->out[i] = in / s + (in % s != 0);
+        int64_t total;
+        if (pippy_mul_i64(w->out[i] - 1, s, &total) || pippy_add_i64(total, dk, &total))
+            return pippy_fail(PIPPY_ERR_INVALID, "%s: the window overflows in spatial dim %d", d->op, i);
+        total -= in;
+        if (total < 0)
+            total = 0;
+        w->pl[i] = same == 1 ? total / 2 : total - total / 2;
+        w->pr[i] = total - w->pl[i];
+        return PIPPY_OK;
+    }
+    w->pl[i] = pl;
+    w->pr[i] = pr;
+    if (pippy_add_i64(in, pl, &v) || pippy_add_i64(v, pr, &v))
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: pads %lld,%lld overflow in spatial dim %d", d->op, (long long)pl,
+                          (long long)pr, i);
+    v -= dk; /* both >= 0: cannot overflow */
+    if (v < 0)
+        return pippy_fail(PIPPY_ERR_SHAPE,
+                          "%s: the window (kernel %lld, dilation %lld) is larger than the padded input "
+                          "(%lld + pads %lld,%lld) in spatial dim %d",
+                          d->op, (long long)w->k[i], (long long)w->dl[i], (long long)in, (long long)pl, (long long)pr,
+                          i);
+    if (ceil_mode) {
+        w->out[i] = v / s + (v % s != 0) + 1;
+        if (!pippy_mul_i64(w->out[i] - 1, s, &t) && t >= in + pl)
+            w->out[i]--;
+    } else {
+        w->out[i] = v / s + 1;
     }
     return PIPPY_OK;
 }

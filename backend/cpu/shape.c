@@ -22,6 +22,7 @@
 #include "shape.h"
 
 #include "backend.h"
+#include "checked.h"
 #include "walk.h"
 
 #include <math.h>
@@ -282,7 +283,9 @@ static pippy_status s_reshape_infer(pippy_op_desc *d)
                               pippy_tdesc_str(x, sx, sizeof sx), pippy_ints_str(shape, n, ss, sizeof ss), (long long)v);
         }
         y.dims[i] = v;
-        known *= v;
+        if (pippy_mul_i64(known, v, &known))
+            return pippy_fail(PIPPY_ERR_SHAPE, "cannot reshape %s to %s: the element count overflows",
+                              pippy_tdesc_str(x, sx, sizeof sx), pippy_ints_str(shape, n, ss, sizeof ss));
     }
     int64_t numel = pippy_tdesc_numel(x);
     if (infer_at >= 0) {
@@ -485,7 +488,9 @@ static pippy_status s_tile_infer(pippy_op_desc *d)
     PIPPY_TRY(s_tile_repeats(d, rep));
     pippy_tdesc y = d->in[0];
     for (int i = 0; i < y.rank; i++)
-        y.dims[i] *= rep[i];
+        if (pippy_mul_i64(y.dims[i], rep[i], &y.dims[i]))
+            return pippy_fail(PIPPY_ERR_SHAPE, "repeats[%d] = %lld times dim %lld overflows", i, (long long)rep[i],
+                              (long long)d->in[0].dims[i]);
     d->out[0] = y;
     return PIPPY_OK;
 }
@@ -540,14 +545,15 @@ pippy_status pippy_slice_resolve(const pippy_op_desc *d, const pippy_tdesc *x, i
         } else if (step > 0) {
             s = s < 0 ? 0 : s > dim ? dim : s;
             e = e < 0 ? 0 : e > dim ? dim : e;
-            count = e > s ? (e - s + step - 1) / step : 0;
+            count = e > s ? (e - s - 1) / step + 1 : 0; /* e - s <= dim: no overflow for any step */
         } else {
             s = s < 0 ? 0 : s > dim - 1 ? dim - 1 : s;
             e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-            count = s > e ? (s - e + (-step) - 1) / (-step) : 0;
+            uint64_t back = (uint64_t)0 - (uint64_t)step; /* -step, also for INT64_MIN */
+            count = s > e ? (int64_t)((uint64_t)(s - e - 1) / back) + 1 : 0;
         }
         sl->start[a] = count > 0 ? s : 0;
-        sl->step[a] = step;
+        sl->step[a] = count > 1 ? step : 1; /* a step that is never taken does not scale strides */
         sl->count[a] = count;
     }
     return PIPPY_OK;
@@ -748,7 +754,8 @@ static pippy_status s_split_sizes(const pippy_op_desc *d, int32_t *axis, int64_t
     for (int i = 0; i < n; i++) {
         if (sizes[i] < 0)
             return pippy_fail(PIPPY_ERR_INVALID, "split[%d] is %lld, expected >= 0", i, (long long)sizes[i]);
-        total += sizes[i];
+        if (pippy_add_i64(total, sizes[i], &total))
+            return pippy_fail(PIPPY_ERR_SHAPE, "split sizes overflow when summed (axis %d)", *axis);
     }
     if (total != dim) {
         char s[160];
@@ -814,6 +821,7 @@ typedef struct {
     int64_t outer, axis_dim, n_idx;
     size_t row; /* bytes per gathered slice */
     int idx64;
+    char node[128]; /* for the run-time error */
 } s_gather_kernel;
 
 static pippy_status s_gather_infer(pippy_op_desc *d)
@@ -840,7 +848,8 @@ static pippy_status s_gather_infer(pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-/* Negative indices count from the end; an index still out of range gives zeros. */
+/* Negative indices count from the end. An index still out of range is an error (ONNX says so):
+ * its slice is zeroed and the error recorded with pippy_run_fail for the caller to report. */
 static void s_gather_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
     s_gather_kernel *k = (s_gather_kernel *)kb;
@@ -849,13 +858,17 @@ static void s_gather_run(pippy_kernel *kb, const void *const *in, void *const *o
     for (int64_t o = 0; o < k->outer; o++) {
         const char *xo = x + (size_t)(o * k->axis_dim) * k->row;
         for (int64_t j = 0; j < k->n_idx; j++) {
-            int64_t i = k->idx64 ? ((const int64_t *)in[1])[j] : ((const int32_t *)in[1])[j];
+            int64_t i = k->idx64 ? ((const int64_t *)in[1])[j] : ((const int32_t *)in[1])[j], given = i;
             if (i < 0)
                 i += k->axis_dim;
-            if (i >= 0 && i < k->axis_dim)
+            if (i >= 0 && i < k->axis_dim) {
                 memcpy(y, xo + (size_t)i * k->row, k->row);
-            else
+            } else {
                 memset(y, 0, k->row);
+                pippy_run_fail("node '%s' (Gather): index %lld (at position %lld of the indices) is out of range "
+                               "for an axis of size %lld",
+                               k->node, (long long)given, (long long)j, (long long)k->axis_dim);
+            }
             y += k->row;
         }
     }
@@ -880,6 +893,7 @@ static pippy_status s_gather_create(const pippy_op_desc *d, pippy_kernel **out)
     k->n_idx = pippy_tdesc_numel(&d->in[1]);
     k->row = (size_t)inner * pippy_dtype_size(x->dtype);
     k->idx64 = d->in[1].dtype == PIPPY_DT_INT64;
+    snprintf(k->node, sizeof k->node, "%s", d->name ? d->name : "");
     *out = &k->base;
     return PIPPY_OK;
 }
@@ -1275,14 +1289,22 @@ static pippy_status s_range_infer(pippy_op_desc *d)
                 dl = s_scalar_i(dt, d->in_const[2]);
         if (dl == 0)
             return pippy_fail(PIPPY_ERR_INVALID, "delta is 0");
-        int64_t span = l - s;
-        n = dl > 0 ? (span > 0 ? (span + dl - 1) / dl : 0) : (span < 0 ? (-span + -dl - 1) / -dl : 0);
+        /* in unsigned 64-bit: the span of two int64 values and |delta| always fit */
+        uint64_t span = l > s ? (uint64_t)l - (uint64_t)s : (uint64_t)s - (uint64_t)l;
+        uint64_t step = dl > 0 ? (uint64_t)dl : (uint64_t)0 - (uint64_t)dl;
+        uint64_t cnt = (l > s) == (dl > 0) && l != s ? (span - 1) / step + 1 : 0;
+        if (cnt > (uint64_t)INT64_MAX)
+            return pippy_fail(PIPPY_ERR_SHAPE, "Range from %lld to %lld by %lld has too many elements", (long long)s,
+                              (long long)l, (long long)dl);
+        n = (int64_t)cnt;
     } else {
         double s = s_scalar_f(dt, d->in_const[0]), l = s_scalar_f(dt, d->in_const[1]),
                dl = s_scalar_f(dt, d->in_const[2]);
         if (dl == 0 || !isfinite(s) || !isfinite(l) || !isfinite(dl))
             return pippy_fail(PIPPY_ERR_INVALID, "start, limit and delta must be finite and delta non-zero");
         double c = ceil((l - s) / dl);
+        if (!(c < 0x1p62))
+            return pippy_fail(PIPPY_ERR_SHAPE, "Range from %g to %g by %g has too many elements", s, l, dl);
         n = c > 0 ? (int64_t)c : 0;
     }
     d->out[0] = (pippy_tdesc){.dtype = dt, .rank = 1, .dims = {n}};

@@ -56,3 +56,24 @@ def tmpdir(prefix):
 
 def tail(text, n=12):
     return "\n        ".join(text.strip().splitlines()[-n:])
+
+
+def run_gently(cmd, timeout=300, env=None):
+    """Like run, for a launcher whose children live in their own process groups (pippyrun): on a
+    timeout it gets SIGTERM first (which it passes to the ranks), SIGKILL 5 s later."""
+    import signal
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=e)
+    try:
+        out = p.communicate(timeout=timeout)[0]
+        return p.returncode, out.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGTERM)
+        try:
+            out = p.communicate(timeout=5)[0]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out = p.communicate()[0]
+        return 124, (out or b"").decode(errors="replace") + f"\n(timed out after {timeout} s)"

@@ -17,6 +17,14 @@ from common import MODELS, ROOT, Results, build_dir, run, tail, tmpdir
 import numpy as np
 
 
+def job_tag(secret):
+    """The tag that names a job's shared memory (runtime/auth.c), computed independently."""
+    import hashlib
+    import hmac
+    key = hmac.new(secret.encode(), b"pippy job key v1\0", hashlib.sha256).digest()
+    return hmac.new(key, b"pippy job tag\0", hashlib.sha256).hexdigest()[:16]
+
+
 def model(name):
     return os.path.join(MODELS, name + ".onnx")
 
@@ -197,13 +205,14 @@ def main():
     res.check(f"a killed rank under pippyrun: exit {code}, the failure is reported, no stage process is left",
               code not in (0, 124) and "rank 1" in text and left.strip() == "", tail(text))
     # the same without pippyrun: rank 0 must notice by itself and name its peer
+    secret = "a test secret for the killed rank"
     code, text = run(["sh", "-c", f"'{slow}/stage1' --rank 1 --timeout 5 > /dev/null 2>&1 & p1=$!; "
                       f"'{slow}/stage0' --rank 0 --timeout 5 --input x={out}/x.npy & p0=$!; "
-                      f"sleep 1.5; kill -KILL $p1; wait $p0"], timeout=60, env={"PIPPY_FAULT_DELAY_MS": "400"})
+                      f"sleep 1.5; kill -KILL $p1; wait $p0"], timeout=60,
+                     env={"PIPPY_FAULT_DELAY_MS": "400", "PIPPY_JOB_SECRET": secret})
     res.check(f"a killed rank without pippyrun: rank 0 exits {code} naming rank 1", code == 1 and "rank 1" in text,
               tail(text))
-    h = json.load(open(os.path.join(slow, "schedule.json")))["hash"]
-    left_shm = glob.glob(f"/dev/shm/pippy-{h}-*")
+    left_shm = glob.glob(f"/dev/shm/pippy-{job_tag(secret)}-*")
     res.check("killed ranks leave no shared memory behind", left_shm == [], str(left_shm))
     shutil.rmtree(slow, ignore_errors=True)
     cost_model_tests(res, pippyc)

@@ -42,6 +42,7 @@ set +e
 if ip netns exec pippy_h0 ping -c 1 -W 2 10.77.0.3 >/dev/null 2>&1 || true; then :; fi
 
 OUT=$(mktemp -d /tmp/pippy-netns-XXXXXX)
+export PIPPY_JOB_SECRET="netns test secret $$ $(date +%s%N)"   # the same for every rank of a job
 M="$ROOT/samples/models"
 if ! "$B/pippyc" "$M/gpt_op17.onnx" --stages 3 --batch 8 --microbatches 4 -o "$OUT" -q; then
     bad "compile gpt_op17 into 3 stages" "pippyc failed"

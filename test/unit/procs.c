@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "harness.h"
 
 double now_s(void)
@@ -38,7 +39,7 @@ void world_init(world *w, int nranks, double timeout_s)
         snprintf(w->hostbuf[r], sizeof w->hostbuf[r], "127.0.0.1:%d", ntohs(sa.sin_port));
         w->hosts[r] = w->hostbuf[r];
         w->model_hash[r] = 0x1234abcd5678ef00ull;
-        w->job_token[r] = 0x00c0ffee00c0ffeeull;
+        w->secret[r] = "the secret of this test job";
     }
     for (int r = 0; r < nranks; r++)
         close(fds[r]);
@@ -56,9 +57,11 @@ pippy_status open_all(world *w, pippy_transport **t)
     for (int r = 0; r < w->nranks; r++)
         if (r != w->rank)
             peers[n++] = r;
+    pippy_job_key key;
+    pippy_job_key_from_secret(w->secret[w->rank], strlen(w->secret[w->rank]), "test", &key);
     pippy_transport_config c = {.rank = w->rank, .nranks = w->nranks, .hosts = w->hosts,
                                 .model_hash = w->model_hash[w->rank],
-                                .job_token = w->job_token[w->rank], .timeout_s = w->timeout_s};
+                                .key = &key, .timeout_s = w->timeout_s};
     return pippy_transport_open(&c, peers, n, t);
 }
 

@@ -26,7 +26,8 @@ typedef struct {
     int rank, nranks;
     const char *hosts[MAXR];
     char hostbuf[MAXR][64];
-    uint64_t model_hash[MAXR], job_token[MAXR];
+    uint64_t model_hash[MAXR];
+    const char *secret[MAXR]; /* each rank's job secret */
     double timeout_s;
     rank_result *res; /* shared, MAXR entries */
 } world;

@@ -51,13 +51,7 @@ static void fz_teardown(void)
 
 static uint64_t fz_rng = 0x243F6A8885A308D3ULL;
 
-static uint64_t fz_next(void)
-{
-    fz_rng ^= fz_rng << 13;
-    fz_rng ^= fz_rng >> 7;
-    fz_rng ^= fz_rng << 17;
-    return fz_rng;
-}
+static uint64_t fz_next(void) { return pippy_test_rand(&fz_rng); }
 
 /* Invariants of a graph the loader accepted. */
 static void fz_check_graph(const pippy_graph *g)

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <ftw.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,11 +529,14 @@ START_TEST(test_load_external)
     t = t_tensor("B", PIPPY_DT_FLOAT, 1, t_d4);
     t_ext(t, "w.bin", "97", "16");
     t_init(m, t);
-    /* A second file by absolute path, no offset. */
+    /* A second file in a subfolder ("./" and all), no offset. */
     const float cc[4] = {-1, -2, -3, -4};
-    const char *abs = t_write("c.bin", cc, sizeof cc);
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/data", t_dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    t_write("data/c.bin", cc, sizeof cc);
     t = t_tensor("C", PIPPY_DT_FLOAT, 1, t_d4);
-    t_ext(t, abs, NULL, NULL);
+    t_ext(t, "./data/c.bin", NULL, NULL);
     t_init(m, t);
     t_input(m, t_vi("x", PIPPY_DT_FLOAT, 2, t_d44, NULL));
     t_node(m, "mm", "MatMul", TL("x", "W"), TL("h"));
@@ -897,6 +901,46 @@ START_TEST(test_bad_external_missing)
 }
 END_TEST
 
+/* External data must stay inside the model's folder (as the ONNX checker requires): absolute
+ * paths, ".." and symbolic links that lead elsewhere are refused before any byte is read. */
+START_TEST(test_bad_external_escape)
+{
+    char outside[96], link[160], dirlink[160], sub[128];
+    snprintf(outside, sizeof outside, "%s.outside", t_dir);
+    FILE *f = fopen(outside, "wb");
+    ck_assert_ptr_nonnull(f);
+    float secret[16] = {42};
+    fwrite(secret, 1, sizeof secret, f);
+    fclose(f);
+    snprintf(link, sizeof link, "%s/link.bin", t_dir);
+    ck_assert_int_eq(symlink(outside, link), 0);
+    snprintf(sub, sizeof sub, "%s/sub", t_dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    snprintf(dirlink, sizeof dirlink, "%s/sub/up", t_dir);
+    ck_assert_int_eq(symlink("/tmp", dirlink), 0);
+    char via_dir[128];
+    snprintf(via_dir, sizeof via_dir, "sub/up/%s", outside + 5); /* outside is /tmp/... */
+    struct {
+        const char *loc, *needle;
+    } cases[] = {
+        {outside, "absolute path"},
+        {"/etc/passwd", "absolute path"},
+        {"../../../etc/passwd", "contains '..'"},
+        {"sub/../../x.bin", "contains '..'"},
+        {"link.bin", "symbolic link"},
+        {via_dir, "leads out of the model's folder"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Onnx__ModelProto *m = t_model(8, 17);
+        Onnx__TensorProto *t = t_tensor("W", PIPPY_DT_FLOAT, 2, t_d44);
+        t_ext(t, cases[i].loc, "0", "64");
+        t_init(m, t);
+        t_load_bad(t_save(m, "escape.onnx"), PIPPY_ERR_INVALID, TL("initializer 'W'", cases[i].needle));
+    }
+    unlink(outside);
+}
+END_TEST
+
 START_TEST(test_bad_external_short)
 {
     unsigned char bin[100] = {0};
@@ -926,6 +970,9 @@ START_TEST(test_bad_versions)
     Onnx__ModelProto *m = t_mlp();
     m->opset_import[0]->version = 6;
     t_load_bad(t_save(m, "opset6.onnx"), PIPPY_ERR_UNSUPPORTED, TL("opset", ">= 7", "found 6"));
+    m = t_mlp();
+    m->opset_import[0]->version = 99; /* from the future: the rules may not match it */
+    t_load_bad(t_save(m, "opset99.onnx"), PIPPY_ERR_UNSUPPORTED, TL("opset 99", "newest"));
     m = t_mlp();
     m->ir_version = 2;
     t_load_bad(t_save(m, "ir2.onnx"), PIPPY_ERR_UNSUPPORTED, TL("IR version", ">= 3", "found 2"));
@@ -1025,6 +1072,7 @@ static Suite *onnx_load_suite(void)
     tcase_add_test(bad, test_bad_data_size);
     tcase_add_test(bad, test_bad_external_missing);
     tcase_add_test(bad, test_bad_external_short);
+    tcase_add_test(bad, test_bad_external_escape);
     tcase_add_test(bad, test_bad_versions);
     tcase_add_test(bad, test_bad_writers);
     tcase_add_test(bad, test_bad_graph_io);

@@ -1,9 +1,11 @@
 /* test_tensor_io.c — .pb / .npy tensor files: round trips, files from numpy and onnx
  * (test/fixtures/tensors, made by test/fixtures/make_tensor_files.py), and bad files. */
+#define _GNU_SOURCE /* memmem */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -316,6 +318,123 @@ START_TEST(test_write_errors_leave_files_alone)
 }
 END_TEST
 
+/* A FIFO (or anything that is not a regular file) is refused at once, never waited on. */
+START_TEST(test_fifo_refused)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/pipe.npy", tmpdir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    alarm(10); /* the old code blocked here forever */
+    pippy_tensor_file tf;
+    ck_assert_int_eq(pippy_tensor_read(path, &tf), PIPPY_ERR_IO);
+    alarm(0);
+    ck_assert_msg(strstr(pippy_last_error(), "not a regular file") && strstr(pippy_last_error(), path), "%s",
+                  pippy_last_error());
+}
+END_TEST
+
+/* A .pb that declares a huge shape over a few bytes of data fails before allocating for it. */
+START_TEST(test_pb_huge_shape)
+{
+    static unsigned char buf[256];
+    char path[256];
+    int64_t dims[3] = {1 << 20, 1 << 10, 1 << 4}; /* 64 GiB declared, 4 bytes given */
+    Onnx__TensorProto tp = ONNX__TENSOR_PROTO__INIT;
+    tp.n_dims = 3;
+    tp.dims = dims;
+    tp.has_data_type = 1;
+    tp.data_type = PIPPY_DT_FLOAT;
+    float one = 1;
+    tp.n_float_data = 1;
+    tp.float_data = &one;
+    size_t n = onnx__tensor_proto__pack(&tp, buf);
+    snprintf(path, sizeof path, "%s/huge.pb", tmpdir);
+    write_bytes(path, buf, n);
+    expect_error(path, PIPPY_ERR_FORMAT, "more than a file of");
+    dims[0] = (int64_t)1 << 62; /* the element count overflows */
+    n = onnx__tensor_proto__pack(&tp, buf);
+    write_bytes(path, buf, n);
+    expect_error(path, PIPPY_ERR_FORMAT, "too large");
+}
+END_TEST
+
+/* The tensor-file mutator: every fixture, bytes flipped, set to edge values, cut short, header
+ * text replaced; each read must give a well-formed tensor or a clear error naming the file. */
+static uint64_t tf_rng = 0x2545F4914F6CDD1DULL;
+static uint64_t tf_next(void) { return pippy_test_rand(&tf_rng); }
+
+static void tf_try(const char *path, const unsigned char *buf, size_t n, int *ok)
+{
+    write_bytes(path, buf, n);
+    pippy_tensor_file tf;
+    pippy_error_clear();
+    pippy_status st = pippy_tensor_read(path, &tf);
+    if (st == PIPPY_OK) {
+        uint64_t bytes;
+        ck_assert_msg(pippy_tdesc_check(&tf.t, &bytes) == 0, "%s: accepted an invalid shape", path);
+        volatile unsigned char sink = 0;
+        for (uint64_t b = 0; b < bytes; b++) /* every byte readable */
+            sink ^= ((const unsigned char *)tf.data)[b];
+        (void)sink;
+        pippy_tensor_file_free(&tf);
+        (*ok)++;
+        return;
+    }
+    ck_assert_msg(st != PIPPY_ERR_INTERNAL && pippy_last_error()[0] && strstr(pippy_last_error(), path),
+                  "%s: status %d, message '%s'", path, (int)st, pippy_last_error());
+}
+
+START_TEST(test_fuzz_tensor_files)
+{
+    static unsigned char seed[4096], buf[8192];
+    static const unsigned char edge[] = {0x00, 0xff, 0x7f, 0x80, '(', ')', ',', '9', '-', '\'', ' ', 'L'};
+    static const char *const shapes[] = {"(99999999999, 99999999999)", "(-3,)", "(4611686018427387904, 4)",
+                                         "()", "(0, 3)", "(2, 3, 1, 1, 1, 1, 1, 1, 1)", "(1e3,)", "(2,3"};
+    DIR *d = opendir(FIX);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    int files = 0, cases = 0, ok = 0;
+    char src[512], path[512];
+    while ((e = readdir(d))) {
+        size_t nl = strlen(e->d_name);
+        if (nl < 4 || (strcmp(e->d_name + nl - 4, ".npy") && strcmp(e->d_name + nl - 3, ".pb")))
+            continue;
+        snprintf(src, sizeof src, FIX "%s", e->d_name);
+        size_t n = read_bytes(src, seed, sizeof seed);
+        snprintf(path, sizeof path, "%s/m%s", tmpdir, e->d_name + nl - (e->d_name[nl - 1] == 'y' ? 4 : 3));
+        files++;
+        for (int c = 0; c < 100; c++, cases++) {
+            size_t m = n;
+            memcpy(buf, seed, n);
+            int kind = (int)(tf_next() % 4);
+            if (kind == 0) { /* cut short */
+                m = (size_t)(tf_next() % n);
+            } else if (kind == 3 && buf[0] == 0x93) { /* a .npy shape from the list */
+                char *s = memmem(buf, n, "'shape': ", 9), *t = s ? memchr(s, ')', n - (size_t)(s - (char *)buf)) : NULL;
+                const char *sh = shapes[tf_next() % (sizeof shapes / sizeof shapes[0])];
+                if (s && t && (size_t)(t + 1 - (s + 9)) >= strlen(sh)) {
+                    memset(s + 9, ' ', (size_t)(t + 1 - (s + 9)));
+                    memcpy(s + 9, sh, strlen(sh));
+                }
+            } else { /* bytes: flipped or set to edge values, more of them near the header */
+                for (int f = 1 + (int)(tf_next() % 6); f > 0; f--) {
+                    size_t at = (size_t)(tf_next() % (tf_next() % 2 ? (n < 128 ? n : 128) : n));
+                    buf[at] = kind == 1 ? (unsigned char)(buf[at] ^ (1u << (tf_next() % 8)))
+                                        : edge[tf_next() % sizeof edge];
+                }
+            }
+            tf_try(path, buf, m, &ok);
+        }
+    }
+    closedir(d);
+    ck_assert_int_gt(files, 15);
+    ck_assert_int_gt(ok, 0);
+    ck_assert_int_lt(ok, cases);
+    fprintf(stderr, "tensor-file mutator: %d cases from %d files: %d read, %d clear errors\n", cases, files, ok,
+            cases - ok);
+}
+END_TEST
+
 static Suite *tensor_io_suite(void)
 {
     Suite *s = suite_create("tensor_io");
@@ -326,7 +445,14 @@ static Suite *tensor_io_suite(void)
     tcase_add_test(tc, test_fixtures_from_numpy_and_onnx);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_write_errors_leave_files_alone);
+    tcase_add_test(tc, test_fifo_refused);
+    tcase_add_test(tc, test_pb_huge_shape);
     suite_add_tcase(s, tc);
+    TCase *fz = tcase_create("mutator");
+    tcase_add_checked_fixture(fz, tmp_setup, tmp_teardown);
+    tcase_set_timeout(fz, 120);
+    tcase_add_test(fz, test_fuzz_tensor_files);
+    suite_add_tcase(s, fz);
     return s;
 }
 PIPPY_TEST_SUITE(tensor_io_suite)

@@ -216,18 +216,24 @@ START_TEST(test_handshake_other_model)
 }
 END_TEST
 
+/* Another job's secret: the connecting rank sees at once that the other end cannot answer its
+ * challenge; the listening rank cannot tell that process from an intruder, so it keeps waiting
+ * for the real rank 1 and gives up at the timeout, saying what it saw. */
 START_TEST(test_handshake_other_job)
 {
     world w;
-    world_init(&w, 2, 3.0);
-    w.job_token[0] = 0x9999ull;
+    world_init(&w, 2, 2.0);
+    w.secret[0] = "another job's secret";
     run_world(&w, rank_open_only, 20);
-    for (int r = 0; r < 2; r++) {
-        ck_assert_msg(w.res[r].status == PIPPY_ERR_PEER, "rank %d: status %d: %s", r,
-                      w.res[r].status, w.res[r].msg);
-        ck_assert_msg(strstr(w.res[r].msg, "belongs to another job"), "rank %d: %s", r,
-                      w.res[r].msg);
-    }
+    rank_result *r0 = &w.res[0], *r1 = &w.res[1];
+    ck_assert_msg(r1->status == PIPPY_ERR_PEER, "status %d: %s", r1->status, r1->msg);
+    ck_assert_msg(strstr(r1->msg, "does not hold this job's secret") && strstr(r1->msg, w.hosts[0]), "%s",
+                  r1->msg);
+    ck_assert_msg(r1->elapsed < 1.5, "rank 1 took %.1f s", r1->elapsed);
+    ck_assert_msg(r0->status == PIPPY_ERR_TIMEOUT, "status %d: %s", r0->status, r0->msg);
+    ck_assert_msg(strstr(r0->msg, "rank 1") && strstr(r0->msg, "closed in the middle of the handshake"), "%s",
+                  r0->msg);
+    ck_assert_msg(r0->elapsed > 1.9 && r0->elapsed < 3.5, "rank 0 took %.1f s", r0->elapsed);
     world_free(&w);
 }
 END_TEST
@@ -466,9 +472,11 @@ static void rank_pipeline_early_leaver(world *w, rank_result *r)
         peers[n++] = w->rank + 1;
     if (w->rank == 2)
         usleep(600000);
+    pippy_job_key key;
+    pippy_job_key_from_secret(w->secret[w->rank], strlen(w->secret[w->rank]), "test", &key);
     pippy_transport_config c = {.rank = w->rank, .nranks = w->nranks, .hosts = w->hosts,
-                                .model_hash = w->model_hash[w->rank],
-                                .job_token = w->job_token[w->rank], .timeout_s = w->timeout_s};
+                                .model_hash = w->model_hash[w->rank], .key = &key,
+                                .timeout_s = w->timeout_s};
     pippy_status s = pippy_transport_open(&c, peers, n, &t);
     FAIL_IF(s != PIPPY_OK, "open: %s", pippy_last_error());
     pippy_request *q;
@@ -532,18 +540,146 @@ START_TEST(test_bad_config)
 {
     const char *hosts[2] = {"127.0.0.1", "127.0.0.1:70000"};
     int peers[1] = {1};
+    pippy_job_key key;
+    pippy_job_key_from_secret("a secret of a test", 18, "test", &key);
     pippy_transport *t = (pippy_transport *)1;
-    pippy_transport_config c = {.rank = 0, .nranks = 2, .hosts = hosts, .timeout_s = 1};
+    pippy_transport_config c = {.rank = 0, .nranks = 2, .hosts = hosts, .key = &key, .timeout_s = 1};
     ck_assert_int_eq(pippy_transport_open(&c, peers, 1, &t), PIPPY_ERR_USAGE);
     ck_assert_ptr_null(t);
     ck_assert_msg(strstr(pippy_last_error(), "127.0.0.1:70000"), "%s", pippy_last_error());
     peers[0] = 0;
     ck_assert_int_eq(pippy_transport_open(&c, peers, 1, &t), PIPPY_ERR_USAGE);
-    setenv("UCX_TLS", "shm", 1);
+    setenv("UCX_TLS", "", 1);
     peers[0] = 1;
     ck_assert_int_eq(pippy_transport_open(&c, peers, 1, &t), PIPPY_ERR_USAGE);
-    ck_assert_msg(strstr(pippy_last_error(), "tcp"), "%s", pippy_last_error());
+    ck_assert_msg(strstr(pippy_last_error(), "UCX_TLS"), "%s", pippy_last_error());
     unsetenv("UCX_TLS");
+    c.key = NULL; /* no job key: nothing connects */
+    ck_assert_int_eq(pippy_transport_open(&c, peers, 1, &t), PIPPY_ERR_USAGE);
+    ck_assert_msg(strstr(pippy_last_error(), "no job key"), "%s", pippy_last_error());
+}
+END_TEST
+
+/* Heartbeats: rank 0 computes for 4x the timeout before it sends; rank 1, waiting, must not give
+ * up (mode 0). Both wait for each other: both give up after about the timeout, saying so (mode 1).
+ * Rank 0 is stopped (SIGSTOP) while rank 1 waits: rank 1 gives up after about the timeout (mode 2). */
+static int hb_mode;
+static void rank_heartbeat(world *w, rank_result *r)
+{
+    pippy_transport *t = NULL;
+    double t0 = now_s();
+    char buf[8] = "ok";
+    pippy_status s = open_all(w, &t);
+    FAIL_IF(s != PIPPY_OK, "open: %s", pippy_last_error());
+    pippy_request *q;
+    r->step = 1;
+    if (hb_mode == 1 || w->rank == 1) { /* wait for a message */
+        s = pippy_transport_irecv(t, 1 - w->rank, 1, buf, sizeof buf, &q);
+        FAIL_IF(s != PIPPY_OK, "irecv: %s", pippy_last_error());
+        t0 = now_s();
+        s = pippy_transport_wait(t, q);
+        record(r, s, t0);
+    } else if (hb_mode == 0) { /* compute, then send */
+        usleep((useconds_t)(w->timeout_s * 4e6));
+        s = pippy_transport_isend(t, 1, 1, buf, sizeof buf, &q);
+        if (s == PIPPY_OK)
+            s = pippy_transport_wait(t, q);
+        record(r, s, t0);
+    } else {
+        pause(); /* stopped, then killed, by the test */
+    }
+out:
+    pippy_transport_close(t);
+}
+
+START_TEST(test_heartbeat_long_compute)
+{
+    world w;
+    world_init(&w, 2, 0.5);
+    hb_mode = 0;
+    run_world(&w, rank_heartbeat, 30);
+    for (int r = 0; r < 2; r++)
+        ck_assert_msg(w.res[r].status == PIPPY_OK, "rank %d: %s", r, w.res[r].msg);
+    ck_assert_msg(w.res[1].elapsed > 1.5, "rank 1 waited only %.1f s", w.res[1].elapsed);
+    world_free(&w);
+}
+END_TEST
+
+START_TEST(test_heartbeat_deadlock)
+{
+    world w;
+    world_init(&w, 2, 0.5);
+    hb_mode = 1;
+    run_world(&w, rank_heartbeat, 30);
+    for (int r = 0; r < 2; r++) {
+        rank_result *x = &w.res[r];
+        ck_assert_msg(x->status == PIPPY_ERR_TIMEOUT && strstr(x->msg, "nothing moved"), "rank %d: %s", r, x->msg);
+        ck_assert_msg(x->elapsed > 0.45 && x->elapsed < 3.0, "rank %d gave up after %.1f s", r, x->elapsed);
+    }
+    world_free(&w);
+}
+END_TEST
+
+START_TEST(test_heartbeat_stopped_peer)
+{
+    world w;
+    world_init(&w, 2, 0.5);
+    hb_mode = 2;
+    pid_t p0 = spawn(&w, 0, rank_heartbeat), p1 = spawn(&w, 1, rank_heartbeat);
+    double until = now_s() + 20;
+    while ((w.res[0].step < 1 || w.res[1].step < 1) && now_s() < until)
+        usleep(1000);
+    kill(p0, SIGSTOP);
+    int ws1 = reap(p1, now_s() + 15);
+    kill(p0, SIGKILL);
+    reap(p0, now_s() + 5);
+    ck_assert_int_ne(ws1, -1);
+    rank_result *x = &w.res[1];
+    ck_assert_msg(x->status == PIPPY_ERR_TIMEOUT && strstr(x->msg, "sent nothing") && strstr(x->msg, w.hosts[0]),
+                  "%s", x->msg);
+    ck_assert_msg(x->elapsed < 3.0, "took %.1f s", x->elapsed);
+    world_free(&w);
+}
+END_TEST
+
+/* Strangers at rank 0's address while the ranks connect (16 zero bytes, half a greeting, a silent
+ * connection): the job still connects, at once. */
+static void rank_with_strangers(world *w, rank_result *r)
+{
+    if (w->rank == 1) {
+        int port = atoi(strchr(w->hosts[0], ':') + 1);
+        int fds[3];
+        for (int i = 0; i < 3; i++) {
+            struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+            inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+            fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+            for (int k = 0; k < 200 && connect(fds[i], (struct sockaddr *)&sa, sizeof sa) != 0; k++) {
+                close(fds[i]);
+                fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+                usleep(10000);
+            }
+        }
+        static const unsigned char zeros[16], half[32] = {0x50, 0x50, 0x59, 0x41, 2};
+        ck_assert_int_eq(send(fds[0], zeros, sizeof zeros, MSG_NOSIGNAL), 16);
+        ck_assert_int_eq(send(fds[1], half, sizeof half, MSG_NOSIGNAL), 32);
+        rank_exchange(w, r);
+        for (int i = 0; i < 3; i++)
+            close(fds[i]);
+        return;
+    }
+    rank_exchange(w, r);
+}
+
+START_TEST(test_strangers_during_open)
+{
+    world w;
+    world_init(&w, 2, 3.0);
+    run_world(&w, rank_with_strangers, 40);
+    for (int r = 0; r < 2; r++) {
+        ck_assert_msg(w.res[r].status == PIPPY_OK, "rank %d: %s", r, w.res[r].msg);
+        ck_assert_msg(w.res[r].elapsed < 2.5, "rank %d took %.1f s", r, w.res[r].elapsed);
+    }
+    world_free(&w);
 }
 END_TEST
 
@@ -567,6 +703,10 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, test_close_before_peer_receives);
     tcase_add_test(tc, test_peer_leaves_during_open);
     tcase_add_test(tc, test_port_in_use);
+    tcase_add_test(tc, test_heartbeat_long_compute);
+    tcase_add_test(tc, test_heartbeat_deadlock);
+    tcase_add_test(tc, test_heartbeat_stopped_peer);
+    tcase_add_test(tc, test_strangers_during_open);
     suite_add_tcase(s, tc);
     return s;
 }
