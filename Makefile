@@ -114,8 +114,6 @@ $(BUILD)/libpippy_backend_cuda.a: $(CUDA_OBJ)
 $(BUILD)/obj/test/cuda/%.o: test/cuda/%.c $(PB_H) $(wildcard common/*.h backend/*.h backend/cpu/*.h backend/cuda/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CUDA_INC) -c $< -o $@
-$(BUILD)/test_cuda: $(call obj,$(wildcard test/cuda/*.c)) $(LIBS) $(BUILD)/config
-	$(CC) $(LDFLAGS_ALL) $(call obj,$(wildcard test/cuda/*.c)) -o $@ $(LINK_LIBS)
 
 LIBS = $(BUILD)/libpippyc.a $(BUILD)/libpippyrt.a $(BUILD)/libpippy_backend.a $(BUILD)/libpippy_common.a \
     $(if $(filter 1,$(CUDA)),$(BUILD)/libpippy_backend_cuda.a)
@@ -130,6 +128,9 @@ $(BUILD)/pippyrun: $(call obj,cli/pippyrun.c) $(LIBS) $(BUILD)/config
 $(BUILD)/test_unit: $(call obj,$(UNIT_SRC)) $(LIBS) $(BUILD)/config
 	$(CC) $(LDFLAGS_ALL) $(call obj,$(UNIT_SRC)) -o $@ $(LINK_LIBS) $(CHECK_LIBS)
 
+$(BUILD)/test_cuda: $(call obj,$(wildcard test/cuda/*.c)) $(LIBS) $(BUILD)/config
+	$(CC) $(LDFLAGS_ALL) $(call obj,$(wildcard test/cuda/*.c)) -o $@ $(LINK_LIBS)
+
 # Flags pippyc uses to compile generated stage programs against this build (CUDA=1: the programs
 # link the cuda backend too).
 $(BUILD)/stage.env: Makefile $(BUILD)/config
@@ -138,7 +139,7 @@ $(BUILD)/stage.env: Makefile $(BUILD)/config
 	  "$(CC)" "$(CURDIR)" "$(CURDIR)" "$(BUILD)" "$(SANFLAGS)" "$(STAGE_LIBS)" "$(CUDA)" > $@
 
 test: all $(BUILD)/test_unit
-	PIPPY_CUDA=$(CUDA) sh test/run_tests.sh $(BUILD)
+	sh test/run_tests.sh $(BUILD)
 
 bench: all
 	sh bench/run.sh

@@ -201,4 +201,10 @@ pippy_status pippy_backend_event_sync(pippy_backend *b, pippy_backend_event *e)
     return b->iface->event_sync && e ? b->iface->event_sync(b, e) : PIPPY_OK;
 }
 
+pippy_status pippy_backend_query(pippy_backend *b, pippy_backend_event *e, int *done)
+{
+    *done = 1;
+    return b->iface->query && e ? b->iface->query(b, e, done) : PIPPY_OK;
+}
+
 pippy_status pippy_backend_sync(pippy_backend *b) { return b->iface->sync ? b->iface->sync(b) : PIPPY_OK; }

@@ -60,6 +60,7 @@ typedef struct {
     pippy_status (*record)(pippy_backend *b, pippy_backend_event *e, int queue);
     pippy_status (*wait)(pippy_backend *b, pippy_backend_event *e, int queue);
     pippy_status (*event_sync)(pippy_backend *b, pippy_backend_event *e);
+    pippy_status (*query)(pippy_backend *b, pippy_backend_event *e, int *done); /* without waiting */
     pippy_status (*sync)(pippy_backend *b); /* the host waits for every queue */
 } pippy_backend_iface;
 
@@ -100,6 +101,8 @@ void pippy_backend_event_free(pippy_backend *b, pippy_backend_event *e);
 pippy_status pippy_backend_record(pippy_backend *b, pippy_backend_event *e, int queue);
 pippy_status pippy_backend_wait(pippy_backend *b, pippy_backend_event *e, int queue);
 pippy_status pippy_backend_event_sync(pippy_backend *b, pippy_backend_event *e);
+/* *done = 1 when what e marks has happened (always on a host-memory backend). */
+pippy_status pippy_backend_query(pippy_backend *b, pippy_backend_event *e, int *done);
 pippy_status pippy_backend_sync(pippy_backend *b);
 
 #endif

@@ -1,7 +1,7 @@
 /* compile.h — the whole compile: model -> out/ folder with stage programs.
  * load -> bind shapes -> infer + fold -> [training: loss, training modes] -> prune -> fuse ->
- * partition -> [training: autodiff] -> plan -> memory plan -> schedule -> emit (C, weights,
- * schedule.json, Makefile, hosts) -> cc. */
+ * [--backend: every node has a kernel there] -> partition -> [training: autodiff] -> plan ->
+ * memory plan -> schedule -> emit (C, weights, schedule.json, Makefile, hosts) -> cc. */
 #ifndef PIPPY_COMPILE_H
 #define PIPPY_COMPILE_H
 
@@ -27,6 +27,9 @@ typedef struct {
     const char *labels;         /* --labels NAME: the graph input --loss compares against */
     const char *optimizer_json; /* the optimizer's settings as JSON, kept in schedule.json */
     int32_t optimizer_state;    /* floats of optimizer state per parameter float */
+    /* the device (--backend): "cpu" (NULL) or "cuda"; every node must have a kernel there */
+    const char *backend;
+    int32_t tf32;               /* --tf32: cuda matmuls and convolutions may use TF32 */
 } pippy_compile_opts;
 
 pippy_status pippy_compile(const pippy_compile_opts *o);

@@ -5,6 +5,8 @@
 #                                        run is limited to a sample there, see below)
 # Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace), then
 # the end-to-end scripts (real stage processes over real UCX), then the ONNX conformance run.
+# A CUDA build (make test CUDA=1) adds the cuda kernels' test (build/test_cuda); the cuda
+# end-to-end script runs in every build (without CUDA it only checks the refusals).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -42,15 +44,20 @@ suite() { # name, command...
 }
 
 suite unit "$B/test_unit"
+if grep -q '^CUDA=1$' "$B/stage.env" 2>/dev/null; then
+    suite cuda-kernels "$B/test_cuda"
+fi
 suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
 suite trainref python3 test/e2e/trainref.py self-test
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
+    suite cuda python3 test/e2e/test_cuda.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
+    suite cuda python3 test/e2e/test_cuda.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 fi

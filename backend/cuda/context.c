@@ -1,11 +1,11 @@
-/* context.c — the cuda backend object (device.h's interface over cuda.h's context): finding and
+/* context.c — the cuda backend object (device.h's interface over cubackend.h's context): finding and
  * opening the GPU, its streams and library handles, memory, copies and events, errors, kernel
  * buffers; and the host emulation the unit tests open. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda.h"
+#include "cubackend.h"
 
 /* ---- errors ---- */
 
@@ -295,6 +295,15 @@ static pippy_status pippy_cuda_event_sync(pippy_backend *b, pippy_backend_event 
     return pippy_cuda_status(pippy_cuda_ctx_of(b));
 }
 
+static pippy_status pippy_cuda_query(pippy_backend *b, pippy_backend_event *e, int *done)
+{
+    cudaError_t r = cudaEventQuery(e->e);
+    *done = r == cudaSuccess;
+    if (r != cudaSuccess && r != cudaErrorNotReady)
+        return pippy_cuda_fail(r, "cudaEventQuery", __FILE__, __LINE__);
+    return *done ? pippy_cuda_status(pippy_cuda_ctx_of(b)) : PIPPY_OK;
+}
+
 static pippy_status pippy_cuda_sync(pippy_backend *b)
 {
     pippy_cuda_ctx *c = pippy_cuda_ctx_of(b);
@@ -319,6 +328,7 @@ const pippy_backend_iface pippy_backend_cuda_iface = {
     .record = pippy_cuda_record,
     .wait = pippy_cuda_wait,
     .event_sync = pippy_cuda_event_sync,
+    .query = pippy_cuda_query,
     .sync = pippy_cuda_sync,
 };
 

@@ -12,7 +12,7 @@
 
 #include "cpu/geom.h"
 #include "cpu/walk.h"
-#include "cuda.h"
+#include "cubackend.h"
 
 #define PIPPY_CU_CONV_WS_MAX ((size_t)256 << 20)
 

@@ -18,7 +18,7 @@
 
 #include "cpu/geom.h"
 #include "cpu/walk.h"
-#include "cuda.h"
+#include "cubackend.h"
 
 #define PIPPY_CU_MM_WS (32u << 20) /* the largest workspace cuBLASLt may ask for */
 

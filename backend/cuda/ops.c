@@ -3,7 +3,7 @@
  * kernel; the compiler refuses a stage that needs one, naming the node. */
 #include <string.h>
 
-#include "cuda.h"
+#include "cubackend.h"
 
 #define OP(name, fam) {name, "", pippy_cuda_check_##fam, pippy_cuda_create_##fam}
 

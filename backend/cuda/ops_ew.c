@@ -12,7 +12,7 @@
 #include "cpu/geom.h"
 #include "cpu/light.h"
 #include "cpu/walk.h"
-#include "cuda.h"
+#include "cubackend.h"
 
 static int pippy_cu_numeric(int32_t dt)
 {

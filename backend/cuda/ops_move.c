@@ -9,7 +9,7 @@
 
 #include "cpu/light.h"
 #include "cpu/walk.h"
-#include "cuda.h"
+#include "cubackend.h"
 
 /* Device-to-device copy on the compute stream (a failure is kept for the next sync). */
 static void pippy_cu_d2d(pippy_cuda_ctx *c, void *dst, const void *src, size_t n)

@@ -8,7 +8,7 @@
 #include "cpu/geom.h"
 #include "cpu/light.h"
 #include "cpu/walk.h"
-#include "cuda.h"
+#include "cubackend.h"
 
 pippy_status pippy_cuda_want_float(const pippy_op_desc *d, const int *list, int n)
 {

@@ -1,4 +1,4 @@
-/* cuda.h — the cuda backend's internals, shared by its host files (backend/cuda/, the .c files) and its unit
+/* cubackend.h — the cuda backend's internals, shared by its host files (backend/cuda/, the .c files) and its unit
  * test: the context (device, streams, library handles, the shared workspace), the error checks,
  * kernel buffers, and the kernel table. The CUDA C kernels are in kern.h.
  *
@@ -10,8 +10,8 @@
  * host form (kern.h) run their per-element code on the CPU; the others (cuBLASLt, cuDNN, the row
  * kernels) refuse to be created. It checks each kernel's parameters and element code against the
  * CPU reference on machines without a GPU; it is not a GPU. */
-#ifndef PIPPY_CUDA_H
-#define PIPPY_CUDA_H
+#ifndef PIPPY_CUBACKEND_H
+#define PIPPY_CUBACKEND_H
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
