@@ -39,6 +39,9 @@ CUDA_INC = -I$(CUDA_HOME)/include
 CUDA_LIBDIR = $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
 NVFLAGS = -std=c++17 -O3 -g --extended-lambda -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fPIC \
     -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] $(INCLUDES) -Ibackend/cuda
+# SANITIZE=1: the kernels' host code (their host emulation included) is instrumented too
+NVFLAGS += $(if $(SANFLAGS),$(foreach f,-fsanitize=address -fsanitize=undefined -fno-omit-frame-pointer \
+    -fno-sanitize-recover=undefined,-Xcompiler $(f)))
 CUDA_STAGE_LIBS = -Wl,-u,pippy_backend_cuda_iface -lpippy_backend_cuda
 CUDA_SYS_LIBS = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudnn -lcublasLt -lcublas -lcudart -lstdc++
 endif
