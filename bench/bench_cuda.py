@@ -16,9 +16,10 @@ samples/models/<model>.data; also bench/work/<model>.onnx when given by name (be
   memory shared between the ranks), X36 / 36 of the slowest rank.
 * onnxruntime: InferenceSession(providers=[CUDAExecutionProvider]) on the batch-8 input, default graph
   optimizations; 20 warm-up runs, then 200 timed sess.run calls (each includes copying the input to the
-  GPU and the output back, as pippyc's microbatches do); median. Skipped, saying so, when onnxruntime
-  has no CUDA EP (the onnxruntime-gpu wheel is not installed). The CPU EP (all cores) is timed too, for
-  scale.
+  GPU and the output back, as pippyc's microbatches do); median. Twice: with the provider option
+  use_tf32=0 (the anchor of pippyc's default, no TF32) and use_tf32=1 (ORT's default; the anchor of
+  pippyc --tf32). Skipped, saying so, when onnxruntime has no CUDA EP (the onnxruntime-gpu wheel is not
+  installed). The CPU EP (all cores) is timed too, for scale.
 * Outputs are compared with onnxruntime's reference outputs (max |diff|) as a sanity check.
 Target: pippyc per microbatch <= 1.2 x onnxruntime CUDA EP."""
 
@@ -64,12 +65,12 @@ def model_files(name):
     return onnx_path, [(info.get("input", "x"), x)], None, [info.get("output", "y")]
 
 
-def pippy_time(build, onnx_path, ins, outs, stages, M, reps, work):
+def pippy_time(build, onnx_path, ins, outs, stages, M, reps, work, tf32=False):
     """Median over reps of (ms of the slowest rank for M microbatches of 8), and the outputs of one run."""
-    out = os.path.join(work, "s%d_m%d" % (stages, M))
+    out = os.path.join(work, "s%d_m%d%s" % (stages, M, "_tf32" if tf32 else ""))
     shutil.rmtree(out, ignore_errors=True)
     sh([os.path.join(build, "pippyc"), onnx_path, "--backend", "cuda", "--stages", str(stages),
-        "--batch", str(8 * M), "--microbatches", str(M), "-o", out, "-q"])
+        "--batch", str(8 * M), "--microbatches", str(M), "-o", out, "-q"] + (["--tf32"] if tf32 else []))
     args = []
     for n, x in ins:
         f = os.path.join(out, "in_%s.npy" % n)
@@ -88,10 +89,10 @@ def pippy_time(build, onnx_path, ins, outs, stages, M, reps, work):
     return statistics.median(times), got
 
 
-def ort_time(onnx_path, ins, provider, n=200):
+def ort_time(onnx_path, ins, provider, n=200, options=None):
     import onnxruntime as ort
     so = ort.SessionOptions()
-    sess = ort.InferenceSession(onnx_path, so, providers=[provider])
+    sess = ort.InferenceSession(onnx_path, so, providers=[(provider, options or {})])
     feed = {n_: x for n_, x in ins}
     for _ in range(20):
         sess.run(None, feed)
@@ -130,23 +131,34 @@ def main():
         lo, _ = pippy_time(a.build, onnx_path, ins, outs, 1, M_LO, a.reps, work)
         hi, got = pippy_time(a.build, onnx_path, ins, outs, 1, M_HI, a.reps, work)
         two, got2 = pippy_time(a.build, onnx_path, ins, outs, 2, M_HI, a.reps, work)
+        lo32, _ = pippy_time(a.build, onnx_path, ins, outs, 1, M_LO, a.reps, work, tf32=True)
+        hi32, got32 = pippy_time(a.build, onnx_path, ins, outs, 1, M_HI, a.reps, work, tf32=True)
         diff = max(float(np.max(np.abs(g.astype(np.float64) - r))) for g, r in zip(got + got2, refs + refs)) \
             if refs else float("nan")
+        diff32 = max(float(np.max(np.abs(g.astype(np.float64) - r))) for g, r in zip(got32, refs)) \
+            if refs else float("nan")
+        cuda = lambda tf: ort_time(onnx_path, ins, "CUDAExecutionProvider",  # noqa: E731
+                                   options={"use_tf32": str(tf)}) if has_cuda_ep else None
         row = dict(model=name, pippy_mb_ms=(hi - lo) / (M_HI - M_LO), pippy_avg_ms=hi / M_HI,
                    pippy_2stage_ms=two / M_HI, max_abs_diff=diff,
-                   ort_cuda_ms=ort_time(onnx_path, ins, "CUDAExecutionProvider") if has_cuda_ep else None,
+                   pippy_tf32_mb_ms=(hi32 - lo32) / (M_HI - M_LO), max_abs_diff_tf32=diff32,
+                   ort_cuda_ms=cuda(0), ort_cuda_tf32_ms=cuda(1),
                    ort_cpu_ms=ort_time(onnx_path, ins, "CPUExecutionProvider", 50))
         row["ratio"] = row["pippy_mb_ms"] / row["ort_cuda_ms"] if row["ort_cuda_ms"] else None
+        row["ratio_tf32"] = row["pippy_tf32_mb_ms"] / row["ort_cuda_tf32_ms"] if row["ort_cuda_tf32_ms"] else None
         rows.append(row)
         print(json.dumps(row))
     shutil.rmtree(work, ignore_errors=True)
-    head = ("| model (batch 8) | pippyc cuda, ms per microbatch | (X36/36) | 2 stages, 2 ranks on 1 GPU | "
-            "ORT CUDA EP, ms per run | ratio (target <= %.1f) | ORT CPU EP | max abs diff vs reference |\n"
-            "|---|---|---|---|---|---|---|---|\n" % TARGET)
+    head = ("ms per microbatch of 8 samples. fp32: pippyc's default against ORT's CUDA EP with use_tf32=0; "
+            "tf32: pippyc --tf32 against ORT's default (use_tf32=1).\n\n"
+            "| model | pippyc fp32 | (X36/36) | 2 stages, 2 ranks on 1 GPU | ORT CUDA fp32 | ratio fp32 "
+            "(target <= %.1f) | pippyc tf32 | ORT CUDA tf32 | ratio tf32 | ORT CPU EP | max abs diff fp32 / tf32 |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n" % TARGET)
     fmt = lambda v, f="%.3f": "—" if v is None else f % v  # noqa: E731
-    md = head + "".join("| %s | %s | %s | %s | %s | %s | %s | %s |\n" % (
+    md = head + "".join("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n" % (
         r["model"], fmt(r["pippy_mb_ms"]), fmt(r["pippy_avg_ms"]), fmt(r["pippy_2stage_ms"]), fmt(r["ort_cuda_ms"]),
-        fmt(r["ratio"], "%.2f×"), fmt(r["ort_cpu_ms"]), fmt(r["max_abs_diff"], "%.2e")) for r in rows)
+        fmt(r["ratio"], "%.2f×"), fmt(r["pippy_tf32_mb_ms"]), fmt(r["ort_cuda_tf32_ms"]), fmt(r["ratio_tf32"], "%.2f×"),
+        fmt(r["ort_cpu_ms"]), fmt(r["max_abs_diff"], "%.2e"), fmt(r["max_abs_diff_tf32"], "%.2e")) for r in rows)
     md = "GPU: %s; %s; %s UTC.\n\n%s" % (gpu, ort_note, time.strftime("%Y-%m-%d %H:%M", time.gmtime()), md)
     print(md)
     if a.json:

@@ -87,10 +87,10 @@ python3 -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not i
     2>/dev/null || note "note: onnxruntime has no CUDAExecutionProvider (the onnxruntime-gpu wheel is not installed): the bench times pippyc but has no CUDA EP anchor"
 
 # ---- 1-4 ----
-if step build 420 make -j"$JOBS" CUDA=1; then
+if step build 300 make -j"$JOBS" CUDA=1; then
     step kernels 120 ./build/test_cuda
-    (unset PIPPY_BACKEND; step e2e 300 python3 test/e2e/test_cuda.py build) || RC=1
-    if step bench 300 python3 bench/bench_cuda.py --build build --json "$OUT_DIR/bench.json" --md "$OUT_DIR/bench.md" &&
+    (unset PIPPY_BACKEND; step e2e 240 python3 test/e2e/test_cuda.py build) || RC=1
+    if step bench 300 python3 bench/bench_cuda.py --build build --reps 2 --json "$OUT_DIR/bench.json" --md "$OUT_DIR/bench.md" &&
         [ -z "$GPU_CHECK_DRY" ]; then
         python3 - "$OUT_DIR/bench.md" bench/README.md <<'EOF'
 import sys
