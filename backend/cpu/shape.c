@@ -15,7 +15,7 @@
  * dims dropped, contiguous neighbours merged, memcpy for contiguous rows); desc->reference = 1
  * walks it one element at a time instead. The memcpy loops of Concat, Split and Gather are
  * their own reference. */
-#include "half.h"
+#include "cast.h"
 #include "light.h"
 #include "walk.h"
 
@@ -1306,40 +1306,11 @@ static int s_cast_type(int32_t dt)
     }
 }
 
-/* The reference: every element through double (floats) or int64 (integers, bool). */
+/* The reference: every element by cast.h's rule (through double or int64). */
 static void s_cast_ref(int32_t from, int32_t to, const void *x, void *y, int64_t n)
 {
-    int from_int = from != PIPPY_DT_FLOAT && from != PIPPY_DT_DOUBLE && from != PIPPY_DT_FLOAT16;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t vi = 0;
-        double vf = 0;
-        switch (from) {
-        case PIPPY_DT_FLOAT: vf = ((const float *)x)[i]; break;
-        case PIPPY_DT_DOUBLE: vf = ((const double *)x)[i]; break;
-        case PIPPY_DT_FLOAT16: vf = pippy_half_to_float(((const uint16_t *)x)[i]); break;
-        case PIPPY_DT_INT8: vi = ((const int8_t *)x)[i]; break;
-        case PIPPY_DT_UINT8: vi = ((const uint8_t *)x)[i]; break;
-        case PIPPY_DT_BOOL: vi = ((const uint8_t *)x)[i] != 0; break;
-        case PIPPY_DT_INT32: vi = ((const int32_t *)x)[i]; break;
-        case PIPPY_DT_INT64: vi = ((const int64_t *)x)[i]; break;
-        default: break;
-        }
-        if (from_int)
-            vf = (double)vi;
-        else if (to != PIPPY_DT_FLOAT && to != PIPPY_DT_DOUBLE && to != PIPPY_DT_FLOAT16 && to != PIPPY_DT_BOOL)
-            vi = (int64_t)vf; /* truncates toward zero */
-        switch (to) {
-        case PIPPY_DT_FLOAT: ((float *)y)[i] = from_int ? (float)vi : (float)vf; break;
-        case PIPPY_DT_DOUBLE: ((double *)y)[i] = vf; break;
-        case PIPPY_DT_FLOAT16: ((uint16_t *)y)[i] = pippy_float_to_half(from_int ? (float)vi : (float)vf); break;
-        case PIPPY_DT_BOOL: ((uint8_t *)y)[i] = from_int ? vi != 0 : vf != 0; break;
-        case PIPPY_DT_INT8: ((int8_t *)y)[i] = (int8_t)vi; break;
-        case PIPPY_DT_UINT8: ((uint8_t *)y)[i] = (uint8_t)vi; break;
-        case PIPPY_DT_INT32: ((int32_t *)y)[i] = (int32_t)vi; break;
-        case PIPPY_DT_INT64: ((int64_t *)y)[i] = vi; break;
-        default: break;
-        }
-    }
+    for (int64_t i = 0; i < n; i++)
+        pippy_cast_one(from, to, x, y, i);
 }
 
 /* Fast path: one typed loop per (from, to) pair among the seven plain types. */

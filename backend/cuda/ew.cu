@@ -7,7 +7,7 @@
 #include <float.h>
 
 #include "cu_common.cuh"
-#include "half.h"
+#include "cast.h"
 
 /* ---- unary ---- */
 
@@ -319,44 +319,10 @@ void pippy_cu_where_run(const pippy_cu_where *p, const void *c, const void *a, c
 
 /* ---- Cast ---- */
 
-/* Every element through double (floats) or int64 (integers, bool), as the CPU's reference. */
-__host__ __device__ inline void pippy_cu_cast_one(int from, int to, const void *xp, void *yp, int64_t i)
-{
-    int from_int = from != PIPPY_DT_FLOAT && from != PIPPY_DT_DOUBLE && from != PIPPY_DT_FLOAT16;
-    int64_t vi = 0;
-    double vf = 0;
-    switch (from) {
-    case PIPPY_DT_FLOAT: vf = ((const float *)xp)[i]; break;
-    case PIPPY_DT_DOUBLE: vf = ((const double *)xp)[i]; break;
-    case PIPPY_DT_FLOAT16: vf = pippy_half_to_float(((const uint16_t *)xp)[i]); break;
-    case PIPPY_DT_INT8: vi = ((const int8_t *)xp)[i]; break;
-    case PIPPY_DT_UINT8: vi = ((const uint8_t *)xp)[i]; break;
-    case PIPPY_DT_BOOL: vi = ((const uint8_t *)xp)[i] != 0; break;
-    case PIPPY_DT_INT32: vi = ((const int32_t *)xp)[i]; break;
-    case PIPPY_DT_INT64: vi = ((const int64_t *)xp)[i]; break;
-    default: break;
-    }
-    if (from_int)
-        vf = (double)vi;
-    else if (to != PIPPY_DT_FLOAT && to != PIPPY_DT_DOUBLE && to != PIPPY_DT_FLOAT16 && to != PIPPY_DT_BOOL)
-        vi = (int64_t)vf;
-    switch (to) {
-    case PIPPY_DT_FLOAT: ((float *)yp)[i] = from_int ? (float)vi : (float)vf; break;
-    case PIPPY_DT_DOUBLE: ((double *)yp)[i] = vf; break;
-    case PIPPY_DT_FLOAT16: ((uint16_t *)yp)[i] = pippy_float_to_half(from_int ? (float)vi : (float)vf); break;
-    case PIPPY_DT_BOOL: ((uint8_t *)yp)[i] = from_int ? vi != 0 : vf != 0; break;
-    case PIPPY_DT_INT8: ((int8_t *)yp)[i] = (int8_t)vi; break;
-    case PIPPY_DT_UINT8: ((uint8_t *)yp)[i] = (uint8_t)vi; break;
-    case PIPPY_DT_INT32: ((int32_t *)yp)[i] = (int32_t)vi; break;
-    case PIPPY_DT_INT64: ((int64_t *)yp)[i] = vi; break;
-    default: break;
-    }
-}
-
 void pippy_cu_cast_run(const pippy_cu_cast *p, const void *in, void *out, const pippy_cu_exec *x)
 {
     int from = p->from, to = p->to;
-    pippy_cu_each(x, p->n, [=] __host__ __device__(int64_t i) { pippy_cu_cast_one(from, to, in, out, i); });
+    pippy_cu_each(x, p->n, [=] __host__ __device__(int64_t i) { pippy_cast_one(from, to, in, out, i); });
 }
 
 /* ---- bias + ReLU, BatchNormalization ---- */

@@ -19,7 +19,7 @@
 
 #include "cuda/cubackend.h"
 #include "device.h"
-#include "half.h"
+#include "cast.h"
 #include "hash.h"
 
 static int n_pass, n_fail, n_skip, verbose;
