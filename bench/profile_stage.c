@@ -142,7 +142,10 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
     int nk = p->n_kernels;
     pippy_kernel **K = calloc((size_t)nk + 1, sizeof *K);
     double t0 = now_us();
-    pippy_status s = p->init(K, W);
+    pippy_backend *B = NULL;
+    pippy_status s = pippy_backend_open("cpu", NULL, &B);
+    if (s == PIPPY_OK)
+        s = p->init(B, K, W);
     if (s != PIPPY_OK) {
         fprintf(stderr, "init failed: %s\n", pippy_last_error());
         return 1;

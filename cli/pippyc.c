@@ -45,6 +45,10 @@ static void pippy_usage(FILE *f)
           "                           ('none': it holds no batch); pippyc finds them itself where unambiguous\n"
           "  --schedule NAME          gpipe (default) or, for training, 1f1b\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
+          "  --backend cpu|cuda       the device the stage programs compute on (default cpu; cuda needs a\n"
+          "                           pippyc built with make CUDA=1, and every node must have a cuda kernel)\n"
+          "  --tf32                   cuda: let float matmuls and convolutions use TF32 tensor cores (faster,\n"
+          "                           about 1e-3 relative error; off by default)\n"
           "  --emit-only              write the C sources, weights and schedule.json but do not compile\n"
           "  --max-memory GB          memory limit: folded constants may take it, a stage program may need it\n"
           "                           (default: half of this machine's memory / all of it)\n"
@@ -315,6 +319,13 @@ int main(int argc, char **argv)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cc needs a command"));
             o.cc = v;
             i++;
+        } else if (!strcmp(a, "--backend")) {
+            if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda")))
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--backend takes cpu or cuda, found '%s'", v ? v : ""));
+            o.backend = v;
+            i++;
+        } else if (!strcmp(a, "--tf32")) {
+            o.tf32 = 1;
         } else if (!strcmp(a, "--train")) {
             o.train = 1;
         } else if (!strcmp(a, "--loss") || !strcmp(a, "--labels")) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "checked.h"
+#include "device.h"
 #include "emit.h"
 #include "fuse.h"
 #include "autodiff.h"
@@ -443,6 +444,40 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     return PIPPY_OK;
 }
 
+/* --backend (before anything is read): the backend exists in this build and takes the options. */
+static pippy_status pippy_check_backend_opts(const pippy_compile_opts *o)
+{
+    const char *name = o->backend ? o->backend : "cpu";
+    const pippy_backend_iface *bi = pippy_backend_find(name);
+    if (!bi)
+        return pippy_error_prefix(PIPPY_ERR_UNSUPPORTED, "--backend %s", name);
+    if (o->tf32 && bi->host_memory)
+        return pippy_fail(PIPPY_ERR_USAGE, "--tf32 applies to --backend cuda only");
+    if (o->train && !bi->host_memory)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "--backend %s: training is not implemented there yet (the backward "
+                                                 "kernels, the optimizer and the gradient buffers run on the CPU only)",
+                          name);
+    return PIPPY_OK;
+}
+
+/* --backend: a kernel there for every live node (the message names the first node that has none,
+ * and why). */
+static pippy_status pippy_check_backend(const pippy_compile_opts *o, const pippy_graph *g)
+{
+    const char *name = o->backend ? o->backend : "cpu";
+    const pippy_backend_iface *bi = pippy_backend_find(name);
+    for (int32_t i = 0; bi && i < g->n_nodes; i++) {
+        if (g->nodes[i].removed)
+            continue;
+        pippy_op_desc d;
+        pippy_graph_op_desc(g, i, &d);
+        pippy_status st = pippy_backend_check_op(bi, &d);
+        if (st != PIPPY_OK)
+            return pippy_error_prefix(st, "--backend %s", name);
+    }
+    return PIPPY_OK;
+}
+
 /* Every live node's stage into the plan's node_stage (after the autodiff added nodes). */
 static pippy_status pippy_node_stages(pippy_plan *p)
 {
@@ -523,7 +558,7 @@ static pippy_status pippy_compile_emit(const pippy_compile_opts *o, const pippy_
     pippy_rm_staging(stage_dir);
     PIPPY_TRY(pippy_mkdir_p(stage_dir));
     const char *cc = o->cc ? o->cc : env.cc;
-    pippy_emit_opts eo = {o->command_line, stage_dir, o->optimizer_json, o->optimizer_state};
+    pippy_emit_opts eo = {o->command_line, stage_dir, o->optimizer_json, o->optimizer_state, o->backend, o->tf32};
     pippy_status st = PIPPY_OK;
     for (int32_t s = 0; st == PIPPY_OK && s < plan->n_stages; s++) {
         st = pippy_emit_stage_c(plan, s, &eo);
@@ -579,7 +614,11 @@ pippy_status pippy_compile(const pippy_compile_opts *o)
     plan.loss = -1;
     pippy_compile_notes notes;
     memset(&notes, 0, sizeof notes);
-    pippy_status st = pippy_compile_graph(o, &plan, &g, &notes);
+    pippy_status st = pippy_check_backend_opts(o);
+    if (st == PIPPY_OK)
+        st = pippy_compile_graph(o, &plan, &g, &notes);
+    if (st == PIPPY_OK)
+        st = pippy_check_backend(o, g);
     if (st == PIPPY_OK)
         st = pippy_compile_cut(o, &plan, &notes);
     if (st == PIPPY_OK)

@@ -1,7 +1,8 @@
 /* compile.h — the whole compile: model -> out/ folder with stage programs.
  * load -> bind shapes -> infer + fold (rewriting a static batch, batch.c) -> [training: loss,
- * training modes] -> prune -> fuse -> partition -> [training: autodiff] -> plan -> memory plan ->
- * schedule -> emit (C, weights, schedule.json, Makefile, hosts) -> cc. */
+ * training modes] -> prune -> fuse -> [--backend: every node has a kernel there] -> partition ->
+ * [training: autodiff] -> plan -> memory plan -> schedule -> emit (C, weights, schedule.json,
+ * Makefile, hosts) -> cc. */
 #ifndef PIPPY_COMPILE_H
 #define PIPPY_COMPILE_H
 
@@ -34,6 +35,9 @@ typedef struct {
     uint64_t max_memory;       /* bytes; 0: half of this machine's memory for folded constants and
                                 * all of it for one stage program (arena, slots and weights) */
     int32_t no_calibration;    /* tests: the cost model's default rates instead of measuring them */
+    /* the device (--backend): "cpu" (NULL) or "cuda"; every node must have a kernel there */
+    const char *backend;
+    int32_t tf32;               /* --tf32: cuda matmuls and convolutions may use TF32 */
 } pippy_compile_opts;
 
 pippy_status pippy_compile(const pippy_compile_opts *o);

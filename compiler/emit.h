@@ -14,6 +14,8 @@ typedef struct {
     const char *out_dir;
     const char *optimizer_json; /* training: the optimizer's settings, as JSON (schedule.json keeps them) */
     int32_t optimizer_state;    /* training: floats of optimizer state per trained float (0, 1 or 2) */
+    const char *backend;        /* the stage programs' backend: "cpu" (NULL) or "cuda" */
+    int32_t tf32;               /* cuda: TF32 allowed */
 } pippy_emit_opts;
 
 /* Write out_dir/stageK.c. */

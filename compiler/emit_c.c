@@ -447,7 +447,8 @@ static void pippy_emit_init(pippy_emit *e)
           " * Inputs known when compiling are handed over here (constants; at inference also the parameters,\n"
           " * which kernels may pre-pack); in training the parameters change every step and are read at run. */\n",
           f);
-    fputs("static pippy_status stage_init(pippy_kernel **K, const uint8_t *W_)\n{\n    pippy_op_desc d;\n", f);
+    fputs("static pippy_status stage_init(pippy_backend *B, pippy_kernel **K, const uint8_t *W_)\n{\n"
+          "    pippy_op_desc d;\n", f);
     int uses_w = 0;
     for (int32_t k = 0; k < sg->n_nodes; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
@@ -461,7 +462,7 @@ static void pippy_emit_init(pippy_emit *e)
             fprintf(f, " d.in_const[%d] = %s;", q, e->cname[v]);
             uses_w = 1;
         }
-        fprintf(f, "\n    PIPPY_TRY(pippy_kernel_create(&d, &K[%d]));\n", k);
+        fprintf(f, "\n    PIPPY_TRY(pippy_backend_kernel_create(B, &d, &K[%d]));\n", k);
     }
     if (!uses_w)
         fputs("    (void)W_;\n", f);
@@ -603,7 +604,7 @@ static int32_t pippy_emit_dump_table(pippy_emit *e)
     return n;
 }
 
-static pippy_status pippy_emit_program(pippy_emit *e)
+static pippy_status pippy_emit_program(pippy_emit *e, const pippy_emit_opts *o)
 {
     const pippy_plan *p = e->p;
     const pippy_stage *sg = e->sg;
@@ -627,7 +628,11 @@ static pippy_status pippy_emit_program(pippy_emit *e)
         fprintf(f, "    .training = 1,\n    .backward = stage_backward,\n    .weight = stage_weight,\n"
                    "    .stash_bytes = %llu,\n    .stash_slots = %d,\n    .trainable_bytes = %llu,\n",
                 (unsigned long long)sg->stash_bytes, sg->stash_slots, (unsigned long long)sg->trainable_bytes);
-    fprintf(f, "    .n_values = %d,\n    .values = stage_values,\n};\n\n", nv);
+    fprintf(f, "    .n_values = %d,\n    .values = stage_values,\n    .backend = \"%s\",\n", nv,
+            o->backend ? o->backend : "cpu");
+    if (o->tf32)
+        fputs("    .tf32 = 1,\n", f);
+    fputs("};\n\n", f);
     fprintf(f, "#ifndef PIPPY_NO_MAIN\nint main(int argc, char **argv) { return pippy_stage_main(argc, argv, "
                "&pippy_stage_program_%d); }\n#endif\n",
             e->s);
@@ -654,7 +659,7 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
             pippy_emit_phase(&e, PIPPY_PHASE_B, "stage_backward", "input gradients (B)");
             pippy_emit_phase(&e, PIPPY_PHASE_W, "stage_weight", "weight gradients (W), added into G_");
         }
-        st = pippy_emit_program(&e);
+        st = pippy_emit_program(&e, o);
         if (st == PIPPY_OK)
             st = pippy_file_commit(e.f, tmp);
         else

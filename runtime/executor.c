@@ -5,7 +5,8 @@
  *                    forward / backward / weight function on its slots and its stash slot (taken
  *                    at F, given back after W; after F at inference);
  *   SEND_F / SEND_B  start sending the microbatch's activations / gradients to a peer stage (on one
- *                    machine only an 8-byte note travels: the bytes are already in shared memory);
+ *                    machine only an 8-byte note travels: the bytes are already in shared memory; a
+ *                    stage on a GPU sends once its outputs are back in host memory, devmem.c);
  *   ALLREDUCE, REDUCE, BROADCAST, STEP   training collectives (train.c).
  * Transfers are reaped as they land (and traced from post to completion); every send lands
  * before the list ends. Nothing here allocates.
@@ -62,7 +63,10 @@ static pippy_status pippy_rt_finish(pippy_rt *rt, pippy_request **rq, double pos
     return st;
 }
 
+static pippy_status pippy_rt_send_deferred(pippy_rt *rt, int block);
+
 /* Look at every transfer in flight once (no blocking): note those that completed. */
+/* (and send what a GPU stage has brought back to host memory since) */
 static pippy_status pippy_rt_reap(pippy_rt *rt)
 {
     for (int i = 0; i < rt->n_st; i++) {
@@ -76,6 +80,8 @@ static pippy_status pippy_rt_reap(pippy_rt *rt)
                         return pippy_error_prefix(st, "stage %d receiving '%s' of microbatch %d from stage %d",
                                                   sx->stage, in->name, m, in->from);
                     in->arrived[m] = 1;
+                    if (sx->dev)
+                        PIPPY_TRY(pippy_rt_device_arrived(rt, sx, q, m));
                 }
             for (int m = 0; m < rt->M; m++)
                 if (in->credit[m] && pippy_transport_test(rt->t, in->credit[m]))
@@ -93,7 +99,7 @@ static pippy_status pippy_rt_reap(pippy_rt *rt)
                 }
         }
     }
-    return PIPPY_OK;
+    return pippy_rt_send_deferred(rt, 0);
 }
 
 static pippy_status pippy_rt_post_recv(pippy_rt *rt, pippy_rt_input *in, int m)
@@ -128,28 +134,65 @@ static pippy_status pippy_rt_recv(pippy_rt *rt, pippy_rt_stage *sx, const pippy_
     return PIPPY_OK;
 }
 
-/* SEND_F / SEND_B: start sending microbatch m's values of that phase to stage peer. */
+/* Start sending microbatch m of out to its consumer c. */
+static pippy_status pippy_rt_isend(pippy_rt *rt, pippy_rt_output *out, int c, int m)
+{
+    int peer = rt->stage_rank[out->to[c]];
+    size_t i = (size_t)m * (size_t)out->n_to + (size_t)c;
+    out->post_us[i] = pippy_rt_now_us();
+    uint64_t tag = pippy_rt_tag(out->phase, out->edge, m);
+    if (out->shm && rt->same_host[peer]) { /* the bytes are already there: send a note */
+        PIPPY_TRY(pippy_transport_isend(rt->t, peer, tag, &out->note[m], sizeof out->note[m], &out->req[i]));
+        if (pippy_rt_credited(rt, 1, out->slots))
+            PIPPY_TRY(pippy_transport_irecv(rt->t, peer, pippy_tag_make(PIPPY_TAG_CREDIT, out->edge, m),
+                                            &out->credit_buf[i], sizeof out->credit_buf[i], &out->credit[i]));
+        return PIPPY_OK;
+    }
+    return pippy_transport_isend(rt->t, peer, tag, out->buf + out->bytes * pippy_rt_slot(out->slots, m), out->bytes,
+                                 &out->req[i]);
+}
+
+/* SEND_F / SEND_B: start sending microbatch m's values of that phase to stage peer (from a GPU:
+ * once they are back in host memory, else deferred to pippy_rt_send_deferred). */
 static pippy_status pippy_rt_send(pippy_rt *rt, pippy_rt_stage *sx, const pippy_action *a, int phase)
 {
-    int m = a->mb, peer = rt->stage_rank[a->peer];
+    int m = a->mb;
     for (int q = 0; q < sx->n_out; q++) {
         pippy_rt_output *out = &sx->out[q];
         if (out->phase != phase)
             continue;
         for (int c = 0; c < out->n_to; c++) {
             size_t i = (size_t)m * (size_t)out->n_to + (size_t)c;
-            if (out->to[c] != a->peer || out->req[i])
+            if (out->to[c] != a->peer || out->req[i] || (out->deferred && out->deferred[i]))
                 continue;
-            out->post_us[i] = pippy_rt_now_us();
-            uint64_t tag = pippy_rt_tag(phase, out->edge, m);
-            if (out->shm && rt->same_host[peer]) { /* the bytes are already there: send a note */
-                PIPPY_TRY(pippy_transport_isend(rt->t, peer, tag, &out->note[m], sizeof out->note[m], &out->req[i]));
-                if (pippy_rt_credited(rt, 1, out->slots))
-                    PIPPY_TRY(pippy_transport_irecv(rt->t, peer, pippy_tag_make(PIPPY_TAG_CREDIT, out->edge, m),
-                                                    &out->credit_buf[i], sizeof out->credit_buf[i], &out->credit[i]));
-            } else {
-                PIPPY_TRY(pippy_transport_isend(rt->t, peer, tag, out->buf + out->bytes * pippy_rt_slot(out->slots, m),
-                                                out->bytes, &out->req[i]));
+            int ready = 1;
+            if (sx->dev)
+                PIPPY_TRY(pippy_rt_device_out_ready(rt, sx, m, 0, &ready));
+            if (!ready)
+                out->deferred[i] = 1;
+            else
+                PIPPY_TRY(pippy_rt_isend(rt, out, c, m));
+        }
+    }
+    return PIPPY_OK;
+}
+
+/* Stages on a GPU: the sends that waited for their download, once it is done (block: wait). */
+static pippy_status pippy_rt_send_deferred(pippy_rt *rt, int block)
+{
+    for (int i = 0; i < rt->n_st; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        for (int q = 0; sx->dev && q < sx->n_out; q++) {
+            pippy_rt_output *out = &sx->out[q];
+            for (int k = 0; out->deferred && k < rt->M * out->n_to; k++) {
+                int ready;
+                if (!out->deferred[k])
+                    continue;
+                PIPPY_TRY(pippy_rt_device_out_ready(rt, sx, k / out->n_to, block, &ready));
+                if (!ready)
+                    continue;
+                out->deferred[k] = 0;
+                PIPPY_TRY(pippy_rt_isend(rt, out, k % out->n_to, k / out->n_to));
             }
         }
     }
@@ -268,10 +311,14 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
                           "at once than the %d the program was compiled for",
                           rt->rank, pippy_phase_label[phase], sx->stage, m, sx->p->stash_slots);
     PIPPY_TRY(pippy_rt_claim_outputs(rt, sx, phase, m));
-    for (int q = 0; q < sx->n_in; q++)
-        sx->in_ptr[q] = sx->in[q].buf + sx->in[q].bytes * pippy_rt_slot(sx->in[q].slots, m);
-    for (int q = 0; q < sx->n_out; q++)
-        sx->out_ptr[q] = sx->out[q].buf + sx->out[q].bytes * pippy_rt_slot(sx->out[q].slots, m);
+    if (sx->dev) {
+        PIPPY_TRY(pippy_rt_device_enter(rt, sx, m));
+    } else {
+        for (int q = 0; q < sx->n_in; q++)
+            sx->in_ptr[q] = sx->in[q].buf + sx->in[q].bytes * pippy_rt_slot(sx->in[q].slots, m);
+        for (int q = 0; q < sx->n_out; q++)
+            sx->out_ptr[q] = sx->out[q].buf + sx->out[q].bytes * pippy_rt_slot(sx->out[q].slots, m);
+    }
     pippy_dump_begin(sx, m, phase);
     pippy_stage_fn fn = phase == PIPPY_PHASE_F ? sx->p->forward : phase == PIPPY_PHASE_B ? sx->p->backward
                                                                                       : sx->p->weight;
@@ -279,6 +326,8 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
     if (pippy_run_error()) /* a kernel met data it cannot handle (backend.h) */
         return pippy_fail(PIPPY_ERR_INVALID, "rank %d, %s(stage %d, mb %d): %s", rt->rank, pippy_phase_label[phase],
                           sx->stage, m, pippy_run_error());
+    if (sx->dev)
+        PIPPY_TRY(pippy_rt_device_leave(rt, sx, m));
     int last = sx->p->training ? PIPPY_PHASE_W : PIPPY_PHASE_F;
     if (phase == last && sx->p->training && sx->slot_of[m] >= 0) {
         sx->free_slot[sx->n_free++] = sx->slot_of[m];
@@ -313,9 +362,11 @@ static pippy_status pippy_rt_action(pippy_rt *rt, const pippy_action *a)
     return pippy_rt_recv(rt, sx, a, info->phase);
 }
 
-/* Every send of the step must land before the step ends. */
+/* Every send of the step must land before the step ends (and a GPU's last outputs be back). */
 static pippy_status pippy_rt_drain_sends(pippy_rt *rt)
 {
+    PIPPY_TRY(pippy_rt_send_deferred(rt, 1));
+    PIPPY_TRY(pippy_rt_device_sync(rt));
     for (int i = 0; i < rt->n_st; i++) {
         pippy_rt_stage *sx = &rt->st[i];
         for (int q = 0; q < sx->n_out; q++)

@@ -1,8 +1,8 @@
 /* rt.h — the state of a running rank, shared by the files of the runtime that run it:
  * stage_main.c (arguments, schedule.json, weights, buffers, peers, outputs), executor.c (the
- * action loop), train.c (training steps: data, loss, optimizer, checkpoints) and shm.c
- * (zero-copy buffers between ranks on one machine). Internal: the generated programs only see
- * stage.h. */
+ * action loop), train.c (training steps: data, loss, optimizer, checkpoints), shm.c
+ * (zero-copy buffers between ranks on one machine) and devmem.c (the backend; stages on a GPU).
+ * Internal: the generated programs only see stage.h. */
 #ifndef PIPPY_RT_H
 #define PIPPY_RT_H
 
@@ -33,6 +33,7 @@ typedef struct {
     int64_t checkpoint_every;
     uint64_t shuffle_seed;
     int shuffle;
+    const char *backend;        /* --backend LIST (NULL: PIPPY_BACKEND, else the programs') */
 } pippy_args;
 
 typedef struct {
@@ -71,6 +72,7 @@ typedef struct {
     uint64_t *note;      /* per microbatch: the note sent to consumers on this host */
     pippy_request **credit; /* shm: per microbatch x n_to, the credit receive from a consumer on this host */
     uint64_t *credit_buf;   /* where those credits land */
+    char *deferred;      /* device stages, per microbatch x n_to: SEND came before the download ended */
 } pippy_rt_output;
 
 /* One stage this rank runs. */
@@ -95,6 +97,7 @@ typedef struct {
     const void **in_ptr;       /* this microbatch's slots, handed to the generated functions */
     void **out_ptr;
     int loss_out;              /* index of the loss among the outputs (training, last stage), else -1 */
+    struct pippy_rt_dev *dev;  /* on a device backend: its memory and staging (devmem.c), else NULL */
 } pippy_rt_stage;
 
 typedef struct pippy_train pippy_train;
@@ -120,6 +123,7 @@ typedef struct {
     int64_t step;              /* training: the step being run (0-based) */
     pippy_train *train;        /* training state (train.c) */
     char job_tag[17];          /* names this job's shared memory (auth.h pippy_job_key_tag) */
+    pippy_backend *be;         /* the device this rank computes on (devmem.c) */
 } pippy_rt;
 
 static inline double pippy_rt_now_us(void)
@@ -147,6 +151,26 @@ void pippy_train_free(pippy_rt *rt);
 /* dump.c: PIPPY_DUMP */
 pippy_status pippy_dump_setup(pippy_rt *rt);
 void pippy_dump_begin(pippy_rt_stage *sx, int mb, int phase);
+
+/* devmem.c: the backend, and stages on a device (sx->dev; NULL on the CPU, where none of the
+ * pippy_rt_device_* calls is made). */
+typedef struct pippy_rt_dev pippy_rt_dev;
+pippy_status pippy_rt_backend_open(pippy_rt *rt);
+void pippy_rt_backend_close(pippy_rt *rt);
+/* After the stage's init (which reads constants from the host weights): weights, arena, stash on
+ * the device. */
+pippy_status pippy_rt_device_setup(pippy_rt *rt, pippy_rt_stage *sx);
+/* After the peers are connected (slot buffers are final): device twins, page-locking, uploads. */
+pippy_status pippy_rt_device_slots(pippy_rt *rt);
+/* Input q of microbatch m is in its host slot: queue its upload. */
+pippy_status pippy_rt_device_arrived(pippy_rt *rt, pippy_rt_stage *sx, int q, int m);
+/* Around the forward of m: point in_ptr/out_ptr at the device slots; then queue the download. */
+pippy_status pippy_rt_device_enter(pippy_rt *rt, pippy_rt_stage *sx, int m);
+pippy_status pippy_rt_device_leave(pippy_rt *rt, pippy_rt_stage *sx, int m);
+/* Are m's outputs back in their host slots (block: wait until they are)? */
+pippy_status pippy_rt_device_out_ready(pippy_rt *rt, pippy_rt_stage *sx, int m, int block, int *ready);
+pippy_status pippy_rt_device_sync(pippy_rt *rt);
+void pippy_rt_device_free(pippy_rt *rt, pippy_rt_stage *sx);
 
 /* shm.c */
 void pippy_host_of(const char *hostport, char *buf, size_t n);

@@ -100,10 +100,12 @@ static pippy_status pippy_read_ranks(pippy_rt *rt, const char *path, const pippy
                       rt->rank, mine, path, progs[0]->stage);
 }
 
+/* Slot buffers start on a page: a GPU stage page-locks each (devmem.c), which fails for two
+ * buffers sharing a page. */
 static void *pippy_read_alloc(size_t n)
 {
     void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64) != 0)
+    if (posix_memalign(&p, 4096, n ? n : 64) != 0)
         return NULL;
     memset(p, 0, n ? n : 64);
     return p;

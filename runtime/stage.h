@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "device.h"
 #include "place.h"
 #include "status.h"
 #include "tensor.h"
@@ -46,8 +47,8 @@ typedef struct {
     int32_t n_outputs;
     const pippy_stage_value *outputs;  /* in schedule.json's stages[stage].outputs order */
     int32_t n_kernels;
-    /* Create every kernel (once, at start). W: the weights data. */
-    pippy_status (*init)(pippy_kernel **K, const uint8_t *W);
+    /* Create every kernel (once, at start) on backend B. W: the weights data (host memory). */
+    pippy_status (*init)(pippy_backend *B, pippy_kernel **K, const uint8_t *W);
     pippy_stage_fn forward;       /* F */
     /* Training (NULL / 0 at inference). */
     int32_t training;
@@ -58,6 +59,8 @@ typedef struct {
     uint64_t trainable_bytes;     /* W's first bytes: the trained parameters; the size of G */
     int32_t n_values;
     const pippy_stage_value_info *values; /* every value the stage touches */
+    const char *backend;          /* the backend it was compiled for: "cpu", "cuda" (NULL: cpu) */
+    int32_t tf32;                 /* cuda: TF32 tensor cores allowed (pippyc --tf32) */
 } pippy_stage_program;
 
 int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p);

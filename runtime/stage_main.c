@@ -35,6 +35,8 @@ static void pippy_stage_usage(const pippy_stage_program *p)
             "              [--job-secret-file FILE]\n"
             "training:     [--steps N | --epochs E] [--loss-log FILE] [--checkpoint DIR] [--checkpoint-every K]\n"
             "              [--resume DIR] [--save-checkpoint DIR] [--shuffle SEED]\n"
+            "device:       [--backend cpu|cuda|cuda,cpu] (default: the compiled one, or PIPPY_BACKEND; a list\n"
+            "              falls back in order; the GPU: PIPPY_DEVICE, else rank modulo the GPU count)\n"
             "Runs stage %d of %d (compiled by pippyc %s from %s). Tensor files: .pb (ONNX TensorProto) or .npy.\n"
             "Training: each --input is a whole dataset (samples along dim 0); step k uses samples\n"
             "[k*batch, (k+1)*batch) modulo its size (shuffled per epoch with --shuffle).\n"
@@ -105,6 +107,8 @@ static pippy_status pippy_parse_args(int argc, char **argv, pippy_args *a, const
             if (*end)
                 return pippy_fail(PIPPY_ERR_USAGE, "--shuffle takes a seed (a whole number), found '%s'", v);
             a->shuffle = 1;
+        } else if (!strcmp(k, "--backend")) {
+            a->backend = v;
         } else if (!strcmp(k, "--loss-log")) {
             a->loss_log = v;
         } else if (!strcmp(k, "--checkpoint")) {
@@ -309,7 +313,8 @@ static pippy_status pippy_rt_stage_buffers(pippy_rt *rt, pippy_rt_stage *sx)
         sx->slot_of[m] = -1;
     for (int k = 0; k < slots; k++)
         sx->free_slot[sx->n_free++] = slots - 1 - k;
-    return p->init(sx->K, sx->W);
+    PIPPY_TRY(p->init(rt->be, sx->K, sx->W));
+    return pippy_rt_device_setup(rt, sx);
 }
 
 /* Inference: the graph inputs this rank reads, each the whole batch. */
@@ -468,6 +473,7 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv, const pi
     PIPPY_TRY(pippy_schedule_read(rt, path, progs, n));
     PIPPY_TRY(pippy_rt_check_input_names(rt));
     pippy_backend_set_threads(rt->a.threads);
+    PIPPY_TRY(pippy_rt_backend_open(rt));
     for (int i = 0; i < rt->n_st; i++)
         PIPPY_TRY(pippy_rt_stage_buffers(rt, &rt->st[i]));
     if (rt->training)
@@ -482,7 +488,8 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv, const pi
         PIPPY_TRY(pippy_trace_init(&rt->trace, rt->rank, rt->st[0].stage,
                                    16 + 4 * (size_t)rt->n_acts * per * (size_t)(rt->training ? 2 : 1)));
     }
-    return pippy_rt_connect(rt);
+    PIPPY_TRY(pippy_rt_connect(rt));
+    return pippy_rt_device_slots(rt);
 }
 
 static void pippy_print_summary(const char *name, const pippy_tdesc *t, const void *data)
@@ -543,8 +550,9 @@ static pippy_status pippy_rt_write_outputs(pippy_rt *rt)
     return PIPPY_OK;
 }
 
-static void pippy_rt_free_stage(pippy_rt_stage *sx)
+static void pippy_rt_free_stage(pippy_rt *rt, pippy_rt_stage *sx)
 {
+    pippy_rt_device_free(rt, sx);
     if (sx->K)
         for (int k = 0; k < sx->p->n_kernels; k++)
             pippy_kernel_destroy(sx->K[k]);
@@ -575,8 +583,9 @@ static void pippy_rt_free(pippy_rt *rt)
     pippy_train_free(rt);
     pippy_rt_unshare(rt);
     for (int i = 0; rt->st && i < rt->n_st; i++)
-        pippy_rt_free_stage(&rt->st[i]);
+        pippy_rt_free_stage(rt, &rt->st[i]);
     free(rt->st);
+    pippy_rt_backend_close(rt);
     free(rt->acts);
     pippy_trace_free(rt->trace);
     cJSON_Delete(rt->sched);

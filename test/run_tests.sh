@@ -7,7 +7,8 @@
 # checker, and the model / schedule / tensor-file mutators), then the end-to-end scripts (real stage
 # processes over real UCX: pippyrun, the CLI, mutated schedules, hostile peers and files, the sample
 # models, the real model families of samples/real/, training, network namespaces), then the ONNX
-# conformance run.
+# conformance run. A CUDA build (make test CUDA=1) adds the cuda kernels' test (build/test_cuda); the
+# cuda end-to-end script runs in every build (without CUDA it only checks the refusals).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -45,6 +46,9 @@ suite() { # name, command...
 }
 
 suite unit "$B/test_unit"
+if grep -q '^CUDA=1$' "$B/stage.env" 2>/dev/null; then
+    suite cuda-kernels "$B/test_cuda"
+fi
 suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
 suite simulate python3 test/e2e/test_simulate.py "$B"
@@ -57,6 +61,7 @@ if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite train python3 test/e2e/test_train.py "$B" --quick
     suite models python3 test/e2e/test_models.py "$B" --quick
+    suite cuda python3 test/e2e/test_cuda.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
@@ -65,6 +70,7 @@ else
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
     suite train python3 test/e2e/test_train.py "$B"
     suite models python3 test/e2e/test_models.py "$B"
+    suite cuda python3 test/e2e/test_cuda.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 fi

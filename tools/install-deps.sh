@@ -1,6 +1,8 @@
 #!/bin/sh
 # Install what pippyc needs on Debian 12 (as root, or with sudo available).
 # Debian packages for building and running; Python packages only for tests.
+# `make CUDA=1` (the GPU backend) also needs the CUDA toolkit with cuBLAS and cuDNN (nvcc on PATH or in
+# /usr/local/cuda), which this script does not install; the default build needs none of it.
 set -e
 PKGS="build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libdnnl-dev libucx-dev ucx-utils nettle-dev check libcjson-dev zlib1g-dev iproute2 python3 python3-pip"
 missing=""

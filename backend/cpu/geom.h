@@ -1,6 +1,7 @@
-/* geom.h — the shape geometry of the dense families (Conv, the pools, the norms, Softmax),
- * shared by their forward files (conv.c, pool.c, norm.c, softmax.c) and their backward
- * files (conv_grad.c, pool_grad.c, norm_grad.c, softmax_grad.c, loss.c). Each function
+/* geom.h — the shape geometry of the dense families (MatMul, Gemm, Conv, the pools, the norms,
+ * Softmax), shared by their forward files (matmul.c, conv.c, pool.c, norm.c, softmax.c), their
+ * backward files (conv_grad.c, pool_grad.c, norm_grad.c, softmax_grad.c, loss.c) and the cuda
+ * backend's kernels (backend/cuda/). Each function
  * checks the shapes it is given and records one message naming d->op; the callers check
  * input counts and dtypes (a backward op takes some of these shapes from its "shape"
  * attribute). */
@@ -8,6 +9,29 @@
 #define PIPPY_CPU_GEOM_H
 
 #include "dense.h"
+
+/* ---- MatMul (numpy semantics, with the private pippy.* attributes) and Gemm ---- */
+typedef struct {
+    int nb;                     /* batch rank of the output */
+    int64_t ob[PIPPY_MAX_RANK]; /* output batch dims */
+    int64_t ab[PIPPY_MAX_RANK]; /* A's batch dims, left-padded with 1 to nb */
+    int64_t bb[PIPPY_MAX_RANK]; /* B's batch dims, likewise */
+    int64_t M, K, N;
+    int a1, b1;                 /* A / B are 1-D */
+    int bias;                   /* a third input, float[N], is added to every row ("pippy.bias") */
+    int ta, tb;                 /* A / B used with their last two dims swapped ("pippy.trans_a/b") */
+    int acc;                    /* out += A*B ("pippy.accumulate") */
+} pippy_mm_geom;
+/* Checks inputs, dtypes, the pippy.bias / trans / accumulate attributes and the shapes. */
+pippy_status pippy_matmul_geom_of(const pippy_op_desc *d, pippy_mm_geom *g);
+typedef struct {
+    int64_t M, K, N;
+    int ta, tb;
+    float alpha, beta;
+    int has_c;
+    int64_t cr, cc; /* C seen as 2-D [cr, cc], each 1 or M / N */
+} pippy_gemm_geom;
+pippy_status pippy_gemm_geom_of(const pippy_op_desc *d, pippy_gemm_geom *g);
 
 /* ---- Conv: X [N,C,spatial...], W [M,C/group,k...], optional B [M] (b NULL: none) ---- */
 typedef struct {

@@ -25,21 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
+#include "geom.h"
 
 /* ---------------------------------------------------------------- MatMul */
 
-typedef struct {
-    int nb;                     /* batch rank of the output */
-    int64_t ob[PIPPY_MAX_RANK]; /* output batch dims */
-    int64_t ab[PIPPY_MAX_RANK]; /* A's batch dims, left-padded with 1 to nb */
-    int64_t bb[PIPPY_MAX_RANK]; /* B's batch dims, likewise */
-    int64_t M, K, N;
-    int a1, b1;                 /* A / B are 1-D */
-    int bias;                   /* a third input, float[N], is added to every row ("pippy.bias") */
-    int ta, tb;                 /* A / B used with their last two dims swapped ("pippy.trans_a/b") */
-    int acc;                    /* out += A*B ("pippy.accumulate") */
-} pippy_mm_geom;
 
 /* A and B of one dtype (float, or what folding takes); pippy.bias only on float. */
 static pippy_status pippy_mm_same_dtype(const pippy_op_desc *d)
@@ -50,7 +39,7 @@ static pippy_status pippy_mm_same_dtype(const pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
+pippy_status pippy_matmul_geom_of(const pippy_op_desc *d, pippy_mm_geom *g)
 {
     int bias = pippy_attr_int(d, "pippy.bias", 0) != 0;
     if (d->n_in != 2 + bias)
@@ -113,7 +102,7 @@ static pippy_status pippy_matmul_infer(pippy_op_desc *d)
 {
     pippy_mm_geom g;
     int relu;
-    PIPPY_TRY(pippy_mm_geom_get(d, &g));
+    PIPPY_TRY(pippy_matmul_geom_of(d, &g));
     PIPPY_TRY(pippy_dense_activation(d, &relu));
     if (relu && g.acc)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "MatMul: pippy.accumulate with a fused activation");
@@ -142,7 +131,7 @@ static int64_t pippy_prod(const int64_t *v, int n)
 static double pippy_matmul_flops(const pippy_op_desc *d)
 {
     pippy_mm_geom g;
-    if (pippy_mm_geom_get(d, &g) != PIPPY_OK)
+    if (pippy_matmul_geom_of(d, &g) != PIPPY_OK)
         return 0;
     return (2.0 * (double)g.K + g.bias) * (double)pippy_prod(g.ob, g.nb) * (double)g.M * (double)g.N;
 }
@@ -334,7 +323,7 @@ static int pippy_any_empty(const pippy_op_desc *d)
 static pippy_status pippy_matmul_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     pippy_mm_ref r = {.base.run = pippy_matmul_ref_run, .dtype = d->in[0].dtype};
-    PIPPY_TRY(pippy_mm_geom_get(d, &r.g));
+    PIPPY_TRY(pippy_matmul_geom_of(d, &r.g));
     PIPPY_TRY(pippy_dense_activation(d, &r.relu));
     int wide = r.dtype != PIPPY_DT_FLOAT;
     if (wide && (r.g.bias || r.relu))
@@ -346,15 +335,8 @@ static pippy_status pippy_matmul_create(const pippy_op_desc *d, pippy_kernel **o
 
 /* ---------------------------------------------------------------- Gemm */
 
-typedef struct {
-    int64_t M, K, N;
-    int ta, tb;
-    float alpha, beta;
-    int has_c;
-    int64_t cr, cc; /* C seen as 2-D [cr, cc], each 1 or M / N */
-} pippy_gemm_geom;
 
-static pippy_status pippy_gemm_geom_get(const pippy_op_desc *d, pippy_gemm_geom *g)
+pippy_status pippy_gemm_geom_of(const pippy_op_desc *d, pippy_gemm_geom *g)
 {
     if (d->n_in < 2 || d->n_in > 3)
         return pippy_fail(PIPPY_ERR_INVALID, "Gemm: expected 2 or 3 inputs, found %d", d->n_in);
@@ -400,7 +382,7 @@ static pippy_status pippy_gemm_infer(pippy_op_desc *d)
 {
     pippy_gemm_geom g;
     int relu;
-    PIPPY_TRY(pippy_gemm_geom_get(d, &g));
+    PIPPY_TRY(pippy_gemm_geom_of(d, &g));
     PIPPY_TRY(pippy_dense_activation(d, &relu));
     if (d->n_out != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "Gemm: expected 1 output, found %d", d->n_out);
@@ -415,7 +397,7 @@ static pippy_status pippy_gemm_infer(pippy_op_desc *d)
 static double pippy_gemm_flops(const pippy_op_desc *d)
 {
     pippy_gemm_geom g;
-    if (pippy_gemm_geom_get(d, &g) != PIPPY_OK)
+    if (pippy_gemm_geom_of(d, &g) != PIPPY_OK)
         return 0;
     return 2.0 * (double)g.M * (double)g.N * (double)g.K + (g.has_c ? 2.0 * (double)g.M * (double)g.N : 0);
 }
@@ -577,7 +559,7 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *
 static pippy_status pippy_gemm_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     pippy_gemm_ref r = {.base.run = pippy_gemm_ref_run, .dtype = d->in[0].dtype};
-    PIPPY_TRY(pippy_gemm_geom_get(d, &r.g));
+    PIPPY_TRY(pippy_gemm_geom_of(d, &r.g));
     PIPPY_TRY(pippy_dense_activation(d, &r.relu));
     int wide = r.dtype != PIPPY_DT_FLOAT;
     if (wide && r.relu)

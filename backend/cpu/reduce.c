@@ -11,7 +11,7 @@
  * alternating kept/reduced groups, so the innermost group is either a contiguous reduction
  * into one output element or a contiguous element-wise accumulation into an output row.
  * The reference (desc->reference = 1) folds each output element over its own index set. */
-#include "backend.h"
+#include "light.h"
 #include "walk.h"
 
 #include <math.h>
@@ -137,7 +137,7 @@ static const r_fns *r_lookup(r_kind kind, int32_t dt)
 /* ---- axes and shape rule ---- */
 
 /* Sets red[i] = 1 for each reduced axis of input 0; *noop = 1 for a plain copy. */
-static pippy_status r_axes(const pippy_op_desc *d, int red[PIPPY_MAX_RANK], int *noop)
+pippy_status pippy_reduce_axes_of(const pippy_op_desc *d, int red[PIPPY_MAX_RANK], int *noop)
 {
     int rank = d->in[0].rank;
     int64_t axes[PIPPY_MAX_RANK];
@@ -193,7 +193,7 @@ static pippy_status r_infer(pippy_op_desc *d)
                           r_defs[di].kind == R_MAX || r_defs[di].kind == R_MIN ? " (or bool)" : "",
                           pippy_dtype_name(x->dtype));
     int red[PIPPY_MAX_RANK], noop;
-    PIPPY_TRY(r_axes(d, red, &noop));
+    PIPPY_TRY(pippy_reduce_axes_of(d, red, &noop));
     int keepdims = (int)pippy_attr_int(d, "keepdims", 1);
     pippy_tdesc y = {.dtype = x->dtype, .rank = 0};
     for (int i = 0; i < x->rank; i++) {
@@ -323,7 +323,7 @@ static pippy_status r_create(const pippy_op_desc *d, pippy_kernel **out)
     int red[PIPPY_MAX_RANK], noop;
     if (!fns)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s on %s is not supported", d->op, pippy_dtype_name(x->dtype));
-    PIPPY_TRY(r_axes(d, red, &noop));
+    PIPPY_TRY(pippy_reduce_axes_of(d, red, &noop));
     r_kernel *k = calloc(1, sizeof *k);
     if (!k)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);

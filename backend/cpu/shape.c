@@ -22,7 +22,9 @@
 #include "shape.h"
 
 #include "backend.h"
+#include "cast.h"
 #include "checked.h"
+#include "light.h"
 #include "walk.h"
 
 #include <math.h>
@@ -104,7 +106,7 @@ static double s_no_flops(const pippy_op_desc *d)
 
 /* ---- strided copy: out (contiguous) [i...] = in[base + sum(i_k * str_k)] ---- */
 
-#define S_MAX_RANK (2 * PIPPY_MAX_RANK)
+#define S_MAX_RANK PIPPY_WALK_MAX_RANK
 
 typedef struct {
     int32_t rank;
@@ -419,18 +421,18 @@ static pippy_status s_transpose_infer(pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-static pippy_status s_transpose_create(const pippy_op_desc *d, pippy_kernel **out)
+static pippy_status s_transpose_plan(const pippy_op_desc *d, s_plan *p)
 {
     int32_t perm[PIPPY_MAX_RANK];
     int64_t istr[PIPPY_MAX_RANK];
     PIPPY_TRY(s_perm(d, perm));
     s_strides(&d->in[0], istr);
-    s_plan p = {.rank = d->in[0].rank};
-    for (int i = 0; i < p.rank; i++) {
-        p.dims[i] = d->in[0].dims[perm[i]];
-        p.str[i] = istr[perm[i]];
+    *p = (s_plan){.rank = d->in[0].rank};
+    for (int i = 0; i < p->rank; i++) {
+        p->dims[i] = d->in[0].dims[perm[i]];
+        p->str[i] = istr[perm[i]];
     }
-    return s_strided_create(d, &p, out);
+    return PIPPY_OK;
 }
 
 /* ---- Expand ---- */
@@ -453,18 +455,18 @@ static pippy_status s_expand_infer(pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-static pippy_status s_expand_create(const pippy_op_desc *d, pippy_kernel **out)
+static pippy_status s_expand_plan(const pippy_op_desc *d, s_plan *p)
 {
     const pippy_tdesc *x = &d->in[0], *y = &d->out[0];
     int64_t istr[PIPPY_MAX_RANK];
     s_strides(x, istr);
-    s_plan p = {.rank = y->rank};
+    *p = (s_plan){.rank = y->rank};
     for (int i = 0; i < y->rank; i++) {
         int xi = i - (y->rank - x->rank);
-        p.dims[i] = y->dims[i];
-        p.str[i] = xi >= 0 && x->dims[xi] != 1 ? istr[xi] : 0;
+        p->dims[i] = y->dims[i];
+        p->str[i] = xi >= 0 && x->dims[xi] != 1 ? istr[xi] : 0;
     }
-    return s_strided_create(d, &p, out);
+    return PIPPY_OK;
 }
 
 /* ---- Tile ---- */
@@ -495,20 +497,20 @@ static pippy_status s_tile_infer(pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-static pippy_status s_tile_create(const pippy_op_desc *d, pippy_kernel **out)
+static pippy_status s_tile_plan(const pippy_op_desc *d, s_plan *p)
 {
     int64_t rep[PIPPY_MAX_RANK], istr[PIPPY_MAX_RANK];
     PIPPY_TRY(s_tile_repeats(d, rep));
     s_strides(&d->in[0], istr);
     /* output axis i of size rep*dim walks as [rep, dim] with strides [0, stride] */
-    s_plan p = {.rank = 2 * d->in[0].rank};
+    *p = (s_plan){.rank = 2 * d->in[0].rank};
     for (int i = 0; i < d->in[0].rank; i++) {
-        p.dims[2 * i] = rep[i];
-        p.str[2 * i] = 0;
-        p.dims[2 * i + 1] = d->in[0].dims[i];
-        p.str[2 * i + 1] = istr[i];
+        p->dims[2 * i] = rep[i];
+        p->str[2 * i] = 0;
+        p->dims[2 * i + 1] = d->in[0].dims[i];
+        p->str[2 * i + 1] = istr[i];
     }
-    return s_strided_create(d, &p, out);
+    return PIPPY_OK;
 }
 
 /* ---- Slice ---- */
@@ -608,24 +610,57 @@ static pippy_status s_slice_infer(pippy_op_desc *d)
     return PIPPY_OK;
 }
 
-static pippy_status s_slice_create(const pippy_op_desc *d, pippy_kernel **out)
+static pippy_status s_slice_plan(const pippy_op_desc *d, s_plan *p)
 {
     pippy_slice sl;
     int64_t istr[PIPPY_MAX_RANK];
     PIPPY_TRY(s_slice_params(d, &sl));
     s_strides(&d->in[0], istr);
-    s_plan p = {.rank = d->in[0].rank};
-    for (int i = 0; i < p.rank; i++) {
-        p.dims[i] = sl.count[i];
-        p.str[i] = istr[i] * sl.step[i];
-        p.base += sl.start[i] * istr[i];
+    *p = (s_plan){.rank = d->in[0].rank};
+    for (int i = 0; i < p->rank; i++) {
+        p->dims[i] = sl.count[i];
+        p->str[i] = istr[i] * sl.step[i];
+        p->base += sl.start[i] * istr[i];
     }
+    return PIPPY_OK;
+}
+
+/* ---- the walks of Transpose, Expand, Tile and Slice: their kernels, and light.h's plan ---- */
+
+static pippy_status s_walk_plan(const pippy_op_desc *d, s_plan *p)
+{
+    if (!strcmp(d->op, "Transpose"))
+        return s_transpose_plan(d, p);
+    if (!strcmp(d->op, "Expand"))
+        return s_expand_plan(d, p);
+    if (!strcmp(d->op, "Tile"))
+        return s_tile_plan(d, p);
+    if (!strcmp(d->op, "Slice"))
+        return s_slice_plan(d, p);
+    return pippy_fail(PIPPY_ERR_INTERNAL, "%s is not a strided walk", d->op);
+}
+
+static pippy_status s_walk_create(const pippy_op_desc *d, pippy_kernel **out)
+{
+    s_plan p;
+    PIPPY_TRY(s_walk_plan(d, &p));
     return s_strided_create(d, &p, out);
+}
+
+pippy_status pippy_shape_walk_of(const pippy_op_desc *d, pippy_walk_plan *w)
+{
+    s_plan p;
+    PIPPY_TRY(s_walk_plan(d, &p));
+    w->rank = p.rank;
+    memcpy(w->dims, p.dims, sizeof w->dims);
+    memcpy(w->str, p.str, sizeof w->str);
+    w->base = p.base;
+    return PIPPY_OK;
 }
 
 /* ---- Concat ---- */
 
-static pippy_status s_concat_axis(const pippy_op_desc *d, int32_t *axis)
+pippy_status pippy_concat_axis_of(const pippy_op_desc *d, int32_t *axis)
 {
     const pippy_attr *a = pippy_attr_find(d, "axis");
     if ((!a || a->type != PIPPY_ATTR_INT) && !(d->opset > 0 && d->opset < 4))
@@ -647,7 +682,7 @@ static pippy_status s_concat_infer(pippy_op_desc *d)
     if (x->rank == 0)
         return pippy_fail(PIPPY_ERR_INVALID, "Concat of scalars (rank 0) is not defined");
     int32_t axis;
-    PIPPY_TRY(s_concat_axis(d, &axis));
+    PIPPY_TRY(pippy_concat_axis_of(d, &axis));
     pippy_tdesc y = *x;
     y.dims[axis] = 0;
     for (int i = 0; i < d->n_in; i++) {
@@ -699,7 +734,7 @@ static void s_parts(const pippy_tdesc *whole, int axis, int n, const pippy_tdesc
 static pippy_status s_concat_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     int32_t axis;
-    PIPPY_TRY(s_concat_axis(d, &axis));
+    PIPPY_TRY(pippy_concat_axis_of(d, &axis));
     s_concat_kernel *k = calloc(1, sizeof *k);
     if (!k)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);
@@ -714,7 +749,7 @@ static pippy_status s_concat_create(const pippy_op_desc *d, pippy_kernel **out)
 
 typedef s_concat_kernel s_split_kernel;
 
-static pippy_status s_split_sizes(const pippy_op_desc *d, int32_t *axis, int64_t *sizes)
+pippy_status pippy_split_sizes_of(const pippy_op_desc *d, int32_t *axis, int64_t *sizes)
 {
     const pippy_tdesc *x = &d->in[0];
     if (x->rank == 0)
@@ -772,7 +807,7 @@ static pippy_status s_split_infer(pippy_op_desc *d)
         return pippy_fail(PIPPY_ERR_INVALID, "expected at least 1 output, found %d", d->n_out);
     int32_t axis;
     int64_t sizes[PIPPY_MAX_IO];
-    PIPPY_TRY(s_split_sizes(d, &axis, sizes));
+    PIPPY_TRY(pippy_split_sizes_of(d, &axis, sizes));
     for (int i = 0; i < d->n_out; i++) {
         d->out[i] = d->in[0];
         d->out[i].dims[axis] = sizes[i];
@@ -796,7 +831,7 @@ static pippy_status s_split_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     int32_t axis;
     int64_t sizes[PIPPY_MAX_IO];
-    PIPPY_TRY(s_split_sizes(d, &axis, sizes));
+    PIPPY_TRY(pippy_split_sizes_of(d, &axis, sizes));
     s_split_kernel *k = calloc(1, sizeof *k);
     if (!k)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);
@@ -1362,34 +1397,6 @@ static pippy_status s_range_create(const pippy_op_desc *d, pippy_kernel **out)
 
 /* ---- Cast / CastLike ---- */
 
-/* float16 <-> float32, round to nearest even. */
-static float s_half_to_float(uint16_t h)
-{
-    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 0x400), e - 25);
-    return (h & 0x8000) ? -v : v;
-}
-
-static uint16_t s_float_to_half(float f)
-{
-    uint16_t sign = signbit(f) ? 0x8000 : 0;
-    float a = fabsf(f);
-    if (isnan(f))
-        return sign | 0x7e00;
-    if (a >= 65520.0f) /* rounds to infinity */
-        return sign | 0x7c00;
-    if (a < 6.103515625e-05f) /* subnormal: m * 2^-24 (m = 1024 is the smallest normal, same bits) */
-        return sign | (uint16_t)nearbyintf(a * 16777216.0f);
-    int e;
-    float fr = frexpf(a, &e); /* a = fr * 2^e, fr in [0.5, 1) */
-    int m = (int)nearbyintf((fr * 2.0f - 1.0f) * 1024.0f), he = e - 1 + 15;
-    if (m == 1024) {
-        m = 0;
-        he++;
-    }
-    return he >= 31 ? (uint16_t)(sign | 0x7c00) : (uint16_t)(sign | (he << 10) | m);
-}
-
 static int s_cast_type(int32_t dt)
 {
     switch (dt) {
@@ -1401,40 +1408,11 @@ static int s_cast_type(int32_t dt)
     }
 }
 
-/* The reference: every element through double (floats) or int64 (integers, bool). */
+/* The reference: every element by cast.h's rule (through double or int64). */
 static void s_cast_ref(int32_t from, int32_t to, const void *x, void *y, int64_t n)
 {
-    int from_int = from != PIPPY_DT_FLOAT && from != PIPPY_DT_DOUBLE && from != PIPPY_DT_FLOAT16;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t vi = 0;
-        double vf = 0;
-        switch (from) {
-        case PIPPY_DT_FLOAT: vf = ((const float *)x)[i]; break;
-        case PIPPY_DT_DOUBLE: vf = ((const double *)x)[i]; break;
-        case PIPPY_DT_FLOAT16: vf = s_half_to_float(((const uint16_t *)x)[i]); break;
-        case PIPPY_DT_INT8: vi = ((const int8_t *)x)[i]; break;
-        case PIPPY_DT_UINT8: vi = ((const uint8_t *)x)[i]; break;
-        case PIPPY_DT_BOOL: vi = ((const uint8_t *)x)[i] != 0; break;
-        case PIPPY_DT_INT32: vi = ((const int32_t *)x)[i]; break;
-        case PIPPY_DT_INT64: vi = ((const int64_t *)x)[i]; break;
-        default: break;
-        }
-        if (from_int)
-            vf = (double)vi;
-        else if (to != PIPPY_DT_FLOAT && to != PIPPY_DT_DOUBLE && to != PIPPY_DT_FLOAT16 && to != PIPPY_DT_BOOL)
-            vi = (int64_t)vf; /* truncates toward zero */
-        switch (to) {
-        case PIPPY_DT_FLOAT: ((float *)y)[i] = from_int ? (float)vi : (float)vf; break;
-        case PIPPY_DT_DOUBLE: ((double *)y)[i] = vf; break;
-        case PIPPY_DT_FLOAT16: ((uint16_t *)y)[i] = s_float_to_half(from_int ? (float)vi : (float)vf); break;
-        case PIPPY_DT_BOOL: ((uint8_t *)y)[i] = from_int ? vi != 0 : vf != 0; break;
-        case PIPPY_DT_INT8: ((int8_t *)y)[i] = (int8_t)vi; break;
-        case PIPPY_DT_UINT8: ((uint8_t *)y)[i] = (uint8_t)vi; break;
-        case PIPPY_DT_INT32: ((int32_t *)y)[i] = (int32_t)vi; break;
-        case PIPPY_DT_INT64: ((int64_t *)y)[i] = vi; break;
-        default: break;
-        }
-    }
+    for (int64_t i = 0; i < n; i++)
+        pippy_cast_one(from, to, x, y, i);
 }
 
 /* Fast path: one typed loop per (from, to) pair among the seven plain types. */
@@ -1488,7 +1466,7 @@ static int s_cast_index(int32_t dt)
     }
 }
 
-static pippy_status s_cast_to(const pippy_op_desc *d, int32_t *to)
+pippy_status pippy_cast_to_of(const pippy_op_desc *d, int32_t *to)
 {
     if (strcmp(d->op, "CastLike") == 0) {
         *to = d->in[1].dtype;
@@ -1513,7 +1491,7 @@ static pippy_status s_cast_infer(pippy_op_desc *d)
     int castlike = strcmp(d->op, "CastLike") == 0;
     PIPPY_TRY(s_check_io(d, castlike ? 2 : 1, castlike ? 2 : 1, 1));
     int32_t to = PIPPY_DT_UNDEFINED;
-    PIPPY_TRY(s_cast_to(d, &to));
+    PIPPY_TRY(pippy_cast_to_of(d, &to));
     d->out[0] = d->in[0];
     d->out[0].dtype = to;
     return PIPPY_OK;
@@ -1542,7 +1520,7 @@ static void s_cast_run(pippy_kernel *kb, const void *const *in, void *const *out
 static pippy_status s_cast_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     int32_t to = PIPPY_DT_UNDEFINED;
-    PIPPY_TRY(s_cast_to(d, &to));
+    PIPPY_TRY(pippy_cast_to_of(d, &to));
     s_cast_kernel *k = calloc(1, sizeof *k);
     if (!k)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);
@@ -1566,10 +1544,10 @@ const pippy_op_info pippy_cpu_ops_shape[] = {
     S_OP("Flatten", s_flatten_infer, s_copy_create),
     S_OP("Squeeze", s_squeeze_infer, s_copy_create),
     S_OP("Unsqueeze", s_unsqueeze_infer, s_copy_create),
-    S_OP("Transpose", s_transpose_infer, s_transpose_create),
-    S_OP("Expand", s_expand_infer, s_expand_create),
-    S_OP("Tile", s_tile_infer, s_tile_create),
-    S_OP("Slice", s_slice_infer, s_slice_create),
+    S_OP("Transpose", s_transpose_infer, s_walk_create),
+    S_OP("Expand", s_expand_infer, s_walk_create),
+    S_OP("Tile", s_tile_infer, s_walk_create),
+    S_OP("Slice", s_slice_infer, s_walk_create),
     S_OP("Concat", s_concat_infer, s_concat_create),
     S_OP("Split", s_split_infer, s_split_create),
     S_OP("Gather", s_gather_infer, s_gather_create),
