@@ -16,6 +16,12 @@ extern const pippy_op_info pippy_cpu_ops_eltwise[];
 extern const pippy_op_info pippy_cpu_ops_binary[];
 extern const pippy_op_info pippy_cpu_ops_reduce[];
 extern const pippy_op_info pippy_cpu_ops_shape[];
+extern const pippy_op_info pippy_cpu_ops_accumulate[];
+extern const pippy_op_info pippy_cpu_ops_softmax_grad[];
+extern const pippy_op_info pippy_cpu_ops_norm_grad[];
+extern const pippy_op_info pippy_cpu_ops_conv_grad[];
+extern const pippy_op_info pippy_cpu_ops_pool_grad[];
+extern const pippy_op_info pippy_cpu_ops_loss[];
 extern const pippy_op_info pippy_cpu_ops_eltwise_grad[];
 extern const pippy_op_info pippy_cpu_ops_reduce_grad[];
 extern const pippy_op_info pippy_cpu_ops_shape_grad[];
@@ -24,6 +30,9 @@ static const pippy_op_info *const pippy_families[] = {
     pippy_cpu_ops_matmul, pippy_cpu_ops_conv,   pippy_cpu_ops_pool,
     pippy_cpu_ops_norm,   pippy_cpu_ops_softmax, pippy_cpu_ops_eltwise,
     pippy_cpu_ops_binary, pippy_cpu_ops_reduce, pippy_cpu_ops_shape,
+    pippy_cpu_ops_accumulate,
+    pippy_cpu_ops_softmax_grad, pippy_cpu_ops_norm_grad, pippy_cpu_ops_conv_grad,
+    pippy_cpu_ops_pool_grad,    pippy_cpu_ops_loss,
     pippy_cpu_ops_eltwise_grad, pippy_cpu_ops_reduce_grad, pippy_cpu_ops_shape_grad,
 };
 

@@ -46,10 +46,15 @@ typedef struct {
 
 /* Attributes private to pippyc, set by compiler passes (never in ONNX files):
  *   "pippy.activation" (STRING "Relu"): fuse a ReLU after Conv / Gemm / MatMul.
- *   "pippy.accumulate" (INT 1): the kernel adds its result into its output (dX += result
- *       instead of dX = result), so that gradients accumulate across microbatches straight
- *       into the gradient buffer; the output buffer is then read as well as written. Only
- *       the ops that say so take it (pippy_attr_accumulate reads it). */
+ *   "pippy.bias" (INT 1): MatMul takes a third input float[N], added to every row.
+ *   "pippy.trans_a", "pippy.trans_b" (INT 0/1): MatMul uses A / B (rank >= 2) with its last two
+ *       dims swapped, as if transposed (the autodiff's A^T, B^T; no copy).
+ *   "pippy.accumulate" (INT 0/1): out += result instead of out = result (the output is read as
+ *       well as written), so that weight gradients accumulate across microbatches straight into
+ *       the gradient buffer; on MatMul (not with pippy.activation), ConvGradWeight,
+ *       LayerNormalizationWeightGrad, BatchNormalizationWeightGrad, SumTo and GatherGrad.
+ * One op writes one of its inputs: pippy::BatchNormalizationTraining updates its running_mean and
+ * running_var (inputs 3 and 4) in place (backend/README.md, "Backward (training) kernels"). */
 
 #define PIPPY_MAX_IO 16
 

@@ -1,7 +1,9 @@
 /* pippyc — the compiler's command line.
  *   pippyc MODEL.onnx [options]          compile into stage programs
  *   pippyc inspect MODEL.onnx [options]  what is in the model
- *   pippyc inspect --ops                 the supported op types */
+ *   pippyc inspect --ops                 the supported op types
+ *   pippyc export OUT --checkpoint DIR   write the trained model as ONNX */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +11,20 @@
 #include "backend.h"
 #include "compile.h"
 #include "emit.h"
+#include "export_onnx.h"
 #include "inspect.h"
+#include "optim.h"
 
 static void pippy_usage(FILE *f)
 {
     fputs("usage: pippyc MODEL.onnx [options]          compile MODEL into pipeline stage programs\n"
           "       pippyc inspect MODEL.onnx [--batch N | --shape NAME=D1xD2...] [--json]\n"
           "       pippyc inspect --ops                 list the supported op types\n"
+          "       pippyc export OUT --checkpoint DIR [--step N] -o FILE.onnx [--model MODEL.onnx]\n"
+          "                     [--inline-limit BYTES]  the model compiled into OUT with the parameters of a\n"
+          "                                            checkpoint (default: its latest step); a model file over\n"
+          "                                            BYTES (default 2 GiB - 1 MiB) keeps its initializers in\n"
+          "                                            FILE.onnx.data\n"
           "\n"
           "compile options:\n"
           "  -o, --out DIR            output folder (default: out)\n"
@@ -24,13 +33,26 @@ static void pippy_usage(FILE *f)
           "  --batch N                full batch size (binds the leading dim of every graph input)\n"
           "  --shape NAME=D1xD2...    the full shape of graph input NAME\n"
           "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
-          "  --schedule NAME          gpipe (default)\n"
+          "  --batch-dims NODE=K[,..] in a static-batch export, element K of NODE's shape input is the batch\n"
+          "                           ('none': it holds no batch); pippyc finds them itself where unambiguous\n"
+          "  --schedule NAME          gpipe (default) or, for training, 1f1b\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --emit-only              write the C sources, weights and schedule.json but do not compile\n"
           "  --port N                 first port of the default hosts file (default: derived from the model)\n"
+          "  --cost-model FILE        the machine rates the cost model uses: read FILE, or measure and write it\n"
+          "                           when it does not exist (default: a per-machine cache,\n"
+          "                           $XDG_CACHE_HOME or ~/.cache, pippyc/costmodel-HOST-CPU.json)\n"
           "  -q, --quiet              no summary\n"
-          "  --version, --help\n",
+          "  --version, --help\n"
+          "\n"
+          "training (--train: forward, loss, backward and the optimizer step; run with pippyrun --steps N):\n"
+          "  --train                  build a training program\n"
+          "  --loss mse|cross_entropy the loss of the model's output against --labels (mean over the batch);\n"
+          "                           without --loss the model's own scalar output is the loss\n"
+          "  --labels NAME            the new graph input the labels come in (cross_entropy: int64 class\n"
+          "                           indices, classes on the output's last axis)\n",
           f);
+    fputs(pippy_optim_usage, f);
 }
 
 static int pippy_die(pippy_status st)
@@ -93,6 +115,64 @@ static int pippy_cmd_inspect(int argc, char **argv)
     return st == PIPPY_OK ? 0 : pippy_die(st);
 }
 
+/* The optimizer of a training compile, as JSON for schedule.json; refuses training options
+ * without --train. */
+static pippy_status pippy_training_opts(pippy_compile_opts *o, const pippy_optim_args *a, int given, char **json)
+{
+    if (!o->train) {
+        if (given || o->loss || o->labels)
+            return pippy_fail(PIPPY_ERR_USAGE, "--loss, --labels and the optimizer options need --train");
+        return PIPPY_OK;
+    }
+    pippy_optim_config c;
+    PIPPY_TRY(pippy_optim_args_finish(a, 0, &c));
+    cJSON *j = pippy_optim_to_json(&c);
+    *json = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!*json)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    o->optimizer_json = *json;
+    size_t per = pippy_optim_state_floats(&c, 1000);
+    o->optimizer_state = (int32_t)(per / 1000);
+    return PIPPY_OK;
+}
+
+static int pippy_cmd_export(int argc, char **argv)
+{
+    pippy_export_args a = {.step = -1};
+    for (int i = 0; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x;
+        if (!strcmp(o, "--checkpoint") || !strcmp(o, "-o") || !strcmp(o, "--out") || !strcmp(o, "--model")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "export: %s needs a path", o));
+            const char **dst = !strcmp(o, "--checkpoint") ? &a.ckpt_dir : !strcmp(o, "--model") ? &a.model : &a.output;
+            *dst = v;
+            i++;
+        } else if (!strcmp(o, "--step")) {
+            if (pippy_int_arg(o, v, 0, 1L << 40, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            a.step = x;
+            i++;
+        } else if (!strcmp(o, "--inline-limit")) {
+            if (pippy_int_arg(o, v, 1, INT32_MAX, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            a.inline_limit = (size_t)x;
+            i++;
+        } else if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
+            a.quiet = 1;
+        } else if (o[0] == '-' || a.out_dir) {
+            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "export: unexpected '%s' (see pippyc --help)", o));
+        } else {
+            a.out_dir = o;
+        }
+    }
+    if (!a.out_dir || !a.ckpt_dir || !a.output)
+        return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "usage: pippyc export OUT --checkpoint DIR [--step N] -o FILE.onnx"));
+    pippy_status st = pippy_export_checkpoint(&a);
+    return st == PIPPY_OK ? 0 : pippy_die(st);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -101,6 +181,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "inspect"))
         return pippy_cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "export"))
+        return pippy_cmd_export(argc - 2, argv + 2);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         pippy_usage(stdout);
         return 0;
@@ -119,6 +201,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < argc && k < sizeof cmdline; i++)
         k += (size_t)snprintf(cmdline + k, sizeof cmdline - k, "%s%s", i ? " " : "", argv[i]);
     o.command_line = cmdline;
+    pippy_optim_args optim;
+    pippy_optim_args_init(&optim);
+    int optim_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -170,12 +255,36 @@ int main(int argc, char **argv)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cc needs a command"));
             o.cc = v;
             i++;
+        } else if (!strcmp(a, "--train")) {
+            o.train = 1;
+        } else if (!strcmp(a, "--loss") || !strcmp(a, "--labels")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s needs a value", a));
+            *(a[3] == 'o' ? &o.loss : &o.labels) = v;
+        } else if (!strcmp(a, "--batch-dims")) {
+            if (!v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--batch-dims needs NODE=K[,NODE=K...]"));
+            pippy_status st = pippy_batch_dims_parse(&o.batch_dims, v);
+            if (st != PIPPY_OK)
+                return pippy_die(st);
+            i++;
+        } else if (!strcmp(a, "--cost-model")) {
+            if (!v || !*v)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--cost-model needs a file"));
+            o.cost_model = v;
+            i++;
         } else if (!strcmp(a, "--emit-only")) {
             o.emit_only = 1;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o.quiet = 1;
         } else if (a[0] == '-') {
-            return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "unknown option '%s' (see pippyc --help)", a));
+            int used = 0;
+            pippy_status st = pippy_optim_args_parse(&optim, argc, argv, &i, &used);
+            if (st != PIPPY_OK)
+                return pippy_die(st);
+            if (!used)
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "unknown option '%s' (see pippyc --help)", a));
+            optim_given = 1;
         } else if (!o.model_path) {
             o.model_path = a;
         } else {
@@ -184,6 +293,10 @@ int main(int argc, char **argv)
     }
     if (!o.model_path)
         return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "which model? (pippyc MODEL.onnx --stages N -o OUT)"));
-    pippy_status st = pippy_compile(&o);
+    char *optim_json = NULL;
+    pippy_status st = pippy_training_opts(&o, &optim, optim_given, &optim_json);
+    if (st == PIPPY_OK)
+        st = pippy_compile(&o);
+    free(optim_json);
     return st == PIPPY_OK ? 0 : pippy_die(st);
 }

@@ -2,6 +2,8 @@
  *
  *   pippyrun OUT/ [--input NAME=FILE ...] [--output NAME=FILE ...] [--trace FILE]
  *                 [--timeout SEC] [--threads N] [-- extra args for every rank]
+ *   training:     [--steps N | --epochs E] [--loss-log FILE] [--checkpoint DIR] [--checkpoint-every K]
+ *                 [--resume DIR] [--shuffle SEED] [--save FILE.onnx]
  *
  * Reads the rank -> program map of OUT/schedule.json ({"ranks":[{"rank":0,"stage":0,
  * "program":"stage0"},...]}) and starts, for each rank r, OUT/<program> --rank r --schedule
@@ -14,9 +16,13 @@
  * When every entry of OUT/hosts is on this machine (127.x.x.x or localhost), the ranks get free
  * ports chosen now (written to a private hosts file), so that two jobs of one compile, or an
  * earlier run's lingering sockets, never collide; --fixed-ports keeps the ports of OUT/hosts.
+ * Training options go to every rank as they are, but --save FILE.onnx: the ranks write their final
+ * state into a checkpoint in OUT, which pippyrun turns into FILE.onnx (the original model with the
+ * trained initializers, as `pippyc export` does) and then removes.
  * Exit codes: 0 success, 2 bad usage, 1 a bad OUT folder, else the failing rank's code. */
 #define _GNU_SOURCE /* pipe2 */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -33,6 +39,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "export_onnx.h"
 
 #define GRACE_S 2.0
 #define LINE_MAX_BYTES 16384
@@ -139,6 +147,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: pippyrun OUT/ [--input NAME=FILE ...] [--output NAME=FILE ...] "
                "[--trace FILE]\n"
                "                [--timeout SEC] [--threads N] [--fixed-ports] [-- extra args for every rank]\n"
+               "training:       [--steps N | --epochs E] [--loss-log FILE] [--checkpoint DIR] [--checkpoint-every K]\n"
+               "                [--resume DIR] [--shuffle SEED] [--save FILE.onnx]\n"
                "Starts every rank of OUT/schedule.json on this host (OUT/ is what pippyc -o "
                "wrote).\n");
 }
@@ -496,17 +506,55 @@ static int merge_traces(const char *trace, int n)
     return rc;
 }
 
+/* ---- --save ---- */
+
+/* Remove a folder pippyrun made and what the ranks wrote in it (files and step folders). */
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *p = path_join(dir, e->d_name);
+        struct stat sb;
+        if (p && lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+            remove_tree(p);
+        else if (p)
+            unlink(p);
+        free(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* The trained model: the original ONNX file with the final parameters of the ranks' checkpoint. */
+static int export_trained(const char *outdir, const char *ckpt, const char *file)
+{
+    pippy_export_args a = {.out_dir = outdir, .ckpt_dir = ckpt, .step = -1, .output = file, .quiet = 1};
+    pippy_status st = pippy_export_checkpoint(&a);
+    if (st != PIPPY_OK)
+        return die("--save %s: %s", file, pippy_last_error());
+    fprintf(stderr, "pippyrun: trained model in %s\n", file);
+    return 0;
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
 {
-    const char *out = NULL, *trace = NULL, *timeout = NULL, *threads = NULL;
+    const char *out = NULL, *trace = NULL, *timeout = NULL, *threads = NULL, *save = NULL;
     const char *user[2 * argc + 1]; /* --input/--output pairs */
     int n_user = 0, extra_at = argc, fixed_ports = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
-        const char *opts[] = {"--input", "--output", "--trace", "--timeout", "--threads"};
+        const char *opts[] = {"--input", "--output", "--trace", "--timeout", "--threads", "--save"};
+        /* training options every rank gets as they are */
+        const char *pass[] = {"--steps", "--epochs", "--loss-log", "--checkpoint", "--checkpoint-every", "--resume",
+                              "--shuffle"};
         int which = -1;
         if (strcmp(a, "--") == 0) {
             extra_at = i + 1;
@@ -520,7 +568,18 @@ int main(int argc, char **argv)
             fixed_ports = 1;
             continue;
         }
-        for (int k = 0; k < 5; k++) {
+        int passed = 0;
+        for (size_t k = 0; k < sizeof pass / sizeof pass[0]; k++)
+            if (strcmp(a, pass[k]) == 0) {
+                if (i + 1 >= argc)
+                    return die_usage("%s needs a value", a);
+                user[n_user++] = pass[k];
+                user[n_user++] = argv[++i];
+                passed = 1;
+            }
+        if (passed)
+            continue;
+        for (int k = 0; k < 6; k++) {
             size_t ol = strlen(opts[k]);
             if (strcmp(a, opts[k]) == 0) {
                 if (i + 1 >= argc)
@@ -549,6 +608,10 @@ int main(int argc, char **argv)
             if (!val[0])
                 return die_usage("--trace needs a file name");
             trace = val;
+        } else if (which == 5) {
+            if (!val[0])
+                return die_usage("--save needs a file name (FILE.onnx)");
+            save = val;
         } else if (which == 3) {
             char *end;
             double v = strtod(val, &end);
@@ -611,9 +674,17 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* argv of a rank: program, 6 fixed, user pairs, timeout, threads, trace, extras, NULL */
+    /* --save: the ranks write their final state into a checkpoint in OUT, exported at the end */
+    char save_dir[4096 + 32] = "";
+    if (save) {
+        snprintf(save_dir, sizeof save_dir, "%s/.save-XXXXXX", outdir);
+        if (!mkdtemp(save_dir))
+            return die("cannot make a folder for --save in %s: %s", outdir, strerror(errno));
+    }
+
+    /* argv of a rank: program, 6 fixed, user pairs, timeout, threads, trace, save, extras, NULL */
     int n_extra = argc - extra_at;
-    char **cargv = calloc((size_t)(1 + 6 + n_user + 6 + n_extra + 1), sizeof *cargv);
+    char **cargv = calloc((size_t)(1 + 6 + n_user + 8 + n_extra + 1), sizeof *cargv);
     if (!cargv)
         return die("out of memory");
     int started = 0;
@@ -637,6 +708,10 @@ int main(int argc, char **argv)
         if (threads) {
             cargv[k++] = "--threads";
             cargv[k++] = (char *)threads;
+        }
+        if (save) {
+            cargv[k++] = "--save-checkpoint";
+            cargv[k++] = save_dir;
         }
         if (trace) {
             part = trace_part(trace, r);
@@ -796,7 +871,11 @@ int main(int argc, char **argv)
         rc = first_code ? first_code : 1;
     } else {
         rc = trace ? merge_traces(trace, n) : 0;
+        if (rc == 0 && save)
+            rc = export_trained(outdir, save_dir, save);
     }
+    if (save_dir[0])
+        remove_tree(save_dir);
     for (int i = 0; i < n; i++)
         free(rp[i].program);
     free(rp);

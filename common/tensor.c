@@ -76,12 +76,20 @@ int pippy_tdesc_equal(const pippy_tdesc *a, const pippy_tdesc *b)
     return 1;
 }
 
+char *pippy_ints_str(const int64_t *v, int n, char *buf, size_t cap)
+{
+    size_t k = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? "," : "", (long long)v[i]);
+    if (k < cap)
+        snprintf(buf + k, cap - k, "]");
+    return buf;
+}
+
 char *pippy_tdesc_str(const pippy_tdesc *t, char *buf, size_t n)
 {
-    size_t k = (size_t)snprintf(buf, n, "%s[", pippy_dtype_name(t->dtype));
-    for (int i = 0; i < t->rank && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)t->dims[i]);
+    size_t k = (size_t)snprintf(buf, n, "%s", pippy_dtype_name(t->dtype));
     if (k < n)
-        snprintf(buf + k, n - k, "]");
+        pippy_ints_str(t->dims, t->rank, buf + k, n - k);
     return buf;
 }

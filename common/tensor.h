@@ -36,5 +36,7 @@ size_t pippy_tdesc_bytes(const pippy_tdesc *t);
 int pippy_tdesc_equal(const pippy_tdesc *a, const pippy_tdesc *b);
 /* "float[4,784]" into buf; returns buf. */
 char *pippy_tdesc_str(const pippy_tdesc *t, char *buf, size_t n);
+/* "[2,-1,0]" (n values) into buf; returns buf. */
+char *pippy_ints_str(const int64_t *v, int n, char *buf, size_t cap);
 
 #endif

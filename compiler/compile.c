@@ -13,7 +13,9 @@
 
 #include "emit.h"
 #include "fuse.h"
+#include "autodiff.h"
 #include "onnx_load.h"
+#include "train.h"
 
 pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts *b, int lenient, pippy_graph **out)
 {
@@ -32,7 +34,7 @@ pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts 
     return PIPPY_OK;
 }
 
-static pippy_status pippy_mkdir_p(const char *dir)
+pippy_status pippy_mkdir_p(const char *dir)
 {
     char buf[PATH_MAX];
     snprintf(buf, sizeof buf, "%s", dir);
@@ -245,6 +247,7 @@ static pippy_status pippy_materialize_const_outputs(pippy_graph *g, int32_t micr
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
         pippy_value *src = &g->values[v], *dst = &g->values[c];
         dst->kind = src->kind;
+        dst->param_of = src->param_of;
         dst->t = src->t;
         dst->shape_known = 1;
         dst->data = src->data;
@@ -263,137 +266,202 @@ static pippy_status pippy_materialize_const_outputs(pippy_graph *g, int32_t micr
 
 static uint64_t pippy_mix(uint64_t h, int64_t x) { return pippy_fnv1a(&x, sizeof x, h); }
 
-pippy_status pippy_compile(const pippy_compile_opts *o)
+/* The full batch: --batch, else the leading dim of --shape or of the model's first input. */
+static int64_t pippy_full_batch(const pippy_graph *g, const pippy_shape_bind_opts *bind)
+{
+    int64_t batch = bind->batch;
+    for (int32_t i = 0; i < g->n_inputs && batch <= 0; i++) {
+        const pippy_value *v = &g->values[g->inputs[i]];
+        for (int32_t s = 0; s < bind->n_shapes; s++)
+            if (!strcmp(bind->shapes[s].name, v->name) && bind->shapes[s].rank > 0)
+                batch = bind->shapes[s].dims[0];
+        if (batch <= 0 && v->t.rank > 0 && v->t.dims[0] > 0)
+            batch = v->t.dims[0];
+    }
+    return batch;
+}
+
+/* Load, bind at the microbatch size, infer and fold, make it a training graph if asked, prune and
+ * fuse. Sets the plan's batch figures. */
+/* What the summary says besides the plan. */
+typedef struct {
+    pippy_batch_report batch; /* static-batch rewrites */
+    char cost_note[2048];     /* where the cost model's rates came from */
+} pippy_compile_notes;
+
+static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan *plan, pippy_graph **out,
+                                        pippy_compile_notes *notes)
 {
     pippy_shape_bind_opts bind = o->bind;
     int32_t M = o->microbatches > 0 ? o->microbatches : 1;
     pippy_graph *g = NULL;
-    pippy_status st = pippy_onnx_load(o->model_path, &g);
-    if (st != PIPPY_OK)
-        return st;
-    /* The full batch, then the microbatch the stage programs are compiled for. */
-    int64_t batch = bind.batch;
-    if (batch <= 0) {
-        for (int32_t i = 0; i < g->n_inputs && batch <= 0; i++) {
-            const pippy_value *v = &g->values[g->inputs[i]];
-            for (int32_t s = 0; s < bind.n_shapes; s++)
-                if (!strcmp(bind.shapes[s].name, v->name) && bind.shapes[s].rank > 0)
-                    batch = bind.shapes[s].dims[0];
-            if (batch <= 0 && v->t.rank > 0 && v->t.dims[0] > 0)
-                batch = v->t.dims[0];
-        }
-    }
-    if (M > 1 && batch <= 0) {
-        st = pippy_fail(PIPPY_ERR_USAGE, "--microbatches %d: the batch size is unknown; give --batch N", M);
-        goto fail;
-    }
-    if (batch > 0 && batch % M != 0) {
-        st = pippy_fail(PIPPY_ERR_USAGE,
-                        "--microbatches %d does not divide the batch of %lld (microbatches must be equal); choose a "
-                        "divisor of %lld",
-                        M, (long long)batch, (long long)batch);
-        goto fail;
-    }
+    PIPPY_TRY(pippy_onnx_load(o->model_path, &g));
+    *out = g;
+    g->training = o->train;
+    int64_t batch = pippy_full_batch(g, &bind);
+    if (M > 1 && batch <= 0)
+        return pippy_fail(PIPPY_ERR_USAGE, "--microbatches %d: the batch size is unknown; give --batch N", M);
+    if (batch > 0 && batch % M != 0)
+        return pippy_fail(PIPPY_ERR_USAGE,
+                          "--microbatches %d does not divide the batch of %lld (microbatches must be equal); choose a "
+                          "divisor of %lld",
+                          M, (long long)batch, (long long)batch);
     int64_t mb = batch > 0 ? batch / M : 0;
+    /* the graph is compiled at the microbatch size; a static export's constants hold at its own batch */
+    int64_t exported = pippy_batch_exported(g) > 0 ? pippy_batch_exported(g) : batch;
+    pippy_shape_bind_opts full = bind;
     if (M > 1 || bind.batch > 0) {
         bind.batch = mb;
+        full.batch = exported;
         for (int32_t s = 0; s < bind.n_shapes; s++)
             if (bind.shapes[s].rank > 0)
-                bind.shapes[s].dims[0] = mb;
+                bind.shapes[s].dims[0] = mb, full.shapes[s].dims[0] = exported;
     }
-    st = pippy_shape_bind(g, &bind);
-    if (st == PIPPY_OK)
-        st = pippy_shape_infer(g, 1, 0);
-    if (st != PIPPY_OK) {
-        if (M > 1)
-            pippy_error_prefix(st, "at microbatch size %lld", (long long)mb);
-        goto fail;
-    }
-    st = pippy_materialize_const_outputs(g, M);
+    pippy_status st = pippy_batch_infer(g, &full, &bind, exported, mb, &o->batch_dims, &notes->batch);
     if (st != PIPPY_OK)
-        goto fail;
+        return M > 1 ? pippy_error_prefix(st, "at microbatch size %lld", (long long)mb) : st;
+    if (o->train) {
+        pippy_train_opts to = {o->loss, o->labels, g->hash};
+        PIPPY_TRY(pippy_train_prepare(g, &to, &plan->loss));
+    } else {
+        PIPPY_TRY(pippy_materialize_const_outputs(g, M));
+    }
     pippy_graph_prune(g);
-    pippy_fold_batchnorm(g);
+    if (!o->train)
+        pippy_fold_batchnorm(g);
     pippy_fuse_matmul_bias(g);
     pippy_fuse_activations(g);
     pippy_fuse_gelu(g);
+    pippy_fuse_transpose_matmul(g);
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
         mb = g->values[g->inputs[0]].t.dims[0];
-    if (batch <= 0)
-        batch = mb;
+    plan->g = g;
+    plan->microbatches = M;
+    plan->microbatch_size = mb;
+    plan->batch = batch > 0 ? batch : mb;
+    plan->training = o->train;
+    return PIPPY_OK;
+}
 
-    pippy_plan plan;
-    memset(&plan, 0, sizeof plan);
-    plan.g = g;
-    plan.microbatches = M;
-    plan.microbatch_size = mb;
-    plan.batch = batch;
-    snprintf(plan.schedule, sizeof plan.schedule, "%s", o->schedule ? o->schedule : "gpipe");
-    pippy_cost_calibrate(&plan.cost);
-    pippy_partition_opts po = {o->stages, o->split_before, M, batch, plan.schedule};
-    st = pippy_partition(&plan, &po);
-    if (st == PIPPY_OK)
-        st = pippy_plan_build(&plan);
-    if (st == PIPPY_OK)
-        st = pippy_memplan(&plan);
-    if (st == PIPPY_OK) {
-        uint64_t h = pippy_mix(g->hash, plan.n_stages);
-        h = pippy_mix(h, mb);
-        h = pippy_mix(h, M);
-        for (int32_t i = 0; i < g->n_nodes; i++)
-            h = pippy_mix(h, plan.node_stage[i]);
-        for (int32_t i = 0; i < g->n_inputs; i++)
-            for (int32_t d = 0; d < g->values[g->inputs[i]].t.rank; d++)
-                h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
-        plan.hash = h;
-        st = pippy_schedule_build(&plan);
+/* Every live node's stage into the plan's node_stage (after the autodiff added nodes). */
+static pippy_status pippy_node_stages(pippy_plan *p)
+{
+    int32_t *ns = realloc(p->node_stage, ((size_t)p->g->n_nodes + 1) * sizeof *ns);
+    if (!ns)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    p->node_stage = ns;
+    for (int32_t i = 0; i < p->g->n_nodes; i++)
+        ns[i] = p->g->nodes[i].removed ? -1 : p->g->nodes[i].stage;
+    return PIPPY_OK;
+}
+
+/* Cut, differentiate (training), plan memory and the schedule. */
+static pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
+{
+    pippy_graph *g = plan->g;
+    snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
+    PIPPY_TRY(pippy_cost_load(&plan->cost, o->cost_model, notes->cost_note, sizeof notes->cost_note));
+    pippy_partition_opts po = {o->stages, o->split_before, plan->microbatches, plan->batch, plan->schedule};
+    PIPPY_TRY(pippy_partition(plan, &po));
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        g->nodes[i].stage = plan->node_stage[i];
+    if (o->train) {
+        pippy_autodiff_opts ao = {plan->loss, plan->microbatches};
+        PIPPY_TRY(pippy_autodiff(g, &ao));
+        PIPPY_TRY(pippy_node_stages(plan));
     }
-    /* Everything is written into OUT/.pippyc-staging first and moved into OUT only when the
-     * whole compile succeeded: a failed compile leaves an existing OUT as it was. */
+    PIPPY_TRY(pippy_plan_build(plan));
+    PIPPY_TRY(pippy_memplan(plan));
+    uint64_t h = pippy_mix(g->hash, plan->n_stages);
+    h = pippy_mix(h, plan->microbatch_size);
+    h = pippy_mix(h, plan->microbatches);
+    h = pippy_mix(h, o->train);
+    h = pippy_mix(h, g->n_nodes);
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        h = pippy_mix(h, plan->node_stage[i]);
+    for (int32_t i = 0; i < g->n_inputs; i++)
+        for (int32_t d = 0; d < g->values[g->inputs[i]].t.rank; d++)
+            h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
+    plan->hash = h;
+    return pippy_schedule_build(plan);
+}
+
+/* Everything is written into OUT/.pippyc-staging first and moved into OUT only when the whole
+ * compile succeeded: a failed compile leaves an existing OUT as it was. */
+static pippy_status pippy_compile_emit(const pippy_compile_opts *o, const pippy_plan *plan)
+{
     pippy_stage_env env;
     char stage_dir[PATH_MAX];
     snprintf(stage_dir, sizeof stage_dir, "%s/.pippyc-staging", o->out_dir);
-    if (st == PIPPY_OK)
-        st = pippy_stage_env_read(&env);
-    if (st == PIPPY_OK)
-        st = pippy_mkdir_p(o->out_dir);
-    if (st == PIPPY_OK) {
-        pippy_rm_staging(stage_dir);
-        st = pippy_mkdir_p(stage_dir);
-    }
+    PIPPY_TRY(pippy_stage_env_read(&env));
+    PIPPY_TRY(pippy_mkdir_p(o->out_dir));
+    pippy_rm_staging(stage_dir);
+    PIPPY_TRY(pippy_mkdir_p(stage_dir));
     const char *cc = o->cc ? o->cc : env.cc;
-    pippy_emit_opts eo = {o->command_line, stage_dir};
-    for (int32_t s = 0; st == PIPPY_OK && s < plan.n_stages; s++) {
-        st = pippy_emit_stage_c(&plan, s, &eo);
+    pippy_emit_opts eo = {o->command_line, stage_dir, o->optimizer_json, o->optimizer_state};
+    pippy_status st = PIPPY_OK;
+    for (int32_t s = 0; st == PIPPY_OK && s < plan->n_stages; s++) {
+        st = pippy_emit_stage_c(plan, s, &eo);
         if (st == PIPPY_OK)
-            st = pippy_emit_weights(&plan, s, &eo);
+            st = pippy_emit_weights(plan, s, &eo);
     }
     if (st == PIPPY_OK)
-        st = pippy_write_makefile(&plan, &env, cc, stage_dir);
+        st = pippy_write_makefile(plan, &env, cc, stage_dir);
     if (st == PIPPY_OK)
-        st = pippy_write_hosts(&plan, o->base_port > 0 ? o->base_port : 20000 + (int32_t)(plan.hash % 20000),
+        st = pippy_write_hosts(plan, o->base_port > 0 ? o->base_port : 20000 + (int32_t)(plan->hash % 20000),
                                stage_dir);
     if (st == PIPPY_OK && !o->emit_only)
-        st = pippy_build_stages(&plan, &env, cc, stage_dir);
+        st = pippy_build_stages(plan, &env, cc, stage_dir);
     if (st == PIPPY_OK)
-        st = pippy_emit_schedule_json(&plan, &eo);
+        st = pippy_emit_schedule_json(plan, &eo);
     if (st == PIPPY_OK)
-        st = pippy_publish(&plan, stage_dir, o->out_dir, o->emit_only);
+        st = pippy_publish(plan, stage_dir, o->out_dir, o->emit_only);
     pippy_rm_staging(stage_dir);
-    if (st == PIPPY_OK && !o->quiet) {
-        printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s\n", g->path,
-               o->out_dir, plan.n_stages, plan.n_stages > 1 ? "s" : "", pippy_split_source_name(plan.split_source),
-               (long long)batch, M, (long long)mb, plan.schedule);
-        for (int32_t s = 0; s < plan.n_stages; s++) {
-            const pippy_stage *sg = &plan.stages[s];
-            printf("  stage %d: %4d nodes  %9.3f MFLOP  params %9.1f KiB  arena %9.1f KiB  predicted %.3f ms/mb\n", s,
-                   sg->n_nodes, sg->flops / 1e6, (double)sg->parameter_bytes / 1024.0,
-                   (double)sg->arena_bytes / 1024.0, sg->pred_forward_ms);
-        }
-        printf("  predicted step %.3f ms, bubble %.1f%%\n", plan.pred_step_ms, 100.0 * plan.pred_bubble);
+    return st;
+}
+
+static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan *plan,
+                                  const pippy_compile_notes *notes)
+{
+    printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s\n", plan->g->path,
+           o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
+           (long long)plan->batch, plan->microbatches, (long long)plan->microbatch_size, plan->schedule,
+           plan->training ? ", training" : "");
+    for (int32_t s = 0; s < plan->n_stages; s++) {
+        const pippy_stage *sg = &plan->stages[s];
+        printf("  stage %d: %4d nodes  %9.3f MFLOP  params %9.1f KiB  arena %9.1f KiB  predicted %.3f ms/mb", s,
+               sg->phase_begin[1], sg->flops / 1e6, (double)sg->parameter_bytes / 1024.0,
+               (double)sg->arena_bytes / 1024.0, sg->pred_forward_ms);
+        if (plan->training)
+            printf(" F + %.3f B + %.3f W; %d backward nodes, stash %.1f KiB x %d", sg->pred_backward_ms,
+                   sg->pred_weight_ms, sg->n_nodes - sg->phase_begin[1], (double)sg->stash_bytes / 1024.0,
+                   sg->stash_slots);
+        printf("\n");
     }
+    if (notes->batch.rewritten)
+        printf("  static batch %lld: %d shape constant%s rewritten for the microbatch size (first %s)\n",
+               (long long)notes->batch.export_batch, notes->batch.rewritten, notes->batch.rewritten > 1 ? "s" : "",
+               notes->batch.first);
+    printf("  predicted step %.3f ms, bubble %.1f%%\n", plan->pred_step_ms, 100.0 * plan->pred_bubble);
+    printf("  %s\n", notes->cost_note);
+}
+
+pippy_status pippy_compile(const pippy_compile_opts *o)
+{
+    pippy_graph *g = NULL;
+    pippy_plan plan;
+    memset(&plan, 0, sizeof plan);
+    plan.loss = -1;
+    pippy_compile_notes notes;
+    memset(&notes, 0, sizeof notes);
+    pippy_status st = pippy_compile_graph(o, &plan, &g, &notes);
+    if (st == PIPPY_OK)
+        st = pippy_compile_plan(o, &plan, &notes);
+    if (st == PIPPY_OK)
+        st = pippy_compile_emit(o, &plan);
+    if (st == PIPPY_OK && !o->quiet)
+        pippy_compile_summary(o, &plan, &notes);
     pippy_plan_free(&plan);
-fail:
     pippy_graph_free(g);
     return st;
 }

@@ -1,10 +1,11 @@
 /* compile.h — the whole compile: model -> out/ folder with stage programs.
- * load -> bind shapes -> infer + fold -> prune -> partition -> plan ->
- * memory plan -> schedule -> emit (C, weights, schedule.json, Makefile,
- * hosts) -> cc. */
+ * load -> bind shapes -> infer + fold (rewriting a static batch, batch.c) -> [training: loss,
+ * training modes] -> prune -> fuse -> partition -> [training: autodiff] -> plan -> memory plan ->
+ * schedule -> emit (C, weights, schedule.json, Makefile, hosts) -> cc. */
 #ifndef PIPPY_COMPILE_H
 #define PIPPY_COMPILE_H
 
+#include "batch.h"
 #include "plan.h"
 #include "shape.h"
 
@@ -20,7 +21,15 @@ typedef struct {
     int32_t emit_only;
     int32_t base_port;         /* 0: derived from the compile hash */
     const char *command_line;
+    const char *cost_model;    /* --cost-model FILE, or NULL: this machine's cache */
+    pippy_batch_dims batch_dims; /* --batch-dims */
     int32_t quiet;
+    /* training (--train) */
+    int32_t train;
+    const char *loss;           /* "mse", "cross_entropy", NULL: the model's own scalar output */
+    const char *labels;         /* --labels NAME: the graph input --loss compares against */
+    const char *optimizer_json; /* the optimizer's settings as JSON, kept in schedule.json */
+    int32_t optimizer_state;    /* floats of optimizer state per parameter float */
 } pippy_compile_opts;
 
 pippy_status pippy_compile(const pippy_compile_opts *o);

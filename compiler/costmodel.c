@@ -1,20 +1,32 @@
 /* costmodel.c — see costmodel.h. */
 #include "costmodel.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "emit.h"
+
+#define PIPPY_COST_FORMAT 1
 
 void pippy_cost_defaults(pippy_cost_model *c)
 {
-    c->flops_per_s = 100e9;      /* oneDNN matmul, one core (DESIGN.md measured ~205) */
+    c->flops_per_s = 100e9;      /* oneDNN matmul, one core (about 117 measured on the dev machine) */
     c->bytes_per_s = 10e9;
-    c->link_bytes_per_s = 10e9;  /* UCX shared memory + CMA (DESIGN.md) */
+    c->link_bytes_per_s = 10e9;  /* UCX shared memory + CMA, measured (docs/ARCHITECTURE.md) */
     c->link_latency_s = 5e-6;
     c->op_overhead_s = 1e-6;
     c->calibrated = 0;
+    snprintf(c->source, sizeof c->source, "built-in defaults");
 }
-
 static double pippy_now_s(void)
 {
     struct timespec ts;
@@ -66,8 +78,217 @@ void pippy_cost_calibrate(pippy_cost_model *c)
         if (bw > 1e8)
             c->bytes_per_s = bw;
         c->calibrated = 1;
+        snprintf(c->source, sizeof c->source, "measured by this compile");
     }
     free(a);
+}
+
+/* The file's fields: name, unit scale (file value * scale = the model's value). */
+static const struct {
+    const char *key;
+    double scale;
+    size_t off;
+} pippy_cost_fields[] = {
+    {"matmul_gflops", 1e9, offsetof(pippy_cost_model, flops_per_s)},
+    {"memory_gbytes_per_s", 1e9, offsetof(pippy_cost_model, bytes_per_s)},
+    {"link_gbytes_per_s", 1e9, offsetof(pippy_cost_model, link_bytes_per_s)},
+    {"link_latency_us", 1e-6, offsetof(pippy_cost_model, link_latency_s)},
+    {"op_overhead_us", 1e-6, offsetof(pippy_cost_model, op_overhead_s)},
+};
+#define PIPPY_COST_NFIELDS (sizeof pippy_cost_fields / sizeof pippy_cost_fields[0])
+
+static double *pippy_cost_field(pippy_cost_model *c, size_t i)
+{
+    return (double *)((char *)c + pippy_cost_fields[i].off);
+}
+
+/* "model name" of the first CPU in /proc/cpuinfo (else the machine type), and the CPU count. */
+static void pippy_cpu_model(char *buf, size_t n)
+{
+    snprintf(buf, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon || strncmp(line, "model name", 10) != 0)
+            continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t')
+            colon++;
+        colon[strcspn(colon, "\n")] = 0;
+        snprintf(buf, n, "%s", colon);
+        break;
+    }
+    if (f)
+        fclose(f);
+    size_t k = strlen(buf);
+    snprintf(buf + k, n - k, " x%ld", sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+int pippy_cost_cache_path(char *path, size_t n)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char base[PATH_MAX];
+    if (xdg && xdg[0] == '/')
+        snprintf(base, sizeof base, "%s/pippyc", xdg);
+    else if (home && home[0])
+        snprintf(base, sizeof base, "%s/.cache/pippyc", home);
+    else
+        return 0;
+    char host[256] = "localhost", cpu[512];
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = 0;
+    for (char *p = host; *p; p++)
+        if (!(*p == '-' || *p == '.' || *p == '_' || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= 'A' && *p <= 'Z')))
+            *p = '_';
+    pippy_cpu_model(cpu, sizeof cpu);
+    snprintf(path, n, "%s/costmodel-%s-%08llx.json", base,
+             host, (unsigned long long)(pippy_fnv1a(cpu, strlen(cpu), PIPPY_FNV_SEED) & 0xffffffffULL));
+    return 1;
+}
+
+pippy_status pippy_cost_save(const pippy_cost_model *c, const char *path)
+{
+    cJSON *root = cJSON_CreateObject();
+    char host[256] = "", cpu[512];
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    pippy_cpu_model(cpu, sizeof cpu);
+    cJSON_AddNumberToObject(root, "pippyc_cost_model", PIPPY_COST_FORMAT);
+    cJSON_AddStringToObject(root, "host", host);
+    cJSON_AddStringToObject(root, "cpu", cpu);
+    for (size_t i = 0; i < PIPPY_COST_NFIELDS; i++) {
+        double v = *pippy_cost_field((pippy_cost_model *)c, i) / pippy_cost_fields[i].scale;
+        char b[32];
+        snprintf(b, sizeof b, "%.4g", v); /* 4 digits: measurements do not repeat better than that */
+        cJSON_AddNumberToObject(root, pippy_cost_fields[i].key, strtod(b, NULL));
+    }
+    cJSON_AddBoolToObject(root, "measured", c->calibrated);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory writing %s", path);
+    /* atomic and safe against another pippyc writing the same file: own temp name, then rename */
+    char dir[PATH_MAX], tmp[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    pippy_status st = slash && slash != dir ? pippy_mkdir_p(dir) : PIPPY_OK;
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = st == PIPPY_OK ? mkstemp(tmp) : -1;
+    if (st == PIPPY_OK && fd < 0)
+        st = pippy_fail(PIPPY_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (st == PIPPY_OK) {
+        fchmod(fd, 0644);
+        FILE *f = fdopen(fd, "w");
+        int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+        ok = (f ? fclose(f) == 0 : (close(fd), 0)) && ok;
+        if (!ok || rename(tmp, path) != 0) {
+            st = pippy_fail(PIPPY_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+            unlink(tmp);
+        }
+    }
+    free(text);
+    return st;
+}
+
+static pippy_status pippy_cost_bad(const char *path, const char *what)
+{
+    return pippy_fail(PIPPY_ERR_FORMAT, "cost model %s: %s (delete it to measure again)", path, what);
+}
+
+pippy_status pippy_cost_read(pippy_cost_model *c, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pippy_fail(PIPPY_ERR_IO, "cannot read cost model %s: %s", path, strerror(errno));
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    int big = !feof(f);
+    fclose(f);
+    if (big)
+        return pippy_cost_bad(path, "larger than 8 KiB, not a pippyc cost model");
+    text[n] = 0;
+    cJSON *root = cJSON_ParseWithLength(text, n);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return pippy_cost_bad(path, "not a JSON object");
+    }
+    pippy_cost_model m;
+    pippy_cost_defaults(&m);
+    pippy_status st = PIPPY_OK;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "pippyc_cost_model");
+    if (!cJSON_IsNumber(fmt) || fmt->valuedouble != PIPPY_COST_FORMAT)
+        st = pippy_cost_bad(path, "\"pippyc_cost_model\" must be 1");
+    for (size_t i = 0; i < PIPPY_COST_NFIELDS && st == PIPPY_OK; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, pippy_cost_fields[i].key);
+        char why[160];
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0 || v->valuedouble > 1e9) {
+            snprintf(why, sizeof why, "\"%s\" must be a positive number (at most 1e9)", pippy_cost_fields[i].key);
+            st = pippy_cost_bad(path, why);
+        } else {
+            *pippy_cost_field(&m, i) = v->valuedouble * pippy_cost_fields[i].scale;
+        }
+    }
+    const cJSON *meas = cJSON_GetObjectItemCaseSensitive(root, "measured");
+    m.calibrated = cJSON_IsTrue(meas);
+    cJSON_Delete(root);
+    if (st != PIPPY_OK)
+        return st;
+    snprintf(m.source, sizeof m.source, "%s", path);
+    *c = m;
+    return PIPPY_OK;
+}
+
+/* Measure, write path, and read it back, so this compile uses exactly what later ones will read. */
+static pippy_status pippy_cost_measure_into(pippy_cost_model *c, const char *path)
+{
+    pippy_cost_calibrate(c);
+    PIPPY_TRY(pippy_cost_save(c, path));
+    return pippy_cost_read(c, path);
+}
+
+pippy_status pippy_cost_load(pippy_cost_model *c, const char *file, char *note, size_t n)
+{
+    if (file) {
+        if (access(file, F_OK) == 0) {
+            PIPPY_TRY(pippy_cost_read(c, file));
+            snprintf(note, n, "cost model: read from %s (--cost-model)", file);
+            return PIPPY_OK;
+        }
+        pippy_status st = pippy_cost_measure_into(c, file);
+        if (st != PIPPY_OK)
+            return pippy_error_prefix(st, "--cost-model %s", file);
+        snprintf(note, n, "cost model: measured on this machine and written to %s (--cost-model)", file);
+        return PIPPY_OK;
+    }
+    char path[PATH_MAX];
+    if (!pippy_cost_cache_path(path, sizeof path)) {
+        pippy_cost_calibrate(c);
+        snprintf(c->source, sizeof c->source, "measured by this compile (no cache: neither XDG_CACHE_HOME nor HOME set)");
+        snprintf(note, n, "cost model: %s", c->source);
+        return PIPPY_OK;
+    }
+    if (access(path, F_OK) == 0) {
+        if (pippy_cost_read(c, path) == PIPPY_OK) {
+            snprintf(note, n, "cost model: read from %s (this machine's cache)", path);
+            return PIPPY_OK;
+        }
+        fprintf(stderr, "pippyc: warning: %s; measuring again\n", pippy_last_error());
+    }
+    if (pippy_cost_measure_into(c, path) == PIPPY_OK) {
+        snprintf(note, n, "cost model: measured on this machine and cached in %s", path);
+        return PIPPY_OK;
+    }
+    fprintf(stderr, "pippyc: warning: %s; the rates of this compile are not kept\n", pippy_last_error());
+    pippy_cost_calibrate(c);
+    snprintf(c->source, sizeof c->source, "measured by this compile (cache %s not writable)", path);
+    snprintf(note, n, "cost model: %s", c->source);
+    pippy_error_clear();
+    return PIPPY_OK;
 }
 
 static int pippy_is_dense(const char *op)

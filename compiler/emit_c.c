@@ -1,12 +1,15 @@
 /* emit_c.c — writes out/stageK.c: readable C for one stage.
  *
- * Layout of the file: a provenance header; one #define per buffer (stage
- * inputs and outputs are runtime slots, parameters are offsets into the
- * weights, everything else an offset into the planned arena) named
- * v_<ONNX name>; one descriptor per node (op, attributes, shapes); init(),
- * which creates every kernel once; forward(), straight-line calls into the
- * backend, one commented block per ONNX node; and main(). */
+ * Layout of the file: a provenance header; one typed #define per buffer named v_<ONNX name>
+ * (stage inputs and outputs are runtime slots, parameters offsets into the weights, their
+ * gradients offsets into the gradient buffer, values kept from one phase to a later one offsets
+ * into the microbatch's stash, everything else offsets into the arena); one descriptor per
+ * kernel (op, attributes, shapes); init(), which creates every kernel once; forward() and, for
+ * training, backward() (input gradients) and weight() (weight gradients): straight-line calls
+ * into the backend, each under a comment with the node, its kernel, what was fused into it and
+ * the shapes; a table of every value (for PIPPY_DUMP); and main(). */
 #include "emit.h"
+#include "place.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -226,119 +229,190 @@ static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
     fputs("};\n", f);
 }
 
-pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit_opts *o)
+typedef struct {
+    const pippy_plan *p;
+    const pippy_stage *sg;
+    int32_t s;
+    char **cname;  /* per graph value: its C name in this stage, NULL when the stage does not touch it */
+    FILE *f;
+} pippy_emit;
+
+static const char *pippy_c_type(int32_t dt)
 {
-    const pippy_graph *g = p->g;
-    const pippy_stage *sg = &p->stages[s];
-    int32_t V = g->n_values;
-    char **cname = calloc((size_t)V + 1, sizeof *cname);
-    if (!cname)
-        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory emitting stage %d", s);
-    /* C names for every value this stage touches, made unique. */
+    switch (dt) {
+    case PIPPY_DT_FLOAT: return "float";
+    case PIPPY_DT_DOUBLE: return "double";
+    case PIPPY_DT_INT64: return "int64_t";
+    case PIPPY_DT_INT32: return "int32_t";
+    case PIPPY_DT_INT8: return "int8_t";
+    case PIPPY_DT_FLOAT16: return "uint16_t";
+    default: return "uint8_t";
+    }
+}
+
+/* Index of v in the stage's inputs / outputs / parameters, or -1. */
+static int32_t pippy_find_in(const pippy_stage *sg, int32_t v)
+{
+    for (int32_t q = 0; q < sg->n_in; q++)
+        if (sg->in[q].value == v)
+            return q;
+    return -1;
+}
+static int32_t pippy_find_out(const pippy_stage *sg, int32_t v)
+{
+    for (int32_t q = 0; q < sg->n_out; q++)
+        if (sg->out[q].value == v && sg->out[q].passthrough < 0)
+            return q;
+    return -1;
+}
+static int32_t pippy_find_param(const pippy_stage *sg, int32_t v)
+{
+    for (int32_t q = 0; q < sg->n_params; q++)
+        if (sg->params[q] == v)
+            return q;
+    return -1;
+}
+
+/* Where v lives in this stage: PIPPY_PLACE_* and the slot or byte offset; -1 when nowhere. */
+static int32_t pippy_place(const pippy_emit *e, int32_t v, uint64_t *at)
+{
+    const pippy_stage *sg = e->sg;
+    const pippy_value *x = &e->p->g->values[v];
+    int32_t q;
+    if ((q = pippy_find_in(sg, v)) >= 0)
+        return *at = (uint64_t)q, PIPPY_PLACE_IN;
+    if ((q = pippy_find_out(sg, v)) >= 0)
+        return *at = (uint64_t)q, PIPPY_PLACE_OUT;
+    if ((q = pippy_find_param(sg, v)) >= 0)
+        return *at = sg->param_off[q], PIPPY_PLACE_WEIGHTS;
+    if (x->kind == PIPPY_VAL_GRAD && (q = pippy_find_param(sg, x->grad_of)) >= 0)
+        return *at = sg->param_off[q], PIPPY_PLACE_GRADS;
+    if (sg->stash_off[v] >= 0)
+        return *at = (uint64_t)sg->stash_off[v], PIPPY_PLACE_STASH;
+    if (sg->arena_off[v] >= 0)
+        return *at = (uint64_t)sg->arena_off[v], PIPPY_PLACE_ARENA;
+    return -1;
+}
+
+/* C names for every value this stage touches ("v_<name>", made unique with _2, _3, ...). */
+static pippy_status pippy_emit_names(pippy_emit *e)
+{
+    const pippy_graph *g = e->p->g;
+    const pippy_stage *sg = e->sg;
+    int32_t cap = 64;
+    while (cap < 4 * (g->n_values + 1))
+        cap *= 2;
+    char **seen = calloc((size_t)cap, sizeof *seen); /* open addressing over the names given so far */
+    if (!seen)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory emitting stage %d", e->s);
     pippy_status st = PIPPY_OK;
-    for (int32_t k = 0; k < sg->n_nodes && st == PIPPY_OK; k++) {
-        const pippy_node *n = &g->nodes[sg->nodes[k]];
-        for (int32_t pass = 0; pass < 2; pass++) {
-            int32_t cnt = pass ? n->n_out : n->n_in;
-            const int32_t *vals = pass ? n->out : n->in;
-            for (int32_t q = 0; q < cnt; q++) {
-                int32_t v = vals[q];
-                if (v < 0 || cname[v])
-                    continue;
-                char base[160], cand[192];
-                pippy_c_ident(g->values[v].name, base, sizeof base);
-                snprintf(cand, sizeof cand, "%s", base);
-                for (int dup = 1;; dup++) {
-                    int clash = 0;
-                    for (int32_t w = 0; w < V && !clash; w++)
-                        clash = cname[w] && strcmp(cname[w], cand) == 0;
-                    if (!clash)
-                        break;
-                    snprintf(cand, sizeof cand, "%s_%d", base, dup);
-                }
-                cname[v] = strdup(cand);
-                if (!cname[v])
+    for (int32_t v = 0; v < g->n_values && st == PIPPY_OK; v++) {
+        uint64_t at;
+        if (pippy_place(e, v, &at) < 0)
+            continue;
+        char base[160], cand[192];
+        pippy_c_ident(g->values[v].name, base, sizeof base);
+        snprintf(cand, sizeof cand, "%s", base);
+        for (int dup = 2;; dup++) {
+            uint32_t h = (uint32_t)pippy_fnv1a(cand, strlen(cand), PIPPY_FNV_SEED) & (uint32_t)(cap - 1);
+            while (seen[h] && strcmp(seen[h], cand) != 0)
+                h = (h + 1) & (uint32_t)(cap - 1);
+            if (!seen[h]) {
+                seen[h] = e->cname[v] = strdup(cand);
+                if (!e->cname[v])
                     st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+                break;
             }
+            snprintf(cand, sizeof cand, "%s_%d", base, dup);
         }
     }
-    for (int32_t q = 0; q < sg->n_in && st == PIPPY_OK; q++)
-        if (!cname[sg->in[q].value]) {
-            char b[160];
-            pippy_c_ident(g->values[sg->in[q].value].name, b, sizeof b);
-            cname[sg->in[q].value] = strdup(b);
-        }
-    char fname[64], tmp[4096];
-    snprintf(fname, sizeof fname, "stage%d.c", s);
-    FILE *f = NULL;
-    if (st == PIPPY_OK)
-        st = pippy_file_begin(o->out_dir, fname, &f, tmp, sizeof tmp);
-    if (st != PIPPY_OK) {
-        for (int32_t v = 0; v < V; v++)
-            free(cname[v]);
-        free(cname);
-        return st;
-    }
-    char sh[256];
-    fprintf(f, "/* stage%d.c — generated by pippyc %s. Rebuild with `make` in this folder.\n", s, PIPPY_VERSION);
+    free(seen); /* the strings belong to cname */
+    (void)sg;
+    return st;
+}
+
+static void pippy_emit_header(pippy_emit *e, const pippy_emit_opts *o)
+{
+    const pippy_plan *p = e->p;
+    const pippy_stage *sg = e->sg;
+    FILE *f = e->f;
+    fprintf(f, "/* stage%d.c — generated by pippyc %s. Rebuild with `make` in this folder.\n", e->s, PIPPY_VERSION);
     fputs(" * command:   ", f);
     pippy_put_comment(f, o->command_line ? o->command_line : "");
     fputs("\n * model:     ", f);
-    pippy_put_comment(f, g->path);
-    fprintf(f, " (opset %d, model hash %016llx)\n", g->opset, (unsigned long long)g->hash);
-    fprintf(f, " * compile:   hash %016llx; stage %d of %d; microbatch size %lld; %d microbatches\n",
-            (unsigned long long)p->hash, s, p->n_stages, (long long)p->microbatch_size, p->microbatches);
-    fprintf(f, " * this stage: %d nodes, %.3g MFLOP per microbatch, arena %llu bytes, weights %llu bytes\n */\n",
-            sg->n_nodes, sg->flops / 1e6, (unsigned long long)sg->arena_bytes,
+    pippy_put_comment(f, p->g->path);
+    fprintf(f, " (opset %d, model hash %016llx)\n", p->g->opset, (unsigned long long)p->g->hash);
+    fprintf(f, " * compile:   hash %016llx; stage %d of %d; microbatch size %lld; %d microbatches; %s\n",
+            (unsigned long long)p->hash, e->s, p->n_stages, (long long)p->microbatch_size, p->microbatches,
+            p->training ? "training" : "inference");
+    fprintf(f, " * this stage: %d forward nodes, %.3g MFLOP per microbatch, arena %llu bytes, weights %llu bytes",
+            sg->phase_begin[1], sg->flops / 1e6, (unsigned long long)sg->arena_bytes,
             (unsigned long long)sg->weights_bytes);
-    fputs("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include \"stage.h\"\n\n", f);
+    if (p->training)
+        fprintf(f, ",\n *             %d backward nodes (B), %d weight-gradient nodes (W), stash %llu bytes x %d",
+                sg->phase_begin[2] - sg->phase_begin[1], sg->phase_begin[3] - sg->phase_begin[2],
+                (unsigned long long)sg->stash_bytes, sg->stash_slots);
+    fputs("\n */\n#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include \"stage.h\"\n\n", f);
+}
 
-    fputs("/* ---- buffers ------------------------------------------------------------\n"
-          " * in_[i]/out_[i]: this microbatch's input/output slots (owned by the runtime)\n"
-          " * W_: the weights (stageK.weights), A_: the arena (one microbatch's working memory) */\n",
+static const char *const pippy_place_what[] = {"stage input", "stage output", "weights", "gradient", "stash",
+                                               "arena"};
+
+static void pippy_emit_buffers(pippy_emit *e)
+{
+    const pippy_graph *g = e->p->g;
+    FILE *f = e->f;
+    fputs("/* ---- buffers ---------------------------------------------------------------------------------\n"
+          " * in_[i] / out_[i]: this microbatch's input / output slots (the runtime's); W_: the weights\n"
+          " * (stageK.weights; trained parameters first); G_: their gradients (training); S_: this\n"
+          " * microbatch's stash (values kept for a later phase); A_: the arena (one phase's scratch) */\n",
           f);
-    for (int32_t q = 0; q < sg->n_in; q++) {
-        const pippy_value *v = &g->values[sg->in[q].value];
-        fprintf(f, "#define %-40s ((const uint8_t *)in_[%d]) /* %s ", cname[sg->in[q].value], q,
-                pippy_tdesc_str(&v->t, sh, sizeof sh));
-        if (sg->in[q].from_stage < 0)
-            fputs("graph input", f);
-        else
-            fprintf(f, "from stage %d", sg->in[q].from_stage);
-        fputs(" */\n", f);
-    }
-    for (int32_t q = 0; q < sg->n_out; q++) {
-        if (sg->out[q].passthrough >= 0 || !cname[sg->out[q].value])
-            continue;
-        const pippy_value *v = &g->values[sg->out[q].value];
-        fprintf(f, "#define %-40s ((uint8_t *)out_[%d]) /* %s%s */\n", cname[sg->out[q].value], q,
-                pippy_tdesc_str(&v->t, sh, sizeof sh), sg->out[q].graph_output ? " graph output" : " sent on");
-    }
-    for (int32_t q = 0; q < sg->n_params; q++) {
-        const pippy_value *v = &g->values[sg->params[q]];
-        if (!cname[sg->params[q]])
-            continue;
-        fprintf(f, "#define %-40s (W_ + %llu) /* %s %s */\n", cname[sg->params[q]],
-                (unsigned long long)sg->param_off[q], pippy_tdesc_str(&v->t, sh, sizeof sh),
-                v->kind == PIPPY_VAL_PARAM ? "parameter" : "constant");
-    }
-    for (int32_t v = 0; v < V; v++) {
-        if (sg->arena_off[v] < 0 || !cname[v])
-            continue;
-        fprintf(f, "#define %-40s (A_ + %lld) /* %s */\n", cname[v], (long long)sg->arena_off[v],
-                pippy_tdesc_str(&g->values[v].t, sh, sizeof sh));
-    }
+    static const char *const base[] = {"in_", "out_", "W_", "G_", "S_", "A_"};
+    char sh[256], expr[96];
+    for (int32_t pl = PIPPY_PLACE_IN; pl <= PIPPY_PLACE_ARENA; pl++)
+        for (int32_t v = 0; v < g->n_values; v++) {
+            uint64_t at;
+            const pippy_value *x = &g->values[v];
+            if (!e->cname[v] || pippy_place(e, v, &at) != pl)
+                continue;
+            const char *cst = pl == PIPPY_PLACE_IN ? "const " : "";
+            if (pl <= PIPPY_PLACE_OUT)
+                snprintf(expr, sizeof expr, "((%s%s *)%s[%llu])", cst, pippy_c_type(x->t.dtype), base[pl],
+                         (unsigned long long)at);
+            else
+                snprintf(expr, sizeof expr, "((%s *)(%s + %llu))", pippy_c_type(x->t.dtype), base[pl],
+                         (unsigned long long)at);
+            fprintf(f, "#define %-44s %s /* %s %s", e->cname[v], expr, pippy_tdesc_str(&x->t, sh, sizeof sh),
+                    pippy_place_what[pl]);
+            if (pl == PIPPY_PLACE_WEIGHTS && x->kind == PIPPY_VAL_CONST && x->param_of >= 0)
+                fprintf(f, ": made from parameter %s", g->values[x->param_of].name);
+            else if (pl == PIPPY_PLACE_WEIGHTS)
+                fputs(x->kind == PIPPY_VAL_CONST                ? ": constant"
+                      : x->trainable == PIPPY_TRAIN_PARAM       ? ": trained parameter"
+                      : x->trainable == PIPPY_TRAIN_STATE       ? ": running state"
+                                                                 : ": parameter",
+                      f);
+            if (e->sg->view_of[v] >= 0)
+                fprintf(f, ", a view of %s", e->cname[e->sg->view_of[v]]);
+            fputs(" */\n", f);
+        }
+}
 
-    fputs("\n/* ---- nodes: op, attributes, shapes --------------------------------------- */\n", f);
+static void pippy_emit_descs(pippy_emit *e)
+{
+    const pippy_graph *g = e->p->g;
+    const pippy_stage *sg = e->sg;
+    FILE *f = e->f;
+    fputs("\n/* ---- kernels: op, attributes, shapes (K[k] is made from Dk) ------------------------------ */\n", f);
     for (int32_t k = 0; k < sg->n_nodes; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
-        pippy_op_desc d;
-        pippy_graph_op_desc(g, sg->nodes[k], &d);
-        fprintf(f, "\n/* node %d: %s \"", k, n->op);
-        pippy_put_comment(f, n->name);
-        fputs(sg->is_view[k] ? "\": a view of its input, no kernel */\n" : "\" */\n", f);
         if (sg->is_view[k])
             continue;
+        pippy_op_desc d;
+        pippy_graph_op_desc(g, sg->nodes[k], &d);
+        fprintf(f, "\n/* K[%d]: %s%s%s \"", k, n->domain[0] ? n->domain : "", n->domain[0] ? "::" : "", n->op);
+        pippy_put_comment(f, n->name);
+        fputs("\" */\n", f);
         pippy_put_attrs(f, k, n);
         fprintf(f, "static const pippy_op_desc D%d = {\n    .op = ", k);
         pippy_put_str(f, n->op);
@@ -362,9 +436,18 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
         }
         fputs("},\n};\n", f);
     }
+}
 
-    fputs("\n/* ---- init: every kernel is made once, before the first microbatch ------- */\n", f);
-    fprintf(f, "static pippy_status stage_init(pippy_kernel **K, const uint8_t *W_)\n{\n    pippy_op_desc d;\n");
+static void pippy_emit_init(pippy_emit *e)
+{
+    const pippy_graph *g = e->p->g;
+    const pippy_stage *sg = e->sg;
+    FILE *f = e->f;
+    fputs("\n/* ---- init: every kernel is made once, before the first microbatch ---------------------------\n"
+          " * Inputs known when compiling are handed over here (constants; at inference also the parameters,\n"
+          " * which kernels may pre-pack); in training the parameters change every step and are read at run. */\n",
+          f);
+    fputs("static pippy_status stage_init(pippy_kernel **K, const uint8_t *W_)\n{\n    pippy_op_desc d;\n", f);
     int uses_w = 0;
     for (int32_t k = 0; k < sg->n_nodes; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
@@ -373,9 +456,9 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
         fprintf(f, "    d = D%d;", k);
         for (int32_t q = 0; q < n->n_in; q++) {
             int32_t v = n->in[q];
-            if (v < 0 || (g->values[v].kind != PIPPY_VAL_PARAM && g->values[v].kind != PIPPY_VAL_CONST))
+            if (v < 0 || !pippy_value_is_const(g, &g->values[v]) || pippy_find_param(sg, v) < 0)
                 continue;
-            fprintf(f, " d.in_const[%d] = %s;", q, cname[v]);
+            fprintf(f, " d.in_const[%d] = %s;", q, e->cname[v]);
             uses_w = 1;
         }
         fprintf(f, "\n    PIPPY_TRY(pippy_kernel_create(&d, &K[%d]));\n", k);
@@ -383,78 +466,202 @@ pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit
     if (!uses_w)
         fputs("    (void)W_;\n", f);
     fputs("    (void)d;\n    return PIPPY_OK;\n}\n", f);
+}
 
-    fputs("\n/* ---- forward: one microbatch ------------------------------------------------ */\n", f);
-    fputs("static void stage_forward(pippy_kernel *const *K, uint8_t *A_, const uint8_t *W_, const void *const *in_,\n"
-          "                          void *const *out_)\n{\n    (void)A_, (void)W_, (void)in_, (void)out_;\n",
-          f);
-    for (int32_t k = 0; k < sg->n_nodes; k++) {
-        const pippy_node *n = &g->nodes[sg->nodes[k]];
-        fprintf(f, "    /* %s \"", n->op);
-        pippy_put_comment(f, n->name);
-        fputs("\": ", f);
-        for (int32_t q = 0; q < n->n_in; q++) {
-            if (n->in[q] < 0) {
-                fputs(q ? ", -" : "-", f);
-                continue;
-            }
-            fputs(q ? ", " : "", f);
-            pippy_put_comment(f, g->values[n->in[q]].name);
-            fprintf(f, " %s", pippy_tdesc_str(&g->values[n->in[q]].t, sh, sizeof sh));
-        }
-        fputs(" -> ", f);
-        for (int32_t q = 0; q < n->n_out; q++) {
-            fputs(q ? ", " : "", f);
-            pippy_put_comment(f, g->values[n->out[q]].name);
-            fprintf(f, " %s", pippy_tdesc_str(&g->values[n->out[q]].t, sh, sizeof sh));
-        }
-        if (sg->is_view[k]) {
-            fprintf(f, " */\n    /* a view: %s shares the bytes of %s, nothing to run */\n", cname[n->out[0]],
-                    cname[n->in[0]]);
+/* " — fused: ReLU, bias; B transposed; adds into its output" for the private attributes. */
+static void pippy_emit_fused(FILE *f, const pippy_node *n)
+{
+    const char *parts[6];
+    int np = 0;
+    for (int32_t a = 0; a < n->n_attrs; a++) {
+        const pippy_attr *at = &n->attrs[a];
+        if (!strcmp(at->name, "pippy.activation"))
+            parts[np++] = "+ ReLU";
+        else if (!strcmp(at->name, "pippy.bias") && at->i)
+            parts[np++] = "+ bias";
+        else if (!strcmp(at->name, "pippy.trans_a") && at->i)
+            parts[np++] = "A transposed";
+        else if (!strcmp(at->name, "pippy.trans_b") && at->i)
+            parts[np++] = "B transposed";
+        else if (!strcmp(at->name, "pippy.accumulate") && at->i)
+            parts[np++] = "adds into its output";
+    }
+    for (int i = 0; i < np; i++)
+        fprintf(f, "%s%s", i ? ", " : " — ", parts[i]);
+}
+
+/* "name float[4,64]" for each of vals, comma-separated. */
+static void pippy_emit_value_list(pippy_emit *e, const int32_t *vals, int32_t n)
+{
+    char sh[256];
+    for (int32_t q = 0; q < n; q++) {
+        fputs(q ? ", " : "", e->f);
+        if (vals[q] < 0) {
+            fputs("-", e->f);
             continue;
         }
-        fprintf(f, " */\n    pippy_kernel_run(K[%d], PIPPY_IN(", k);
-        for (int32_t q = 0; q < n->n_in; q++)
-            fprintf(f, "%s%s", q ? ", " : "", n->in[q] >= 0 ? cname[n->in[q]] : "NULL");
-        if (!n->n_in)
-            fputs("NULL", f);
-        fputs("), PIPPY_OUT(", f);
-        for (int32_t q = 0; q < n->n_out; q++)
-            fprintf(f, "%s%s", q ? ", " : "", cname[n->out[q]]);
-        fputs("));\n", f);
-        if (!n->domain[0] && (!strcmp(n->op, "MatMul") || !strcmp(n->op, "Gemm") || !strcmp(n->op, "Conv")))
-            fputs("    pippy_stage_progress(); /* let transfers in flight move */\n", f);
+        pippy_put_comment(e->f, e->cname[vals[q]] ? e->cname[vals[q]] : e->p->g->values[vals[q]].name);
+        fprintf(e->f, " %s", pippy_tdesc_str(&e->p->g->values[vals[q]].t, sh, sizeof sh));
     }
-    fputs("}\n", f);
+}
 
-    fputs("\n/* ---- what the runtime needs to know ---------------------------------------- */\n", f);
-    fprintf(f, "static const pippy_stage_value stage_inputs[%d] = {\n", sg->n_in ? sg->n_in : 1);
-    for (int32_t q = 0; q < sg->n_in; q++) {
-        fputs("    {", f);
-        pippy_put_str(f, g->values[sg->in[q].value].name);
-        fputs(", ", f);
-        pippy_put_tdesc(f, &g->values[sg->in[q].value].t);
-        fputs("},\n", f);
+static void pippy_emit_node(pippy_emit *e, int32_t k)
+{
+    const pippy_node *n = &e->p->g->nodes[e->sg->nodes[k]];
+    FILE *f = e->f;
+    fprintf(f, "    /* [%d] %s%s%s \"", k, n->domain[0] ? n->domain : "", n->domain[0] ? "::" : "", n->op);
+    pippy_put_comment(f, n->name);
+    fputc('"', f);
+    pippy_emit_fused(f, n);
+    fputs("\n     *   in:  ", f);
+    pippy_emit_value_list(e, n->in, n->n_in);
+    fputs("\n     *   out: ", f);
+    pippy_emit_value_list(e, n->out, n->n_out);
+    if (e->sg->is_view[k]) {
+        fprintf(f, "\n     * a view: %s is %s's bytes, nothing to run */\n", e->cname[n->out[0]], e->cname[n->in[0]]);
+        return;
     }
-    fprintf(f, "};\nstatic const pippy_stage_value stage_outputs[%d] = {\n", sg->n_out ? sg->n_out : 1);
-    for (int32_t q = 0; q < sg->n_out; q++) {
-        fputs("    {", f);
-        pippy_put_str(f, g->values[sg->out[q].value].name);
-        fputs(", ", f);
-        pippy_put_tdesc(f, &g->values[sg->out[q].value].t);
-        fputs("},\n", f);
+    fprintf(f, " */\n    pippy_kernel_run(K[%d], PIPPY_IN(", k);
+    for (int32_t q = 0; q < n->n_in; q++)
+        fprintf(f, "%s%s", q ? ", " : "", n->in[q] >= 0 ? e->cname[n->in[q]] : "NULL");
+    if (!n->n_in)
+        fputs("NULL", f);
+    fputs("), PIPPY_OUT(", f);
+    for (int32_t q = 0; q < n->n_out; q++)
+        fprintf(f, "%s%s", q ? ", " : "", n->out[q] >= 0 ? e->cname[n->out[q]] : "NULL");
+    fprintf(f, "));\n    PIPPY_AFTER(%d);\n", k);
+    static const char *const long_ops[] = {"MatMul", "Gemm", "Conv", "ConvGradInput", "ConvGradWeight"};
+    for (size_t i = 0; i < sizeof long_ops / sizeof long_ops[0]; i++)
+        if (!strcmp(n->op, long_ops[i]))
+            fputs("    pippy_stage_progress(); /* let transfers in flight move */\n", f);
+}
+
+static void pippy_emit_phase(pippy_emit *e, int32_t ph, const char *fn, const char *what)
+{
+    FILE *f = e->f;
+    fprintf(f, "\n/* ---- %s: one microbatch %.*s */\n", what, (int)(88 - strlen(what)),
+            "----------------------------------------------------------------------------------------------");
+    fprintf(f, "static void %s(pippy_kernel *const *K, uint8_t *A_, uint8_t *S_, uint8_t *W_, uint8_t *G_,\n"
+               "%*sconst void *const *in_, void *const *out_)\n{\n"
+               "    (void)K, (void)A_, (void)S_, (void)W_, (void)G_, (void)in_, (void)out_;\n",
+            fn, (int)strlen(fn) + 13, "");
+    for (int32_t k = e->sg->phase_begin[ph]; k < e->sg->phase_begin[ph + 1]; k++)
+        pippy_emit_node(e, k);
+    fputs("}\n", f);
+}
+
+static void pippy_emit_value_table(pippy_emit *e, const char *name, const pippy_stage_input *in, int32_t n_in,
+                                   const pippy_stage_output *out, int32_t n_out)
+{
+    const pippy_graph *g = e->p->g;
+    int32_t n = in ? n_in : n_out;
+    fprintf(e->f, "static const pippy_stage_value %s[%d] = {\n", name, n ? n : 1);
+    for (int32_t q = 0; q < n; q++) {
+        const pippy_value *v = &g->values[in ? in[q].value : out[q].value];
+        fputs("    {", e->f);
+        pippy_put_str(e->f, v->name);
+        fputs(", ", e->f);
+        pippy_put_tdesc(e->f, &v->t);
+        fputs("},\n", e->f);
     }
-    fputs("};\n\nstatic const pippy_stage_program stage_program = {\n", f);
-    fprintf(f, "    .pippyc_version = \"%s\",\n    .source = \"stage%d.c\",\n    .hash = 0x%016llxULL,\n", PIPPY_VERSION, s,
-            (unsigned long long)p->hash);
-    fprintf(f, "    .stage = %d,\n    .n_stages = %d,\n    .arena_bytes = %llu,\n    .weights_bytes = %llu,\n", s,
+    fputs("};\n", e->f);
+}
+
+/* Every value with its place and the kernel that completes it, for PIPPY_DUMP. */
+static int32_t pippy_emit_dump_table(pippy_emit *e)
+{
+    const pippy_graph *g = e->p->g;
+    int32_t *after = malloc(((size_t)g->n_values + 1) * sizeof *after), n = 0;
+    if (!after)
+        return -1;
+    for (int32_t v = 0; v < g->n_values; v++)
+        after[v] = -1;
+    for (int32_t k = 0; k < e->sg->n_nodes; k++) {
+        const pippy_node *nd = &g->nodes[e->sg->nodes[k]];
+        for (int32_t o = 0; o < nd->n_out; o++)
+            if (nd->out[o] >= 0)
+                after[nd->out[o]] = k;
+    }
+    fputs("static const pippy_stage_value_info stage_values[] = {\n", e->f);
+    static const char *const places[] = {"IN", "OUT", "WEIGHTS", "GRADS", "STASH", "ARENA"};
+    for (int32_t v = 0; v < g->n_values; v++) {
+        uint64_t at;
+        int32_t pl = e->cname[v] ? pippy_place(e, v, &at) : -1;
+        if (pl < 0)
+            continue;
+        fputs("    {", e->f);
+        pippy_put_str(e->f, g->values[v].name);
+        fputs(", ", e->f);
+        pippy_put_tdesc(e->f, &g->values[v].t);
+        fprintf(e->f, ", PIPPY_PLACE_%s, %llu, %d},\n", places[pl], (unsigned long long)at, after[v]);
+        n++;
+    }
+    if (!n)
+        fputs("    {0},\n", e->f);
+    fputs("};\n", e->f);
+    free(after);
+    return n;
+}
+
+static pippy_status pippy_emit_program(pippy_emit *e)
+{
+    const pippy_plan *p = e->p;
+    const pippy_stage *sg = e->sg;
+    FILE *f = e->f;
+    fputs("\n/* ---- what the runtime needs to know ------------------------------------------------------ */\n", f);
+    pippy_emit_value_table(e, "stage_inputs", sg->in, sg->n_in, NULL, 0);
+    pippy_emit_value_table(e, "stage_outputs", NULL, 0, sg->out, sg->n_out);
+    int32_t nv = pippy_emit_dump_table(e);
+    if (nv < 0)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    fputs("\nconst pippy_stage_program ", f);
+    fprintf(f, "pippy_stage_program_%d = {\n", e->s);
+    fprintf(f, "    .pippyc_version = \"%s\",\n    .source = \"stage%d.c\",\n    .hash = 0x%016llxULL,\n", PIPPY_VERSION,
+            e->s, (unsigned long long)p->hash);
+    fprintf(f, "    .stage = %d,\n    .n_stages = %d,\n    .arena_bytes = %llu,\n    .weights_bytes = %llu,\n", e->s,
             p->n_stages, (unsigned long long)sg->arena_bytes, (unsigned long long)sg->weights_bytes);
     fprintf(f, "    .n_inputs = %d,\n    .inputs = stage_inputs,\n    .n_outputs = %d,\n    .outputs = stage_outputs,\n",
             sg->n_in, sg->n_out);
-    fprintf(f, "    .n_kernels = %d,\n    .init = stage_init,\n    .forward = stage_forward,\n};\n\n", sg->n_nodes);
-    fputs("int main(int argc, char **argv) { return pippy_stage_main(argc, argv, &stage_program); }\n", f);
-    for (int32_t v = 0; v < V; v++)
-        free(cname[v]);
-    free(cname);
-    return pippy_file_commit(f, tmp);
+    fprintf(f, "    .n_kernels = %d,\n    .init = stage_init,\n    .forward = stage_forward,\n", sg->n_nodes);
+    if (p->training)
+        fprintf(f, "    .training = 1,\n    .backward = stage_backward,\n    .weight = stage_weight,\n"
+                   "    .stash_bytes = %llu,\n    .stash_slots = %d,\n    .trainable_bytes = %llu,\n",
+                (unsigned long long)sg->stash_bytes, sg->stash_slots, (unsigned long long)sg->trainable_bytes);
+    fprintf(f, "    .n_values = %d,\n    .values = stage_values,\n};\n\n", nv);
+    fprintf(f, "#ifndef PIPPY_NO_MAIN\nint main(int argc, char **argv) { return pippy_stage_main(argc, argv, "
+               "&pippy_stage_program_%d); }\n#endif\n",
+            e->s);
+    return PIPPY_OK;
+}
+
+pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit_opts *o)
+{
+    pippy_emit e = {p, &p->stages[s], s, calloc((size_t)p->g->n_values + 1, sizeof(char *)), NULL};
+    if (!e.cname)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory emitting stage %d", s);
+    char fname[64], tmp[4096];
+    snprintf(fname, sizeof fname, "stage%d.c", s);
+    pippy_status st = pippy_emit_names(&e);
+    if (st == PIPPY_OK)
+        st = pippy_file_begin(o->out_dir, fname, &e.f, tmp, sizeof tmp);
+    if (st == PIPPY_OK) {
+        pippy_emit_header(&e, o);
+        pippy_emit_buffers(&e);
+        pippy_emit_descs(&e);
+        pippy_emit_init(&e);
+        pippy_emit_phase(&e, PIPPY_PHASE_F, "stage_forward", "forward (F)");
+        if (p->training) {
+            pippy_emit_phase(&e, PIPPY_PHASE_B, "stage_backward", "input gradients (B)");
+            pippy_emit_phase(&e, PIPPY_PHASE_W, "stage_weight", "weight gradients (W), added into G_");
+        }
+        st = pippy_emit_program(&e);
+        if (st == PIPPY_OK)
+            st = pippy_file_commit(e.f, tmp);
+        else
+            fclose(e.f);
+    }
+    for (int32_t v = 0; v < p->g->n_values; v++)
+        free(e.cname[v]);
+    free(e.cname);
+    return st;
 }

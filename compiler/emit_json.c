@@ -14,16 +14,6 @@ static cJSON *pippy_json_shape(const pippy_tdesc *t)
     return a;
 }
 
-static const char *pippy_action_name(int32_t op)
-{
-    switch (op) {
-    case PIPPY_ACT_RECV_F: return "RECV_F";
-    case PIPPY_ACT_F: return "F";
-    case PIPPY_ACT_SEND_F: return "SEND_F";
-    default: return "?";
-    }
-}
-
 static void pippy_json_hex(cJSON *o, const char *key, uint64_t h)
 {
     char b[32];
@@ -31,29 +21,98 @@ static void pippy_json_hex(cJSON *o, const char *key, uint64_t h)
     cJSON_AddStringToObject(o, key, b);
 }
 
-pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts *o)
-{
-    const pippy_graph *g = p->g;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "pippyc_version", PIPPY_VERSION);
-    cJSON_AddStringToObject(root, "command", o->command_line ? o->command_line : "");
-    pippy_json_hex(root, "hash", p->hash);
-    cJSON *model = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(model, "path", g->path);
-    pippy_json_hex(model, "file_hash", g->hash);
-    cJSON_AddNumberToObject(model, "opset", g->opset);
+static const char *pippy_phase_name(int32_t ph) { return ph == PIPPY_PHASE_F ? "activation" : "gradient"; }
 
+static void pippy_json_value(cJSON *e, const pippy_value *v)
+{
+    cJSON_AddStringToObject(e, "name", v->name);
+    cJSON_AddItemToObject(e, "shape", pippy_json_shape(&v->t));
+    cJSON_AddStringToObject(e, "dtype", pippy_dtype_name(v->t.dtype));
+}
+
+static void pippy_json_config(cJSON *root, const pippy_plan *p, const pippy_emit_opts *o)
+{
     cJSON *cfg = cJSON_AddObjectToObject(root, "config");
     cJSON_AddNumberToObject(cfg, "stages", p->n_stages);
-    cJSON_AddNumberToObject(cfg, "ranks", p->n_stages);
+    cJSON_AddNumberToObject(cfg, "ranks", p->n_ranks);
     cJSON_AddNumberToObject(cfg, "dp", 1);
     cJSON_AddNumberToObject(cfg, "microbatches", p->microbatches);
     cJSON_AddNumberToObject(cfg, "microbatch_size", (double)p->microbatch_size);
     cJSON_AddNumberToObject(cfg, "batch", (double)p->batch);
     cJSON_AddStringToObject(cfg, "schedule", p->schedule);
-    cJSON_AddStringToObject(cfg, "mode", "inference");
+    cJSON_AddStringToObject(cfg, "mode", p->training ? "training" : "inference");
     cJSON_AddStringToObject(cfg, "split_source", pippy_split_source_name(p->split_source));
+    if (!p->training)
+        return;
+    cJSON *tr = cJSON_AddObjectToObject(root, "training");
+    cJSON_AddStringToObject(tr, "loss", p->g->values[p->loss].name);
+    cJSON_AddStringToObject(tr, "tied", "replicate");
+    cJSON *opt = o->optimizer_json ? cJSON_Parse(o->optimizer_json) : NULL;
+    cJSON_AddItemToObject(tr, "optimizer", opt ? opt : cJSON_CreateObject());
+}
 
+/* Trained parameters, state and the other stored values of stage s, with their places. */
+static cJSON *pippy_json_parameters(const pippy_plan *p, const pippy_stage *sg)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int32_t q = 0; q < sg->n_params; q++) {
+        const pippy_value *v = &p->g->values[sg->params[q]];
+        if (v->kind != PIPPY_VAL_PARAM)
+            continue;
+        cJSON *e = cJSON_CreateObject();
+        pippy_json_value(e, v);
+        cJSON_AddNumberToObject(e, "offset", (double)sg->param_off[q]);
+        cJSON_AddNumberToObject(e, "bytes", (double)pippy_value_bytes(v));
+        cJSON_AddStringToObject(e, "kind", v->trainable == PIPPY_TRAIN_PARAM   ? "trainable"
+                                           : v->trainable == PIPPY_TRAIN_STATE ? "buffer"
+                                                                                : "constant");
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
+static cJSON *pippy_json_stage_inputs(const pippy_plan *p, const pippy_stage *sg)
+{
+    cJSON *ins = cJSON_CreateArray();
+    for (int32_t q = 0; q < sg->n_in; q++) {
+        cJSON *e = cJSON_CreateObject();
+        pippy_json_value(e, &p->g->values[sg->in[q].value]);
+        if (sg->in[q].from_stage < 0)
+            cJSON_AddStringToObject(e, "from", "input");
+        else
+            cJSON_AddNumberToObject(e, "from", sg->in[q].from_stage);
+        cJSON_AddNumberToObject(e, "edge", sg->in[q].edge);
+        cJSON_AddBoolToObject(e, "graph_output", sg->in[q].graph_output);
+        cJSON_AddStringToObject(e, "phase", pippy_phase_name(sg->in[q].phase));
+        cJSON_AddItemToArray(ins, e);
+    }
+    return ins;
+}
+
+static cJSON *pippy_json_stage_outputs(const pippy_plan *p, const pippy_stage *sg)
+{
+    cJSON *outs = cJSON_CreateArray();
+    for (int32_t q = 0; q < sg->n_out; q++) {
+        cJSON *e = cJSON_CreateObject();
+        pippy_json_value(e, &p->g->values[sg->out[q].value]);
+        cJSON *to = cJSON_AddArrayToObject(e, "to");
+        if (sg->out[q].edge >= 0) {
+            const pippy_edge *ed = &p->edges[sg->out[q].edge];
+            for (int32_t c = 0; c < ed->n_consumers; c++)
+                cJSON_AddItemToArray(to, cJSON_CreateNumber(ed->consumers[c]));
+        }
+        cJSON_AddNumberToObject(e, "edge", sg->out[q].edge);
+        cJSON_AddBoolToObject(e, "graph_output", sg->out[q].graph_output);
+        cJSON_AddNumberToObject(e, "passthrough", sg->out[q].passthrough);
+        cJSON_AddStringToObject(e, "phase", pippy_phase_name(sg->out[q].phase));
+        cJSON_AddItemToArray(outs, e);
+    }
+    return outs;
+}
+
+static void pippy_json_stages(cJSON *root, const pippy_plan *p)
+{
+    const pippy_graph *g = p->g;
     cJSON *stages = cJSON_AddArrayToObject(root, "stages");
     for (int32_t s = 0; s < p->n_stages; s++) {
         const pippy_stage *sg = &p->stages[s];
@@ -69,7 +128,7 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
         snprintf(b, sizeof b, "stage%d.weights", s);
         cJSON_AddStringToObject(js, "weights", b);
         cJSON *nodes = cJSON_AddArrayToObject(js, "nodes");
-        for (int32_t k = 0; k < sg->n_nodes; k++)
+        for (int32_t k = sg->phase_begin[PIPPY_PHASE_F]; k < sg->phase_begin[PIPPY_PHASE_F + 1]; k++)
             cJSON_AddItemToArray(nodes, cJSON_CreateString(g->nodes[sg->nodes[k]].name));
         cJSON_AddNumberToObject(js, "flops", sg->flops);
         cJSON_AddNumberToObject(js, "parameter_bytes", (double)sg->parameter_bytes);
@@ -78,47 +137,31 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
         cJSON_AddNumberToObject(js, "arena_bytes", (double)sg->arena_bytes);
         cJSON_AddNumberToObject(js, "io_bytes_per_microbatch", (double)sg->io_bytes);
         cJSON_AddNumberToObject(js, "predicted_forward_ms", sg->pred_forward_ms);
-        cJSON *ins = cJSON_AddArrayToObject(js, "inputs");
-        for (int32_t q = 0; q < sg->n_in; q++) {
-            const pippy_value *v = &g->values[sg->in[q].value];
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "name", v->name);
-            cJSON_AddItemToObject(e, "shape", pippy_json_shape(&v->t));
-            cJSON_AddStringToObject(e, "dtype", pippy_dtype_name(v->t.dtype));
-            if (sg->in[q].from_stage < 0)
-                cJSON_AddStringToObject(e, "from", "input");
-            else
-                cJSON_AddNumberToObject(e, "from", sg->in[q].from_stage);
-            cJSON_AddNumberToObject(e, "edge", sg->in[q].edge);
-            cJSON_AddBoolToObject(e, "graph_output", sg->in[q].graph_output);
-            cJSON_AddItemToArray(ins, e);
+        if (p->training) {
+            cJSON_AddNumberToObject(js, "backward_nodes", sg->phase_begin[PIPPY_PHASE_W] - sg->phase_begin[PIPPY_PHASE_B]);
+            cJSON_AddNumberToObject(js, "weight_gradient_nodes",
+                                    sg->phase_begin[PIPPY_PHASES] - sg->phase_begin[PIPPY_PHASE_W]);
+            cJSON_AddNumberToObject(js, "predicted_backward_ms", sg->pred_backward_ms);
+            cJSON_AddNumberToObject(js, "predicted_weight_ms", sg->pred_weight_ms);
+            cJSON_AddNumberToObject(js, "trainable_bytes", (double)sg->trainable_bytes);
+            cJSON_AddNumberToObject(js, "stash_bytes", (double)sg->stash_bytes);
+            cJSON_AddNumberToObject(js, "stash_slots", sg->stash_slots);
+            cJSON_AddItemToObject(js, "parameters", pippy_json_parameters(p, sg));
         }
-        cJSON *outs = cJSON_AddArrayToObject(js, "outputs");
-        for (int32_t q = 0; q < sg->n_out; q++) {
-            const pippy_value *v = &g->values[sg->out[q].value];
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "name", v->name);
-            cJSON_AddItemToObject(e, "shape", pippy_json_shape(&v->t));
-            cJSON_AddStringToObject(e, "dtype", pippy_dtype_name(v->t.dtype));
-            cJSON *to = cJSON_AddArrayToObject(e, "to");
-            if (sg->out[q].edge >= 0) {
-                const pippy_edge *ed = &p->edges[sg->out[q].edge];
-                for (int32_t c = 0; c < ed->n_consumers; c++)
-                    cJSON_AddItemToArray(to, cJSON_CreateNumber(ed->consumers[c]));
-            }
-            cJSON_AddNumberToObject(e, "edge", sg->out[q].edge);
-            cJSON_AddBoolToObject(e, "graph_output", sg->out[q].graph_output);
-            cJSON_AddNumberToObject(e, "passthrough", sg->out[q].passthrough);
-            cJSON_AddItemToArray(outs, e);
-        }
+        cJSON_AddItemToObject(js, "inputs", pippy_json_stage_inputs(p, sg));
+        cJSON_AddItemToObject(js, "outputs", pippy_json_stage_outputs(p, sg));
     }
+}
 
+static void pippy_json_edges(cJSON *root, const pippy_plan *p)
+{
     cJSON *edges = cJSON_AddArrayToObject(root, "edges");
     for (int32_t e = 0; e < p->n_edges; e++) {
         const pippy_edge *ed = &p->edges[e];
         cJSON *je = cJSON_CreateObject();
         cJSON_AddNumberToObject(je, "id", e);
-        cJSON_AddStringToObject(je, "value", g->values[ed->value].name);
+        cJSON_AddStringToObject(je, "value", p->g->values[ed->value].name);
+        cJSON_AddStringToObject(je, "phase", pippy_phase_name(ed->phase));
         cJSON_AddNumberToObject(je, "producer", ed->producer);
         cJSON *c = cJSON_AddArrayToObject(je, "consumers");
         for (int32_t k = 0; k < ed->n_consumers; k++)
@@ -126,65 +169,144 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
         cJSON_AddNumberToObject(je, "bytes", (double)ed->bytes);
         cJSON_AddItemToArray(edges, je);
     }
+}
 
+/* Parameters held by several stages; in training, the reductions that keep them equal. */
+static void pippy_json_tied(cJSON *root, const pippy_plan *p)
+{
+    const pippy_graph *g = p->g;
     cJSON *tied = cJSON_AddArrayToObject(root, "tied");
     for (int32_t v = 0; v < g->n_values; v++) {
         if (g->values[v].kind != PIPPY_VAL_PARAM)
             continue;
-        int32_t in_stages[PIPPY_MAX_STAGES], n = 0;
+        cJSON *sa = cJSON_CreateArray();
+        int32_t n = 0;
         for (int32_t s = 0; s < p->n_stages; s++)
-            for (int32_t q = 0; q < p->stages[s].n_params; q++)
-                if (p->stages[s].params[q] == v)
-                    in_stages[n++] = s;
-        if (n < 2)
+            for (int32_t q = 0; q < p->stages[s].n_roots; q++)
+                if (p->stages[s].roots[q] == v) {
+                    cJSON_AddItemToArray(sa, cJSON_CreateNumber(s));
+                    n++;
+                }
+        if (n < 2) {
+            cJSON_Delete(sa);
             continue;
+        }
         cJSON *t = cJSON_CreateObject();
         cJSON_AddStringToObject(t, "name", g->values[v].name);
         cJSON_AddNumberToObject(t, "bytes", (double)pippy_value_bytes(&g->values[v]));
-        cJSON *sa = cJSON_AddArrayToObject(t, "stages");
-        for (int32_t k = 0; k < n; k++)
-            cJSON_AddItemToArray(sa, cJSON_CreateNumber(in_stages[k]));
+        cJSON_AddItemToObject(t, "stages", sa);
         cJSON_AddItemToArray(tied, t);
     }
+    if (!p->training)
+        return;
+    cJSON *red = cJSON_AddArrayToObject(root, "reductions");
+    for (int32_t id = 0; id < p->n_reductions; id++) {
+        const pippy_reduction *r = &p->reductions[id];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "id", id);
+        cJSON_AddStringToObject(j, "kind", "tied");
+        cJSON_AddStringToObject(j, "param", g->values[r->param].name);
+        cJSON_AddNumberToObject(j, "bytes", (double)pippy_value_bytes(&g->values[r->param]));
+        cJSON *st = cJSON_AddArrayToObject(j, "stages"), *off = cJSON_AddArrayToObject(j, "offsets");
+        for (int32_t k = 0; k < r->n_stages; k++) {
+            const pippy_stage *sg = &p->stages[r->stages[k]];
+            cJSON_AddItemToArray(st, cJSON_CreateNumber(r->stages[k]));
+            for (int32_t q = 0; q < sg->n_params; q++)
+                if (sg->params[q] == r->param)
+                    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)sg->param_off[q]));
+        }
+        cJSON_AddItemToArray(red, j);
+    }
+}
 
+static cJSON *pippy_json_action(const pippy_action *a)
+{
+    const pippy_act_info *i = pippy_act_info_of(a->kind);
+    cJSON *ja = cJSON_CreateObject();
+    cJSON_AddStringToObject(ja, "op", i ? i->name : "?");
+    if (a->kind != PIPPY_ACT_STEP)
+        cJSON_AddNumberToObject(ja, "stage", a->stage);
+    if (i && i->has_mb)
+        cJSON_AddNumberToObject(ja, "mb", a->mb);
+    if (a->kind == PIPPY_ACT_ALLREDUCE)
+        cJSON_AddNumberToObject(ja, "reduction", a->peer);
+    else if (i && i->has_peer)
+        cJSON_AddNumberToObject(ja, "peer", a->peer);
+    return ja;
+}
+
+static void pippy_json_ranks(cJSON *root, const pippy_plan *p)
+{
     cJSON *ranks = cJSON_AddArrayToObject(root, "ranks");
-    for (int32_t r = 0; r < p->n_stages; r++) {
+    for (int32_t r = 0; r < p->n_ranks; r++) {
         cJSON *jr = cJSON_CreateObject();
         char b[64];
         cJSON_AddNumberToObject(jr, "rank", r);
-        cJSON_AddNumberToObject(jr, "stage", r);
-        snprintf(b, sizeof b, "stage%d", r);
+        int32_t stage = 0;
+        for (int32_t s = 0; s < p->n_stages; s++)
+            if (p->stages[s].rank == r)
+                stage = s;
+        cJSON_AddNumberToObject(jr, "stage", stage);
+        snprintf(b, sizeof b, "stage%d", stage);
         cJSON_AddStringToObject(jr, "program", b);
         cJSON *acts = cJSON_AddArrayToObject(jr, "actions");
-        for (int32_t k = 0; k < p->n_actions[r]; k++) {
-            const pippy_action *a = &p->actions[r][k];
-            cJSON *ja = cJSON_CreateObject();
-            cJSON_AddStringToObject(ja, "op", pippy_action_name(a->op));
-            cJSON_AddNumberToObject(ja, "mb", a->mb);
-            if (a->peer >= 0)
-                cJSON_AddNumberToObject(ja, "peer", a->peer);
-            cJSON_AddItemToArray(acts, ja);
-        }
+        for (int32_t k = 0; k < p->n_actions[r]; k++)
+            cJSON_AddItemToArray(acts, pippy_json_action(&p->actions[r][k]));
         cJSON_AddItemToArray(ranks, jr);
     }
+}
 
+/* Bytes a stage's program holds: weights, arena, stash slots, I/O slots; in training also the
+ * gradient buffer and the optimizer state. */
+double pippy_stage_peak_bytes(const pippy_plan *p, int32_t s, int32_t optimizer_state)
+{
+    const pippy_stage *sg = &p->stages[s];
+    double bytes = (double)sg->weights_bytes + (double)sg->arena_bytes + (double)sg->io_bytes * p->microbatches;
+    if (p->training)
+        bytes += (double)sg->stash_bytes * sg->stash_slots + (double)sg->trainable_bytes * (1 + optimizer_state);
+    return bytes;
+}
+
+static void pippy_json_prediction(cJSON *root, const pippy_plan *p, const pippy_emit_opts *o)
+{
     cJSON *pred = cJSON_AddObjectToObject(root, "prediction");
     cJSON_AddNumberToObject(pred, "step_ms", p->pred_step_ms);
     cJSON_AddNumberToObject(pred, "bubble_fraction", p->pred_bubble);
     cJSON_AddNumberToObject(pred, "ideal_bubble_fraction",
                             (double)(p->n_stages - 1) / (double)(p->microbatches + p->n_stages - 1));
+    cJSON *idle = cJSON_AddArrayToObject(pred, "idle_ms");
+    for (int32_t r = 0; r < p->n_ranks; r++)
+        cJSON_AddItemToArray(idle, cJSON_CreateNumber(p->pred_idle_ms ? p->pred_idle_ms[r] : 0));
     cJSON *peak = cJSON_AddArrayToObject(pred, "peak_memory_bytes");
-    for (int32_t s = 0; s < p->n_stages; s++) {
-        const pippy_stage *sg = &p->stages[s];
-        double bytes = (double)sg->weights_bytes + (double)sg->arena_bytes + (double)sg->io_bytes * p->microbatches;
-        cJSON_AddItemToArray(peak, cJSON_CreateNumber(bytes));
-    }
+    for (int32_t s = 0; s < p->n_stages; s++)
+        cJSON_AddItemToArray(peak, cJSON_CreateNumber(pippy_stage_peak_bytes(p, s, o->optimizer_state)));
     cJSON *cm = cJSON_AddObjectToObject(pred, "cost_model");
     cJSON_AddNumberToObject(cm, "matmul_gflops", p->cost.flops_per_s / 1e9);
     cJSON_AddNumberToObject(cm, "memory_gbytes_per_s", p->cost.bytes_per_s / 1e9);
     cJSON_AddNumberToObject(cm, "link_gbytes_per_s", p->cost.link_bytes_per_s / 1e9);
     cJSON_AddNumberToObject(cm, "link_latency_us", p->cost.link_latency_s * 1e6);
+    cJSON_AddNumberToObject(cm, "op_overhead_us", p->cost.op_overhead_s * 1e6);
     cJSON_AddBoolToObject(cm, "calibrated", p->cost.calibrated);
+    cJSON_AddStringToObject(cm, "source", p->cost.source);
+}
+
+pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts *o)
+{
+    const pippy_graph *g = p->g;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "pippyc_version", PIPPY_VERSION);
+    cJSON_AddStringToObject(root, "command", o->command_line ? o->command_line : "");
+    pippy_json_hex(root, "hash", p->hash);
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "path", g->path);
+    pippy_json_hex(model, "file_hash", g->hash);
+    cJSON_AddNumberToObject(model, "opset", g->opset);
+    pippy_json_config(root, p, o);
+    pippy_json_stages(root, p);
+    pippy_json_edges(root, p);
+    pippy_json_tied(root, p);
+    pippy_json_ranks(root, p);
+    pippy_json_prediction(root, p, o);
 
     char *text = cJSON_Print(root);
     cJSON_Delete(root);

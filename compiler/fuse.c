@@ -13,7 +13,12 @@
  * node (oneDNN's gelu_erf for large tensors).
  *
  * MatMul followed by the Add of a bias vector (how PyTorch exports a Linear on 3-D input) becomes
- * one MatMul with the private attribute "pippy.bias" and the bias as a third input. */
+ * one MatMul with the private attribute "pippy.bias" and the bias as a third input.
+ *
+ * MatMul reading a Transpose that swaps only the last two dims (a Linear's weight exported
+ * without constant folding, Transpose(W) -> MatMul, or attention's K^T) reads the Transpose's
+ * input instead, with "pippy.trans_a" / "pippy.trans_b": oneDNN takes the operand strided, no
+ * copy is made, and in training the gradient flows straight to W. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +97,10 @@ static const float *pippy_stored_floats(const pippy_graph *g, int32_t v, int64_t
     return x->data;
 }
 
-/* A new stored float value named base+suffix holding data (taken over). */
-static int32_t pippy_new_param(pippy_graph *g, const char *base, const char *suffix, const pippy_tdesc *t, float *data)
+/* A new stored float value named base+suffix holding data (taken over), made from parameter root
+ * (param_of; -1 when from constants only). */
+static int32_t pippy_new_stored(pippy_graph *g, const char *base, const char *suffix, const pippy_tdesc *t,
+                                float *data, int32_t root)
 {
     char name[1024];
     snprintf(name, sizeof name, "%s%s", base, suffix);
@@ -103,7 +110,8 @@ static int32_t pippy_new_param(pippy_graph *g, const char *base, const char *suf
     if (v < 0)
         return -1;
     pippy_value *x = &g->values[v];
-    x->kind = PIPPY_VAL_PARAM;
+    x->kind = PIPPY_VAL_CONST;
+    x->param_of = root;
     x->t = *t;
     x->shape_known = 1;
     x->data = data;
@@ -157,15 +165,18 @@ int32_t pippy_fold_batchnorm(pippy_graph *g)
                 nw[o * per + j] = w[o * per + j] * s;
             nb[o] = ((b ? b[o] : 0.0f) - mean[o]) * s + shift[o];
         }
-        pippy_tdesc bt = {PIPPY_DT_FLOAT, 1, {co}};
+        pippy_tdesc bt = {PIPPY_DT_FLOAT, 1, {co}}, wt = wv->t; /* a copy: adding values may move g->values */
         char base[512];
         snprintf(base, sizeof base, "%s", wv->name);
-        int32_t vw = pippy_new_param(g, base, "::bn_folded", &wv->t, nw);
+        /* W' stands for the convolution's weight, b' for its bias (else BatchNorm's shift) */
+        int32_t rw = pippy_value_param_root(g, c->in[1]);
+        int32_t rb = c->n_in > 2 && c->in[2] >= 0 ? pippy_value_param_root(g, c->in[2]) : pippy_value_param_root(g, bn->in[2]);
+        int32_t vw = pippy_new_stored(g, base, "::bn_folded", &wt, nw, rw);
         if (vw < 0) {
             free(nw), free(nb);
             break;
         }
-        int32_t vb = pippy_new_param(g, base, "::bn_folded_bias", &bt, nb);
+        int32_t vb = pippy_new_stored(g, base, "::bn_folded_bias", &bt, nb, rb);
         if (vb < 0) {
             free(nb);
             break;
@@ -335,6 +346,64 @@ int32_t pippy_fuse_matmul_bias(pippy_graph *g)
         g->values[prod].producer = -1;
         g->nodes[a].removed = 1;
         fused++;
+    }
+    return fused;
+}
+
+/* 1 when node t is a Transpose of rank >= 2 that swaps only the last two dims. */
+static int pippy_swaps_last_two(const pippy_graph *g, int32_t t)
+{
+    if (!pippy_is_op(g, t, "Transpose") || g->nodes[t].n_in != 1 || g->nodes[t].in[0] < 0)
+        return 0;
+    int32_t r = g->values[g->nodes[t].in[0]].t.rank;
+    const int64_t *perm = NULL;
+    int32_t np = 0;
+    for (int32_t a = 0; a < g->nodes[t].n_attrs; a++)
+        if (!strcmp(g->nodes[t].attrs[a].name, "perm") && g->nodes[t].attrs[a].type == PIPPY_ATTR_INTS) {
+            perm = g->nodes[t].attrs[a].ints;
+            np = g->nodes[t].attrs[a].n;
+        }
+    if (r < 2 || (perm && np != r))
+        return 0;
+    for (int32_t d = 0; d < r; d++) {
+        int64_t want = d == r - 2 ? r - 1 : d == r - 1 ? r - 2 : d;
+        int64_t got = perm ? perm[d] : r - 1 - d;
+        if (got != want)
+            return 0;
+    }
+    return 1;
+}
+
+int32_t pippy_fuse_transpose_matmul(pippy_graph *g)
+{
+    int32_t fused = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        for (int32_t side = 0; side < 2; side++) {
+            pippy_node *mm = &g->nodes[i];
+            if (!pippy_is_op(g, i, "MatMul") || mm->n_in < 2 || mm->in[side] < 0)
+                continue;
+            const char *flag = side ? "pippy.trans_b" : "pippy.trans_a";
+            int has = 0;
+            for (int32_t a = 0; a < mm->n_attrs; a++)
+                has |= !strcmp(mm->attrs[a].name, flag);
+            int32_t t = g->values[mm->in[side]].producer;
+            if (has || !pippy_swaps_last_two(g, t))
+                continue;
+            pippy_attr *attrs = malloc(((size_t)mm->n_attrs + 1) * sizeof *attrs);
+            if (!attrs)
+                return fused;
+            memcpy(attrs, mm->attrs, (size_t)mm->n_attrs * sizeof *attrs);
+            attrs[mm->n_attrs] = (pippy_attr){.name = flag, .type = PIPPY_ATTR_INT, .i = 1};
+            pippy_status st = pippy_node_set_attrs(mm, attrs, mm->n_attrs + 1);
+            free(attrs);
+            if (st != PIPPY_OK)
+                return fused;
+            int32_t transposed = mm->in[side];
+            mm->in[side] = g->nodes[t].in[0];
+            if (!g->values[transposed].is_output && pippy_count_readers(g, transposed) == 0)
+                g->nodes[t].removed = 1;
+            fused++;
+        }
     }
     return fused;
 }

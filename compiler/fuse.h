@@ -16,4 +16,7 @@ int32_t pippy_fuse_gelu(pippy_graph *g);
 /* MatMul followed by Add of a stored float[N] bias -> one MatMul with "pippy.bias" (a third input). */
 int32_t pippy_fuse_matmul_bias(pippy_graph *g);
 
+/* MatMul of a Transpose that swaps the last two dims -> MatMul with "pippy.trans_a/b". */
+int32_t pippy_fuse_transpose_matmul(pippy_graph *g);
+
 #endif

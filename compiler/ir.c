@@ -67,16 +67,6 @@ void pippy_graph_free(pippy_graph *g)
     free(g);
 }
 
-uint64_t pippy_fnv1a(const void *data, size_t n, uint64_t h)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static uint32_t pippy_name_hash(const char *s)
 {
     return (uint32_t)pippy_fnv1a(s, strlen(s), PIPPY_FNV_SEED);
@@ -137,6 +127,7 @@ int32_t pippy_graph_value(pippy_graph *g, const char *name)
         return -1;
     v->producer = -1;
     v->grad_of = -1;
+    v->param_of = -1;
     int32_t id = g->n_values++;
     uint32_t h = pippy_name_hash(name) & (uint32_t)(g->index_cap - 1);
     while (g->index[h] >= 0)
@@ -174,6 +165,7 @@ int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, c
         memcpy(n->out, out, (size_t)n_out * sizeof *out);
     n->n_in = n_in;
     n->n_out = n_out;
+    n->stage = -1;
     return g->n_nodes++;
 }
 
@@ -210,6 +202,89 @@ pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t 
     pippy_attrs_free(n->attrs, n->n_attrs);
     n->attrs = a;
     n->n_attrs = n_attrs;
+    return PIPPY_OK;
+}
+
+static char *pippy_strdup0(const char *s) { return s ? strdup(s) : NULL; }
+
+static int32_t *pippy_ints_dup(const int32_t *a, int32_t n)
+{
+    return pippy_dup(a, (size_t)(n > 0 ? n : 0) * sizeof *a);
+}
+
+static pippy_status pippy_clone_nodes(const pippy_graph *g, pippy_graph *c)
+{
+    c->nodes = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *c->nodes);
+    if (!c->nodes)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory copying the graph");
+    c->cap_nodes = g->n_nodes ? g->n_nodes : 1;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *a = &g->nodes[i];
+        pippy_node *b = &c->nodes[i];
+        c->n_nodes = i + 1;
+        *b = *a;
+        b->attrs = NULL;
+        b->n_attrs = 0;
+        b->name = strdup(a->name);
+        b->op = strdup(a->op);
+        b->domain = strdup(a->domain);
+        b->in = pippy_ints_dup(a->in, a->n_in ? a->n_in : 1);
+        b->out = pippy_ints_dup(a->out, a->n_out ? a->n_out : 1);
+        if (!b->name || !b->op || !b->domain || !b->in || !b->out)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory copying the graph");
+        PIPPY_TRY(pippy_node_set_attrs(b, a->attrs, a->n_attrs));
+    }
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_clone_values(const pippy_graph *g, pippy_graph *c)
+{
+    c->values = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *c->values);
+    c->index = pippy_ints_dup(g->index, g->index_cap);
+    if (!c->values || (g->index_cap && !c->index))
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory copying the graph");
+    c->cap_values = g->n_values ? g->n_values : 1;
+    c->index_cap = g->index_cap;
+    for (int32_t v = 0; v < g->n_values; v++) {
+        const pippy_value *a = &g->values[v];
+        pippy_value *b = &c->values[v];
+        c->n_values = v + 1;
+        *b = *a;
+        b->data_owned = 0; /* shared with g */
+        b->name = strdup(a->name);
+        for (int d = 0; d < PIPPY_MAX_RANK; d++)
+            b->dim_param[d] = pippy_strdup0(a->dim_param[d]);
+        if (!b->name)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory copying the graph");
+    }
+    return PIPPY_OK;
+}
+
+pippy_status pippy_graph_clone(const pippy_graph *g, pippy_graph **out)
+{
+    pippy_graph *c = pippy_graph_new();
+    *out = NULL;
+    if (!c)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory copying the graph");
+    c->path = pippy_strdup0(g->path);
+    c->producer = pippy_strdup0(g->producer);
+    c->ir_version = g->ir_version;
+    c->opset = g->opset;
+    c->training = g->training;
+    c->hash = g->hash;
+    c->inputs = pippy_ints_dup(g->inputs, g->n_inputs ? g->n_inputs : 1);
+    c->outputs = pippy_ints_dup(g->outputs, g->n_outputs ? g->n_outputs : 1);
+    c->n_inputs = g->n_inputs;
+    c->n_outputs = g->n_outputs;
+    pippy_status st = !c->inputs || !c->outputs ? pippy_fail(PIPPY_ERR_NOMEM, "out of memory copying the graph")
+                                                : pippy_clone_values(g, c);
+    if (st == PIPPY_OK)
+        st = pippy_clone_nodes(g, c);
+    if (st != PIPPY_OK) {
+        pippy_graph_free(c);
+        return st;
+    }
+    *out = c;
     return PIPPY_OK;
 }
 
@@ -254,10 +329,18 @@ void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d)
             continue; /* absent: dtype stays UNDEFINED */
         const pippy_value *v = &g->values[n->in[k]];
         d->in[k] = v->t;
-        d->in_const[k] = v->data;
+        d->in_const[k] = pippy_value_is_const(g, v) ? v->data : NULL;
     }
     for (int32_t k = 0; k < d->n_out; k++)
         d->out[k] = g->values[n->out[k]].t;
+}
+
+int pippy_value_is_const(const pippy_graph *g, const pippy_value *v)
+{
+    if (!v->data || (v->kind != PIPPY_VAL_CONST && v->kind != PIPPY_VAL_PARAM))
+        return 0;
+    /* training: a float parameter changes every step, so it is data, not a constant */
+    return !(g->training && v->kind == PIPPY_VAL_PARAM && v->t.dtype == PIPPY_DT_FLOAT);
 }
 
 pippy_status pippy_graph_toposort(pippy_graph *g)
@@ -344,6 +427,13 @@ pippy_status pippy_graph_toposort(pippy_graph *g)
     free(avail);
     free(placed);
     return st;
+}
+
+int32_t pippy_value_param_root(const pippy_graph *g, int32_t v)
+{
+    if (v < 0)
+        return -1;
+    return g->values[v].kind == PIPPY_VAL_PARAM ? v : g->values[v].param_of;
 }
 
 int64_t pippy_value_numel(const pippy_value *v) { return pippy_tdesc_numel(&v->t); }

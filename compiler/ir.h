@@ -4,15 +4,22 @@
  * intermediates) and a list of nodes in topological order. Nodes refer to
  * values by index. Values carry their static type and shape once shape
  * inference has run; constant values (initializers and whatever constant
- * folding produced) carry their data. Room is left for training: a node has a
- * `phase` (forward now; backward and optimizer later) and values a `grad_of`. */
+ * folding produced) carry their data.
+ *
+ * Training (compiler/autodiff.c) appends backward nodes to the same graph: a node
+ * has a `phase` (F forward, B input gradient, W weight gradient) and the `stage`
+ * that runs it; a gradient value names the value it is the gradient of
+ * (`grad_of`), and a partial gradient of a trained parameter is `accumulate`d
+ * into that stage's gradient buffer instead of being summed by nodes. */
 #ifndef PIPPY_IR_H
 #define PIPPY_IR_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "action.h"
 #include "backend.h"
+#include "hash.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -21,7 +28,12 @@ enum {
     PIPPY_VAL_INPUT,    /* graph input fed at run time */
     PIPPY_VAL_PARAM,    /* initializer: a trainable/stored parameter */
     PIPPY_VAL_CONST,    /* constant made by a Constant node or by folding */
+    PIPPY_VAL_GRAD,     /* training: a stage's gradient buffer of one trained parameter (grad_of);
+                           written only by accumulating nodes, read by the optimizer */
 };
+
+/* pippy_value.trainable */
+enum { PIPPY_TRAIN_NO = 0, PIPPY_TRAIN_PARAM, PIPPY_TRAIN_STATE };
 
 typedef struct {
     char *name;
@@ -33,10 +45,18 @@ typedef struct {
     int32_t data_owned;                   /* 1: data was malloc'd by the IR; 0: it points into a mapping */
     int32_t is_output;                    /* a graph output */
     int32_t producer;                     /* node index, or -1 */
-    int32_t grad_of;                      /* training (later): value whose gradient this is, or -1 */
+    int32_t grad_of;                      /* training: value whose gradient this is, or -1 */
+    int32_t trainable;                    /* PIPPY_TRAIN_*: PARAM the optimizer updates, or state its op
+                                             updates in place (BatchNorm running statistics) */
+    int32_t accumulate;                   /* training: a partial gradient of PARAM grad_of, added into the
+                                             stage's gradient buffer (over nodes and microbatches) */
+    int32_t param_of;                     /* CONST made from a parameter by folding or fusion (a folded
+                                           * Transpose(W), a BatchNorm-folded W): that PARAM value, so
+                                           * tied weights, parameter bytes and generated comments still
+                                           * name it; -1 otherwise (and always -1 on a PARAM itself) */
 } pippy_value;
 
-enum { PIPPY_PHASE_FORWARD = 0, PIPPY_PHASE_BACKWARD, PIPPY_PHASE_OPTIMIZER };
+
 
 typedef struct {
     char *name;      /* ONNX node name (made unique: "<op>_<index>" when the file has none) */
@@ -49,6 +69,7 @@ typedef struct {
     pippy_attr *attrs; /* owned: names, strings, arrays and tensor data are malloc'd */
     int32_t removed; /* 1: folded into a constant or otherwise dropped */
     int32_t phase;   /* PIPPY_PHASE_* */
+    int32_t stage;   /* the stage that runs it (set by partition and autodiff), -1 before */
     int32_t split_after; /* 1: a stage boundary follows this node (from a PipeSplit) */
 } pippy_node;
 
@@ -60,6 +81,7 @@ typedef struct {
     char *path;               /* the model file */
     int64_t ir_version;
     int32_t opset;            /* default ("" / ai.onnx) domain */
+    int32_t training;         /* compiled for training: float parameters are not constants */
     uint64_t hash;            /* FNV-1a of the model file's bytes */
     char *producer;           /* producer_name + version, for messages */
 
@@ -87,6 +109,11 @@ typedef struct {
 pippy_graph *pippy_graph_new(void);
 void pippy_graph_free(pippy_graph *g);
 
+/* A copy of g's structure (values, nodes, attributes, inputs, outputs) for a pass that needs to try
+ * something on the side. Value data is shared, not copied (the copy never frees it): free the copy
+ * before g. Metadata is not copied. */
+pippy_status pippy_graph_clone(const pippy_graph *g, pippy_graph **out);
+
 /* Value index for name, creating an intermediate value when absent. -1 on OOM. */
 int32_t pippy_graph_value(pippy_graph *g, const char *name);
 /* Value index for name, or -1. */
@@ -100,6 +127,10 @@ pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t 
 pippy_status pippy_graph_keep_map(pippy_graph *g, void *addr, size_t len);
 const char *pippy_graph_meta(const pippy_graph *g, const char *key);
 
+/* 1 when v's data is known when compiling: a constant, or a parameter at inference (in
+ * training a float parameter changes every step). */
+int pippy_value_is_const(const pippy_graph *g, const pippy_value *v);
+
 /* Fill a backend op descriptor for node i from the IR (shapes, constant inputs). */
 void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);
 
@@ -107,11 +138,12 @@ void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);
  * Fails naming the node and the input when a value is used but never defined. */
 pippy_status pippy_graph_toposort(pippy_graph *g);
 
+/* The parameter a stored value is or derives from: v itself for a PARAM, its param_of for a CONST,
+ * -1 for anything else. */
+int32_t pippy_value_param_root(const pippy_graph *g, int32_t v);
+
 /* Number of elements / bytes of a value (shape must be known). */
 int64_t pippy_value_numel(const pippy_value *v);
 size_t pippy_value_bytes(const pippy_value *v);
-
-uint64_t pippy_fnv1a(const void *data, size_t n, uint64_t h);
-#define PIPPY_FNV_SEED 1469598103934665603ULL
 
 #endif

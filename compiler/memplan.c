@@ -1,14 +1,23 @@
 /* memplan.c — the static memory plan of each stage.
  *
- * Every value a stage computes and keeps to itself gets an offset in one
- * arena: values are placed in the order they are made, first-fit into the
- * gaps left by values whose last reader has already run (liveness over the
- * stage's node order). Stage inputs and outputs live in runtime-owned slots
- * (one per microbatch in flight); parameters live in the weights file.
+ * A stage runs its nodes in phases: F (forward), then for training B (activation gradients) and
+ * W (weight gradients), each phase of one microbatch at a time, while other microbatches' phases
+ * run in between (1F1B). So every value the stage computes lives in one of:
+ *   - the stash: values read in a later phase than the one that made them (saved for backward:
+ *     an activation F makes and B reads, a gradient B makes and W reads). One stash slot per
+ *     microbatch in flight; within a slot, values simply follow each other.
+ *   - the arena: everything else. Its values never outlive their phase, so one arena serves every
+ *     phase of every microbatch: values are placed in node order, first-fit into the gaps left by
+ *     values whose last reader has already run.
+ * Stage inputs and outputs live in runtime-owned slots (one per microbatch); parameters and
+ * constants in the weights (trained parameters first, so the optimizer and the gradient buffer
+ * cover one range); a trained parameter's gradient (PIPPY_VAL_GRAD) at the same offset in the
+ * gradient buffer.
  *
  * Ops that only relabel their input (Reshape, Flatten, Squeeze, Unsqueeze, Identity, inference
- * Dropout) become views when input and output both live in the arena: the output takes the
- * input's bytes, the block lives until the last reader of either, and no kernel runs. */
+ * Dropout) become views when input and output both live in the stage's own memory: the output
+ * takes the input's bytes, the two share one block that lives until the last reader of either,
+ * and no kernel runs. */
 #include "plan.h"
 
 #include <stdlib.h>
@@ -41,60 +50,109 @@ static int pippy_block_cmp(const void *a, const void *b)
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
+typedef struct {
+    int32_t *root;      /* per value: the value whose bytes it uses (itself unless a view) */
+    int32_t *def, *last;/* per root: position of its producer, of its last reader (any member) */
+    char *late;         /* per root: read in a later phase than made */
+    char *own;          /* per value: made by this stage, in its own memory (not io, not grad) */
+} pippy_mp;
+
+/* Views, roots and lifetimes over the stage's node order. */
+static void pippy_memplan_lifetimes(const pippy_graph *g, pippy_stage *sg, pippy_mp *m)
+{
+    int32_t V = g->n_values;
+    for (int32_t v = 0; v < V; v++) {
+        m->root[v] = v;
+        m->def[v] = m->last[v] = -1;
+    }
+    for (int32_t k = 0; k < sg->n_nodes; k++) {
+        const pippy_node *n = &g->nodes[sg->nodes[k]];
+        for (int32_t o = 0; o < n->n_out; o++)
+            if (n->out[o] >= 0 && m->own[n->out[o]]) {
+                m->def[n->out[o]] = k;
+                m->last[n->out[o]] = k;
+            }
+        if (pippy_is_view_op(n) && m->own[n->out[0]] && m->own[n->in[0]] &&
+            g->values[n->in[0]].t.dtype == g->values[n->out[0]].t.dtype) {
+            m->root[n->out[0]] = m->root[n->in[0]];
+            sg->view_of[n->out[0]] = m->root[n->in[0]];
+            sg->is_view[k] = 1;
+        }
+    }
+    for (int32_t k = 0; k < sg->n_nodes; k++) {
+        const pippy_node *n = &g->nodes[sg->nodes[k]];
+        int32_t ph = n->phase;
+        for (int32_t q = 0; q < n->n_in; q++) {
+            int32_t v = n->in[q];
+            if (v < 0 || !m->own[v])
+                continue;
+            int32_t r = m->root[v];
+            if (k > m->last[r])
+                m->last[r] = k;
+            if (m->def[r] >= 0 && ph > g->nodes[sg->nodes[m->def[r]]].phase)
+                m->late[r] = 1;
+        }
+    }
+}
+
 static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
 {
     const pippy_graph *g = p->g;
     int32_t V = g->n_values;
-    int32_t *last = malloc(((size_t)V + 1) * sizeof *last);
-    char *is_io = calloc((size_t)V + 1, 1);
+    pippy_mp m;
+    m.root = malloc(((size_t)V + 1) * sizeof *m.root);
+    m.def = malloc(((size_t)V + 1) * sizeof *m.def);
+    m.last = malloc(((size_t)V + 1) * sizeof *m.last);
+    m.late = calloc((size_t)V + 1, 1);
+    m.own = calloc((size_t)V + 1, 1);
     pippy_block *blocks = malloc(((size_t)V + 1) * sizeof *blocks);
-    if (!last || !is_io || !blocks) {
-        free(last), free(is_io), free(blocks);
+    if (!m.root || !m.def || !m.last || !m.late || !m.own || !blocks) {
+        free(m.root), free(m.def), free(m.last), free(m.late), free(m.own), free(blocks);
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory planning memory");
     }
-    for (int32_t v = 0; v < V; v++)
-        last[v] = -1;
     for (int32_t k = 0; k < sg->n_nodes; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
-        for (int32_t q = 0; q < n->n_in; q++)
-            if (n->in[q] >= 0)
-                last[n->in[q]] = k;
+        for (int32_t o = 0; o < n->n_out; o++)
+            if (n->out[o] >= 0 && g->values[n->out[o]].kind == PIPPY_VAL_INTERMEDIATE)
+                m.own[n->out[o]] = 1;
     }
-    for (int32_t q = 0; q < sg->n_out; q++)
-        is_io[sg->out[q].value] = 1;
-    for (int32_t q = 0; q < sg->n_in; q++)
-        is_io[sg->in[q].value] = 1;
-    int32_t nb = 0;
-    uint64_t top = 0;
     sg->io_bytes = 0;
-    for (int32_t q = 0; q < sg->n_out; q++)
+    for (int32_t q = 0; q < sg->n_out; q++) {
+        m.own[sg->out[q].value] = 0;
         if (sg->out[q].passthrough < 0)
             sg->io_bytes += pippy_value_bytes(&g->values[sg->out[q].value]);
-    for (int32_t q = 0; q < sg->n_in; q++)
+    }
+    for (int32_t q = 0; q < sg->n_in; q++) {
+        m.own[sg->in[q].value] = 0;
         sg->io_bytes += pippy_value_bytes(&g->values[sg->in[q].value]);
+    }
+    pippy_memplan_lifetimes(g, sg, &m);
+    /* the stash: roots read in a later phase, one after the other */
+    uint64_t stash = 0;
     for (int32_t k = 0; k < sg->n_nodes; k++) {
         const pippy_node *n = &g->nodes[sg->nodes[k]];
-        /* release blocks whose last reader ran before this node */
+        for (int32_t o = 0; o < n->n_out; o++) {
+            int32_t v = n->out[o];
+            if (v < 0 || !m.own[v] || m.root[v] != v || !m.late[v])
+                continue;
+            sg->stash_off[v] = (int64_t)stash;
+            stash += pippy_align(pippy_value_bytes(&g->values[v]) ? pippy_value_bytes(&g->values[v]) : 1);
+        }
+    }
+    /* the arena: first fit by lifetime */
+    int32_t nb = 0;
+    uint64_t top = 0;
+    for (int32_t k = 0; k < sg->n_nodes; k++) {
+        const pippy_node *n = &g->nodes[sg->nodes[k]];
         int32_t w = 0;
         for (int32_t b = 0; b < nb; b++)
             if (blocks[b].last >= k)
                 blocks[w++] = blocks[b];
         nb = w;
         qsort(blocks, (size_t)nb, sizeof *blocks, pippy_block_cmp);
-        if (pippy_is_view_op(n) && !is_io[n->out[0]] && sg->arena_off[n->in[0]] >= 0 &&
-            g->values[n->in[0]].t.dtype == g->values[n->out[0]].t.dtype) {
-            int32_t in = n->in[0], out = n->out[0];
-            sg->arena_off[out] = sg->arena_off[in];
-            sg->view_of[out] = sg->view_of[in] >= 0 ? sg->view_of[in] : in;
-            sg->is_view[k] = 1;
-            for (int32_t b = 0; b < nb; b++)
-                if (blocks[b].off == (uint64_t)sg->arena_off[in] && last[out] > blocks[b].last)
-                    blocks[b].last = last[out];
-            continue;
-        }
         for (int32_t o = 0; o < n->n_out; o++) {
             int32_t v = n->out[o];
-            if (is_io[v])
+            if (v < 0 || !m.own[v] || m.root[v] != v || m.late[v])
                 continue;
             uint64_t size = pippy_align(pippy_value_bytes(&g->values[v]));
             if (size == 0)
@@ -107,17 +165,23 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
                 if (blocks[pos].off + blocks[pos].size > at)
                     at = blocks[pos].off + blocks[pos].size;
             }
-            /* keep blocks sorted by offset */
             memmove(&blocks[pos + 1], &blocks[pos], (size_t)(nb - pos) * sizeof *blocks);
-            blocks[pos] = (pippy_block){at, size, last[v] > k ? last[v] : k};
+            blocks[pos] = (pippy_block){at, size, m.last[v] > k ? m.last[v] : k};
             nb++;
             sg->arena_off[v] = (int64_t)at;
             if (at + size > top)
                 top = at + size;
         }
     }
+    /* views take their root's place */
+    for (int32_t v = 0; v < V; v++)
+        if (m.own[v] && m.root[v] != v) {
+            sg->arena_off[v] = sg->arena_off[m.root[v]];
+            sg->stash_off[v] = sg->stash_off[m.root[v]];
+        }
     sg->arena_bytes = top;
-    free(last), free(is_io), free(blocks);
+    sg->stash_bytes = stash;
+    free(m.root), free(m.def), free(m.last), free(m.late), free(m.own), free(blocks);
     return PIPPY_OK;
 }
 
@@ -126,11 +190,13 @@ pippy_status pippy_memplan(pippy_plan *p)
     for (int32_t s = 0; s < p->n_stages; s++) {
         pippy_stage *sg = &p->stages[s];
         PIPPY_TRY(pippy_memplan_stage(p, sg));
-        /* weights: every parameter and constant, aligned */
+        /* weights: trained parameters first (the optimizer's range), then the rest, aligned */
         uint64_t off = 0;
         for (int32_t q = 0; q < sg->n_params; q++) {
             sg->param_off[q] = off;
             off += pippy_align(pippy_value_bytes(&p->g->values[sg->params[q]]));
+            if (q + 1 == sg->n_trainable)
+                sg->trainable_bytes = off;
         }
         sg->weights_bytes = off;
     }

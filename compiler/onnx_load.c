@@ -25,7 +25,7 @@
 #error "ONNX raw_data is little-endian and pippyc uses it in place: big-endian hosts are not supported"
 #endif
 
-/* A failed libc call: the message carries where it was made (DESIGN, Style). */
+/* A failed libc call: the message carries where it was made (docs/ARCHITECTURE.md, Style). */
 #define PIPPY_ONNX_SYS_FAIL(st, fmt, ...) pippy_fail((st), "%s:%d: " fmt, __FILE__, __LINE__, __VA_ARGS__)
 
 /* protobuf-c cannot parse messages of 2 GiB or more. */

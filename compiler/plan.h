@@ -8,6 +8,7 @@
 #ifndef PIPPY_PLAN_H
 #define PIPPY_PLAN_H
 
+#include "action.h"
 #include "costmodel.h"
 #include "ir.h"
 
@@ -18,6 +19,7 @@ typedef struct {
     int32_t from_stage;   /* producing stage, or -1: a graph input this stage reads from a file */
     int32_t edge;         /* edge id, or -1 */
     int32_t graph_output; /* this stage (the last) also writes it as a graph output */
+    int32_t phase;        /* PIPPY_PHASE_F: an activation (needed by F), B: a gradient (needed by B) */
 } pippy_stage_input;
 
 typedef struct {
@@ -25,48 +27,61 @@ typedef struct {
     int32_t edge;             /* edge id, or -1 when only written as a graph output */
     int32_t graph_output;     /* written by this stage (the last) as a graph output */
     int32_t passthrough;      /* index into the stage's inputs when the value is one of them, else -1 */
+    int32_t phase;            /* made by F (an activation) or by B (a gradient sent back) */
 } pippy_stage_output;
 
 typedef struct {
     int32_t index;
     int32_t rank;
-    int32_t *nodes;             /* graph node indices, in execution order */
+    int32_t *nodes;             /* graph node indices, in execution order: F nodes, then B, then W */
     int32_t n_nodes;
+    int32_t phase_begin[PIPPY_PHASES + 1]; /* nodes[phase_begin[p] .. phase_begin[p+1]) run in phase p */
     pippy_stage_input *in;
     int32_t n_in;
     pippy_stage_output *out;
     int32_t n_out;
-    int32_t *params;            /* PARAM and CONST values this stage stores in its weights file */
+    int32_t *params;            /* PARAM and CONST values this stage stores in its weights file: trained
+                                   parameters first, then state, other parameters and constants */
     uint64_t *param_off;        /* their offsets in the weights data */
     int32_t n_params;
+    int32_t n_trainable;        /* params[0 .. n_trainable) are trained by the optimizer */
+    uint64_t trainable_bytes;   /* they fill the weights' first bytes; the gradient buffer mirrors them */
+    int32_t *roots;             /* the trainable parameters (PARAM values) it holds, each once: read directly
+                                 * or through constants derived from them (param_of); in value order */
+    int32_t n_roots;
     uint64_t weights_bytes;
     int64_t *arena_off;         /* per graph value: offset in this stage's arena, or -1 */
     int32_t *view_of;           /* per graph value: the value whose bytes it reuses (a view), or -1 */
     char *is_view;              /* per stage node: 1 when it only relabels its input (no kernel runs) */
-    uint64_t arena_bytes;       /* one microbatch's working memory */
+    int64_t *stash_off;         /* per graph value: offset in a stash slot (kept from one phase to a later
+                                   one of the same microbatch), or -1 */
+    uint64_t stash_bytes;       /* one microbatch's stash */
+    int32_t stash_slots;        /* stashes held at once: the microbatches in flight in the schedule */
+    uint64_t arena_bytes;       /* working memory of one phase of one microbatch */
     uint64_t io_bytes;          /* inputs + outputs of one microbatch */
     double flops;
-    uint64_t parameter_bytes;   /* bytes of PARAM values (not CONST) */
+    uint64_t parameter_bytes;   /* bytes of its roots (the model's parameters, not constants) */
     uint64_t activation_bytes;  /* sum of all values the stage computes, per microbatch */
-    double pred_forward_ms;
+    double pred_forward_ms, pred_backward_ms, pred_weight_ms; /* per microbatch: F, B, W */
 } pippy_stage;
 
 typedef struct {
     int32_t id;
     int32_t value;
     int32_t producer;
+    int32_t phase;             /* PIPPY_PHASE_F: an activation sent forward; B: a gradient sent back */
     int32_t consumers[PIPPY_MAX_STAGES];
     int32_t n_consumers;
     uint64_t bytes;            /* per microbatch */
 } pippy_edge;
 
-enum { PIPPY_ACT_RECV_F, PIPPY_ACT_F, PIPPY_ACT_SEND_F };
-
+/* Training: gradients of one parameter that several stages hold (a tie) are summed between
+ * them before the optimizer step, so every copy takes the same step (ALLREDUCE actions). */
 typedef struct {
-    int32_t op;   /* PIPPY_ACT_* */
-    int32_t mb;
-    int32_t peer; /* stage for RECV/SEND, -1 otherwise */
-} pippy_action;
+    int32_t param;                        /* the PARAM value */
+    int32_t n_stages;
+    int32_t stages[PIPPY_MAX_STAGES];
+} pippy_reduction;
 
 typedef struct {
     pippy_graph *g;
@@ -78,13 +93,19 @@ typedef struct {
     int32_t microbatches;
     int64_t microbatch_size;
     int64_t batch;
-    char schedule[32];        /* "gpipe" */
+    char schedule[32];        /* "gpipe", "1f1b" */
+    int32_t training;         /* a training compile: F, B, W per microbatch and an optimizer step */
+    int32_t loss;             /* training: the loss value (a graph output of the last stage) */
+    int32_t n_ranks;
+    pippy_reduction *reductions;
+    int32_t n_reductions;
     uint64_t hash;            /* identifies this compile: model bytes + partition + shapes */
     int32_t split_source;     /* how cuts were chosen: see PIPPY_SPLIT_* */
-    pippy_action **actions;   /* per rank */
+    pippy_action **actions;   /* per rank, one step's actions */
     int32_t *n_actions;
     double pred_step_ms;
     double pred_bubble;
+    double *pred_idle_ms;     /* per rank */
     pippy_cost_model cost;
 } pippy_plan;
 
@@ -106,7 +127,8 @@ pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o);
 pippy_status pippy_plan_build(pippy_plan *p);
 /* Liveness-based arena offsets per stage. */
 pippy_status pippy_memplan(pippy_plan *p);
-/* Action lists per rank and the predicted timeline. */
+/* Action lists per rank (checked by common/schedule_sim), the microbatches each stage holds at
+ * once (stash_slots), and the predicted timeline. */
 pippy_status pippy_schedule_build(pippy_plan *p);
 void pippy_plan_free(pippy_plan *p);
 

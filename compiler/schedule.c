@@ -1,31 +1,35 @@
-/* schedule.c — each rank's ordered action list, and the predicted timeline.
+/* schedule.c — each rank's ordered action list for one step, checked and replayed by
+ * common/schedule_sim.c, which also gives the prediction and how many microbatches each stage
+ * holds at once (its stash slots).
  *
- * GPipe (inference: forward only, fill then drain): a rank posts the receives
- * of every microbatch first, so transfers land while it computes, then runs
- * F(m) and sends m on, for m = 0..M-1. The prediction replays the actions
- * with the cost model's stage times and transfer costs. */
+ * Every rank first posts the receives of every microbatch, so transfers land while it computes.
+ *   gpipe, inference: F(m) and its sends, m = 0..M-1.
+ *   gpipe, training:  all forwards, then all backwards (B(m), its sends, W(m)), then the
+ *                     reductions and STEP. A stage holds all M microbatches.
+ *   1f1b, training:   PipeDream-flush. Stage s runs min(S-1-s, M) forwards to fill the pipe, then
+ *                     alternates one forward and one backward, then drains the backwards: it holds
+ *                     at most S-s microbatches. */
 #include "plan.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* The distinct stages that send to stage s (ascending), or that s sends to. */
-static int32_t pippy_peers(const pippy_plan *p, int32_t s, int sending, int32_t *peers)
+#include "schedule_sim.h"
+
+/* The distinct stages that send values of `phase` to stage s (ascending), or that s sends to. */
+static int32_t pippy_peers(const pippy_plan *p, int32_t s, int32_t phase, int sending, int32_t *peers)
 {
     char seen[PIPPY_MAX_STAGES] = {0};
-    const pippy_stage *sg = &p->stages[s];
-    if (sending) {
-        for (int32_t q = 0; q < sg->n_out; q++) {
-            if (sg->out[q].edge < 0)
-                continue;
-            const pippy_edge *e = &p->edges[sg->out[q].edge];
-            for (int32_t c = 0; c < e->n_consumers; c++)
-                seen[e->consumers[c]] = 1;
+    for (int32_t e = 0; e < p->n_edges; e++) {
+        const pippy_edge *ed = &p->edges[e];
+        if (ed->phase != phase)
+            continue;
+        for (int32_t c = 0; c < ed->n_consumers; c++) {
+            if (sending && ed->producer == s)
+                seen[ed->consumers[c]] = 1;
+            if (!sending && ed->consumers[c] == s)
+                seen[ed->producer] = 1;
         }
-    } else {
-        for (int32_t q = 0; q < sg->n_in; q++)
-            if (sg->in[q].from_stage >= 0)
-                seen[sg->in[q].from_stage] = 1;
     }
     int32_t n = 0;
     for (int32_t k = 0; k < p->n_stages; k++)
@@ -34,64 +38,161 @@ static int32_t pippy_peers(const pippy_plan *p, int32_t s, int sending, int32_t 
     return n;
 }
 
+typedef struct {
+    pippy_action *a;
+    int32_t n;
+    int32_t s;
+    int32_t nt[2], to[2][PIPPY_MAX_STAGES]; /* send peers per phase */
+} pippy_list;
+
+static void pippy_put(pippy_list *l, int32_t kind, int32_t mb, int32_t peer)
+{
+    l->a[l->n++] = (pippy_action){kind, kind == PIPPY_ACT_STEP ? -1 : l->s, mb, peer};
+}
+
+static void pippy_forward(pippy_list *l, int32_t m)
+{
+    pippy_put(l, PIPPY_ACT_F, m, -1);
+    for (int32_t k = 0; k < l->nt[0]; k++)
+        pippy_put(l, PIPPY_ACT_SEND_F, m, l->to[0][k]);
+}
+
+static void pippy_backward(pippy_list *l, int32_t m)
+{
+    pippy_put(l, PIPPY_ACT_B, m, -1);
+    for (int32_t k = 0; k < l->nt[1]; k++)
+        pippy_put(l, PIPPY_ACT_SEND_B, m, l->to[1][k]);
+    pippy_put(l, PIPPY_ACT_W, m, -1);
+}
+
+static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_b)
+{
+    int32_t S = p->n_stages, M = p->microbatches;
+    int32_t from[2][PIPPY_MAX_STAGES], nf[2];
+    pippy_list l = {.s = s};
+    for (int32_t ph = 0; ph < 2; ph++) {
+        nf[ph] = pippy_peers(p, s, ph, 0, from[ph]);
+        l.nt[ph] = pippy_peers(p, s, ph, 1, l.to[ph]);
+    }
+    size_t cap = (size_t)M * (size_t)(nf[0] + nf[1] + l.nt[0] + l.nt[1] + 3) + (size_t)p->n_reductions + 2;
+    l.a = malloc(cap * sizeof *l.a);
+    if (!l.a)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
+    for (int32_t ph = 0; ph < (p->training ? 2 : 1); ph++)
+        for (int32_t m = 0; m < M; m++)
+            for (int32_t k = 0; k < nf[ph]; k++)
+                pippy_put(&l, ph ? PIPPY_ACT_RECV_B : PIPPY_ACT_RECV_F, m, from[ph][k]);
+    if (!p->training) {
+        for (int32_t m = 0; m < M; m++)
+            pippy_forward(&l, m);
+    } else if (!one_f_one_b) {
+        for (int32_t m = 0; m < M; m++)
+            pippy_forward(&l, m);
+        for (int32_t m = 0; m < M; m++)
+            pippy_backward(&l, m);
+    } else {
+        int32_t warm = S - 1 - s < M ? S - 1 - s : M;
+        for (int32_t m = 0; m < warm; m++)
+            pippy_forward(&l, m);
+        for (int32_t i = 0; i < M; i++) {
+            if (warm + i < M)
+                pippy_forward(&l, warm + i);
+            pippy_backward(&l, i);
+        }
+    }
+    for (int32_t id = 0; id < p->n_reductions && p->training; id++)
+        for (int32_t k = 0; k < p->reductions[id].n_stages; k++)
+            if (p->reductions[id].stages[k] == s)
+                pippy_put(&l, PIPPY_ACT_ALLREDUCE, -1, id);
+    if (p->training)
+        pippy_put(&l, PIPPY_ACT_STEP, -1, -1);
+    p->actions[p->stages[s].rank] = l.a;
+    p->n_actions[p->stages[s].rank] = l.n;
+    return PIPPY_OK;
+}
+
+/* The plan as the checker sees it (arrays owned by the caller, freed by pippy_sched_free). */
+static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double *stage_s, int32_t *stage_rank,
+                                   pippy_sched_edge *edges, int32_t *red_n, const int32_t **red_st)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->n_stages = p->n_stages;
+    sc->n_ranks = p->n_ranks;
+    sc->microbatches = p->microbatches;
+    sc->training = p->training;
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        stage_rank[s] = p->stages[s].rank;
+        stage_s[s * PIPPY_PHASES + PIPPY_PHASE_F] = p->stages[s].pred_forward_ms * 1e-3;
+        stage_s[s * PIPPY_PHASES + PIPPY_PHASE_B] = p->stages[s].pred_backward_ms * 1e-3;
+        stage_s[s * PIPPY_PHASES + PIPPY_PHASE_W] = p->stages[s].pred_weight_ms * 1e-3;
+    }
+    for (int32_t e = 0; e < p->n_edges; e++)
+        edges[e] = (pippy_sched_edge){p->edges[e].producer, p->edges[e].phase, p->edges[e].n_consumers,
+                                      p->edges[e].consumers, p->edges[e].bytes};
+    for (int32_t id = 0; id < p->n_reductions; id++) {
+        red_n[id] = p->reductions[id].n_stages;
+        red_st[id] = p->reductions[id].stages;
+    }
+    sc->stage_rank = stage_rank;
+    sc->n_edges = p->n_edges;
+    sc->edges = edges;
+    sc->n_reductions = p->n_reductions;
+    sc->reduction_n = red_n;
+    sc->reduction_stages = red_st;
+    sc->n_actions = p->n_actions;
+    sc->actions = (const pippy_action *const *)p->actions;
+    sc->stage_s = stage_s;
+    sc->link_latency_s = p->cost.link_latency_s;
+    sc->link_bytes_per_s = p->cost.link_bytes_per_s;
+    return PIPPY_OK;
+}
+
+/* Check the lists, predict, and size each stage's stash from the microbatches it holds. */
+static pippy_status pippy_schedule_predict(pippy_plan *p)
+{
+    int32_t S = p->n_stages, R = p->n_ranks;
+    double *stage_s = calloc((size_t)S * PIPPY_PHASES, sizeof *stage_s), *busy = calloc((size_t)R, sizeof *busy);
+    int32_t *stage_rank = calloc((size_t)S, sizeof *stage_rank), *in_flight = calloc((size_t)S, sizeof *in_flight);
+    pippy_sched_edge *edges = calloc((size_t)p->n_edges + 1, sizeof *edges);
+    int32_t *red_n = calloc((size_t)p->n_reductions + 1, sizeof *red_n);
+    const int32_t **red_st = calloc((size_t)p->n_reductions + 1, sizeof *red_st);
+    p->pred_idle_ms = calloc((size_t)R, sizeof *p->pred_idle_ms);
+    pippy_status st = PIPPY_OK;
+    if (!stage_s || !busy || !stage_rank || !in_flight || !edges || !red_n || !red_st || !p->pred_idle_ms)
+        st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory predicting the schedule");
+    pippy_sched sc;
+    pippy_sched_result res = {0, 0, busy, p->pred_idle_ms, in_flight};
+    if (st == PIPPY_OK)
+        st = pippy_sched_of(p, &sc, stage_s, stage_rank, edges, red_n, red_st);
+    if (st == PIPPY_OK)
+        st = pippy_sched_check(&sc, &res);
+    if (st != PIPPY_OK)
+        pippy_error_prefix(st, "pippyc built a schedule it cannot run (a bug)");
+    for (int32_t s = 0; s < S && st == PIPPY_OK; s++)
+        p->stages[s].stash_slots = in_flight[s] > 0 ? in_flight[s] : 1;
+    for (int32_t r = 0; r < R && st == PIPPY_OK; r++)
+        p->pred_idle_ms[r] *= 1e3;
+    p->pred_step_ms = res.step_s * 1e3;
+    p->pred_bubble = res.bubble;
+    free(stage_s), free(busy), free(stage_rank), free(in_flight), free(edges), free(red_n), free(red_st);
+    return st;
+}
+
 pippy_status pippy_schedule_build(pippy_plan *p)
 {
-    if (strcmp(p->schedule, "gpipe") != 0)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED,
-                          "--schedule %s: inference runs 'gpipe' (1f1b, interleaved and zero-bubble need training "
-                          "mode, which this version does not build yet)",
-                          p->schedule);
-    int32_t S = p->n_stages, M = p->microbatches;
-    p->actions = calloc((size_t)S, sizeof *p->actions);
-    p->n_actions = calloc((size_t)S, sizeof *p->n_actions);
+    int one_f_one_b = strcmp(p->schedule, "1f1b") == 0;
+    if (!one_f_one_b && strcmp(p->schedule, "gpipe") != 0)
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe and 1f1b", p->schedule);
+    if (one_f_one_b && !p->training)
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule 1f1b needs --train (inference runs gpipe: there is no backward "
+                                           "to interleave)");
+    if (p->n_ranks <= 0)
+        p->n_ranks = p->n_stages;
+    p->actions = calloc((size_t)p->n_ranks, sizeof *p->actions);
+    p->n_actions = calloc((size_t)p->n_ranks, sizeof *p->n_actions);
     if (!p->actions || !p->n_actions)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
-    for (int32_t s = 0; s < S; s++) {
-        int32_t from[PIPPY_MAX_STAGES], to[PIPPY_MAX_STAGES];
-        int32_t nf = pippy_peers(p, s, 0, from), nt = pippy_peers(p, s, 1, to);
-        pippy_action *a = malloc((size_t)M * (size_t)(nf + nt + 1) * sizeof *a + 1);
-        if (!a)
-            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
-        int32_t n = 0;
-        for (int32_t m = 0; m < M; m++)
-            for (int32_t k = 0; k < nf; k++)
-                a[n++] = (pippy_action){PIPPY_ACT_RECV_F, m, from[k]};
-        for (int32_t m = 0; m < M; m++) {
-            a[n++] = (pippy_action){PIPPY_ACT_F, m, -1};
-            for (int32_t k = 0; k < nt; k++)
-                a[n++] = (pippy_action){PIPPY_ACT_SEND_F, m, to[k]};
-        }
-        p->actions[s] = a;
-        p->n_actions[s] = n;
-    }
-    /* Prediction: stages in order (data only flows forward). */
-    double *end = calloc((size_t)S * (size_t)M, sizeof *end);
-    if (!end)
-        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory predicting the schedule");
-    double step = 0, busy = 0;
-    for (int32_t s = 0; s < S; s++) {
-        const pippy_stage *sg = &p->stages[s];
-        double t = sg->pred_forward_ms * 1e-3, free_at = 0;
-        for (int32_t m = 0; m < M; m++) {
-            double ready = 0;
-            for (int32_t q = 0; q < sg->n_in; q++) {
-                int32_t f = sg->in[q].from_stage;
-                if (f < 0)
-                    continue;
-                double arr = end[f * M + m] + pippy_cost_transfer_s(&p->cost, p->edges[sg->in[q].edge].bytes);
-                if (arr > ready)
-                    ready = arr;
-            }
-            double start = ready > free_at ? ready : free_at;
-            end[s * M + m] = start + t;
-            free_at = end[s * M + m];
-            busy += t;
-        }
-        if (free_at > step)
-            step = free_at;
-    }
-    free(end);
-    p->pred_step_ms = step * 1e3;
-    p->pred_bubble = step > 0 ? 1.0 - busy / (S * step) : 0;
-    return PIPPY_OK;
+    for (int32_t s = 0; s < p->n_stages; s++)
+        PIPPY_TRY(pippy_stage_actions(p, s, one_f_one_b));
+    return pippy_schedule_predict(p);
 }

@@ -93,12 +93,27 @@ static int pippy_node_foldable(const pippy_graph *g, const pippy_node *n)
     for (int32_t k = 0; k < n->n_in; k++) {
         if (n->in[k] < 0)
             continue;
-        const pippy_value *v = &g->values[n->in[k]];
-        /* parameters are constants too at inference (e.g. Identity or Transpose of a weight) */
-        if ((v->kind != PIPPY_VAL_CONST && v->kind != PIPPY_VAL_PARAM) || !v->data)
+        /* parameters are constants too at inference (e.g. Identity or Transpose of a weight),
+         * not in training */
+        if (!pippy_value_is_const(g, &g->values[n->in[k]]))
             return 0;
     }
     return 1;
+}
+
+/* The parameter a folded node's outputs derive from: its parameter input (the largest when it reads
+ * several, e.g. Mul(W, scale)); -1 for Shape and Size, which read only shapes. */
+static int32_t pippy_fold_root(const pippy_graph *g, const pippy_node *n)
+{
+    if (strcmp(n->op, "Shape") == 0 || strcmp(n->op, "Size") == 0)
+        return -1;
+    int32_t best = -1;
+    for (int32_t k = 0; k < n->n_in; k++) {
+        int32_t r = pippy_value_param_root(g, n->in[k]);
+        if (r >= 0 && (best < 0 || pippy_value_numel(&g->values[r]) > pippy_value_numel(&g->values[best])))
+            best = r;
+    }
+    return best;
 }
 
 static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
@@ -123,6 +138,7 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
     }
     pippy_kernel_run(k, d->in_const, outs);
     pippy_kernel_destroy(k);
+    int32_t root = pippy_fold_root(g, n);
     for (int32_t o = 0; o < d->n_out; o++) {
         pippy_value *v = &g->values[n->out[o]];
         if (v->data_owned)
@@ -130,56 +146,92 @@ static pippy_status pippy_fold_node(pippy_graph *g, int32_t i, pippy_op_desc *d)
         v->data = outs[o];
         v->data_owned = 1;
         v->kind = PIPPY_VAL_CONST;
+        /* a re-layout or slice of a parameter (Transpose(W), Identity(W), Gather(W, idx)) is still W */
+        v->param_of = root >= 0 && v->t.dtype == g->values[root].t.dtype ? root : -1;
     }
     n->removed = 1;
     return PIPPY_OK;
 }
 
-pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+pippy_status pippy_node_infer(pippy_graph *g, int32_t i, pippy_op_desc *d)
 {
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        pippy_node *n = &g->nodes[i];
-        if (n->removed)
+    const pippy_node *n = &g->nodes[i];
+    if (n->n_in > PIPPY_MAX_IO || n->n_out > PIPPY_MAX_IO)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): more than %d inputs or outputs", n->name, n->op,
+                          PIPPY_MAX_IO);
+    pippy_graph_op_desc(g, i, d);
+    for (int32_t o = 0; o < d->n_out; o++)
+        memset(&d->out[o], 0, sizeof d->out[o]);
+    PIPPY_TRY(pippy_op_infer(d));
+    for (int32_t o = 0; o < n->n_out; o++) {
+        if (n->out[o] < 0)
             continue;
-        int unknown = 0;
-        for (int32_t k = 0; k < n->n_in; k++)
-            unknown |= n->in[k] >= 0 && !g->values[n->in[k]].shape_known;
-        if (lenient && (unknown || !pippy_op_find(n->domain, n->op)))
-            continue;
-        for (int32_t k = 0; k < n->n_in; k++) {
-            if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known)
-                return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name,
-                                  n->op, g->values[n->in[k]].name);
-        }
-        if (n->n_in > PIPPY_MAX_IO || n->n_out > PIPPY_MAX_IO)
-            return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): more than %d inputs or outputs", n->name,
-                              n->op, PIPPY_MAX_IO);
-        pippy_op_desc d;
-        pippy_graph_op_desc(g, i, &d);
-        for (int32_t o = 0; o < d.n_out; o++)
-            memset(&d.out[o], 0, sizeof d.out[o]);
-        pippy_status st = pippy_op_infer(&d);
-        if (st != PIPPY_OK && lenient)
-            continue;
-        if (st != PIPPY_OK)
-            return st;
-        for (int32_t o = 0; o < n->n_out; o++) {
-            pippy_value *v = &g->values[n->out[o]];
-            if (d.out[o].dtype == PIPPY_DT_UNDEFINED || pippy_dtype_size(d.out[o].dtype) == 0)
-                return pippy_fail(PIPPY_ERR_INTERNAL, "node '%s' (%s): shape rule gave no type for output %d",
-                                  n->name, n->op, o);
-            v->t = d.out[o];
-            v->shape_known = 1;
-        }
-        if (fold && pippy_node_foldable(g, n))
-            PIPPY_TRY(pippy_fold_node(g, i, &d));
+        pippy_value *v = &g->values[n->out[o]];
+        if (d->out[o].dtype == PIPPY_DT_UNDEFINED || pippy_dtype_size(d->out[o].dtype) == 0)
+            return pippy_fail(PIPPY_ERR_INTERNAL, "node '%s' (%s): shape rule gave no type for output %d", n->name,
+                              n->op, o);
+        v->t = d->out[o];
+        v->shape_known = 1;
+        v->producer = i;
     }
-    for (int32_t o = 0; o < g->n_outputs && !lenient; o++) {
+    return PIPPY_OK;
+}
+
+pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *domain, const char *op, int32_t n_in,
+                              const int32_t *in, const pippy_attr *attrs, int32_t n_attrs, int32_t n_out,
+                              const int32_t *out, int32_t *node)
+{
+    int32_t k = pippy_graph_add_node(g, name, op, domain, n_in, in, n_out, out);
+    if (k < 0)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory adding node '%s'", name);
+    if (n_attrs)
+        PIPPY_TRY(pippy_node_set_attrs(&g->nodes[k], attrs, n_attrs));
+    pippy_op_desc d;
+    PIPPY_TRY(pippy_node_infer(g, k, &d));
+    if (node)
+        *node = k;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient)
+{
+    pippy_node *n = &g->nodes[i];
+    if (n->removed)
+        return PIPPY_OK;
+    int unknown = 0;
+    for (int32_t k = 0; k < n->n_in; k++)
+        unknown |= n->in[k] >= 0 && !g->values[n->in[k]].shape_known;
+    if (lenient && (unknown || !pippy_op_find(n->domain, n->op)))
+        return PIPPY_OK;
+    for (int32_t k = 0; k < n->n_in; k++) {
+        if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known)
+            return pippy_fail(PIPPY_ERR_SHAPE, "node '%s' (%s): the shape of input '%s' is unknown", n->name, n->op,
+                              g->values[n->in[k]].name);
+    }
+    pippy_op_desc d;
+    pippy_status st = pippy_node_infer(g, i, &d);
+    if (st != PIPPY_OK)
+        return lenient ? PIPPY_OK : st;
+    if (fold && pippy_node_foldable(g, n))
+        PIPPY_TRY(pippy_fold_node(g, i, &d));
+    return PIPPY_OK;
+}
+
+pippy_status pippy_shape_check_outputs(const pippy_graph *g)
+{
+    for (int32_t o = 0; o < g->n_outputs; o++) {
         const pippy_value *v = &g->values[g->outputs[o]];
         if (!v->shape_known)
             return pippy_fail(PIPPY_ERR_SHAPE, "graph output '%s' has no producer with a known shape", v->name);
     }
     return PIPPY_OK;
+}
+
+pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        PIPPY_TRY(pippy_shape_infer_node(g, i, fold, lenient));
+    return lenient ? PIPPY_OK : pippy_shape_check_outputs(g);
 }
 
 int32_t pippy_graph_prune(pippy_graph *g)

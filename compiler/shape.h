@@ -34,6 +34,21 @@ pippy_status pippy_shape_bind(pippy_graph *g, const pippy_shape_bind_opts *o);
  * (for `pippyc inspect`, which lists unsupported ops instead of stopping). */
 pippy_status pippy_shape_infer(pippy_graph *g, int fold, int lenient);
 
+/* Infer node i's output types from its inputs (the backend's shape rule) into the graph; d is
+ * left filled. Errors name the node. */
+pippy_status pippy_node_infer(pippy_graph *g, int32_t i, pippy_op_desc *d);
+
+/* Append node op(in...) -> out (values that exist already), with attributes, and infer its
+ * outputs; *node (if not NULL) is its index. */
+pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *domain, const char *op, int32_t n_in,
+                              const int32_t *in, const pippy_attr *attrs, int32_t n_attrs, int32_t n_out,
+                              const int32_t *out, int32_t *node);
+
+/* One step of pippy_shape_infer: node i (its inputs' shapes already inferred). */
+pippy_status pippy_shape_infer_node(pippy_graph *g, int32_t i, int fold, int lenient);
+/* Fails naming the first graph output whose shape is still unknown. */
+pippy_status pippy_shape_check_outputs(const pippy_graph *g);
+
 /* Drop nodes none of whose outputs reaches a graph output. Returns how many were dropped. */
 int32_t pippy_graph_prune(pippy_graph *g);
 

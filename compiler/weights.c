@@ -32,7 +32,8 @@ pippy_status pippy_emit_weights(const pippy_plan *p, int32_t s, const pippy_emit
         snprintf(e.name, sizeof e.name, "%s", v->name);
         e.dtype = v->t.dtype;
         e.rank = v->t.rank;
-        memcpy(e.dims, v->t.dims, sizeof e.dims);
+        for (int32_t d = 0; d < v->t.rank && d < 8; d++) /* dims past the rank are not defined in the IR */
+            e.dims[d] = v->t.dims[d];
         e.offset = sg->param_off[q];
         e.bytes = pippy_value_bytes(v);
         fwrite(&e, sizeof e, 1, f);

@@ -52,10 +52,10 @@ static void *pippy_shm_map(const char *name, size_t bytes, int create, pippy_sta
 
 /* Producer side, before the ready exchange: outputs with a consumer on this machine move into
  * shared memory (a passed-through graph input moves with its data). */
-pippy_status pippy_rt_share_outputs(pippy_rt *rt)
+static pippy_status pippy_rt_share_stage(pippy_rt *rt, pippy_rt_stage *sx)
 {
-    for (int q = 0; q < rt->n_out; q++) {
-        pippy_rt_output *y = &rt->out[q];
+    for (int q = 0; q < sx->n_out; q++) {
+        pippy_rt_output *y = &sx->out[q];
         int local = 0;
         for (int c = 0; c < y->n_to; c++)
             local |= rt->same_host[rt->stage_rank[y->to[c]]];
@@ -63,7 +63,7 @@ pippy_status pippy_rt_share_outputs(pippy_rt *rt)
             continue;
         size_t bytes = y->bytes * (size_t)rt->M;
         pippy_status st = PIPPY_OK;
-        pippy_shm_name(y->shm_name, sizeof y->shm_name, rt->p->hash, rt->a.job_token, y->edge);
+        pippy_shm_name(y->shm_name, sizeof y->shm_name, sx->p->hash, rt->a.job_token, y->edge);
         uint8_t *m = pippy_shm_map(y->shm_name, bytes, 1, &st);
         if (!m)
             return st;
@@ -73,8 +73,8 @@ pippy_status pippy_rt_share_outputs(pippy_rt *rt)
             shm_unlink(y->shm_name);
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
         }
-        if (y->passthrough >= 0 && y->passthrough < rt->n_in) {
-            pippy_rt_input *x = &rt->in[y->passthrough];
+        if (y->passthrough >= 0 && y->passthrough < sx->n_in) {
+            pippy_rt_input *x = &sx->in[y->passthrough];
             if (bytes)
                 memcpy(m, x->buf, bytes);
             free(x->buf);
@@ -90,20 +90,27 @@ pippy_status pippy_rt_share_outputs(pippy_rt *rt)
     return PIPPY_OK;
 }
 
-/* Consumer side, after the ready exchange: map what producers on this machine shared. */
-pippy_status pippy_rt_map_inputs(pippy_rt *rt)
+pippy_status pippy_rt_share_outputs(pippy_rt *rt)
 {
-    for (int q = 0; q < rt->n_in; q++) {
-        pippy_rt_input *x = &rt->in[q];
+    for (int i = 0; i < rt->n_st; i++)
+        PIPPY_TRY(pippy_rt_share_stage(rt, &rt->st[i]));
+    return PIPPY_OK;
+}
+
+/* Consumer side, after the ready exchange: map what producers on this machine shared. */
+static pippy_status pippy_rt_map_stage(pippy_rt *rt, pippy_rt_stage *sx)
+{
+    for (int q = 0; q < sx->n_in; q++) {
+        pippy_rt_input *x = &sx->in[q];
         if (x->from < 0 || !rt->same_host[rt->stage_rank[x->from]])
             continue;
         char name[96];
         size_t bytes = x->bytes * (size_t)rt->M;
         pippy_status st = PIPPY_OK;
-        pippy_shm_name(name, sizeof name, rt->p->hash, rt->a.job_token, x->edge);
+        pippy_shm_name(name, sizeof name, sx->p->hash, rt->a.job_token, x->edge);
         uint8_t *m = pippy_shm_map(name, bytes, 0, &st);
         if (!m)
-            return pippy_error_prefix(st, "stage %d mapping '%s' from stage %d", rt->p->stage, x->name, x->from);
+            return pippy_error_prefix(st, "stage %d mapping '%s' from stage %d", sx->stage, x->name, x->from);
         x->note = calloc((size_t)rt->M, sizeof *x->note);
         if (!x->note) {
             munmap(m, bytes ? bytes : 1);
@@ -113,6 +120,13 @@ pippy_status pippy_rt_map_inputs(pippy_rt *rt)
         x->buf = m;
         x->shm = 1;
     }
+    return PIPPY_OK;
+}
+
+pippy_status pippy_rt_map_inputs(pippy_rt *rt)
+{
+    for (int i = 0; i < rt->n_st; i++)
+        PIPPY_TRY(pippy_rt_map_stage(rt, &rt->st[i]));
     return PIPPY_OK;
 }
 
@@ -130,10 +144,13 @@ void pippy_host_of(const char *hp, char *buf, size_t n)
 }
 void pippy_rt_unlink_shared(pippy_rt *rt)
 {
-    for (int q = 0; q < rt->n_out; q++)
-        if (rt->out[q].shm && rt->out[q].shm_name[0]) {
-            shm_unlink(rt->out[q].shm_name);
-            rt->out[q].shm_name[0] = 0;
+    for (int i = 0; i < rt->n_st; i++)
+        for (int q = 0; q < rt->st[i].n_out; q++) {
+            pippy_rt_output *y = &rt->st[i].out[q];
+            if (y->shm && y->shm_name[0]) {
+                shm_unlink(y->shm_name);
+                y->shm_name[0] = 0;
+            }
         }
 }
 
@@ -141,17 +158,22 @@ void pippy_rt_unlink_shared(pippy_rt *rt)
  * went with its output. */
 void pippy_rt_unshare(pippy_rt *rt)
 {
-    for (int q = 0; rt->out && q < rt->n_out; q++) {
-        pippy_rt_output *y = &rt->out[q];
-        if (!y->shm)
-            continue;
-        size_t bytes = y->bytes * (size_t)rt->M;
-        munmap(y->buf, bytes ? bytes : 1);
-        if (y->shm_name[0])
-            shm_unlink(y->shm_name);
-        if (y->passthrough >= 0 && y->passthrough < rt->n_in)
-            rt->in[y->passthrough].buf = NULL;
-        y->buf = NULL;
-        free(y->note);
+    for (int i = 0; rt->st && i < rt->n_st; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        for (int q = 0; sx->out && q < sx->n_out; q++) {
+            pippy_rt_output *y = &sx->out[q];
+            if (!y->shm)
+                continue;
+            size_t bytes = y->bytes * (size_t)rt->M;
+            munmap(y->buf, bytes ? bytes : 1);
+            if (y->shm_name[0])
+                shm_unlink(y->shm_name);
+            if (y->passthrough >= 0 && y->passthrough < sx->n_in)
+                sx->in[y->passthrough].buf = NULL;
+            y->buf = NULL;
+            free(y->note);
+            y->note = NULL;
+            y->shm = 0;
+        }
     }
 }

@@ -116,8 +116,9 @@ class GPT(nn.Module):
     turns Transpose(W) into a second, transposed copy of the weight and the tie is lost in the file.)
     """
 
-    def __init__(self, vocab=128, d=64, n_head=4, n_layer=2, block=16):
+    def __init__(self, vocab=128, d=64, n_head=4, n_layer=2, block=16, flat_head=True):
         super().__init__()
+        self.flat_head = flat_head
         self.tok_emb = nn.Embedding(vocab, d)
         self.pos_emb = nn.Embedding(block, d)
         self.blocks = nn.ModuleList([Block(d, n_head, block) for _ in range(n_layer)])
@@ -138,6 +139,8 @@ class GPT(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         x = self.ln_f(x)
+        if not self.flat_head:  # the usual 3-D head: MatMul(x, Transpose(tok_emb.weight)) + bias
+            return self.lm_head(x)
         C = x.size(2)
         logits = self.lm_head(x.reshape(B * T, C))
         return logits.view(B, T, -1)
@@ -232,9 +235,14 @@ def gpt_model():
     return GPT()
 
 
-def resnet_model():
+def gpt_head_model():
+    torch.manual_seed(2)
+    return GPT(flat_head=False)
+
+
+def resnet_model(width=None):
     torch.manual_seed(3)
-    m = ResNet18(w=RESNET_WIDTH)
+    m = ResNet18(w=width or RESNET_WIDTH)
     # non-trivial BN running statistics: a few training-mode passes over random data
     m.train()
     g = torch.Generator().manual_seed(33)
@@ -252,6 +260,9 @@ def skip_model():
 # Base width of the ResNet-18 sample. torchvision's is 64; 16 gives 0.70M parameters (2.8 MB, over the
 # 2 MB per-file limit of the repository), 12 gives 0.39M (1.6 MB).
 RESNET_WIDTH = 12
+# resnet18_static: width 8 keeps the file small (0.18M parameters) and makes the first layers' channel
+# count equal to the batch of 8, which the static-batch rewrite must tell apart
+RESNET_STATIC_WIDTH = 8
 
 
 def example(name, batch, seed=0):
@@ -260,7 +271,7 @@ def example(name, batch, seed=0):
         return {"x": torch.randn(batch, 64, generator=g)}
     if name.startswith("gpt"):
         return {"idx": torch.randint(0, 128, (batch, 16), generator=g, dtype=torch.long)}
-    if name == "resnet18":
+    if name.startswith("resnet18"):
         return {"x": torch.randn(batch, 3, 32, 32, generator=g)}
     if name == "skip":
         return {"x": torch.randn(batch, 32, generator=g)}
@@ -277,6 +288,17 @@ MODELS = {
     "skip": (skip_model, 17, ["y"], {}),
     "mlp_annotated": (lambda: _with_splits(mlp_model(), (1, 2)), 17, ["y"], {}),
     "mlp_meta": (mlp_model, 17, ["y"], {}),
+    # the 3-D head of a usual GPT export: without constant folding the file keeps
+    # Transpose(tok_emb.weight) -> MatMul, so the tie to the embedding is pippyc's to keep
+    "gpt_head_t": (gpt_head_model, 17, ["logits"], {"do_constant_folding": False}),
+    # static batch (no dynamic_axes: the batch of 8 is baked into the graph, the most common export):
+    # gpt_op14_static with the exporter's constant folding (shape constants in Constant nodes),
+    # gpt_op17_static without it (the batch reaches each Reshape through Unsqueeze -> Concat chains);
+    # resnet18_static in the default eval export (BatchNorm folded into the convolutions, width 8)
+    "gpt_op14_static": (gpt_model, 14, ["logits"], {"dynamic_batch": False}),
+    "gpt_op17_static": (gpt_model, 17, ["logits"], {"dynamic_batch": False, "do_constant_folding": False}),
+    "resnet18_static": (lambda: resnet_model(RESNET_STATIC_WIDTH), 17, ["y"], {"dynamic_batch": False}),
+    "mlp_static": (mlp_model, 17, ["y"], {"dynamic_batch": False}),
 }
 
 
@@ -348,8 +370,11 @@ def build(name):
         info["pipe_splits"] = [n.name for n in m.graph.node if n.op_type == "PipeSplit"]
     if name.startswith("gpt"):
         info["tied"] = tied_report(m)
-    if name == "resnet18":
-        info["base_width"] = RESNET_WIDTH
+    if name == "gpt_head_t":
+        info["head"] = [n.op_type + ":" + n.name for n in m.graph.node if n.name.startswith("/lm_head/")]
+    if name.startswith("resnet18"):
+        info["base_width"] = RESNET_STATIC_WIDTH if name.endswith("_static") else RESNET_WIDTH
+    info["static_batch"] = not kw.get("dynamic_batch", True)
     with open(os.path.join(OUT, name + ".json"), "w") as f:
         json.dump(info, f, indent=1)
         f.write("\n")
@@ -367,7 +392,7 @@ def tied_report(m):
     out = {}
     for k, v in users.items():
         kinds = {u.split(":")[0] for u in v}
-        if "Gather" in kinds and kinds & {"Gemm", "MatMul"}:
+        if "Gather" in kinds and kinds & {"Gemm", "MatMul", "Transpose"}:
             out[k] = v
     return out
 

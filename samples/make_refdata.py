@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make reference inputs and outputs for the sample models (needs only numpy, onnx and onnxruntime).
 
-    python3 samples/make_refdata.py            # every samples/models/*.onnx
+    python3 samples/make_refdata.py            # every samples/models/*.onnx but the training samples
     python3 samples/make_refdata.py mlp skip
 
 For each model: batch 8, deterministic random inputs, seeded from the model family so that mlp,
@@ -112,7 +112,10 @@ def safe(n):
 
 
 def main(argv):
-    names = argv or sorted(f[:-5] for f in os.listdir(MODELS) if f.endswith(".onnx"))
+    # the training samples (those with a <name>.train/ folder) have their own references, from
+    # make_train_refs.py
+    names = argv or sorted(f[:-5] for f in os.listdir(MODELS)
+                           if f.endswith(".onnx") and not os.path.isdir(os.path.join(MODELS, f[:-5] + ".train")))
     for name in names:
         run(name)
 

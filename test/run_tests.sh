@@ -44,12 +44,17 @@ suite() { # name, command...
 suite unit "$B/test_unit"
 suite pippyrun sh test/e2e/test_pippyrun.sh "$B"
 suite cli python3 test/e2e/test_cli.py "$B"
+suite trainref python3 test/e2e/trainref.py self-test
+suite export python3 test/e2e/test_export.py "$B"
+suite static-batch python3 test/e2e/test_static_batch.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
+    suite train python3 test/e2e/test_train.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
+    suite train python3 test/e2e/test_train.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 fi

@@ -2,7 +2,7 @@
 # Install what pippyc needs on Debian 12 (as root, or with sudo available).
 # Debian packages for building and running; Python packages only for tests.
 set -e
-PKGS="build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libdnnl-dev libucx-dev ucx-utils check libcjson-dev iproute2 python3 python3-pip"
+PKGS="build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libdnnl-dev libucx-dev ucx-utils check libcjson-dev zlib1g-dev iproute2 python3 python3-pip"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -84,6 +84,8 @@ def export(model, args, path, input_names, output_names, dynamic_batch=True, ops
       so the graph reads the batch size with Shape/Gather rather than baking it in (pippyc splits the
       batch into microbatches).
     * ``opset``: default-domain opset (14 decomposes LayerNorm; 17 has LayerNormalization).
+    * ``dynamic_axes``: given explicitly, it replaces the batch-axis default (e.g. for a model whose
+      output is a scalar loss: ``{"x": {0: "batch"}, "target": {0: "batch"}}``).
     * Other keyword arguments go to ``torch.onnx.export`` (e.g. ``training``, ``do_constant_folding``).
 
     Uses the TorchScript-based exporter (``dynamo=False``) and registers the ``pippy`` domain so
@@ -93,8 +95,8 @@ def export(model, args, path, input_names, output_names, dynamic_batch=True, ops
         args = (args,)
     input_names = list(input_names)
     output_names = list(output_names)
-    dynamic_axes = None
-    if dynamic_batch:
+    dynamic_axes = kwargs.pop("dynamic_axes", None)
+    if dynamic_axes is None and dynamic_batch:
         dynamic_axes = {name: {0: "batch"} for name in input_names + output_names}
     custom_opsets = dict(kwargs.pop("custom_opsets", {}) or {})
     custom_opsets.setdefault(PIPPY_DOMAIN, PIPPY_DOMAIN_VERSION)

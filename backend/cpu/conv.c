@@ -14,30 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
+#include "geom.h"
 
-typedef struct {
-    pippy_window w;
-    int64_t N, C, M, G;
-    int has_b;
-} pippy_conv_geom;
-
-static pippy_status pippy_conv_geom_get(const pippy_op_desc *d, pippy_conv_geom *g)
+pippy_status pippy_conv_geom_of(const pippy_op_desc *d, const pippy_tdesc *x, const pippy_tdesc *w,
+                                const pippy_tdesc *b, pippy_conv_geom *g)
 {
-    if (d->n_in < 2 || d->n_in > 3)
-        return pippy_fail(PIPPY_ERR_INVALID, "Conv: expected 2 or 3 inputs, found %d", d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
-    PIPPY_TRY(pippy_dense_want_float(d, 1, "W"));
-    const pippy_tdesc *x = &d->in[0], *w = &d->in[1];
     char sx[160], sw[160], sb[160];
     if (x->rank < 3)
-        return pippy_fail(PIPPY_ERR_SHAPE, "Conv: X must be [N,C,spatial...], found %s",
+        return pippy_fail(PIPPY_ERR_SHAPE, "%s: X must be [N,C,spatial...], found %s", d->op,
                           pippy_tdesc_str(x, sx, sizeof sx));
     if (x->rank > 2 + PIPPY_DENSE_MAX_SPATIAL)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "Conv: X is %s; only 1-D, 2-D and 3-D convolutions are supported",
-                          pippy_tdesc_str(x, sx, sizeof sx));
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: X is %s; only 1-D, 2-D and 3-D convolutions are supported",
+                          d->op, pippy_tdesc_str(x, sx, sizeof sx));
     if (w->rank != x->rank)
-        return pippy_fail(PIPPY_ERR_SHAPE, "Conv: W must have the rank of X: X is %s, W is %s",
+        return pippy_fail(PIPPY_ERR_SHAPE, "%s: W must have the rank of X: X is %s, W is %s", d->op,
                           pippy_tdesc_str(x, sx, sizeof sx), pippy_tdesc_str(w, sw, sizeof sw));
     memset(g, 0, sizeof *g);
     int ns = x->rank - 2;
@@ -46,34 +36,57 @@ static pippy_status pippy_conv_geom_get(const pippy_op_desc *d, pippy_conv_geom 
     g->M = w->dims[0];
     g->G = pippy_attr_int(d, "group", 1);
     if (g->G < 1)
-        return pippy_fail(PIPPY_ERR_INVALID, "Conv: group is %lld, expected >= 1", (long long)g->G);
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: group is %lld, expected >= 1", d->op, (long long)g->G);
     if (w->dims[1] * g->G != g->C)
         return pippy_fail(PIPPY_ERR_SHAPE,
-                          "Conv: channels differ: X is %s (%lld channels), W is %s with group %lld (%lld channels)",
-                          pippy_tdesc_str(x, sx, sizeof sx), (long long)g->C, pippy_tdesc_str(w, sw, sizeof sw),
-                          (long long)g->G, (long long)(w->dims[1] * g->G));
+                          "%s: channels differ: X is %s (%lld channels), W is %s with group %lld (%lld channels)",
+                          d->op, pippy_tdesc_str(x, sx, sizeof sx), (long long)g->C,
+                          pippy_tdesc_str(w, sw, sizeof sw), (long long)g->G, (long long)(w->dims[1] * g->G));
     if (g->M % g->G != 0)
-        return pippy_fail(PIPPY_ERR_SHAPE, "Conv: W is %s: its %lld output channels do not split into %lld groups",
-                          pippy_tdesc_str(w, sw, sizeof sw), (long long)g->M, (long long)g->G);
+        return pippy_fail(PIPPY_ERR_SHAPE, "%s: W is %s: its %lld output channels do not split into %lld groups",
+                          d->op, pippy_tdesc_str(w, sw, sizeof sw), (long long)g->M, (long long)g->G);
     const int64_t *ks;
     int nks = pippy_attr_ints(d, "kernel_shape", &ks);
     if (nks >= 0) {
         if (nks != ns)
-            return pippy_fail(PIPPY_ERR_INVALID, "Conv: kernel_shape has %d values, expected %d", nks, ns);
+            return pippy_fail(PIPPY_ERR_INVALID, "%s: kernel_shape has %d values, expected %d", d->op, nks, ns);
         for (int i = 0; i < ns; i++)
             if (ks[i] != w->dims[2 + i])
-                return pippy_fail(PIPPY_ERR_SHAPE, "Conv: kernel_shape[%d] is %lld but W is %s", i,
+                return pippy_fail(PIPPY_ERR_SHAPE, "%s: kernel_shape[%d] is %lld but W is %s", d->op, i,
                                   (long long)ks[i], pippy_tdesc_str(w, sw, sizeof sw));
     }
-    g->has_b = pippy_dense_has_input(d, 2);
-    if (g->has_b) {
-        PIPPY_TRY(pippy_dense_want_float(d, 2, "B"));
-        const pippy_tdesc *b = &d->in[2];
-        if (b->rank != 1 || b->dims[0] != g->M)
-            return pippy_fail(PIPPY_ERR_SHAPE, "Conv: B must be [%lld] (one per output channel), found %s",
-                              (long long)g->M, pippy_tdesc_str(b, sb, sizeof sb));
-    }
+    g->has_b = b != NULL;
+    if (b && (b->rank != 1 || b->dims[0] != g->M))
+        return pippy_fail(PIPPY_ERR_SHAPE, "%s: B must be [%lld] (one per output channel), found %s", d->op,
+                          (long long)g->M, pippy_tdesc_str(b, sb, sizeof sb));
     return pippy_dense_window(d, ns, x->dims + 2, w->dims + 2, 0, &g->w);
+}
+
+int pippy_conv_wdims(const pippy_conv_geom *g, int64_t *wd)
+{
+    int ns = g->w.ns, wnd;
+    if (g->G > 1) { /* [G, M/G, C/G, k...]: the same bytes as ONNX's [M, C/G, k...] */
+        wnd = 3 + ns;
+        wd[0] = g->G, wd[1] = g->M / g->G, wd[2] = g->C / g->G;
+    } else {
+        wnd = 2 + ns;
+        wd[0] = g->M, wd[1] = g->C;
+    }
+    for (int i = 0; i < ns; i++)
+        wd[wnd - ns + i] = g->w.k[i];
+    return wnd;
+}
+
+static pippy_status pippy_conv_geom_get(const pippy_op_desc *d, pippy_conv_geom *g)
+{
+    if (d->n_in < 2 || d->n_in > 3)
+        return pippy_fail(PIPPY_ERR_INVALID, "Conv: expected 2 or 3 inputs, found %d", d->n_in);
+    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
+    PIPPY_TRY(pippy_dense_want_float(d, 1, "W"));
+    int has_b = pippy_dense_has_input(d, 2);
+    if (has_b)
+        PIPPY_TRY(pippy_dense_want_float(d, 2, "B"));
+    return pippy_conv_geom_of(d, &d->in[0], &d->in[1], has_b ? &d->in[2] : NULL, g);
 }
 
 static pippy_status pippy_conv_infer(pippy_op_desc *d)
@@ -158,18 +171,9 @@ static pippy_status pippy_conv_fast(const pippy_op_desc *d, const pippy_kernel *
 {
     const pippy_conv_ref *r = (const pippy_conv_ref *)ref;
     const pippy_conv_geom *g = &r->g;
-    int ns = g->w.ns, nd = 2 + ns;
+    int nd = 2 + g->w.ns;
     int64_t wd[DNNL_MAX_NDIMS];
-    int wnd;
-    if (g->G > 1) { /* [G, M/G, C/G, k...]: the same bytes as ONNX's [M, C/G, k...] */
-        wnd = nd + 1;
-        wd[0] = g->G, wd[1] = g->M / g->G, wd[2] = g->C / g->G;
-    } else {
-        wnd = nd;
-        wd[0] = g->M, wd[1] = g->C;
-    }
-    for (int i = 0; i < ns; i++)
-        wd[wnd - ns + i] = g->w.k[i];
+    int wnd = pippy_conv_wdims(g, wd);
     dnnl_dims_t strides, dil, pl, pr;
     pippy_window_dnnl(&g->w, strides, NULL, dil, pl, pr);
     dnnl_memory_desc_t xmd_user, ymd_user, wmd_user, bmd, xmd, ymd, wmd;

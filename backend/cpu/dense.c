@@ -53,6 +53,8 @@ static void pippy_dnnl_kernel_run(pippy_kernel *kb, const void *const *in, void 
         if ((s = dnnl_memory_set_data_handle(k->binds[i].mem, p)) != dnnl_success)
             pippy_dnnl_run_failed(s, "dnnl_memory_set_data_handle");
     }
+    if (k->prepare)
+        k->prepare(k, in, out);
     for (int i = 0; i < k->n_steps; i++)
         if ((s = dnnl_primitive_execute(k->steps[i].prim, k->stream, k->steps[i].nargs, k->steps[i].args)) !=
             dnnl_success)
@@ -72,6 +74,8 @@ void pippy_dnnl_kernel_free(pippy_kernel *kb)
         dnnl_primitive_destroy(k->steps[i].prim);
     if (k->pd)
         dnnl_primitive_desc_destroy(k->pd);
+    if (k->hint)
+        dnnl_primitive_desc_destroy(k->hint);
     for (int i = 0; i < k->n_mems; i++)
         dnnl_memory_destroy(k->mems[i]);
     for (int i = 0; i < k->n_owned; i++)
@@ -184,8 +188,9 @@ pippy_status pippy_dnnl_input(pippy_dnnl_kernel *k, const pippy_op_desc *d, int 
     return pippy_dnnl_memory_in(k, user_md, i, m);
 }
 
-pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
-                                dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd)
+static pippy_status pippy_dnnl_pd_make(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
+                                       dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
+                                       dnnl_primitive_desc_t *pd)
 {
     *pd = NULL;
     if (k->pd) {
@@ -193,7 +198,7 @@ pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, co
         return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: %s: a primitive descriptor is already pending", __FILE__,
                           __LINE__, d->op);
     }
-    dnnl_status_t s = dnnl_primitive_desc_create(pd, op_desc, attr, k->engine, NULL);
+    dnnl_status_t s = dnnl_primitive_desc_create(pd, op_desc, attr, k->engine, hint);
     dnnl_primitive_attr_destroy(attr);
     if (s == dnnl_unimplemented)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: oneDNN has no implementation for this case", d->op);
@@ -201,6 +206,66 @@ pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, co
         return pippy_dnnl_fail(s, "dnnl_primitive_desc_create", __FILE__, __LINE__);
     k->pd = *pd;
     return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
+                                dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd)
+{
+    return pippy_dnnl_pd_make(k, d, op_desc, attr, NULL, pd);
+}
+
+pippy_status pippy_dnnl_hint(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *fwd_desc)
+{
+    dnnl_primitive_desc_t pd;
+    PIPPY_TRY(pippy_dnnl_pd(k, d, fwd_desc, 0, &pd));
+    k->pd = NULL; /* kept as the hint, not a pending step */
+    if (k->hint)
+        dnnl_primitive_desc_destroy(k->hint);
+    k->hint = pd;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dnnl_attr_sum(dnnl_primitive_attr_t attr)
+{
+    dnnl_post_ops_t po;
+    PIPPY_DNNL_CHECK(dnnl_post_ops_create(&po));
+    dnnl_status_t s = dnnl_post_ops_append_sum(po, 1.0f);
+    if (s == dnnl_success)
+        s = dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    if (s != dnnl_success)
+        return pippy_dnnl_fail(s, "dnnl post-ops (sum)", __FILE__, __LINE__);
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_dnnl_pd_sum(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                                      const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd)
+{
+    dnnl_primitive_attr_t attr;
+    PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    if (accumulate) {
+        pippy_status st = pippy_dnnl_attr_sum(attr);
+        if (st != PIPPY_OK) {
+            dnnl_primitive_attr_destroy(attr);
+            return st;
+        }
+    }
+    return pippy_dnnl_pd_make(k, d, op_desc, attr, hint, pd);
+}
+
+pippy_status pippy_dnnl_pd_acc(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                               dnnl_primitive_desc_t *pd)
+{
+    return pippy_dnnl_pd_sum(k, d, op_desc, accumulate, NULL, pd);
+}
+
+pippy_status pippy_dnnl_pd_bwd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                               dnnl_primitive_desc_t *pd)
+{
+    if (!k->hint)
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: %s: a backward primitive without its forward hint", __FILE__,
+                          __LINE__, d->op);
+    return pippy_dnnl_pd_sum(k, d, op_desc, accumulate, k->hint, pd);
 }
 
 pippy_status pippy_dnnl_pd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int relu,
@@ -271,19 +336,29 @@ pippy_status pippy_dnnl_add_src_dst(pippy_dnnl_kernel *k, const pippy_op_desc *d
     return pippy_dnnl_add_step(k, pd, args, 2);
 }
 
-pippy_status pippy_dnnl_add_reorder(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst)
+pippy_status pippy_dnnl_add_reorder_acc(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst, int accumulate)
 {
     const dnnl_memory_desc_t *smd, *dmd;
     PIPPY_DNNL_CHECK(dnnl_memory_get_memory_desc(src, &smd));
     PIPPY_DNNL_CHECK(dnnl_memory_get_memory_desc(dst, &dmd));
     dnnl_primitive_attr_t attr;
     PIPPY_TRY(pippy_dnnl_attr_new(&attr));
+    pippy_status st = accumulate ? pippy_dnnl_attr_sum(attr) : PIPPY_OK;
+    if (st != PIPPY_OK) {
+        dnnl_primitive_attr_destroy(attr);
+        return st;
+    }
     dnnl_primitive_desc_t pd;
     dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, smd, k->engine, dmd, k->engine, attr);
     dnnl_primitive_attr_destroy(attr);
     PIPPY_DNNL_CHECK_PD(s);
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
     return pippy_dnnl_add_step(k, pd, args, 2);
+}
+
+pippy_status pippy_dnnl_add_reorder(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst)
+{
+    return pippy_dnnl_add_reorder_acc(k, src, dst, 0);
 }
 
 pippy_status pippy_dnnl_const(pippy_dnnl_kernel *k, const dnnl_memory_desc_t *user_md, const void *data,
@@ -408,6 +483,61 @@ pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu)
     }
     return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: fused activation '%s' is not supported (only \"Relu\")", d->op,
                       a->type == PIPPY_ATTR_STRING && a->s ? a->s : "(not a string)");
+}
+
+pippy_status pippy_dense_flag(const pippy_op_desc *d, const char *name, int *v)
+{
+    const pippy_attr *a = pippy_attr_find(d, name);
+    *v = 0;
+    if (!a)
+        return PIPPY_OK;
+    if (a->type != PIPPY_ATTR_INT || (a->i != 0 && a->i != 1))
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: attribute %s must be INT 0 or 1", d->op, name);
+    *v = (int)a->i;
+    return PIPPY_OK;
+}
+
+int64_t pippy_dims_prod(const int64_t *v, int from, int to)
+{
+    int64_t p = 1;
+    for (int i = from; i < to; i++)
+        p *= v[i];
+    return p;
+}
+
+pippy_status pippy_dense_shape_attr(const pippy_op_desc *d, const char *name, pippy_tdesc *t)
+{
+    const int64_t *v;
+    int n = pippy_attr_ints(d, name, &v);
+    if (n < 0)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: attribute %s (INTS) is missing", d->op, name);
+    if (n > PIPPY_MAX_RANK)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: attribute %s has %d values, at most %d handled", d->op, name, n,
+                          PIPPY_MAX_RANK);
+    memset(t, 0, sizeof *t);
+    t->dtype = PIPPY_DT_FLOAT;
+    t->rank = n;
+    for (int i = 0; i < n; i++) {
+        if (v[i] < 0)
+            return pippy_fail(PIPPY_ERR_INVALID, "%s: attribute %s[%d] is %lld, expected >= 0", d->op, name, i,
+                              (long long)v[i]);
+        t->dims[i] = v[i];
+    }
+    return PIPPY_OK;
+}
+
+pippy_status pippy_dense_want_shape(const pippy_op_desc *d, int i, const char *what, const pippy_tdesc *want,
+                                    const char *want_what)
+{
+    const pippy_tdesc *t = &d->in[i];
+    int same = t->rank == want->rank;
+    for (int j = 0; same && j < t->rank; j++)
+        same = t->dims[j] == want->dims[j];
+    if (same)
+        return PIPPY_OK;
+    char st[160], sw[160];
+    return pippy_fail(PIPPY_ERR_SHAPE, "%s: input %d (%s) is %s, expected %s (%s)", d->op, i, what,
+                      pippy_tdesc_str(t, st, sizeof st), pippy_tdesc_str(want, sw, sizeof sw), want_what);
 }
 
 static pippy_status pippy_window_ints(const pippy_op_desc *d, const char *name, int want, int64_t dflt,

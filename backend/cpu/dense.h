@@ -49,7 +49,7 @@ pippy_status pippy_dnnl_fail(dnnl_status_t s, const char *call, const char *file
             return pippy_dnnl_fail(pippy_ds_, #call, __FILE__, __LINE__);          \
     } while (0)
 
-#define PIPPY_DNNL_MAX_STEPS 4
+#define PIPPY_DNNL_MAX_STEPS 6
 #define PIPPY_DNNL_MAX_ARGS 16
 #define PIPPY_DNNL_MAX_MEMS 32
 #define PIPPY_DNNL_MAX_BINDS 16
@@ -78,13 +78,18 @@ struct pippy_dnnl_kernel {
     dnnl_memory_t mems[PIPPY_DNNL_MAX_MEMS];
     int n_owned;
     void *owned[PIPPY_DNNL_MAX_OWNED];
-    /* Optional plain-C tail run after the primitives (e.g. variance -> 1/stddev). */
+    /* Optional plain-C head run before the primitives (e.g. 1/stddev -> variance into a
+     * kernel buffer) and tail run after them (e.g. variance -> 1/stddev). */
+    void (*prepare)(pippy_dnnl_kernel *k, const void *const *in, void *const *out);
     void (*finish)(pippy_dnnl_kernel *k, const void *const *in, void *const *out);
     int64_t n0;
     float f0;
     float *buf0;
+    void *aux; /* the family's data for prepare / finish (kernel-owned, from pippy_dnnl_alloc) */
     /* Made by pippy_dnnl_pd, not yet a step (freed with the kernel if it never becomes one). */
     dnnl_primitive_desc_t pd;
+    /* The forward primitive descriptor backward ones are created against (pippy_dnnl_hint). */
+    dnnl_primitive_desc_t hint;
 };
 
 /* A fresh kernel with its engine and stream; threads from pippy_backend_threads(). */
@@ -127,6 +132,22 @@ pippy_status pippy_dnnl_pd_attr(pippy_dnnl_kernel *k, const pippy_op_desc *d, co
 pippy_status pippy_dnnl_pd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int relu,
                            dnnl_primitive_desc_t *pd);
 
+/* The same with a fresh user-scratchpad attr and, when accumulate, a sum post-op
+ * (dst = result + dst). */
+pippy_status pippy_dnnl_pd_acc(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                               dnnl_primitive_desc_t *pd);
+
+/* Backward primitives: oneDNN 2.6 creates them against the primitive descriptor of the forward
+ * pass (a forward_training one), the "hint". pippy_dnnl_hint makes it from fwd_desc (a
+ * dnnl_*_desc_t) and the kernel keeps it until it is freed (one per kernel; a later call
+ * replaces it). pippy_dnnl_pd_bwd is pippy_dnnl_pd_attr against that hint (fresh user-scratchpad
+ * attr, with a sum post-op when accumulate: dst += result). */
+pippy_status pippy_dnnl_hint(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *fwd_desc);
+pippy_status pippy_dnnl_pd_bwd(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc, int accumulate,
+                               dnnl_primitive_desc_t *pd);
+/* Append a sum post-op (dst = result + dst) to attr. */
+pippy_status pippy_dnnl_attr_sum(dnnl_primitive_attr_t attr);
+
 /* The usual one-primitive kernel: the primitive of op_desc (pippy_dnnl_pd, no post-op),
  * reading in[0] laid out as src_md and writing out[0] laid out as dst_md. */
 pippy_status pippy_dnnl_add_src_dst(pippy_dnnl_kernel *k, const pippy_op_desc *d, const void *op_desc,
@@ -138,6 +159,8 @@ pippy_status pippy_dnnl_add_step(pippy_dnnl_kernel *k, dnnl_primitive_desc_t pd,
                                  int nargs);
 /* A reorder step src -> dst (layout change at every run). */
 pippy_status pippy_dnnl_add_reorder(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst);
+/* The same; accumulate: dst += src (a sum post-op), e.g. a weight gradient into its buffer. */
+pippy_status pippy_dnnl_add_reorder_acc(pippy_dnnl_kernel *k, dnnl_memory_t src, dnnl_memory_t dst, int accumulate);
 
 /* Data known at create: reorder (scaled by scale) from data laid out as user_md into a
  * new kernel-owned memory of layout want_md, once; the caller's data is not kept. */
@@ -168,8 +191,21 @@ pippy_status pippy_dense_create(const pippy_op_desc *d, int try_fast, pippy_dens
 pippy_status pippy_dense_want_float(const pippy_op_desc *d, int i, const char *what);
 /* "pippy.activation": sets *relu (0 when absent); anything but "Relu" is unsupported. */
 pippy_status pippy_dense_activation(const pippy_op_desc *d, int *relu);
+/* A boolean attribute such as "pippy.accumulate": INT 0 or 1 (absent: 0); anything else is invalid. */
+pippy_status pippy_dense_flag(const pippy_op_desc *d, const char *name, int *v);
 /* Non-zero when input i is present (i < n_in and dtype set). */
 int pippy_dense_has_input(const pippy_op_desc *d, int i);
+
+/* Product of v[from..to). */
+int64_t pippy_dims_prod(const int64_t *v, int from, int to);
+
+/* The INTS attribute name as a float tensor shape (rank 0..PIPPY_MAX_RANK, dims >= 0), e.g. the
+ * "shape" of a backward op: X's or W's shape, which its inputs do not determine. */
+pippy_status pippy_dense_shape_attr(const pippy_op_desc *d, const char *name, pippy_tdesc *t);
+
+/* Fails with PIPPY_ERR_SHAPE unless input i has exactly the shape of want ("what" names both). */
+pippy_status pippy_dense_want_shape(const pippy_op_desc *d, int i, const char *what, const pippy_tdesc *want,
+                                    const char *want_what);
 
 /* The sliding window of Conv and the pools, 1 to 3 spatial dims. */
 #define PIPPY_DENSE_MAX_SPATIAL 3

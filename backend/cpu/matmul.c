@@ -13,6 +13,9 @@
  *   - a constant B is reordered once, at create, into the layout the primitive
  *     prefers (format any) and the run-time pointer for it is ignored.
  *   - "pippy.activation" = "Relu" becomes an eltwise ReLU post-op.
+ *   - MatMul's "pippy.trans_a" / "pippy.trans_b" (the autodiff's A^T, B^T) describe the
+ *     operand by strides (its last two dims swapped, no copy); a transposed A with a real
+ *     batch runs batched. "pippy.accumulate" (out += A*B) is a sum post-op.
  * Shapes with a zero dim, or that oneDNN has no implementation for, use the
  * reference kernel. Reference kernels: plain loops, double accumulators. */
 #include <stdlib.h>
@@ -30,6 +33,8 @@ typedef struct {
     int64_t M, K, N;
     int a1, b1;                 /* A / B are 1-D */
     int bias;                   /* a third input, float[N], is added to every row ("pippy.bias") */
+    int ta, tb;                 /* A / B used with their last two dims swapped ("pippy.trans_a/b") */
+    int acc;                    /* out += A*B ("pippy.accumulate") */
 } pippy_mm_geom;
 
 static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
@@ -45,12 +50,22 @@ static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
         return pippy_fail(PIPPY_ERR_SHAPE, "MatMul: operands must have rank >= 1: A is %s, B is %s",
                           pippy_tdesc_str(a, sa, sizeof sa), pippy_tdesc_str(b, sb, sizeof sb));
     memset(g, 0, sizeof *g);
+    PIPPY_TRY(pippy_dense_flag(d, "pippy.trans_a", &g->ta));
+    PIPPY_TRY(pippy_dense_flag(d, "pippy.trans_b", &g->tb));
+    PIPPY_TRY(pippy_dense_flag(d, "pippy.accumulate", &g->acc));
     g->a1 = a->rank == 1;
     g->b1 = b->rank == 1;
-    g->M = g->a1 ? 1 : a->dims[a->rank - 2];
-    g->K = a->dims[a->rank - 1];
-    int64_t kb = g->b1 ? b->dims[0] : b->dims[b->rank - 2];
-    g->N = g->b1 ? 1 : b->dims[b->rank - 1];
+    if ((g->ta && g->a1) || (g->tb && g->b1))
+        return pippy_fail(PIPPY_ERR_INVALID, "MatMul: pippy.trans_%s on a 1-D operand (%s), expected rank >= 2",
+                          g->ta && g->a1 ? "a" : "b",
+                          g->ta && g->a1 ? pippy_tdesc_str(a, sa, sizeof sa) : pippy_tdesc_str(b, sb, sizeof sb));
+    /* the last two dims of A as [M, K] (trans_a: stored [K, M]), of B as [K, N] (trans_b: [N, K]) */
+    int64_t a_r = g->a1 ? 1 : a->dims[a->rank - 2], a_c = a->dims[a->rank - 1];
+    int64_t b_r = g->b1 ? b->dims[0] : b->dims[b->rank - 2], b_c = g->b1 ? 1 : b->dims[b->rank - 1];
+    g->M = g->ta ? a_c : a_r;
+    g->K = g->ta ? a_r : a_c;
+    int64_t kb = g->tb ? b_c : b_r;
+    g->N = g->tb ? b_r : b_c;
     g->bias = bias;
     if (bias) {
         PIPPY_TRY(pippy_dense_want_float(d, 2, "bias"));
@@ -59,9 +74,10 @@ static pippy_status pippy_mm_geom_get(const pippy_op_desc *d, pippy_mm_geom *g)
                               (long long)g->N, pippy_tdesc_str(&d->in[2], sa, sizeof sa));
     }
     if (g->K != kb)
-        return pippy_fail(PIPPY_ERR_SHAPE, "MatMul: inner dims differ: A is %s, B is %s (%lld vs %lld)",
-                          pippy_tdesc_str(a, sa, sizeof sa), pippy_tdesc_str(b, sb, sizeof sb),
-                          (long long)g->K, (long long)kb);
+        return pippy_fail(PIPPY_ERR_SHAPE, "MatMul: inner dims differ: A is %s%s, B is %s%s (%lld vs %lld)",
+                          pippy_tdesc_str(a, sa, sizeof sa), g->ta ? " (pippy.trans_a)" : "",
+                          pippy_tdesc_str(b, sb, sizeof sb), g->tb ? " (pippy.trans_b)" : "", (long long)g->K,
+                          (long long)kb);
     int ra = g->a1 ? 0 : a->rank - 2, rb = g->b1 ? 0 : b->rank - 2;
     g->nb = ra > rb ? ra : rb;
     for (int i = 0; i < g->nb; i++) {
@@ -85,6 +101,8 @@ static pippy_status pippy_matmul_infer(pippy_op_desc *d)
     int relu;
     PIPPY_TRY(pippy_mm_geom_get(d, &g));
     PIPPY_TRY(pippy_dense_activation(d, &relu));
+    if (relu && g.acc)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "MatMul: pippy.accumulate with a fused activation");
     if (d->n_out != 1)
         return pippy_fail(PIPPY_ERR_INVALID, "MatMul: expected 1 output, found %d", d->n_out);
     pippy_tdesc *o = &d->out[0];
@@ -139,13 +157,18 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
         }
         const float *a = A + ao * M * K, *b = B + bo * K * N;
         float *y = Y + t * M * N;
+        /* element (m, kk) of A and (kk, n) of B, as stored */
+        int64_t am = g->ta ? 1 : K, ak = g->ta ? M : 1, bk = g->tb ? 1 : N, bn = g->tb ? K : 1;
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) {
                 double s = 0;
                 for (int64_t kk = 0; kk < K; kk++)
-                    s += (double)a[m * K + kk] * (double)b[kk * N + n];
+                    s += (double)a[m * am + kk * ak] * (double)b[kk * bk + n * bn];
                 float v = (float)s + (bias ? bias[n] : 0.0f);
-                y[m * N + n] = k->relu && v < 0 ? 0.0f : v;
+                if (g->acc)
+                    y[m * N + n] += v;
+                else
+                    y[m * N + n] = k->relu && v < 0 ? 0.0f : v;
             }
         for (int i = g->nb - 1; i >= 0; i--) {
             if (++idx[i] < g->ob[i])
@@ -155,14 +178,33 @@ static void pippy_matmul_ref_run(pippy_kernel *kb, const void *const *in, void *
     }
 }
 
+/* Plain descriptor of an operand seen as dims[0..nd) whose last two dims are stored swapped
+ * when trans (a transposed view, no copy). */
+static pippy_status pippy_mm_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, int trans)
+{
+    dnnl_dims_t dd, st;
+    for (int i = 0; i < nd; i++)
+        dd[i] = dims[i];
+    st[nd - 1] = trans ? dims[nd - 2] : 1;
+    st[nd - 2] = trans ? 1 : dims[nd - 1];
+    int64_t s = dims[nd - 1] * dims[nd - 2];
+    for (int i = nd - 3; i >= 0; i--) {
+        st[i] = s;
+        s *= dims[i];
+    }
+    PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_strides(md, nd, dd, dnnl_f32, st));
+    return PIPPY_OK;
+}
+
 static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
     const pippy_mm_ref *r = (const pippy_mm_ref *)ref;
     const pippy_mm_geom *g = &r->g;
     int64_t sd[DNNL_MAX_NDIMS], wd[DNNL_MAX_NDIMS], dd[DNNL_MAX_NDIMS];
     int nd;
-    if (pippy_prod(g->bb, g->nb) == 1) {
-        /* B has no real batch: the output is A's rows times B, one 2-D matmul. */
+    if (pippy_prod(g->bb, g->nb) == 1 && (!g->ta || pippy_prod(g->ab, g->nb) == 1)) {
+        /* B has no real batch: the output is A's rows times B, one 2-D matmul (A's rows are
+         * contiguous unless A is transposed, then it has no real batch either). */
         int64_t rows = pippy_prod(g->ab, g->nb) * g->M;
         nd = 2;
         sd[0] = rows, sd[1] = g->K;
@@ -177,8 +219,8 @@ static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel
         dd[nd - 2] = g->M, dd[nd - 1] = g->N;
     }
     dnnl_memory_desc_t smd, wmd_user, wmd, dmd;
-    PIPPY_TRY(pippy_dnnl_md_plain(&smd, nd, sd));
-    PIPPY_TRY(pippy_dnnl_md_plain(&wmd_user, nd, wd));
+    PIPPY_TRY(pippy_mm_md(&smd, nd, sd, g->ta));
+    PIPPY_TRY(pippy_mm_md(&wmd_user, nd, wd, g->tb));
     PIPPY_TRY(pippy_dnnl_md_plain(&dmd, nd, dd));
     const void *wconst = d->in_const[1];
     if (wconst)
@@ -197,7 +239,10 @@ static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel
     dnnl_matmul_desc_t md;
     PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, g->bias ? &bmd : NULL, &dmd));
     dnnl_primitive_desc_t pd;
-    PIPPY_TRY(pippy_dnnl_pd(k, d, &md, r->relu, &pd));
+    if (g->acc)
+        PIPPY_TRY(pippy_dnnl_pd_acc(k, d, &md, 1, &pd));
+    else
+        PIPPY_TRY(pippy_dnnl_pd(k, d, &md, r->relu, &pd));
     dnnl_memory_t sm, wm, dm, bm = NULL;
     PIPPY_TRY(pippy_dnnl_memory_in(k, &smd, 0, &sm));
     PIPPY_TRY(pippy_dnnl_memory_out(k, &dmd, 0, &dm));

@@ -13,58 +13,58 @@
  * Fast kernel: oneDNN layer normalization on X seen as [outer, inner]; with Mean or
  * InvStdDev requested it runs as forward_training (which writes mean and variance)
  * and a short loop turns the variance into 1/sqrt(var + epsilon). A Scale or B that
- * broadcasts is expanded once at create when constant; given at run time, such a
- * broadcast uses the reference kernel.
+ * broadcasts is expanded into a full row: once at create when constant, else into a
+ * kernel buffer before each run (training gives the parameters at run time).
  * Reference kernels: plain loops, two-pass statistics in double. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
-
-static int64_t pippy_prod_dims(const int64_t *v, int from, int to)
-{
-    int64_t p = 1;
-    for (int i = from; i < to; i++)
-        p *= v[i];
-    return p;
-}
+#include "geom.h"
 
 /* ------------------------------------------------------------ BatchNormalization */
 
+pippy_status pippy_bn_dims_of(const pippy_op_desc *d, const pippy_tdesc *x, const int *list, int n,
+                              const char *const *names, pippy_bn_dims *g)
+{
+    char sx[160], sp[160];
+    if (x->rank < 2)
+        return pippy_fail(PIPPY_ERR_SHAPE, "%s: X must be [N,C,...], found %s", d->op,
+                          pippy_tdesc_str(x, sx, sizeof sx));
+    g->N = x->dims[0];
+    g->C = x->dims[1];
+    g->S = pippy_dims_prod(x->dims, 2, x->rank);
+    for (int j = 0; j < n; j++) {
+        const pippy_tdesc *p = &d->in[list[j]];
+        if (p->rank != 1 || p->dims[0] != g->C)
+            return pippy_fail(PIPPY_ERR_SHAPE, "%s: %s must be [%lld] (X is %s), found %s", d->op, names[j],
+                              (long long)g->C, pippy_tdesc_str(x, sx, sizeof sx), pippy_tdesc_str(p, sp, sizeof sp));
+    }
+    return PIPPY_OK;
+}
+
 typedef struct {
-    int64_t N, C, S; /* X as [N, C, S] */
+    pippy_bn_dims dm;
     float eps;
 } pippy_bn_geom;
 
 static pippy_status pippy_bn_geom_get(const pippy_op_desc *d, pippy_bn_geom *g)
 {
     static const char *const names[5] = {"X", "scale", "B", "input_mean", "input_var"};
+    static const int params[4] = {1, 2, 3, 4};
     if (d->n_in != 5)
         return pippy_fail(PIPPY_ERR_INVALID, "BatchNormalization: expected 5 inputs, found %d", d->n_in);
     for (int i = 0; i < 5; i++)
         PIPPY_TRY(pippy_dense_want_float(d, i, names[i]));
     if (pippy_attr_int(d, "training_mode", 0) != 0)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: training_mode=1 is not supported (inference only)");
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: training_mode=1 is not supported (inference only; "
+                                                 "training uses pippy::BatchNormalizationTraining)");
     if (pippy_attr_int(d, "spatial", 1) == 0)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: spatial=0 (per-element statistics) is not supported");
     if (pippy_attr_find(d, "is_test") && pippy_attr_int(d, "is_test", 0) == 0 && d->n_out > 1)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: is_test=0 (training) is not supported");
-    const pippy_tdesc *x = &d->in[0];
-    char sx[160], sp[160];
-    if (x->rank < 2)
-        return pippy_fail(PIPPY_ERR_SHAPE, "BatchNormalization: X must be [N,C,...], found %s",
-                          pippy_tdesc_str(x, sx, sizeof sx));
-    g->N = x->dims[0];
-    g->C = x->dims[1];
-    g->S = pippy_prod_dims(x->dims, 2, x->rank);
-    for (int i = 1; i < 5; i++)
-        if (d->in[i].rank != 1 || d->in[i].dims[0] != g->C)
-            return pippy_fail(PIPPY_ERR_SHAPE, "BatchNormalization: %s must be [%lld] (X is %s), found %s", names[i],
-                              (long long)g->C, pippy_tdesc_str(x, sx, sizeof sx),
-                              pippy_tdesc_str(&d->in[i], sp, sizeof sp));
     g->eps = pippy_attr_float(d, "epsilon", 1e-5f);
-    return PIPPY_OK;
+    return pippy_bn_dims_of(d, &d->in[0], params, 4, names + 1, &g->dm);
 }
 
 static pippy_status pippy_bn_infer(pippy_op_desc *d)
@@ -88,12 +88,13 @@ typedef struct {
 
 static void pippy_bn_ref_run(pippy_kernel *kb, const void *const *in, void *const *out)
 {
-    const pippy_bn_geom *g = &((const pippy_bn_ref *)kb)->g;
+    const pippy_bn_geom *gg = &((const pippy_bn_ref *)kb)->g;
+    const pippy_bn_dims *g = &gg->dm;
     const float *X = in[0], *scale = in[1], *B = in[2], *mean = in[3], *var = in[4];
     float *Y = out[0];
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t c = 0; c < g->C; c++) {
-            double inv = 1.0 / sqrt((double)var[c] + (double)g->eps);
+            double inv = 1.0 / sqrt((double)var[c] + (double)gg->eps);
             const float *x = X + (n * g->C + c) * g->S;
             float *y = Y + (n * g->C + c) * g->S;
             for (int64_t s = 0; s < g->S; s++)
@@ -103,13 +104,14 @@ static void pippy_bn_ref_run(pippy_kernel *kb, const void *const *in, void *cons
 
 static pippy_status pippy_bn_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
-    const pippy_bn_geom *g = &((const pippy_bn_ref *)ref)->g;
+    const pippy_bn_geom *gg = &((const pippy_bn_ref *)ref)->g;
+    const pippy_bn_dims *g = &gg->dm;
     int64_t xd[4] = {g->N, g->C, g->S, 1}, cd = g->C;
     dnnl_memory_desc_t xmd, cmd;
     PIPPY_TRY(pippy_dnnl_md_plain(&xmd, 4, xd));
     PIPPY_TRY(pippy_dnnl_md_plain(&cmd, 1, &cd));
     dnnl_batch_normalization_desc_t bd;
-    PIPPY_DNNL_CHECK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_inference, &xmd, g->eps,
+    PIPPY_DNNL_CHECK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_inference, &xmd, gg->eps,
                                                                 dnnl_use_global_stats | dnnl_use_scale |
                                                                     dnnl_use_shift));
     dnnl_primitive_desc_t pd;
@@ -133,27 +135,157 @@ static pippy_status pippy_bn_create(const pippy_op_desc *d, pippy_kernel **out)
 
 /* ------------------------------------------------------------ LayerNormalization */
 
+pippy_status pippy_ln_rows_of(const pippy_op_desc *d, const pippy_tdesc *x, pippy_ln_rows *r)
+{
+    char sx[160];
+    if (x->rank < 1)
+        return pippy_fail(PIPPY_ERR_SHAPE, "%s: X must have rank >= 1, found %s", d->op,
+                          pippy_tdesc_str(x, sx, sizeof sx));
+    int32_t axis;
+    PIPPY_TRY(pippy_norm_axis(d, pippy_attr_int(d, "axis", -1), x->rank, &axis));
+    r->axis = axis;
+    r->outer = pippy_dims_prod(x->dims, 0, axis);
+    r->inner = pippy_dims_prod(x->dims, axis, x->rank);
+    return PIPPY_OK;
+}
+
+pippy_status pippy_ln_want_param(const pippy_op_desc *d, const pippy_tdesc *x, int axis, const pippy_tdesc *p,
+                                 const char *what)
+{
+    int ok = p->rank <= x->rank - axis;
+    for (int i = 0; ok && i < p->rank; i++) {
+        int64_t pd = p->dims[p->rank - 1 - i], xd = x->dims[x->rank - 1 - i];
+        ok = pd == xd || pd == 1;
+    }
+    if (ok)
+        return PIPPY_OK;
+    char sx[160], sp[160];
+    return pippy_fail(PIPPY_ERR_SHAPE, "%s: %s is %s, which does not broadcast to X.shape[%d:] (X is %s)", d->op, what,
+                      pippy_tdesc_str(p, sp, sizeof sp), axis, pippy_tdesc_str(x, sx, sizeof sx));
+}
+
+void pippy_ln_index(const pippy_tdesc *x, int axis, const pippy_tdesc *p, int64_t *idx, int64_t inner)
+{
+    for (int64_t j = 0; j < inner; j++) {
+        int64_t rem = j, pi = 0, pstride = 1;
+        for (int i = 0; i < x->rank - axis; i++) { /* from the last dim */
+            int64_t xd = x->dims[x->rank - 1 - i];
+            int64_t c = rem % xd;
+            rem /= xd;
+            if (i < p->rank) {
+                int64_t pd = p->dims[p->rank - 1 - i];
+                pi += (pd == 1 ? 0 : c) * pstride;
+                pstride *= pd;
+            }
+        }
+        idx[j] = pi;
+    }
+}
+
+void pippy_ln_stat_tdesc(const pippy_tdesc *x, int axis, pippy_tdesc *o)
+{
+    *o = *x;
+    o->dtype = PIPPY_DT_FLOAT;
+    for (int j = axis; j < x->rank; j++)
+        o->dims[j] = 1;
+}
+
+/* ---- the norms' oneDNN inputs that are prepared at each run (the kernel's prepare) ---- */
+
 typedef struct {
-    int axis;
-    int64_t outer, inner; /* X as [outer, inner], inner = prod(X.shape[axis:]) */
+    int n_expand;
+    struct {
+        int in;
+        int64_t n;
+        const int64_t *idx;
+        float *buf;
+    } expand[2];      /* Scale / B given at run time that broadcast: buf[j] = in[idx[j]] */
+    int inv_in;       /* input of 1/sqrt(var + eps), or -1 */
+    int64_t n_inv;
+    float *var;       /* 1 / inv^2 = var + eps, for oneDNN created with epsilon 0 */
+} pippy_norm_prep;
+
+static void pippy_norm_prepare(pippy_dnnl_kernel *k, const void *const *in, void *const *out)
+{
+    (void)out;
+    const pippy_norm_prep *p = k->aux;
+    for (int e = 0; e < p->n_expand; e++) {
+        const float *src = in[p->expand[e].in];
+        for (int64_t j = 0; j < p->expand[e].n; j++)
+            p->expand[e].buf[j] = src[p->expand[e].idx[j]];
+    }
+    if (p->inv_in >= 0) {
+        const float *inv = in[p->inv_in];
+        for (int64_t j = 0; j < p->n_inv; j++)
+            p->var[j] = (float)(1.0 / ((double)inv[j] * (double)inv[j]));
+    }
+}
+
+static pippy_status pippy_norm_prep_get(pippy_dnnl_kernel *k, pippy_norm_prep **out)
+{
+    if (!k->aux) {
+        void *a;
+        PIPPY_TRY(pippy_dnnl_alloc(k, sizeof(pippy_norm_prep), &a));
+        ((pippy_norm_prep *)a)->inv_in = -1;
+        k->aux = a;
+        k->prepare = pippy_norm_prepare;
+    }
+    *out = k->aux;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_norm_param(pippy_dnnl_kernel *k, const pippy_op_desc *d, const pippy_tdesc *x, int axis,
+                              int64_t inner, int i, dnnl_memory_t *m)
+{
+    dnnl_memory_desc_t md;
+    PIPPY_TRY(pippy_dnnl_md_plain(&md, 1, &inner));
+    if (pippy_tdesc_numel(&d->in[i]) == inner)
+        return pippy_dnnl_input(k, d, i, &md, &md, 1.0f, m);
+    int64_t *idx;
+    void *buf;
+    PIPPY_TRY(pippy_dnnl_alloc(k, (size_t)inner * sizeof *idx, (void **)&idx));
+    pippy_ln_index(x, axis, &d->in[i], idx, inner);
+    PIPPY_TRY(pippy_dnnl_memory_alloc(k, &md, m, &buf));
+    if (d->in_const[i]) { /* expanded once */
+        const float *p = d->in_const[i];
+        for (int64_t j = 0; j < inner; j++)
+            ((float *)buf)[j] = p[idx[j]];
+        return PIPPY_OK;
+    }
+    pippy_norm_prep *p;
+    PIPPY_TRY(pippy_norm_prep_get(k, &p));
+    if (p->n_expand >= 2)
+        return pippy_fail(PIPPY_ERR_INTERNAL, "%s:%d: too many expanded parameters", __FILE__, __LINE__);
+    p->expand[p->n_expand].in = i;
+    p->expand[p->n_expand].n = inner;
+    p->expand[p->n_expand].idx = idx;
+    p->expand[p->n_expand].buf = buf;
+    p->n_expand++;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_norm_var_from_inv(pippy_dnnl_kernel *k, int i, int64_t n, dnnl_memory_t *m)
+{
+    dnnl_memory_desc_t md;
+    void *buf;
+    pippy_norm_prep *p;
+    PIPPY_TRY(pippy_dnnl_md_plain(&md, 1, &n));
+    PIPPY_TRY(pippy_dnnl_memory_alloc(k, &md, m, &buf));
+    PIPPY_TRY(pippy_norm_prep_get(k, &p));
+    p->inv_in = i;
+    p->n_inv = n;
+    p->var = buf;
+    return PIPPY_OK;
+}
+
+/* ---- LayerNormalization itself ---- */
+
+typedef struct {
+    pippy_ln_rows r;
     float eps;
     int has_b;
     int n_out;
 } pippy_ln_geom;
-
-/* Is p (Scale or B) unidirectionally broadcastable to X.shape[axis:]? */
-static int pippy_ln_param_ok(const pippy_tdesc *x, int axis, const pippy_tdesc *p)
-{
-    int nr = x->rank - axis;
-    if (p->rank > nr)
-        return 0;
-    for (int i = 0; i < p->rank; i++) {
-        int64_t pd = p->dims[p->rank - 1 - i], xd = x->dims[x->rank - 1 - i];
-        if (pd != xd && pd != 1)
-            return 0;
-    }
-    return 1;
-}
 
 static pippy_status pippy_ln_geom_get(const pippy_op_desc *d, pippy_ln_geom *g)
 {
@@ -165,23 +297,12 @@ static pippy_status pippy_ln_geom_get(const pippy_op_desc *d, pippy_ln_geom *g)
     if (g->has_b)
         PIPPY_TRY(pippy_dense_want_float(d, 2, "B"));
     const pippy_tdesc *x = &d->in[0];
-    char sx[160], sp[160];
-    if (x->rank < 1)
-        return pippy_fail(PIPPY_ERR_SHAPE, "LayerNormalization: X must have rank >= 1, found %s",
-                          pippy_tdesc_str(x, sx, sizeof sx));
-    int32_t axis;
-    PIPPY_TRY(pippy_norm_axis(d, pippy_attr_int(d, "axis", -1), x->rank, &axis));
-    g->axis = axis;
-    g->outer = pippy_prod_dims(x->dims, 0, axis);
-    g->inner = pippy_prod_dims(x->dims, axis, x->rank);
+    PIPPY_TRY(pippy_ln_rows_of(d, x, &g->r));
     g->eps = pippy_attr_float(d, "epsilon", 1e-5f);
     g->n_out = d->n_out;
-    for (int i = 1; i < 1 + 1 + g->has_b; i++)
-        if (!pippy_ln_param_ok(x, axis, &d->in[i]))
-            return pippy_fail(PIPPY_ERR_SHAPE,
-                              "LayerNormalization: %s is %s, which does not broadcast to X.shape[%d:] (X is %s)",
-                              i == 1 ? "Scale" : "B", pippy_tdesc_str(&d->in[i], sp, sizeof sp), axis,
-                              pippy_tdesc_str(x, sx, sizeof sx));
+    PIPPY_TRY(pippy_ln_want_param(d, x, g->r.axis, &d->in[1], "Scale"));
+    if (g->has_b)
+        PIPPY_TRY(pippy_ln_want_param(d, x, g->r.axis, &d->in[2], "B"));
     return PIPPY_OK;
 }
 
@@ -191,14 +312,9 @@ static pippy_status pippy_ln_infer(pippy_op_desc *d)
     PIPPY_TRY(pippy_ln_geom_get(d, &g));
     if (d->n_out < 1 || d->n_out > 3)
         return pippy_fail(PIPPY_ERR_INVALID, "LayerNormalization: expected 1 to 3 outputs, found %d", d->n_out);
-    const pippy_tdesc *x = &d->in[0];
-    d->out[0] = *x;
-    for (int i = 1; i < d->n_out; i++) {
-        pippy_tdesc *o = &d->out[i];
-        *o = *x;
-        for (int j = g.axis; j < x->rank; j++)
-            o->dims[j] = 1;
-    }
+    d->out[0] = d->in[0];
+    for (int i = 1; i < d->n_out; i++)
+        pippy_ln_stat_tdesc(&d->in[0], g.r.axis, &d->out[i]);
     return PIPPY_OK;
 }
 
@@ -224,42 +340,24 @@ static void pippy_ln_ref_run(pippy_kernel *kb, const void *const *in, void *cons
     const pippy_ln_geom *g = &k->g;
     const float *X = in[0], *S = in[1], *B = g->has_b ? in[2] : NULL;
     float *Y = out[0], *Mean = g->n_out > 1 ? out[1] : NULL, *Inv = g->n_out > 2 ? out[2] : NULL;
-    for (int64_t r = 0; r < g->outer; r++) {
-        const float *x = X + r * g->inner;
-        float *y = Y + r * g->inner;
+    int64_t inner = g->r.inner;
+    for (int64_t r = 0; r < g->r.outer; r++) {
+        const float *x = X + r * inner;
+        float *y = Y + r * inner;
         double mean = 0, var = 0;
-        for (int64_t j = 0; j < g->inner; j++)
+        for (int64_t j = 0; j < inner; j++)
             mean += x[j];
-        mean /= (double)g->inner;
-        for (int64_t j = 0; j < g->inner; j++)
+        mean /= (double)inner;
+        for (int64_t j = 0; j < inner; j++)
             var += ((double)x[j] - mean) * ((double)x[j] - mean);
-        var /= (double)g->inner;
+        var /= (double)inner;
         double inv = 1.0 / sqrt(var + (double)g->eps);
-        for (int64_t j = 0; j < g->inner; j++)
+        for (int64_t j = 0; j < inner; j++)
             y[j] = (float)(((double)x[j] - mean) * inv * S[k->sidx[j]] + (B ? B[k->bidx[j]] : 0.0f));
         if (Mean)
             Mean[r] = (float)mean;
         if (Inv)
             Inv[r] = (float)inv;
-    }
-}
-
-/* idx[j] for j in a row of X.shape[axis:]: the element of p it reads (p broadcast). */
-static void pippy_ln_index(const pippy_tdesc *x, int axis, const pippy_tdesc *p, int64_t *idx, int64_t inner)
-{
-    for (int64_t j = 0; j < inner; j++) {
-        int64_t rem = j, pi = 0, pstride = 1;
-        for (int i = 0; i < x->rank - axis; i++) { /* from the last dim */
-            int64_t xd = x->dims[x->rank - 1 - i];
-            int64_t c = rem % xd;
-            rem /= xd;
-            if (i < p->rank) {
-                int64_t pd = p->dims[p->rank - 1 - i];
-                pi += (pd == 1 ? 0 : c) * pstride;
-                pstride *= pd;
-            }
-        }
-        idx[j] = pi;
     }
 }
 
@@ -271,38 +369,13 @@ static void pippy_ln_finish(pippy_dnnl_kernel *k, const void *const *in, void *c
         v[i] = 1.0f / sqrtf(v[i] + k->f0);
 }
 
-/* Scale or B (input i) as an [inner] memory: bound, or a constant expanded at create. */
-static pippy_status pippy_ln_param(pippy_dnnl_kernel *k, const pippy_op_desc *d, const pippy_ln_geom *g, int i,
-                                   const dnnl_memory_desc_t *md, dnnl_memory_t *m)
-{
-    if (pippy_tdesc_numel(&d->in[i]) == g->inner)
-        return pippy_dnnl_input(k, d, i, md, md, 1.0f, m);
-    if (!d->in_const[i])
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "LayerNormalization: a broadcast %s given at run time",
-                          i == 1 ? "Scale" : "B");
-    int64_t *idx = malloc((size_t)g->inner * sizeof *idx);
-    if (!idx)
-        return pippy_fail(PIPPY_ERR_NOMEM, "LayerNormalization: out of memory");
-    pippy_ln_index(&d->in[0], g->axis, &d->in[i], idx, g->inner);
-    void *buf;
-    pippy_status st = pippy_dnnl_memory_alloc(k, md, m, &buf);
-    if (st == PIPPY_OK) {
-        const float *p = d->in_const[i];
-        for (int64_t j = 0; j < g->inner; j++)
-            ((float *)buf)[j] = p[idx[j]];
-    }
-    free(idx);
-    return st;
-}
-
 static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
 {
     const pippy_ln_geom *g = &((const pippy_ln_ref *)ref)->g;
-    int64_t xd[2] = {g->outer, g->inner};
-    dnnl_memory_desc_t xmd, pmd, smd;
+    int64_t xd[2] = {g->r.outer, g->r.inner};
+    dnnl_memory_desc_t xmd, smd;
     PIPPY_TRY(pippy_dnnl_md_plain(&xmd, 2, xd));
-    PIPPY_TRY(pippy_dnnl_md_plain(&pmd, 1, &g->inner));
-    PIPPY_TRY(pippy_dnnl_md_plain(&smd, 1, &g->outer));
+    PIPPY_TRY(pippy_dnnl_md_plain(&smd, 1, &g->r.outer));
     int stats = g->n_out > 1;
     unsigned flags = dnnl_use_scale | (g->has_b ? dnnl_use_shift : 0);
     dnnl_layer_normalization_desc_t ld;
@@ -313,16 +386,16 @@ static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_kernel *re
     dnnl_memory_t xm, ym, sm, bm = NULL, mm = NULL, vm = NULL;
     PIPPY_TRY(pippy_dnnl_memory_in(k, &xmd, 0, &xm));
     PIPPY_TRY(pippy_dnnl_memory_out(k, &xmd, 0, &ym));
-    PIPPY_TRY(pippy_ln_param(k, d, g, 1, &pmd, &sm));
+    PIPPY_TRY(pippy_norm_param(k, d, &d->in[0], g->r.axis, g->r.inner, 1, &sm));
     if (g->has_b)
-        PIPPY_TRY(pippy_ln_param(k, d, g, 2, &pmd, &bm));
+        PIPPY_TRY(pippy_norm_param(k, d, &d->in[0], g->r.axis, g->r.inner, 2, &bm));
     if (stats) {
         /* Mean into out[1]; variance into out[2] (then turned into 1/stddev) or a scratch buffer */
         PIPPY_TRY(pippy_dnnl_memory_out(k, &smd, 1, &mm));
         if (g->n_out > 2) {
             PIPPY_TRY(pippy_dnnl_memory_out(k, &smd, 2, &vm));
             k->finish = pippy_ln_finish;
-            k->n0 = g->outer;
+            k->n0 = g->r.outer;
             k->f0 = g->eps;
         } else {
             PIPPY_TRY(pippy_dnnl_memory_alloc(k, &smd, &vm, NULL));
@@ -341,16 +414,15 @@ static pippy_status pippy_ln_fast(const pippy_op_desc *d, const pippy_kernel *re
 
 static pippy_status pippy_ln_create(const pippy_op_desc *d, pippy_kernel **out)
 {
-    /* The fast kernel is not tried for an empty X; it answers unsupported for a broadcast
-     * Scale/B given at run time. */
+    /* The fast kernel is not tried for an empty X. */
     pippy_ln_ref r = {.base.run = pippy_ln_ref_run, .base.destroy = pippy_ln_ref_destroy};
     PIPPY_TRY(pippy_ln_geom_get(d, &r.g));
-    PIPPY_TRY(pippy_dense_create(d, r.g.outer > 0 && r.g.inner > 0, pippy_ln_fast, &r.base, sizeof r, out));
+    PIPPY_TRY(pippy_dense_create(d, r.g.r.outer > 0 && r.g.r.inner > 0, pippy_ln_fast, &r.base, sizeof r, out));
     if ((*out)->run != pippy_ln_ref_run)
         return PIPPY_OK; /* the oneDNN kernel */
     /* the reference kernel: index tables for Scale and B */
     pippy_ln_ref *k = (pippy_ln_ref *)*out;
-    size_t n = (size_t)(k->g.inner > 0 ? k->g.inner : 1);
+    size_t n = (size_t)(k->g.r.inner > 0 ? k->g.r.inner : 1);
     k->sidx = malloc(n * sizeof *k->sidx);
     k->bidx = malloc(n * sizeof *k->bidx);
     if (!k->sidx || !k->bidx) {
@@ -358,9 +430,9 @@ static pippy_status pippy_ln_create(const pippy_op_desc *d, pippy_kernel **out)
         *out = NULL;
         return pippy_fail(PIPPY_ERR_NOMEM, "LayerNormalization: out of memory");
     }
-    pippy_ln_index(&d->in[0], k->g.axis, &d->in[1], k->sidx, k->g.inner);
+    pippy_ln_index(&d->in[0], k->g.r.axis, &d->in[1], k->sidx, k->g.r.inner);
     if (k->g.has_b)
-        pippy_ln_index(&d->in[0], k->g.axis, &d->in[2], k->bidx, k->g.inner);
+        pippy_ln_index(&d->in[0], k->g.r.axis, &d->in[2], k->bidx, k->g.r.inner);
     return PIPPY_OK;
 }
 

@@ -19,23 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
+#include "geom.h"
 
-enum { PIPPY_POOL_MAX, PIPPY_POOL_AVG, PIPPY_POOL_GAVG };
-
-typedef struct {
-    int kind;
-    int include_pad;
-    int64_t N, C;
-    pippy_window w;
-} pippy_pool_geom;
-
-static pippy_status pippy_pool_geom_get(const pippy_op_desc *d, int kind, pippy_pool_geom *g)
+pippy_status pippy_pool_geom_of(const pippy_op_desc *d, int kind, const pippy_tdesc *x, pippy_pool_geom *g)
 {
-    if (d->n_in != 1)
-        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 input, found %d", d->op, d->n_in);
-    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
-    const pippy_tdesc *x = &d->in[0];
     char sx[160];
     if (x->rank < 3)
         return pippy_fail(PIPPY_ERR_SHAPE, "%s: X must be [N,C,spatial...], found %s", d->op,
@@ -64,6 +51,14 @@ static pippy_status pippy_pool_geom_get(const pippy_op_desc *d, int kind, pippy_
     g->include_pad = kind == PIPPY_POOL_AVG && pippy_attr_int(d, "count_include_pad", 0) != 0;
     int ceil_mode = pippy_attr_int(d, "ceil_mode", 0) != 0;
     return pippy_dense_window(d, ns, x->dims + 2, ks, ceil_mode, &g->w);
+}
+
+static pippy_status pippy_pool_geom_get(const pippy_op_desc *d, int kind, pippy_pool_geom *g)
+{
+    if (d->n_in != 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "%s: expected 1 input, found %d", d->op, d->n_in);
+    PIPPY_TRY(pippy_dense_want_float(d, 0, "X"));
+    return pippy_pool_geom_of(d, kind, &d->in[0], g);
 }
 
 static pippy_status pippy_pool_infer_kind(pippy_op_desc *d, int kind)
@@ -156,18 +151,17 @@ static void pippy_pool_ref_run(pippy_kernel *kb, const void *const *in, void *co
 
 /* ---- oneDNN ---- */
 
-static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
+pippy_status pippy_pool_dnnl_pads(const pippy_op_desc *d, const pippy_pool_geom *g, dnnl_dims_t strides,
+                                  dnnl_dims_t kernel, dnnl_dims_t dil, dnnl_dims_t pl, dnnl_dims_t pr)
 {
-    const pippy_pool_geom *g = &((const pippy_pool_ref *)ref)->g;
-    dnnl_dims_t strides, kernel, dil, pl, pr;
     pippy_window_dnnl(&g->w, strides, kernel, dil, pl, pr);
     for (int i = 0; i < g->w.ns; i++) {
         int64_t dk = (g->w.k[i] - 1) * g->w.dl[i] + 1;
         int64_t need = (g->w.out[i] - 1) * g->w.s[i] + dk - g->w.in[i] - g->w.pl[i];
         if (need > pr[i]) { /* ceil_mode: the last window runs past the end padding */
             if (g->include_pad)
-                return pippy_fail(PIPPY_ERR_UNSUPPORTED, "AveragePool: count_include_pad with a ceil_mode window "
-                                                         "past the padding has no oneDNN equivalent");
+                return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: count_include_pad with a ceil_mode window "
+                                                         "past the padding has no oneDNN equivalent", d->op);
             pr[i] = need;
         } else if ((g->w.in[i] + pl[i] + pr[i] - dk) / strides[i] + 1 != g->w.out[i]) {
             /* ceil_mode's "last window starts inside" rule dropped a window: use the exact end padding */
@@ -177,6 +171,14 @@ static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *
             pr[i] = need;
         }
     }
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_pool_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
+{
+    const pippy_pool_geom *g = &((const pippy_pool_ref *)ref)->g;
+    dnnl_dims_t strides, kernel, dil, pl, pr;
+    PIPPY_TRY(pippy_pool_dnnl_pads(d, g, strides, kernel, dil, pl, pr));
     dnnl_memory_desc_t xmd, ymd;
     PIPPY_TRY(pippy_window_md(&g->w, g->N, g->C, 0, &xmd));
     PIPPY_TRY(pippy_window_md(&g->w, g->N, g->C, 1, &ymd));

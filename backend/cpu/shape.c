@@ -91,17 +91,6 @@ static pippy_status s_axes(const pippy_op_desc *d, int i, int64_t *v, int32_t *n
     return PIPPY_OK;
 }
 
-/* "[2,-1,0]" into buf. */
-static char *s_list_str(const int64_t *v, int n, char *buf, size_t cap)
-{
-    size_t k = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < n && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? "," : "", (long long)v[i]);
-    if (k < cap)
-        snprintf(buf + k, cap - k, "]");
-    return buf;
-}
-
 static double s_no_flops(const pippy_op_desc *d)
 {
     (void)d;
@@ -276,17 +265,17 @@ static pippy_status s_reshape_infer(pippy_op_desc *d)
         if (v == 0 && !allowzero) {
             if (i >= x->rank)
                 return pippy_fail(PIPPY_ERR_SHAPE, "cannot reshape %s to %s: 0 at position %d copies a dim the input lacks",
-                                  pippy_tdesc_str(x, sx, sizeof sx), s_list_str(shape, n, ss, sizeof ss), i);
+                                  pippy_tdesc_str(x, sx, sizeof sx), pippy_ints_str(shape, n, ss, sizeof ss), i);
             v = x->dims[i];
         } else if (v == -1) {
             if (infer_at >= 0)
                 return pippy_fail(PIPPY_ERR_SHAPE, "cannot reshape %s to %s: more than one -1",
-                                  pippy_tdesc_str(x, sx, sizeof sx), s_list_str(shape, n, ss, sizeof ss));
+                                  pippy_tdesc_str(x, sx, sizeof sx), pippy_ints_str(shape, n, ss, sizeof ss));
             infer_at = i;
             continue;
         } else if (v < 0) {
             return pippy_fail(PIPPY_ERR_SHAPE, "cannot reshape %s to %s: negative dim %lld",
-                              pippy_tdesc_str(x, sx, sizeof sx), s_list_str(shape, n, ss, sizeof ss), (long long)v);
+                              pippy_tdesc_str(x, sx, sizeof sx), pippy_ints_str(shape, n, ss, sizeof ss), (long long)v);
         }
         y.dims[i] = v;
         known *= v;
@@ -295,14 +284,14 @@ static pippy_status s_reshape_infer(pippy_op_desc *d)
     if (infer_at >= 0) {
         if (known == 0 || numel % known != 0)
             return pippy_fail(PIPPY_ERR_SHAPE, "cannot reshape %s (%lld elements) to %s: %lld is not a multiple of %lld",
-                              pippy_tdesc_str(x, sx, sizeof sx), (long long)numel, s_list_str(shape, n, ss, sizeof ss),
+                              pippy_tdesc_str(x, sx, sizeof sx), (long long)numel, pippy_ints_str(shape, n, ss, sizeof ss),
                               (long long)numel, (long long)known);
         y.dims[infer_at] = numel / known;
         known = numel;
     }
     if (known != numel)
         return pippy_fail(PIPPY_ERR_SHAPE, "cannot reshape %s (%lld elements) to %s (%lld elements)",
-                          pippy_tdesc_str(x, sx, sizeof sx), (long long)numel, s_list_str(shape, n, ss, sizeof ss),
+                          pippy_tdesc_str(x, sx, sizeof sx), (long long)numel, pippy_ints_str(shape, n, ss, sizeof ss),
                           (long long)known);
     d->out[0] = y;
     return PIPPY_OK;
@@ -759,7 +748,7 @@ static pippy_status s_split_sizes(const pippy_op_desc *d, int32_t *axis, int64_t
     }
     if (total != dim) {
         char s[160];
-        return pippy_fail(PIPPY_ERR_SHAPE, "split %s sums to %lld, expected %lld (axis %d)", s_list_str(sizes, n, s, sizeof s),
+        return pippy_fail(PIPPY_ERR_SHAPE, "split %s sums to %lld, expected %lld (axis %d)", pippy_ints_str(sizes, n, s, sizeof s),
                           (long long)total, (long long)dim, *axis);
     }
     return PIPPY_OK;

@@ -2,7 +2,7 @@
 """Conformance runner: pippyc against the ONNX backend node tests.
 
 usage: run.py [--pippyc PATH] [--filter SUBSTR] [-j N] [--json FILE] [--data DIR]
-              [--timeout S] [--keep DIR] [-v]
+              [--timeout S] [--keep DIR] [--update-baseline] [-v]
 
 For every ONNX node test (test_*/model.onnx with test_data_set_*/input_K.pb, output_K.pb):
   excluded       named in test/conformance/exclusions.txt (with the reason)
@@ -23,9 +23,16 @@ the runner then writes them once (like `backend-test-tools generate-data`) into
 ~/.cache/pippyc/onnx-node-tests-<onnx version>/ (or $PIPPY_CONFORMANCE_DATA), so each failing
 test can be reproduced by hand from there. --data DIR uses DIR instead.
 
-Output: one line per test that is not unsupported-op (status, name, detail), totals by status,
-and last the line "N passed, N failed, N skipped". Exit 1 when any test failed, 2 on bad usage
-or when pippyc is missing, else 0.
+The baseline (test/conformance/baseline.txt) lists every test that passes. A listed test that does
+not pass now, whatever its status (failed, rejected, unsupported-op, excluded), is a regression and
+counts as a failure. Tests that pass but are not listed are printed as newly passing; rerun with
+--update-baseline to record them (it rewrites the file: the tests selected by --filter, or all,
+as they are now; the other lines stay).
+
+Output: one line per test that is not unsupported-op (status, name, detail), totals by status, the
+regressions and newly passing tests, and last the line "N passed, N failed, N skipped" (failed
+includes the regressions). Exit 1 when any test failed or regressed, 2 on bad usage or when pippyc is
+missing, else 0.
 """
 
 import argparse
@@ -47,6 +54,12 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 EXCLUSIONS = os.path.join(HERE, "exclusions.txt")
+BASELINE = os.path.join(HERE, "baseline.txt")
+BASELINE_HEADER = """\
+# ONNX node tests that pippyc passes (test/conformance/run.py): one a line. A test listed here that no
+# longer passes fails the run. Update with: python3 test/conformance/run.py --update-baseline
+# onnx {version}
+"""
 
 # Used only while `pippyc inspect --ops` is not available (the op list of the issue).
 FALLBACK_OPS = """
@@ -274,6 +287,34 @@ def read_exclusions(path):
     return ex
 
 
+def read_baseline(path):
+    """(set of test names, onnx version the tests came from or None) of the baseline file."""
+    names, version = set(), None
+    if not os.path.isfile(path):
+        return names, version
+    with open(path) as f:
+        for ln, line in enumerate(f, 1):
+            text = line.strip()
+            if text.startswith("# onnx "):
+                version = text[len("# onnx "):].strip()
+            if not text or text.startswith("#"):
+                continue
+            if not re.fullmatch(r"test_[A-Za-z0-9_]+", text):
+                die(f"{path}:{ln}: expected a test name, got {text!r}")
+            names.add(text)
+    return names, version
+
+
+def write_baseline(path, names):
+    import onnx
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(BASELINE_HEADER.format(version=onnx.__version__))
+        for n in sorted(names):
+            f.write(n + "\n")
+    os.replace(tmp, path)
+
+
 def load_tensor(path, vi=None):
     """A .pb file as a numpy array; (None, why) for non-tensors."""
     import onnx
@@ -479,6 +520,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per test, compile and runs (default 60)")
     ap.add_argument("--keep", metavar="DIR", help="keep the work folder (out/, outputs) of each failed test in DIR")
     ap.add_argument("--exclusions", default=EXCLUSIONS, help=argparse.SUPPRESS)
+    ap.add_argument("--baseline", default=BASELINE, help="the list of passing tests (default: %(default)s)")
+    ap.add_argument("--update-baseline", action="store_true",
+                    help="rewrite the baseline with the selected tests that pass now")
     ap.add_argument("-v", "--verbose", action="store_true", help="report each test on stderr as it finishes")
     args = ap.parse_args()
 
@@ -555,9 +599,40 @@ def main():
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")
-    skipped = totals["rejected"] + totals["unsupported-op"] + totals["excluded"]
-    print(f"{totals['passed']} passed, {totals['failed']} failed, {skipped} skipped")
-    return 1 if totals["failed"] else 0
+    # the baseline: what passed before must pass now
+    baseline, base_onnx = read_baseline(args.baseline)
+    selected = {r["name"] for r in results}
+    passing = {r["name"] for r in results if r["status"] == "passed"}
+    regressed = [r for r in results if r["name"] in baseline and r["status"] != "passed"]
+    vanished = sorted(n for n in baseline - selected if not args.filter)
+    if vanished and base_onnx and base_onnx != onnx.__version__:
+        # another onnx release may rename or drop tests: those are not pippyc's regressions
+        print(f"run.py: note: the baseline lists {len(vanished)} tests that onnx {onnx.__version__} does not have "
+              f"(it was made with onnx {base_onnx}): {' '.join(vanished[:10])}{' ...' if len(vanished) > 10 else ''}")
+        vanished = []
+    new = sorted(passing - baseline)
+    for r in regressed:
+        print(f"REGRESSED {r['name']}: in the baseline, now {r['status']} {r['detail']}".rstrip())
+    for n in vanished:
+        print(f"REGRESSED {n}: in the baseline, but no such test in {ctx.data}")
+    if args.update_baseline:
+        write_baseline(args.baseline, (baseline - selected) | passing)
+        print(f"baseline {args.baseline} updated: {len(passing)} passing of {len(selected)} selected "
+              f"({len(new)} added, {len(baseline & selected) - len(baseline & passing)} removed)")
+    elif new:
+        print(f"newly passing, not in the baseline ({len(new)}): {' '.join(new)}")
+        print("  record them with: python3 test/conformance/run.py --update-baseline")
+    if not os.path.isfile(args.baseline) and not args.update_baseline:
+        print(f"run.py: warning: no baseline at {args.baseline}; create it with --update-baseline")
+    # a regressed test counts as failed (not as skipped, whatever its status)
+    moved = [] if args.update_baseline else [r for r in regressed if r["status"] != "failed"]
+    regressions = 0 if args.update_baseline else len(regressed) + len(vanished)
+    failed = totals["failed"] + len(moved) + (0 if args.update_baseline else len(vanished))
+    skipped = totals["rejected"] + totals["unsupported-op"] + totals["excluded"] - len(moved)
+    print(f"baseline: {len(baseline & passing)} of {len(baseline & selected) + len(vanished)} listed tests pass, "
+          f"{regressions} regressed, {len(new)} newly passing")
+    print(f"{totals['passed']} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

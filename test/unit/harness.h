@@ -8,6 +8,8 @@
 void pippy_test_register(Suite *(*make)(void));
 /* The build directory (e.g. "build" or "build-san"). */
 const char *pippy_test_build_dir(void);
+/* Remove a folder and everything below it (temporary folders of tests). */
+void pippy_test_rmtree(const char *dir);
 
 #define PIPPY_TEST_SUITE(fn) \
     __attribute__((constructor)) static void pippy_register_##fn(void) { pippy_test_register(fn); }

@@ -1,4 +1,7 @@
 /* main.c — runs every registered Check suite; prints Check's summary line. */
+#define _GNU_SOURCE /* nftw */
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "harness.h"
@@ -18,6 +21,16 @@ const char *pippy_test_build_dir(void)
     const char *b = getenv("PIPPY_BUILD");
     return b && b[0] ? b : "build";
 }
+
+static int pippy_rm_one(const char *p, const struct stat *s, int flag, struct FTW *f)
+{
+    (void)s;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+
+void pippy_test_rmtree(const char *dir) { nftw(dir, pippy_rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 int main(void)
 {

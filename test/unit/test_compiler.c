@@ -1,7 +1,8 @@
 /* test_compiler.c — invariants of the compiler passes on the sample models:
  * constant folding leaves only runtime work, every stage is a non-empty contiguous range,
  * every value read across stages travels on an edge from its producer, the memory plan never
- * lets two values that are alive at once overlap, and the cost model's cuts balance stages. */
+ * lets two values that are alive at once overlap, the cost model's cuts balance stages, a folded
+ * parameter keeps its identity (param_of) and a static-batch export is rewritten for a microbatch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +220,73 @@ START_TEST(test_trainable_count_matches_pytorch)
 }
 END_TEST
 
+START_TEST(test_folded_transpose_keeps_its_parameter)
+{
+    /* gpt_head_t's head reads Transpose(tok_emb.weight): folded to a constant that still names W */
+    pippy_graph *g = load("gpt_head_t", 2);
+    int32_t w = pippy_graph_find(g, "tok_emb.weight"), t = pippy_graph_find(g, "/lm_head/Transpose_output_0");
+    ck_assert_int_ge(w, 0);
+    ck_assert_int_ge(t, 0);
+    ck_assert_int_eq(g->values[t].kind, PIPPY_VAL_CONST);
+    ck_assert_int_eq(g->values[t].param_of, w);
+    ck_assert_int_eq(pippy_value_param_root(g, t), w);
+    ck_assert_int_eq(pippy_value_param_root(g, w), w);
+    /* a Shape of a parameter is not the parameter */
+    for (int32_t v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == PIPPY_VAL_CONST && g->values[v].param_of >= 0)
+            ck_assert_int_eq(g->values[v].t.dtype, g->values[g->values[v].param_of].t.dtype);
+    pippy_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_static_batch_rewrites_reshapes)
+{
+    /* gpt_op14_static bakes batch 8 into its 10 Reshape shapes; at microbatch 2 each is rewritten and
+     * every value that carried 8 now carries 2; the copy used on the side leaves g's data alone */
+    pippy_graph *g = NULL;
+    ck_assert(pippy_onnx_load("samples/models/gpt_op14_static.onnx", &g) == PIPPY_OK);
+    ck_assert_int_eq(pippy_batch_exported(g), 8);
+    pippy_shape_bind_opts full, micro;
+    memset(&full, 0, sizeof full);
+    full.batch = 8;
+    micro = full;
+    micro.batch = 2;
+    pippy_batch_report r;
+    pippy_batch_dims none = {0};
+    pippy_status st = pippy_batch_infer(g, &full, &micro, 8, 2, &none, &r);
+    ck_assert_msg(st == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_int_eq(r.rewritten, 10);
+    ck_assert_int_eq(r.export_batch, 8);
+    int32_t y = g->outputs[0];
+    ck_assert_int_eq(g->values[y].t.rank, 3);
+    ck_assert_int_eq(g->values[y].t.dims[0], 2);
+    ck_assert_int_eq(g->values[y].t.dims[1], 16);
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *n = &g->nodes[i];
+        if (n->removed || strcmp(n->op, "Reshape"))
+            continue;
+        const pippy_value *s = &g->values[n->in[1]];
+        ck_assert(s->data != NULL);
+        ck_assert_msg(((const int64_t *)s->data)[0] == 2 || ((const int64_t *)s->data)[0] == 32, "%s: %lld", n->name,
+                      (long long)((const int64_t *)s->data)[0]);
+    }
+    pippy_graph_free(g);
+    /* an unknown --batch-dims node is a usage error; a bad spec too */
+    pippy_batch_dims d = {0};
+    ck_assert_int_eq(pippy_batch_dims_parse(&d, "/a/Expand=0,/b=none"), PIPPY_OK);
+    ck_assert_int_eq(d.n, 2);
+    ck_assert_int_eq(d.at[1].elem, -1);
+    ck_assert_int_eq(pippy_batch_dims_parse(&d, "/a=x"), PIPPY_ERR_USAGE);
+    ck_assert_int_eq(pippy_batch_dims_parse(&d, "=1"), PIPPY_ERR_USAGE);
+    ck_assert(pippy_onnx_load("samples/models/gpt_op14_static.onnx", &g) == PIPPY_OK);
+    pippy_batch_dims bad = {0};
+    ck_assert_int_eq(pippy_batch_dims_parse(&bad, "/nope=0"), PIPPY_OK);
+    ck_assert_int_eq(pippy_batch_infer(g, &full, &micro, 8, 2, &bad, &r), PIPPY_ERR_USAGE);
+    ck_assert_ptr_nonnull(strstr(pippy_last_error(), "/nope"));
+    pippy_graph_free(g);
+}
+END_TEST
+
 static Suite *compiler_suite(void)
 {
     Suite *s = suite_create("compiler");
@@ -229,6 +297,8 @@ static Suite *compiler_suite(void)
     tcase_add_test(t, test_auto_split_balances);
     tcase_add_test(t, test_split_before_prefix_and_errors);
     tcase_add_test(t, test_trainable_count_matches_pytorch);
+    tcase_add_test(t, test_folded_transpose_keeps_its_parameter);
+    tcase_add_test(t, test_static_batch_rewrites_reshapes);
     suite_add_tcase(s, t);
     return s;
 }

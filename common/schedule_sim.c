@@ -1,0 +1,421 @@
+/* schedule_sim.c — see schedule_sim.h. */
+#include "schedule_sim.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const pippy_sched *s;
+    int32_t S, M, R;
+    int32_t *pair;      /* [phase * S * S + from * S + to]: pair index, -1: no values move there */
+    int32_t n_pairs;
+    int32_t *pair_from, *pair_to, *pair_phase;
+    uint64_t *pair_bytes;
+    int32_t *n_sent, *n_recv; /* [pair * M + mb] */
+    int32_t *done;      /* [(stage * M + mb) * PIPPY_PHASES + phase]: 1 once that computation is listed */
+    int32_t *n_reduce;  /* [reduction * S + stage] */
+    double *sent_t;     /* [pair * M + mb]: when the send ran in the replay, < 0 before */
+} pippy_ss;
+
+static pippy_status pippy_ss_fail(int32_t rank, int32_t k, const pippy_action *a, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static pippy_status pippy_ss_fail(int32_t rank, int32_t k, const pippy_action *a, const char *fmt, ...)
+{
+    char rule[512], act[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rule, sizeof rule, fmt, ap);
+    va_end(ap);
+    return pippy_fail(PIPPY_ERR_INVALID, "schedule: rank %d, action %d %s: %s", rank, k, pippy_act_str(a, act, sizeof act),
+                      rule);
+}
+
+static void pippy_ss_free(pippy_ss *x)
+{
+    free(x->pair), free(x->pair_from), free(x->pair_to), free(x->pair_phase), free(x->pair_bytes);
+    free(x->n_sent), free(x->n_recv), free(x->done), free(x->n_reduce), free(x->sent_t);
+}
+
+static pippy_status pippy_ss_init(pippy_ss *x, const pippy_sched *s)
+{
+    memset(x, 0, sizeof *x);
+    x->s = s;
+    x->S = s->n_stages, x->M = s->microbatches, x->R = s->n_ranks;
+    if (x->S < 1 || x->M < 1 || x->R < 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "schedule: %d stages, %d ranks, %d microbatches", x->S, x->R, x->M);
+    for (int32_t st = 0; st < x->S; st++)
+        if (s->stage_rank[st] < 0 || s->stage_rank[st] >= x->R)
+            return pippy_fail(PIPPY_ERR_INVALID, "schedule: stage %d runs on rank %d, outside 0..%d", st,
+                              s->stage_rank[st], x->R - 1);
+    size_t SS = (size_t)x->S * (size_t)x->S, maxp = 2 * SS;
+    x->pair = malloc(maxp * sizeof *x->pair);
+    x->pair_from = malloc(maxp * sizeof *x->pair_from);
+    x->pair_to = malloc(maxp * sizeof *x->pair_to);
+    x->pair_phase = malloc(maxp * sizeof *x->pair_phase);
+    x->pair_bytes = calloc(maxp, sizeof *x->pair_bytes);
+    x->done = calloc((size_t)x->S * (size_t)x->M * PIPPY_PHASES, sizeof *x->done);
+    x->n_reduce = calloc((size_t)(s->n_reductions + 1) * (size_t)x->S, sizeof *x->n_reduce);
+    if (!x->pair || !x->pair_from || !x->pair_to || !x->pair_phase || !x->pair_bytes || !x->done || !x->n_reduce)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory checking the schedule");
+    for (size_t i = 0; i < maxp; i++)
+        x->pair[i] = -1;
+    for (int32_t e = 0; e < s->n_edges; e++) {
+        const pippy_sched_edge *ed = &s->edges[e];
+        if (ed->producer < 0 || ed->producer >= x->S || (ed->phase != PIPPY_PHASE_F && ed->phase != PIPPY_PHASE_B))
+            return pippy_fail(PIPPY_ERR_INVALID, "schedule: edge %d: producer stage %d / phase %d out of range", e,
+                              ed->producer, ed->phase);
+        for (int32_t c = 0; c < ed->n_consumers; c++) {
+            int32_t to = ed->consumers[c];
+            if (to < 0 || to >= x->S || to == ed->producer)
+                return pippy_fail(PIPPY_ERR_INVALID, "schedule: edge %d goes from stage %d to stage %d", e,
+                                  ed->producer, to);
+            size_t k = (size_t)ed->phase * SS + (size_t)ed->producer * (size_t)x->S + (size_t)to;
+            if (x->pair[k] < 0) {
+                x->pair[k] = x->n_pairs;
+                x->pair_from[x->n_pairs] = ed->producer;
+                x->pair_to[x->n_pairs] = to;
+                x->pair_phase[x->n_pairs] = ed->phase;
+                x->n_pairs++;
+            }
+            x->pair_bytes[x->pair[k]] += ed->bytes;
+        }
+    }
+    size_t PM = (size_t)(x->n_pairs ? x->n_pairs : 1) * (size_t)x->M;
+    x->n_sent = calloc(PM, sizeof *x->n_sent);
+    x->n_recv = calloc(PM, sizeof *x->n_recv);
+    x->sent_t = malloc(PM * sizeof *x->sent_t);
+    if (!x->n_sent || !x->n_recv || !x->sent_t)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory checking the schedule");
+    for (size_t i = 0; i < PM; i++)
+        x->sent_t[i] = -1;
+    return PIPPY_OK;
+}
+
+static int32_t pippy_ss_pair(const pippy_ss *x, int32_t phase, int32_t from, int32_t to)
+{
+    if (phase < 0 || phase > 1 || from < 0 || from >= x->S || to < 0 || to >= x->S)
+        return -1;
+    return x->pair[(size_t)phase * x->S * x->S + (size_t)from * x->S + to];
+}
+
+static int32_t *pippy_ss_done(pippy_ss *x, int32_t stage, int32_t mb, int32_t phase)
+{
+    return &x->done[((size_t)stage * x->M + (size_t)mb) * PIPPY_PHASES + (size_t)phase];
+}
+
+static int pippy_ss_member(const pippy_sched *s, int32_t id, int32_t stage)
+{
+    for (int32_t i = 0; i < s->reduction_n[id]; i++)
+        if (s->reduction_stages[id][i] == stage)
+            return 1;
+    return 0;
+}
+
+/* One action, checked where it stands in its rank's list. */
+static pippy_status pippy_ss_action(pippy_ss *x, int32_t r, int32_t k, const pippy_action *a)
+{
+    const pippy_sched *s = x->s;
+    const pippy_act_info *info = pippy_act_info_of(a->kind);
+    if (!info)
+        return pippy_ss_fail(r, k, a, "not an action");
+    if (info->training && !s->training)
+        return pippy_ss_fail(r, k, a, "an inference schedule has only F, SEND_F and RECV_F");
+    if (a->kind == PIPPY_ACT_STEP)
+        return k == s->n_actions[r] - 1 ? PIPPY_OK : pippy_ss_fail(r, k, a, "STEP must be the rank's last action");
+    if (a->stage < 0 || a->stage >= x->S || s->stage_rank[a->stage] != r)
+        return pippy_ss_fail(r, k, a, "stage %d does not run on rank %d", a->stage, r);
+    if (info->has_mb && (a->mb < 0 || a->mb >= x->M))
+        return pippy_ss_fail(r, k, a, "microbatch %d is outside 0..%d", a->mb, x->M - 1);
+    if (info->compute) {
+        int32_t *d = pippy_ss_done(x, a->stage, a->mb, info->phase);
+        if (*d)
+            return pippy_ss_fail(r, k, a, "it runs twice");
+        if (info->phase > 0 && !*pippy_ss_done(x, a->stage, a->mb, info->phase - 1))
+            return pippy_ss_fail(r, k, a, "%s of this microbatch must come first",
+                                 info->phase == PIPPY_PHASE_B ? "F" : "B");
+        *d = 1;
+        return PIPPY_OK;
+    }
+    if (info->transfer) {
+        int send = info->transfer > 0;
+        int32_t p = send ? pippy_ss_pair(x, info->phase, a->stage, a->peer) : pippy_ss_pair(x, info->phase, a->peer, a->stage);
+        if (p < 0)
+            return pippy_ss_fail(r, k, a, "stage %d %s stage %d no %s", a->stage, send ? "sends" : "receives from",
+                                 a->peer, info->phase == PIPPY_PHASE_F ? "activations" : "gradients");
+        int32_t *cnt = send ? &x->n_sent[(size_t)p * x->M + a->mb] : &x->n_recv[(size_t)p * x->M + a->mb];
+        if (++*cnt > 1)
+            return pippy_ss_fail(r, k, a, "it appears twice");
+        int made = *pippy_ss_done(x, a->stage, a->mb, info->phase);
+        if (send && !made)
+            return pippy_ss_fail(r, k, a, "a send must follow the %s that makes its data", info->phase ? "B" : "F");
+        if (!send && made)
+            return pippy_ss_fail(r, k, a, "a receive must be posted before the %s that needs its data",
+                                 info->phase ? "B" : "F");
+        return PIPPY_OK;
+    }
+    /* ALLREDUCE */
+    if (a->peer < 0 || a->peer >= s->n_reductions || !pippy_ss_member(s, a->peer, a->stage))
+        return pippy_ss_fail(r, k, a, "stage %d is not a member of reduction %d", a->stage, a->peer);
+    for (int32_t m = 0; m < x->M; m++)
+        if (!*pippy_ss_done(x, a->stage, m, PIPPY_PHASE_W))
+            return pippy_ss_fail(r, k, a, "W(stage %d, mb %d) must come first: the gradients are not complete", a->stage,
+                                 m);
+    if (++x->n_reduce[(size_t)a->peer * x->S + a->stage] > 1)
+        return pippy_ss_fail(r, k, a, "it appears twice");
+    return PIPPY_OK;
+}
+
+/* What must appear at least once: computations, both ends of every transfer, reductions, STEP. */
+static pippy_status pippy_ss_complete(pippy_ss *x)
+{
+    const pippy_sched *s = x->s;
+    static const char *const names[PIPPY_PHASES] = {"F", "B", "W"};
+    for (int32_t st = 0; st < x->S; st++)
+        for (int32_t m = 0; m < x->M; m++)
+            for (int32_t ph = 0; ph < (s->training ? PIPPY_PHASES : 1); ph++)
+                if (!*pippy_ss_done(x, st, m, ph))
+                    return pippy_fail(PIPPY_ERR_INVALID, "schedule: rank %d never runs %s(stage %d, mb %d)",
+                                      s->stage_rank[st], names[ph], st, m);
+    for (int32_t p = 0; p < x->n_pairs; p++)
+        for (int32_t m = 0; m < x->M; m++) {
+            int32_t from = x->pair_from[p], to = x->pair_to[p], ph = x->pair_phase[p];
+            if (!x->n_sent[(size_t)p * x->M + m])
+                return pippy_fail(PIPPY_ERR_INVALID, "schedule: rank %d never runs SEND_%s(stage %d, mb %d -> stage %d)",
+                                  s->stage_rank[from], names[ph], from, m, to);
+            if (!x->n_recv[(size_t)p * x->M + m])
+                return pippy_fail(PIPPY_ERR_INVALID,
+                                  "schedule: rank %d never runs RECV_%s(stage %d, mb %d <- stage %d): the data would "
+                                  "never be received",
+                                  s->stage_rank[to], names[ph], to, m, from);
+        }
+    for (int32_t id = 0; id < s->n_reductions; id++)
+        for (int32_t i = 0; i < s->reduction_n[id]; i++) {
+            int32_t st = s->reduction_stages[id][i];
+            if (st < 0 || st >= x->S || !x->n_reduce[(size_t)id * x->S + st])
+                return pippy_fail(PIPPY_ERR_INVALID, "schedule: stage %d never runs ALLREDUCE of reduction %d", st, id);
+        }
+    for (int32_t r = 0; r < x->R && s->training; r++)
+        if (!s->n_actions[r] || s->actions[r][s->n_actions[r] - 1].kind != PIPPY_ACT_STEP)
+            return pippy_fail(PIPPY_ERR_INVALID, "schedule: rank %d has no STEP at the end of its actions", r);
+    return PIPPY_OK;
+}
+
+/* Microbatches each stage holds (from F to its last backward action), in list order. */
+static pippy_status pippy_ss_in_flight(pippy_ss *x, int32_t *in_flight)
+{
+    const pippy_sched *s = x->s;
+    int32_t *now = calloc((size_t)x->S, sizeof *now);
+    if (!now)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    pippy_status st = PIPPY_OK;
+    for (int32_t r = 0; r < x->R && st == PIPPY_OK; r++)
+        for (int32_t k = 0; k < s->n_actions[r] && st == PIPPY_OK; k++) {
+            const pippy_action *a = &s->actions[r][k];
+            int end = s->training ? PIPPY_ACT_W : PIPPY_ACT_F;
+            if (a->kind == PIPPY_ACT_F) {
+                now[a->stage]++;
+                if (now[a->stage] > in_flight[a->stage])
+                    in_flight[a->stage] = now[a->stage];
+                if (s->stash_slots && now[a->stage] > s->stash_slots[a->stage])
+                    st = pippy_ss_fail(r, k, a,
+                                       "stage %d would hold %d microbatches at once; its program keeps at most %d "
+                                       "(recompile with this schedule)",
+                                       a->stage, now[a->stage], s->stash_slots[a->stage]);
+            }
+            if (a->kind == end)
+                now[a->stage]--;
+        }
+    free(now);
+    return st;
+}
+
+/* When the data that action a waits for is there (-1: not yet sent in the replay). */
+static double pippy_ss_ready(pippy_ss *x, const pippy_action *a, int32_t *waits_pair)
+{
+    int32_t ph = a->kind == PIPPY_ACT_F ? PIPPY_PHASE_F : a->kind == PIPPY_ACT_B ? PIPPY_PHASE_B : -1;
+    double t = 0;
+    if (ph < 0)
+        return 0;
+    for (int32_t p = 0; p < x->n_pairs; p++) {
+        if (x->pair_phase[p] != ph || x->pair_to[p] != a->stage)
+            continue;
+        double sent = x->sent_t[(size_t)p * x->M + a->mb];
+        if (sent < 0) {
+            *waits_pair = p;
+            return -1;
+        }
+        double bw = x->s->link_bytes_per_s > 0 ? x->s->link_bytes_per_s : 1e300;
+        double arr = sent + x->s->link_latency_s + (double)x->pair_bytes[p] / bw;
+        if (arr > t)
+            t = arr;
+    }
+    return t;
+}
+
+static double pippy_ss_cost(const pippy_sched *s, const pippy_action *a)
+{
+    const pippy_act_info *i = pippy_act_info_of(a->kind);
+    return s->stage_s && i->compute ? s->stage_s[(size_t)a->stage * PIPPY_PHASES + (size_t)i->phase] : 0;
+}
+
+/* The last action index on rank r that is an ALLREDUCE of reduction id. */
+static int32_t pippy_ss_last_reduce(const pippy_sched *s, int32_t r, int32_t id)
+{
+    int32_t last = -1;
+    for (int32_t k = 0; k < s->n_actions[r]; k++)
+        if (s->actions[r][k].kind == PIPPY_ACT_ALLREDUCE && s->actions[r][k].peer == id)
+            last = k;
+    return last;
+}
+
+typedef struct {
+    int32_t *pos;      /* per rank: the next action; <= -2: parked at action -pos-2 (a collective) */
+    double *clock, *busy;
+    int32_t *arrived;  /* per reduction: member stages arrived; [n_reductions]: ranks at STEP */
+    double *arrive_t;
+} pippy_replay;
+
+/* Rank r arrives at the collective of its next action: an earlier local member of a reduction
+ * contributes and goes on; the last one waits, parked, until every member is there, when all
+ * parked at it go on together. */
+static void pippy_ss_collective(pippy_ss *x, pippy_replay *y, int32_t r, const pippy_action *a)
+{
+    const pippy_sched *s = x->s;
+    int32_t id = a->kind == PIPPY_ACT_STEP ? s->n_reductions : a->peer;
+    int32_t need = a->kind == PIPPY_ACT_STEP ? x->R : s->reduction_n[id], p = y->pos[r];
+    y->arrived[id]++;
+    if (y->clock[r] > y->arrive_t[id])
+        y->arrive_t[id] = y->clock[r];
+    if (a->kind == PIPPY_ACT_ALLREDUCE && p != pippy_ss_last_reduce(s, r, id)) {
+        y->pos[r]++;
+        return;
+    }
+    y->pos[r] = -p - 2;
+    if (y->arrived[id] < need)
+        return;
+    double t = y->arrive_t[id] + s->collective_s;
+    for (int32_t q = 0; q < x->R; q++) {
+        int32_t at = y->pos[q] <= -2 ? -y->pos[q] - 2 : -1;
+        if (at < 0)
+            continue;
+        const pippy_action *b = &s->actions[q][at];
+        if ((b->kind == PIPPY_ACT_STEP ? s->n_reductions : b->peer) != id)
+            continue;
+        y->clock[q] = t;
+        y->pos[q] = at + 1;
+    }
+}
+
+static pippy_status pippy_ss_deadlock(pippy_ss *x, pippy_replay *y)
+{
+    const pippy_sched *s = x->s;
+    char msg[2048], act[96];
+    size_t n = (size_t)snprintf(msg, sizeof msg, "schedule: the action lists deadlock:");
+    for (int32_t r = 0; r < x->R && n < sizeof msg - 200; r++) {
+        int32_t p = y->pos[r] <= -2 ? -y->pos[r] - 2 : y->pos[r];
+        if (p >= s->n_actions[r])
+            continue;
+        const pippy_action *a = &s->actions[r][p];
+        int32_t wp = -1;
+        pippy_ss_ready(x, a, &wp);
+        n += (size_t)snprintf(msg + n, sizeof msg - n, " rank %d waits at action %d %s", r, p,
+                              pippy_act_str(a, act, sizeof act));
+        if (wp >= 0)
+            n += (size_t)snprintf(msg + n, sizeof msg - n, " for the %s of mb %d from stage %d (rank %d);",
+                                  x->pair_phase[wp] ? "gradients" : "activations", a->mb, x->pair_from[wp],
+                                  s->stage_rank[x->pair_from[wp]]);
+        else
+            n += (size_t)snprintf(msg + n, sizeof msg - n, " for the other members;");
+    }
+    return pippy_fail(PIPPY_ERR_INVALID, "%s", msg);
+}
+
+/* Replays the lists: times, busy, and whether every rank gets to the end. */
+static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
+{
+    const pippy_sched *s = x->s;
+    pippy_replay y;
+    y.pos = calloc((size_t)x->R, sizeof *y.pos);
+    y.clock = calloc((size_t)x->R, sizeof *y.clock);
+    y.busy = calloc((size_t)x->R, sizeof *y.busy);
+    y.arrived = calloc((size_t)s->n_reductions + 1, sizeof *y.arrived);
+    y.arrive_t = calloc((size_t)s->n_reductions + 1, sizeof *y.arrive_t);
+    if (!y.pos || !y.clock || !y.busy || !y.arrived || !y.arrive_t) {
+        free(y.pos), free(y.clock), free(y.busy), free(y.arrived), free(y.arrive_t);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
+    }
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (int32_t r = 0; r < x->R; r++)
+            while (y.pos[r] >= 0 && y.pos[r] < s->n_actions[r]) {
+                const pippy_action *a = &s->actions[r][y.pos[r]];
+                if (a->kind == PIPPY_ACT_ALLREDUCE || a->kind == PIPPY_ACT_STEP) {
+                    pippy_ss_collective(x, &y, r, a);
+                    progress = 1;
+                    continue;
+                }
+                int32_t wp = -1;
+                double ready = pippy_ss_ready(x, a, &wp);
+                if (ready < 0)
+                    break;
+                double start = ready > y.clock[r] ? ready : y.clock[r], d = pippy_ss_cost(s, a);
+                y.clock[r] = start + d;
+                y.busy[r] += d;
+                const pippy_act_info *i = pippy_act_info_of(a->kind);
+                if (i->transfer > 0)
+                    x->sent_t[(size_t)pippy_ss_pair(x, i->phase, a->stage, a->peer) * x->M + a->mb] = y.clock[r];
+                y.pos[r]++;
+                progress = 1;
+            }
+    }
+    pippy_status st = PIPPY_OK;
+    double step = 0, busy = 0;
+    for (int32_t r = 0; r < x->R; r++) {
+        if (y.pos[r] != s->n_actions[r])
+            st = PIPPY_ERR_INVALID;
+        if (y.clock[r] > step)
+            step = y.clock[r];
+        busy += y.busy[r];
+    }
+    if (st != PIPPY_OK)
+        st = pippy_ss_deadlock(x, &y);
+    if (st == PIPPY_OK && res) {
+        res->step_s = step;
+        res->bubble = step > 0 ? 1.0 - busy / (x->R * step) : 0;
+        for (int32_t r = 0; r < x->R; r++) {
+            if (res->busy_s)
+                res->busy_s[r] = y.busy[r];
+            if (res->idle_s)
+                res->idle_s[r] = step - y.busy[r];
+        }
+    }
+    free(y.pos), free(y.clock), free(y.busy), free(y.arrived), free(y.arrive_t);
+    return st;
+}
+
+pippy_status pippy_sched_check(const pippy_sched *s, pippy_sched_result *r)
+{
+    pippy_ss x;
+    pippy_status st = pippy_ss_init(&x, s);
+    for (int32_t rk = 0; rk < s->n_ranks && st == PIPPY_OK; rk++)
+        for (int32_t k = 0; k < s->n_actions[rk] && st == PIPPY_OK; k++)
+            st = pippy_ss_action(&x, rk, k, &s->actions[rk][k]);
+    if (st == PIPPY_OK)
+        st = pippy_ss_complete(&x);
+    int32_t *in_flight = r && r->in_flight ? r->in_flight : calloc((size_t)(x.S > 0 ? x.S : 1), sizeof *in_flight);
+    if (st == PIPPY_OK && !in_flight)
+        st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    if (st == PIPPY_OK) {
+        memset(in_flight, 0, (size_t)x.S * sizeof *in_flight);
+        st = pippy_ss_in_flight(&x, in_flight);
+    }
+    if (!(r && r->in_flight))
+        free(in_flight);
+    if (st == PIPPY_OK)
+        st = pippy_ss_replay(&x, r);
+    pippy_ss_free(&x);
+    return st;
+}

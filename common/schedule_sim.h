@@ -1,0 +1,66 @@
+/* schedule_sim.h — checks a pipeline schedule and predicts how it runs.
+ *
+ * One definition, used by the compiler (to validate what it built and to predict step time,
+ * bubble and the microbatches each stage holds at once) and by every stage program (to refuse a
+ * hand-edited schedule.json before any connection is made). The rules, each failure naming the
+ * rank, the action and the rule:
+ *   - every action names a stage its rank runs, a microbatch in range, a peer that exchanges data
+ *     with its stage in that phase (or a reduction its stage belongs to);
+ *   - each stage runs F once per microbatch (training: B and W once each too, F before B before W);
+ *   - for every pair of stages that exchange values in a phase and every microbatch, exactly one
+ *     send (after the computation that makes the data) and one receive (posted before the
+ *     computation that needs it);
+ *   - ALLREDUCE once per member stage, after that stage's last W; training: STEP once per rank,
+ *     last; inference: no STEP, no B, W or ALLREDUCE;
+ *   - replaying the lists (computations wait for their data, collectives for every member) ends
+ *     with every rank done: no deadlock; a stage never holds more microbatches than it has stash
+ *     slots for.
+ * The replay is also the prediction: computations take the given per-stage times, transfers
+ * latency + bytes / bandwidth, each rank runs its actions in order. */
+#ifndef PIPPY_SCHEDULE_SIM_H
+#define PIPPY_SCHEDULE_SIM_H
+
+#include <stdint.h>
+
+#include "action.h"
+#include "status.h"
+
+typedef struct {
+    int32_t producer;         /* stage */
+    int32_t phase;            /* PIPPY_PHASE_F (activation) or PIPPY_PHASE_B (gradient) */
+    int32_t n_consumers;
+    const int32_t *consumers; /* stages */
+    uint64_t bytes;           /* per microbatch */
+} pippy_sched_edge;
+
+typedef struct {
+    int32_t n_stages, n_ranks, microbatches;
+    int32_t training;
+    const int32_t *stage_rank;            /* per stage */
+    int32_t n_edges;
+    const pippy_sched_edge *edges;
+    int32_t n_reductions;
+    const int32_t *reduction_n;           /* per reduction: how many member stages */
+    const int32_t *const *reduction_stages;
+    const int32_t *n_actions;             /* per rank */
+    const pippy_action *const *actions;   /* per rank */
+    /* For the prediction (each may be 0 / NULL). */
+    const double *stage_s;                /* per stage x PIPPY_PHASES: seconds per microbatch */
+    double link_latency_s, link_bytes_per_s, collective_s;
+    const int32_t *stash_slots;           /* per stage: microbatches it can hold; NULL: no bound */
+} pippy_sched;
+
+typedef struct {
+    double step_s;      /* when the last rank finishes */
+    double bubble;      /* 1 - busy time / (ranks x step) */
+    double *busy_s;     /* per rank (the caller's array, or NULL) */
+    double *idle_s;     /* per rank: step - busy (the caller's array, or NULL) */
+    int32_t *in_flight; /* per stage: the most microbatches between F and their last backward action
+                           (the caller's array, or NULL) */
+} pippy_sched_result;
+
+/* Checks s (see above) and, when r is not NULL, fills r. Errors are PIPPY_ERR_INVALID with a
+ * message naming the rank, action and rule. */
+pippy_status pippy_sched_check(const pippy_sched *s, pippy_sched_result *r);
+
+#endif

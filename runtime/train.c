@@ -1,0 +1,477 @@
+/* train.c — a rank's training run: step after step of the action list, each step fed its batch
+ * of the datasets, ended by the STEP action (optimizer), with checkpoints, resume and the final
+ * save.
+ *
+ * Data: every graph input a stage of this rank reads is a whole dataset (samples along dim 0;
+ * all of the same length N >= batch). Step k uses the samples at positions [k*B, (k+1)*B) of an
+ * endless sequence: epoch after epoch of 0..N-1, or of a permutation per epoch (--shuffle SEED:
+ * Fisher-Yates driven by splitmix64 of SEED and the epoch). So a step's batch depends only on
+ * its number, and a resumed run sees exactly the batches an uninterrupted one would.
+ * STEP: every rank adds what it has (the last stage: the step's M microbatch losses; every stage:
+ * the sum of squares of its gradients, a tied gradient counted once) and whether anything is
+ * not finite; one all-reduce over every rank gives each the same totals. A non-finite loss or
+ * gradient stops the run there, naming the step, before anything is saved. Otherwise each stage
+ * clips (torch's clip_grad_norm_ coefficient, applied as the gradients are read), takes the
+ * optimizer step over its trained parameters and clears its gradients; rank 0 logs the loss.
+ * ALLREDUCE sums a tied parameter's gradient over the stages that hold a copy, so every copy
+ * takes the same step and stays bit-identical.
+ * Checkpoints (runtime/ckpt.c): each stage's weights (parameters and running statistics) and
+ * optimizer state; once every rank has written, rank 0 commits the set. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "collective.h"
+#include "optim.h"
+#include "rt.h"
+#include "tensor_io.h"
+
+#define PIPPY_WORLD_REDUCTION 0xfffff /* the reduction id of STEP's all-reduce over every rank */
+
+typedef struct {
+    pippy_rt_input *x;      /* the stage input it feeds */
+    pippy_tensor_file file; /* the whole dataset */
+    size_t row;             /* bytes of one sample */
+} pippy_dataset;
+
+typedef struct {
+    int id;
+    int stage;              /* the local member */
+    size_t off, count;      /* its gradient: byte offset in G, floats */
+    int counts_norm;        /* 1 for the lowest member: the norm counts the gradient there */
+    int ranks[PIPPY_RT_MAX_RANKS];
+    pippy_group group;
+} pippy_tie;
+
+struct pippy_train {
+    pippy_optim_config opt;
+    int64_t steps, start, batch, n_samples;
+    pippy_dataset *data;
+    int n_data;
+    int64_t *perm, perm_epoch;
+    int world_ranks[PIPPY_RT_MAX_RANKS];
+    pippy_group world;
+    pippy_tie *ties;
+    int n_ties;
+    void *scratch;          /* of the collectives */
+    FILE *log;
+    double t_step, t_print, t_start;
+};
+
+/* ---------------------------------------------------------------- data */
+
+static uint64_t pippy_splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The sample at position pos of the endless sequence. */
+static int64_t pippy_train_sample(pippy_rt *rt, int64_t pos)
+{
+    pippy_train *tr = rt->train;
+    int64_t N = tr->n_samples, epoch = pos / N;
+    if (!rt->a.shuffle)
+        return pos % N;
+    if (epoch != tr->perm_epoch) {
+        uint64_t s = rt->a.shuffle_seed ^ (0x5851f42d4c957f2dull * (uint64_t)(epoch + 1));
+        for (int64_t i = 0; i < N; i++)
+            tr->perm[i] = i;
+        for (int64_t i = N - 1; i > 0; i--) {
+            int64_t j = (int64_t)(pippy_splitmix64(&s) % (uint64_t)(i + 1)), t = tr->perm[i];
+            tr->perm[i] = tr->perm[j];
+            tr->perm[j] = t;
+        }
+        tr->perm_epoch = epoch;
+    }
+    return tr->perm[pos % N];
+}
+
+/* Step k's batch into the input slots (microbatch m = rows [m*mb, (m+1)*mb) of the batch). */
+static void pippy_train_load(pippy_rt *rt, int64_t k)
+{
+    pippy_train *tr = rt->train;
+    for (int64_t i = 0; i < tr->batch && tr->n_data > 0; i++) {
+        int64_t s = pippy_train_sample(rt, k * tr->batch + i);
+        for (int d = 0; d < tr->n_data; d++) {
+            pippy_dataset *ds = &tr->data[d];
+            memcpy(ds->x->buf + (size_t)i * ds->row, (const uint8_t *)ds->file.data + (size_t)s * ds->row, ds->row);
+        }
+    }
+}
+
+static const char *pippy_arg_value(const char *const *list, int n, const char *name)
+{
+    size_t nl = strlen(name);
+    for (int i = 0; i < n; i++)
+        if (strncmp(list[i], name, nl) == 0 && list[i][nl] == '=')
+            return list[i] + nl + 1;
+    return NULL;
+}
+
+/* One dataset: the file's samples must have the stage input's per-sample type. */
+static pippy_status pippy_train_dataset(pippy_rt *rt, pippy_rt_stage *sx, int q, pippy_dataset *ds)
+{
+    pippy_rt_input *x = &sx->in[q];
+    const pippy_tdesc *want = &sx->p->inputs[q].t;
+    const char *file = pippy_arg_value(rt->a.inputs, rt->a.n_inputs, x->name);
+    if (!file)
+        return pippy_fail(PIPPY_ERR_USAGE, "graph input '%s' is not given: add --input %s=FILE (a dataset: .npy or .pb)",
+                          x->name, x->name);
+    PIPPY_TRY(pippy_tensor_read(file, &ds->file));
+    const pippy_tdesc *got = &ds->file.t;
+    int same = got->dtype == want->dtype && got->rank == want->rank && want->rank >= 1;
+    for (int d = 1; same && d < want->rank; d++)
+        same = got->dims[d] == want->dims[d];
+    if (!same) {
+        char a[128], b[128];
+        pippy_tdesc w = *want;
+        pippy_tdesc_str(&w, a, sizeof a);
+        pippy_tdesc_str(got, b, sizeof b);
+        return pippy_fail(PIPPY_ERR_SHAPE,
+                          "dataset '%s' (%s): expected samples of %s with any number of them in dim 0 (one "
+                          "microbatch is %s), found %s",
+                          x->name, file, pippy_dtype_name(want->dtype), a, b);
+    }
+    ds->x = x;
+    ds->row = want->dims[0] > 0 ? x->bytes / (size_t)want->dims[0] : 0;
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_train_datasets(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    int n = 0;
+    for (int i = 0; i < rt->n_st; i++)
+        for (int q = 0; q < rt->st[i].n_in; q++)
+            n += rt->st[i].in[q].from < 0;
+    tr->data = calloc((size_t)n + 1, sizeof *tr->data);
+    if (!tr->data)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    const char *first = NULL;
+    for (int i = 0; i < rt->n_st; i++)
+        for (int q = 0; q < rt->st[i].n_in; q++) {
+            if (rt->st[i].in[q].from >= 0)
+                continue;
+            pippy_dataset *ds = &tr->data[tr->n_data++];
+            PIPPY_TRY(pippy_train_dataset(rt, &rt->st[i], q, ds));
+            int64_t N = ds->file.t.dims[0];
+            if (first && N != tr->n_samples)
+                return pippy_fail(PIPPY_ERR_SHAPE, "the datasets differ in length: '%s' has %lld samples, '%s' %lld",
+                                  first, (long long)tr->n_samples, ds->x->name, (long long)N);
+            if (N < tr->batch)
+                return pippy_fail(PIPPY_ERR_SHAPE, "dataset '%s' has %lld samples, fewer than one batch of %lld",
+                                  ds->x->name, (long long)N, (long long)tr->batch);
+            first = ds->x->name;
+            tr->n_samples = N;
+        }
+    if (rt->a.shuffle && tr->n_samples > 0) {
+        tr->perm = malloc((size_t)tr->n_samples * sizeof *tr->perm);
+        if (!tr->perm)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    }
+    tr->perm_epoch = -1;
+    return PIPPY_OK;
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+/* The tied reductions with a member on this rank, from schedule.json's "reductions". */
+static pippy_status pippy_train_ties(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    const cJSON *reds = cJSON_GetObjectItemCaseSensitive(rt->sched, "reductions"), *r;
+    tr->ties = calloc((size_t)cJSON_GetArraySize(reds) * (size_t)rt->n_st + 1, sizeof *tr->ties);
+    if (!tr->ties)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    int id = 0;
+    cJSON_ArrayForEach(r, reds)
+    {
+        const cJSON *sts = cJSON_GetObjectItemCaseSensitive(r, "stages");
+        const cJSON *offs = cJSON_GetObjectItemCaseSensitive(r, "offsets");
+        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(r, "bytes");
+        int n = cJSON_GetArraySize(sts);
+        for (int k = 0; k < n; k++) {
+            int s = (int)cJSON_GetArrayItem(sts, k)->valuedouble;
+            pippy_rt_stage *sx = pippy_rt_stage_of(rt, s);
+            const cJSON *off = cJSON_GetArrayItem(offs, k);
+            if (!sx)
+                continue;
+            if (!cJSON_IsNumber(off) || !cJSON_IsNumber(bytes) || off->valuedouble < 0 ||
+                off->valuedouble + bytes->valuedouble > (double)sx->p->trainable_bytes)
+                return pippy_fail(PIPPY_ERR_FORMAT, "schedule.json: reduction %d: stage %d's range is outside its %llu "
+                                                    "bytes of trained parameters",
+                                  id, s, (unsigned long long)sx->p->trainable_bytes);
+            pippy_tie *t = &tr->ties[tr->n_ties++];
+            t->id = id;
+            t->stage = s;
+            t->off = (size_t)off->valuedouble;
+            t->count = (size_t)bytes->valuedouble / sizeof(float);
+            t->counts_norm = k == 0;
+            for (int j = 0; j < n; j++)
+                t->ranks[j] = rt->stage_rank[(int)cJSON_GetArrayItem(sts, j)->valuedouble];
+            t->group = (pippy_group){t->ranks, n, k};
+        }
+        id++;
+    }
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_train_optimizer(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rt->sched, "training"),
+                                                      "optimizer");
+    pippy_status st = pippy_optim_from_json(j, &tr->opt);
+    if (st != PIPPY_OK)
+        return pippy_error_prefix(st, "schedule.json");
+    for (int i = 0; i < rt->n_st; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        size_t n = pippy_optim_state_floats(&tr->opt, sx->p->trainable_bytes / sizeof(float));
+        sx->opt = calloc(n ? n : 1, sizeof *sx->opt);
+        if (!sx->opt)
+            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for the optimizer state (%zu floats)", n);
+    }
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_train_resume(pippy_rt *rt);
+
+pippy_status pippy_train_setup(pippy_rt *rt)
+{
+    pippy_train *tr = calloc(1, sizeof *tr);
+    if (!tr)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    rt->train = tr;
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(rt->sched, "config");
+    const cJSON *batch = cJSON_GetObjectItemCaseSensitive(cfg, "batch");
+    tr->batch = cJSON_IsNumber(batch) ? (int64_t)batch->valuedouble : 0;
+    if (tr->batch < 1)
+        return pippy_fail(PIPPY_ERR_FORMAT, "schedule.json: config.batch is missing");
+    PIPPY_TRY(pippy_train_optimizer(rt));
+    PIPPY_TRY(pippy_train_datasets(rt));
+    PIPPY_TRY(pippy_train_ties(rt));
+    for (int r = 0; r < rt->nranks; r++)
+        tr->world_ranks[r] = r;
+    tr->world = (pippy_group){tr->world_ranks, rt->nranks, rt->rank};
+    size_t scratch = pippy_allreduce_scratch_elems(rt->nranks, 4) * sizeof(double);
+    for (int i = 0; i < tr->n_ties; i++) {
+        size_t b = pippy_allreduce_scratch_elems(tr->ties[i].group.n, tr->ties[i].count) * sizeof(float);
+        scratch = b > scratch ? b : scratch;
+    }
+    tr->scratch = calloc(1, scratch + 64);
+    if (!tr->scratch)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    if (rt->a.steps > 0)
+        tr->steps = rt->a.steps;
+    else if (rt->a.epochs > 0 && tr->n_samples > 0)
+        tr->steps = (rt->a.epochs * tr->n_samples + tr->batch - 1) / tr->batch;
+    else if (rt->a.epochs > 0)
+        return pippy_fail(PIPPY_ERR_USAGE, "--epochs: this rank reads no dataset; give --steps");
+    else
+        return pippy_fail(PIPPY_ERR_USAGE, "how long? give --steps N or --epochs E");
+    if (tr->opt.schedule == PIPPY_LR_COSINE && tr->opt.decay_steps == 0) {
+        tr->opt.decay_steps = tr->steps - tr->opt.warmup_steps;
+        if (tr->opt.decay_steps < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--lr-schedule cosine: %lld steps leave nothing to decay after %lld "
+                                               "warm-up steps (give more --steps, or --decay-steps when compiling)",
+                              (long long)tr->steps, (long long)tr->opt.warmup_steps);
+    }
+    if (rt->a.resume_dir)
+        PIPPY_TRY(pippy_train_resume(rt));
+    if (rt->rank == 0 && rt->a.loss_log) {
+        tr->log = fopen(rt->a.loss_log, tr->start > 0 ? "a" : "w");
+        if (!tr->log)
+            return pippy_fail(PIPPY_ERR_IO, "cannot write the loss log %s: %s", rt->a.loss_log, strerror(errno));
+    }
+    return PIPPY_OK;
+}
+
+/* v[0..4) summed over every rank (a barrier too); nothing to do for a job of one rank. */
+static pippy_status pippy_train_world_sum(pippy_rt *rt, double *v)
+{
+    if (rt->nranks == 1)
+        return PIPPY_OK;
+    uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, PIPPY_WORLD_REDUCTION, 0);
+    return pippy_allreduce_f64(rt->t, &rt->train->world, v, 4, PIPPY_REDUCE_SUM, tag, rt->train->scratch);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static pippy_status pippy_train_ckpt_parts(pippy_rt_stage *sx, const pippy_train *tr, int64_t *meta,
+                                           pippy_ckpt_part *parts)
+{
+    parts[0] = (pippy_ckpt_part){"params", sx->W, sx->p->weights_bytes};
+    parts[1] = (pippy_ckpt_part){
+        "optim", sx->opt, pippy_optim_state_floats(&tr->opt, sx->p->trainable_bytes / sizeof(float)) * sizeof(float)};
+    parts[2] = (pippy_ckpt_part){"meta", meta, 4 * sizeof *meta};
+    return PIPPY_OK;
+}
+
+/* Every stage of this rank writes its file of step `done`; after all ranks did, rank 0 commits. */
+static pippy_status pippy_train_checkpoint(pippy_rt *rt, const char *dir, int64_t done)
+{
+    pippy_train *tr = rt->train;
+    pippy_status st = PIPPY_OK;
+    for (int i = 0; i < rt->n_st && st == PIPPY_OK; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        int64_t meta[4] = {done, tr->batch, rt->M, (int64_t)tr->opt.kind};
+        pippy_ckpt_part parts[3];
+        pippy_train_ckpt_parts(sx, tr, meta, parts);
+        st = pippy_ckpt_write(dir, done, sx->stage, sx->p->hash, parts, 3);
+    }
+    double ok[4] = {st == PIPPY_OK ? 0.0 : 1.0, 0, 0, 0};
+    if (st != PIPPY_OK)
+        return pippy_error_prefix(st, "checkpoint of step %lld", (long long)done);
+    PIPPY_TRY(pippy_train_world_sum(rt, ok));
+    if (ok[0] > 0)
+        return pippy_fail(PIPPY_ERR_IO, "checkpoint of step %lld: another rank could not write its part",
+                          (long long)done);
+    int n_stages = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rt->sched, "stages"));
+    return rt->rank == 0 ? pippy_ckpt_commit(dir, done, n_stages) : PIPPY_OK;
+}
+
+static pippy_status pippy_train_resume(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    int64_t done = -1;
+    PIPPY_TRY(pippy_ckpt_latest(rt->a.resume_dir, &done));
+    if (done < 0)
+        return pippy_fail(PIPPY_ERR_IO, "--resume %s: no complete checkpoint there", rt->a.resume_dir);
+    for (int i = 0; i < rt->n_st; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        int64_t meta[4];
+        pippy_ckpt_part parts[3];
+        pippy_train_ckpt_parts(sx, tr, meta, parts);
+        PIPPY_TRY(pippy_ckpt_read(rt->a.resume_dir, done, sx->stage, sx->p->hash, parts, 3));
+        if (meta[0] != done || meta[1] != tr->batch || meta[2] != rt->M)
+            return pippy_fail(PIPPY_ERR_INVALID, "--resume %s: step %lld was saved with batch %lld x %lld microbatches, "
+                                                 "this run has %lld x %d",
+                              rt->a.resume_dir, (long long)done, (long long)meta[1], (long long)meta[2],
+                              (long long)tr->batch, rt->M);
+    }
+    tr->start = done;
+    if (done >= tr->steps)
+        return pippy_fail(PIPPY_ERR_USAGE, "--resume %s: the checkpoint is at step %lld, and --steps is %lld: nothing "
+                                           "left to run",
+                          rt->a.resume_dir, (long long)done, (long long)tr->steps);
+    return PIPPY_OK;
+}
+
+/* ---------------------------------------------------------------- actions */
+
+pippy_status pippy_train_allreduce(pippy_rt *rt, const pippy_action *a)
+{
+    pippy_train *tr = rt->train;
+    for (int i = 0; i < tr->n_ties; i++) {
+        pippy_tie *t = &tr->ties[i];
+        if (t->id != a->peer || t->stage != a->stage)
+            continue;
+        pippy_rt_stage *sx = pippy_rt_stage_of(rt, t->stage);
+        uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, t->id, 0);
+        pippy_status st = pippy_allreduce_f32(rt->t, &t->group, (float *)(sx->G + t->off), t->count, PIPPY_REDUCE_SUM,
+                                              tag, tr->scratch);
+        return st == PIPPY_OK ? st : pippy_error_prefix(st, "summing the tied gradient of reduction %d", t->id);
+    }
+    return pippy_fail(PIPPY_ERR_INVALID, "rank %d: ALLREDUCE of reduction %d for stage %d, which it does not hold",
+                      rt->rank, a->peer, a->stage);
+}
+
+/* This rank's part of the step's totals: loss sum, gradient sum of squares. */
+static void pippy_train_local(pippy_rt *rt, double *loss, double *sumsq)
+{
+    pippy_train *tr = rt->train;
+    *loss = 0;
+    *sumsq = 0;
+    for (int i = 0; i < rt->n_st; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        if (sx->loss_out >= 0)
+            for (int m = 0; m < rt->M; m++)
+                *loss += ((const float *)sx->out[sx->loss_out].buf)[m];
+        *sumsq += pippy_optim_sumsq((const float *)sx->G, sx->p->trainable_bytes / sizeof(float));
+        for (int k = 0; k < tr->n_ties; k++)
+            if (tr->ties[k].stage == sx->stage && !tr->ties[k].counts_norm)
+                *sumsq -= pippy_optim_sumsq((const float *)(sx->G + tr->ties[k].off), tr->ties[k].count);
+    }
+}
+
+static void pippy_train_report(pippy_rt *rt, double loss, double lr)
+{
+    pippy_train *tr = rt->train;
+    double now = pippy_rt_now_us(), ms = (now - tr->t_step) / 1e3;
+    double sps = ms > 0 ? (double)tr->batch * 1e3 / ms : 0;
+    if (tr->log) {
+        fprintf(tr->log, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"samples_per_s\": %.1f}\n",
+                (long long)rt->step, loss, lr, ms, sps);
+        fflush(tr->log);
+    }
+    int last = rt->step + 1 == tr->steps;
+    if (rt->rank == 0 && !rt->a.quiet && (now - tr->t_print >= 1e6 || last || rt->step == tr->start)) {
+        printf("step %lld/%lld loss %.6f lr %.3g %.1f ms/step %.0f samples/s\n", (long long)rt->step,
+               (long long)tr->steps, loss, lr, ms, sps);
+        tr->t_print = now;
+    }
+    tr->t_step = now;
+}
+
+pippy_status pippy_train_step(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    double v[4] = {0, 0, 0, 0};
+    pippy_train_local(rt, &v[0], &v[1]);
+    v[2] = isfinite(v[0]) && isfinite(v[1]) ? 0.0 : 1.0;
+    PIPPY_TRY(pippy_train_world_sum(rt, v));
+    double loss = v[0] / rt->M;
+    if (v[2] > 0 || !isfinite(loss) || !isfinite(v[1]))
+        return pippy_fail(PIPPY_ERR_INVALID,
+                          "step %lld: the %s is not finite (loss %g, gradient norm %g); stopping before the "
+                          "optimizer step and without saving",
+                          (long long)rt->step, isfinite(loss) ? "gradient" : "loss", loss, sqrt(v[1]));
+    double coef = pippy_optim_clip_coef(tr->opt.clip_grad_norm, v[1]);
+    double lr = pippy_optim_lr(&tr->opt, rt->step);
+    for (int i = 0; i < rt->n_st; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        size_t n = sx->p->trainable_bytes / sizeof(float);
+        pippy_optim_step(&tr->opt, rt->step + 1, lr, (float)coef, (float *)sx->W, (const float *)sx->G, sx->opt, n);
+        memset(sx->G, 0, sx->p->trainable_bytes);
+    }
+    pippy_train_report(rt, loss, lr);
+    return PIPPY_OK;
+}
+
+/* ---------------------------------------------------------------- the run */
+
+pippy_status pippy_train_run(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    tr->t_step = tr->t_start = pippy_rt_now_us();
+    for (rt->step = tr->start; rt->step < tr->steps; rt->step++) {
+        pippy_train_load(rt, rt->step);
+        PIPPY_TRY(pippy_rt_run(rt));
+        int64_t done = rt->step + 1;
+        if (rt->a.checkpoint_dir && (done == tr->steps || (rt->a.checkpoint_every > 0 && done % rt->a.checkpoint_every == 0)))
+            PIPPY_TRY(pippy_train_checkpoint(rt, rt->a.checkpoint_dir, done));
+    }
+    if (rt->a.save_dir)
+        PIPPY_TRY(pippy_train_checkpoint(rt, rt->a.save_dir, rt->step));
+    return PIPPY_OK;
+}
+
+void pippy_train_free(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    if (!tr)
+        return;
+    for (int d = 0; d < tr->n_data; d++)
+        pippy_tensor_file_free(&tr->data[d].file);
+    free(tr->data), free(tr->perm), free(tr->ties), free(tr->scratch);
+    if (tr->log)
+        fclose(tr->log);
+    free(tr);
+    rt->train = NULL;
+}

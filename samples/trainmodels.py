@@ -1,0 +1,233 @@
+"""PyTorch definitions of the training sample models (needs torch).
+
+Shared by samples/make_train_refs.py (which exports them and writes the PyTorch training references)
+and bench/torch_train.py (which times PyTorch training on the same models). Nothing here runs in CI.
+
+  MyNetwork      PiPPy's seed example (examples/basic): Linear+ReLU blocks 512 -> 512 -> 1024 -> 256,
+                 then an output Linear to 10
+  GPT            nanoGPT layout: token + position embedding, pre-LN blocks (causal self-attention,
+                 GELU MLP), final LayerNorm, lm head tied to the token embedding as a 3-D nn.Linear
+  SmallCNN       Conv+BN+ReLU+MaxPool twice, flatten, Linear
+  SkipConn       the model of PiPPy's test/test_skip_conn.py (x and y in, parameters used in several
+                 stages, a skip connection from stage 0 to stage 3, three pipe_split() markers)
+  *Loss          the same models with the loss computed inside forward()
+"""
+
+import math
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from pippy_torch import pipe_split  # noqa: E402
+
+
+# The bench GPT (bench/torch_train.py; exported by make_train_refs.py --bench-models): vocab 512, d 128,
+# 4 blocks, 4 heads, T 64, 0.87 M parameters (3.5 MB). One AdamW step at batch 32 takes 100-170 ms in
+# PyTorch on one core of the 2-core bench machine (d 256 took ~1.4 s); 4 blocks so that 2 and 4 stages
+# split evenly at block boundaries.
+BENCH_GPT = {"vocab": 512, "d": 128, "n_head": 4, "n_layer": 4, "block": 64}
+
+
+def mse_mean(y, t):
+    """Mean squared error over every element; exports as Sub -> Pow -> ReduceMean."""
+    return ((y - t) ** 2).mean()
+
+
+def cross_entropy_last_axis(logits, labels):
+    """Cross-entropy with classes on the last axis, mean over every other position."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+# ---------------------------------------------------------------- PiPPy's seed MLP
+
+class MyNetworkBlock(nn.Module):
+    def __init__(self, in_dim, out_dim):
+        super().__init__()
+        self.lin = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x):
+        return torch.relu(self.lin(x))
+
+
+class MyNetwork(nn.Module):
+    """Blocks layer0..layerN-1 (Linear + ReLU), then output_proj (Linear, no activation)."""
+
+    def __init__(self, in_dim=512, layer_dims=(512, 1024, 256), out_dim=10):
+        super().__init__()
+        self.num_layers = len(layer_dims)
+        prev = in_dim
+        for i, dim in enumerate(layer_dims):
+            self.add_module("layer%d" % i, MyNetworkBlock(prev, dim))
+            prev = dim
+        self.output_proj = nn.Linear(prev, out_dim)
+
+    def forward(self, x):
+        for i in range(self.num_layers):
+            x = getattr(self, "layer%d" % i)(x)
+        return self.output_proj(x)
+
+
+class MyNetworkLoss(MyNetwork):
+    """MyNetwork with its MSE loss inside: forward(x, target) -> scalar. Same parameter names."""
+
+    def forward(self, x, target):
+        return mse_mean(super().forward(x), target)
+
+
+# ---------------------------------------------------------------- GPT (nanoGPT layout, tied head)
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d, n_head, block):
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(d, 3 * d)
+        self.c_proj = nn.Linear(d, d)
+        self.register_buffer("mask", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class GPTMLP(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.c_fc = nn.Linear(d, 4 * d)
+        self.c_proj = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x)))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, d, n_head, block):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d)
+        self.attn = CausalSelfAttention(d, n_head, block)
+        self.ln_2 = nn.LayerNorm(d)
+        self.mlp = GPTMLP(d)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """idx [B,T] int64 -> logits [B,T,vocab]. lm_head is an nn.Linear(d, vocab, bias=False) applied to
+    the 3-D activations whose weight *is* wte.weight (tied), as in nanoGPT. Weights are initialised as
+    nanoGPT does, N(0, 0.02) for Linear and Embedding and N(0, 0.02/sqrt(2*n_layer)) for c_proj, except
+    that biases are N(0, 0.02) instead of 0 and LayerNorm weights/biases 1 + N(0, 0.1) / N(0, 0.1)
+    instead of 1/0: the TorchScript exporter merges initializers with equal contents into one (the others
+    become Identity nodes on it), which would tie every zero bias and every LayerNorm of the exported
+    model together, unlike the torch model."""
+
+    def __init__(self, vocab=128, d=64, n_head=4, n_layer=2, block=16):
+        super().__init__()
+        self.vocab = vocab
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(block, d)
+        self.h = nn.ModuleList([GPTBlock(d, n_head, block) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+        for name, m in self.named_modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)) and m is not self.lm_head:
+                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("c_proj") else 0.02
+                nn.init.normal_(m.weight, 0.0, std)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.normal_(m.bias, 0.0, 0.02)
+            elif isinstance(m, nn.LayerNorm):
+                with torch.no_grad():
+                    m.weight.add_(0.1 * torch.randn_like(m.weight))
+                    m.bias.add_(0.1 * torch.randn_like(m.bias))
+
+    def forward(self, idx):
+        B, T = idx.size()
+        pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for blk in self.h:
+            x = blk(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GPTLoss(GPT):
+    """GPT with its cross-entropy inside: forward(idx, labels) -> scalar. Same parameter names."""
+
+    def forward(self, idx, labels):
+        return cross_entropy_last_axis(super().forward(idx), labels)
+
+
+# ---------------------------------------------------------------- small CNN with BatchNorm
+
+class SmallCNN(nn.Module):
+    """x [B,3,16,16] -> Conv(3->8, 3x3, pad 1, no bias) + BN + ReLU + MaxPool(2)
+    -> Conv(8->16) + BN + ReLU + MaxPool(2) -> flatten [B, 16*4*4] -> Linear -> logits [B,10].
+    The convolutions have no bias (BatchNorm follows; in training mode a bias there gets a gradient
+    that is zero up to rounding). The BatchNorm affine parameters and running statistics start random
+    (weight 1 + N(0, 0.1), bias N(0, 0.1), running_mean N(0, 0.1), running_var 1 + U(0, 0.2)) rather than
+    1/0/0/1, so that the exporter does not merge equal initializers (see GPT)."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16 * 4 * 4, classes)
+        with torch.no_grad():
+            for bn in (self.bn1, self.bn2):
+                bn.weight.add_(0.1 * torch.randn_like(bn.weight))
+                bn.bias.add_(0.1 * torch.randn_like(bn.bias))
+                bn.running_mean.copy_(0.1 * torch.randn_like(bn.running_mean))
+                bn.running_var.copy_(1.0 + 0.2 * torch.rand_like(bn.running_var))
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        return self.fc(torch.flatten(x, 1))
+
+
+# ---------------------------------------------------------------- PiPPy's skip-connection test model
+
+class SkipConn(nn.Module):
+    """PiPPy's test/test_skip_conn.py ExampleCode (the version where mm_param and lin are each used in two
+    stages), with the MSE loss inside: forward(x, y, target) -> scalar.
+
+      stage 0: h = relu(x @ mm_param + y); skip = h
+      stage 1: h = lin(h @ mm_param)                  (mm_param again: used in stages 0 and 1)
+      stage 2: h = relu(h) @ mm_param2
+      stage 3: out = relu(lin(h + skip)); loss = mean((out - target)^2)   (lin again: stages 1 and 3)
+
+    Changes from PiPPy's test: d_hid is a parameter (64 here, 512 there), the mm parameters are
+    N(0, 1/d) instead of N(0, 1) (so activations stay O(1) and SGD does not diverge), the loss is inside,
+    and y is a required input (PiPPy's defaults to zeros)."""
+
+    def __init__(self, d=64):
+        super().__init__()
+        self.mm_param = nn.Parameter(torch.randn(d, d) / math.sqrt(d))
+        self.mm_param2 = nn.Parameter(torch.randn(d, d) / math.sqrt(d))
+        self.lin = nn.Linear(d, d)
+
+    def forward(self, x, y, target):
+        x = torch.relu(torch.mm(x, self.mm_param) + y)
+        skip = x
+        x = pipe_split(x)
+        x = self.lin(torch.mm(x, self.mm_param))
+        x = pipe_split(x)
+        x = torch.mm(torch.relu(x), self.mm_param2)
+        x = pipe_split(x)
+        x = torch.relu(self.lin(x + skip))
+        return mse_mean(x, target)

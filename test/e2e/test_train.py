@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Training end to end: compile the training samples (samples/models/*.train, made by
+samples/make_train_refs.py with PyTorch) with --train, run them with pippyrun for 8 steps over their
+datasets, and compare every step's loss with PyTorch's (1e-4 relative with SGD, 1e-3 with AdamW), the
+trained model that --save writes (run by onnxruntime) with PyTorch's trained model, and the trained
+parameters. Covers the loss by flag and inside the model, M = 1, 2, 4, 8 microbatches, 1-4 stages with
+gpipe and 1f1b, tied weights and skip connections across stages, resume after a kill, a NaN loss, and
+bad input.
+
+usage: test_train.py BUILD_DIR [--quick]"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from common import Results, build_dir, run, tail, tmpdir
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainref  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+STEPS = 8
+
+# (model, config, M, stages, schedule, save): stages 1 is issue "Training, part 1"
+CASES = [
+    ("mlp_train", "sgd", 1, 1, "gpipe", True),
+    ("mlp_train", "sgd", 4, 1, "gpipe", False),
+    ("mlp_train", "sgd_momentum_wd", 2, 1, "gpipe", True),
+    ("mlp_train", "sgd_nesterov", 4, 1, "gpipe", False),
+    ("mlp_train", "sgd_dampening", 1, 1, "gpipe", False),
+    ("mlp_train", "sgd_clip", 2, 1, "gpipe", False),
+    ("mlp_train_loss", "sgd", 2, 1, "gpipe", True),
+    ("mlp_train_loss", "sgd_momentum_wd", 4, 1, "gpipe", False),
+    ("gpt_train", "adamw", 1, 1, "gpipe", True),
+    ("gpt_train", "adamw", 2, 1, "gpipe", False),
+    ("gpt_train", "adamw", 4, 1, "gpipe", False),
+    ("gpt_train", "adamw_clip", 2, 1, "gpipe", False),
+    ("gpt_train", "adamw_cosine", 2, 1, "gpipe", False),
+    ("gpt_train_loss", "adamw", 4, 1, "gpipe", True),
+    ("cnn_train", "sgd_momentum", 1, 1, "gpipe", True),
+    ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False),
+    ("cnn_train", "sgd_momentum_clip", 4, 1, "gpipe", False),
+    # pipelines
+    ("mlp_train", "sgd", 4, 2, "gpipe", False),
+    ("mlp_train", "sgd_momentum_wd", 8, 2, "1f1b", True),
+    ("mlp_train", "sgd", 4, 3, "1f1b", False),
+    ("mlp_train", "sgd_clip", 2, 3, "gpipe", False),
+    ("gpt_train", "adamw", 4, 2, "1f1b", True),
+    ("gpt_train", "adamw", 8, 3, "1f1b", False),
+    ("gpt_train", "adamw_clip", 2, 4, "1f1b", False),
+    ("gpt_train", "adamw", 1, 4, "gpipe", False),
+    ("gpt_train_loss", "adamw", 4, 3, "1f1b", False),
+    ("cnn_train", "sgd_momentum", 2, 2, "1f1b", True),
+    ("skip_conn", "sgd_momentum", 4, 0, "1f1b", True),
+    ("skip_conn", "adamw", 8, 0, "gpipe", False),
+    ("skip_conn", "sgd_clip", 1, 0, "1f1b", False),
+]
+if QUICK:
+    CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
+             ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False), ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False)]
+
+
+def compile_flags(ref, config):
+    """The reference's flags, with its lr-schedule proposal spelled as pippyc's."""
+    flags, out, i = ref["configs"][config]["flags"], [], 0
+    total = warm = None
+    while i < len(flags):
+        f = flags[i]
+        if f == "--lr-schedule":
+            out += ["--lr-schedule", "cosine"]
+            i += 2
+            continue
+        if f == "--total-steps":
+            total = int(flags[i + 1])
+            i += 2
+            continue
+        if f == "--warmup-steps":
+            warm = int(flags[i + 1])
+        out.append(f)
+        i += 1
+    if total is not None:
+        out += ["--decay-steps", str(total - (warm or 0))]
+    return ref["loss_flags"] + out
+
+
+def data_args(ref):
+    args = []
+    for name, fname in ref["data"].items():
+        args += ["--input", f"{name}={trainref.data_path(ref, fname)}"]
+    return args
+
+
+def compile_case(b, ref, config, M, S, schedule, out, extra=(), lr=None):
+    flags = compile_flags(ref, config)
+    if lr is not None:
+        flags[flags.index("--lr") + 1] = lr
+    cmd = [os.path.join(b, "pippyc"), ref["_model"], "--batch", str(ref["batch"]), "--microbatches", str(M),
+           "--schedule", schedule, "-o", out, "-q"] + flags + list(extra)
+    if S:
+        cmd += ["--stages", str(S)]
+    return run(cmd, timeout=600)
+
+
+def train_case(res, b, model, config, M, S, schedule, save):
+    ref = trainref.load_ref(model)
+    name = f"{model} {config} M={M} stages={S or 'annotated'} {schedule}"
+    out = tmpdir("pippy-train-")
+    code, text = compile_case(b, ref, config, M, S, schedule, out)
+    if code != 0:
+        res.check(name, False, "pippyc failed:\n        " + tail(text))
+        return
+    log = os.path.join(out, "loss.jsonl")
+    cmd = [os.path.join(b, "pippyrun"), out, "--steps", str(STEPS), "--loss-log", log, "--timeout", "60"] + data_args(ref)
+    saved = os.path.join(out, "trained.onnx")
+    if save:
+        cmd += ["--save", saved]
+    code, text = run(cmd, timeout=600)
+    if code != 0:
+        res.check(name, False, f"pippyrun exited {code}:\n        " + tail(text))
+        return
+    ok, report = trainref.check_losses(log, ref, config, M)
+    if ok and save:
+        ok2, r2 = trainref.check_saved_model(saved, ref, config, M)
+        ok3, r3 = trainref.check_saved_params(saved, ref, config, M)
+        ok, report = ok and ok2 and ok3, report + "\n" + r2 + "\n" + r3
+    res.check(name, ok, tail(report, 14))
+    if ok:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def wait_lines(path, n, proc, limit=120):
+    t0 = time.time()
+    while time.time() - t0 < limit and proc.poll() is None:
+        try:
+            with open(path) as f:
+                if sum(1 for line in f if line.strip()) >= n:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def resume_case(res, b):
+    """Kill a run after its 5th step (checkpoints every 2 steps), resume it: the resumed steps' losses
+    equal PyTorch's uninterrupted run, and the last complete checkpoint survived the kill."""
+    ref = trainref.load_ref("gpt_train")
+    out = tmpdir("pippy-resume-")
+    code, text = compile_case(b, ref, "adamw", 2, 2, "1f1b", out)
+    if code != 0:
+        res.check("resume after kill", False, "pippyc failed:\n        " + tail(text))
+        return
+    ck, log1, log2 = os.path.join(out, "ckpt"), os.path.join(out, "a.jsonl"), os.path.join(out, "b.jsonl")
+    cmd = [os.path.join(b, "pippyrun"), out, "--steps", str(STEPS), "--loss-log", log1, "--checkpoint", ck,
+           "--checkpoint-every", "2", "--timeout", "60"] + data_args(ref)
+    env = dict(os.environ, PIPPY_FAULT_DELAY_MS="40")  # slow steps, so the kill lands mid-run
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    got = wait_lines(log1, 5, p)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    if not got:
+        res.check("resume after kill", False, "the first run did not reach step 5")
+        return
+    latest = open(os.path.join(ck, "latest")).read().strip()
+    code, text = run([os.path.join(b, "pippyrun"), out, "--steps", str(STEPS), "--loss-log", log2, "--resume", ck,
+                      "--timeout", "60"] + data_args(ref), timeout=300)
+    if code != 0:
+        res.check("resume after kill", False, f"resumed run exited {code}:\n        " + tail(text))
+        return
+    resumed = trainref.read_loss_log(log2)
+    first = int(latest)
+    ok = bool(resumed) and resumed[0][0] == first
+    expected = trainref.ref_losses(ref, "adamw", 2)[first:]
+    ok2, report = trainref.compare_losses([x[1] for x in resumed], expected, 1e-3, "resumed losses")
+    res.check(f"resume after kill (checkpoint of step {latest}, resumed from step {resumed[0][0] if resumed else '?'})",
+              ok and ok2, tail(report))
+    if ok and ok2:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def nan_case(res, b):
+    """A learning rate that blows the loss up: the run stops naming the step, and writes no checkpoint
+    of that step or later."""
+    ref = trainref.load_ref("mlp_train")
+    out = tmpdir("pippy-nan-")
+    code, text = compile_case(b, ref, "sgd", 2, 2, "1f1b", out, lr="1e30")
+    if code != 0:
+        res.check("non-finite loss stops the run", False, "pippyc failed:\n        " + tail(text))
+        return
+    ck = os.path.join(out, "ckpt")
+    code, text = run([os.path.join(b, "pippyrun"), out, "--steps", str(STEPS), "--checkpoint", ck,
+                      "--checkpoint-every", "1", "--timeout", "60"] + data_args(ref), timeout=300)
+    latest = open(os.path.join(ck, "latest")).read().strip() if os.path.exists(os.path.join(ck, "latest")) else None
+    ok = code != 0 and "not finite" in text and "step " in text
+    m = re.search(r"step (\d+): the (loss|gradient) is not finite", text)
+    ok = ok and m is not None and (latest is None or int(latest) <= int(m.group(1)))
+    res.check("non-finite loss stops the run, names the step, saves nothing after it", ok,
+              f"exit {code}, latest checkpoint {latest}:\n        " + tail(text))
+
+
+def error_cases(res, b):
+    ref = trainref.load_ref("gpt_train")
+    gpt = ref["_model"]
+    pippyc = os.path.join(b, "pippyc")
+    out = tmpdir("pippy-trainerr-")
+    compile_errs = [
+        ("--labels naming an existing input", [gpt, "--train", "--loss", "cross_entropy", "--labels", "idx"],
+         "already has a value of that name"),
+        ("model output not a scalar without --loss", [gpt, "--train"], "--train without --loss"),
+        ("unknown optimizer", [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels", "--optimizer", "lamb"],
+         "lamb"),
+        ("negative learning rate", [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels", "--lr", "-1"],
+         "--lr"),
+        ("unknown loss", [gpt, "--train", "--loss", "hinge", "--labels", "labels"], "hinge"),
+        ("1f1b without --train", [gpt, "--schedule", "1f1b"], "1f1b"),
+    ]
+    for what, args, want in compile_errs:
+        code, text = run([pippyc] + args + ["--batch", "8", "-o", out, "-q"])
+        res.check(f"compile error: {what}", code in (1, 2) and want in text, f"exit {code}: " + tail(text, 4))
+    code, text = compile_case(b, ref, "adamw", 2, 1, "gpipe", out)
+    if code != 0:
+        res.check("compile for the data errors", False, tail(text))
+        return
+    d = trainref.data_path(ref, "")
+    runs = [
+        ("labels of the wrong dtype", {"labels": lambda: np.load(d + "data_labels.npy").astype(np.float32)}, "labels"),
+        ("labels of the wrong shape", {"labels": lambda: np.load(d + "data_labels.npy")[:, :8]}, "labels"),
+        ("dataset smaller than one batch", {"idx": lambda: np.load(d + "data_idx.npy")[:4],
+                                            "labels": lambda: np.load(d + "data_labels.npy")[:4]}, "fewer than one batch"),
+        ("mismatched dataset lengths", {"labels": lambda: np.load(d + "data_labels.npy")[:16]}, "differ in length"),
+    ]
+    for what, repl, want in runs:
+        args = []
+        for name, fname in ref["data"].items():
+            path = trainref.data_path(ref, fname)
+            if name in repl:
+                path = os.path.join(out, f"{name}.npy")
+                np.save(path, repl[name]())
+            args += ["--input", f"{name}={path}"]
+        code, text = run([os.path.join(b, "pippyrun"), out, "--steps", "2", "--timeout", "30"] + args, timeout=120)
+        res.check(f"run error: {what}", code in (1, 2) and want in text, f"exit {code}: " + tail(text, 4))
+    code, text = run([os.path.join(b, "pippyrun"), out, "--timeout", "30"] + data_args(ref), timeout=120)
+    res.check("run error: no --steps", code in (1, 2) and "--steps" in text, f"exit {code}: " + tail(text, 4))
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def main():
+    b = build_dir()
+    res = Results("train")
+    for case in CASES:
+        train_case(res, b, *case)
+    if not QUICK:
+        resume_case(res, b)
+    nan_case(res, b)
+    error_cases(res, b)
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()
