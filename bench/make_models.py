@@ -108,10 +108,7 @@ def export(model, args, path, in_names, out_names):
     with torch.no_grad():
         pippy_torch.export(model, args, path, in_names, out_names, opset=17)
     m = onnx.load(path)
-    if not any(n.domain == pippy_torch.PIPPY_DOMAIN for n in m.graph.node):
-        keep = [o for o in m.opset_import if o.domain != pippy_torch.PIPPY_DOMAIN]
-        del m.opset_import[:]
-        m.opset_import.extend(keep)
+    pippy_torch.drop_unused_pippy_opset(m)
     m.producer_name = "pippyc bench/make_models.py (torch %s)" % torch.__version__.split("+")[0]
     onnx.save(m, path)
 

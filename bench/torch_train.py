@@ -10,8 +10,8 @@ Needs torch (CPU); without it prints "torch_train: skipped: torch not installed"
 
 Models (samples/trainmodels.py; sizes in samples/make_train_refs.py):
   mlp  PiPPy's seed MyNetwork (512 -> 512 -> 1024 -> 256 -> 10, 1.05 M params), MSE loss, SGD lr 0.05
-  gpt  the bench GPT (nanoGPT layout, tied head; BENCH_GPT: vocab 512, d 128, 4 blocks, 4 heads, T 64,
-       0.87 M params), cross-entropy, AdamW lr 1e-3, wd 0.01
+  gpt  the bench GPT (nanoGPT layout, tied head; BENCH_GPT: vocab 512, d 96, 4 blocks, 4 heads, T 64,
+       0.50 M params), cross-entropy, AdamW lr 1e-3, wd 0.01
 
 (a) one process, torch.set_num_threads(1) and (2): mlp at batch 512 with M = 1 and 8, gpt at batch 32 with
     M = 1 and 8. M > 1 is gradient accumulation: each microbatch's loss / M is back-propagated, then one
@@ -33,7 +33,10 @@ Every configuration trains on one fixed batch; its per-step losses are compared 
 
 Times: warm-up steps first (2; none with --quick), then the median and minimum of the timed steps
 (--steps, default 8). A pipelined step is timed on each rank from a barrier to the end of its optimizer
-step; the reported time is the slowest rank's. Results go to bench/work/torch_train.json (--out).
+step; the reported time is the slowest rank's. CPU time per step (time.process_time, all threads of the
+process) is reported beside the wall time: on a shared machine it is the better estimate of the work, and
+the JSON records the load average at the start and the end. Results go to bench/work/torch_train.json
+(--out).
 """
 
 import argparse
@@ -90,7 +93,8 @@ SCHEDULES = [
 # ---------------------------------------------------------------- models, data, optimizers
 
 def build(kind, size):
-    torch.manual_seed(21)
+    """The bench models with the seeds of make_train_refs.py's exports (mlp_train's 11, the bench GPT's 21)."""
+    torch.manual_seed(11 if kind == "mlp" else 21)
     if kind == "mlp":
         m = size["model"]
         return tm.MyNetwork(m["in_dim"], m["layer_dims"], m["out_dim"])
@@ -117,33 +121,43 @@ def optimizer(kind, params):
     return torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 
 
-def summary(times):
+def summary(times, cpus):
+    """Wall and CPU (process_time: every thread of the process) milliseconds per step."""
     return {"step_ms_median": 1e3 * statistics.median(times), "step_ms_min": 1e3 * min(times),
-            "timed_steps": len(times)}
+            "cpu_ms_median": 1e3 * statistics.median(cpus), "timed_steps": len(times)}
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------- (a) one process
 
 def train_single(kind, size, batch, M, steps, warmup):
-    """Per-step losses and times of one process training on one fixed batch."""
+    """Per-step losses, wall times and CPU times of one process training on one fixed batch."""
     model = build(kind, size)
     opt = optimizer(kind, list(model.parameters()))
     x, t = make_batch(kind, size, batch)
     xs, ts = x.chunk(M), t.chunk(M)
     lf = loss_of(kind)
-    losses, times = [], []
+    losses, times, cpus = [], [], []
     for _ in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for xm, tm_ in zip(xs, ts):
             loss = lf(model(xm), tm_) / M
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         opt.step()
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         losses.append(total)
-    return losses, times[warmup:]
+    return losses, times[warmup:], cpus[warmup:]
 
 
 def run_single(sizes, steps, warmup):
@@ -153,10 +167,11 @@ def run_single(sizes, steps, warmup):
         for kind in ("mlp", "gpt"):
             batch, Mx = sizes[kind]["batch"], sizes[kind]["M"]
             for M in (1, Mx):
-                _, times = train_single(kind, sizes[kind], batch, M, steps, warmup)
-                r = {"model": kind, "threads": threads, "batch": batch, "M": M, **summary(times)}
-                print("single  %-4s threads %d batch %4d M %d: %8.2f ms/step (min %.2f)" % (
-                    kind, threads, batch, M, r["step_ms_median"], r["step_ms_min"]), flush=True)
+                _, times, cpus = train_single(kind, sizes[kind], batch, M, steps, warmup)
+                r = {"model": kind, "threads": threads, "batch": batch, "M": M, **summary(times, cpus)}
+                print("single  %-4s threads %d batch %4d M %d: %8.2f ms/step (min %.2f, cpu %.2f)" % (
+                    kind, threads, batch, M, r["step_ms_median"], r["step_ms_min"], r["cpu_ms_median"]),
+                    flush=True)
                 out.append(r)
     return out
 
@@ -223,10 +238,10 @@ def run_pipe(kind, size, sched, rank, world, steps, warmup):
     if kind == "gpt" and ((0 in mine) != (n - 1 in mine)):
         tied = parts[0].wte.weight if 0 in mine else parts[n - 1].lm_head.weight
     x, t = make_batch(kind, size, mb * M)
-    losses, times = [], []
+    losses, times, cpus = [], [], []
     for _ in range(warmup + steps):
         dist.barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         args = (x,) if 0 in mine else ()
         kw = {"target": t, "losses": []} if n - 1 in mine else {}
         sched_obj.step(*args, **kw)
@@ -235,9 +250,10 @@ def run_pipe(kind, size, sched, rank, world, steps, warmup):
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         if "losses" in kw:
-            losses.append(float(sum(float(v) for v in kw["losses"])))
-    return losses, times[warmup:]
+            losses.append(float(sum(float(v.detach()) for v in kw["losses"])))
+    return losses, times[warmup:], cpus[warmup:]
 
 
 def pipe_worker(rank, world, port, sizes, steps, warmup, result_path):
@@ -252,28 +268,32 @@ def pipe_worker(rank, world, port, sizes, steps, warmup, result_path):
                     results.append({"model": kind, "schedule": sched[0], "skipped": "not in this torch"})
                 continue
             try:
-                losses, times = run_pipe(kind, sizes[kind], sched, rank, world, steps, warmup)
+                losses, times, cpus = run_pipe(kind, sizes[kind], sched, rank, world, steps, warmup)
                 err = None
             except Exception as e:  # report the schedule, keep the others
-                losses, times, err = [], [], "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:300])
+                losses, times, cpus = [], [], []
+                err = "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:300])
             every = [None] * world
-            dist.all_gather_object(every, (losses, times, err))
+            dist.all_gather_object(every, (losses, times, cpus, err))
             if rank == 0:
-                errs = [e for _, _, e in every if e]
+                errs = [e for _, _, _, e in every if e]
                 r = {"model": kind, "schedule": sched[0], "ranks": world, "stages": world * sched[2],
                      "microbatch": sizes[kind]["microbatch_pipe"], "M": sizes[kind]["M"]}
                 if errs:
                     r["error"] = errs[0]
                 else:
-                    per_rank = [summary(tt)["step_ms_median"] for _, tt, _ in every]
-                    slow = max(range(world), key=lambda i: per_rank[i])
-                    r.update(summary(every[slow][1]))
-                    r["per_rank_ms_median"] = per_rank
-                    r["losses"] = next(ll for ll, _, _ in every if ll)
+                    per_rank = [summary(tt, cc) for _, tt, cc, _ in every]
+                    slow = max(range(world), key=lambda i: per_rank[i]["step_ms_median"])
+                    r.update(per_rank[slow])
+                    r["per_rank_ms_median"] = [v["step_ms_median"] for v in per_rank]
+                    r["per_rank_cpu_ms_median"] = [v["cpu_ms_median"] for v in per_rank]
+                    r["losses"] = next(ll for ll, _, _, _ in every if ll)
                 results.append(r)
                 print("pipe    %-4s %-22s %s" % (kind, sched[0], (
-                    "%8.2f ms/step (min %.2f; ranks %s)" % (r["step_ms_median"], r["step_ms_min"],
-                                                            " ".join("%.1f" % v for v in r["per_rank_ms_median"]))
+                    "%8.2f ms/step (min %.2f; ranks %s; cpu %s)" % (
+                        r["step_ms_median"], r["step_ms_min"],
+                        " ".join("%.1f" % v for v in r["per_rank_ms_median"]),
+                        " ".join("%.1f" % v for v in r["per_rank_cpu_ms_median"]))
                     if "error" not in r else "FAILED " + r["error"])), flush=True)
             if err:  # a failed schedule may leave messages in flight: start clean
                 dist.barrier()
@@ -305,8 +325,8 @@ def run_pipeline(sizes, steps, warmup):
         kind = r["model"]
         if kind not in ref:
             size = sizes[kind]
-            ref[kind], _ = train_single(kind, size, size["microbatch_pipe"] * size["M"], size["M"],
-                                        len(r["losses"]), 0)
+            ref[kind], _, _ = train_single(kind, size, size["microbatch_pipe"] * size["M"], size["M"],
+                                           len(r["losses"]), 0)
         r["max_rel_loss_vs_single"] = max(abs(a - b) / abs(b) for a, b in zip(r["losses"], ref[kind]))
     return results
 
@@ -334,7 +354,7 @@ def main(argv):
     t0 = time.time()
     res = {"torch": torch.__version__, "python": platform.python_version(), "nproc": os.cpu_count(),
            "cpu": platform.processor() or platform.machine(), "quick": a.quick, "sizes": sizes,
-           "steps": steps, "warmup": warmup,
+           "steps": steps, "warmup": warmup, "loadavg_start": loadavg(),
            "params": {k: sum(p.numel() for p in build(k, sizes[k]).parameters()) for k in sizes}}
     if a.only in (None, "single"):
         res["single"] = run_single(sizes, steps, warmup)
@@ -346,6 +366,7 @@ def main(argv):
                 print("pipe    %-4s %-22s losses vs one process: max rel %.1e" % (
                     r["model"], r["schedule"], r["max_rel_loss_vs_single"]))
     res["wall_s"] = time.time() - t0
+    res["loadavg_end"] = loadavg()
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(res, f, indent=1)

@@ -261,6 +261,7 @@ int main(int argc, char **argv)
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s needs a value", a));
             *(a[3] == 'o' ? &o.loss : &o.labels) = v;
+            i++;
         } else if (!strcmp(a, "--batch-dims")) {
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--batch-dims needs NODE=K[,NODE=K...]"));

@@ -496,6 +496,9 @@ static pippy_status pippy_batch_walk(pippy_bctx *c)
     for (int32_t q = 0; q < g->n_outputs; q++) {
         int32_t v = g->outputs[q];
         char s1[128], s2[128];
+        /* in training a scalar output is a loss: the microbatches' losses are averaged, not stacked */
+        if (g->training && pippy_value_numel(&g->values[v]) == 1)
+            continue;
         if (c->axis[v] != 0 || c->inner[v] != 1)
             return pippy_fail(PIPPY_ERR_UNSUPPORTED,
                               "graph output '%s' is %s at the batch size the model was exported with (%lld) and %s at "

@@ -24,20 +24,6 @@
 #define PIPPY_EXPORT_EXTERNAL_MIN 1024 /* smallest initializer moved to the data file */
 #define PIPPY_EXPORT_ALIGN 64
 
-static void *pippy_ex_alloc(void *d, size_t n)
-{
-    (void)d;
-    return malloc(n ? n : 1);
-}
-
-static void pippy_ex_pbfree(void *d, void *p)
-{
-    (void)d;
-    free(p);
-}
-
-static ProtobufCAllocator pippy_ex_allocator = {pippy_ex_alloc, pippy_ex_pbfree, NULL};
-
 typedef struct {
     Onnx__TensorProto *tp;
     /* the fields as unpacked, put back before the message is freed */
@@ -92,7 +78,7 @@ static pippy_status pippy_ex_read(pippy_exporter *x)
         pippy_unmap_file(addr, len);
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: %zu bytes; protobuf cannot parse 2 GiB or more", x->in, len);
     }
-    x->m = len ? onnx__model_proto__unpack(&pippy_ex_allocator, len, addr) : NULL;
+    x->m = len ? onnx__model_proto__unpack(NULL, len, addr) : NULL;
     pippy_unmap_file(addr, len);
     if (!x->m)
         return pippy_fail(PIPPY_ERR_FORMAT, "%s: not an ONNX model (protobuf could not parse its %zu bytes)", x->in,
@@ -429,7 +415,7 @@ static void pippy_ex_free(pippy_exporter *x)
 {
     pippy_ex_restore(x);
     if (x->m)
-        onnx__model_proto__free_unpacked(x->m, &pippy_ex_allocator);
+        onnx__model_proto__free_unpacked(x->m, NULL);
     for (int i = 0; i < x->n_maps; i++) {
         pippy_unmap_file(x->maps[i].addr, x->maps[i].len);
         free(x->maps[i].path);
@@ -700,8 +686,8 @@ pippy_status pippy_export_checkpoint(const pippy_export_args *a)
     if (st == PIPPY_OK)
         st = pippy_onnx_export(c.model, a->output, c.t, c.n_t, &o);
     if (st == PIPPY_OK && !a->quiet)
-        printf("pippyc: wrote %s: %d parameters (%d tied copies skipped) from step %" PRId64 " of %s, into %s\n",
-               a->output, c.n_t, c.n_tied, c.step, a->ckpt_dir, c.model);
+        printf("pippyc: wrote %s (model %s, step %" PRId64 " of %s): %d parameters, %d tied copies skipped\n",
+               a->output, c.model, c.step, a->ckpt_dir, c.n_t, c.n_tied);
     for (int k = 0; c.params && k < c.n_stages; k++)
         free(c.params[k].data);
     free(c.params);

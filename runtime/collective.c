@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define PIPPY_COLL_MAX_PIECES 64
-#define PIPPY_COLL_PIECE_BYTES ((size_t)256 << 10) /* smallest piece worth a message of its own */
+#define PIPPY_COLL_PIECE_BYTES ((size_t)1 << 20) /* smallest piece worth a message of its own (measured: 256 KB pieces were slower) */
 
 typedef struct {
     pippy_transport *t;
@@ -176,6 +176,9 @@ pippy_status pippy_allreduce(pippy_transport *t, const pippy_group *g, int32_t d
     int n = g->n, i = g->me;
     if (n == 1 || count == 0)
         return PIPPY_OK;
+    if (!scratch)
+        return pippy_fail(PIPPY_ERR_INVALID, "allreduce: no scratch (%zu elements needed)",
+                          pippy_allreduce_scratch_elems(n, count));
     size_t steps = 2 * (size_t)(n - 1), maxP = PIPPY_COLLECTIVE_TAG_SPAN / steps;
     if (maxP > PIPPY_COLL_MAX_PIECES)
         maxP = PIPPY_COLL_MAX_PIECES;
@@ -229,6 +232,8 @@ pippy_status pippy_reduce(pippy_transport *t, const pippy_group *g, int root, in
     int n = g->n, d = (g->me - root + n) % n;
     if (n == 1 || count == 0)
         return PIPPY_OK;
+    if (!scratch)
+        return pippy_fail(PIPPY_ERR_INVALID, "reduce: no scratch (%zu elements needed)", count);
     /* The chain runs root - 1 -> root - 2 -> ... -> root: receive from me + 1, send to me - 1. */
     size_t P = pippy_coll_pieces(&c, count, PIPPY_COLL_MAX_PIECES);
     pippy_request *rq[PIPPY_COLL_MAX_PIECES], *sq[PIPPY_COLL_MAX_PIECES];

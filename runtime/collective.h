@@ -5,8 +5,9 @@
  * owner sends a tied weight to its users, the users send their gradients back).
  *
  * A group lists its members' transport ranks in ring order (any ranks, in any order, e.g.
- * {5, 0, 2}); every member calls the same collective with the same group, count, op, root and
- * tag_base. A group of one is a no-op; count 0 is fine. Algorithms:
+ * {5, 0, 2}; each rank once: stages that share a rank combine their values locally first);
+ * every member calls the same collective with the same group, count, op, root and tag_base.
+ * A group of one is a no-op; count 0 is fine. Algorithms:
  *   all-reduce: ring reduce-scatter then ring all-gather over n segments of the buffer (n - 1
  *     steps each); every segment is reduced exactly once, in ring order starting at the member
  *     whose index is the segment's ((x_s + x_s+1) + x_s+2 ...), then copied to every member, so

@@ -11,6 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The element loops are built twice on x86-64, for AVX2 and for the baseline, and the loader
+ * picks one (ifunc). AVX2 without FMA: the same IEEE operations, so the same results, but twice
+ * the width for AdamW's divisions and square roots, which bound it on one core. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PIPPY_OPTIM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PIPPY_OPTIM_CLONES
+#endif
+
 void pippy_optim_defaults(pippy_optim_config *c, pippy_optim_kind kind)
 {
     memset(c, 0, sizeof *c);
@@ -97,7 +106,7 @@ double pippy_optim_lr(const pippy_optim_config *c, int64_t k)
 /* ---- SGD ---- */
 
 /* p -= lr * (g * scale + wd * p), no momentum. */
-static void pippy_sgd_plain(float *restrict p, const float *restrict grad, size_t n, float nlr,
+PIPPY_OPTIM_CLONES static void pippy_sgd_plain(float *restrict p, const float *restrict grad, size_t n, float nlr,
                                             float wd, float scale)
 {
     for (size_t i = 0; i < n; i++) {
@@ -108,7 +117,7 @@ static void pippy_sgd_plain(float *restrict p, const float *restrict grad, size_
     }
 }
 
-static void pippy_sgd_momentum(float *restrict p, const float *restrict grad, float *restrict b,
+PIPPY_OPTIM_CLONES static void pippy_sgd_momentum(float *restrict p, const float *restrict grad, float *restrict b,
                                                size_t n, float nlr, float wd, float scale, float mom, float damp1,
                                                int first, int nesterov)
 {
@@ -126,7 +135,7 @@ static void pippy_sgd_momentum(float *restrict p, const float *restrict grad, fl
 /* ---- AdamW ---- */
 
 /* w < 0.5: m + w (g - m); else g - (g - m)(1 - w) (torch's lerp, which picks by |w| < 0.5). */
-static void pippy_adamw(float *restrict p, const float *restrict grad, float *restrict m,
+PIPPY_OPTIM_CLONES static void pippy_adamw(float *restrict p, const float *restrict grad, float *restrict m,
                                         float *restrict v, size_t n, float decay, int small_w, float w, float w1,
                                         float b2, float b2c, float bc2s, float eps, float nstep)
 {
@@ -166,7 +175,7 @@ void pippy_optim_step(const pippy_optim_config *c, int64_t step, double lr, floa
 
 /* ---- gradient norm ---- */
 
-double pippy_optim_sumsq(const float *x, size_t n)
+PIPPY_OPTIM_CLONES double pippy_optim_sumsq(const float *x, size_t n)
 {
     /* Four partial sums: the loop vectorises without reassociating one long chain. */
     double s[4] = {0, 0, 0, 0};
@@ -187,7 +196,7 @@ double pippy_optim_clip_coef(double max_norm, double sumsq)
     return coef < 1.0 ? coef : isnan(coef) ? coef : 1.0;
 }
 
-void pippy_optim_scale(float *restrict x, size_t n, float s)
+PIPPY_OPTIM_CLONES void pippy_optim_scale(float *restrict x, size_t n, float s)
 {
     for (size_t i = 0; i < n; i++)
         x[i] *= s;

@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import pippy_torch  # noqa: E402
 from pippy_torch import pipe_split  # noqa: E402
+from trainmodels import CausalSelfAttention  # noqa: E402  (shared with the training samples' GPT)
 
 OUT = os.path.join(HERE, "models")
 BATCH = 8
@@ -68,28 +69,6 @@ class MLP(nn.Module):
         if 3 in self.splits:
             x = pipe_split(x)
         return self.fc4(x)
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, d, n_head, block):
-        super().__init__()
-        self.n_head = n_head
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.register_buffer("mask", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
-
-    def forward(self, x):
-        B, T, C = x.size()
-        q, k, v = self.qkv(x).split(C, dim=2)
-        hs = C // self.n_head
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.proj(y)
 
 
 class Block(nn.Module):
@@ -332,11 +311,7 @@ def build(name):
         split_before = [gemms[1], gemms[3]]
         entry = m.metadata_props.add()
         entry.key, entry.value = "pippy.split_before", ",".join(split_before)
-    # drop the custom-domain opset import where nothing uses it (pippy_torch.export always registers it)
-    if not any(n.domain == pippy_torch.PIPPY_DOMAIN for n in m.graph.node):
-        keep = [o for o in m.opset_import if o.domain != pippy_torch.PIPPY_DOMAIN]
-        del m.opset_import[:]
-        m.opset_import.extend(keep)
+    pippy_torch.drop_unused_pippy_opset(m)
     m.producer_name = "pippyc samples/make_models.py (torch %s)" % torch.__version__.split("+")[0]
     onnx.save(m, path)
     onnx.checker.check_model(path, full_check=False)

@@ -556,10 +556,7 @@ def export_model(spec, name, path):
     with torch.no_grad():
         pippy_torch.export(model, ex, path, spec["forward"], spec["outputs"], opset=OPSET, **kw)
     m = onnx.load(path)
-    if not any(n.domain == pippy_torch.PIPPY_DOMAIN for n in m.graph.node):
-        keep = [o for o in m.opset_import if o.domain != pippy_torch.PIPPY_DOMAIN]
-        del m.opset_import[:]
-        m.opset_import.extend(keep)
+    pippy_torch.drop_unused_pippy_opset(m)
     m.producer_name = "pippyc samples/make_train_refs.py (torch %s)" % torch.__version__.split("+")[0]
     onnx.save(m, path)
     onnx.checker.check_model(path, full_check=False)
@@ -728,8 +725,8 @@ def bench_mlp():
 
 
 def export_bench_models(folder):
-    """Export the bench-size models into `folder` (made on demand, not committed; mlp_train_bench is
-    mlp_train with another seed, 4.2 MB)."""
+    """Export the bench-size models into `folder` (made on demand, not committed): mlp_train_bench is
+    mlp_train itself (same seed, 4.2 MB), gpt_train_bench the BENCH_GPT of trainmodels.py (2.0 MB)."""
     os.makedirs(folder, exist_ok=True)
     out = {}
     for name, build, ex, ins, outs, kw in (

@@ -25,11 +25,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pippy_torch import pipe_split  # noqa: E402
 
 
-# The bench GPT (bench/torch_train.py; exported by make_train_refs.py --bench-models): vocab 512, d 128,
-# 4 blocks, 4 heads, T 64, 0.87 M parameters (3.5 MB). One AdamW step at batch 32 takes 100-170 ms in
-# PyTorch on one core of the 2-core bench machine (d 256 took ~1.4 s); 4 blocks so that 2 and 4 stages
-# split evenly at block boundaries.
-BENCH_GPT = {"vocab": 512, "d": 128, "n_head": 4, "n_layer": 4, "block": 64}
+# The bench GPT (bench/torch_train.py; exported by make_train_refs.py --bench-models): vocab 512, d 96,
+# 4 blocks, 4 heads, T 64, 0.50 M parameters (2.0 MB). One AdamW step at batch 32 takes 113-140 ms of CPU
+# time in PyTorch on one core of the 2-core bench machine (d 128: 170-200 ms; d 256: ~1.4 s wall);
+# 4 blocks so that 2 and 4 stages split evenly at block boundaries.
+BENCH_GPT = {"vocab": 512, "d": 96, "n_head": 4, "n_layer": 4, "block": 64}
 
 
 def mse_mean(y, t):
@@ -81,16 +81,19 @@ class MyNetworkLoss(MyNetwork):
 # ---------------------------------------------------------------- GPT (nanoGPT layout, tied head)
 
 class CausalSelfAttention(nn.Module):
+    """Causal multi-head self-attention with a fused qkv projection and a [1,1,block,block] mask buffer
+    (also samples/make_models.py's GPT)."""
+
     def __init__(self, d, n_head, block):
         super().__init__()
         self.n_head = n_head
-        self.c_attn = nn.Linear(d, 3 * d)
-        self.c_proj = nn.Linear(d, d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
         self.register_buffer("mask", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
 
     def forward(self, x):
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = self.qkv(x).split(C, dim=2)
         hs = C // self.n_head
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)
@@ -99,7 +102,7 @@ class CausalSelfAttention(nn.Module):
         att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
         att = F.softmax(att, dim=-1)
         y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y)
+        return self.proj(y)
 
 
 class GPTMLP(nn.Module):
@@ -128,7 +131,8 @@ class GPTBlock(nn.Module):
 class GPT(nn.Module):
     """idx [B,T] int64 -> logits [B,T,vocab]. lm_head is an nn.Linear(d, vocab, bias=False) applied to
     the 3-D activations whose weight *is* wte.weight (tied), as in nanoGPT. Weights are initialised as
-    nanoGPT does, N(0, 0.02) for Linear and Embedding and N(0, 0.02/sqrt(2*n_layer)) for c_proj, except
+    nanoGPT does, N(0, 0.02) for Linear and Embedding and N(0, 0.02/sqrt(2*n_layer)) for the residual
+    projections (attn.proj, mlp.c_proj), except
     that biases are N(0, 0.02) instead of 0 and LayerNorm weights/biases 1 + N(0, 0.1) / N(0, 0.1)
     instead of 1/0: the TorchScript exporter merges initializers with equal contents into one (the others
     become Identity nodes on it), which would tie every zero bias and every LayerNorm of the exported
@@ -145,7 +149,7 @@ class GPT(nn.Module):
         self.lm_head.weight = self.wte.weight  # tied
         for name, m in self.named_modules():
             if isinstance(m, (nn.Linear, nn.Embedding)) and m is not self.lm_head:
-                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("c_proj") else 0.02
+                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("attn.proj", "mlp.c_proj")) else 0.02
                 nn.init.normal_(m.weight, 0.0, std)
                 if getattr(m, "bias", None) is not None:
                     nn.init.normal_(m.bias, 0.0, 0.02)

@@ -44,7 +44,7 @@ PIPPY_DOMAIN = "pippy"
 PIPPY_DOMAIN_VERSION = 1
 PIPE_SPLIT_OP = "PipeSplit"
 
-__all__ = ["pipe_split", "export", "strip_pipe_splits", "PIPPY_DOMAIN", "PIPE_SPLIT_OP"]
+__all__ = ["pipe_split", "export", "strip_pipe_splits", "drop_unused_pippy_opset", "PIPPY_DOMAIN", "PIPE_SPLIT_OP"]
 
 
 class _PipeSplit(torch.autograd.Function):
@@ -127,3 +127,13 @@ def strip_pipe_splits(model_proto):
             node.op_type = "Identity"
             node.domain = ""
     return m
+
+
+def drop_unused_pippy_opset(model_proto):
+    """Remove the ``pippy`` opset import from an ``onnx.ModelProto`` that has no pippy node (:func:`export`
+    always registers the domain). Changes the model in place and returns it."""
+    if not any(n.domain == PIPPY_DOMAIN for n in model_proto.graph.node):
+        keep = [o for o in model_proto.opset_import if o.domain != PIPPY_DOMAIN]
+        del model_proto.opset_import[:]
+        model_proto.opset_import.extend(keep)
+    return model_proto

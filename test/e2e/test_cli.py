@@ -254,7 +254,7 @@ def tied_tests(res, pippyc, out):
               and sum(pb) == 4 * (meta["parameters"] - scales), tail(text))
     c = open(os.path.join(out, "stage0.c")).read() if s else ""
     res.check("resnet18: the folded convolution weight names its parameter",
-              "float[12,3,7,7] made from parameter conv1.weight" in c)
+              "float[12,3,7,7] weights: made from parameter conv1.weight" in c)
 
 
 def snapshot(folder):

@@ -339,6 +339,10 @@ static void rank_bad_args(world *w, rank_result *r)
         FAIL_IF(s == PIPPY_OK || !strstr(pippy_last_error(), bad[b].msg), "case %zu: status %d, '%s'", b, s,
                 pippy_last_error());
     }
+    pippy_group two = {ranks, 2, 0};
+    s = pippy_allreduce_f32(t, &two, buf, 4, PIPPY_REDUCE_SUM, 0, NULL);
+    FAIL_IF(s != PIPPY_ERR_INVALID || !strstr(pippy_last_error(), "no scratch (2 elements needed)"), "scratch: %s",
+            pippy_last_error());
     /* a group of one: nothing moves, the buffer stays */
     pippy_group one = {ranks, 1, 0};
     s = pippy_allreduce_f32(t, &one, buf, 4, PIPPY_REDUCE_SUM, 0, NULL);
