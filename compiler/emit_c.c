@@ -639,6 +639,28 @@ static pippy_status pippy_emit_program(pippy_emit *e, const pippy_emit_opts *o)
     return PIPPY_OK;
 }
 
+pippy_status pippy_emit_rank_c(const pippy_plan *p, int32_t r, const pippy_emit_opts *o)
+{
+    int32_t st[PIPPY_MAX_STAGES], n = pippy_rank_stages(p, r, st);
+    char fname[64], tmp[4096];
+    FILE *f;
+    snprintf(fname, sizeof fname, "rank%d.c", r);
+    PIPPY_TRY(pippy_file_begin(o->out_dir, fname, &f, tmp, sizeof tmp));
+    fprintf(f, "/* rank%d.c — the program of rank %d, which runs stages", r, r);
+    for (int32_t k = 0; k < n; k++)
+        fprintf(f, "%s %d", k ? "," : "", st[k]);
+    fprintf(f, " (%s schedule).\n * Written by pippyc %s; built with those stages' sources, compiled with "
+               "-DPIPPY_NO_MAIN. */\n#include \"stage.h\"\n\n",
+            p->schedule, PIPPY_VERSION);
+    for (int32_t k = 0; k < n; k++)
+        fprintf(f, "extern const pippy_stage_program pippy_stage_program_%d;\n", st[k]);
+    fputs("\nint main(int argc, char **argv)\n{\n    static const pippy_stage_program *const stages[] = {", f);
+    for (int32_t k = 0; k < n; k++)
+        fprintf(f, "%s&pippy_stage_program_%d", k ? ", " : "", st[k]);
+    fprintf(f, "};\n    return pippy_rank_main(argc, argv, stages, %d);\n}\n", n);
+    return pippy_file_commit(f, tmp);
+}
+
 pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit_opts *o)
 {
     pippy_emit e = {p, &p->stages[s], s, calloc((size_t)p->g->n_values + 1, sizeof(char *)), NULL};

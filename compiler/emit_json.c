@@ -122,7 +122,7 @@ static void pippy_json_stages(cJSON *root, const pippy_plan *p)
         char b[64];
         cJSON_AddNumberToObject(js, "index", s);
         cJSON_AddNumberToObject(js, "rank", sg->rank);
-        snprintf(b, sizeof b, "stage%d", s);
+        pippy_rank_program(p, sg->rank, b, sizeof b);
         cJSON_AddStringToObject(js, "program", b);
         snprintf(b, sizeof b, "stage%d.c", s);
         cJSON_AddStringToObject(js, "source", b);
@@ -244,12 +244,11 @@ static void pippy_json_ranks(cJSON *root, const pippy_plan *p)
         cJSON *jr = cJSON_CreateObject();
         char b[64];
         cJSON_AddNumberToObject(jr, "rank", r);
-        int32_t stage = 0;
+        cJSON *st = cJSON_AddArrayToObject(jr, "stages");
         for (int32_t s = 0; s < p->n_stages; s++)
             if (p->stages[s].rank == r)
-                stage = s;
-        cJSON_AddNumberToObject(jr, "stage", stage);
-        snprintf(b, sizeof b, "stage%d", stage);
+                cJSON_AddItemToArray(st, cJSON_CreateNumber(s));
+        pippy_rank_program(p, r, b, sizeof b);
         cJSON_AddStringToObject(jr, "program", b);
         cJSON *acts = cJSON_AddArrayToObject(jr, "actions");
         for (int32_t k = 0; k < p->n_actions[r]; k++)

@@ -10,6 +10,7 @@
 
 #include "inspect.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,7 +132,7 @@ pippy_status pippy_plan_build(pippy_plan *p)
     for (int32_t s = 0; s < S && st == PIPPY_OK; s++) {
         pippy_stage *sg = &p->stages[s];
         sg->index = s;
-        sg->rank = s;
+        sg->rank = p->n_ranks > 0 ? s % p->n_ranks : s;
         sg->nodes = malloc(((size_t)g->n_nodes + 1) * sizeof *sg->nodes);
         sg->in = calloc((size_t)V + 1, sizeof *sg->in);
         sg->out = calloc((size_t)V + 1, sizeof *sg->out);
@@ -259,6 +260,24 @@ done:
     free(edge_of);
     free(uses);
     return st;
+}
+
+int32_t pippy_rank_stages(const pippy_plan *p, int32_t r, int32_t *stages)
+{
+    int32_t n = 0;
+    for (int32_t s = 0; s < p->n_stages; s++)
+        if (p->stages[s].rank == r)
+            stages[n++] = s;
+    return n;
+}
+
+void pippy_rank_program(const pippy_plan *p, int32_t r, char *buf, size_t n)
+{
+    int32_t st[PIPPY_MAX_STAGES], k = pippy_rank_stages(p, r, st);
+    if (k == 1)
+        snprintf(buf, n, "stage%d", st[0]);
+    else
+        snprintf(buf, n, "rank%d", r);
 }
 
 void pippy_plan_free(pippy_plan *p)

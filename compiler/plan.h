@@ -136,6 +136,12 @@ pippy_status pippy_memplan(pippy_plan *p);
 pippy_status pippy_schedule_build(pippy_plan *p);
 void pippy_plan_free(pippy_plan *p);
 
+/* The stages rank r runs (ascending) into stages; returns how many. */
+int32_t pippy_rank_stages(const pippy_plan *p, int32_t r, int32_t *stages);
+/* Rank r's program: "stageK" when it runs stage K alone, else "rankR" (built from its stages' C
+ * sources and rankR.c). */
+void pippy_rank_program(const pippy_plan *p, int32_t r, char *buf, size_t n);
+
 /* The node names after which a PipeSplit stands (for inspect); names point into g. */
 int32_t pippy_pipesplit_points(const pippy_graph *g, const char **names, int32_t cap);
 

@@ -200,12 +200,23 @@ static pippy_status sc_ranks(const sc_ctx *c, const cJSON *ranks, int stage)
         if (!cJSON_IsObject(r))
             return sc_bad(c, where, "is not an object");
         PIPPY_TRY(sc_int(c, r, "rank", where, 0, n - 1, 1, 0, &rk));
-        PIPPY_TRY(sc_int(c, r, "stage", where, 0, c->n_stages - 1, 1, 0, &st));
-        if (rank_seen[rk] || stage_seen[st])
-            return sc_bad(c, where, "repeats %s %ld (each rank and stage is listed once)",
-                          rank_seen[rk] ? "rank" : "stage", rank_seen[rk] ? rk : st);
-        rank_seen[rk] = stage_seen[st] = 1;
-        mine |= st == stage;
+        if (rank_seen[rk])
+            return sc_bad(c, where, "repeats rank %ld (each rank is listed once)", rk);
+        rank_seen[rk] = 1;
+        const cJSON *sts, *x;
+        PIPPY_TRY(sc_array(c, r, "stages", where, 1, c->n_stages, &sts));
+        cJSON_ArrayForEach(x, sts)
+        {
+            if (!cJSON_IsNumber(x) || x->valuedouble != (double)(long)x->valuedouble || x->valuedouble < 0 ||
+                x->valuedouble >= c->n_stages)
+                return sc_bad(c, where, "has a stage that is not 0..%d in 'stages'", c->n_stages - 1);
+            st = (long)x->valuedouble;
+            if (stage_seen[st])
+                return sc_bad(c, where, "lists stage %ld, which another rank runs too (each stage runs on one "
+                                        "rank)", st);
+            stage_seen[st] = 1;
+            mine |= st == stage;
+        }
         PIPPY_TRY(sc_string(c, r, "program", where, 0, 1));
         PIPPY_TRY(sc_actions(c, r, where));
     }

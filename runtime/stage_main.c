@@ -489,6 +489,7 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv, const pi
                                    16 + 4 * (size_t)rt->n_acts * per * (size_t)(rt->training ? 2 : 1)));
     }
     PIPPY_TRY(pippy_rt_connect(rt));
+    PIPPY_TRY(pippy_rt_link_local(rt));
     return pippy_rt_device_slots(rt);
 }
 
@@ -562,7 +563,7 @@ static void pippy_rt_free_stage(pippy_rt *rt, pippy_rt_stage *sx)
         size_t bytes = sx->in[q].bytes * (size_t)sx->in[q].slots;
         if (sx->in[q].shm)
             munmap(sx->in[q].buf, bytes ? bytes : 1);
-        else
+        else if (!sx->in[q].local)
             free(sx->in[q].buf);
         free(sx->in[q].note), free(sx->in[q].req), free(sx->in[q].post_us), free(sx->in[q].arrived);
         free(sx->in[q].want), free(sx->in[q].credit);

@@ -42,8 +42,10 @@ typedef struct {
     int stage;              /* the local member */
     size_t off, count;      /* its gradient: byte offset in G, floats */
     int counts_norm;        /* 1 for the lowest member: the norm counts the gradient there */
+    int owner;              /* 1 for the lowest member (the owner of a transmitted tie) */
+    int last_local;         /* 1 for the last member on this rank: it runs the collective for them all */
     int ranks[PIPPY_RT_MAX_RANKS];
-    pippy_group group;
+    pippy_group group;      /* the members' distinct ranks, the owner's first */
 } pippy_tie;
 
 struct pippy_train {
@@ -212,12 +214,27 @@ static pippy_status pippy_train_ties(pippy_rt *rt)
             t->stage = s;
             t->off = (size_t)off->valuedouble;
             t->count = (size_t)bytes->valuedouble / sizeof(float);
-            t->counts_norm = k == 0;
-            for (int j = 0; j < n; j++)
-                t->ranks[j] = rt->stage_rank[(int)cJSON_GetArrayItem(sts, j)->valuedouble];
-            t->group = (pippy_group){t->ranks, n, k};
+            t->counts_norm = t->owner = k == 0;
+            int nr = 0, me = 0;
+            for (int j = 0; j < n; j++) {
+                int rk = rt->stage_rank[(int)cJSON_GetArrayItem(sts, j)->valuedouble], seen = 0;
+                for (int q = 0; q < nr; q++)
+                    seen |= t->ranks[q] == rk;
+                if (!seen)
+                    me = rk == rt->rank ? nr : me, t->ranks[nr++] = rk;
+            }
+            t->group = (pippy_group){t->ranks, nr, me};
         }
         id++;
+    }
+    /* the member whose collective comes last in this rank's list runs it for the members here */
+    for (int k = 0; k < rt->n_acts; k++) {
+        const pippy_action *a = &rt->acts[k];
+        if (!pippy_act_info_of(a->kind)->collective || a->kind == PIPPY_ACT_STEP)
+            continue;
+        for (int i = 0; i < tr->n_ties; i++)
+            if (tr->ties[i].id == a->peer)
+                tr->ties[i].last_local = tr->ties[i].stage == a->stage;
     }
     return PIPPY_OK;
 }
@@ -369,6 +386,43 @@ static pippy_status pippy_train_resume(pippy_rt *rt)
 
 /* ALLREDUCE: a replicated tie's gradient summed on every holder; REDUCE: a transmitted tie's
  * gradient summed into its owner; BROADCAST: the owner's parameter copied to the other holders. */
+/* Tie entry i's gradient (grad) or parameter (else). */
+static float *pippy_tie_buf(pippy_rt *rt, const pippy_tie *t, int grad)
+{
+    pippy_rt_stage *sx = pippy_rt_stage_of(rt, t->stage);
+    return (float *)((grad ? sx->G : sx->W) + t->off);
+}
+
+/* The collective of tie t (its last member on this rank): the members on this rank are summed (or
+ * copied) locally, the distinct ranks exchange once. */
+static pippy_status pippy_tie_collective(pippy_rt *rt, const pippy_tie *t, int kind)
+{
+    pippy_train *tr = rt->train;
+    const pippy_tie *lead = t; /* the buffer that takes part: the owner's when it is here */
+    for (int i = 0; i < tr->n_ties; i++)
+        if (tr->ties[i].id == t->id && tr->ties[i].owner)
+            lead = &tr->ties[i];
+    float *buf = pippy_tie_buf(rt, lead, kind != PIPPY_ACT_BROADCAST);
+    for (int i = 0; i < tr->n_ties && kind != PIPPY_ACT_BROADCAST; i++)
+        if (tr->ties[i].id == t->id && &tr->ties[i] != lead)
+            pippy_optim_add(buf, pippy_tie_buf(rt, &tr->ties[i], 1), t->count);
+    uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, t->id * 4 + (kind - PIPPY_ACT_ALLREDUCE), 0);
+    pippy_status st = PIPPY_OK;
+    if (t->group.n > 1 && kind == PIPPY_ACT_ALLREDUCE)
+        st = pippy_allreduce_f32(rt->t, &t->group, buf, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
+    else if (t->group.n > 1 && kind == PIPPY_ACT_REDUCE)
+        st = pippy_reduce(rt->t, &t->group, 0, PIPPY_DT_FLOAT, buf, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
+    else if (t->group.n > 1)
+        st = pippy_broadcast(rt->t, &t->group, 0, buf, t->count * sizeof(float), tag);
+    for (int i = 0; i < tr->n_ties && st == PIPPY_OK && kind != PIPPY_ACT_REDUCE; i++)
+        if (tr->ties[i].id == t->id && &tr->ties[i] != lead)
+            memcpy(pippy_tie_buf(rt, &tr->ties[i], kind == PIPPY_ACT_ALLREDUCE), buf, t->count * sizeof(float));
+    return st;
+}
+
+/* ALLREDUCE: a replicated tie's gradient summed on every holder; REDUCE: a transmitted tie's
+ * gradient summed into its owner; BROADCAST: the owner's parameter copied to the other holders.
+ * Members on one rank: the earlier ones only contribute (their buffers are read by the last). */
 pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a)
 {
     pippy_train *tr = rt->train;
@@ -376,18 +430,11 @@ pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a)
         pippy_tie *t = &tr->ties[i];
         if (t->id != a->peer || t->stage != a->stage)
             continue;
-        pippy_rt_stage *sx = pippy_rt_stage_of(rt, t->stage);
-        float *grad = (float *)(sx->G + t->off);
-        uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, t->id * 4 + (a->kind - PIPPY_ACT_ALLREDUCE), 0);
-        pippy_status st;
-        const char *what = pippy_act_info_of(a->kind)->name;
-        if (a->kind == PIPPY_ACT_ALLREDUCE)
-            st = pippy_allreduce_f32(rt->t, &t->group, grad, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
-        else if (a->kind == PIPPY_ACT_REDUCE)
-            st = pippy_reduce(rt->t, &t->group, 0, PIPPY_DT_FLOAT, grad, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
-        else
-            st = pippy_broadcast(rt->t, &t->group, 0, sx->W + t->off, t->count * sizeof(float), tag);
-        return st == PIPPY_OK ? st : pippy_error_prefix(st, "%s of tied parameter %d", what, t->id);
+        if (!t->last_local)
+            return PIPPY_OK;
+        pippy_status st = pippy_tie_collective(rt, t, a->kind);
+        return st == PIPPY_OK ? st : pippy_error_prefix(st, "%s of tied parameter %d", pippy_act_info_of(a->kind)->name,
+                                                        t->id);
     }
     return pippy_fail(PIPPY_ERR_INVALID, "rank %d: %s of reduction %d for stage %d, which does not hold it", rt->rank,
                       pippy_act_info_of(a->kind)->name, a->peer, a->stage);

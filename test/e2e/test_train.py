@@ -65,11 +65,19 @@ CASES = [
     ("gpt_train", "adamw_clip", 2, 3, "1f1b", False, ["--tied", "transmit"]),
     ("gpt_train", "adamw", 8, 4, "gpipe", True, ["--tied", "transmit"]),
     ("skip_conn", "sgd_momentum", 4, 0, "1f1b", True, ["--tied", "transmit"]),
+    # interleaved-1f1b: several stages per rank (rank r runs stages r, r+R, ...)
+    ("mlp_train", "sgd", 4, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("mlp_train", "sgd_momentum_wd", 2, 4, "interleaved-1f1b", False, ["--ranks", "1"]),
+    ("gpt_train", "adamw", 4, 4, "interleaved-1f1b", True, ["--ranks", "2"]),
+    ("gpt_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2", "--tied", "transmit"]),
+    ("gpt_train", "adamw_clip", 4, 6, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("skip_conn", "sgd_momentum", 4, 0, "interleaved-1f1b", True, ["--ranks", "2"]),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
              ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False, ["--tied", "transmit"]),
-             ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False)]
+             ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False),
+             ("gpt_train", "adamw", 4, 4, "interleaved-1f1b", False, ["--ranks", "2"])]
 
 
 def compile_flags(ref, config):

@@ -8,7 +8,7 @@ usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q] [--predict]
 
 1. Validates against schemas/schedule.schema.json (jsonschema, draft 2020-12).
 2. Then (only when the schema holds) checks that
-   - config agrees with the arrays (stages, ranks = stages x dp, batch = microbatches x
+   - config agrees with the arrays (stages, ranks = the pipeline's ranks x dp, batch = microbatches x
      microbatch_size, one peak_memory_bytes entry per stage, one idle_ms entry per rank);
    - stages[k].index == k, edges[k].id == k, ranks[r].rank == r, reductions[k].id == k,
      ranks[r].program is its stage's program;
@@ -124,8 +124,10 @@ def config_problems(x, bad):
         bad("/config/stages", f"{cfg['stages']}, but stages[] has {x.S} entries")
     if cfg["ranks"] != x.R:
         bad("/config/ranks", f"{cfg['ranks']}, but ranks[] has {x.R} entries")
-    if cfg["ranks"] != cfg["stages"] * cfg["dp"]:
-        bad("/config/ranks", f"{cfg['ranks']} is not stages x dp = {cfg['stages']} x {cfg['dp']}")
+    pp = len({st["rank"] for st in x.stages})  # ranks of one pipeline (interleaved: stages / ranks each)
+    if cfg["ranks"] != pp * cfg["dp"] or cfg["stages"] % pp:
+        bad("/config/ranks", f"{cfg['ranks']} is not (ranks of a pipeline) x dp = {pp} x {cfg['dp']}, with the "
+                             f"{cfg['stages']} stages spread evenly over the pipeline's ranks")
     if cfg["batch"] and cfg["microbatch_size"] and cfg["batch"] != x.M * cfg["microbatch_size"]:
         bad("/config/batch", f"{cfg['batch']} is not microbatches x microbatch_size = {x.M} x {cfg['microbatch_size']}")
     pred = x.d["prediction"]
@@ -287,15 +289,15 @@ def cross_problems(d):
     for r, rk in enumerate(x.ranks):
         if rk["rank"] != r:
             bad(f"/ranks/{r}/rank", f"{rk['rank']}, expected {r} (its position)")
-        s = rk["stage"]
-        if not x.valid_stage(s):
-            bad(f"/ranks/{r}/stage", f"{s} is not a stage (0..{x.S - 1})")
-            continue
-        rank_of.setdefault(s, []).append(r)
-        if rk["program"] != x.stages[s]["program"]:
-            bad(f"/ranks/{r}/program", f"'{rk['program']}', but stage {s}'s program is '{x.stages[s]['program']}'")
-        if x.cfg["dp"] == 1 and x.stages[s]["rank"] != r:
-            bad(f"/ranks/{r}/stage", f"runs stage {s}, whose rank is {x.stages[s]['rank']}")
+        for s in rk["stages"]:
+            if not x.valid_stage(s):
+                bad(f"/ranks/{r}/stages", f"{s} is not a stage (0..{x.S - 1})")
+                continue
+            rank_of.setdefault(s, []).append(r)
+            if rk["program"] != x.stages[s]["program"]:
+                bad(f"/ranks/{r}/program", f"'{rk['program']}', but stage {s}'s program is '{x.stages[s]['program']}'")
+            if x.cfg["dp"] == 1 and x.stages[s]["rank"] != r:
+                bad(f"/ranks/{r}/stages", f"runs stage {s}, whose rank is {x.stages[s]['rank']}")
     for s in range(x.S):
         if s not in rank_of:
             bad("/ranks", f"no rank runs stage {s}")
