@@ -46,6 +46,8 @@ static void pippy_usage(FILE *f)
           "  --schedule NAME          gpipe (default) or, for training, 1f1b; interleaved-1f1b with --ranks R:\n"
           "                           rank r runs stages r, r+R, ... (--stages a multiple of R, M of R)\n"
           "  --ranks R                processes (default: one per stage; fewer only for interleaved-1f1b)\n"
+          "  --dp D                   training: D copies of the pipeline, each on its own ranks, the batch split\n"
+          "                           between them and their gradients averaged before each step\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --backend cpu|cuda       the device the stage programs compute on (default cpu; cuda needs a\n"
           "                           pippyc built with make CUDA=1, and every node must have a cuda kernel)\n"
@@ -288,6 +290,11 @@ int main(int argc, char **argv)
             if (pippy_int_arg(a, v, 1, PIPPY_MAX_STAGES, &x))
                 return pippy_die(PIPPY_ERR_USAGE);
             o.ranks = (int32_t)x;
+            i++;
+        } else if (!strcmp(a, "--dp")) {
+            if (pippy_int_arg(a, v, 1, PIPPY_MAX_STAGES, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.dp = (int32_t)x;
             i++;
         } else if (!strcmp(a, "--microbatches")) {
             if (pippy_int_arg(a, v, 1, 1 << 20, &x))

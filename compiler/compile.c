@@ -140,7 +140,7 @@ static pippy_status pippy_write_hosts(const pippy_plan *p, int32_t base, const c
     char tmp[PATH_MAX];
     PIPPY_TRY(pippy_file_begin(dir, "hosts", &f, tmp, sizeof tmp));
     fputs("# host:port of each rank, one line per rank (rank 0 first). Edit for several hosts.\n", f);
-    for (int32_t r = 0; r < p->n_ranks; r++)
+    for (int32_t r = 0; r < p->n_ranks * (p->dp > 1 ? p->dp : 1); r++)
         fprintf(f, "127.0.0.1:%d\n", base + r);
     return pippy_file_commit(f, tmp);
 }
@@ -429,19 +429,23 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
         g->mem_limit = o->max_memory;
     g->training = o->train;
     int64_t batch = pippy_full_batch(g, &bind);
-    if (M > 1 && batch <= 0)
+    int32_t D = o->dp > 1 ? o->dp : 1;
+    if (D > 1 && !o->train)
+        return pippy_fail(PIPPY_ERR_USAGE, "--dp %d is for training (replicas average their gradients); for inference "
+                                           "run %d jobs on parts of the batch", D, D);
+    if (M * D > 1 && batch <= 0)
         return pippy_fail(PIPPY_ERR_USAGE, "--microbatches %d: the batch size is unknown; give --batch N", M);
-    if (batch > 0 && batch % M != 0)
+    if (batch > 0 && batch % ((int64_t)M * D) != 0)
         return pippy_fail(PIPPY_ERR_USAGE,
-                          "--microbatches %d does not divide the batch of %lld (microbatches must be equal); choose a "
-                          "divisor of %lld",
-                          M, (long long)batch, (long long)batch);
-    int64_t mb = batch > 0 ? batch / M : 0;
+                          "--microbatches %d%s does not divide the batch of %lld (microbatches must be equal); choose "
+                          "a divisor of %lld",
+                          M * D, D > 1 ? " (x --dp)" : "", (long long)batch, (long long)batch);
+    int64_t mb = batch > 0 ? batch / ((int64_t)M * D) : 0;
     /* the graph is compiled at the microbatch size; a static export's constants hold at its own batch
      * (a dynamic export, whose inputs name their batch dim, computes its shapes from the inputs) */
     int64_t exported = pippy_batch_exported(g);
     pippy_shape_bind_opts full = bind;
-    if (M > 1 || bind.batch > 0) {
+    if (M * D > 1 || bind.batch > 0) {
         bind.batch = mb;
         full.batch = exported;
         for (int32_t s = 0; s < bind.n_shapes; s++)
@@ -467,6 +471,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
         mb = g->values[g->inputs[0]].t.dims[0];
     plan->g = g;
+    plan->dp = D;
     plan->microbatches = M;
     plan->microbatch_size = mb;
     plan->batch = batch > 0 ? batch : mb;
@@ -558,7 +563,9 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
         g->nodes[i].stage = plan->node_stage[i];
     PIPPY_TRY(pippy_compile_ranks(o, plan));
     if (o->train) {
-        pippy_autodiff_opts ao = {plan->loss, plan->microbatches};
+        /* each microbatch's loss counts 1/(M*dp): summed over the microbatches and the replicas, the
+         * gradients are the whole batch's mean */
+        pippy_autodiff_opts ao = {plan->loss, plan->microbatches * (plan->dp > 1 ? plan->dp : 1)};
         PIPPY_TRY(pippy_autodiff(g, &ao));
         PIPPY_TRY(pippy_node_stages(plan));
     }
@@ -567,6 +574,7 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
     PIPPY_TRY(pippy_check_stage_memory(plan, o->max_memory));
     uint64_t h = pippy_mix(g->hash, plan->n_stages);
     h = pippy_mix(h, plan->n_ranks);
+    h = pippy_mix(h, plan->dp);
     h = pippy_mix(h, plan->microbatch_size);
     h = pippy_mix(h, plan->microbatches);
     h = pippy_mix(h, o->train);

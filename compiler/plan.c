@@ -84,7 +84,7 @@ static pippy_status pippy_plan_reductions(pippy_plan *p, const char *uses)
 {
     const pippy_graph *g = p->g;
     int32_t S = p->n_stages;
-    p->reductions = calloc((size_t)g->n_values + 1, sizeof *p->reductions);
+    p->reductions = calloc((size_t)g->n_values + (size_t)S + 1, sizeof *p->reductions);
     if (!p->reductions)
         return pippy_oom();
     for (int32_t v = 0; v < g->n_values; v++) {
@@ -99,6 +99,14 @@ static pippy_status pippy_plan_reductions(pippy_plan *p, const char *uses)
                 r->stages[r->n_stages++] = s;
         if (r->n_stages > 1)
             p->n_reductions++;
+    }
+    for (int32_t s = 0; s < S && p->dp > 1; s++) { /* data parallelism: every stage's gradients */
+        pippy_reduction *r = &p->reductions[p->n_reductions++];
+        memset(r, 0, sizeof *r);
+        r->param = -1;
+        r->data_parallel = 1;
+        r->n_stages = 1;
+        r->stages[0] = s;
     }
     return PIPPY_OK;
 }

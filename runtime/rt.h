@@ -108,6 +108,7 @@ typedef struct {
     cJSON *sched;
     char dir[4096];            /* the folder of schedule.json */
     int M, rank, nranks, training;
+    int dp, pp_ranks, replica;  /* dp copies of the pipeline, pp_ranks ranks each; this rank's copy */
     int stage_rank[PIPPY_RT_MAX_RANKS];
     pippy_rt_stage *st;        /* the stages this rank runs */
     int n_st;

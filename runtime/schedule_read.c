@@ -37,7 +37,7 @@ static pippy_status pippy_read_check(pippy_rt *rt, const char *path, int32_t *in
     int32_t stage_rank[PIPPY_RT_MAX_RANKS];
     for (int s = 0; st == PIPPY_OK && s < S; s++) {
         pippy_rt_stage *sx = pippy_rt_stage_of(rt, s);
-        stage_rank[s] = rt->stage_rank[s];
+        stage_rank[s] = rt->stage_rank[s] - rt->replica * rt->pp_ranks; /* the checker sees replica 0 */
         d.stash_slots[s] = sx ? (sx->p->stash_slots > 0 ? sx->p->stash_slots : 1) : 1 << 30;
     }
     if (st == PIPPY_OK) {
@@ -71,22 +71,31 @@ static pippy_status pippy_read_ranks(pippy_rt *rt, const char *path, const pippy
     rt->rank = rt->a.rank;
     if (rt->rank >= rt->nranks)
         return pippy_fail(PIPPY_ERR_USAGE, "rank %d: %s has only %d ranks", rt->rank, path, rt->nranks);
+    /* dp replicas of the pipeline: replica d is ranks d*R .. d*R+R-1, and a stage's peers are those of
+     * this rank's replica */
+    rt->dp = pippy_json_int(pippy_json_get(rt->sched, "config"), "dp", 1);
+    if (rt->dp < 1 || rt->nranks % rt->dp)
+        return pippy_fail(PIPPY_ERR_FORMAT, "%s: %d ranks do not split into config.dp = %d replicas", path, rt->nranks,
+                          rt->dp);
+    rt->pp_ranks = rt->nranks / rt->dp;
+    rt->replica = rt->rank / rt->pp_ranks;
     for (int s = 0; s < PIPPY_RT_MAX_RANKS; s++)
         rt->stage_rank[s] = -1;
     int k = 0;
     cJSON_ArrayForEach(r, ranks) /* types and ranges: checked by pippy_sched_fields_check */
     {
         const cJSON *x;
-        cJSON_ArrayForEach(x, pippy_json_get(r, "stages")) rt->stage_rank[(int)x->valuedouble] = k;
+        if (k / rt->pp_ranks == rt->replica)
+            cJSON_ArrayForEach(x, pippy_json_get(r, "stages")) rt->stage_rank[(int)x->valuedouble] = k;
         k++;
     }
     const cJSON *stage, *x;
     k = 0;
     cJSON_ArrayForEach(stage, pippy_json_get(rt->sched, "stages"))
     {
-        if (pippy_json_int(stage, "rank", -1) != rt->stage_rank[k])
+        if (pippy_json_int(stage, "rank", -1) + rt->replica * rt->pp_ranks != rt->stage_rank[k])
             return pippy_fail(PIPPY_ERR_FORMAT, "%s: stages[%d].rank is %d, but ranks[%d].stages lists it", path, k,
-                              pippy_json_int(stage, "rank", -1), rt->stage_rank[k]);
+                              pippy_json_int(stage, "rank", -1), rt->stage_rank[k] - rt->replica * rt->pp_ranks);
         k++;
     }
     const cJSON *mine = pippy_json_get(cJSON_GetArrayItem(ranks, rt->rank), "stages");

@@ -98,8 +98,9 @@ static int64_t pippy_train_sample(pippy_rt *rt, int64_t pos)
 static void pippy_train_load(pippy_rt *rt, int64_t k)
 {
     pippy_train *tr = rt->train;
-    for (int64_t i = 0; i < tr->batch && tr->n_data > 0; i++) {
-        int64_t s = pippy_train_sample(rt, k * tr->batch + i);
+    int64_t mine = tr->batch / rt->dp; /* replica d takes rows d*mine .. of the step's batch */
+    for (int64_t i = 0; i < mine && tr->n_data > 0; i++) {
+        int64_t s = pippy_train_sample(rt, k * tr->batch + rt->replica * mine + i);
         for (int d = 0; d < tr->n_data; d++) {
             pippy_dataset *ds = &tr->data[d];
             memcpy(ds->x->buf + (size_t)i * ds->row, (const uint8_t *)ds->file.data + (size_t)s * ds->row, ds->row);
@@ -197,6 +198,8 @@ static pippy_status pippy_train_ties(pippy_rt *rt)
         const cJSON *sts = cJSON_GetObjectItemCaseSensitive(r, "stages");
         const cJSON *offs = cJSON_GetObjectItemCaseSensitive(r, "offsets");
         const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(r, "bytes");
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(r, "kind");
+        int dp = cJSON_IsString(kind) && !strcmp(kind->valuestring, "data_parallel");
         int n = cJSON_GetArraySize(sts);
         for (int k = 0; k < n; k++) {
             int s = (int)cJSON_GetArrayItem(sts, k)->valuedouble;
@@ -216,7 +219,9 @@ static pippy_status pippy_train_ties(pippy_rt *rt)
             t->count = (size_t)bytes->valuedouble / sizeof(float);
             t->counts_norm = t->owner = k == 0;
             int nr = 0, me = 0;
-            for (int j = 0; j < n; j++) {
+            for (int j = 0; dp && j < rt->dp; j++) /* the stage in every replica */
+                me = j == rt->replica ? j : me, t->ranks[nr++] = j * rt->pp_ranks + rt->stage_rank[s] % rt->pp_ranks;
+            for (int j = 0; !dp && j < n; j++) {
                 int rk = rt->stage_rank[(int)cJSON_GetArrayItem(sts, j)->valuedouble], seen = 0;
                 for (int q = 0; q < nr; q++)
                     seen |= t->ranks[q] == rk;
@@ -337,7 +342,7 @@ static pippy_status pippy_train_checkpoint(pippy_rt *rt, const char *dir, int64_
 {
     pippy_train *tr = rt->train;
     pippy_status st = PIPPY_OK;
-    for (int i = 0; i < rt->n_st && st == PIPPY_OK; i++) {
+    for (int i = 0; i < rt->n_st && st == PIPPY_OK && rt->replica == 0; i++) { /* the replicas are equal */
         pippy_rt_stage *sx = &rt->st[i];
         int64_t meta[4] = {done, tr->batch, rt->M, (int64_t)tr->opt.kind};
         pippy_ckpt_part parts[3];
@@ -484,7 +489,8 @@ pippy_status pippy_train_step(pippy_rt *rt)
     pippy_train_local(rt, &v[0], &v[1]);
     v[2] = isfinite(v[0]) && isfinite(v[1]) ? 0.0 : 1.0;
     PIPPY_TRY(pippy_train_world_sum(rt, v));
-    double loss = v[0] / rt->M;
+    double loss = v[0] / ((double)rt->M * rt->dp); /* every replica's microbatches */
+    v[1] /= rt->dp;                                /* the replicas hold the same (averaged) gradients */
     if (v[2] > 0 || !isfinite(loss) || !isfinite(v[1]))
         return pippy_fail(PIPPY_ERR_INVALID,
                           "step %lld: the %s is not finite (loss %g, gradient norm %g); stopping before the "
