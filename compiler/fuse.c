@@ -58,7 +58,8 @@ int32_t pippy_fuse_activations(pippy_graph *g)
         pippy_attr *attrs = malloc(((size_t)p->n_attrs + 1) * sizeof *attrs);
         if (!attrs)
             break;
-        memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
+        if (p->n_attrs) /* attrs may be NULL: memcpy from NULL is undefined even for 0 bytes */
+            memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
         attrs[p->n_attrs] = (pippy_attr){.name = "pippy.activation", .type = PIPPY_ATTR_STRING, .s = "Relu"};
         pippy_status st = pippy_node_set_attrs(p, attrs, p->n_attrs + 1);
         free(attrs);
@@ -392,7 +393,8 @@ int32_t pippy_fuse_transpose_matmul(pippy_graph *g)
             pippy_attr *attrs = malloc(((size_t)mm->n_attrs + 1) * sizeof *attrs);
             if (!attrs)
                 return fused;
-            memcpy(attrs, mm->attrs, (size_t)mm->n_attrs * sizeof *attrs);
+            if (mm->n_attrs) /* attrs may be NULL: memcpy from NULL is undefined even for 0 bytes */
+                memcpy(attrs, mm->attrs, (size_t)mm->n_attrs * sizeof *attrs);
             attrs[mm->n_attrs] = (pippy_attr){.name = flag, .type = PIPPY_ATTR_INT, .i = 1};
             pippy_status st = pippy_node_set_attrs(mm, attrs, mm->n_attrs + 1);
             free(attrs);
