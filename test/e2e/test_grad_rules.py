@@ -14,7 +14,8 @@ The gradient is compared element-wise with PyTorch's (float64):
     is ~1e-7), or the case's "tol" with its reason (the log-softmax family: 1e-5).
 
 Float initializers listed as frozen (non-differentiable inputs, integer paths) must come back
-unchanged; BatchNormalization's running statistics must match torch's after the step. Cases with
+unchanged; BatchNormalization's running statistics must match torch's after the step; where a case
+is about a fusion, the stage program shows it happened (stage_has / stage_lacks). Cases with
 "error" must fail to compile with a message containing the given words (the node and the op).
 
 usage: test_grad_rules.py BUILD_DIR [-v] [-j N] [--quick] [NAME...]
@@ -92,6 +93,19 @@ def check_dropout(got, ref, ratio):
     return True, ""
 
 
+def check_stage(case, out):
+    """The fusions the case is about happened (or not): text stage0.c must contain / lack."""
+    if not case.get("stage_has") and not case.get("stage_lacks"):
+        return True, ""
+    with open(os.path.join(out, "stage0.c")) as f:
+        text = f.read()
+    missing = [s for s in case.get("stage_has", []) if s not in text]
+    present = [s for s in case.get("stage_lacks", []) if s in text]
+    if missing or present:
+        return False, f"stage0.c: missing {missing}, present {present} (a fusion did not happen as expected)"
+    return True, ""
+
+
 def tolerance(case):
     return case.get("tol") or max(TOL_FLOOR, 4 * case.get("torch_f32_err", 0))
 
@@ -166,6 +180,9 @@ def run_case_runs(b, path, quick):
                 results.append((name, False, f"pippyrun exited {code}:\n        " + tail(text, 8), None, None))
                 continue
             ok, detail, worst = compare_run(case, r, before, initializers(saved))
+            if k == 0 and not split:
+                ok2, detail2 = check_stage(case, out)
+                ok, detail = ok and ok2, "; ".join(d for d in (detail, detail2) if d)
             results.append((name, ok, detail, worst, tolerance(case)))
         return results
     finally:
