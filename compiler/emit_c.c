@@ -120,6 +120,15 @@ static void pippy_put_float(FILE *f, double x)
         fprintf(f, "%.9g", x);
 }
 
+/* An int64 as a C literal (INT64_MIN has none: -9223372036854775808 is minus a literal too big). */
+static void pippy_put_i64(FILE *f, int64_t v)
+{
+    if (v == INT64_MIN)
+        fputs("(-9223372036854775807LL - 1)", f);
+    else
+        fprintf(f, "%lldLL", (long long)v);
+}
+
 static void pippy_put_data(FILE *f, const char *cname, const pippy_tdesc *t, const void *data)
 {
     int64_t n = pippy_tdesc_numel(t);
@@ -140,7 +149,7 @@ static void pippy_put_data(FILE *f, const char *cname, const pippy_tdesc *t, con
         switch (t->dtype) {
         case PIPPY_DT_FLOAT: pippy_put_float(f, ((const float *)data)[i]); break;
         case PIPPY_DT_DOUBLE: pippy_put_float(f, ((const double *)data)[i]); break;
-        case PIPPY_DT_INT64: fprintf(f, "%lldLL", (long long)((const int64_t *)data)[i]); break;
+        case PIPPY_DT_INT64: pippy_put_i64(f, ((const int64_t *)data)[i]); break;
         case PIPPY_DT_INT32: fprintf(f, "%d", ((const int32_t *)data)[i]); break;
         case PIPPY_DT_INT8: fprintf(f, "%d", ((const int8_t *)data)[i]); break;
         case PIPPY_DT_FLOAT16: fprintf(f, "%u", ((const uint16_t *)data)[i]); break;
@@ -177,7 +186,7 @@ static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
         if (at->type == PIPPY_ATTR_INTS) {
             fprintf(f, "static const int64_t %s[] = {", nm);
             for (int32_t i = 0; i < at->n; i++)
-                fprintf(f, "%s%lldLL", i ? ", " : "", (long long)at->ints[i]);
+                fputs(i ? ", " : "", f), pippy_put_i64(f, at->ints[i]);
             fprintf(f, "%s};\n", at->n ? "" : "0");
         } else if (at->type == PIPPY_ATTR_FLOATS) {
             fprintf(f, "static const float %s[] = {", nm);
@@ -204,7 +213,7 @@ static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
         pippy_put_str(f, at->name);
         fprintf(f, ", .type = %s", pippy_attr_type_macro(at->type));
         switch (at->type) {
-        case PIPPY_ATTR_INT: fprintf(f, ", .i = %lldLL", (long long)at->i); break;
+        case PIPPY_ATTR_INT: fputs(", .i = ", f), pippy_put_i64(f, at->i); break;
         case PIPPY_ATTR_FLOAT:
             fputs(", .f = ", f);
             pippy_put_float(f, at->f);
