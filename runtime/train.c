@@ -291,28 +291,8 @@ pippy_status pippy_train_setup(pippy_rt *rt)
     tr->scratch = calloc(1, scratch + 64);
     if (!tr->scratch)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-    if (rt->a.steps > 0)
-        tr->steps = rt->a.steps;
-    else if (rt->a.epochs > 0 && tr->n_samples > 0)
-        tr->steps = (rt->a.epochs * tr->n_samples + tr->batch - 1) / tr->batch;
-    else if (rt->a.epochs > 0)
-        return pippy_fail(PIPPY_ERR_USAGE, "--epochs: this rank reads no dataset; give --steps");
-    else
+    if (rt->a.steps <= 0 && rt->a.epochs <= 0)
         return pippy_fail(PIPPY_ERR_USAGE, "how long? give --steps N or --epochs E");
-    if (tr->opt.schedule == PIPPY_LR_COSINE && tr->opt.decay_steps == 0) {
-        tr->opt.decay_steps = tr->steps - tr->opt.warmup_steps;
-        if (tr->opt.decay_steps < 1)
-            return pippy_fail(PIPPY_ERR_USAGE, "--lr-schedule cosine: %lld steps leave nothing to decay after %lld "
-                                               "warm-up steps (give more --steps, or --decay-steps when compiling)",
-                              (long long)tr->steps, (long long)tr->opt.warmup_steps);
-    }
-    if (rt->a.resume_dir)
-        PIPPY_TRY(pippy_train_resume(rt));
-    if (rt->rank == 0 && rt->a.loss_log) {
-        tr->log = fopen(rt->a.loss_log, tr->start > 0 ? "a" : "w");
-        if (!tr->log)
-            return pippy_fail(PIPPY_ERR_IO, "cannot write the loss log %s: %s", rt->a.loss_log, strerror(errno));
-    }
     return PIPPY_OK;
 }
 
@@ -508,11 +488,44 @@ pippy_status pippy_train_step(pippy_rt *rt)
     return PIPPY_OK;
 }
 
+/* After the ranks are connected: the number of steps (--epochs: from the dataset size, which only
+ * the ranks that read data know), the cosine decay, resume and the loss log. */
+static pippy_status pippy_train_begin(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    if (rt->a.steps > 0) {
+        tr->steps = rt->a.steps;
+    } else {
+        double v[4] = {(double)tr->n_samples, tr->n_samples > 0, 0, 0};
+        PIPPY_TRY(pippy_train_world_sum(rt, v));
+        int64_t n = v[1] > 0 ? (int64_t)(v[0] / v[1] + 0.5) : 0;
+        if (n < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--epochs: no rank reads a dataset; give --steps");
+        tr->steps = (rt->a.epochs * n + tr->batch - 1) / tr->batch;
+    }
+    if (tr->opt.schedule == PIPPY_LR_COSINE && tr->opt.decay_steps == 0) {
+        tr->opt.decay_steps = tr->steps - tr->opt.warmup_steps;
+        if (tr->opt.decay_steps < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--lr-schedule cosine: %lld steps leave nothing to decay after %lld "
+                                               "warm-up steps (give more --steps, or --decay-steps when compiling)",
+                              (long long)tr->steps, (long long)tr->opt.warmup_steps);
+    }
+    if (rt->a.resume_dir)
+        PIPPY_TRY(pippy_train_resume(rt));
+    if (rt->rank == 0 && rt->a.loss_log) {
+        tr->log = fopen(rt->a.loss_log, tr->start > 0 ? "a" : "w");
+        if (!tr->log)
+            return pippy_fail(PIPPY_ERR_IO, "cannot write the loss log %s: %s", rt->a.loss_log, strerror(errno));
+    }
+    return PIPPY_OK;
+}
+
 /* ---------------------------------------------------------------- the run */
 
 pippy_status pippy_train_run(pippy_rt *rt)
 {
     pippy_train *tr = rt->train;
+    PIPPY_TRY(pippy_train_begin(rt));
     tr->t_step = tr->t_start = pippy_rt_now_us();
     for (rt->step = tr->start; rt->step < tr->steps; rt->step++) {
         pippy_train_load(rt, rt->step);

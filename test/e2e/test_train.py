@@ -284,6 +284,16 @@ def error_cases(res, b):
         res.check(f"run error: {what}", code in (1, 2) and want in text, f"exit {code}: " + tail(text, 4))
     code, text = run([os.path.join(b, "pippyrun"), out, "--timeout", "30"] + data_args(ref), timeout=120)
     res.check("run error: no --steps", code in (1, 2) and "--steps" in text, f"exit {code}: " + tail(text, 4))
+    # --epochs over several stages: the ranks without data learn the dataset size from the others
+    code, text = compile_case(b, ref, "adamw", 2, 2, "1f1b", out)
+    log = os.path.join(out, "epochs.jsonl")
+    if code == 0:
+        code, text = run([os.path.join(b, "pippyrun"), out, "--epochs", "2", "--loss-log", log, "--timeout", "60"]
+                         + data_args(ref), timeout=300)
+    steps = len(open(log).read().splitlines()) if code == 0 and os.path.exists(log) else None
+    want = (2 * ref["dataset_size"] + ref["batch"] - 1) // ref["batch"]
+    res.check(f"--epochs 2 in 2 stages: {steps} steps = 2 x {ref['dataset_size']} samples / batch {ref['batch']} "
+              f"= {want}", code == 0 and steps == want, f"exit {code}: " + tail(text, 4))
     shutil.rmtree(out, ignore_errors=True)
 
 
