@@ -512,6 +512,10 @@ static pippy_status pippy_train_begin(pippy_rt *rt)
     }
     if (rt->a.resume_dir)
         PIPPY_TRY(pippy_train_resume(rt));
+    /* resuming into the same folder: a later step the killed run left half written goes first (rank 0
+     * does it before its first STEP, so before any rank can write again) */
+    if (rt->a.resume_dir && rt->a.checkpoint_dir && rt->rank == 0 && !strcmp(rt->a.resume_dir, rt->a.checkpoint_dir))
+        PIPPY_TRY(pippy_ckpt_prune(rt->a.checkpoint_dir, tr->start));
     if (rt->rank == 0 && rt->a.loss_log) {
         tr->log = fopen(rt->a.loss_log, tr->start > 0 ? "a" : "w");
         if (!tr->log)
