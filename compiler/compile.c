@@ -650,8 +650,11 @@ static pippy_status pippy_compile_emit(const pippy_compile_opts *o, const pippy_
 static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan *plan,
                                   const pippy_compile_notes *notes)
 {
-    printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s\n", plan->g->path,
-           o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
+    size_t dl = strlen(o->out_dir);
+    while (dl > 1 && o->out_dir[dl - 1] == '/')
+        dl--;
+    printf("pippyc: %s -> %.*s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s\n", plan->g->path,
+           (int)dl, o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
            (long long)plan->batch, plan->microbatches, (long long)plan->microbatch_size, plan->schedule,
            plan->training ? ", training" : "");
     for (int32_t s = 0; s < plan->n_stages; s++) {

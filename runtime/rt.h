@@ -123,6 +123,7 @@ typedef struct {
     double last_progress_us;   /* when the executor last printed progress */
     double compute_us, wait_us;
     int64_t step;              /* training: the step being run (0-based) */
+    int64_t step0;             /* training: this run's first step (> 0 after --resume) */
     pippy_train *train;        /* training state (train.c) */
     char job_tag[17];          /* names this job's shared memory (auth.h pippy_job_key_tag) */
     pippy_backend *be;         /* the device this rank computes on (devmem.c) */

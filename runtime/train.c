@@ -530,6 +530,7 @@ pippy_status pippy_train_run(pippy_rt *rt)
 {
     pippy_train *tr = rt->train;
     PIPPY_TRY(pippy_train_begin(rt));
+    rt->step0 = tr->start;
     tr->t_step = tr->t_start = pippy_rt_now_us();
     for (rt->step = tr->start; rt->step < tr->steps; rt->step++) {
         pippy_train_load(rt, rt->step);
