@@ -183,7 +183,7 @@ static pippy_status pippy_sj_replicas(pippy_sched_json *d, pippy_sj *c)
                                                 "(replica 0): every replica of the pipeline runs the same lists",
                               c->path, r, r / R, r % R);
     }
-    d->s.n_ranks = R;
+    d->s.n_ranks = R; /* actions[] keeps every rank's list (n_all_ranks) */
     return PIPPY_OK;
 }
 
@@ -197,6 +197,7 @@ static pippy_status pippy_sj_ranks(pippy_sched_json *d, const cJSON *root, pippy
         return pippy_sj_bad(c, "ranks", ranks, "a list of at least one rank");
     d->n_actions = pippy_sj_calloc((size_t)R, sizeof *d->n_actions);
     d->actions = pippy_sj_calloc((size_t)R, sizeof *d->actions);
+    d->n_all_ranks = R;
     if (!d->n_actions || !d->actions)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory reading %s", c->path);
     cJSON_ArrayForEach(rk, ranks)
@@ -364,7 +365,7 @@ pippy_status pippy_sched_json_read(pippy_sched_json *d, const cJSON *root, const
 
 void pippy_sched_json_free(pippy_sched_json *d)
 {
-    for (int32_t r = 0; d->actions && r < d->s.n_ranks; r++)
+    for (int32_t r = 0; d->actions && r < d->n_all_ranks; r++)
         free(d->actions[r]);
     for (int32_t k = 0; d->reduction_stages && k < d->s.n_reductions; k++)
         free(d->reduction_stages[k]);
