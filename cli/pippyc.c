@@ -6,6 +6,7 @@
  *   pippyc timeline TRACE.json --svg F   a measured trace drawn the same way
  *   pippyc export OUT --checkpoint DIR   write the trained model as ONNX */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,13 @@ static void pippy_usage(FILE *f)
           "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
           "  --batch-dims NODE=K[,..] in a static-batch export, element K of NODE's shape input is the batch\n"
           "                           ('none': it holds no batch); pippyc finds them itself where unambiguous\n"
-          "  --schedule NAME          gpipe (default) or, for training, 1f1b\n"
+          "  --schedule NAME          gpipe (default) or, for training, 1f1b (PipeDream-flush), zb-h1 (zero\n"
+          "                           bubble H1: weight gradients deferred into the cool-down; stage s holds\n"
+          "                           min(stages, M) microbatches where 1f1b holds stages - s) or auto: build each\n"
+          "                           that applies, keep the fastest predicted one that fits --memory-per-rank\n"
+          "  --memory-per-rank BYTES  the most memory a rank's stage programs may hold at their peak, as the\n"
+          "                           compiler predicts it (suffix K, M or G: KiB, MiB, GiB); a schedule that\n"
+          "                           needs more is refused (auto: skipped)\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --backend cpu|cuda       the device the stage programs compute on (default cpu; cuda needs a\n"
           "                           pippyc built with make CUDA=1, and every node must have a cuda kernel)\n"
@@ -87,6 +94,27 @@ static int pippy_int_arg(const char *opt, const char *v, long lo, long hi, long 
         return -1;
     }
     *out = x;
+    return 0;
+}
+
+/* BYTES with an optional suffix K, M or G (powers of 1024): a number of bytes >= 1. */
+static int pippy_bytes_arg(const char *opt, const char *v, uint64_t *out)
+{
+    static const char units[] = "KMG";
+    char *end = NULL;
+    double x = v && *v ? strtod(v, &end) : 0;
+    const char *u = end && *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (u) {
+        for (const char *k = units; k <= u; k++)
+            x *= 1024;
+        end++;
+    }
+    if (!end || end == v || *end || !(x >= 1) || x > 9.0e18) {
+        pippy_fail(PIPPY_ERR_USAGE, "%s takes a number of bytes >= 1, optionally followed by K, M or G (e.g. 512M), "
+                   "found '%s'", opt, v ? v : "");
+        return -1;
+    }
+    *out = (uint64_t)x;
     return 0;
 }
 
@@ -311,7 +339,7 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--schedule")) {
             if (!v)
-                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--schedule needs a name (gpipe)"));
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--schedule needs a name (gpipe, 1f1b, zb-h1, auto)"));
             o.schedule = v;
             i++;
         } else if (!strcmp(a, "--cc")) {
@@ -359,6 +387,10 @@ int main(int argc, char **argv)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--max-memory takes gigabytes > 0, found '%s'",
                                             v ? v : ""));
             o.max_memory = (uint64_t)(gb * 1e9);
+            i++;
+        } else if (!strcmp(a, "--memory-per-rank")) {
+            if (pippy_bytes_arg(a, v, &o.memory_per_rank))
+                return pippy_die(PIPPY_ERR_USAGE);
             i++;
         } else if (!strcmp(a, "--emit-only")) {
             o.emit_only = 1;
