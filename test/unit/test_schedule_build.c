@@ -10,6 +10,9 @@
  *   - 1f1b beside it: B's gradients leave before W runs, so each rank idles (p-1)(tf+tb), not the
  *     paper's (p-1)(tf+tb+tw) for a fused backward; with tf = tb = tw zb-h1's bubble is half of
  *     this 1F1B's and a third of the paper's; stage s holds min(p-s, m);
+ *   - the same steps when a computation also waits, as the runtime's does, for the slot its output
+ *     goes to (runtime/executor.c: microbatch m reuses the slot of m - slots once every consumer
+ *     finished that one, slots from pippy_sched_slots): an independent replay written here;
  *   - fewer microbatches than stages: zb-h1 is never slower than 1f1b and holds min(p, m);
  *   - --schedule auto: the fastest that fits --memory-per-rank, the memory of each candidate as
  *     the stash it holds, ties to the smaller peak then gpipe, 1f1b, zb-h1; refusals naming the
@@ -21,6 +24,7 @@
 
 #include "harness.h"
 #include "schedule.h"
+#include "schedule_sim.h"
 
 #define MIB 1048576.0
 
@@ -62,6 +66,66 @@ static void chain_build(pippy_plan *p, const char *schedule)
     ck_assert_msg(st == PIPPY_OK, "%s: %s", schedule, pippy_last_error());
 }
 
+/* The chain plan's lists replayed here with the runtime's slot credits: F(m) of stage s waits for
+ * its activations (F(m) of s-1) and for stage s+1 to have finished (W) microbatch m - slots of the
+ * activation edge; B(m) for its gradients (B(m) of s+1) and for stage s-1 to have finished m - slots
+ * of the gradient edge; transfers are free, the rest of the actions take no time. The step (ms). */
+static double credit_replay(const pippy_plan *p)
+{
+    int32_t S = p->n_stages, M = p->microbatches, held[PIPPY_MAX_STAGES], act[PIPPY_MAX_STAGES] = {0},
+            grad[PIPPY_MAX_STAGES] = {0}, pos[PIPPY_MAX_STAGES] = {0};
+    double clock[PIPPY_MAX_STAGES] = {0}, *end = malloc((size_t)S * (size_t)M * PIPPY_PHASES * sizeof *end);
+    ck_assert(end != NULL);
+    for (size_t i = 0; i < (size_t)S * (size_t)M * PIPPY_PHASES; i++)
+        end[i] = -1;
+#define END(st, mb, ph) end[((size_t)(st) * (size_t)M + (size_t)(mb)) * PIPPY_PHASES + (ph)]
+    for (int32_t s = 0; s < S; s++)
+        held[s] = p->stages[s].stash_slots;
+    for (int32_t s = 0; s + 1 < S; s++) {
+        int32_t next = s + 1, prev = s;
+        act[s] = pippy_sched_slots(1, M, 0, held, s, &next, 1);
+        grad[s] = pippy_sched_slots(1, M, 0, held, s + 1, &prev, 1);
+    }
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (int32_t s = 0; s < S; s++)
+            for (; pos[s] < p->n_actions[s]; pos[s]++) {
+                const pippy_action *a = &p->actions[s][pos[s]];
+                int ph = a->kind == PIPPY_ACT_F ? PIPPY_PHASE_F : a->kind == PIPPY_ACT_B ? PIPPY_PHASE_B
+                       : a->kind == PIPPY_ACT_W ? PIPPY_PHASE_W : -1;
+                if (ph < 0)
+                    continue;
+                double need[2] = {0, 0};
+                int m = a->mb;
+                if (ph == PIPPY_PHASE_F) {
+                    need[0] = s > 0 ? END(s - 1, m, PIPPY_PHASE_F) : 0;
+                    need[1] = s + 1 < S && m >= act[s] ? END(s + 1, m - act[s], PIPPY_PHASE_W) : 0;
+                } else if (ph == PIPPY_PHASE_B) {
+                    need[0] = s + 1 < S ? END(s + 1, m, PIPPY_PHASE_B) : 0;
+                    need[1] = s > 0 && m >= grad[s - 1] ? END(s - 1, m - grad[s - 1], PIPPY_PHASE_W) : 0;
+                }
+                if (need[0] < 0 || need[1] < 0)
+                    break;
+                double t = clock[s] > need[0] ? clock[s] : need[0];
+                t = t > need[1] ? t : need[1];
+                const pippy_stage *sg = &p->stages[s];
+                clock[s] = t + (ph == PIPPY_PHASE_F ? sg->pred_forward_ms
+                                : ph == PIPPY_PHASE_B ? sg->pred_backward_ms : sg->pred_weight_ms);
+                END(s, m, ph) = clock[s];
+                progress = 1;
+            }
+    }
+#undef END
+    double step = 0;
+    for (int32_t s = 0; s < S; s++) {
+        ck_assert_msg(pos[s] == p->n_actions[s], "%s: the slot credits deadlock stage %d at action %d", p->schedule,
+                      s, pos[s]);
+        step = clock[s] > step ? clock[s] : step;
+    }
+    free(end);
+    return step;
+}
+
 static int close_rel(double a, double b, double rel) { return fabs(a - b) <= rel * fabs(b) + 1e-12; }
 
 START_TEST(test_zbh1_bubble_formula)
@@ -85,6 +149,11 @@ START_TEST(test_zbh1_bubble_formula)
                               "zb-h1 tf=%g tb=%g tw=%g p=%d m=%d: step %.12g ms, paper m(tf+tb+tw)+(p-1)(tf+tb-tw) "
                               "= %.12g",
                               tf, tb, tw, p, m, zb.pred_step_ms, busy + zb_idle);
+                double zb_credit = credit_replay(&zb), one_credit = credit_replay(&one);
+                ck_assert_msg(close_rel(zb_credit, busy + zb_idle, 1e-9) && close_rel(one_credit, busy + one_idle, 1e-9),
+                              "tf=%g tb=%g tw=%g p=%d m=%d, waiting for slots: zb-h1 %.12g ms (expected %.12g), 1f1b "
+                              "%.12g ms (expected %.12g)", tf, tb, tw, p, m, zb_credit, busy + zb_idle, one_credit,
+                              busy + one_idle);
                 ck_assert_msg(close_rel(one.pred_step_ms, busy + one_idle, 1e-9),
                               "1f1b tf=%g tb=%g tw=%g p=%d m=%d: step %.12g ms, m(tf+tb+tw)+(p-1)(tf+tb) = %.12g", tf,
                               tb, tw, p, m, one.pred_step_ms, busy + one_idle);
