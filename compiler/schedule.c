@@ -18,7 +18,9 @@
  *                     peak, on the first stage, is 1F1B's, but the later stages hold more than in
  *                     1F1B. That is the price of the gain here: with the stash held until W, the
  *                     last stage of 1F1B (one microbatch at a time) must finish W(m) before F(m+1),
- *                     and then no order of the other stages beats 1F1B's step.
+ *                     and then no order of the other stages beats 1F1B's step. A consumer holding
+ *                     as many microbatches as its producer, each activation gets one slot more
+ *                     than in 1F1B (pippy_sched_slots), so no F waits for a deferred W.
  * pippy_schedule_choose (schedule.h) picks among them for --schedule auto. */
 #include "plan.h"
 
