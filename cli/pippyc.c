@@ -6,6 +6,7 @@
  *   pippyc timeline TRACE.json --svg F   a measured trace drawn the same way
  *   pippyc export OUT --checkpoint DIR   write the trained model as ONNX */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,15 @@ static void pippy_usage(FILE *f)
           "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
           "  --batch-dims NODE=K[,..] in a static-batch export, element K of NODE's shape input is the batch\n"
           "                           ('none': it holds no batch); pippyc finds them itself where unambiguous\n"
-          "  --schedule NAME          gpipe (default) or, for training, 1f1b; interleaved-1f1b with --ranks R:\n"
-          "                           rank r runs stages r, r+R, ... (--stages a multiple of R, M of R)\n"
+          "  --schedule NAME          gpipe (default) or, for training, 1f1b (PipeDream-flush), zb-h1 (zero\n"
+          "                           bubble H1: weight gradients deferred into the cool-down; stage s holds\n"
+          "                           min(stages, M) microbatches where 1f1b holds stages - s),\n"
+          "                           interleaved-1f1b with --ranks R (rank r runs stages r, r+R, ...; --stages\n"
+          "                           and M multiples of R) or auto: build each that applies, keep the fastest\n"
+          "                           predicted one that fits --memory-per-rank\n"
+          "  --memory-per-rank BYTES  the most memory a rank's stage programs may hold at their peak, as the\n"
+          "                           compiler predicts it (suffix K, M or G: KiB, MiB, GiB); a schedule that\n"
+          "                           needs more is refused (auto: skipped)\n"
           "  --ranks R                processes (default: one per stage; fewer only for interleaved-1f1b)\n"
           "  --dp D                   training: D copies of the pipeline, each on its own ranks, the batch split\n"
           "                           between them and their gradients averaged before each step\n"
@@ -91,6 +99,27 @@ static int pippy_int_arg(const char *opt, const char *v, long lo, long hi, long 
         return -1;
     }
     *out = x;
+    return 0;
+}
+
+/* BYTES with an optional suffix K, M or G (powers of 1024): a number of bytes >= 1. */
+static int pippy_bytes_arg(const char *opt, const char *v, uint64_t *out)
+{
+    static const char units[] = "KMG";
+    char *end = NULL;
+    double x = v && *v ? strtod(v, &end) : 0;
+    const char *u = end && *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (u) {
+        for (const char *k = units; k <= u; k++)
+            x *= 1024;
+        end++;
+    }
+    if (!end || end == v || *end || !(x >= 1) || x > 9.0e18) {
+        pippy_fail(PIPPY_ERR_USAGE, "%s takes a number of bytes >= 1, optionally followed by K, M or G (e.g. 512M), "
+                   "found '%s'", opt, v ? v : "");
+        return -1;
+    }
+    *out = (uint64_t)x;
     return 0;
 }
 
@@ -325,7 +354,7 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--schedule")) {
             if (!v)
-                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--schedule needs a name (gpipe)"));
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--schedule needs a name (gpipe, 1f1b, zb-h1, auto)"));
             o.schedule = v;
             i++;
         } else if (!strcmp(a, "--cc")) {
@@ -373,6 +402,10 @@ int main(int argc, char **argv)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--max-memory takes gigabytes > 0, found '%s'",
                                             v ? v : ""));
             o.max_memory = (uint64_t)(gb * 1e9);
+            i++;
+        } else if (!strcmp(a, "--memory-per-rank")) {
+            if (pippy_bytes_arg(a, v, &o.memory_per_rank))
+                return pippy_die(PIPPY_ERR_USAGE);
             i++;
         } else if (!strcmp(a, "--emit-only")) {
             o.emit_only = 1;

@@ -492,8 +492,9 @@ int32_t pippy_sched_slots(int32_t training, int32_t M, int whole, const int32_t 
     if (!training || whole || !in_flight || producer < 0)
         return M;
     int32_t k = in_flight[producer];
-    for (int32_t c = 0; c < n_consumers; c++)
-        if (consumers[c] >= 0 && in_flight[consumers[c]] > k)
-            k = in_flight[consumers[c]];
+    for (int32_t c = 0; c < n_consumers; c++) {
+        int32_t need = consumers[c] >= 0 ? in_flight[consumers[c]] + (consumers[c] > producer) : 0;
+        k = need > k ? need : k;
+    }
     return k < 1 ? 1 : k > M ? M : k;
 }

@@ -82,7 +82,11 @@ typedef struct {
  * microbatch (M) at inference, and for graph inputs, graph outputs and values passed through
  * unchanged (the step's data is loaded, and its losses read, all at once); else the most
  * microbatches its producer or any consumer holds at once (in_flight, from pippy_sched_check):
- * a stage finishes microbatch m - slots before it starts m, so the slot is free by then. */
+ * a stage finishes microbatch m - slots before it starts m, so the slot is free by then. A
+ * consumer later in the pipeline (the value is an activation) counts one more: its producer
+ * writes microbatch m while the consumer may still hold in_flight earlier ones (1F1B's consumers
+ * hold one fewer than their producers, so this changes nothing there; where a consumer holds as
+ * many, as in zb-h1, the producer would otherwise wait each step for the consumer's deferred W). */
 int32_t pippy_sched_slots(int32_t training, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
                           const int32_t *consumers, int32_t n_consumers);
 

@@ -18,6 +18,7 @@
 #include "fuse.h"
 #include "autodiff.h"
 #include "onnx_load.h"
+#include "schedule.h"
 #include "train.h"
 
 pippy_status pippy_load_and_infer(const char *path, const pippy_shape_bind_opts *b, int lenient, pippy_graph **out)
@@ -413,6 +414,7 @@ static int64_t pippy_full_batch(const pippy_graph *g, const pippy_shape_bind_opt
 typedef struct {
     pippy_batch_report batch; /* static-batch rewrites */
     char cost_note[2048];     /* where the cost model's rates came from */
+    pippy_schedule_report schedule; /* the schedules compared (--schedule auto, --memory-per-rank) */
 } pippy_compile_notes;
 
 /* Load, bind at the microbatch size, infer and fold, make it a training graph if asked, prune and
@@ -531,7 +533,7 @@ static pippy_status pippy_node_stages(pippy_plan *p)
 static pippy_status pippy_compile_ranks(const pippy_compile_opts *o, pippy_plan *plan)
 {
     int32_t S = plan->n_stages, R = o->ranks > 0 ? o->ranks : S;
-    int interleaved = !strcmp(plan->schedule, "interleaved-1f1b");
+    int interleaved = !strcmp(plan->schedule, "interleaved-1f1b") || !strcmp(plan->schedule, "auto");
     if (R > S)
         return pippy_fail(PIPPY_ERR_USAGE, "--ranks %d: more ranks than the %d stages", R, S);
     if (R < S && !interleaved)
@@ -585,7 +587,8 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
         for (int32_t d = 0; d < g->values[g->inputs[i]].t.rank; d++)
             h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
     plan->hash = h;
-    return pippy_schedule_build(plan);
+    pippy_schedule_opts so = {o->schedule ? o->schedule : "gpipe", o->memory_per_rank, o->optimizer_state};
+    return pippy_schedule_choose(plan, &so, &notes->schedule);
 }
 
 pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_graph **gp, pippy_plan *plan)
@@ -673,6 +676,7 @@ static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan 
                (long long)notes->batch.export_batch, notes->batch.rewritten, notes->batch.rewritten > 1 ? "s" : "",
                notes->batch.first);
     printf("  predicted step %.3f ms, bubble %.1f%%\n", plan->pred_step_ms, 100.0 * plan->pred_bubble);
+    pippy_schedule_report_print(stdout, &notes->schedule);
     printf("  %s\n", notes->cost_note);
 }
 

@@ -19,7 +19,9 @@ typedef struct {
     const char *split_before;
     int32_t microbatches;      /* >= 1 */
     pippy_shape_bind_opts bind; /* --batch is the FULL batch here */
-    const char *schedule;      /* "gpipe" */
+    const char *schedule;      /* "gpipe", "1f1b", "zb-h1" or "auto" (the fastest that fits) */
+    uint64_t memory_per_rank;  /* --memory-per-rank: bytes a rank's programs may hold at their peak
+                                * (predicted); 0: no limit */
     const char *cc;            /* NULL: the compiler this build used */
     int32_t emit_only;
     int32_t base_port;         /* 0: derived from the compile hash */

@@ -1,6 +1,6 @@
 /* schedule.c — each rank's ordered action list for one step, checked and replayed by
  * common/schedule_sim.c, which also gives the prediction and how many microbatches each stage
- * holds at once (its stash slots).
+ * holds at once (its stash slots, from its F to its W).
  *
  * Every rank first posts the receives of every microbatch, so transfers land while it computes.
  *   gpipe, inference: F(m) and its sends, m = 0..M-1.
@@ -8,15 +8,38 @@
  *                     reductions and STEP. A stage holds all M microbatches.
  *   1f1b, training:   PipeDream-flush. Stage s runs min(S-1-s, M) forwards to fill the pipe, then
  *                     alternates one forward and one backward, then drains the backwards: it holds
- *                     at most S-s microbatches.
+ *                     at most S-s microbatches. B's gradients are sent before W runs, so with
+ *                     uniform costs each rank idles (S-1)(tf+tb) per step, not (S-1)(tf+tb+tw).
+ *   zb-h1, training:  zero bubble H1 (Qi et al. 2023, "Zero Bubble Pipeline Parallelism"): the
+ *                     forwards and B's in 1F1B's order, but stage s defers its W's by s backwards
+ *                     (W(i) after B(i+s); the rest after the last B), so B's reach the first stage
+ *                     sooner and the deferred W's fill the cool-down. Uniform costs, M >= S: each
+ *                     rank idles (S-1)(tf+tb-tw). Every stage holds min(S, M) microbatches: the
+ *                     peak, on the first stage, is 1F1B's, but the later stages hold more than in
+ *                     1F1B. That is the price of the gain here: with the stash held until W, the
+ *                     last stage of 1F1B (one microbatch at a time) must finish W(m) before F(m+1),
+ *                     and then no order of the other stages beats 1F1B's step. A consumer holding
+ *                     as many microbatches as its producer, each activation gets one slot more
+ *                     than in 1F1B (pippy_sched_slots), so no F waits for a deferred W.
  *   interleaved-1f1b: R ranks, rank r holding stages r, r+R, ...: Megatron-LM's order (see
- *                     pippy_rank_actions_interleaved); inference runs the same forward order. */
+ *                     pippy_rank_actions_interleaved); inference runs the same forward order.
+ * pippy_schedule_choose (schedule.h) picks among them for --schedule auto. */
 #include "plan.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "emit.h"
+#include "schedule.h"
 #include "schedule_sim.h"
+
+/* The schedules pippy_schedule_build knows; training_only: they interleave backwards. */
+enum { PIPPY_SCHED_GPIPE, PIPPY_SCHED_1F1B, PIPPY_SCHED_ZBH1, PIPPY_SCHED_INTERLEAVED, PIPPY_SCHED_KINDS };
+static const struct {
+    const char *name;
+    int training_only;
+} pippy_sched_kinds[PIPPY_SCHED_KINDS] = {{"gpipe", 0}, {"1f1b", 1}, {"zb-h1", 1}, {"interleaved-1f1b", 0}};
 
 /* The distinct stages that send values of `phase` to stage s (ascending), or that s sends to. */
 static int32_t pippy_peers(const pippy_plan *p, int32_t s, int32_t phase, int sending, int32_t *peers)
@@ -59,12 +82,35 @@ static void pippy_forward(pippy_list *l, int32_t m)
         pippy_put(l, PIPPY_ACT_SEND_F, m, l->to[0][k]);
 }
 
-static void pippy_backward(pippy_list *l, int32_t m)
+/* B(m) and the sends of its gradients. */
+static void pippy_backward_input(pippy_list *l, int32_t m)
 {
     pippy_put(l, PIPPY_ACT_B, m, -1);
     for (int32_t k = 0; k < l->nt[1]; k++)
         pippy_put(l, PIPPY_ACT_SEND_B, m, l->to[1][k]);
+}
+
+static void pippy_backward(pippy_list *l, int32_t m)
+{
+    pippy_backward_input(l, m);
     pippy_put(l, PIPPY_ACT_W, m, -1);
+}
+
+/* zb-h1's compute actions of stage l->s: 1F1B's forwards and B's, W(i) after B(i + s). */
+static void pippy_zbh1_body(pippy_list *l, int32_t S, int32_t M)
+{
+    int32_t s = l->s, warm = S - 1 - s < M ? S - 1 - s : M, w = 0;
+    for (int32_t m = 0; m < warm; m++)
+        pippy_forward(l, m);
+    for (int32_t i = 0; i < M; i++) {
+        if (warm + i < M)
+            pippy_forward(l, warm + i);
+        pippy_backward_input(l, i);
+        if (i - w >= s)
+            pippy_put(l, PIPPY_ACT_W, w++, -1);
+    }
+    while (w < M)
+        pippy_put(l, PIPPY_ACT_W, w++, -1);
 }
 
 static int pippy_member(const pippy_reduction *r, int32_t s)
@@ -75,7 +121,7 @@ static int pippy_member(const pippy_reduction *r, int32_t s)
     return 0;
 }
 
-static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_b)
+static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int kind)
 {
     int32_t S = p->n_stages, M = p->microbatches;
     int32_t from[2][PIPPY_MAX_STAGES], nf[2];
@@ -98,11 +144,13 @@ static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_
     if (!p->training) {
         for (int32_t m = 0; m < M; m++)
             pippy_forward(&l, m);
-    } else if (!one_f_one_b) {
+    } else if (kind == PIPPY_SCHED_GPIPE) {
         for (int32_t m = 0; m < M; m++)
             pippy_forward(&l, m);
         for (int32_t m = 0; m < M; m++)
             pippy_backward(&l, m);
+    } else if (kind == PIPPY_SCHED_ZBH1) {
+        pippy_zbh1_body(&l, S, M);
     } else {
         int32_t warm = S - 1 - s < M ? S - 1 - s : M;
         for (int32_t m = 0; m < warm; m++)
@@ -276,28 +324,166 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
     return st;
 }
 
+/* The kind named `name`, or -1. */
+static int pippy_sched_kind(const char *name)
+{
+    for (int k = 0; k < PIPPY_SCHED_KINDS; k++)
+        if (!strcmp(name, pippy_sched_kinds[k].name))
+            return k;
+    return -1;
+}
+
 pippy_status pippy_schedule_build(pippy_plan *p)
 {
-    int interleaved = strcmp(p->schedule, "interleaved-1f1b") == 0;
-    int one_f_one_b = strcmp(p->schedule, "1f1b") == 0 || interleaved;
-    if (!one_f_one_b && strcmp(p->schedule, "gpipe") != 0)
-        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe, 1f1b and interleaved-1f1b",
-                          p->schedule);
-    if (one_f_one_b && !p->training && !interleaved)
-        return pippy_fail(PIPPY_ERR_USAGE, "--schedule 1f1b needs --train (inference runs gpipe: there is no backward "
-                                           "to interleave)");
+    int kind = pippy_sched_kind(p->schedule);
+    if (kind < 0)
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe, 1f1b, zb-h1, interleaved-1f1b "
+                                           "and auto", p->schedule);
+    if (pippy_sched_kinds[kind].training_only && !p->training)
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s needs --train (inference runs gpipe: there is no backward "
+                                           "to interleave)", p->schedule);
     if (p->n_ranks <= 0)
         p->n_ranks = p->n_stages;
     p->actions = calloc((size_t)p->n_ranks, sizeof *p->actions);
     p->n_actions = calloc((size_t)p->n_ranks, sizeof *p->n_actions);
     if (!p->actions || !p->n_actions)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
-    if (interleaved && p->n_ranks < p->n_stages) {
+    if (kind == PIPPY_SCHED_INTERLEAVED && p->n_ranks < p->n_stages) {
         for (int32_t r = 0; r < p->n_ranks; r++)
             PIPPY_TRY(pippy_rank_actions_interleaved(p, r));
-    } else {
+    } else { /* interleaved-1f1b with a stage per rank is 1f1b */
         for (int32_t s = 0; s < p->n_stages; s++)
-            PIPPY_TRY(pippy_stage_actions(p, s, one_f_one_b));
+            PIPPY_TRY(pippy_stage_actions(p, s, kind == PIPPY_SCHED_INTERLEAVED ? PIPPY_SCHED_1F1B : kind));
     }
     return pippy_schedule_predict(p);
+}
+
+/* ---- --schedule auto and --memory-per-rank ---------------------------------------------------- */
+
+/* Drops a built schedule (actions, prediction), so another can be built into p. */
+static void pippy_schedule_clear(pippy_plan *p)
+{
+    for (int32_t r = 0; p->actions && r < p->n_ranks; r++)
+        free(p->actions[r]);
+    free(p->actions);
+    free(p->n_actions);
+    free(p->pred_idle_ms);
+    p->actions = NULL;
+    p->n_actions = NULL;
+    p->pred_idle_ms = NULL;
+}
+
+double pippy_schedule_rank_bytes(const pippy_plan *p, int32_t r, int32_t optimizer_state)
+{
+    double bytes = 0;
+    for (int32_t s = 0; s < p->n_stages; s++)
+        if (p->stages[s].rank == r)
+            bytes += pippy_stage_peak_bytes(p, s, optimizer_state);
+    return bytes;
+}
+
+/* Builds schedule `kind` into p and records it as candidate c. */
+static pippy_status pippy_schedule_try(pippy_plan *p, int kind, const pippy_schedule_opts *o,
+                                       pippy_schedule_candidate *c)
+{
+    pippy_schedule_clear(p);
+    snprintf(p->schedule, sizeof p->schedule, "%s", pippy_sched_kinds[kind].name);
+    PIPPY_TRY(pippy_schedule_build(p));
+    *c = (pippy_schedule_candidate){pippy_sched_kinds[kind].name, p->pred_step_ms, p->pred_bubble, 0, 0, 1};
+    for (int32_t r = 0; r < p->n_ranks; r++) {
+        double b = pippy_schedule_rank_bytes(p, r, o->optimizer_state);
+        if (b > c->peak_bytes)
+            c->peak_bytes = b, c->peak_rank = r;
+    }
+    c->fits = !o->memory_per_rank || c->peak_bytes <= (double)o->memory_per_rank;
+    return PIPPY_OK;
+}
+
+/* Whether candidate a beats b: faster (beyond rounding), else equally fast and smaller. */
+static int pippy_schedule_better(const pippy_schedule_candidate *a, const pippy_schedule_candidate *b)
+{
+    double tol = 1e-9 * (a->step_ms > b->step_ms ? a->step_ms : b->step_ms);
+    if (a->step_ms < b->step_ms - tol)
+        return 1;
+    return a->step_ms <= b->step_ms + tol && a->peak_bytes < b->peak_bytes;
+}
+
+/* Nothing fits: the error names each candidate's peak and the smallest. */
+static pippy_status pippy_schedule_too_big(const pippy_schedule_report *rep, int32_t training)
+{
+    double lim = (double)rep->limit / 1048576.0;
+    if (!rep->automatic)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                          "--schedule %s: rank %d would need %.0f bytes (%.2f MiB) at its peak, more than "
+                          "--memory-per-rank %llu (%.2f MiB)%s",
+                          rep->c[0].name, rep->c[0].peak_rank, rep->c[0].peak_bytes, rep->c[0].peak_bytes / 1048576.0,
+                          (unsigned long long)rep->limit, lim,
+                          training ? "; --schedule auto tries the other schedules" : "");
+    char list[512];
+    size_t n = 0;
+    int32_t small = 0;
+    for (int32_t i = 0; i < rep->n; i++) {
+        if (rep->c[i].peak_bytes < rep->c[small].peak_bytes)
+            small = i;
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s %.2f MiB (rank %d)", i ? ", " : "", rep->c[i].name,
+                              rep->c[i].peak_bytes / 1048576.0, rep->c[i].peak_rank);
+        if (n >= sizeof list)
+            n = sizeof list - 1;
+    }
+    return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                      "--schedule auto: no schedule fits in --memory-per-rank %llu (%.2f MiB); predicted peak memory "
+                      "per rank: %s; the smallest is %s's, %.0f bytes (%.2f MiB): raise the limit, or use more "
+                      "stages or microbatches",
+                      (unsigned long long)rep->limit, lim, list, rep->c[small].name, rep->c[small].peak_bytes,
+                      rep->c[small].peak_bytes / 1048576.0);
+}
+
+pippy_status pippy_schedule_choose(pippy_plan *p, const pippy_schedule_opts *o, pippy_schedule_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->automatic = !strcmp(o->name, "auto");
+    rep->limit = o->memory_per_rank;
+    rep->chosen = -1;
+    for (int kind = 0; kind < PIPPY_SCHED_KINDS; kind++) {
+        /* auto: with several stages per rank only interleaved-1f1b applies, else the others */
+        int fits_ranks = (kind == PIPPY_SCHED_INTERLEAVED) == (p->n_ranks > 0 && p->n_ranks < p->n_stages);
+        if (rep->automatic ? (pippy_sched_kinds[kind].training_only && !p->training) || !fits_ranks
+                           : strcmp(o->name, pippy_sched_kinds[kind].name) != 0)
+            continue;
+        pippy_schedule_candidate *c = &rep->c[rep->n++];
+        PIPPY_TRY(pippy_schedule_try(p, kind, o, c));
+        if (c->fits && (rep->chosen < 0 || pippy_schedule_better(c, &rep->c[rep->chosen])))
+            rep->chosen = rep->n - 1;
+    }
+    if (!rep->n) {
+        snprintf(p->schedule, sizeof p->schedule, "%.31s", o->name);
+        return pippy_schedule_build(p); /* refuses the unknown name */
+    }
+    if (rep->chosen < 0)
+        return pippy_schedule_too_big(rep, p->training);
+    if (rep->chosen == rep->n - 1)
+        return PIPPY_OK; /* the last one built is in p */
+    pippy_schedule_candidate again;
+    return pippy_schedule_try(p, pippy_sched_kind(rep->c[rep->chosen].name), o, &again);
+}
+
+void pippy_schedule_report_print(FILE *f, const pippy_schedule_report *rep)
+{
+    if (rep->chosen < 0 || (!rep->automatic && !rep->limit))
+        return;
+    const pippy_schedule_candidate *w = &rep->c[rep->chosen];
+    char lim[64] = "";
+    if (rep->limit)
+        snprintf(lim, sizeof lim, " in --memory-per-rank %.2f MiB", (double)rep->limit / 1048576.0);
+    if (!rep->automatic) {
+        fprintf(f, "  schedule %s: predicted peak memory %.2f MiB (rank %d) fits%s\n", w->name,
+                w->peak_bytes / 1048576.0, w->peak_rank, lim);
+        return;
+    }
+    fprintf(f, "  schedule auto: chose %s, the fastest predicted step%s%s; predicted step / peak memory per rank:",
+            w->name, rep->limit ? " that fits" : "", lim);
+    for (int32_t i = 0; i < rep->n; i++)
+        fprintf(f, "%s %s %.3f ms / %.2f MiB%s", i ? "," : "", rep->c[i].name, rep->c[i].step_ms,
+                rep->c[i].peak_bytes / 1048576.0, rep->c[i].fits ? "" : " (too big)");
+    fprintf(f, "\n");
 }

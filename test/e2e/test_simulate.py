@@ -5,8 +5,10 @@
     rules; `pippyc simulate --json` predicts the same step, bubble, busy and idle time per rank and
     microbatches in flight as validate_schedule.py's replay (an independent implementation in
     Python) and as the compile itself (prediction.step_ms);
-  - the compiled GPipe and 1F1B lists with uniform stage costs and free transfers have the textbook
-    bubble (p-1)/(m+p-1);
+  - the compiled GPipe, 1F1B and ZB-H1 lists with uniform stage costs (no W) and free transfers have
+    the textbook bubble (p-1)/(m+p-1); with tf = tb = tw each rank of ZB-H1 idles (p-1)(tf+tb-tw)
+    (Qi et al. 2023), of 1F1B (p-1)(tf+tb), by the independent replay too, and ZB-H1 holds p
+    microbatches on every stage where 1F1B holds p-s;
   - a hand-edited, valid list (the W's deferred) is accepted and predicted alike by both;
   - hand-broken lists are refused by simulate with the rank, action and rule, and by the oracle;
     values of the wrong type with where they are; no picture is written for them;
@@ -155,7 +157,12 @@ def training_cases(t):
                                          "--schedule", "1f1b"] + TRAIN, 3, 8),
              ("tied 1f1b S=3 M=4", [tied, "--batch", "8", "--microbatches", "4", "--split-before", "mm2,mm3",
                                     "--schedule", "1f1b", "--train", "--loss", "cross_entropy", "--labels", "labels",
-                                    "--optimizer", "adamw"], 3, 4)]
+                                    "--optimizer", "adamw"], 3, 4),
+             ("mlp_train zb-h1 S=3 M=8", [mlp, "--batch", "16", "--microbatches", "8", "--stages", "3",
+                                          "--schedule", "zb-h1"] + TRAIN, 3, 8),
+             ("tied zb-h1 S=3 M=4", [tied, "--batch", "8", "--microbatches", "4", "--split-before", "mm2,mm3",
+                                     "--schedule", "zb-h1", "--train", "--loss", "cross_entropy", "--labels", "labels",
+                                     "--optimizer", "adamw", "--tied", "transmit"], 3, 4)]
     outs = {}
     for name, args, S, M in cases:
         out = t.compile(name.split()[0] + "_" + name.split()[1], args)
@@ -220,6 +227,31 @@ def interleaved_textbook(t):
                     f"(p-1)/(v*m+p-1) = {want:.6f}, step (v*m+p-1)(tf+tb) = {(v * M + R - 1) * 3} ms",
                     got is not None and close(got["bubble_fraction"], want, 1e-12)
                     and close(got["step_ms"], (v * M + R - 1) * 3.0, 1e-12), tail(text))
+
+
+def zero_bubble(t, outs):
+    """The compiled 1F1B and ZB-H1 lists of mlp_train (S=3, M=8) with tf = tb = tw = 1 ms and free
+    transfers: each rank of ZB-H1 idles (p-1)(tf+tb-tw) = 2 ms, of 1F1B (p-1)(tf+tb) = 4 ms (its B's
+    gradients leave before W), by simulate and by the independent replay."""
+    for name, idle, held in (("mlp_train 1f1b S=3 M=8", 2.0, [3, 2, 1]), ("mlp_train zb-h1 S=3 M=8", 1.0, [3, 3, 3])):
+        out = outs.get(name)
+        if not out:
+            continue
+        S, M = 3, 8
+
+        def uniform(d):
+            for st in d["stages"]:
+                st["predicted_forward_ms"] = st["predicted_backward_ms"] = st["predicted_weight_ms"] = 1.0
+            d["prediction"]["cost_model"].update(link_gbytes_per_s=0, link_latency_us=0)
+        path = t.edited(out, name.replace(" ", "_") + "_fbw", uniform)
+        got, text = t.simulate_json(path)
+        want, otext = t.oracle(path)
+        step = 3.0 * M + (S - 1) * idle
+        ok = (got is not None and want is not None and close(got["step_ms"], step, 1e-12)
+              and close(want["step_ms"], step, 1e-12) and all(close(i, (S - 1) * idle, 1e-12) for i in want["idle_ms"])
+              and want["in_flight"] == held)
+        t.res.check(f"{name}, tf = tb = tw = 1 ms: step {step} ms, each rank idles {(S - 1) * idle} ms, holds {held}",
+                    ok, f"simulate {got and got['step_ms']}, replay {want}: {tail(text)} {tail(otext)}")
 
 
 def defer_w(d):
@@ -434,6 +466,9 @@ def main():
             check_svg(t, "gpt_op17 inference", svg, 3, {"F": 12, "B": 0, "W": 0}, "predicted step")
     textbook(t, outs)
     interleaved_textbook(t)
+
+
+    zero_bubble(t, outs)
     refusals(t, outs)
     malformed(t, outs)
     measured(t)

@@ -4,11 +4,15 @@ samples/make_train_refs.py with PyTorch) with --train, run them with pippyrun fo
 datasets, and compare every step's loss with PyTorch's (1e-4 relative with SGD, 1e-3 with AdamW), the
 trained model that --save writes (run by onnxruntime) with PyTorch's trained model, and the trained
 parameters. Covers the loss by flag and inside the model, M = 1, 2, 4, 8 microbatches, 1-4 stages with
-gpipe and 1f1b, tied weights and skip connections across stages, resume after a kill, a NaN loss, and
-bad input.
+gpipe, 1f1b and zb-h1, tied weights and skip connections across stages, resume after a kill, a NaN loss,
+and bad input. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
+zb-h1 fit (by the per-rank peaks schedule.json predicts for each schedule) picks one of them, one between
+their peaks picks the smaller, one below every peak is refused naming the smallest; inference's auto is
+gpipe; bad limits are refused.
 
 usage: test_train.py BUILD_DIR [--quick]"""
 
+import json
 import os
 import re
 import shutil
@@ -19,7 +23,7 @@ import time
 
 import numpy as np
 
-from common import Results, build_dir, run, tail, tmpdir
+from common import MODELS, Results, build_dir, run, tail, tmpdir
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trainref  # noqa: E402
@@ -79,13 +83,22 @@ CASES = [
     ("gpt_train", "adamw_clip", 2, 2, "1f1b", False, ["--dp", "2", "--tied", "transmit"]),
     ("gpt_train", "adamw", 2, 4, "interleaved-1f1b", False, ["--dp", "2", "--ranks", "2"]),
     ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False, ["--dp", "2"]),
+    # zero bubble H1: the W's deferred into the cool-down; auto: the fastest predicted schedule
+    ("mlp_train", "sgd_momentum_wd", 8, 2, "zb-h1", True),
+    ("mlp_train", "sgd", 4, 3, "zb-h1", False),
+    ("gpt_train", "adamw", 8, 4, "zb-h1", False),
+    ("gpt_train", "adamw_clip", 2, 3, "zb-h1", False),
+    ("gpt_train", "adamw", 4, 2, "zb-h1", True, ["--tied", "transmit"]),
+    ("skip_conn", "sgd_momentum", 4, 0, "zb-h1", False),
+    ("gpt_train", "adamw", 8, 2, "auto", False),
+    ("gpt_train", "adamw", 4, 4, "auto", False, ["--ranks", "2"]),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
              ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False, ["--tied", "transmit"]),
              ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False),
              ("gpt_train", "adamw", 4, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
-             ("gpt_train", "adamw", 2, 2, "1f1b", False, ["--dp", "2"])]
+             ("gpt_train", "adamw", 2, 2, "1f1b", False, ["--dp", "2"]), ("gpt_train", "adamw", 8, 4, "zb-h1", False)]
 
 
 def compile_flags(ref, config):
@@ -118,12 +131,12 @@ def data_args(ref):
     return args
 
 
-def compile_case(b, ref, config, M, S, schedule, out, extra=(), lr=None):
+def compile_case(b, ref, config, M, S, schedule, out, extra=(), lr=None, quiet=True):
     flags = compile_flags(ref, config)
     if lr is not None:
         flags[flags.index("--lr") + 1] = lr
     cmd = [os.path.join(b, "pippyc"), ref["_model"], "--batch", str(ref["batch"]), "--microbatches", str(M),
-           "--schedule", schedule, "-o", out, "-q"] + flags + list(extra)
+           "--schedule", schedule, "-o", out] + (["-q"] if quiet else []) + flags + list(extra)
     if S:
         cmd += ["--stages", str(S)]
     return run(cmd, timeout=600)
@@ -149,6 +162,10 @@ def train_case(res, b, model, config, M, S, schedule, save, extra=()):
     # --dp D: D replicas of M microbatches each make one step of D*M microbatches (PyTorch's reference)
     Mref = M * (int(extra[list(extra).index("--dp") + 1]) if "--dp" in extra else 1)
     ok, report = trainref.check_losses(log, ref, config, Mref)
+    if schedule == "auto":
+        chosen = schedule_of(out)
+        name += f" (chose {chosen})"
+        ok = ok and chosen in (("interleaved-1f1b",) if "--ranks" in extra else ("gpipe", "1f1b", "zb-h1"))
     if ok and save:
         ok2, r2 = trainref.check_saved_model(saved, ref, config, Mref)
         ok3, r3 = trainref.check_saved_params(saved, ref, config, Mref)
@@ -156,6 +173,92 @@ def train_case(res, b, model, config, M, S, schedule, save, extra=()):
     res.check(name, ok, tail(report, 14))
     if ok:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def schedule_of(out):
+    with open(os.path.join(out, "schedule.json")) as f:
+        return json.load(f)["config"]["schedule"]
+
+
+def rank_peaks(out):
+    """The predicted peak memory of each rank: schedule.json's per-stage peaks summed by rank."""
+    with open(os.path.join(out, "schedule.json")) as f:
+        d = json.load(f)
+    peaks = [0.0] * d["config"]["ranks"]
+    for st, b in zip(d["stages"], d["prediction"]["peak_memory_bytes"]):
+        peaks[st["rank"]] += b
+    return peaks
+
+
+def schedule_choice_cases(res, b):
+    """--schedule auto and --memory-per-rank on the tied GPT, 4 stages, M = 8: the peaks of each schedule
+    compiled by name set the limits."""
+    ref = trainref.load_ref("gpt_train")
+    M, S = 8, 4
+    out = tmpdir("pippy-auto-")
+    peak = {}
+    for sch in ("gpipe", "1f1b", "zb-h1"):
+        d = os.path.join(out, sch)
+        code, text = compile_case(b, ref, "adamw", M, S, sch, d, ["--emit-only"])
+        if code != 0:
+            res.check(f"auto: compile {sch}", False, tail(text))
+            return
+        peak[sch] = max(rank_peaks(d))
+    pair = max(peak["1f1b"], peak["zb-h1"])
+    if not pair < peak["gpipe"]:
+        res.check("auto: 1f1b and zb-h1 hold less than gpipe at M=8", False, f"peaks {peak}")
+        return
+
+    def auto(limit, d, extra=()):
+        code, text = compile_case(b, ref, "adamw", M, S, "auto", d, ["--memory-per-rank", str(limit)] + list(extra))
+        return code, text
+    # only 1f1b and zb-h1 fit: one of them, within the limit; it trains like PyTorch
+    d = os.path.join(out, "auto")
+    code, text = auto(int(pair), d)
+    chosen = schedule_of(d) if code == 0 else None
+    ok = code == 0 and chosen in ("1f1b", "zb-h1") and max(rank_peaks(d)) <= int(pair)
+    res.check(f"auto, --memory-per-rank {int(pair)} (gpipe needs {peak['gpipe']:.0f}): chose {chosen}", ok,
+              f"exit {code}, peaks {peak}: " + tail(text))
+    if ok:
+        log = os.path.join(d, "loss.jsonl")
+        code, text = run([os.path.join(b, "pippyrun"), d, "--steps", str(STEPS), "--loss-log", log, "--timeout", "60"]
+                         + data_args(ref), timeout=600)
+        ok2, report = trainref.check_losses(log, ref, "adamw", M) if code == 0 else (False, tail(text))
+        res.check(f"auto ({chosen}) trains like PyTorch", ok2, tail(report, 14))
+    # between the two peaks: the smaller one; the summary names every candidate and the ones too big
+    lo, hi = sorted(("1f1b", "zb-h1"), key=lambda k: peak[k])
+    if peak[lo] < peak[hi]:
+        d = os.path.join(out, "between")
+        code, text = compile_case(b, ref, "adamw", M, S, "auto", d,
+                                  ["--emit-only", "--memory-per-rank", str(int(peak[lo]))], quiet=False)
+        text_ok = code == 0 and f"schedule auto: chose {lo}" in text and "gpipe" in text and "(too big)" in text
+        res.check(f"auto, --memory-per-rank {int(peak[lo])}: chose {lo} ({hi} needs {peak[hi]:.0f})",
+                  text_ok and schedule_of(d) == lo, f"exit {code}: " + tail(text, 6))
+    # below every peak: refused, naming the smallest
+    small = min(peak, key=peak.get)
+    code, text = auto(int(peak[small]) - 1, os.path.join(out, "none"), ["--emit-only"])
+    want = f"the smallest is {small}'s, {peak[small]:.0f} bytes"
+    res.check(f"auto, --memory-per-rank below every peak: refused naming {small}'s {peak[small]:.0f} bytes",
+              code == 1 and "no schedule fits" in text and want in text, f"exit {code}: " + tail(text, 4))
+    # a named schedule over the limit is refused
+    code, text = compile_case(b, ref, "adamw", M, S, "gpipe", os.path.join(out, "named"),
+                              ["--emit-only", "--memory-per-rank", str(int(pair))])
+    res.check("--schedule gpipe over --memory-per-rank: refused", code == 1 and "--schedule gpipe: rank" in text
+              and "--memory-per-rank" in text, f"exit {code}: " + tail(text, 4))
+    # inference: auto is gpipe
+    d = os.path.join(out, "inference")
+    code, text = run([os.path.join(b, "pippyc"), os.path.join(MODELS, "mlp.onnx"),
+                      "--batch", "8", "--microbatches", "4", "--stages", "2", "--schedule", "auto", "--emit-only",
+                      "-o", d])
+    res.check("inference --schedule auto: gpipe", code == 0 and schedule_of(d) == "gpipe"
+              and "schedule auto: chose gpipe" in text, f"exit {code}: " + tail(text, 4))
+    # bad limits
+    for bad in ("0", "-1", "12X", "1.5Q", "", "nan"):
+        code, text = compile_case(b, ref, "adamw", M, S, "auto", os.path.join(out, "bad"),
+                                  ["--emit-only", "--memory-per-rank", bad])
+        res.check(f"--memory-per-rank '{bad}': usage error", code == 2 and "--memory-per-rank takes a number of bytes"
+                  in text, f"exit {code}: " + tail(text, 3))
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def wait_lines(path, n, proc, limit=120):
@@ -302,6 +405,7 @@ def main():
     res = Results("train")
     for case in CASES:
         train_case(res, b, *case)
+    schedule_choice_cases(res, b)
     if not QUICK:
         resume_case(res, b)
     nan_case(res, b)
