@@ -112,7 +112,8 @@ static void pippy_warmup_restore(struct pippy_rt_warmup *w)
             memset(sx->G, 0, sx->p->trainable_bytes);
         size_t tail = sx->p->training ? sx->p->weights_bytes - sx->p->trainable_bytes : 0;
         uint8_t *now = sx->W + sx->p->trainable_bytes;
-        for (size_t at = 0; at < tail; at += PIPPY_WARMUP_PAGE) { /* only pages that changed: no copy-on-write of the rest */
+        /* only the pages that changed: the others stay shared with the file (no copy-on-write) */
+        for (size_t at = 0; at < tail; at += PIPPY_WARMUP_PAGE) {
             size_t n = tail - at < PIPPY_WARMUP_PAGE ? tail - at : PIPPY_WARMUP_PAGE;
             if (memcmp(now + at, w->keep[i] + at, n) != 0)
                 memcpy(now + at, w->keep[i] + at, n);

@@ -95,15 +95,17 @@ def memory_case(res, quick):
     got = {}
     for schedule in ("gpipe", "1f1b"):
         out = os.path.join(d, schedule)
-        code, text = run([PIPPYC, ref["_model"], "--batch", "64", "--microbatches", "16", "--stages", "4", "--schedule",
-                          schedule, "-o", out, "-q"] + ref["loss_flags"] + ref["configs"]["adamw"]["flags"], timeout=600)
+        flags = ref["loss_flags"] + ref["configs"]["adamw"]["flags"]
+        code, text = run([PIPPYC, ref["_model"], "--batch", "64", "--microbatches", "16", "--stages", "4",
+                          "--schedule", schedule, "-o", out, "-q"] + flags, timeout=600)
         if code != 0:
             res.check(f"memory: compile gpt_train {schedule}", False, tail(text))
             return
         code, text = run([PIPPYRUN, out, "--steps", "1", "--timeout", "60"] + data, timeout=300)
         reps = memory_reports(text)
         if code != 0 or sorted(reps) != [0, 1, 2, 3]:
-            res.check(f"memory: every rank reports its memory ({schedule})", False, f"exit {code}:\n        " + tail(text))
+            res.check(f"memory: every rank reports its memory ({schedule})", False,
+                      f"exit {code}:\n        " + tail(text))
             return
         sched = json.load(open(os.path.join(out, "schedule.json")))
         lines, ok = [], True
