@@ -39,7 +39,7 @@ import numpy as np
 
 from common import MODELS, Results, build_dir, run, run_gently, tail, tmpdir
 from test_security import Job
-from test_train import compile_case, data_args
+from test_train import compile_case, data_args, wait_lines
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import refcheck  # noqa: E402
@@ -54,6 +54,16 @@ STEPS = 8  # the references' length
 def losses_of(log):
     """The loss log's losses as written (bit-exact comparisons)."""
     return [json.loads(line)["loss"] for line in open(log) if line.strip()]
+
+
+def compiled(res, what, ref, config, M, S, schedule):
+    """A fresh folder with ref's model compiled for training (test_train.compile_case), or None (checked)."""
+    out = tmpdir("pippy-trainops-")
+    code, text = compile_case(B, ref, config, M, S, schedule, out)
+    if code != 0:
+        res.check(f"{what}: compile {os.path.basename(ref['_model'])}", False, tail(text))
+        return None
+    return out
 
 
 def train_run(out, ref, steps, log, extra=(), env=None, timeout=300):
@@ -164,10 +174,8 @@ def swap(rank, pick):
 def edit_cases(res, quick):
     """mlp_train, SGD, 3 stages, 4 microbatches, 1f1b."""
     ref = trainref.load_ref("mlp_train")
-    out = tmpdir("pippy-edit-")
-    code, text = compile_case(B, ref, "sgd", 4, 3, "1f1b", out)
-    if code != 0:
-        res.check("edits: compile mlp_train", False, tail(text))
+    out = compiled(res, "edits", ref, "sgd", 4, 3, "1f1b")
+    if not out:
         return
     log = os.path.join(out, "base.jsonl")
     code, text = train_run(out, ref, STEPS, log)
@@ -216,17 +224,19 @@ def edit_cases(res, quick):
 
 # ---------------------------------------------------------------- killed and stopped ranks
 
-def wait_lines(path, n, procs, limit=120):
-    until = time.time() + limit
-    while time.time() < until and all(p.poll() is None for p in procs):
-        try:
-            with open(path) as f:
-                if sum(1 for line in f if line.strip()) >= n:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.02)
-    return False
+def signal_mid_run(out, common, log, timeout, after, victim, sig):
+    """The 3 ranks started directly (as a launcher would) with --timeout; once rank 0 logged `after` steps,
+    sig goes to rank victim. Returns (reached, {other rank: (exit code, output)}, seconds they took)."""
+    job = Job(out, 3, timeout=timeout, delay_ms=30, args={0: common + ["--loss-log", log], 1: common, 2: common})
+    job.start_all()
+    reached = wait_lines(log, after, job.procs[0])
+    job.procs[victim].send_signal(sig)
+    t0 = time.time()
+    others = {r: job.wait(p, 60) for r, p in job.procs.items() if r != victim}
+    took = time.time() - t0
+    job.procs[victim].kill()
+    job.wait(job.procs[victim], 10)
+    return reached, others, took
 
 
 def batch_loss(model, ref, k):
@@ -262,25 +272,17 @@ def checkpoint_intact(res, out, ck, ref, what):
 def kill_cases(res):
     """gpt_train, AdamW, 3 stages, 2 microbatches, 1f1b; --checkpoint-every 1; steps slowed down."""
     ref = trainref.load_ref("gpt_train")
-    out = tmpdir("pippy-kill-")
-    code, text = compile_case(B, ref, "adamw", 2, 3, "1f1b", out)
-    if code != 0:
-        res.check("kill: compile gpt_train", False, tail(text))
+    out = compiled(res, "kill", ref, "adamw", 2, 3, "1f1b")
+    if not out:
         return
     ck, log = os.path.join(out, "ck"), os.path.join(out, "a.jsonl")
     common = ["--steps", str(STEPS), "--checkpoint", ck, "--checkpoint-every", "1"] + data_args(ref)
-    job = Job(out, 3, timeout=3, delay_ms=30, args={0: common + ["--loss-log", log], 1: common, 2: common})
-    job.start_all()
-    reached = wait_lines(log, 3, job.procs.values())
-    job.procs[1].send_signal(signal.SIGKILL)
-    t0 = time.time()
-    (c0, a), (c2, b) = job.wait(job.procs[0], 60), job.wait(job.procs[2], 60)
-    took = time.time() - t0
-    job.wait(job.procs[1], 10)
+    reached, others, took = signal_mid_run(out, common, log, 3, 3, 1, signal.SIGKILL)
+    texts = "".join(t for _, t in others.values())
     res.check(f"kill: rank 1 killed after step {len(losses_of(log)) if reached else '?'}: ranks 0 and 2 exit non-zero "
               f"on their own in {took:.1f} s (--timeout 3), naming it",
-              reached and c0 not in (0, 124) and c2 not in (0, 124) and took < 3 + 3 and "rank 1" in a + b,
-              tail(a, 4) + "\n        " + tail(b, 4))
+              reached and all(c not in (0, 124) for c, _ in others.values()) and took < 3 + 3 and "rank 1" in texts,
+              tail(texts, 8))
     if not os.path.exists(os.path.join(ck, "latest")):
         res.check("kill: a complete checkpoint exists", False, str(glob.glob(ck + "/*")))
         return
@@ -302,7 +304,7 @@ def kill_cases(res):
     env = dict(os.environ, PIPPY_FAULT_DELAY_MS="30")
     p = subprocess.Popen([PIPPYRUN, out, "--timeout", "3", "--loss-log", log] + common, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, env=env)
-    reached = wait_lines(log, 3, [p])
+    reached = wait_lines(log, 3, p)
     victim = None
     for pid in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split():
         try:
@@ -331,19 +333,12 @@ def kill_cases(res):
     # a rank stopped: the heartbeats stop, the others end within the timeout
     shutil.rmtree(ck, ignore_errors=True)
     os.unlink(log)
-    job = Job(out, 3, timeout=2, delay_ms=30, args={0: common + ["--loss-log", log], 1: common, 2: common})
-    job.start_all()
-    reached = wait_lines(log, 2, job.procs.values())
-    job.procs[2].send_signal(signal.SIGSTOP)
-    t0 = time.time()
-    (c0, a), (c1, b) = job.wait(job.procs[0], 60), job.wait(job.procs[1], 60)
-    took = time.time() - t0
-    job.procs[2].kill()
-    job.wait(job.procs[2], 10)
+    reached, others, took = signal_mid_run(out, common, log, 2, 2, 2, signal.SIGSTOP)
+    texts = "".join(t for _, t in others.values())
     res.check(f"stop: rank 2 stopped (SIGSTOP) mid-training: ranks 0 and 1 exit non-zero in {took:.1f} s "
               f"(--timeout 2), naming it",
-              reached and c0 not in (0, 124) and c1 not in (0, 124) and took < 2 + 4 and "rank 2" in a + b and
-              "sent nothing" in a + b, tail(a, 4) + "\n        " + tail(b, 4))
+              reached and all(c not in (0, 124) for c, _ in others.values()) and took < 2 + 4 and
+              "rank 2" in texts and "sent nothing" in texts, tail(texts, 8))
     shutil.rmtree(out, ignore_errors=True)
 
 
@@ -378,12 +373,10 @@ def ckpt_files(ck):
 
 
 def warm_train(res, name, ref, config, M, S, schedule, steps, model=None, check_ref=False):
-    out = tmpdir("pippy-warm-")
     if model:
         ref = dict(ref, _model=model)
-    code, text = compile_case(B, ref, config, M, S, schedule, out)
-    if code != 0:
-        res.check(f"warm-up: compile {name}", False, tail(text))
+    out = compiled(res, "warm-up", ref, config, M, S, schedule)
+    if not out:
         return
     runs = {}
     for warm in ("0", "1"):
