@@ -478,7 +478,8 @@ static pippy_status pippy_ad_fold_accumulates(pippy_graph *g, int32_t first)
         pippy_attr *attrs = malloc(((size_t)p->n_attrs + 1) * sizeof *attrs);
         if (!attrs)
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-        memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
+        if (p->n_attrs) /* no memcpy from a NULL array */
+            memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
         attrs[p->n_attrs] = (pippy_attr){.name = "pippy.accumulate", .type = PIPPY_ATTR_INT, .i = 1};
         pippy_status st = pippy_node_set_attrs(p, attrs, p->n_attrs + 1);
         free(attrs);
