@@ -127,7 +127,7 @@ typedef struct {
     char job_tag[17];          /* names this job's shared memory (auth.h pippy_job_key_tag) */
     pippy_backend *be;         /* the device this rank computes on (devmem.c) */
     struct pippy_rt_warmup *warmup; /* the warm-up while the peers connect (warmup.c) */
-    double warmup_us;          /* how long the warm-up computed (0: none) */
+    double warmup_us;          /* what the warm-up added once connected (0: none) */
 } pippy_rt;
 
 static inline double pippy_rt_now_us(void)
@@ -152,14 +152,14 @@ pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a); /* ALL
 pippy_status pippy_train_step(pippy_rt *rt);       /* the STEP action */
 void pippy_train_free(pippy_rt *rt);
 
-/* warmup.c: before the first step, every stage's functions (F; B and W in training) run once on
- * scratch data in a thread of their own while the peers connect, so that the first microbatch
- * does not pay for first executions and page faults (PIPPY_WARMUP=0: no warm-up). Start after
- * the stages' buffers, kernels, training state and resume are set up; finish (joins, then puts
- * back everything the runs changed: the weights beyond the trained parameters, such as
- * BatchNormalization's running statistics; the gradients; kernels' run counts; run errors)
- * before the first action. finish passes st through when it is not PIPPY_OK; it may be called
- * more than once. */
+/* warmup.c: before the first step, every stage's functions (F; B and W in training) run on scratch
+ * data, in a thread while the peers connect and once more after, so that the first microbatch does
+ * not pay for first executions, page faults and cold caches (PIPPY_WARMUP=0: no warm-up). Start
+ * after the stages' buffers, kernels, training state and resume are set up, just before
+ * connecting; finish once connected, with the connection's status (joins; when st is PIPPY_OK,
+ * the second pass; then puts back everything the runs changed: the weights beyond the trained
+ * parameters, such as BatchNormalization's running statistics; the gradients; kernels' run
+ * counts; run errors). finish returns st; without a warm-up started it does nothing. */
 pippy_status pippy_rt_warmup_start(pippy_rt *rt);
 pippy_status pippy_rt_warmup_finish(pippy_rt *rt, pippy_status st);
 
