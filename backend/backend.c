@@ -217,6 +217,12 @@ void pippy_kernel_destroy(pippy_kernel *k)
         free(k);
 }
 
+void pippy_kernel_reset(pippy_kernel *k)
+{
+    if (k && k->reset)
+        k->reset(k);
+}
+
 static int pippy_threads = 1;
 
 /* Sets the thread count of every oneDNN primitive, element-wise ones included (they run on

@@ -80,6 +80,7 @@ typedef void (*pippy_kernel_run_fn)(pippy_kernel *k, const void *const *in, void
 struct pippy_kernel {
     pippy_kernel_run_fn run;
     void (*destroy)(pippy_kernel *k); /* frees k itself; NULL: free(k) */
+    void (*reset)(pippy_kernel *k);   /* back to the state create made (its run count); NULL: it keeps none */
 };
 
 typedef struct {
@@ -130,6 +131,10 @@ static inline void pippy_kernel_run(pippy_kernel *k, const void *const *in, void
     k->run(k, in, out);
 }
 void pippy_kernel_destroy(pippy_kernel *k);
+/* Forget every run so far: a kernel that keeps state between runs (pippy::DropoutTrain's run
+ * count) goes back to what create made; the others are left as they are. (The stage programs'
+ * warm-up runs each kernel once before the first step.) */
+void pippy_kernel_reset(pippy_kernel *k);
 
 /* Threads for oneDNN primitives created after this call (default 1). */
 void pippy_backend_set_threads(int n);

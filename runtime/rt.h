@@ -85,7 +85,8 @@ typedef struct {
     int n_in, n_out;
     pippy_kernel **K;
     uint8_t *A;                /* the arena */
-    uint8_t *S;                /* stash: p->stash_slots x p->stash_bytes */
+    uint8_t *S;                /* stash: stash_n x p->stash_bytes */
+    int stash_n;               /* stash slots allocated (p->stash_slots in training, else 1) */
     int *slot_of;              /* per microbatch: its stash slot, -1 */
     char *finished;            /* per microbatch: its last phase of the step has run */
     int *free_slot;            /* stack of free slots */
@@ -95,6 +96,7 @@ typedef struct {
     size_t wlen;
     uint8_t *G;                /* training: gradients of the trained parameters (trainable_bytes) */
     float *opt;                /* training: optimizer state */
+    size_t opt_bytes;          /* its size */
     const void **in_ptr;       /* this microbatch's slots, handed to the generated functions */
     void **out_ptr;
     int loss_out;              /* index of the loss among the outputs (training, last stage), else -1 */
@@ -127,6 +129,8 @@ typedef struct {
     pippy_train *train;        /* training state (train.c) */
     char job_tag[17];          /* names this job's shared memory (auth.h pippy_job_key_tag) */
     pippy_backend *be;         /* the device this rank computes on (devmem.c) */
+    struct pippy_rt_warmup *warmup; /* the warm-up while the peers connect (warmup.c) */
+    double warmup_us;          /* what the warm-up added once connected (0: none) */
 } pippy_rt;
 
 static inline double pippy_rt_now_us(void)
@@ -150,6 +154,28 @@ pippy_status pippy_train_run(pippy_rt *rt);        /* every step, then the final
 pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a); /* ALLREDUCE, REDUCE, BROADCAST */
 pippy_status pippy_train_step(pippy_rt *rt);       /* the STEP action */
 void pippy_train_free(pippy_rt *rt);
+
+/* warmup.c: before the first step, every stage's functions (F; B and W in training) run on scratch
+ * data, in a thread while the peers connect and once more after, so that the first microbatch does
+ * not pay for first executions, page faults and cold caches (PIPPY_WARMUP=0: no warm-up). Start
+ * after the stages' buffers, kernels, training state and resume are set up, just before
+ * connecting; finish once connected, with the connection's status (joins; when st is PIPPY_OK,
+ * the second pass; then puts back everything the runs changed: the weights beyond the trained
+ * parameters, such as BatchNormalization's running statistics; the gradients; kernels' run
+ * counts; run errors). finish returns st; without a warm-up started it does nothing. */
+pippy_status pippy_rt_warmup_start(pippy_rt *rt);
+pippy_status pippy_rt_warmup_finish(pippy_rt *rt, pippy_status st);
+
+/* memstat.c: the bytes of the buffers this rank's stages hold (weights mapping, arena, stash slots,
+ * input and output slots, gradients, optimizer state) against schedule.json's prediction
+ * (prediction.peak_memory_bytes of its stages), and the process's peak resident size (VmHWM). */
+typedef struct {
+    double weights, arena, stash, slots, grads, optim, total;
+    double predicted;          /* < 0: schedule.json has none */
+    double hwm_bytes;          /* < 0: unknown */
+} pippy_rt_mem;
+void pippy_rt_memory(const pippy_rt *rt, pippy_rt_mem *m);
+void pippy_rt_memory_report(const pippy_rt *rt); /* one line on stdout */
 
 /* dump.c: PIPPY_DUMP */
 pippy_status pippy_dump_setup(pippy_rt *rt);

@@ -303,6 +303,7 @@ static pippy_status pippy_rt_stage_buffers(pippy_rt *rt, pippy_rt_stage *sx)
     sx->A = pippy_alloc(p->arena_bytes);
     int slots = p->training ? (p->stash_slots > 0 ? p->stash_slots : 1) : 1;
     sx->S = p->stash_bytes ? pippy_alloc(p->stash_bytes * (size_t)slots) : NULL;
+    sx->stash_n = slots;
     sx->slot_of = malloc((size_t)rt->M * sizeof *sx->slot_of);
     sx->free_slot = malloc((size_t)slots * sizeof *sx->free_slot);
     sx->G = p->training ? pippy_alloc(p->trainable_bytes) : NULL;
@@ -488,8 +489,11 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv, const pi
         PIPPY_TRY(pippy_trace_init(&rt->trace, rt->rank, rt->st[0].stage,
                                    16 + 4 * (size_t)rt->n_acts * per * (size_t)(rt->training ? 2 : 1)));
     }
-    PIPPY_TRY(pippy_rt_connect(rt));
-    PIPPY_TRY(pippy_rt_link_local(rt));
+    PIPPY_TRY(pippy_rt_warmup_start(rt)); /* runs while the peers connect (warmup.c) */
+    pippy_status st = pippy_rt_connect(rt);
+    if (st == PIPPY_OK)
+        st = pippy_rt_link_local(rt);
+    PIPPY_TRY(pippy_rt_warmup_finish(rt, st));
     return pippy_rt_device_slots(rt);
 }
 
@@ -606,11 +610,15 @@ static void pippy_rt_report(pippy_rt *rt, double t0, double t1, double t2)
         printf(" (rank %d): %lld step%s", rt->rank, (long long)ran, ran == 1 ? "" : "s");
     else
         printf(" (rank %d): %d microbatch%s", rt->rank, rt->M, rt->M == 1 ? "" : "es");
-    printf(" in %.3f ms (compute %.3f ms, waiting %.3f ms; start-up %.1f ms)", (t2 - t1) / 1e3, rt->compute_us / 1e3,
+    printf(" in %.3f ms (compute %.3f ms, waiting %.3f ms; start-up %.1f ms", (t2 - t1) / 1e3, rt->compute_us / 1e3,
            rt->wait_us / 1e3, (t1 - t0) / 1e3);
+    if (rt->warmup_us > 0)
+        printf(", warm-up %.1f ms of it", rt->warmup_us / 1e3);
+    printf(")");
     if (shared)
         printf("; %d input%s shared in memory", shared, shared == 1 ? "" : "s");
     printf("\n");
+    pippy_rt_memory_report(rt);
 }
 
 int pippy_rank_main(int argc, char **argv, const pippy_stage_program *const *progs, int n)

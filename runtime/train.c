@@ -256,6 +256,7 @@ static pippy_status pippy_train_optimizer(pippy_rt *rt)
         pippy_rt_stage *sx = &rt->st[i];
         size_t n = pippy_optim_state_floats(&tr->opt, sx->p->trainable_bytes / sizeof(float));
         sx->opt = calloc(n ? n : 1, sizeof *sx->opt);
+        sx->opt_bytes = n * sizeof *sx->opt;
         if (!sx->opt)
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for the optimizer state (%zu floats)", n);
     }

@@ -24,8 +24,8 @@
  * splitmix64(key(seed, c) + (i + 1) * golden) / 2^24 are >= ratio. So a mask depends only on
  * (seed, run count, element index): the same on every machine and in every order of
  * computing it. The run count is the one piece of state a kernel here keeps between runs;
- * a kernel re-created (a restarted stage) starts again at run 0. DropoutTrain and
- * DropoutGrad are their own reference. */
+ * a kernel re-created (a restarted stage) or reset (pippy_kernel_reset) starts again at run 0.
+ * DropoutTrain and DropoutGrad are their own reference. */
 #include "dense.h"
 
 #include <math.h>
@@ -235,6 +235,8 @@ static void eg_dropout_grad(const float *dy, const uint8_t *mask, float *dx, int
     }
 }
 
+static void eg_reset(pippy_kernel *kb) { ((eg_kernel *)kb)->runs = 0; }
+
 static void eg_run_c(pippy_kernel *kb, const void *const *in, void *const *out)
 {
     eg_kernel *k = (eg_kernel *)kb;
@@ -300,6 +302,7 @@ static pippy_status eg_create(const pippy_op_desc *d, pippy_kernel **out)
         k.scale = 1.0f / (1.0f - k.ratio);
         k.key = eg_mix((uint64_t)pippy_attr_int(d, "seed", 0));
         k.has_mask = d->n_out > 1;
+        k.base.reset = def->kind == EG_DROPOUT ? eg_reset : NULL;
     }
     dnnl_alg_kind_t alg;
     int try_fast = k.n >= PIPPY_EG_DNNL_MIN && eg_dnnl_alg(k.kind, &alg);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Several hosts: one network namespace per host (veth pairs to a bridge in a switch namespace,
 # addresses 10.77.0.1-3), a hosts file naming those addresses, the stage programs started inside
-# their namespaces, UCX forced onto TCP. The outputs must equal onnxruntime's.
+# their namespaces, UCX forced onto TCP. The outputs must equal onnxruntime's; a pipelined training
+# run (gpt_train, 3 stages, 1f1b) across the namespaces must give PyTorch's per-step losses.
 # usage: test_netns.sh BUILD_DIR     (needs root and iproute2)
 B=${1:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -64,6 +65,32 @@ else
 fi
 # the transfers really crossed the namespaces: stage 1 listened on 10.77.0.2
 if grep -q "10.77.0" "$OUT/hosts.netns"; then ok "hosts file names the namespace addresses"; fi
+
+# training across the namespaces: activations, gradients and the step's all-reduce over TCP
+TR="$M/gpt_train.train"
+T="$OUT/train"
+if "$B/pippyc" "$M/gpt_train.onnx" --train --loss cross_entropy --labels labels --optimizer adamw --lr 0.001 \
+        --betas 0.9,0.999 --eps 1e-08 --weight-decay 0.01 --batch 8 --microbatches 4 --stages 3 --schedule 1f1b \
+        -o "$T" -q; then
+    printf '10.77.0.1:29630\n10.77.0.2:29631\n10.77.0.3:29632\n' > "$T/hosts.netns"
+    pids=""
+    for r in 0 1 2; do
+        log=""; [ $r -eq 0 ] && log="--loss-log $T/loss.jsonl"
+        UCX_TLS=tcp ip netns exec "pippy_h$r" "$T/stage$r" --rank $r --hosts "$T/hosts.netns" --timeout 30 \
+            --steps 8 $log --input "idx=$TR/data_idx.npy" --input "labels=$TR/data_labels.npy" > "$T/rank$r.log" 2>&1 &
+        pids="$pids $!"
+    done
+    rc=0
+    for p in $pids; do wait "$p" || rc=1; done
+    if [ $rc -eq 0 ] && ! grep -q "shared in memory" "$T"/rank*.log &&
+            python3 "$ROOT/test/e2e/trainref.py" losses "$T/loss.jsonl" gpt_train adamw 4 > "$T/check.txt" 2>&1; then
+        ok "gpt_train, 3 stages, 1f1b, 8 steps across 3 namespaces: PyTorch's per-step losses"
+    else
+        bad "training across namespaces" "rc=$rc $(tail -n 3 "$T"/rank*.log "$T/check.txt" 2>/dev/null)"
+    fi
+else
+    bad "compile gpt_train into 3 stages" "pippyc failed"
+fi
 
 # a rank whose host is unreachable: every other rank must give up within the timeout
 printf '10.77.0.1:29620\n10.77.0.2:29621\n10.77.0.99:29622\n' > "$OUT/hosts.bad"
