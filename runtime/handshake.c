@@ -17,8 +17,8 @@
  * Everything is non-blocking: the open loop and, after open, the waits of transport.c call
  * pippy_tr_handshakes, which accepts, reads, writes and advances every connection as far as
  * its bytes allow. An incoming connection gets at most min(timeout, HS_IDLE_S) to authenticate
- * and there are at most MAX_PENDING at once (the oldest makes room), so nothing a stranger does
- * holds up the job. */
+ * and there are at most MAX_PENDING at once (the oldest of those that proved least makes room,
+ * see server_victim), so nothing a stranger does holds up the job. */
 #define _GNU_SOURCE /* accept4 */
 #include "transport_int.h"
 
@@ -494,6 +494,29 @@ static void server_done(pippy_transport *t, pippy_conn *c)
     conn_free(c);
 }
 
+/* How far a connection has proven itself: one closing or that has said nothing is worth least, one
+ * whose MAC checked out (S_READY: it holds the secret; its client may already count it connected)
+ * most. */
+static int server_progress(const pippy_conn *c)
+{
+    if (c->step == X_CLOSING)
+        return 0;
+    if (c->step == S_HELLO)
+        return c->got ? 2 : 1;
+    return c->step == S_READY ? 4 : 3;
+}
+
+/* The pending connection that makes room for a new one: the oldest of those that proved least.
+ * A flood of strangers thus pushes out its own connections, never a rank that authenticated. */
+static int server_victim(const pippy_transport *t)
+{
+    int v = 0;
+    for (int i = 1; i < t->n_pending; i++)
+        if (server_progress(t->pending[i]) < server_progress(t->pending[v]))
+            v = i;
+    return v;
+}
+
 static void server_accept(pippy_transport *t, double now)
 {
     for (;;) {
@@ -502,10 +525,11 @@ static void server_accept(pippy_transport *t, double now)
         int fd = accept4(t->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        if (t->n_pending == MAX_PENDING) { /* make room: the oldest goes */
-            pippy_tr_warn(t, "dropped a connection from %s: too many connections at once", t->pending[0]->from);
-            server_done(t, t->pending[0]);
-            memmove(t->pending, t->pending + 1, (MAX_PENDING - 1) * sizeof *t->pending);
+        if (t->n_pending == MAX_PENDING) { /* make room */
+            int v = server_victim(t);
+            pippy_tr_warn(t, "dropped a connection from %s: too many connections at once", t->pending[v]->from);
+            server_done(t, t->pending[v]);
+            memmove(t->pending + v, t->pending + v + 1, (size_t)(MAX_PENDING - 1 - v) * sizeof *t->pending);
             t->n_pending--;
         }
         double idle = t->timeout_s < HS_IDLE_S ? t->timeout_s : HS_IDLE_S;
