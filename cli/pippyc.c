@@ -43,7 +43,9 @@ static void pippy_usage(FILE *f)
           "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
           "  --batch-dims NODE=K[,..] in a static-batch export, element K of NODE's shape input is the batch\n"
           "                           ('none': it holds no batch); pippyc finds them itself where unambiguous\n"
-          "  --schedule NAME          gpipe (default) or, for training, 1f1b\n"
+          "  --schedule NAME          gpipe (default), 1f1b (training) or dynamic: each rank runs whichever\n"
+          "                           of its actions is ready, at most --window microbatches in flight\n"
+          "  --window K               dynamic: the lookahead / back-pressure bound (default: the stages)\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --backend cpu|cuda       the device the stage programs compute on (default cpu; cuda needs a\n"
           "                           pippyc built with make CUDA=1, and every node must have a cuda kernel)\n"
@@ -313,6 +315,11 @@ int main(int argc, char **argv)
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--schedule needs a name (gpipe)"));
             o.schedule = v;
+            i++;
+        } else if (!strcmp(a, "--window")) {
+            if (pippy_int_arg(a, v, 1, 1 << 20, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.window = (int32_t)x;
             i++;
         } else if (!strcmp(a, "--cc")) {
             if (!v)

@@ -495,6 +495,7 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
 {
     pippy_graph *g = plan->g;
     snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
+    plan->window = o->window;
     if (o->no_calibration)
         pippy_cost_defaults(&plan->cost);
     else
@@ -583,9 +584,12 @@ static pippy_status pippy_compile_emit(const pippy_compile_opts *o, const pippy_
 static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan *plan,
                                   const pippy_compile_notes *notes)
 {
-    printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s\n", plan->g->path,
+    char window[32] = "";
+    if (plan->window > 0)
+        snprintf(window, sizeof window, " (window %d)", plan->window);
+    printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s%s\n", plan->g->path,
            o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
-           (long long)plan->batch, plan->microbatches, (long long)plan->microbatch_size, plan->schedule,
+           (long long)plan->batch, plan->microbatches, (long long)plan->microbatch_size, plan->schedule, window,
            plan->training ? ", training" : "");
     for (int32_t s = 0; s < plan->n_stages; s++) {
         const pippy_stage *sg = &plan->stages[s];

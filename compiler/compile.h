@@ -18,6 +18,7 @@ typedef struct {
     int32_t microbatches;      /* >= 1 */
     pippy_shape_bind_opts bind; /* --batch is the FULL batch here */
     const char *schedule;      /* "gpipe" */
+    int32_t window;            /* --window K of --schedule dynamic (0: not given) */
     const char *cc;            /* NULL: the compiler this build used */
     int32_t emit_only;
     int32_t base_port;         /* 0: derived from the compile hash */

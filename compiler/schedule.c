@@ -8,7 +8,12 @@
  *                     reductions and STEP. A stage holds all M microbatches.
  *   1f1b, training:   PipeDream-flush. Stage s runs min(S-1-s, M) forwards to fill the pipe, then
  *                     alternates one forward and one backward, then drains the backwards: it holds
- *                     at most S-s microbatches. */
+ *                     at most S-s microbatches.
+ *   dynamic (--window K): the set of each rank's actions, written as the 1f1b list in training and
+ *                     the gpipe list at inference (the canonical order: the preference among the
+ *                     actions that are ready); the order is decided at run time (common/
+ *                     schedule_dyn.h). Each stage holds at most min(K, M) microbatches: its stash
+ *                     slots. K defaults to the number of stages. */
 #include "plan.h"
 
 #include <stdlib.h>
@@ -156,6 +161,7 @@ static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double 
     sc->stage_s = stage_s;
     sc->link_latency_s = p->cost.link_latency_s;
     sc->link_bytes_per_s = p->cost.link_bytes_per_s;
+    sc->window = p->window;
     return PIPPY_OK;
 }
 
@@ -191,11 +197,27 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
     return st;
 }
 
+/* --schedule dynamic: the window, and the canonical order its lists are written in. */
+static pippy_status pippy_schedule_dynamic(pippy_plan *p, int *one_f_one_b)
+{
+    int dynamic = strcmp(p->schedule, "dynamic") == 0;
+    if (!dynamic && p->window > 0)
+        return pippy_fail(PIPPY_ERR_USAGE, "--window %d applies to --schedule dynamic (this is --schedule %s)",
+                          p->window, p->schedule);
+    if (!dynamic)
+        return PIPPY_OK;
+    if (p->window <= 0)
+        p->window = p->n_stages;
+    *one_f_one_b = p->training;
+    return PIPPY_OK;
+}
+
 pippy_status pippy_schedule_build(pippy_plan *p)
 {
     int one_f_one_b = strcmp(p->schedule, "1f1b") == 0;
-    if (!one_f_one_b && strcmp(p->schedule, "gpipe") != 0)
-        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe and 1f1b", p->schedule);
+    if (!one_f_one_b && strcmp(p->schedule, "gpipe") != 0 && strcmp(p->schedule, "dynamic") != 0)
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe, 1f1b and dynamic", p->schedule);
+    PIPPY_TRY(pippy_schedule_dynamic(p, &one_f_one_b));
     if (one_f_one_b && !p->training)
         return pippy_fail(PIPPY_ERR_USAGE, "--schedule 1f1b needs --train (inference runs gpipe: there is no backward "
                                            "to interleave)");
