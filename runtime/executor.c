@@ -612,6 +612,8 @@ static pippy_status pippy_rt_run_dynamic(pippy_rt *rt)
             PIPPY_TRY(pippy_rt_action(rt, &rt->acts[k]));
             pippy_dyn_mark(d, k);
         }
+        if (pippy_dyn_finished(d)) /* the last sends */
+            break;
         if (rt->t) {
             PIPPY_TRY(pippy_rt_reap(rt));
             PIPPY_TRY(pippy_rt_reap_credits(rt));

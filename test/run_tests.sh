@@ -6,9 +6,10 @@
 # Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace, schedule
 # checker, and the model / schedule / tensor-file mutators), then the end-to-end scripts (real stage
 # processes over real UCX: pippyrun, the CLI, mutated schedules, hostile peers and files, the sample
-# models, the real model families of samples/real/, training, network namespaces), then the ONNX
-# conformance run. A CUDA build (make test CUDA=1) adds the cuda kernels' test (build/test_cuda); the
-# cuda end-to-end script runs in every build (without CUDA it only checks the refusals).
+# models, the real model families of samples/real/, training, the dynamic schedule, network
+# namespaces), then the ONNX conformance run. A CUDA build (make test CUDA=1) adds the cuda
+# kernels' test (build/test_cuda); the cuda end-to-end script runs in every build (without CUDA it
+# only checks the refusals).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -60,6 +61,7 @@ if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite security python3 test/e2e/test_security.py "$B" --quick
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite train python3 test/e2e/test_train.py "$B" --quick
+    suite dynamic python3 test/e2e/test_dynamic.py "$B" --quick
     suite models python3 test/e2e/test_models.py "$B" --quick
     suite cuda python3 test/e2e/test_cuda.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
@@ -69,6 +71,7 @@ else
     suite security python3 test/e2e/test_security.py "$B"
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
     suite train python3 test/e2e/test_train.py "$B"
+    suite dynamic python3 test/e2e/test_dynamic.py "$B"
     suite models python3 test/e2e/test_models.py "$B"
     suite cuda python3 test/e2e/test_cuda.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
