@@ -482,7 +482,13 @@ typedef struct {
     double *fin_t;    /* [stage * M + m]: when the stage finished microbatch m (its last phase), < 0 before */
     int32_t *cand;    /* scratch: candidates */
     int32_t K;        /* min(window, M) */
+    int32_t *near_first, *near_list; /* per (stage, into 0 / out of 1, phase): its pairs (pippy_dr_near) */
+    double *next_t;   /* per rank: when it can start next, and what (next_k; -1: nothing known yet) ... */
+    int32_t *next_k;
+    char *dirty;      /* ... unless something it depends on changed since */
 } pippy_dr;
+
+static size_t pippy_dr_near(int32_t stage, int out, int32_t phase) { return ((size_t)stage * 2 + (size_t)out) * 2 + (size_t)phase; }
 
 /* Times within this are one moment (the replay and its independent twin in the tests compute
  * in other units). */
@@ -492,8 +498,36 @@ static void pippy_dr_free(pippy_dr *z, int32_t R)
 {
     for (int32_t r = 0; z->d && r < R; r++)
         pippy_dyn_free(&z->d[r]);
-    free(z->d), free(z->parked), free(z->fin_t), free(z->cand);
+    free(z->d), free(z->parked), free(z->fin_t), free(z->cand), free(z->near_first), free(z->near_list);
+    free(z->next_t), free(z->next_k), free(z->dirty);
     free(z->y.clock), free(z->y.busy), free(z->y.arrived), free(z->y.arrive_t);
+}
+
+/* Each stage's pairs by direction and phase (counting sort), so a readiness test looks only at
+ * the stage's own peers. */
+static pippy_status pippy_dr_pairs(pippy_dr *z, const pippy_ss *x)
+{
+    size_t cells = (size_t)x->S * 4;
+    z->near_first = calloc(cells + 1, sizeof *z->near_first);
+    z->near_list = malloc(((size_t)x->n_pairs * 2 + 1) * sizeof *z->near_list);
+    int32_t *fill = calloc(cells, sizeof *fill);
+    if (!z->near_first || !z->near_list || !fill) {
+        free(fill);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
+    }
+    for (int32_t p = 0; p < x->n_pairs; p++) {
+        z->near_first[pippy_dr_near(x->pair_to[p], 0, x->pair_phase[p]) + 1]++;
+        z->near_first[pippy_dr_near(x->pair_from[p], 1, x->pair_phase[p]) + 1]++;
+    }
+    for (size_t c = 0; c < cells; c++)
+        z->near_first[c + 1] += z->near_first[c];
+    for (int32_t p = 0; p < x->n_pairs; p++) {
+        size_t in = pippy_dr_near(x->pair_to[p], 0, x->pair_phase[p]), out = pippy_dr_near(x->pair_from[p], 1, x->pair_phase[p]);
+        z->near_list[z->near_first[in] + fill[in]++] = p;
+        z->near_list[z->near_first[out] + fill[out]++] = p;
+    }
+    free(fill);
+    return PIPPY_OK;
 }
 
 static pippy_status pippy_dr_init(pippy_dr *z, pippy_ss *x, pippy_sched_result *res)
@@ -509,8 +543,14 @@ static pippy_status pippy_dr_init(pippy_dr *z, pippy_ss *x, pippy_sched_result *
     z->y.arrived = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *z->y.arrived);
     z->y.arrive_t = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *z->y.arrive_t);
     z->y.spans = res ? res->spans : NULL;
-    if (!z->d || !z->parked || !z->fin_t || !z->y.clock || !z->y.busy || !z->y.arrived || !z->y.arrive_t)
+    z->next_t = calloc((size_t)x->R, sizeof *z->next_t);
+    z->next_k = calloc((size_t)x->R, sizeof *z->next_k);
+    z->dirty = malloc((size_t)x->R);
+    if (!z->d || !z->parked || !z->fin_t || !z->y.clock || !z->y.busy || !z->y.arrived || !z->y.arrive_t ||
+        !z->next_t || !z->next_k || !z->dirty)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
+    memset(z->dirty, 1, (size_t)x->R);
+    PIPPY_TRY(pippy_dr_pairs(z, x));
     int32_t cap = 1;
     for (int32_t r = 0; r < x->R; r++) {
         z->parked[r] = -1;
@@ -531,16 +571,30 @@ static double pippy_dr_ready(pippy_dr *z, pippy_ss *x, const pippy_action *a)
     const pippy_act_info *i = pippy_act_info_of(a->kind);
     if (!i->compute || i->phase == PIPPY_PHASE_W)
         return 0;
-    int32_t wp = -1;
-    double t = pippy_ss_ready(x, a, &wp);
+    double t = 0;
+    size_t in = pippy_dr_near(a->stage, 0, i->phase), out = pippy_dr_near(a->stage, 1, i->phase);
+    for (int32_t j = z->near_first[in]; j < z->near_first[in + 1] && t >= 0; j++) {
+        int32_t p = z->near_list[j];
+        double sent = x->sent_t[(size_t)p * x->M + a->mb], arr = sent < 0 ? -1 : pippy_ss_arrival(x, p, sent);
+        t = arr < 0 ? -1 : arr > t ? arr : t;
+    }
     int32_t slots = z->K; /* pippy_sched_slots: every stage holds K microbatches */
-    for (int32_t p = 0; p < x->n_pairs && t >= 0 && a->mb >= slots; p++) {
-        if (x->pair_phase[p] != i->phase || x->pair_from[p] != a->stage)
-            continue;
-        double f = z->fin_t[(size_t)x->pair_to[p] * x->M + (size_t)(a->mb - slots)];
+    for (int32_t j = z->near_first[out]; j < z->near_first[out + 1] && t >= 0 && a->mb >= slots; j++) {
+        double f = z->fin_t[(size_t)x->pair_to[z->near_list[j]] * x->M + (size_t)(a->mb - slots)];
         t = f < 0 ? -1 : f > t ? f : t;
     }
     return t;
+}
+
+/* What stage st did may change what its rank and the ranks of its peers can run next. */
+static void pippy_dr_touch(pippy_dr *z, const pippy_ss *x, int32_t st)
+{
+    z->dirty[x->s->stage_rank[st]] = 1;
+    for (int32_t j = z->near_first[pippy_dr_near(st, 0, 0)]; j < z->near_first[pippy_dr_near(st + 1, 0, 0)]; j++) {
+        int32_t p = z->near_list[j];
+        z->dirty[x->s->stage_rank[x->pair_from[p]]] = 1;
+        z->dirty[x->s->stage_rank[x->pair_to[p]]] = 1;
+    }
 }
 
 /* Hand out rank r's transfers at its clock: sends leave, receives are posted. */
@@ -607,6 +661,7 @@ static void pippy_dr_collective(pippy_dr *z, pippy_ss *x, int32_t r, int32_t k)
         y->clock[q] = t;
         pippy_dyn_mark(&z->d[q], z->parked[q]);
         z->parked[q] = -1;
+        z->dirty[q] = 1;
         pippy_dr_transfers(z, x, q);
     }
 }
@@ -617,10 +672,12 @@ static void pippy_dr_run(pippy_dr *z, pippy_ss *x, int32_t r, int32_t k, double 
     const pippy_action *a = &x->s->actions[r][k];
     const pippy_act_info *i = pippy_act_info_of(a->kind);
     z->y.clock[r] = t;
+    z->dirty[r] = 1;
     if (i->collective) {
         pippy_dr_collective(z, x, r, k);
         return;
     }
+    pippy_dr_touch(z, x, a->stage);
     double d = pippy_ss_cost(x->s, a);
     pippy_ss_span(&z->y, r, k, t, t + d);
     z->y.clock[r] = t + d;
@@ -658,18 +715,19 @@ static pippy_status pippy_ss_replay_dynamic(pippy_ss *x, pippy_sched_result *res
     for (int32_t r = 0; r < x->R && st == PIPPY_OK; r++)
         pippy_dr_transfers(&z, x, r);
     while (st == PIPPY_OK) {
-        int32_t best = -1, what = -1, k;
-        double bt = 0;
+        int32_t best = -1;
         for (int32_t r = 0; r < x->R; r++) {
             if (z.parked[r] >= 0 || pippy_dyn_finished(&z.d[r]))
                 continue;
-            double t = pippy_dr_next(&z, x, r, &k);
-            if (k >= 0 && (best < 0 || t < bt - pippy_dr_tol(bt)))
-                best = r, bt = t, what = k;
+            if (z.dirty[r])
+                z.next_t[r] = pippy_dr_next(&z, x, r, &z.next_k[r]);
+            z.dirty[r] = 0;
+            if (z.next_k[r] >= 0 && (best < 0 || z.next_t[r] < z.next_t[best] - pippy_dr_tol(z.next_t[best])))
+                best = r;
         }
         if (best < 0)
             break;
-        pippy_dr_run(&z, x, best, what, bt);
+        pippy_dr_run(&z, x, best, z.next_k[best], z.next_t[best]);
     }
     for (int32_t r = 0; r < x->R && st == PIPPY_OK; r++)
         if (!pippy_dyn_finished(&z.d[r]))

@@ -218,7 +218,7 @@ def refusal_cases(res, b):
 
     cases = [
         ("a window of 3 for 2 stash slots", window(3),
-         ["window 3: stage 0 may hold 3 microbatches", "keeps 2 stash slots", "the window rule"], "the window rule"),
+         ["window 3: stage", "may hold 3 microbatches", "keeps 2 stash slots", "the window rule"], "the window rule"),
         ("a window without schedule \"dynamic\"", lambda d: d["config"].update(schedule="1f1b"),
          ["config.schedule", "\"dynamic\" when config.window is given"], "window"),
         ("schedule \"dynamic\" without a window", lambda d: d["config"].pop("window"),
