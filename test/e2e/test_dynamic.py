@@ -58,9 +58,15 @@ if QUICK:
     INFER = [INFER[0], INFER[2]]
 
 
-def validate(path):
-    code, text = run([sys.executable, VALIDATE, "-q", path])
-    return code == 0, text
+def compiled(res, name, code, text, out):
+    """Whether pippyc succeeded and its schedule.json passes validate_schedule.py (else a failure)."""
+    if code != 0:
+        res.check(name, False, "pippyc failed:\n        " + tail(text))
+        return False
+    code, text = run([sys.executable, VALIDATE, "-q", os.path.join(out, "schedule.json")])
+    if code != 0:
+        res.check(name, False, "validate_schedule.py refuses it:\n        " + tail(text))
+    return code == 0
 
 
 def train_case(res, b, model, config, M, S, K, flags=(), env=None):
@@ -69,12 +75,7 @@ def train_case(res, b, model, config, M, S, K, flags=(), env=None):
         (" (every byte over UCX)" if env else "")
     out = tmpdir("pippy-dyn-")
     code, text = compile_case(b, ref, config, M, S, "dynamic", out, ["--window", str(K)] + list(flags))
-    if code != 0:
-        res.check(name, False, "pippyc failed:\n        " + tail(text))
-        return
-    ok, text = validate(os.path.join(out, "schedule.json"))
-    if not ok:
-        res.check(name, False, "validate_schedule.py refuses it:\n        " + tail(text))
+    if not compiled(res, name, code, text, out):
         return
     log = os.path.join(out, "loss.jsonl")
     code, text = run([os.path.join(b, "pippyrun"), out, "--steps", str(STEPS), "--loss-log", log, "--timeout", "60"]
@@ -96,12 +97,7 @@ def infer_case(res, b, model, S, M, K, env=None):
     code, text = run([os.path.join(b, "pippyc"), os.path.join(MODELS, model + ".onnx"), "--stages", str(S), "--batch",
                       "8", "--microbatches", str(M), "--schedule", "dynamic", "--window", str(K), "-o", out, "-q"],
                      timeout=600)
-    if code != 0:
-        res.check(name, False, "pippyc failed:\n        " + tail(text))
-        return
-    ok, text = validate(os.path.join(out, "schedule.json"))
-    if not ok:
-        res.check(name, False, "validate_schedule.py refuses it:\n        " + tail(text))
+    if not compiled(res, name, code, text, out):
         return
     args = []
     for k, iname in enumerate(meta["inputs"]):

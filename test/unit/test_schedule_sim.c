@@ -214,18 +214,24 @@ END_TEST
 
 /* A tied parameter in stages 0 and 2 of three: its ALLREDUCE is a collective of ranks 0 and 2
  * after their last W; with 0.25 s for a collective the step is the chain's plus that. */
+/* Stages 0 and 2 of a built chain tie a parameter: their ALLREDUCE just before STEP. */
+static void syn_tie_0_2(syn *y, double collective_s)
+{
+    y->red_members[0] = 0, y->red_members[1] = 2;
+    y->red_n[0] = 2, y->red_st[0] = y->red_members;
+    y->s.n_reductions = 1, y->s.reduction_n = y->red_n, y->s.reduction_stages = y->red_st;
+    y->s.collective_s = collective_s;
+    for (int32_t st = 0; st < 3; st += 2) {
+        y->acts[st][y->n[st] - 1] = (pippy_action){PIPPY_ACT_ALLREDUCE, st, -1, 0};
+        syn_put(y, st, PIPPY_ACT_STEP, -1, -1);
+    }
+}
+
 START_TEST(test_allreduce)
 {
     static syn y;
     syn_build(&y, 3, 2, 1, 1.0, 1.0, 0.0);
-    y.red_members[0] = 0, y.red_members[1] = 2;
-    y.red_n[0] = 2, y.red_st[0] = y.red_members;
-    y.s.n_reductions = 1, y.s.reduction_n = y.red_n, y.s.reduction_stages = y.red_st;
-    y.s.collective_s = 0.25;
-    for (int32_t st = 0; st < 3; st += 2) {
-        y.acts[st][y.n[st] - 1] = (pippy_action){PIPPY_ACT_ALLREDUCE, st, -1, 0};
-        syn_put(&y, st, PIPPY_ACT_STEP, -1, -1);
-    }
+    syn_tie_0_2(&y, 0.25);
     pippy_sched_span sp[3][SYN_MAX_A];
     pippy_sched_span *const spans[3] = {sp[0], sp[1], sp[2]};
     pippy_sched_result r = {.spans = spans};
@@ -451,15 +457,8 @@ START_TEST(test_dynamic_allreduce)
     static syn y;
     for (int32_t K = 1; K <= 3; K++) {
         syn_build(&y, 3, 3, 1, 1.0, 1.0, 0.5);
-        y.red_members[0] = 0, y.red_members[1] = 2;
-        y.red_n[0] = 2, y.red_st[0] = y.red_members;
-        y.s.n_reductions = 1, y.s.reduction_n = y.red_n, y.s.reduction_stages = y.red_st;
-        y.s.collective_s = 0.25;
+        syn_tie_0_2(&y, 0.25);
         y.s.window = K;
-        for (int32_t st = 0; st < 3; st += 2) {
-            y.acts[st][y.n[st] - 1] = (pippy_action){PIPPY_ACT_ALLREDUCE, st, -1, 0};
-            syn_put(&y, st, PIPPY_ACT_STEP, -1, -1);
-        }
         pippy_sched_span sp[3][SYN_MAX_A];
         pippy_sched_span *const spans[3] = {sp[0], sp[1], sp[2]};
         pippy_sched_result r = {.spans = spans};
