@@ -43,9 +43,14 @@ static void pippy_usage(FILE *f)
           "  --microbatches M         split the batch into M equal microbatches (default 1)\n"
           "  --batch-dims NODE=K[,..] in a static-batch export, element K of NODE's shape input is the batch\n"
           "                           ('none': it holds no batch); pippyc finds them itself where unambiguous\n"
-          "  --schedule NAME          gpipe (default), 1f1b (training) or dynamic: each rank runs whichever\n"
-          "                           of its actions is ready, at most --window microbatches in flight\n"
+          "  --schedule NAME          gpipe (default) or, for training, 1f1b; interleaved-1f1b with --ranks R:\n"
+          "                           rank r runs stages r, r+R, ... (--stages a multiple of R, M of R);\n"
+          "                           dynamic: each rank runs whichever of its actions is ready, at most\n"
+          "                           --window microbatches in flight per stage\n"
           "  --window K               dynamic: the lookahead / back-pressure bound (default: the stages)\n"
+          "  --ranks R                processes (default: one per stage; fewer for interleaved-1f1b, dynamic)\n"
+          "  --dp D                   training: D copies of the pipeline, each on its own ranks, the batch split\n"
+          "                           between them and their gradients averaged before each step\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
           "  --backend cpu|cuda       the device the stage programs compute on (default cpu; cuda needs a\n"
           "                           pippyc built with make CUDA=1, and every node must have a cuda kernel)\n"
@@ -283,6 +288,16 @@ int main(int argc, char **argv)
             if (pippy_int_arg(a, v, 1, PIPPY_MAX_STAGES, &x))
                 return pippy_die(PIPPY_ERR_USAGE);
             o.stages = (int32_t)x;
+            i++;
+        } else if (!strcmp(a, "--ranks")) {
+            if (pippy_int_arg(a, v, 1, PIPPY_MAX_STAGES, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.ranks = (int32_t)x;
+            i++;
+        } else if (!strcmp(a, "--dp")) {
+            if (pippy_int_arg(a, v, 1, PIPPY_MAX_STAGES, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.dp = (int32_t)x;
             i++;
         } else if (!strcmp(a, "--microbatches")) {
             if (pippy_int_arg(a, v, 1, 1 << 20, &x))

@@ -5,7 +5,7 @@
  *   training:     [--steps N | --epochs E] [--loss-log FILE] [--checkpoint DIR] [--checkpoint-every K]
  *                 [--resume DIR] [--shuffle SEED] [--save FILE.onnx]
  *
- * Reads the rank -> program map of OUT/schedule.json ({"ranks":[{"rank":0,"stage":0,
+ * Reads the rank -> program map of OUT/schedule.json ({"ranks":[{"rank":0,"stages":[0],
  * "program":"stage0"},...]}; a program is a plain file name inside OUT, a regular executable file,
  * never a path or a symbolic link) and starts, for each rank r, OUT/<program> --rank r --schedule
  * OUT/schedule.json --hosts OUT/hosts plus the user's arguments (and --trace FILE.rank<r>.json).
@@ -252,7 +252,6 @@ static int load_ranks(const char *out, const char *sched_path, rank_proc **ranks
     cJSON_ArrayForEach(jr, ranks)
     {
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(jr, "rank");
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(jr, "stage");
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(jr, "program");
         if (!cJSON_IsNumber(r) || !cJSON_IsString(p) || !p->valuestring[0]) {
             rc = die("%s: ranks[%d] needs \"rank\" (a number) and \"program\" (a name)",
@@ -272,7 +271,6 @@ static int load_ranks(const char *out, const char *sched_path, rank_proc **ranks
             break;
         }
         rp[rank].rank = rank;
-        rp[rank].stage = cJSON_IsNumber(s) ? (int)s->valuedouble : rank;
         rp[rank].program = path_join(out, p->valuestring);
         if (!rp[rank].program) {
             rc = die("out of memory");

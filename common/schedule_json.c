@@ -98,6 +98,8 @@ static pippy_status pippy_sj_config(pippy_sched_json *d, const cJSON *root, pipp
     if (!cJSON_IsObject(cfg))
         return pippy_sj_bad(c, "", cfg, "an object");
     PIPPY_TRY(pippy_sj_int(c, cfg, "microbatches", 1, 1, 1 << 20, &d->s.microbatches));
+    d->dp = 1;
+    PIPPY_TRY(pippy_sj_int(c, cfg, "dp", 0, 1, PIPPY_SCHED_JSON_MAX_STAGES, &d->dp));
     if (!cJSON_IsString(mode) || (strcmp(mode->valuestring, "training") && strcmp(mode->valuestring, "inference")))
         return pippy_sj_bad(c, "mode", mode, "\"training\" or \"inference\"");
     d->s.training = !strcmp(mode->valuestring, "training");
@@ -169,6 +171,28 @@ static pippy_status pippy_sj_action(const cJSON *j, pippy_action *a, pippy_sj *c
     return PIPPY_OK;
 }
 
+/* dp > 1: ranks d*R .. d*R+R-1 are replica d, and run replica 0's lists; the checker sees replica 0. */
+static pippy_status pippy_sj_replicas(pippy_sched_json *d, pippy_sj *c)
+{
+    int32_t D = d->dp, all = d->s.n_ranks;
+    if (D <= 1)
+        return PIPPY_OK;
+    if (all % D)
+        return pippy_fail(PIPPY_ERR_FORMAT, "%s: %d ranks do not split into config.dp = %d replicas", c->path, all, D);
+    int32_t R = all / D;
+    for (int32_t r = R; r < all; r++) {
+        int same = d->n_actions[r] == d->n_actions[r % R];
+        for (int32_t k = 0; same && k < d->n_actions[r]; k++)
+            same = !memcmp(&d->actions[r][k], &d->actions[r % R][k], sizeof d->actions[r][k]);
+        if (!same)
+            return pippy_fail(PIPPY_ERR_FORMAT, "%s: ranks[%d] (replica %d) does not run the actions of ranks[%d] "
+                                                "(replica 0): every replica of the pipeline runs the same lists",
+                              c->path, r, r / R, r % R);
+    }
+    d->s.n_ranks = R;
+    return PIPPY_OK;
+}
+
 static pippy_status pippy_sj_ranks(pippy_sched_json *d, const cJSON *root, pippy_sj *c)
 {
     const cJSON *ranks, *rk, *acts, *j;
@@ -200,9 +224,11 @@ static pippy_status pippy_sj_ranks(pippy_sched_json *d, const cJSON *root, pippy
         }
         k++;
     }
+    PIPPY_TRY(pippy_sj_replicas(d, c));
+    R = d->s.n_ranks;
     for (int32_t s = 0; s < d->s.n_stages; s++)
         if (d->stage_rank[s] >= R)
-            return pippy_fail(PIPPY_ERR_FORMAT, "%s: stages[%d].rank is %d, but ranks[] has %d ranks", c->path, s,
+            return pippy_fail(PIPPY_ERR_FORMAT, "%s: stages[%d].rank is %d, but a pipeline has %d ranks", c->path, s,
                               d->stage_rank[s], R);
     return PIPPY_OK;
 }

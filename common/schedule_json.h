@@ -25,6 +25,8 @@ typedef struct {
     pippy_action **actions;
     pippy_sched_edge *edges;
     double *stage_s;
+    int32_t dp; /* config.dp: replicas of the pipeline; s holds the first's ranks (the others' lists are
+                 * checked to be the same) */
 } pippy_sched_json;
 
 /* Reads root (the parsed schedule.json; path names it in messages) into d, which owns what it

@@ -140,37 +140,38 @@ int32_t pippy_grad_ints(pippy_grad_ctx *c, int32_t n, const int64_t *v)
     return pippy_grad_const(c, &t, v);
 }
 
-static int32_t pippy_grad_shape_attr_op(pippy_grad_ctx *c, const char *op, int32_t v, const pippy_tdesc *t)
-{
-    pippy_attr a = {.name = "shape", .type = PIPPY_ATTR_INTS, .n = t->rank, .ints = t->dims};
-    return pippy_grad_emit(c, "pippy", op, 1, &v, &a, 1, 1, NULL);
-}
+/* The helpers below copy their type argument first: callers pass pippy_grad_type() of a value,
+ * which points into the values array that emitting a node may move. */
 
 int32_t pippy_grad_sum_to(pippy_grad_ctx *c, int32_t v, const pippy_tdesc *t)
 {
-    if (v < 0 || pippy_tdesc_equal(&c->g->values[v].t, t))
+    pippy_tdesc tt = *t;
+    if (v < 0 || pippy_tdesc_equal(&c->g->values[v].t, &tt))
         return v;
-    return pippy_grad_shape_attr_op(c, "SumTo", v, t);
+    pippy_attr a = {.name = "shape", .type = PIPPY_ATTR_INTS, .n = tt.rank, .ints = tt.dims};
+    return pippy_grad_emit(c, "pippy", "SumTo", 1, &v, &a, 1, 1, NULL);
+}
+
+/* op(v, the int64 constant of t's dims): Reshape or Expand. */
+static int32_t pippy_grad_shape_input_op(pippy_grad_ctx *c, const char *op, int32_t v, const pippy_tdesc *t)
+{
+    pippy_tdesc tt = *t;
+    if (v < 0 || pippy_tdesc_equal(&c->g->values[v].t, &tt))
+        return v;
+    int32_t shape = pippy_grad_ints(c, tt.rank, tt.dims);
+    if (shape < 0)
+        return -1;
+    return pippy_grad_op2(c, op, v, shape);
 }
 
 int32_t pippy_grad_reshape(pippy_grad_ctx *c, int32_t v, const pippy_tdesc *t)
 {
-    if (v < 0 || pippy_tdesc_equal(&c->g->values[v].t, t))
-        return v;
-    int32_t shape = pippy_grad_ints(c, t->rank, t->dims);
-    if (shape < 0)
-        return -1;
-    return pippy_grad_op2(c, "Reshape", v, shape);
+    return pippy_grad_shape_input_op(c, "Reshape", v, t);
 }
 
 int32_t pippy_grad_expand(pippy_grad_ctx *c, int32_t v, const pippy_tdesc *t)
 {
-    if (v < 0 || pippy_tdesc_equal(&c->g->values[v].t, t))
-        return v;
-    int32_t shape = pippy_grad_ints(c, t->rank, t->dims);
-    if (shape < 0)
-        return -1;
-    return pippy_grad_op2(c, "Expand", v, shape);
+    return pippy_grad_shape_input_op(c, "Expand", v, t);
 }
 
 pippy_node *pippy_grad_fwd(pippy_grad_ctx *c) { return &c->g->nodes[c->node]; }
@@ -188,6 +189,7 @@ const pippy_tdesc *pippy_grad_type(pippy_grad_ctx *c, int32_t v) { return &c->g-
 
 int32_t pippy_grad_fwd_output(pippy_grad_ctx *c, int32_t o, const pippy_tdesc *t)
 {
+    pippy_tdesc tt = *t; /* t may point into the values array, which pippy_grad_value may move */
     pippy_node *n = pippy_grad_fwd(c);
     if (o < n->n_out && n->out[o] >= 0)
         return n->out[o];
@@ -204,7 +206,7 @@ int32_t pippy_grad_fwd_output(pippy_grad_ctx *c, int32_t o, const pippy_tdesc *t
     n = pippy_grad_fwd(c);
     n->out[o] = v;
     pippy_value *x = &c->g->values[v];
-    x->t = *t;
+    x->t = tt;
     x->shape_known = 1;
     x->producer = c->node;
     return v;
@@ -276,13 +278,20 @@ static pippy_status pippy_ad_add(pippy_ad *ad, int32_t v, int32_t grad, int32_t 
     return PIPPY_OK;
 }
 
-/* Sum of the values vals[0..n) in stage s (vals[0] when n == 1). */
+/* Sum of the values vals[0..n) in stage s (vals[0] when n == 1): one Sum node, or (more terms than
+ * a node takes) Sums of PIPPY_MAX_IO terms, then their sum. */
 static int32_t pippy_ad_sum(pippy_ad *ad, int32_t node, int32_t stage, const int32_t *vals, int32_t n)
 {
     if (n == 1)
         return vals[0];
     pippy_grad_ctx c = {ad->g, node, stage, NULL, 0};
-    return pippy_grad_emit(&c, "", "Sum", n, vals, NULL, 0, 1, NULL);
+    if (n <= PIPPY_MAX_IO)
+        return pippy_grad_emit(&c, "", "Sum", n, vals, NULL, 0, 1, NULL);
+    int32_t part[PIPPY_MAX_IO], n_part = 0, per = (n + PIPPY_MAX_IO - 1) / PIPPY_MAX_IO;
+    for (int32_t i = 0; i < n; i += per)
+        if ((part[n_part++] = pippy_ad_sum(ad, node, stage, vals + i, n - i < per ? n - i : per)) < 0)
+            return -1;
+    return pippy_ad_sum(ad, node, stage, part, n_part);
 }
 
 /* The gradient of v (made by node `node` in stage `home`): its contributions summed within each
@@ -290,12 +299,15 @@ static int32_t pippy_ad_sum(pippy_ad *ad, int32_t node, int32_t stage, const int
 static int32_t pippy_ad_total(pippy_ad *ad, int32_t v, int32_t node, int32_t home)
 {
     int32_t stages[PIPPY_MAX_IO * 4], n_st = 0, partial[PIPPY_MAX_IO * 4];
-    int32_t vals[256], n_vals;
+    int32_t vals[PIPPY_MAX_IO * PIPPY_MAX_IO], n_vals;
     for (int32_t k = ad->head[v]; k >= 0; k = ad->cnext[k]) {
         int seen = 0;
         for (int32_t i = 0; i < n_st; i++)
             seen |= stages[i] == ad->cstage[k];
-        if (!seen && n_st < (int32_t)(sizeof stages / sizeof stages[0]))
+        if (!seen && n_st == (int32_t)(sizeof stages / sizeof stages[0]))
+            return pippy_grad_failed(pippy_fail(PIPPY_ERR_UNSUPPORTED, "'%s' is read in more than %d stages",
+                                                ad->g->values[v].name, n_st));
+        if (!seen)
             stages[n_st++] = ad->cstage[k];
     }
     if (!n_st)
@@ -303,8 +315,14 @@ static int32_t pippy_ad_total(pippy_ad *ad, int32_t v, int32_t node, int32_t hom
     for (int32_t i = 0; i < n_st; i++) {
         n_vals = 0;
         for (int32_t k = ad->head[v]; k >= 0; k = ad->cnext[k])
-            if (ad->cstage[k] == stages[i] && n_vals < 256)
+            if (ad->cstage[k] == stages[i]) {
+                if (n_vals == (int32_t)(sizeof vals / sizeof vals[0]))
+                    return pippy_grad_failed(pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                                                        "'%s' has more than %d readers in one stage: pippyc cannot "
+                                                        "sum their gradients",
+                                                        ad->g->values[v].name, n_vals));
                 vals[n_vals++] = ad->cval[k];
+            }
         /* the list is newest first; sum in the order the contributions were made */
         for (int32_t a = 0, b = n_vals - 1; a < b; a++, b--) {
             int32_t t = vals[a];
@@ -361,10 +379,10 @@ static pippy_status pippy_ad_node(pippy_ad *ad, int32_t i)
     int32_t n_out = n->n_out < PIPPY_MAX_IO ? n->n_out : PIPPY_MAX_IO;
     for (int32_t o = 0; o < n_out; o++) {
         dy[o] = n->out[o] >= 0 ? pippy_ad_total(ad, n->out[o], i, n->stage) : -1;
+        n = &g->nodes[i]; /* summing emitted nodes: the array may have moved */
         if (n->out[o] >= 0 && dy[o] < 0 && ad->head[n->out[o]] >= 0)
             return pippy_grad_error();
         any |= dy[o] >= 0;
-        n = &g->nodes[i];
     }
     if (!any)
         return PIPPY_OK;
@@ -478,7 +496,8 @@ static pippy_status pippy_ad_fold_accumulates(pippy_graph *g, int32_t first)
         pippy_attr *attrs = malloc(((size_t)p->n_attrs + 1) * sizeof *attrs);
         if (!attrs)
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-        memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
+        if (p->n_attrs) /* attrs may be NULL: memcpy from NULL is undefined even for 0 bytes */
+            memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
         attrs[p->n_attrs] = (pippy_attr){.name = "pippy.accumulate", .type = PIPPY_ATTR_INT, .i = 1};
         pippy_status st = pippy_node_set_attrs(p, attrs, p->n_attrs + 1);
         free(attrs);
@@ -576,7 +595,7 @@ pippy_status pippy_autodiff(pippy_graph *g, const pippy_autodiff_opts *o)
         }
     if (st == PIPPY_OK && !trained)
         st = pippy_fail(PIPPY_ERR_INVALID, "%s: no parameter reaches the loss '%s': there is nothing to train", g->path,
-                        L->name);
+                        g->values[o->loss].name); /* not L: differentiating moved the values */
     if (st == PIPPY_OK)
         st = pippy_ad_fold_accumulates(g, first);
     if (st == PIPPY_OK)

@@ -115,9 +115,22 @@ static pippy_status pippy_write_makefile(const pippy_plan *p, const pippy_stage_
                "-I$(PIPPY_ROOT)/runtime\n",
             e->sanflags);
     fprintf(f, "LDLIBS = %s -L$(PIPPY_BUILD) %s\n\nall:", e->sanflags, e->libs);
-    for (int32_t s = 0; s < p->n_stages; s++)
-        fprintf(f, " stage%d", s);
-    fputs("\n\nstage%: stage%.c\n\t$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)\n\n.PHONY: all\n", f);
+    char prog[64];
+    for (int32_t r = 0; r < p->n_ranks; r++) {
+        pippy_rank_program(p, r, prog, sizeof prog);
+        fprintf(f, " %s", prog);
+    }
+    fputs("\n\nstage%: stage%.c\n\t$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)\n", f);
+    for (int32_t r = 0; r < p->n_ranks; r++) { /* a rank running several stages */
+        int32_t st[PIPPY_MAX_STAGES], n = pippy_rank_stages(p, r, st);
+        if (n < 2)
+            continue;
+        fprintf(f, "\nrank%d:", r);
+        for (int32_t k = 0; k < n; k++)
+            fprintf(f, " stage%d.c", st[k]);
+        fprintf(f, " rank%d.c\n\t$(CC) $(CFLAGS) -DPIPPY_NO_MAIN $^ -o $@ $(LDLIBS)\n", r);
+    }
+    fputs("\n.PHONY: all\n", f);
     return pippy_file_commit(f, tmp);
 }
 
@@ -127,7 +140,7 @@ static pippy_status pippy_write_hosts(const pippy_plan *p, int32_t base, const c
     char tmp[PATH_MAX];
     PIPPY_TRY(pippy_file_begin(dir, "hosts", &f, tmp, sizeof tmp));
     fputs("# host:port of each rank, one line per rank (rank 0 first). Edit for several hosts.\n", f);
-    for (int32_t r = 0; r < p->n_stages; r++)
+    for (int32_t r = 0; r < p->n_ranks * (p->dp > 1 ? p->dp : 1); r++)
         fprintf(f, "127.0.0.1:%d\n", base + r);
     return pippy_file_commit(f, tmp);
 }
@@ -144,13 +157,16 @@ static int pippy_split_words(char *s, char **argv, int n, int cap)
     return n;
 }
 
-/* Start the C compiler on stage s in dir: a plain argv (the paths are never seen by a shell),
- * output into dir/.stageS.log. Returns the child's pid, or -1. */
-static pid_t pippy_build_one(const pippy_stage_env *e, const char *cc, const char *dir, int32_t s)
+/* Start the C compiler on rank r's program in dir: a plain argv (the paths are never seen by a
+ * shell), output into dir/.PROGRAM.log. A rank running several stages is built from their sources
+ * and rankR.c, with -DPIPPY_NO_MAIN. Returns the child's pid, or -1. */
+static pid_t pippy_build_one(const pippy_plan *p, const pippy_stage_env *e, const char *cc, const char *dir, int32_t r)
 {
     char ccw[2048], san1[512], san2[512], libs[1024];
-    char inc[3][PATH_MAX + 16], lib[PATH_MAX + 8], src[32], tmp[32], log[48];
-    char *argv[256];
+    char inc[3][PATH_MAX + 16], lib[PATH_MAX + 8], prog[64], tmp[80], log[80];
+    char src[PIPPY_MAX_STAGES + 1][32];
+    char *argv[256 + PIPPY_MAX_STAGES];
+    int32_t st[PIPPY_MAX_STAGES], ns = pippy_rank_stages(p, r, st);
     snprintf(ccw, sizeof ccw, "%s", cc);
     snprintf(san1, sizeof san1, "%s", e->sanflags);
     snprintf(san2, sizeof san2, "%s", e->sanflags);
@@ -159,23 +175,29 @@ static pid_t pippy_build_one(const pippy_stage_env *e, const char *cc, const cha
     snprintf(inc[1], sizeof inc[1], "-I%s/backend", e->root);
     snprintf(inc[2], sizeof inc[2], "-I%s/runtime", e->root);
     snprintf(lib, sizeof lib, "-L%s", e->builddir);
-    snprintf(src, sizeof src, "stage%d.c", s);
-    snprintf(tmp, sizeof tmp, ".stage%d.tmp", s);
-    snprintf(log, sizeof log, ".stage%d.log", s);
+    pippy_rank_program(p, r, prog, sizeof prog);
+    snprintf(tmp, sizeof tmp, ".%s.tmp", prog);
+    snprintf(log, sizeof log, ".%s.log", prog);
     char *const mid[] = {"-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror"};
-    char *const io[] = {inc[0], inc[1], inc[2], src, "-o", tmp};
     int n = pippy_split_words(ccw, argv, 0, 200);
     for (size_t i = 0; n > 0 && i < 6; i++)
         argv[n++] = mid[i];
     if (n > 0)
         n = pippy_split_words(san1, argv, n, 200);
-    for (size_t i = 0; n > 0 && i < 6; i++)
-        argv[n++] = io[i];
-    if (n > 0)
-        n = pippy_split_words(san2, argv, n, 240);
+    if (n > 0) {
+        argv[n++] = inc[0], argv[n++] = inc[1], argv[n++] = inc[2];
+        if (ns > 1)
+            argv[n++] = "-DPIPPY_NO_MAIN";
+        for (int32_t k = 0; k < ns; k++)
+            snprintf(src[k], sizeof src[k], "stage%d.c", st[k]), argv[n++] = src[k];
+        if (ns > 1)
+            snprintf(src[ns], sizeof src[ns], "rank%d.c", r), argv[n++] = src[ns];
+        argv[n++] = "-o", argv[n++] = tmp;
+        n = pippy_split_words(san2, argv, n, 240 + PIPPY_MAX_STAGES);
+    }
     if (n > 0) {
         argv[n++] = lib;
-        n = pippy_split_words(libs, argv, n, 256);
+        n = pippy_split_words(libs, argv, n, 256 + PIPPY_MAX_STAGES);
     }
     if (n <= 0) {
         errno = n == 0 ? EINVAL : E2BIG;
@@ -194,49 +216,52 @@ static pid_t pippy_build_one(const pippy_stage_env *e, const char *cc, const cha
     return pid;
 }
 
-/* Compile every stage program, in parallel; on failure show the compiler's output. */
+/* Compile every rank's program, in parallel; on failure show the compiler's output. */
 static pippy_status pippy_build_stages(const pippy_plan *p, const pippy_stage_env *e, const char *cc, const char *dir)
 {
     pid_t pids[PIPPY_MAX_STAGES];
     int32_t started = 0;
     pippy_status st = PIPPY_OK;
-    for (int32_t s = 0; s < p->n_stages; s++, started++) {
-        pids[s] = pippy_build_one(e, cc, dir, s);
-        if (pids[s] < 0) {
+    for (int32_t r = 0; r < p->n_ranks; r++, started++) {
+        pids[r] = pippy_build_one(p, e, cc, dir, r);
+        if (pids[r] < 0) {
             st = pippy_fail(PIPPY_ERR_IO, "cannot start the C compiler '%s': %s", cc, strerror(errno));
             break;
         }
     }
     int32_t bad = -1;
-    for (int32_t s = 0; s < started; s++) {
+    for (int32_t r = 0; r < started; r++) {
         int status = 0;
-        while (waitpid(pids[s], &status, 0) < 0 && errno == EINTR)
+        while (waitpid(pids[r], &status, 0) < 0 && errno == EINTR)
             ;
         if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) && bad < 0)
-            bad = s;
+            bad = r;
     }
     if (st != PIPPY_OK)
         return st;
-    for (int32_t s = 0; s < p->n_stages && bad < 0; s++) {
-        char a[PATH_MAX + 32], b[PATH_MAX + 32];
-        snprintf(a, sizeof a, "%s/.stage%d.tmp", dir, s);
-        snprintf(b, sizeof b, "%s/stage%d", dir, s);
+    char prog[64];
+    for (int32_t r = 0; r < p->n_ranks && bad < 0; r++) {
+        char a[PATH_MAX + 96], b[PATH_MAX + 96];
+        pippy_rank_program(p, r, prog, sizeof prog);
+        snprintf(a, sizeof a, "%s/.%s.tmp", dir, prog);
+        snprintf(b, sizeof b, "%s/%s", dir, prog);
         if (rename(a, b) != 0)
             return pippy_fail(PIPPY_ERR_IO, "cannot move %s to %s: %s", a, b, strerror(errno));
-        snprintf(a, sizeof a, "%s/.stage%d.log", dir, s);
+        snprintf(a, sizeof a, "%s/.%s.log", dir, prog);
         unlink(a);
     }
     if (bad >= 0) {
-        char log[PATH_MAX + 64], text[2048] = "";
-        snprintf(log, sizeof log, "%s/.stage%d.log", dir, bad);
+        char log[PATH_MAX + 96], text[2048] = "";
+        pippy_rank_program(p, bad, prog, sizeof prog);
+        snprintf(log, sizeof log, "%s/.%s.log", dir, prog);
         FILE *f = fopen(log, "r");
         if (f) {
             size_t n = fread(text, 1, sizeof text - 1, f);
             text[n] = 0;
             fclose(f);
         }
-        return pippy_fail(PIPPY_ERR_IO, "compiling %s/stage%d.c with '%s' failed (full log: %s):\n%s", dir, bad, cc,
-                          log, text);
+        return pippy_fail(PIPPY_ERR_IO, "compiling %s/%s (rank %d) with '%s' failed (full log: %s):\n%s", dir, prog,
+                          bad, cc, log, text);
     }
     return PIPPY_OK;
 }
@@ -259,42 +284,48 @@ static void pippy_rm_staging(const char *dir)
     rmdir(dir);
 }
 
-/* Move the finished files from the staging folder into OUT; schedule.json last. Stage
- * programs of an earlier compile with more stages are removed so none is left stale. */
+/* Move one file of the staging folder into OUT (absent and optional: nothing to do). */
+static pippy_status pippy_publish_one(const char *from, const char *to, const char *name, int optional)
+{
+    char a[2 * PATH_MAX + 2], b[2 * PATH_MAX + 2];
+    snprintf(a, sizeof a, "%s/%s", from, name);
+    snprintf(b, sizeof b, "%s/%s", to, name);
+    if (optional && access(a, F_OK) != 0)
+        return PIPPY_OK;
+    if (rename(a, b) != 0)
+        return pippy_fail(PIPPY_ERR_IO, "cannot move %s to %s: %s", a, b, strerror(errno));
+    return PIPPY_OK;
+}
+
+/* Move the finished files from the staging folder into OUT; schedule.json last. Programs and
+ * sources of an earlier compile that this one does not write are removed, so none is left stale. */
 static pippy_status pippy_publish(const pippy_plan *p, const char *from, const char *to, int emit_only)
 {
-    char a[PATH_MAX + 64], b[PATH_MAX + 64];
-    const char *fixed[] = {"Makefile", "hosts", "schedule.json"};
-    for (int32_t s = 0; s < p->n_stages; s++) {
-        const char *kinds[] = {"stage%d.c", "stage%d.weights", "stage%d"};
-        for (int k = 0; k < 3; k++) {
-            char name[64];
-            snprintf(name, sizeof name, kinds[k], s);
-            snprintf(a, sizeof a, "%s/%s", from, name);
-            snprintf(b, sizeof b, "%s/%s", to, name);
-            if (k == 2 && emit_only) {
-                unlink(b); /* an old binary would not match the new sources */
-                continue;
-            }
-            if (rename(a, b) != 0)
-                return pippy_fail(PIPPY_ERR_IO, "cannot move %s to %s: %s", a, b, strerror(errno));
-        }
-    }
-    for (int32_t s = p->n_stages; s < PIPPY_MAX_STAGES; s++) {
-        const char *kinds[] = {"stage%d.c", "stage%d.weights", "stage%d"};
-        for (int k = 0; k < 3; k++) {
-            char name[64];
-            snprintf(name, sizeof name, kinds[k], s);
+    char name[80], b[PATH_MAX + 96];
+    for (int32_t k = 0; k < PIPPY_MAX_STAGES; k++) { /* what an earlier compile may have left */
+        const char *kinds[] = {"stage%d.c", "stage%d.weights", "stage%d", "rank%d.c", "rank%d"};
+        for (int i = 0; i < 5; i++) {
+            snprintf(name, sizeof name, kinds[i], k);
             snprintf(b, sizeof b, "%s/%s", to, name);
             unlink(b);
         }
     }
-    for (int k = 0; k < 3; k++) {
-        snprintf(a, sizeof a, "%s/%s", from, fixed[k]);
-        snprintf(b, sizeof b, "%s/%s", to, fixed[k]);
-        if (rename(a, b) != 0)
-            return pippy_fail(PIPPY_ERR_IO, "cannot move %s to %s: %s", a, b, strerror(errno));
+    for (int32_t s = 0; s < p->n_stages; s++) {
+        snprintf(name, sizeof name, "stage%d.c", s);
+        PIPPY_TRY(pippy_publish_one(from, to, name, 0));
+        snprintf(name, sizeof name, "stage%d.weights", s);
+        PIPPY_TRY(pippy_publish_one(from, to, name, 0));
     }
+    for (int32_t r = 0; r < p->n_ranks; r++) {
+        snprintf(name, sizeof name, "rank%d.c", r);
+        PIPPY_TRY(pippy_publish_one(from, to, name, 1));
+        pippy_rank_program(p, r, name, sizeof name);
+        if (!emit_only)
+            PIPPY_TRY(pippy_publish_one(from, to, name, 0));
+    }
+    const char *fixed[] = {"Makefile", "hosts", "schedule.json"};
+    for (int k = 0; k < 3; k++)
+        PIPPY_TRY(pippy_publish_one(from, to, fixed[k], 0));
     return PIPPY_OK;
 }
 
@@ -398,19 +429,23 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
         g->mem_limit = o->max_memory;
     g->training = o->train;
     int64_t batch = pippy_full_batch(g, &bind);
-    if (M > 1 && batch <= 0)
+    int32_t D = o->dp > 1 ? o->dp : 1;
+    if (D > 1 && !o->train)
+        return pippy_fail(PIPPY_ERR_USAGE, "--dp %d is for training (replicas average their gradients); for inference "
+                                           "run %d jobs on parts of the batch", D, D);
+    if (M * D > 1 && batch <= 0)
         return pippy_fail(PIPPY_ERR_USAGE, "--microbatches %d: the batch size is unknown; give --batch N", M);
-    if (batch > 0 && batch % M != 0)
+    if (batch > 0 && batch % ((int64_t)M * D) != 0)
         return pippy_fail(PIPPY_ERR_USAGE,
-                          "--microbatches %d does not divide the batch of %lld (microbatches must be equal); choose a "
-                          "divisor of %lld",
-                          M, (long long)batch, (long long)batch);
-    int64_t mb = batch > 0 ? batch / M : 0;
+                          "--microbatches %d%s does not divide the batch of %lld (microbatches must be equal); choose "
+                          "a divisor of %lld",
+                          M * D, D > 1 ? " (x --dp)" : "", (long long)batch, (long long)batch);
+    int64_t mb = batch > 0 ? batch / ((int64_t)M * D) : 0;
     /* the graph is compiled at the microbatch size; a static export's constants hold at its own batch
      * (a dynamic export, whose inputs name their batch dim, computes its shapes from the inputs) */
     int64_t exported = pippy_batch_exported(g);
     pippy_shape_bind_opts full = bind;
-    if (M > 1 || bind.batch > 0) {
+    if (M * D > 1 || bind.batch > 0) {
         bind.batch = mb;
         full.batch = exported;
         for (int32_t s = 0; s < bind.n_shapes; s++)
@@ -436,6 +471,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     if (mb <= 0 && g->n_inputs > 0 && g->values[g->inputs[0]].t.rank > 0)
         mb = g->values[g->inputs[0]].t.dims[0];
     plan->g = g;
+    plan->dp = D;
     plan->microbatches = M;
     plan->microbatch_size = mb;
     plan->batch = batch > 0 ? batch : mb;
@@ -490,6 +526,29 @@ static pippy_status pippy_node_stages(pippy_plan *p)
     return PIPPY_OK;
 }
 
+/* How many processes run the stages: one per stage, or (interleaved-1f1b, dynamic) R, rank r
+ * holding stages r, r+R, ... (the looping placement). */
+static pippy_status pippy_compile_ranks(const pippy_compile_opts *o, pippy_plan *plan)
+{
+    int32_t S = plan->n_stages, R = o->ranks > 0 ? o->ranks : S;
+    int interleaved = !strcmp(plan->schedule, "interleaved-1f1b") || !strcmp(plan->schedule, "dynamic");
+    if (R > S)
+        return pippy_fail(PIPPY_ERR_USAGE, "--ranks %d: more ranks than the %d stages", R, S);
+    if (R < S && !interleaved)
+        return pippy_fail(PIPPY_ERR_USAGE,
+                          "--ranks %d with %d stages: several stages per rank need --schedule interleaved-1f1b (or "
+                          "dynamic)", R, S);
+    if (S % R)
+        return pippy_fail(PIPPY_ERR_USAGE, "--ranks %d: the %d stages must be a multiple of the ranks (rank r runs "
+                                           "stages r, r+%d, ...)", R, S, R);
+    if (interleaved && R < S && plan->microbatches % R)
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: --microbatches %d must be a multiple of --ranks %d "
+                                           "(microbatches go round the ranks in groups of %d)",
+                          plan->schedule, plan->microbatches, R, R);
+    plan->n_ranks = R;
+    return PIPPY_OK;
+}
+
 /* Cut, differentiate (training), plan memory (checked against the limit) and the schedule. */
 static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
 {
@@ -504,8 +563,11 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
     PIPPY_TRY(pippy_partition(plan, &po));
     for (int32_t i = 0; i < g->n_nodes; i++)
         g->nodes[i].stage = plan->node_stage[i];
+    PIPPY_TRY(pippy_compile_ranks(o, plan));
     if (o->train) {
-        pippy_autodiff_opts ao = {plan->loss, plan->microbatches};
+        /* each microbatch's loss counts 1/(M*dp): summed over the microbatches and the replicas, the
+         * gradients are the whole batch's mean */
+        pippy_autodiff_opts ao = {plan->loss, plan->microbatches * (plan->dp > 1 ? plan->dp : 1)};
         PIPPY_TRY(pippy_autodiff(g, &ao));
         PIPPY_TRY(pippy_node_stages(plan));
     }
@@ -513,6 +575,8 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
     PIPPY_TRY(pippy_memplan(plan));
     PIPPY_TRY(pippy_check_stage_memory(plan, o->max_memory));
     uint64_t h = pippy_mix(g->hash, plan->n_stages);
+    h = pippy_mix(h, plan->n_ranks);
+    h = pippy_mix(h, plan->dp);
     h = pippy_mix(h, plan->microbatch_size);
     h = pippy_mix(h, plan->microbatches);
     h = pippy_mix(h, o->train);
@@ -566,6 +630,10 @@ static pippy_status pippy_compile_emit(const pippy_compile_opts *o, const pippy_
         if (st == PIPPY_OK)
             st = pippy_emit_weights(plan, s, &eo);
     }
+    int32_t st_of[PIPPY_MAX_STAGES];
+    for (int32_t r = 0; st == PIPPY_OK && r < plan->n_ranks; r++)
+        if (pippy_rank_stages(plan, r, st_of) > 1)
+            st = pippy_emit_rank_c(plan, r, &eo);
     if (st == PIPPY_OK)
         st = pippy_write_makefile(plan, &env, cc, stage_dir);
     if (st == PIPPY_OK)
@@ -587,8 +655,11 @@ static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan 
     char window[32] = "";
     if (plan->window > 0)
         snprintf(window, sizeof window, " (window %d)", plan->window);
-    printf("pippyc: %s -> %s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s%s\n", plan->g->path,
-           o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
+    size_t dl = strlen(o->out_dir);
+    while (dl > 1 && o->out_dir[dl - 1] == '/')
+        dl--;
+    printf("pippyc: %s -> %.*s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s%s\n", plan->g->path,
+           (int)dl, o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
            (long long)plan->batch, plan->microbatches, (long long)plan->microbatch_size, plan->schedule, window,
            plan->training ? ", training" : "");
     for (int32_t s = 0; s < plan->n_stages; s++) {

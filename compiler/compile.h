@@ -14,6 +14,8 @@ typedef struct {
     const char *model_path;
     const char *out_dir;
     int32_t stages;            /* 0: from annotations, else 1 */
+    int32_t ranks;             /* --ranks R: processes; 0: one per stage (interleaved-1f1b: R < stages) */
+    int32_t dp;                /* --dp D: D copies of the pipeline averaging their gradients (training) */
     const char *split_before;
     int32_t microbatches;      /* >= 1 */
     pippy_shape_bind_opts bind; /* --batch is the FULL batch here */

@@ -25,6 +25,10 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
 /* Write out_dir/stageK.weights. */
 pippy_status pippy_emit_weights(const pippy_plan *p, int32_t stage, const pippy_emit_opts *o);
 
+/* rankR.c for a rank that runs several stages: its main hands the stages' programs to
+ * pippy_rank_main (the stages' sources are compiled with it, with -DPIPPY_NO_MAIN). */
+pippy_status pippy_emit_rank_c(const pippy_plan *p, int32_t r, const pippy_emit_opts *o);
+
 /* Bytes stage s holds while it runs (weights, arena, slots; training: stash, gradients, state). */
 double pippy_stage_peak_bytes(const pippy_plan *p, int32_t s, int32_t optimizer_state);
 

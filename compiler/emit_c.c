@@ -120,6 +120,15 @@ static void pippy_put_float(FILE *f, double x)
         fprintf(f, "%.9g", x);
 }
 
+/* An int64 as a C literal (INT64_MIN has none: -9223372036854775808 is minus a literal too big). */
+static void pippy_put_i64(FILE *f, int64_t v)
+{
+    if (v == INT64_MIN)
+        fputs("(-9223372036854775807LL - 1)", f);
+    else
+        fprintf(f, "%lldLL", (long long)v);
+}
+
 static void pippy_put_data(FILE *f, const char *cname, const pippy_tdesc *t, const void *data)
 {
     int64_t n = pippy_tdesc_numel(t);
@@ -140,7 +149,7 @@ static void pippy_put_data(FILE *f, const char *cname, const pippy_tdesc *t, con
         switch (t->dtype) {
         case PIPPY_DT_FLOAT: pippy_put_float(f, ((const float *)data)[i]); break;
         case PIPPY_DT_DOUBLE: pippy_put_float(f, ((const double *)data)[i]); break;
-        case PIPPY_DT_INT64: fprintf(f, "%lldLL", (long long)((const int64_t *)data)[i]); break;
+        case PIPPY_DT_INT64: pippy_put_i64(f, ((const int64_t *)data)[i]); break;
         case PIPPY_DT_INT32: fprintf(f, "%d", ((const int32_t *)data)[i]); break;
         case PIPPY_DT_INT8: fprintf(f, "%d", ((const int8_t *)data)[i]); break;
         case PIPPY_DT_FLOAT16: fprintf(f, "%u", ((const uint16_t *)data)[i]); break;
@@ -177,7 +186,7 @@ static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
         if (at->type == PIPPY_ATTR_INTS) {
             fprintf(f, "static const int64_t %s[] = {", nm);
             for (int32_t i = 0; i < at->n; i++)
-                fprintf(f, "%s%lldLL", i ? ", " : "", (long long)at->ints[i]);
+                fputs(i ? ", " : "", f), pippy_put_i64(f, at->ints[i]);
             fprintf(f, "%s};\n", at->n ? "" : "0");
         } else if (at->type == PIPPY_ATTR_FLOATS) {
             fprintf(f, "static const float %s[] = {", nm);
@@ -204,7 +213,7 @@ static void pippy_put_attrs(FILE *f, int32_t k, const pippy_node *n)
         pippy_put_str(f, at->name);
         fprintf(f, ", .type = %s", pippy_attr_type_macro(at->type));
         switch (at->type) {
-        case PIPPY_ATTR_INT: fprintf(f, ", .i = %lldLL", (long long)at->i); break;
+        case PIPPY_ATTR_INT: fputs(", .i = ", f), pippy_put_i64(f, at->i); break;
         case PIPPY_ATTR_FLOAT:
             fputs(", .f = ", f);
             pippy_put_float(f, at->f);
@@ -637,6 +646,28 @@ static pippy_status pippy_emit_program(pippy_emit *e, const pippy_emit_opts *o)
                "&pippy_stage_program_%d); }\n#endif\n",
             e->s);
     return PIPPY_OK;
+}
+
+pippy_status pippy_emit_rank_c(const pippy_plan *p, int32_t r, const pippy_emit_opts *o)
+{
+    int32_t st[PIPPY_MAX_STAGES], n = pippy_rank_stages(p, r, st);
+    char fname[64], tmp[4096];
+    FILE *f;
+    snprintf(fname, sizeof fname, "rank%d.c", r);
+    PIPPY_TRY(pippy_file_begin(o->out_dir, fname, &f, tmp, sizeof tmp));
+    fprintf(f, "/* rank%d.c — the program of rank %d, which runs stages", r, r);
+    for (int32_t k = 0; k < n; k++)
+        fprintf(f, "%s %d", k ? "," : "", st[k]);
+    fprintf(f, " (%s schedule).\n * Written by pippyc %s; built with those stages' sources, compiled with "
+               "-DPIPPY_NO_MAIN. */\n#include \"stage.h\"\n\n",
+            p->schedule, PIPPY_VERSION);
+    for (int32_t k = 0; k < n; k++)
+        fprintf(f, "extern const pippy_stage_program pippy_stage_program_%d;\n", st[k]);
+    fputs("\nint main(int argc, char **argv)\n{\n    static const pippy_stage_program *const stages[] = {", f);
+    for (int32_t k = 0; k < n; k++)
+        fprintf(f, "%s&pippy_stage_program_%d", k ? ", " : "", st[k]);
+    fprintf(f, "};\n    return pippy_rank_main(argc, argv, stages, %d);\n}\n", n);
+    return pippy_file_commit(f, tmp);
 }
 
 pippy_status pippy_emit_stage_c(const pippy_plan *p, int32_t s, const pippy_emit_opts *o)

@@ -35,8 +35,8 @@ static void pippy_json_config(cJSON *root, const pippy_plan *p, const pippy_emit
 {
     cJSON *cfg = cJSON_AddObjectToObject(root, "config");
     cJSON_AddNumberToObject(cfg, "stages", p->n_stages);
-    cJSON_AddNumberToObject(cfg, "ranks", p->n_ranks);
-    cJSON_AddNumberToObject(cfg, "dp", 1);
+    cJSON_AddNumberToObject(cfg, "ranks", p->n_ranks * (p->dp > 1 ? p->dp : 1));
+    cJSON_AddNumberToObject(cfg, "dp", p->dp > 1 ? p->dp : 1);
     cJSON_AddNumberToObject(cfg, "microbatches", p->microbatches);
     cJSON_AddNumberToObject(cfg, "microbatch_size", (double)p->microbatch_size);
     cJSON_AddNumberToObject(cfg, "batch", (double)p->batch);
@@ -124,7 +124,7 @@ static void pippy_json_stages(cJSON *root, const pippy_plan *p)
         char b[64];
         cJSON_AddNumberToObject(js, "index", s);
         cJSON_AddNumberToObject(js, "rank", sg->rank);
-        snprintf(b, sizeof b, "stage%d", s);
+        pippy_rank_program(p, sg->rank, b, sizeof b);
         cJSON_AddStringToObject(js, "program", b);
         snprintf(b, sizeof b, "stage%d.c", s);
         cJSON_AddStringToObject(js, "source", b);
@@ -207,6 +207,18 @@ static void pippy_json_tied(cJSON *root, const pippy_plan *p)
         const pippy_reduction *r = &p->reductions[id];
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "id", id);
+        if (r->data_parallel) { /* stage s's whole gradient over the replicas */
+            const pippy_stage *sg = &p->stages[r->stages[0]];
+            cJSON_AddStringToObject(j, "kind", "data_parallel");
+            cJSON_AddStringToObject(j, "mode", "replicate");
+            cJSON_AddStringToObject(j, "param", "");
+            cJSON_AddNumberToObject(j, "bytes", (double)sg->trainable_bytes);
+            cJSON_AddItemToObject(j, "stages", cJSON_CreateIntArray(&r->stages[0], 1));
+            cJSON *off = cJSON_AddArrayToObject(j, "offsets");
+            cJSON_AddItemToArray(off, cJSON_CreateNumber(0));
+            cJSON_AddItemToArray(red, j);
+            continue;
+        }
         cJSON_AddStringToObject(j, "kind", "tied");
         cJSON_AddStringToObject(j, "mode", r->transmit ? "transmit" : "replicate");
         cJSON_AddStringToObject(j, "param", g->values[r->param].name);
@@ -242,16 +254,19 @@ static cJSON *pippy_json_action(const pippy_action *a)
 static void pippy_json_ranks(cJSON *root, const pippy_plan *p)
 {
     cJSON *ranks = cJSON_AddArrayToObject(root, "ranks");
-    for (int32_t r = 0; r < p->n_ranks; r++) {
+    int32_t D = p->dp > 1 ? p->dp : 1;
+    for (int32_t rr = 0; rr < p->n_ranks * D; rr++) { /* replica d: ranks d*n_ranks .. */
+        int32_t r = rr % p->n_ranks;
         cJSON *jr = cJSON_CreateObject();
         char b[64];
-        cJSON_AddNumberToObject(jr, "rank", r);
-        int32_t stage = 0;
+        cJSON_AddNumberToObject(jr, "rank", rr);
+        if (D > 1)
+            cJSON_AddNumberToObject(jr, "replica", rr / p->n_ranks);
+        cJSON *st = cJSON_AddArrayToObject(jr, "stages");
         for (int32_t s = 0; s < p->n_stages; s++)
             if (p->stages[s].rank == r)
-                stage = s;
-        cJSON_AddNumberToObject(jr, "stage", stage);
-        snprintf(b, sizeof b, "stage%d", stage);
+                cJSON_AddItemToArray(st, cJSON_CreateNumber(s));
+        pippy_rank_program(p, r, b, sizeof b);
         cJSON_AddStringToObject(jr, "program", b);
         cJSON *acts = cJSON_AddArrayToObject(jr, "actions");
         for (int32_t k = 0; k < p->n_actions[r]; k++)
@@ -317,8 +332,8 @@ static void pippy_json_prediction(cJSON *root, const pippy_plan *p, const pippy_
     cJSON_AddNumberToObject(pred, "ideal_bubble_fraction",
                             (double)(p->n_stages - 1) / (double)(p->microbatches + p->n_stages - 1));
     cJSON *idle = cJSON_AddArrayToObject(pred, "idle_ms");
-    for (int32_t r = 0; r < p->n_ranks; r++)
-        cJSON_AddItemToArray(idle, cJSON_CreateNumber(p->pred_idle_ms ? p->pred_idle_ms[r] : 0));
+    for (int32_t r = 0; r < p->n_ranks * (p->dp > 1 ? p->dp : 1); r++) /* every replica as the first */
+        cJSON_AddItemToArray(idle, cJSON_CreateNumber(p->pred_idle_ms ? p->pred_idle_ms[r % p->n_ranks] : 0));
     cJSON *peak = cJSON_AddArrayToObject(pred, "peak_memory_bytes");
     for (int32_t s = 0; s < p->n_stages; s++)
         cJSON_AddItemToArray(peak, cJSON_CreateNumber(pippy_stage_peak_bytes(p, s, o->optimizer_state)));

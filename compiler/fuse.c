@@ -393,7 +393,8 @@ int32_t pippy_fuse_transpose_matmul(pippy_graph *g)
             pippy_attr *attrs = malloc(((size_t)mm->n_attrs + 1) * sizeof *attrs);
             if (!attrs)
                 return fused;
-            memcpy(attrs, mm->attrs, (size_t)mm->n_attrs * sizeof *attrs);
+            if (mm->n_attrs) /* attrs may be NULL: memcpy from NULL is undefined even for 0 bytes */
+                memcpy(attrs, mm->attrs, (size_t)mm->n_attrs * sizeof *attrs);
             attrs[mm->n_attrs] = (pippy_attr){.name = flag, .type = PIPPY_ATTR_INT, .i = 1};
             pippy_status st = pippy_node_set_attrs(mm, attrs, mm->n_attrs + 1);
             free(attrs);

@@ -6,7 +6,8 @@
  *   Mul: dA = dY·B, dB = dY·A      Div: dA = dY/B, dB = -dY·Y/B  (Y = A/B)
  *   Pow: dA = dY·B·A^(B-1)  (B a stored scalar exponent, never trained: B-1 is folded now)
  *   Where(C, X, Z): dX = Where(C, dY, 0), dZ = Where(C, 0, dY)
- *   Sum(X1..Xn): dXi = dY */
+ *   Sum(X1..Xn): dXi = dY
+ *   Max / Min(X1..Xn): dXi = Where(Xi == Y, dY, 0) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,24 @@ static pippy_status pippy_grad_where(pippy_grad_ctx *c, const int32_t *dy, int32
     return pippy_grad_reduce_each(c, g, dx, 3);
 }
 
+/* Max / Min: dY goes to the inputs equal to the output (a tie gives it to each tied input; torch
+ * splits it between them, so results differ only where inputs are exactly equal). */
+static pippy_status pippy_grad_extremum(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
+{
+    int32_t n = pippy_grad_fwd(c)->n_in, g[PIPPY_MAX_IO], zero = pippy_grad_scalar(c, 0.0f);
+    PIPPY_GRAD_TRY(zero);
+    n = n < PIPPY_MAX_IO ? n : PIPPY_MAX_IO;
+    for (int32_t i = 0; i < n; i++) {
+        g[i] = -1;
+        if (!c->want[i])
+            continue;
+        int32_t in[3] = {pippy_grad_op2(c, "Equal", pippy_grad_in(c, i), pippy_grad_out(c, 0)), dy[0], zero};
+        PIPPY_GRAD_TRY(in[0]);
+        PIPPY_GRAD_TRY(g[i] = pippy_grad_emit(c, "", "Where", 3, in, NULL, 0, 1, NULL));
+    }
+    return pippy_grad_reduce_each(c, g, dx, n);
+}
+
 static pippy_status pippy_grad_sum(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
 {
     int32_t n = pippy_grad_fwd(c)->n_in, g[PIPPY_MAX_IO];
@@ -111,6 +130,6 @@ static pippy_status pippy_grad_sum(pippy_grad_ctx *c, const int32_t *dy, int32_t
 const pippy_grad_rule pippy_grad_rules_binary[] = {
     {"Add", "", 0, pippy_grad_add},   {"Sub", "", 0, pippy_grad_sub},     {"Mul", "", 0, pippy_grad_mul},
     {"Div", "", 0, pippy_grad_div},   {"Pow", "", 1u << 1, pippy_grad_pow},     {"Where", "", 0, pippy_grad_where},
-    {"Sum", "", 0, pippy_grad_sum},
+    {"Sum", "", 0, pippy_grad_sum},   {"Max", "", 0, pippy_grad_extremum}, {"Min", "", 0, pippy_grad_extremum},
     {0},
 };

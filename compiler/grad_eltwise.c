@@ -5,6 +5,7 @@
  * The rest with forward ops:
  *   Neg: -dY      Exp: dY·Y      Log: dY/X      Sqrt: dY·0.5/Y      Reciprocal: -dY·Y·Y
  *   Erf: dY·(2/sqrt(pi))·exp(-X²)      Identity, Dropout (inference), Cast float->float: dY
+ *   Clip: Where(min < X < max, dY, 0)  (torch's hardtanh / relu6 rule: nothing passes at a bound)
  * Dropout in training (pippy::DropoutTrain): pippy::DropoutGrad(dY, Mask). */
 #include <string.h>
 
@@ -98,6 +99,34 @@ static pippy_status pippy_grad_erf(pippy_grad_ctx *c, const int32_t *dy, int32_t
     return PIPPY_OK;
 }
 
+/* Clip: dY where min < X < max (a bound that is absent does not mask). The bounds are inputs 1 and 2
+ * from opset 11, attributes before. */
+static pippy_status pippy_grad_clip(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
+{
+    static const char *const attr[2] = {"min", "max"}, *const cmp[2] = {"Greater", "Less"};
+    int32_t x = pippy_grad_in(c, 0), mask = -1;
+    for (int32_t k = 0; k < 2; k++) {
+        int32_t bound = -1, m;
+        if (c->g->opset >= 11)
+            bound = pippy_grad_in(c, 1 + k);
+        else if (pippy_grad_attr(c, attr[k]))
+            PIPPY_GRAD_TRY(bound = pippy_grad_scalar(c, pippy_grad_attr_float(c, attr[k], 0.0f)));
+        if (bound < 0)
+            continue;
+        PIPPY_GRAD_TRY(m = pippy_grad_op2(c, cmp[k], x, bound));
+        PIPPY_GRAD_TRY(mask = mask < 0 ? m : pippy_grad_op2(c, "And", mask, m));
+    }
+    if (mask < 0) {
+        dx[0] = dy[0];
+        return PIPPY_OK;
+    }
+    int32_t zero = pippy_grad_scalar(c, 0.0f);
+    PIPPY_GRAD_TRY(zero);
+    int32_t in[3] = {mask, dy[0], zero};
+    PIPPY_GRAD_TRY(dx[0] = pippy_grad_emit(c, "", "Where", 3, in, NULL, 0, 1, NULL));
+    return PIPPY_OK;
+}
+
 static pippy_status pippy_grad_cast(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
 {
     if (pippy_grad_type(c, pippy_grad_out(c, 0))->dtype != PIPPY_DT_FLOAT)
@@ -121,6 +150,7 @@ const pippy_grad_rule pippy_grad_rules_eltwise[] = {
     {"Identity", "", 0, pippy_grad_pass},
     {"Dropout", "", ~1u, pippy_grad_pass},
     {"Cast", "", 0, pippy_grad_cast},
+    {"Clip", "", (1u << 1) | (1u << 2), pippy_grad_clip},
     {"DropoutTrain", "pippy", 0, pippy_grad_dropout_train},
     {0},
 };

@@ -10,6 +10,8 @@
  *                          straight into the gradient buffer (pippy.accumulate).
  * A fused ReLU ("pippy.activation") first masks dY with ReluGrad(dY, Y); a fused bias
  * ("pippy.bias") gets SumTo(dY, [N]).
+ * A 1-D operand is the matrix ONNX makes of it (A [K] as [1,K], B [K] as [K,1]): A, B and dY are
+ * viewed as such, and the gradients viewed back.
  * Gemm: Y = alpha·op(A)·op(B) + beta·C on 2-D operands, the same rule plus dC = beta·SumTo(dY). */
 #include <string.h>
 
@@ -45,40 +47,67 @@ static int32_t pippy_scale(pippy_grad_ctx *c, int32_t v, float s)
     return k < 0 ? -1 : pippy_grad_op2(c, "Mul", v, k);
 }
 
+/* ONNX MatMul's 1-D operands as matrices: A [K] is [1,K], B [K] is [K,1], and Y lacks the dims of
+ * those 1s. Sets the 2-D types of A, B and Y. */
+static pippy_status pippy_mm_views(pippy_grad_ctx *c, int ta, int tb, pippy_tdesc *at, pippy_tdesc *bt, pippy_tdesc *yt)
+{
+    if (at->rank < 1 || bt->rank < 1 || (at->rank == 1 && ta) || (bt->rank == 1 && tb))
+        return pippy_fail(PIPPY_ERR_INTERNAL, "node '%s' (%s): a product of a scalar or of a transposed vector",
+                          pippy_grad_fwd(c)->name, pippy_grad_fwd(c)->op);
+    if (yt->rank + 2 > PIPPY_MAX_RANK)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (%s): rank too high", pippy_grad_fwd(c)->name,
+                          pippy_grad_fwd(c)->op);
+    if (at->rank == 1) {
+        *at = (pippy_tdesc){at->dtype, 2, {1, at->dims[0]}};
+        int32_t at_m = bt->rank == 1 ? yt->rank : yt->rank - 1; /* where Y's M would be */
+        memmove(yt->dims + at_m + 1, yt->dims + at_m, (size_t)(yt->rank - at_m) * sizeof yt->dims[0]);
+        yt->dims[at_m] = 1;
+        yt->rank++;
+    }
+    if (bt->rank == 1) {
+        *bt = (pippy_tdesc){bt->dtype, 2, {bt->dims[0], 1}};
+        yt->dims[yt->rank++] = 1;
+    }
+    return PIPPY_OK;
+}
+
 /* The gradients of op(A)·op(B) given dY (already through the activation). */
 static pippy_status pippy_mm_grads(pippy_grad_ctx *c, int32_t dy, int ta, int tb, float alpha, int32_t *dx)
 {
     int32_t a = pippy_grad_in(c, 0), b = pippy_grad_in(c, 1);
     pippy_tdesc at = *pippy_grad_type(c, a), bt = *pippy_grad_type(c, b), yt = *pippy_grad_type(c, dy);
-    if (at.rank < 2 || bt.rank < 2)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED,
-                          "node '%s' (%s): training a product of a 1-D operand is not supported (reshape it to 2-D)",
-                          pippy_grad_fwd(c)->name, pippy_grad_fwd(c)->op);
+    PIPPY_TRY(pippy_mm_views(c, ta, tb, &at, &bt, &yt));
+    PIPPY_GRAD_TRY(dy = pippy_grad_reshape(c, dy, &yt));
     if (c->want[0]) {
         /* d op(A) = dY · op(B)^T ; dA = (d op(A))^T when trans_a */
-        int32_t g = ta ? pippy_mm(c, b, dy, tb, 1) : pippy_mm(c, dy, b, 0, !tb);
+        int32_t bv = pippy_grad_reshape(c, b, &bt);
+        PIPPY_GRAD_TRY(bv);
+        int32_t g = ta ? pippy_mm(c, bv, dy, tb, 1) : pippy_mm(c, dy, bv, 0, !tb);
         PIPPY_GRAD_TRY(g);
         PIPPY_GRAD_TRY(g = pippy_scale(c, g, alpha));
-        PIPPY_GRAD_TRY(dx[0] = pippy_grad_sum_to(c, g, &at));
+        PIPPY_GRAD_TRY(g = pippy_grad_sum_to(c, g, &at));
+        PIPPY_GRAD_TRY(dx[0] = pippy_grad_reshape(c, g, pippy_grad_type(c, pippy_grad_in(c, 0))));
     }
     if (c->want[1]) {
-        int32_t g;
+        int32_t g, av = pippy_grad_reshape(c, a, &at);
+        PIPPY_GRAD_TRY(av);
         if (bt.rank == 2 && at.rank > 2 && !ta) {
             /* rows of A against rows of dY: one 2-D product */
             pippy_tdesc a2 = {at.dtype, 2, {pippy_tdesc_numel(&at) / at.dims[at.rank - 1], at.dims[at.rank - 1]}};
             pippy_tdesc y2 = {yt.dtype, 2, {pippy_tdesc_numel(&yt) / yt.dims[yt.rank - 1], yt.dims[yt.rank - 1]}};
-            int32_t a2v = pippy_grad_reshape(c, a, &a2);
+            int32_t a2v = pippy_grad_reshape(c, av, &a2);
             PIPPY_GRAD_TRY(a2v);
             int32_t y2v = pippy_grad_reshape(c, dy, &y2);
             PIPPY_GRAD_TRY(y2v);
             g = tb ? pippy_mm(c, y2v, a2v, 1, 0) : pippy_mm(c, a2v, y2v, 1, 0);
         } else {
             /* d op(B) = op(A)^T · dY ; dB = (d op(B))^T when trans_b */
-            g = tb ? pippy_mm(c, dy, a, 1, ta) : pippy_mm(c, a, dy, !ta, 0);
+            g = tb ? pippy_mm(c, dy, av, 1, ta) : pippy_mm(c, av, dy, !ta, 0);
         }
         PIPPY_GRAD_TRY(g);
         PIPPY_GRAD_TRY(g = pippy_scale(c, g, alpha));
-        PIPPY_GRAD_TRY(dx[1] = pippy_grad_sum_to(c, g, &bt));
+        PIPPY_GRAD_TRY(g = pippy_grad_sum_to(c, g, &bt));
+        PIPPY_GRAD_TRY(dx[1] = pippy_grad_reshape(c, g, pippy_grad_type(c, pippy_grad_in(c, 1))));
     }
     return PIPPY_OK;
 }

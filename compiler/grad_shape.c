@@ -3,9 +3,10 @@
  *   Reshape, Flatten, Squeeze, Unsqueeze: dX = dY viewed with X's shape (a view, no copy)
  *   Transpose(perm): dX = Transpose(dY, inverse perm)
  *   Expand: dX = SumTo(dY, X's shape)
- *   Concat(axis): dXi = Slice(dY, the range of Xi along axis)
+ *   Concat(axis): dXi = Slice(dY, the range of Xi along axis) (Slice-1's attributes before opset 10)
  *   Split(axis): dX = Concat(dY1..dYn) (zeros where an output has no gradient)
- *   Slice: dX = pippy::SliceGrad(dY) (dY put back into zeros at the sliced positions)
+ *   Slice: dX = pippy::SliceGrad(dY) (dY put back into zeros at the sliced positions; constant
+ *          starts/ends/axes/steps as attributes, starts and ends clamped to the axis)
  *   Gather(axis) of a float table by indices: dTable = pippy::GatherGrad(dY, indices)
  *     (a scatter-add: the embedding gradient, accumulated straight into the gradient buffer) */
 #include <stdlib.h>
@@ -56,10 +57,18 @@ static pippy_status pippy_grad_concat(pippy_grad_ctx *c, const int32_t *dy, int3
         int64_t len = pippy_grad_type(c, pippy_grad_in(c, i))->dims[axis];
         if (c->want[i]) {
             int64_t s = at, e = at + len, ax = axis;
-            int32_t in[4] = {dy[0], pippy_grad_ints(c, 1, &s), pippy_grad_ints(c, 1, &e), pippy_grad_ints(c, 1, &ax)};
-            for (int k = 1; k < 4; k++)
-                PIPPY_GRAD_TRY(in[k]);
-            PIPPY_GRAD_TRY(dx[i] = pippy_grad_emit(c, "", "Slice", 4, in, NULL, 0, 1, NULL));
+            if (c->g->opset < 10) { /* Slice-1: starts, ends and axes are attributes */
+                pippy_attr sa[3] = {{.name = "starts", .type = PIPPY_ATTR_INTS, .n = 1, .ints = &s},
+                                    {.name = "ends", .type = PIPPY_ATTR_INTS, .n = 1, .ints = &e},
+                                    {.name = "axes", .type = PIPPY_ATTR_INTS, .n = 1, .ints = &ax}};
+                PIPPY_GRAD_TRY(dx[i] = pippy_grad_emit(c, "", "Slice", 1, dy, sa, 3, 1, NULL));
+            } else {
+                int32_t in[4] = {dy[0], pippy_grad_ints(c, 1, &s), pippy_grad_ints(c, 1, &e),
+                                 pippy_grad_ints(c, 1, &ax)};
+                for (int k = 1; k < 4; k++)
+                    PIPPY_GRAD_TRY(in[k]);
+                PIPPY_GRAD_TRY(dx[i] = pippy_grad_emit(c, "", "Slice", 4, in, NULL, 0, 1, NULL));
+            }
         }
         at += len;
     }
@@ -91,7 +100,9 @@ static int32_t pippy_slice_list(pippy_grad_ctx *c, int32_t input, const char *at
     const pippy_node *n = pippy_grad_fwd(c);
     const pippy_attr *a = pippy_grad_attr(c, attr);
     if (a && a->type == PIPPY_ATTR_INTS) {
-        for (int32_t i = 0; i < a->n && i < PIPPY_MAX_RANK; i++)
+        if (a->n > PIPPY_MAX_RANK)
+            return -1;
+        for (int32_t i = 0; i < a->n; i++)
             v[i] = a->ints[i];
         return a->n;
     }
@@ -106,31 +117,48 @@ static int32_t pippy_slice_list(pippy_grad_ctx *c, int32_t input, const char *at
     return (int32_t)cnt;
 }
 
+/* starts and ends clamped to [-(d+1), d+1] (d: the axis's length), which slices the same: ONNX clamps
+ * them after adding d to negatives. The attributes then hold no extreme values (INT64_MIN, which
+ * exports use for "to the start" with negative steps). */
+static void pippy_slice_clamp(const pippy_tdesc *x, int64_t (*v)[PIPPY_MAX_RANK], const int32_t *cnt)
+{
+    for (int32_t i = 0; i < cnt[0] && i < cnt[1]; i++) {
+        int64_t ax = i < cnt[2] ? v[2][i] : i;
+        ax = ax < 0 ? ax + x->rank : ax;
+        if (ax < 0 || ax >= x->rank)
+            continue; /* the forward's shape rule refused it already */
+        int64_t d = x->dims[ax];
+        for (int32_t k = 0; k < 2; k++)
+            v[k][i] = v[k][i] < -(d + 1) ? -(d + 1) : v[k][i] > d + 1 ? d + 1 : v[k][i];
+    }
+}
+
 static pippy_status pippy_grad_slice(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
 {
     static const char *const names[4] = {"starts", "ends", "axes", "steps"};
     int64_t v[4][PIPPY_MAX_RANK];
+    int32_t cnt[4];
     pippy_attr at[5];
     int32_t na = 0;
-    for (int32_t k = 0; k < 4; k++) {
-        int32_t cnt = pippy_slice_list(c, k + 1, names[k], v[k]);
-        if (cnt < 0)
+    pippy_tdesc x = *pippy_grad_type(c, pippy_grad_in(c, 0)); /* a copy: emitting moves the values */
+    for (int32_t k = 0; k < 4; k++)
+        if ((cnt[k] = pippy_slice_list(c, k + 1, names[k], v[k])) < 0)
             return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (Slice): %s must be constant to differentiate",
                               pippy_grad_fwd(c)->name, names[k]);
-        if (cnt > 0)
-            at[na++] = (pippy_attr){.name = names[k], .type = PIPPY_ATTR_INTS, .n = cnt, .ints = v[k]};
-    }
-    const pippy_tdesc *x = pippy_grad_type(c, pippy_grad_in(c, 0));
-    at[na++] = (pippy_attr){.name = "shape", .type = PIPPY_ATTR_INTS, .n = x->rank, .ints = x->dims};
+    pippy_slice_clamp(&x, v, cnt);
+    for (int32_t k = 0; k < 4; k++)
+        if (cnt[k] > 0)
+            at[na++] = (pippy_attr){.name = names[k], .type = PIPPY_ATTR_INTS, .n = cnt[k], .ints = v[k]};
+    at[na++] = (pippy_attr){.name = "shape", .type = PIPPY_ATTR_INTS, .n = x.rank, .ints = x.dims};
     PIPPY_GRAD_TRY(dx[0] = pippy_grad_emit(c, "pippy", "SliceGrad", 1, dy, at, na, 1, NULL));
     return PIPPY_OK;
 }
 
 static pippy_status pippy_grad_gather(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
 {
-    const pippy_tdesc *x = pippy_grad_type(c, pippy_grad_in(c, 0));
+    pippy_tdesc x = *pippy_grad_type(c, pippy_grad_in(c, 0)); /* a copy: emitting moves the values */
     pippy_attr at[2] = {{.name = "axis", .type = PIPPY_ATTR_INT, .i = pippy_grad_attr_int(c, "axis", 0)},
-                        {.name = "shape", .type = PIPPY_ATTR_INTS, .n = x->rank, .ints = x->dims}};
+                        {.name = "shape", .type = PIPPY_ATTR_INTS, .n = x.rank, .ints = x.dims}};
     int32_t in[2] = {dy[0], pippy_grad_in(c, 1)};
     PIPPY_GRAD_TRY(dx[0] = pippy_grad_emit(c, "pippy", "GatherGrad", 2, in, at, 2, 1, NULL));
     return PIPPY_OK;

@@ -10,6 +10,7 @@
 
 #include "inspect.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,7 +84,7 @@ static pippy_status pippy_plan_reductions(pippy_plan *p, const char *uses)
 {
     const pippy_graph *g = p->g;
     int32_t S = p->n_stages;
-    p->reductions = calloc((size_t)g->n_values + 1, sizeof *p->reductions);
+    p->reductions = calloc((size_t)g->n_values + (size_t)S + 1, sizeof *p->reductions);
     if (!p->reductions)
         return pippy_oom();
     for (int32_t v = 0; v < g->n_values; v++) {
@@ -98,6 +99,14 @@ static pippy_status pippy_plan_reductions(pippy_plan *p, const char *uses)
                 r->stages[r->n_stages++] = s;
         if (r->n_stages > 1)
             p->n_reductions++;
+    }
+    for (int32_t s = 0; s < S && p->dp > 1; s++) { /* data parallelism: every stage's gradients */
+        pippy_reduction *r = &p->reductions[p->n_reductions++];
+        memset(r, 0, sizeof *r);
+        r->param = -1;
+        r->data_parallel = 1;
+        r->n_stages = 1;
+        r->stages[0] = s;
     }
     return PIPPY_OK;
 }
@@ -131,7 +140,7 @@ pippy_status pippy_plan_build(pippy_plan *p)
     for (int32_t s = 0; s < S && st == PIPPY_OK; s++) {
         pippy_stage *sg = &p->stages[s];
         sg->index = s;
-        sg->rank = s;
+        sg->rank = p->n_ranks > 0 ? s % p->n_ranks : s;
         sg->nodes = malloc(((size_t)g->n_nodes + 1) * sizeof *sg->nodes);
         sg->in = calloc((size_t)V + 1, sizeof *sg->in);
         sg->out = calloc((size_t)V + 1, sizeof *sg->out);
@@ -259,6 +268,24 @@ done:
     free(edge_of);
     free(uses);
     return st;
+}
+
+int32_t pippy_rank_stages(const pippy_plan *p, int32_t r, int32_t *stages)
+{
+    int32_t n = 0;
+    for (int32_t s = 0; s < p->n_stages; s++)
+        if (p->stages[s].rank == r)
+            stages[n++] = s;
+    return n;
+}
+
+void pippy_rank_program(const pippy_plan *p, int32_t r, char *buf, size_t n)
+{
+    int32_t st[PIPPY_MAX_STAGES], k = pippy_rank_stages(p, r, st);
+    if (k == 1)
+        snprintf(buf, n, "stage%d", st[0]);
+    else
+        snprintf(buf, n, "rank%d", r);
 }
 
 void pippy_plan_free(pippy_plan *p)

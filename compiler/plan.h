@@ -84,6 +84,8 @@ typedef struct {
                                              0: every stage keeps a replica (--tied replicate) */
     int32_t n_stages;
     int32_t stages[PIPPY_MAX_STAGES];     /* ascending: stages[0] owns a transmitted parameter */
+    int32_t data_parallel;                /* 1: not a tie but stage stages[0]'s whole gradient, summed over
+                                             the dp replicas (param -1; after the stage's ties) */
 } pippy_reduction;
 
 typedef struct {
@@ -101,7 +103,8 @@ typedef struct {
     int32_t training;         /* a training compile: F, B, W per microbatch and an optimizer step */
     int32_t loss;             /* training: the loss value (a graph output of the last stage) */
     int32_t tied_transmit;    /* training: tied parameters are transmitted from their first stage */
-    int32_t n_ranks;
+    int32_t n_ranks;          /* ranks of one pipeline (the actions are theirs) */
+    int32_t dp;               /* --dp: copies of the pipeline, each on its own n_ranks ranks (1: none) */
     pippy_reduction *reductions;
     int32_t n_reductions;
     uint64_t hash;            /* identifies this compile: model bytes + partition + shapes */
@@ -136,6 +139,12 @@ pippy_status pippy_memplan(pippy_plan *p);
  * once (stash_slots), and the predicted timeline. */
 pippy_status pippy_schedule_build(pippy_plan *p);
 void pippy_plan_free(pippy_plan *p);
+
+/* The stages rank r runs (ascending) into stages; returns how many. */
+int32_t pippy_rank_stages(const pippy_plan *p, int32_t r, int32_t *stages);
+/* Rank r's program: "stageK" when it runs stage K alone, else "rankR" (built from its stages' C
+ * sources and rankR.c). */
+void pippy_rank_program(const pippy_plan *p, int32_t r, char *buf, size_t n);
 
 /* The node names after which a PipeSplit stands (for inspect); names point into g. */
 int32_t pippy_pipesplit_points(const pippy_graph *g, const char **names, int32_t cap);

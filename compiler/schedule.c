@@ -9,11 +9,14 @@
  *   1f1b, training:   PipeDream-flush. Stage s runs min(S-1-s, M) forwards to fill the pipe, then
  *                     alternates one forward and one backward, then drains the backwards: it holds
  *                     at most S-s microbatches.
+ *   interleaved-1f1b: R ranks, rank r holding stages r, r+R, ...: Megatron-LM's order (see
+ *                     pippy_rank_actions_interleaved); inference runs the same forward order.
  *   dynamic (--window K): the set of each rank's actions, written as the 1f1b list in training and
- *                     the gpipe list at inference (the canonical order: the preference among the
- *                     actions that are ready); the order is decided at run time (common/
- *                     schedule_dyn.h). Each stage holds at most min(K, M) microbatches: its stash
- *                     slots. K defaults to the number of stages. */
+ *                     the gpipe list at inference, the interleaved list when a rank runs several
+ *                     stages (the canonical order: the preference among the actions that are
+ *                     ready); the order is decided at run time (common/schedule_dyn.h). Each stage
+ *                     holds at most min(K, M) microbatches: its stash slots. K defaults to the
+ *                     number of stages. */
 #include "plan.h"
 
 #include <stdlib.h>
@@ -126,6 +129,89 @@ static pippy_status pippy_stage_actions(pippy_plan *p, int32_t s, int one_f_one_
     return PIPPY_OK;
 }
 
+/* The send peers of stage s into l (for pippy_forward / pippy_backward). */
+static void pippy_list_stage(const pippy_plan *p, pippy_list *l, int32_t s)
+{
+    l->s = s;
+    for (int32_t ph = 0; ph < 2; ph++)
+        l->nt[ph] = pippy_peers(p, s, ph, 1, l->to[ph]);
+}
+
+/* The k-th forward (backward: bwd) of an interleaved rank with v stages and R ranks: microbatches
+ * go round the ranks in groups of R, each group through the rank's stages in order (backwards in
+ * reverse); the result is a stage index (k / R) % v and a microbatch. */
+static void pippy_interleaved_at(int32_t k, int32_t R, int32_t v, int bwd, int32_t *chunk, int32_t *m)
+{
+    *chunk = (k / R) % v;
+    if (bwd)
+        *chunk = v - 1 - *chunk;
+    *m = (k / (R * v)) * R + k % R;
+}
+
+/* The k-th forward (bwd: backward) of interleaved rank r, with its sends. */
+static void pippy_interleaved_put(const pippy_plan *p, pippy_list *l, int32_t r, int32_t k, int bwd)
+{
+    int32_t c, m;
+    pippy_interleaved_at(k, p->n_ranks, p->n_stages / p->n_ranks, bwd, &c, &m);
+    pippy_list_stage(p, l, c * p->n_ranks + r);
+    if (bwd)
+        pippy_backward(l, m);
+    else
+        pippy_forward(l, m);
+}
+
+/* interleaved-1f1b (the looping placement of Megatron-LM / torch.distributed.pipelining): rank r
+ * holds the v = S/R stages r, r+R, ...; after posting every receive it runs
+ * min(M*v, 2(R-1-r) + (v-1)R) forwards, then alternates one forward and one backward, then drains
+ * the backwards. v = 1 is 1f1b with a longer warm-up; the compile uses 1f1b's builder then. */
+static pippy_status pippy_rank_actions_interleaved(pippy_plan *p, int32_t r)
+{
+    int32_t R = p->n_ranks, v = p->n_stages / R, M = p->microbatches, total = M * v;
+    int32_t from[PIPPY_MAX_STAGES], n = 0;
+    pippy_list l = {0};
+    size_t cap = 2 * (size_t)p->n_reductions + 2;
+    for (int32_t c = 0; c < v; c++) {
+        pippy_list_stage(p, &l, c * R + r);
+        cap += (size_t)M * (size_t)(pippy_peers(p, l.s, 0, 0, from) + pippy_peers(p, l.s, 1, 0, from) + l.nt[0] +
+                                    l.nt[1] + 3);
+    }
+    l.a = malloc(cap * sizeof *l.a);
+    if (!l.a)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
+    for (int32_t c = 0; c < v; c++) {
+        l.s = c * R + r;
+        for (int32_t id = 0; id < p->n_reductions && p->training; id++)
+            if (p->reductions[id].transmit && pippy_member(&p->reductions[id], l.s))
+                pippy_put(&l, PIPPY_ACT_BROADCAST, -1, id);
+        for (int32_t ph = 0; ph < (p->training ? 2 : 1); ph++) {
+            n = pippy_peers(p, l.s, ph, 0, from);
+            for (int32_t m = 0; m < M; m++)
+                for (int32_t k = 0; k < n; k++)
+                    pippy_put(&l, ph ? PIPPY_ACT_RECV_B : PIPPY_ACT_RECV_F, m, from[k]);
+        }
+    }
+    int32_t warm = p->training ? 2 * (R - 1 - r) + (v - 1) * R : total, nf = 0, nb = 0;
+    warm = warm < total ? warm : total;
+    while (nf < warm)
+        pippy_interleaved_put(p, &l, r, nf++, 0);
+    while (p->training && nb < total) {
+        if (nf < total)
+            pippy_interleaved_put(p, &l, r, nf++, 0);
+        pippy_interleaved_put(p, &l, r, nb++, 1);
+    }
+    for (int32_t c = 0; c < v && p->training; c++) {
+        l.s = c * R + r;
+        for (int32_t id = 0; id < p->n_reductions; id++)
+            if (pippy_member(&p->reductions[id], l.s))
+                pippy_put(&l, p->reductions[id].transmit ? PIPPY_ACT_REDUCE : PIPPY_ACT_ALLREDUCE, -1, id);
+    }
+    if (p->training)
+        pippy_put(&l, PIPPY_ACT_STEP, -1, -1);
+    p->actions[r] = l.a;
+    p->n_actions[r] = l.n;
+    return PIPPY_OK;
+}
+
 /* The plan as the checker sees it (arrays owned by the caller, freed by pippy_sched_free). */
 static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double *stage_s, int32_t *stage_rank,
                                    pippy_sched_edge *edges, int32_t *red_n, const int32_t **red_st, int32_t *red_tx)
@@ -197,8 +283,9 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
     return st;
 }
 
-/* --schedule dynamic: the window, and the canonical order its lists are written in. */
-static pippy_status pippy_schedule_dynamic(pippy_plan *p, int *one_f_one_b)
+/* --schedule dynamic: the window, and the canonical order its lists are written in (interleaved
+ * when a rank runs several stages). */
+static pippy_status pippy_schedule_dynamic(pippy_plan *p, int *one_f_one_b, int *interleaved)
 {
     int dynamic = strcmp(p->schedule, "dynamic") == 0;
     if (!dynamic && p->window > 0)
@@ -209,16 +296,19 @@ static pippy_status pippy_schedule_dynamic(pippy_plan *p, int *one_f_one_b)
     if (p->window <= 0)
         p->window = p->n_stages;
     *one_f_one_b = p->training;
+    *interleaved = p->n_ranks > 0 && p->n_ranks < p->n_stages;
     return PIPPY_OK;
 }
 
 pippy_status pippy_schedule_build(pippy_plan *p)
 {
-    int one_f_one_b = strcmp(p->schedule, "1f1b") == 0;
+    int interleaved = strcmp(p->schedule, "interleaved-1f1b") == 0;
+    int one_f_one_b = strcmp(p->schedule, "1f1b") == 0 || interleaved;
     if (!one_f_one_b && strcmp(p->schedule, "gpipe") != 0 && strcmp(p->schedule, "dynamic") != 0)
-        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe, 1f1b and dynamic", p->schedule);
-    PIPPY_TRY(pippy_schedule_dynamic(p, &one_f_one_b));
-    if (one_f_one_b && !p->training)
+        return pippy_fail(PIPPY_ERR_USAGE,
+                          "--schedule %s: known schedules are gpipe, 1f1b, interleaved-1f1b and dynamic", p->schedule);
+    PIPPY_TRY(pippy_schedule_dynamic(p, &one_f_one_b, &interleaved));
+    if (one_f_one_b && !p->training && !interleaved)
         return pippy_fail(PIPPY_ERR_USAGE, "--schedule 1f1b needs --train (inference runs gpipe: there is no backward "
                                            "to interleave)");
     if (p->n_ranks <= 0)
@@ -227,7 +317,12 @@ pippy_status pippy_schedule_build(pippy_plan *p)
     p->n_actions = calloc((size_t)p->n_ranks, sizeof *p->n_actions);
     if (!p->actions || !p->n_actions)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
-    for (int32_t s = 0; s < p->n_stages; s++)
-        PIPPY_TRY(pippy_stage_actions(p, s, one_f_one_b));
+    if (interleaved && p->n_ranks < p->n_stages) {
+        for (int32_t r = 0; r < p->n_ranks; r++)
+            PIPPY_TRY(pippy_rank_actions_interleaved(p, r));
+    } else {
+        for (int32_t s = 0; s < p->n_stages; s++)
+            PIPPY_TRY(pippy_stage_actions(p, s, one_f_one_b));
+    }
     return pippy_schedule_predict(p);
 }

@@ -75,6 +75,8 @@ static uint64_t pippy_rt_tag(int phase, int edge, int mb)
 
 static size_t pippy_rt_slot(int slots, int m) { return (size_t)(m % slots); }
 
+static const char *const pippy_phase_label[PIPPY_PHASES] = {"F", "B", "W"};
+
 /* Credits travel only where a slot is reused (fewer slots than microbatches) in shared memory. */
 static int pippy_rt_credited(const pippy_rt *rt, int shm, int slots) { return shm && slots < rt->M; }
 
@@ -151,8 +153,8 @@ static pippy_status pippy_rt_recv(pippy_rt *rt, pippy_rt_stage *sx, const pippy_
 {
     for (int q = 0; q < sx->n_in; q++) {
         pippy_rt_input *in = &sx->in[q];
-        if (in->from != a->peer || in->phase != phase || in->req[a->mb] || in->arrived[a->mb])
-            continue;
+        if (in->from != a->peer || in->phase != phase || in->req[a->mb] || in->arrived[a->mb] || in->local)
+            continue; /* from this rank: nothing travels (SEND marks it arrived) */
         if (!pippy_rt_slot_free(sx, in, a->mb))
             in->want[a->mb] = 1; /* posted when the stage is done with the slot's microbatch */
         else
@@ -166,6 +168,13 @@ static pippy_status pippy_rt_isend(pippy_rt *rt, pippy_rt_output *out, int c, in
 {
     int peer = rt->stage_rank[out->to[c]];
     size_t i = (size_t)m * (size_t)out->n_to + (size_t)c;
+    if (peer == rt->rank) { /* a stage of this rank: it reads the slot where it is */
+        pippy_rt_input *in = pippy_rt_local_input(rt, out->to[c], out->edge);
+        if (!in)
+            return pippy_fail(PIPPY_ERR_INTERNAL, "stage %d has no input for edge %d", out->to[c], out->edge);
+        in->arrived[m] = 1;
+        return PIPPY_OK;
+    }
     out->post_us[i] = pippy_rt_now_us();
     uint64_t tag = pippy_rt_tag(out->phase, out->edge, m);
     if (out->shm && rt->same_host[peer]) { /* the bytes are already there: send a note */
@@ -233,6 +242,10 @@ static pippy_status pippy_rt_wait_inputs(pippy_rt *rt, pippy_rt_stage *sx, int p
         pippy_rt_input *in = &sx->in[q];
         if (in->from < 0 || in->phase != phase)
             continue;
+        if (in->local && !in->arrived[m])
+            return pippy_fail(PIPPY_ERR_INVALID, "rank %d: %s(stage %d, mb %d) needs '%s' from stage %d on this rank, "
+                              "whose SEND has not run yet: the action list runs them in the wrong order", rt->rank,
+                              pippy_phase_label[phase], sx->stage, m, in->name, in->from);
         if (!in->req[m] && !in->arrived[m]) { /* an edited action list may omit the receive */
             if (!pippy_rt_slot_free(sx, in, m))
                 return pippy_fail(PIPPY_ERR_INTERNAL, "stage %d: microbatch %d of '%s' finds its slot in use", sx->stage,
@@ -260,6 +273,11 @@ static pippy_status pippy_rt_claim_outputs(pippy_rt *rt, pippy_rt_stage *sx, int
             continue;
         for (int c = 0; c < out->n_to; c++) {
             size_t i = (size_t)(m - out->slots) * (size_t)out->n_to + (size_t)c;
+            pippy_rt_stage *cx = rt->stage_rank[out->to[c]] == rt->rank ? pippy_rt_stage_of(rt, out->to[c]) : NULL;
+            if (cx && !cx->finished[m - out->slots])
+                return pippy_fail(PIPPY_ERR_INVALID, "rank %d: stage %d would overwrite microbatch %d of '%s' before "
+                                  "stage %d on this rank is done with it (%d slots): the action list holds too many",
+                                  rt->rank, sx->stage, m - out->slots, out->name, out->to[c], out->slots);
             if (out->req[i])
                 PIPPY_TRY(pippy_rt_finish(rt, &out->req[i], out->post_us[i], PIPPY_LANE_SEND, out->name,
                                           m - out->slots));
@@ -307,7 +325,6 @@ static uint8_t *pippy_rt_stash(pippy_rt_stage *sx, int phase, int m)
     return sx->slot_of[m] < 0 ? NULL : sx->S + (size_t)sx->slot_of[m] * sx->p->stash_bytes;
 }
 
-static const char *const pippy_phase_label[PIPPY_PHASES] = {"F", "B", "W"};
 
 static void pippy_rt_show_progress(pippy_rt *rt, pippy_rt_stage *sx, int m, double now)
 {
@@ -493,9 +510,9 @@ static int pippy_rt_inputs_here(const pippy_rt_stage *sx, int phase, int m)
 }
 
 /* The slots microbatch m's outputs of `phase` take are free: m - slots was made there, its sends
- * landed and its consumers on this machine gave their credits (what pippy_rt_claim_outputs would
- * wait for). */
-static int pippy_rt_outputs_free(const pippy_rt *rt, const pippy_rt_stage *sx, int phase, int m)
+ * landed, its consumers on this machine gave their credits and those on this rank are done with it
+ * (what pippy_rt_claim_outputs would wait for). */
+static int pippy_rt_outputs_free(pippy_rt *rt, const pippy_rt_stage *sx, int phase, int m)
 {
     for (int q = 0; q < sx->n_out; q++) {
         const pippy_rt_output *out = &sx->out[q];
@@ -506,8 +523,9 @@ static int pippy_rt_outputs_free(const pippy_rt *rt, const pippy_rt_stage *sx, i
             return 0;
         for (int c = 0; c < out->n_to; c++) {
             size_t i = (size_t)prev * (size_t)out->n_to + (size_t)c;
-            if (out->req[i] || out->credit[i] || (out->deferred && out->deferred[i]))
-                return 0;
+            const pippy_rt_stage *cx = rt->stage_rank[out->to[c]] == rt->rank ? pippy_rt_stage_of(rt, out->to[c]) : NULL;
+            if (out->req[i] || out->credit[i] || (out->deferred && out->deferred[i]) || (cx && !cx->finished[prev]))
+                return 0; /* (a stage of this rank reads the slot in place: until it is done with prev) */
         }
     }
     return 1;

@@ -196,6 +196,12 @@ double pippy_optim_clip_coef(double max_norm, double sumsq)
     return coef < 1.0 ? coef : isnan(coef) ? coef : 1.0;
 }
 
+PIPPY_OPTIM_CLONES void pippy_optim_add(float *restrict y, const float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
 PIPPY_OPTIM_CLONES void pippy_optim_scale(float *restrict x, size_t n, float s)
 {
     for (size_t i = 0; i < n; i++)

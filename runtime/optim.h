@@ -99,6 +99,8 @@ double pippy_optim_clip_coef(double max_norm, double sumsq);
 
 /* x[i] *= s for i < n. */
 void pippy_optim_scale(float *x, size_t n, float s);
+/* y += x (n floats). */
+void pippy_optim_add(float *y, const float *x, size_t n);
 
 /* ---- command line ---- */
 

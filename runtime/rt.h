@@ -50,6 +50,7 @@ typedef struct {
     char *arrived;       /* per microbatch: the receive completed */
     char *want;          /* per microbatch: its RECV ran while the slot was still in use: post it later */
     int shm;             /* buf is a mapping of the producer's shared memory: only a note travels */
+    int local;           /* the producer is a stage of this rank: buf is its output's (a pointer hand-off) */
     uint64_t *note;      /* per microbatch: where that note lands */
     pippy_request **credit; /* shm: per microbatch, the credit sent back once the stage is done with it */
 } pippy_rt_input;
@@ -107,6 +108,7 @@ typedef struct {
     cJSON *sched;
     char dir[4096];            /* the folder of schedule.json */
     int M, rank, nranks, training;
+    int dp, pp_ranks, replica;  /* dp copies of the pipeline, pp_ranks ranks each; this rank's copy */
     int stage_rank[PIPPY_RT_MAX_RANKS];
     pippy_rt_stage *st;        /* the stages this rank runs */
     int n_st;
@@ -125,6 +127,7 @@ typedef struct {
     double last_progress_us;   /* when the executor last printed progress */
     double compute_us, wait_us;
     int64_t step;              /* training: the step being run (0-based) */
+    int64_t step0;             /* training: this run's first step (> 0 after --resume) */
     pippy_train *train;        /* training state (train.c) */
     char job_tag[17];          /* names this job's shared memory (auth.h pippy_job_key_tag) */
     pippy_backend *be;         /* the device this rank computes on (devmem.c) */
@@ -181,6 +184,11 @@ pippy_status pippy_rt_device_sync(pippy_rt *rt);
 void pippy_rt_device_free(pippy_rt *rt, pippy_rt_stage *sx);
 
 /* shm.c */
+/* Inputs from a stage of this rank read that stage's output slots (a pointer hand-off; after the
+ * shared memory set-up, which may have moved them). */
+pippy_status pippy_rt_link_local(pippy_rt *rt);
+/* The input of stage `to` (on this rank) that reads edge `edge`, or NULL. */
+pippy_rt_input *pippy_rt_local_input(pippy_rt *rt, int to, int edge);
 void pippy_host_of(const char *hostport, char *buf, size_t n);
 pippy_status pippy_rt_share_outputs(pippy_rt *rt);
 pippy_status pippy_rt_map_inputs(pippy_rt *rt);

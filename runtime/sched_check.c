@@ -8,7 +8,7 @@
 
 typedef struct {
     const char *path;
-    int n_stages, M;
+    int n_stages, M, dp; /* dp: replicas of the pipeline, each listing every stage once */
 } sc_ctx;
 
 static pippy_status sc_bad(const sc_ctx *c, const char *field, const char *fmt, ...)
@@ -189,7 +189,8 @@ static pippy_status sc_actions(const sc_ctx *c, const cJSON *rank, const char *w
 static pippy_status sc_ranks(const sc_ctx *c, const cJSON *ranks, int stage)
 {
     int n = cJSON_GetArraySize(ranks), k = 0, mine = 0;
-    char rank_seen[PIPPY_SCHED_MAX_RANKS] = {0}, stage_seen[PIPPY_SCHED_MAX_RANKS] = {0}, where[32];
+    char rank_seen[PIPPY_SCHED_MAX_RANKS] = {0}, where[32];
+    int stage_seen[PIPPY_SCHED_MAX_RANKS] = {0};
     const cJSON *r;
     if (n < 1)
         return sc_bad(c, "ranks", "is empty");
@@ -200,18 +201,30 @@ static pippy_status sc_ranks(const sc_ctx *c, const cJSON *ranks, int stage)
         if (!cJSON_IsObject(r))
             return sc_bad(c, where, "is not an object");
         PIPPY_TRY(sc_int(c, r, "rank", where, 0, n - 1, 1, 0, &rk));
-        PIPPY_TRY(sc_int(c, r, "stage", where, 0, c->n_stages - 1, 1, 0, &st));
-        if (rank_seen[rk] || stage_seen[st])
-            return sc_bad(c, where, "repeats %s %ld (each rank and stage is listed once)",
-                          rank_seen[rk] ? "rank" : "stage", rank_seen[rk] ? rk : st);
-        rank_seen[rk] = stage_seen[st] = 1;
-        mine |= st == stage;
+        if (rank_seen[rk])
+            return sc_bad(c, where, "repeats rank %ld (each rank is listed once)", rk);
+        rank_seen[rk] = 1;
+        const cJSON *sts, *x;
+        PIPPY_TRY(sc_array(c, r, "stages", where, 1, c->n_stages, &sts));
+        cJSON_ArrayForEach(x, sts)
+        {
+            if (!cJSON_IsNumber(x) || x->valuedouble != (double)(long)x->valuedouble || x->valuedouble < 0 ||
+                x->valuedouble >= c->n_stages)
+                return sc_bad(c, where, "has a stage that is not 0..%d in 'stages'", c->n_stages - 1);
+            st = (long)x->valuedouble;
+            if (stage_seen[st] >= c->dp)
+                return sc_bad(c, where, "lists stage %ld, which another rank of its pipeline runs too (each stage "
+                                        "runs on one rank of each of the %d pipelines)", st, c->dp);
+            stage_seen[st]++;
+            mine |= st == stage;
+        }
         PIPPY_TRY(sc_string(c, r, "program", where, 0, 1));
         PIPPY_TRY(sc_actions(c, r, where));
     }
     for (int s = 0; s < c->n_stages; s++)
-        if (!stage_seen[s])
-            return sc_bad(c, "ranks", "lists no rank for stage %d", s);
+        if (stage_seen[s] != c->dp)
+            return sc_bad(c, "ranks", "lists %d ranks for stage %d, expected %d (one per pipeline)", stage_seen[s], s,
+                          c->dp);
     return mine ? PIPPY_OK : sc_bad(c, "ranks", "lists no rank for stage %d (this program's)", stage);
 }
 
@@ -229,6 +242,9 @@ pippy_status pippy_sched_fields_check(const cJSON *root, const char *path, int n
     long M;
     PIPPY_TRY(sc_int(&c, cfg, "microbatches", "config", 1, PIPPY_SCHED_MAX_MICROBATCHES, 1, 0, &M));
     c.M = (int)M;
+    long dp = 1;
+    PIPPY_TRY(sc_int(&c, cfg, "dp", "config", 1, PIPPY_SCHED_MAX_RANKS, 0, 1, &dp));
+    c.dp = (int)dp;
     PIPPY_TRY(sc_array(&c, root, "stages", "", 1, PIPPY_SCHED_MAX_RANKS, &stages));
     if (cJSON_GetArraySize(stages) != n_stages)
         return sc_bad(&c, "stages", "lists %d stages, this program is one of %d", cJSON_GetArraySize(stages),

@@ -38,7 +38,7 @@ static pippy_status pippy_read_check(pippy_rt *rt, const char *path, int32_t *in
     int32_t stage_rank[PIPPY_RT_MAX_RANKS];
     for (int s = 0; st == PIPPY_OK && s < S; s++) {
         pippy_rt_stage *sx = pippy_rt_stage_of(rt, s);
-        stage_rank[s] = rt->stage_rank[s];
+        stage_rank[s] = rt->stage_rank[s] - rt->replica * rt->pp_ranks; /* the checker sees replica 0 */
         d.stash_slots[s] = sx ? (sx->p->stash_slots > 0 ? sx->p->stash_slots : 1) : 1 << 30;
     }
     if (st == PIPPY_OK) {
@@ -73,33 +73,52 @@ static pippy_status pippy_read_ranks(pippy_rt *rt, const char *path, const pippy
     rt->rank = rt->a.rank;
     if (rt->rank >= rt->nranks)
         return pippy_fail(PIPPY_ERR_USAGE, "rank %d: %s has only %d ranks", rt->rank, path, rt->nranks);
+    /* dp replicas of the pipeline: replica d is ranks d*R .. d*R+R-1, and a stage's peers are those of
+     * this rank's replica */
+    rt->dp = pippy_json_int(pippy_json_get(rt->sched, "config"), "dp", 1);
+    if (rt->dp < 1 || rt->nranks % rt->dp)
+        return pippy_fail(PIPPY_ERR_FORMAT, "%s: %d ranks do not split into config.dp = %d replicas", path, rt->nranks,
+                          rt->dp);
+    rt->pp_ranks = rt->nranks / rt->dp;
+    rt->replica = rt->rank / rt->pp_ranks;
     for (int s = 0; s < PIPPY_RT_MAX_RANKS; s++)
         rt->stage_rank[s] = -1;
     int k = 0;
-    cJSON_ArrayForEach(r, ranks)
+    cJSON_ArrayForEach(r, ranks) /* types and ranges: checked by pippy_sched_fields_check */
     {
-        int rk = pippy_json_int(r, "rank", -1), stg = pippy_json_int(r, "stage", -1);
-        if (rk != k || stg < 0 || stg >= PIPPY_RT_MAX_RANKS || rt->stage_rank[stg] >= 0)
-            return pippy_fail(PIPPY_ERR_FORMAT, "%s: ranks[%d] must be rank %d running a stage no other rank runs "
-                                                "(found rank %d, stage %d)",
-                              path, k, k, rk, stg);
-        rt->stage_rank[stg] = rk;
+        const cJSON *x;
+        if (k / rt->pp_ranks == rt->replica)
+            cJSON_ArrayForEach(x, pippy_json_get(r, "stages")) rt->stage_rank[(int)x->valuedouble] = k;
         k++;
     }
-    const cJSON *me = cJSON_GetArrayItem(ranks, rt->rank);
-    int mine = pippy_json_int(me, "stage", -1);
-    for (int i = 0; i < n; i++)
-        if (progs[i]->stage == mine) {
-            rt->st = calloc(1, sizeof *rt->st);
-            if (!rt->st)
-                return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-            rt->n_st = 1;
-            rt->st[0].p = progs[i];
-            rt->st[0].stage = mine;
-            return PIPPY_OK;
-        }
-    return pippy_fail(PIPPY_ERR_USAGE, "rank %d runs stage %d according to %s, but this is the program of stage %d",
-                      rt->rank, mine, path, progs[0]->stage);
+    const cJSON *stage, *x;
+    k = 0;
+    cJSON_ArrayForEach(stage, pippy_json_get(rt->sched, "stages"))
+    {
+        if (pippy_json_int(stage, "rank", -1) + rt->replica * rt->pp_ranks != rt->stage_rank[k])
+            return pippy_fail(PIPPY_ERR_FORMAT, "%s: stages[%d].rank is %d, but ranks[%d].stages lists it", path, k,
+                              pippy_json_int(stage, "rank", -1), rt->stage_rank[k] - rt->replica * rt->pp_ranks);
+        k++;
+    }
+    const cJSON *mine = pippy_json_get(cJSON_GetArrayItem(ranks, rt->rank), "stages");
+    rt->n_st = cJSON_GetArraySize(mine);
+    rt->st = calloc((size_t)rt->n_st, sizeof *rt->st);
+    if (!rt->st)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    k = 0;
+    cJSON_ArrayForEach(x, mine)
+    {
+        int s = (int)x->valuedouble, i = 0;
+        while (i < n && progs[i]->stage != s)
+            i++;
+        if (i == n)
+            return pippy_fail(PIPPY_ERR_USAGE, "rank %d runs stage %d according to %s, but this program (%s) has no "
+                                               "stage %d: start the program that schedule.json names for rank %d",
+                              rt->rank, s, path, progs[0]->source, s, rt->rank);
+        rt->st[k].p = progs[i];
+        rt->st[k++].stage = s;
+    }
+    return PIPPY_OK;
 }
 
 /* Slot buffers start on a page: a GPU stage page-locks each (devmem.c), which fails for two

@@ -10,7 +10,9 @@
  * left). The producer tells each consumer the names over the authenticated transport (one
  * message per consumer, tag PIPPY_SHM_NAMES_TAG); a consumer maps only names of its own job whose
  * size is exactly what it expects. Names are unlinked as soon as every consumer has mapped them,
- * on every error path, and on SIGTERM, SIGINT and SIGHUP before the signal takes its course. */
+ * on every error path, and on SIGTERM, SIGINT and SIGHUP before the signal takes its course.
+ * Between two stages of one rank (interleaved-1f1b) nothing moves at all: the consumer's input is
+ * the producer's output slots (pippy_rt_link_local), and a SEND only marks the microbatch arrived. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -159,8 +161,8 @@ static pippy_status pippy_rt_share_stage(pippy_rt *rt, pippy_rt_stage *sx)
     for (int q = 0; q < sx->n_out; q++) {
         pippy_rt_output *y = &sx->out[q];
         int local = 0;
-        for (int c = 0; c < y->n_to; c++)
-            local |= rt->same_host[rt->stage_rank[y->to[c]]];
+        for (int c = 0; c < y->n_to; c++) /* a consumer on this rank reads the slots directly */
+            local |= rt->stage_rank[y->to[c]] != rt->rank && rt->same_host[rt->stage_rank[y->to[c]]];
         if (y->edge < 0 || !local)
             continue;
         size_t bytes = y->bytes * (size_t)y->slots;
@@ -200,27 +202,26 @@ pippy_status pippy_rt_share_outputs(pippy_rt *rt)
     return PIPPY_OK;
 }
 
-/* The entries rank `consumer` gets from us: our shared outputs that go to one of its stages. With
- * out NULL only counts. */
+/* The entries rank `consumer` gets from us: our shared outputs, one per stage of it that reads
+ * them (as many as its inputs from us). With out NULL only counts. */
 static int pippy_shm_entries_for(const pippy_rt *rt, int consumer, uint8_t *out)
 {
     int n = 0;
     for (int i = 0; i < rt->n_st; i++)
         for (int q = 0; q < rt->st[i].n_out; q++) {
             const pippy_rt_output *y = &rt->st[i].out[q];
-            int to_it = 0;
-            for (int c = 0; c < y->n_to; c++)
-                to_it |= rt->stage_rank[y->to[c]] == consumer;
-            if (!y->shm || !to_it)
-                continue;
-            if (out) {
-                uint8_t *e = out + (size_t)n * PIPPY_SHM_ENTRY;
-                memset(e, 0, PIPPY_SHM_ENTRY);
-                for (int b = 0; b < 4; b++)
-                    e[b] = (uint8_t)((uint32_t)y->edge >> (8 * b));
-                snprintf((char *)e + 4, PIPPY_SHM_ENTRY - 4, "%.59s", y->shm_name);
+            for (int c = 0; c < y->n_to && y->shm; c++) { /* one entry per consuming stage there */
+                if (rt->stage_rank[y->to[c]] != consumer)
+                    continue;
+                if (out) {
+                    uint8_t *e = out + (size_t)n * PIPPY_SHM_ENTRY;
+                    memset(e, 0, PIPPY_SHM_ENTRY);
+                    for (int b = 0; b < 4; b++)
+                        e[b] = (uint8_t)((uint32_t)y->edge >> (8 * b));
+                    snprintf((char *)e + 4, PIPPY_SHM_ENTRY - 4, "%.59s", y->shm_name);
+                }
+                n++;
             }
-            n++;
         }
     return n;
 }
@@ -232,7 +233,7 @@ static int pippy_shm_inputs_from(const pippy_rt *rt, int producer)
     for (int i = 0; i < rt->n_st; i++)
         for (int q = 0; q < rt->st[i].n_in; q++) {
             const pippy_rt_input *x = &rt->st[i].in[q];
-            n += x->from >= 0 && rt->stage_rank[x->from] == producer && rt->same_host[producer];
+            n += x->from >= 0 && rt->stage_rank[x->from] == producer && producer != rt->rank && rt->same_host[producer];
         }
     return n;
 }
@@ -276,7 +277,7 @@ static pippy_status pippy_shm_map_all(pippy_rt *rt, uint8_t *const *buf, const i
     for (int s = 0; s < rt->n_st; s++)
         for (int q = 0; q < rt->st[s].n_in; q++) {
             pippy_rt_input *x = &rt->st[s].in[q];
-            if (x->from < 0 || !rt->same_host[rt->stage_rank[x->from]])
+            if (x->from < 0 || rt->stage_rank[x->from] == rt->rank || !rt->same_host[rt->stage_rank[x->from]])
                 continue;
             for (int i = 0; i < n_msg; i++)
                 if (is_recv[i] && peer_of[i] == rt->stage_rank[x->from])
@@ -325,6 +326,41 @@ pippy_status pippy_rt_map_inputs(pippy_rt *rt)
     for (int i = 0; i < n_msg; i++)
         free(buf[i]);
     return st;
+}
+
+/* ---- stages of one rank ---- */
+
+/* The input of stage `to` (on this rank) that reads edge `edge`, or NULL. */
+pippy_rt_input *pippy_rt_local_input(pippy_rt *rt, int to, int edge)
+{
+    pippy_rt_stage *cx = pippy_rt_stage_of(rt, to);
+    for (int q = 0; cx && q < cx->n_in; q++)
+        if (cx->in[q].edge == edge)
+            return &cx->in[q];
+    return NULL;
+}
+
+pippy_status pippy_rt_link_local(pippy_rt *rt)
+{
+    for (int i = 0; i < rt->n_st; i++)
+        for (int q = 0; q < rt->st[i].n_out; q++) {
+            pippy_rt_output *out = &rt->st[i].out[q];
+            for (int c = 0; c < out->n_to; c++) {
+                pippy_rt_input *in = rt->stage_rank[out->to[c]] == rt->rank ? pippy_rt_local_input(rt, out->to[c], out->edge)
+                                                                            : NULL;
+                if (!in)
+                    continue;
+                if (in->slots != out->slots || in->bytes != out->bytes)
+                    return pippy_fail(PIPPY_ERR_INTERNAL, "stage %d's '%s' (%d slots of %zu bytes) does not fit stage "
+                                      "%d's input (%d of %zu)", rt->st[i].stage, out->name, out->slots, out->bytes,
+                                      out->to[c], in->slots, in->bytes);
+                if (!in->local)
+                    free(in->buf);
+                in->buf = out->buf;
+                in->local = 1;
+            }
+        }
+    return PIPPY_OK;
 }
 
 /* "host" of "host:port" (brackets of IPv6 kept); loopback names count as one machine. */

@@ -489,6 +489,7 @@ static pippy_status pippy_rt_setup(pippy_rt *rt, int argc, char **argv, const pi
                                    16 + 4 * (size_t)rt->n_acts * per * (size_t)(rt->training ? 2 : 1)));
     }
     PIPPY_TRY(pippy_rt_connect(rt));
+    PIPPY_TRY(pippy_rt_link_local(rt));
     return pippy_rt_device_slots(rt);
 }
 
@@ -562,7 +563,7 @@ static void pippy_rt_free_stage(pippy_rt *rt, pippy_rt_stage *sx)
         size_t bytes = sx->in[q].bytes * (size_t)sx->in[q].slots;
         if (sx->in[q].shm)
             munmap(sx->in[q].buf, bytes ? bytes : 1);
-        else
+        else if (!sx->in[q].local)
             free(sx->in[q].buf);
         free(sx->in[q].note), free(sx->in[q].req), free(sx->in[q].post_us), free(sx->in[q].arrived);
         free(sx->in[q].want), free(sx->in[q].credit);
@@ -598,11 +599,14 @@ static void pippy_rt_report(pippy_rt *rt, double t0, double t1, double t2)
     for (int i = 0; i < rt->n_st; i++)
         for (int q = 0; q < rt->st[i].n_in; q++)
             shared += rt->st[i].in[q].shm;
+    printf("stage%s", rt->n_st > 1 ? "s" : "");
+    for (int i = 0; i < rt->n_st; i++)
+        printf("%s %d", i ? "," : "", rt->st[i].stage);
+    int64_t ran = rt->step - rt->step0; /* a resumed run starts at step0 */
     if (rt->training)
-        printf("stage %d (rank %d): %lld step%s", rt->st[0].stage, rt->rank, (long long)rt->step,
-               rt->step == 1 ? "" : "s");
+        printf(" (rank %d): %lld step%s", rt->rank, (long long)ran, ran == 1 ? "" : "s");
     else
-        printf("stage %d (rank %d): %d microbatch%s", rt->st[0].stage, rt->rank, rt->M, rt->M == 1 ? "" : "es");
+        printf(" (rank %d): %d microbatch%s", rt->rank, rt->M, rt->M == 1 ? "" : "es");
     printf(" in %.3f ms (compute %.3f ms, waiting %.3f ms; start-up %.1f ms)", (t2 - t1) / 1e3, rt->compute_us / 1e3,
            rt->wait_us / 1e3, (t1 - t0) / 1e3);
     if (shared)

@@ -42,8 +42,10 @@ typedef struct {
     int stage;              /* the local member */
     size_t off, count;      /* its gradient: byte offset in G, floats */
     int counts_norm;        /* 1 for the lowest member: the norm counts the gradient there */
+    int owner;              /* 1 for the lowest member (the owner of a transmitted tie) */
+    int last_local;         /* 1 for the last member on this rank: it runs the collective for them all */
     int ranks[PIPPY_RT_MAX_RANKS];
-    pippy_group group;
+    pippy_group group;      /* the members' distinct ranks, the owner's first */
 } pippy_tie;
 
 struct pippy_train {
@@ -96,8 +98,9 @@ static int64_t pippy_train_sample(pippy_rt *rt, int64_t pos)
 static void pippy_train_load(pippy_rt *rt, int64_t k)
 {
     pippy_train *tr = rt->train;
-    for (int64_t i = 0; i < tr->batch && tr->n_data > 0; i++) {
-        int64_t s = pippy_train_sample(rt, k * tr->batch + i);
+    int64_t mine = tr->batch / rt->dp; /* replica d takes rows d*mine .. of the step's batch */
+    for (int64_t i = 0; i < mine && tr->n_data > 0; i++) {
+        int64_t s = pippy_train_sample(rt, k * tr->batch + rt->replica * mine + i);
         for (int d = 0; d < tr->n_data; d++) {
             pippy_dataset *ds = &tr->data[d];
             memcpy(ds->x->buf + (size_t)i * ds->row, (const uint8_t *)ds->file.data + (size_t)s * ds->row, ds->row);
@@ -195,6 +198,8 @@ static pippy_status pippy_train_ties(pippy_rt *rt)
         const cJSON *sts = cJSON_GetObjectItemCaseSensitive(r, "stages");
         const cJSON *offs = cJSON_GetObjectItemCaseSensitive(r, "offsets");
         const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(r, "bytes");
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(r, "kind");
+        int dp = cJSON_IsString(kind) && !strcmp(kind->valuestring, "data_parallel");
         int n = cJSON_GetArraySize(sts);
         for (int k = 0; k < n; k++) {
             int s = (int)cJSON_GetArrayItem(sts, k)->valuedouble;
@@ -212,12 +217,29 @@ static pippy_status pippy_train_ties(pippy_rt *rt)
             t->stage = s;
             t->off = (size_t)off->valuedouble;
             t->count = (size_t)bytes->valuedouble / sizeof(float);
-            t->counts_norm = k == 0;
-            for (int j = 0; j < n; j++)
-                t->ranks[j] = rt->stage_rank[(int)cJSON_GetArrayItem(sts, j)->valuedouble];
-            t->group = (pippy_group){t->ranks, n, k};
+            t->counts_norm = t->owner = k == 0;
+            int nr = 0, me = 0;
+            for (int j = 0; dp && j < rt->dp; j++) /* the stage in every replica */
+                me = j == rt->replica ? j : me, t->ranks[nr++] = j * rt->pp_ranks + rt->stage_rank[s] % rt->pp_ranks;
+            for (int j = 0; !dp && j < n; j++) {
+                int rk = rt->stage_rank[(int)cJSON_GetArrayItem(sts, j)->valuedouble], seen = 0;
+                for (int q = 0; q < nr; q++)
+                    seen |= t->ranks[q] == rk;
+                if (!seen)
+                    me = rk == rt->rank ? nr : me, t->ranks[nr++] = rk;
+            }
+            t->group = (pippy_group){t->ranks, nr, me};
         }
         id++;
+    }
+    /* the member whose collective comes last in this rank's list runs it for the members here */
+    for (int k = 0; k < rt->n_acts; k++) {
+        const pippy_action *a = &rt->acts[k];
+        if (!pippy_act_info_of(a->kind)->collective || a->kind == PIPPY_ACT_STEP)
+            continue;
+        for (int i = 0; i < tr->n_ties; i++)
+            if (tr->ties[i].id == a->peer)
+                tr->ties[i].last_local = tr->ties[i].stage == a->stage;
     }
     return PIPPY_OK;
 }
@@ -269,28 +291,8 @@ pippy_status pippy_train_setup(pippy_rt *rt)
     tr->scratch = calloc(1, scratch + 64);
     if (!tr->scratch)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-    if (rt->a.steps > 0)
-        tr->steps = rt->a.steps;
-    else if (rt->a.epochs > 0 && tr->n_samples > 0)
-        tr->steps = (rt->a.epochs * tr->n_samples + tr->batch - 1) / tr->batch;
-    else if (rt->a.epochs > 0)
-        return pippy_fail(PIPPY_ERR_USAGE, "--epochs: this rank reads no dataset; give --steps");
-    else
+    if (rt->a.steps <= 0 && rt->a.epochs <= 0)
         return pippy_fail(PIPPY_ERR_USAGE, "how long? give --steps N or --epochs E");
-    if (tr->opt.schedule == PIPPY_LR_COSINE && tr->opt.decay_steps == 0) {
-        tr->opt.decay_steps = tr->steps - tr->opt.warmup_steps;
-        if (tr->opt.decay_steps < 1)
-            return pippy_fail(PIPPY_ERR_USAGE, "--lr-schedule cosine: %lld steps leave nothing to decay after %lld "
-                                               "warm-up steps (give more --steps, or --decay-steps when compiling)",
-                              (long long)tr->steps, (long long)tr->opt.warmup_steps);
-    }
-    if (rt->a.resume_dir)
-        PIPPY_TRY(pippy_train_resume(rt));
-    if (rt->rank == 0 && rt->a.loss_log) {
-        tr->log = fopen(rt->a.loss_log, tr->start > 0 ? "a" : "w");
-        if (!tr->log)
-            return pippy_fail(PIPPY_ERR_IO, "cannot write the loss log %s: %s", rt->a.loss_log, strerror(errno));
-    }
     return PIPPY_OK;
 }
 
@@ -320,7 +322,7 @@ static pippy_status pippy_train_checkpoint(pippy_rt *rt, const char *dir, int64_
 {
     pippy_train *tr = rt->train;
     pippy_status st = PIPPY_OK;
-    for (int i = 0; i < rt->n_st && st == PIPPY_OK; i++) {
+    for (int i = 0; i < rt->n_st && st == PIPPY_OK && rt->replica == 0; i++) { /* the replicas are equal */
         pippy_rt_stage *sx = &rt->st[i];
         int64_t meta[4] = {done, tr->batch, rt->M, (int64_t)tr->opt.kind};
         pippy_ckpt_part parts[3];
@@ -369,6 +371,43 @@ static pippy_status pippy_train_resume(pippy_rt *rt)
 
 /* ALLREDUCE: a replicated tie's gradient summed on every holder; REDUCE: a transmitted tie's
  * gradient summed into its owner; BROADCAST: the owner's parameter copied to the other holders. */
+/* Tie entry i's gradient (grad) or parameter (else). */
+static float *pippy_tie_buf(pippy_rt *rt, const pippy_tie *t, int grad)
+{
+    pippy_rt_stage *sx = pippy_rt_stage_of(rt, t->stage);
+    return (float *)((grad ? sx->G : sx->W) + t->off);
+}
+
+/* The collective of tie t (its last member on this rank): the members on this rank are summed (or
+ * copied) locally, the distinct ranks exchange once. */
+static pippy_status pippy_tie_collective(pippy_rt *rt, const pippy_tie *t, int kind)
+{
+    pippy_train *tr = rt->train;
+    const pippy_tie *lead = t; /* the buffer that takes part: the owner's when it is here */
+    for (int i = 0; i < tr->n_ties; i++)
+        if (tr->ties[i].id == t->id && tr->ties[i].owner)
+            lead = &tr->ties[i];
+    float *buf = pippy_tie_buf(rt, lead, kind != PIPPY_ACT_BROADCAST);
+    for (int i = 0; i < tr->n_ties && kind != PIPPY_ACT_BROADCAST; i++)
+        if (tr->ties[i].id == t->id && &tr->ties[i] != lead)
+            pippy_optim_add(buf, pippy_tie_buf(rt, &tr->ties[i], 1), t->count);
+    uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, t->id * 4 + (kind - PIPPY_ACT_ALLREDUCE), 0);
+    pippy_status st = PIPPY_OK;
+    if (t->group.n > 1 && kind == PIPPY_ACT_ALLREDUCE)
+        st = pippy_allreduce_f32(rt->t, &t->group, buf, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
+    else if (t->group.n > 1 && kind == PIPPY_ACT_REDUCE)
+        st = pippy_reduce(rt->t, &t->group, 0, PIPPY_DT_FLOAT, buf, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
+    else if (t->group.n > 1)
+        st = pippy_broadcast(rt->t, &t->group, 0, buf, t->count * sizeof(float), tag);
+    for (int i = 0; i < tr->n_ties && st == PIPPY_OK && kind != PIPPY_ACT_REDUCE; i++)
+        if (tr->ties[i].id == t->id && &tr->ties[i] != lead)
+            memcpy(pippy_tie_buf(rt, &tr->ties[i], kind == PIPPY_ACT_ALLREDUCE), buf, t->count * sizeof(float));
+    return st;
+}
+
+/* ALLREDUCE: a replicated tie's gradient summed on every holder; REDUCE: a transmitted tie's
+ * gradient summed into its owner; BROADCAST: the owner's parameter copied to the other holders.
+ * Members on one rank: the earlier ones only contribute (their buffers are read by the last). */
 pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a)
 {
     pippy_train *tr = rt->train;
@@ -376,18 +415,11 @@ pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a)
         pippy_tie *t = &tr->ties[i];
         if (t->id != a->peer || t->stage != a->stage)
             continue;
-        pippy_rt_stage *sx = pippy_rt_stage_of(rt, t->stage);
-        float *grad = (float *)(sx->G + t->off);
-        uint64_t tag = pippy_tag_make(PIPPY_TAG_REDUCTION, t->id * 4 + (a->kind - PIPPY_ACT_ALLREDUCE), 0);
-        pippy_status st;
-        const char *what = pippy_act_info_of(a->kind)->name;
-        if (a->kind == PIPPY_ACT_ALLREDUCE)
-            st = pippy_allreduce_f32(rt->t, &t->group, grad, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
-        else if (a->kind == PIPPY_ACT_REDUCE)
-            st = pippy_reduce(rt->t, &t->group, 0, PIPPY_DT_FLOAT, grad, t->count, PIPPY_REDUCE_SUM, tag, tr->scratch);
-        else
-            st = pippy_broadcast(rt->t, &t->group, 0, sx->W + t->off, t->count * sizeof(float), tag);
-        return st == PIPPY_OK ? st : pippy_error_prefix(st, "%s of tied parameter %d", what, t->id);
+        if (!t->last_local)
+            return PIPPY_OK;
+        pippy_status st = pippy_tie_collective(rt, t, a->kind);
+        return st == PIPPY_OK ? st : pippy_error_prefix(st, "%s of tied parameter %d", pippy_act_info_of(a->kind)->name,
+                                                        t->id);
     }
     return pippy_fail(PIPPY_ERR_INVALID, "rank %d: %s of reduction %d for stage %d, which does not hold it", rt->rank,
                       pippy_act_info_of(a->kind)->name, a->peer, a->stage);
@@ -437,7 +469,8 @@ pippy_status pippy_train_step(pippy_rt *rt)
     pippy_train_local(rt, &v[0], &v[1]);
     v[2] = isfinite(v[0]) && isfinite(v[1]) ? 0.0 : 1.0;
     PIPPY_TRY(pippy_train_world_sum(rt, v));
-    double loss = v[0] / rt->M;
+    double loss = v[0] / ((double)rt->M * rt->dp); /* every replica's microbatches */
+    v[1] /= rt->dp;                                /* the replicas hold the same (averaged) gradients */
     if (v[2] > 0 || !isfinite(loss) || !isfinite(v[1]))
         return pippy_fail(PIPPY_ERR_INVALID,
                           "step %lld: the %s is not finite (loss %g, gradient norm %g); stopping before the "
@@ -455,11 +488,49 @@ pippy_status pippy_train_step(pippy_rt *rt)
     return PIPPY_OK;
 }
 
+/* After the ranks are connected: the number of steps (--epochs: from the dataset size, which only
+ * the ranks that read data know), the cosine decay, resume and the loss log. */
+static pippy_status pippy_train_begin(pippy_rt *rt)
+{
+    pippy_train *tr = rt->train;
+    if (rt->a.steps > 0) {
+        tr->steps = rt->a.steps;
+    } else {
+        double v[4] = {(double)tr->n_samples, tr->n_samples > 0, 0, 0};
+        PIPPY_TRY(pippy_train_world_sum(rt, v));
+        int64_t n = v[1] > 0 ? (int64_t)(v[0] / v[1] + 0.5) : 0;
+        if (n < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--epochs: no rank reads a dataset; give --steps");
+        tr->steps = (rt->a.epochs * n + tr->batch - 1) / tr->batch;
+    }
+    if (tr->opt.schedule == PIPPY_LR_COSINE && tr->opt.decay_steps == 0) {
+        tr->opt.decay_steps = tr->steps - tr->opt.warmup_steps;
+        if (tr->opt.decay_steps < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--lr-schedule cosine: %lld steps leave nothing to decay after %lld "
+                                               "warm-up steps (give more --steps, or --decay-steps when compiling)",
+                              (long long)tr->steps, (long long)tr->opt.warmup_steps);
+    }
+    if (rt->a.resume_dir)
+        PIPPY_TRY(pippy_train_resume(rt));
+    /* resuming into the same folder: a later step the killed run left half written goes first (rank 0
+     * does it before its first STEP, so before any rank can write again) */
+    if (rt->a.resume_dir && rt->a.checkpoint_dir && rt->rank == 0 && !strcmp(rt->a.resume_dir, rt->a.checkpoint_dir))
+        PIPPY_TRY(pippy_ckpt_prune(rt->a.checkpoint_dir, tr->start));
+    if (rt->rank == 0 && rt->a.loss_log) {
+        tr->log = fopen(rt->a.loss_log, tr->start > 0 ? "a" : "w");
+        if (!tr->log)
+            return pippy_fail(PIPPY_ERR_IO, "cannot write the loss log %s: %s", rt->a.loss_log, strerror(errno));
+    }
+    return PIPPY_OK;
+}
+
 /* ---------------------------------------------------------------- the run */
 
 pippy_status pippy_train_run(pippy_rt *rt)
 {
     pippy_train *tr = rt->train;
+    PIPPY_TRY(pippy_train_begin(rt));
+    rt->step0 = tr->start;
     tr->t_step = tr->t_start = pippy_rt_now_us();
     for (rt->step = tr->start; rt->step < tr->steps; rt->step++) {
         pippy_train_load(rt, rt->step);

@@ -64,6 +64,7 @@ if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite dynamic python3 test/e2e/test_dynamic.py "$B" --quick
     suite models python3 test/e2e/test_models.py "$B" --quick
     suite cuda python3 test/e2e/test_cuda.py "$B" --quick
+    suite grad-rules python3 test/e2e/test_grad_rules.py "$B" --quick
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 else
@@ -74,6 +75,7 @@ else
     suite dynamic python3 test/e2e/test_dynamic.py "$B"
     suite models python3 test/e2e/test_models.py "$B"
     suite cuda python3 test/e2e/test_cuda.py "$B"
+    suite grad-rules python3 test/e2e/test_grad_rules.py "$B"
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 fi

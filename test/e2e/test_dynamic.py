@@ -4,9 +4,11 @@ its actions is ready, at most K microbatches in flight per stage.
 
   - training, K = 1, 2, 4, the MLP and the GPT with its tied embedding (an ALLREDUCE, or REDUCE +
     BROADCAST with --tied transmit) in 2-4 stages, M = 2-8: every step's loss equals PyTorch's
-    (samples/models/*.train, as test_train.py compares them), also with every byte over UCX;
-  - inference, K = 1, 2, the MLP, the GPT and the skip-connection model in 2-4 stages: the outputs
-    equal onnxruntime's (samples/models/*.data, as test_pipeline.py compares them);
+    (samples/models/*.train, as test_train.py compares them), also with every byte over UCX, with
+    two stages per rank (--ranks) and with two pipelines (--dp 2);
+  - inference, K = 1, 2, the MLP, the GPT and the skip-connection model in 2-4 stages (one with two
+    stages per rank): the outputs equal onnxruntime's (samples/models/*.data, as test_pipeline.py
+    compares them);
   - the order run differs from the list: with every computation slowed (PIPPY_FAULT_DELAY_MS) and
     K = 4 > 2 stages, stage 0 runs forwards ahead of B(0) (the trace's "action" / "seq" arguments);
     the trained parameters are bit for bit those of the static 1F1B run, and the losses PyTorch's;
@@ -45,16 +47,22 @@ TRAIN = [
     ("gpt_train", "adamw_clip", 8, 4, 2),
     ("gpt_train", "adamw", 4, 4, 4, ["--tied", "transmit"]),
     ("gpt_train", "adamw", 8, 3, 2, [], {"PIPPY_SHM": "0"}),
+    # two stages per rank (the interleaved list as the canonical order; hand-offs within a rank)
+    ("gpt_train", "adamw", 4, 4, 2, ["--ranks", "2"]),
+    ("skip_conn", "sgd_momentum", 4, 0, 4, ["--ranks", "2"]),
+    # two pipelines (--dp 2), each dynamic
+    ("gpt_train", "adamw", 2, 2, 2, ["--dp", "2"]),
 ]
-# (model, stages, M, window[, environment]); batch 8
+# (model, stages, M, window[, pippyc flags[, environment]]); batch 8
 INFER = [
     ("mlp", 3, 8, 1),
     ("gpt_op17", 2, 8, 2),
     ("skip", 4, 4, 1),
-    ("gpt_op14", 3, 4, 2, {"PIPPY_SHM": "0"}),
+    ("gpt_op14", 3, 4, 2, [], {"PIPPY_SHM": "0"}),
+    ("mlp", 4, 4, 2, ["--ranks", "2"]),
 ]
 if QUICK:
-    TRAIN = [TRAIN[0], TRAIN[3], TRAIN[5]]
+    TRAIN = [TRAIN[0], TRAIN[3], TRAIN[5], TRAIN[8]]
     INFER = [INFER[0], INFER[2]]
 
 
@@ -71,8 +79,8 @@ def compiled(res, name, code, text, out):
 
 def train_case(res, b, model, config, M, S, K, flags=(), env=None):
     ref = trainref.load_ref(model)
-    name = f"train {model} {config} M={M} stages={S} window {K}" + (" " + " ".join(flags) if flags else "") + \
-        (" (every byte over UCX)" if env else "")
+    name = f"train {model} {config} M={M} stages={S or 'annotated'} window {K}" + \
+        (" " + " ".join(flags) if flags else "") + (" (every byte over UCX)" if env else "")
     out = tmpdir("pippy-dyn-")
     code, text = compile_case(b, ref, config, M, S, "dynamic", out, ["--window", str(K)] + list(flags))
     if not compiled(res, name, code, text, out):
@@ -83,20 +91,22 @@ def train_case(res, b, model, config, M, S, K, flags=(), env=None):
     if code != 0:
         res.check(name, False, f"pippyrun exited {code}:\n        " + tail(text))
         return
-    ok, report = trainref.check_losses(log, ref, config, M)
+    dp = int(flags[list(flags).index("--dp") + 1]) if "--dp" in flags else 1
+    ok, report = trainref.check_losses(log, ref, config, M * dp)  # D replicas of M: one step of D*M
     res.check(name, ok, tail(report, 12))
     if ok:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def infer_case(res, b, model, S, M, K, env=None):
+def infer_case(res, b, model, S, M, K, flags=(), env=None):
     meta = json.load(open(os.path.join(MODELS, model + ".json")))
     data = os.path.join(MODELS, model + ".data")
-    name = f"inference {model} stages={S} M={M} window {K}" + (" (every byte over UCX)" if env else "")
+    name = f"inference {model} stages={S} M={M} window {K}" + (" " + " ".join(flags) if flags else "") + \
+        (" (every byte over UCX)" if env else "")
     out = tmpdir("pippy-dyn-")
     code, text = run([os.path.join(b, "pippyc"), os.path.join(MODELS, model + ".onnx"), "--stages", str(S), "--batch",
-                      "8", "--microbatches", str(M), "--schedule", "dynamic", "--window", str(K), "-o", out, "-q"],
-                     timeout=600)
+                      "8", "--microbatches", str(M), "--schedule", "dynamic", "--window", str(K), "-o", out, "-q"]
+                     + list(flags), timeout=600)
     if not compiled(res, name, code, text, out):
         return
     args = []

@@ -35,6 +35,11 @@ if QUICK:
 # Ranks on one machine share stage-to-stage buffers (only a note travels); these cases turn that
 # off so every byte goes through UCX (the network-namespace test covers UCX over TCP).
 UCX_CASES = [("gpt_op14", 3, 4), ("skip", 4, 2), ("resnet18", 2, 2)]
+# interleaved-1f1b: R ranks, rank r running stages r, r+R, ... (model, stages, ranks, microbatches);
+# transfers between two stages of one rank are pointer hand-offs, the others shared memory or UCX
+INTERLEAVED_CASES = [("gpt_op17", 4, 2, 4), ("skip", 4, 2, 2), ("resnet18", 4, 1, 2), ("mlp", 4, 2, 8)]
+if QUICK:
+    INTERLEAVED_CASES = [("gpt_op17", 4, 2, 4)]
 
 
 def io_args(model):
@@ -51,15 +56,19 @@ def main():
     pippyc, pippyrun = os.path.join(b, "pippyc"), os.path.join(b, "pippyrun")
     res = Results("pipeline")
     port = 31000
-    cases = [(m, S, M, None) for m, ss, ms in CASES for S in ss for M in ms]
-    cases += [(m, S, M, {"PIPPY_SHM": "0"}) for m, S, M in UCX_CASES]
-    for model, S, M, env in cases:
+    cases = [(m, S, M, None, []) for m, ss, ms in CASES for S in ss for M in ms]
+    cases += [(m, S, M, {"PIPPY_SHM": "0"}, []) for m, S, M in UCX_CASES]
+    cases += [(m, S, M, None, ["--schedule", "interleaved-1f1b", "--ranks", str(R)]) for m, S, R, M in INTERLEAVED_CASES]
+    cases += [(m, S, M, {"PIPPY_SHM": "0"}, ["--schedule", "interleaved-1f1b", "--ranks", str(R)])
+              for m, S, R, M in INTERLEAVED_CASES[:1]]
+    for model, S, M, env, extra in cases:
         meta, data, inputs = io_args(model)
-        name = f"{model} stages={S} microbatches={M}" + (" (every byte over UCX)" if env else "")
+        name = f"{model} stages={S} microbatches={M}" + (" " + " ".join(extra) if extra else "") + \
+            (" (every byte over UCX)" if env else "")
         out = tmpdir("pippy-e2e-")
         port += 8
         code, text = run([pippyc, os.path.join(MODELS, model + ".onnx"), "--stages", str(S), "--batch", "8",
-                          "--microbatches", str(M), "--port", str(port), "-o", out, "-q"], timeout=600)
+                          "--microbatches", str(M), "--port", str(port), "-o", out, "-q"] + extra, timeout=600)
         if code != 0:
             res.check(name, False, "pippyc failed:\n        " + tail(text))
             continue

@@ -205,6 +205,32 @@ def textbook(t, outs):
                     and close(got["step_ms"], (M + S - 1) * 3.0, 1e-12), tail(text))
 
 
+def interleaved_textbook(t):
+    """interleaved-1f1b with v stages per rank, uniform stages and free transfers: Megatron-LM's bubble,
+    (p-1)/(v*m + p-1) of the step (p ranks; each stage is 1/v of a rank's share)."""
+    mlp = os.path.join(MODELS, "mlp_train.onnx")
+    for S, R, M in [(4, 2, 4), (4, 2, 8), (6, 2, 4), (6, 3, 6)]:
+        name = f"mlp_train interleaved-1f1b S={S} R={R} M={M}"
+        out = t.compile(f"il_{S}_{R}_{M}", [mlp, "--batch", "48", "--microbatches", str(M), "--stages", str(S),
+                                             "--ranks", str(R), "--schedule", "interleaved-1f1b"] + TRAIN)
+        if not out:
+            continue
+        code, text = run([sys.executable, VALIDATE, os.path.join(out, "schedule.json")])
+        t.res.check(f"{name}: schedule.json passes the schema and the rules", code == 0, tail(text))
+
+        def uniform(d):
+            for st in d["stages"]:
+                st["predicted_forward_ms"], st["predicted_backward_ms"], st["predicted_weight_ms"] = 1.0, 2.0, 0.0
+            d["prediction"]["cost_model"].update(link_gbytes_per_s=0, link_latency_us=0)
+        got, text = t.simulate_json(t.edited(out, f"il_{S}_{R}_{M}_uniform", uniform))
+        v = S // R
+        want = (R - 1) / (v * M + R - 1)
+        t.res.check(f"{name}, uniform stages, free transfers: bubble {got and got['bubble_fraction']} = "
+                    f"(p-1)/(v*m+p-1) = {want:.6f}, step (v*m+p-1)(tf+tb) = {(v * M + R - 1) * 3} ms",
+                    got is not None and close(got["bubble_fraction"], want, 1e-12)
+                    and close(got["step_ms"], (v * M + R - 1) * 3.0, 1e-12), tail(text))
+
+
 def defer_w(d):
     """GPipe with every W moved after the rank's last B (a valid zero-bubble-style reordering)."""
     for rk in d["ranks"]:
@@ -424,6 +450,7 @@ def main():
                     tail(text))
         check_agree(t, "gpt_op17 inference, dynamic window 1", path, json.load(open(path))["prediction"]["step_ms"])
     textbook(t, outs)
+    interleaved_textbook(t)
     refusals(t, outs)
     malformed(t, outs)
     measured(t)

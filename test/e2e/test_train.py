@@ -65,11 +65,27 @@ CASES = [
     ("gpt_train", "adamw_clip", 2, 3, "1f1b", False, ["--tied", "transmit"]),
     ("gpt_train", "adamw", 8, 4, "gpipe", True, ["--tied", "transmit"]),
     ("skip_conn", "sgd_momentum", 4, 0, "1f1b", True, ["--tied", "transmit"]),
+    # interleaved-1f1b: several stages per rank (rank r runs stages r, r+R, ...)
+    ("mlp_train", "sgd", 4, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("mlp_train", "sgd_momentum_wd", 2, 4, "interleaved-1f1b", False, ["--ranks", "1"]),
+    ("gpt_train", "adamw", 4, 4, "interleaved-1f1b", True, ["--ranks", "2"]),
+    ("gpt_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2", "--tied", "transmit"]),
+    ("gpt_train", "adamw_clip", 4, 6, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("skip_conn", "sgd_momentum", 4, 0, "interleaved-1f1b", True, ["--ranks", "2"]),
+    # --dp D: D pipelines, the batch split between them, gradients averaged (M per replica)
+    ("mlp_train", "sgd_clip", 2, 2, "1f1b", True, ["--dp", "2"]),
+    ("mlp_train", "sgd_momentum_wd", 1, 1, "gpipe", False, ["--dp", "2"]),
+    ("gpt_train", "adamw", 2, 2, "1f1b", True, ["--dp", "2"]),
+    ("gpt_train", "adamw_clip", 2, 2, "1f1b", False, ["--dp", "2", "--tied", "transmit"]),
+    ("gpt_train", "adamw", 2, 4, "interleaved-1f1b", False, ["--dp", "2", "--ranks", "2"]),
+    ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False, ["--dp", "2"]),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
              ("skip_conn", "sgd_momentum", 2, 0, "1f1b", False, ["--tied", "transmit"]),
-             ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False)]
+             ("cnn_train", "sgd_momentum", 2, 1, "gpipe", False),
+             ("gpt_train", "adamw", 4, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+             ("gpt_train", "adamw", 2, 2, "1f1b", False, ["--dp", "2"])]
 
 
 def compile_flags(ref, config):
@@ -130,10 +146,12 @@ def train_case(res, b, model, config, M, S, schedule, save, extra=()):
     if code != 0:
         res.check(name, False, f"pippyrun exited {code}:\n        " + tail(text))
         return
-    ok, report = trainref.check_losses(log, ref, config, M)
+    # --dp D: D replicas of M microbatches each make one step of D*M microbatches (PyTorch's reference)
+    Mref = M * (int(extra[list(extra).index("--dp") + 1]) if "--dp" in extra else 1)
+    ok, report = trainref.check_losses(log, ref, config, Mref)
     if ok and save:
-        ok2, r2 = trainref.check_saved_model(saved, ref, config, M)
-        ok3, r3 = trainref.check_saved_params(saved, ref, config, M)
+        ok2, r2 = trainref.check_saved_model(saved, ref, config, Mref)
+        ok3, r3 = trainref.check_saved_params(saved, ref, config, Mref)
         ok, report = ok and ok2 and ok3, report + "\n" + r2 + "\n" + r3
     res.check(name, ok, tail(report, 14))
     if ok:
@@ -225,6 +243,19 @@ def error_cases(res, b):
          "--lr"),
         ("unknown loss", [gpt, "--train", "--loss", "hinge", "--labels", "labels"], "hinge"),
         ("1f1b without --train", [gpt, "--schedule", "1f1b"], "1f1b"),
+        ("--dp without --train", [gpt, "--dp", "2"], "--dp 2 is for training"),
+        ("--dp that does not divide the batch", [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels",
+                                                 "--dp", "3"], "does not divide the batch of 8"),
+        ("several stages per rank without interleaved-1f1b", [gpt, "--train", "--loss", "cross_entropy", "--labels",
+                                                              "labels", "--stages", "4", "--ranks", "2"],
+         "need --schedule interleaved-1f1b"),
+        ("interleaved-1f1b with M not a multiple of the ranks", [gpt, "--train", "--loss", "cross_entropy", "--labels",
+                                                                 "labels", "--stages", "4", "--ranks", "2",
+                                                                 "--microbatches", "1", "--schedule",
+                                                                 "interleaved-1f1b"], "multiple of --ranks 2"),
+        ("stages not a multiple of the ranks", [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels",
+                                                "--stages", "3", "--ranks", "2", "--schedule", "interleaved-1f1b"],
+         "must be a multiple of the ranks"),
     ]
     for what, args, want in compile_errs:
         code, text = run([pippyc] + args + ["--batch", "8", "-o", out, "-q"])
@@ -253,6 +284,16 @@ def error_cases(res, b):
         res.check(f"run error: {what}", code in (1, 2) and want in text, f"exit {code}: " + tail(text, 4))
     code, text = run([os.path.join(b, "pippyrun"), out, "--timeout", "30"] + data_args(ref), timeout=120)
     res.check("run error: no --steps", code in (1, 2) and "--steps" in text, f"exit {code}: " + tail(text, 4))
+    # --epochs over several stages: the ranks without data learn the dataset size from the others
+    code, text = compile_case(b, ref, "adamw", 2, 2, "1f1b", out)
+    log = os.path.join(out, "epochs.jsonl")
+    if code == 0:
+        code, text = run([os.path.join(b, "pippyrun"), out, "--epochs", "2", "--loss-log", log, "--timeout", "60"]
+                         + data_args(ref), timeout=300)
+    steps = len(open(log).read().splitlines()) if code == 0 and os.path.exists(log) else None
+    want = (2 * ref["dataset_size"] + ref["batch"] - 1) // ref["batch"]
+    res.check(f"--epochs 2 in 2 stages: {steps} steps = 2 x {ref['dataset_size']} samples / batch {ref['batch']} "
+              f"= {want}", code == 0 and steps == want, f"exit {code}: " + tail(text, 4))
     shutil.rmtree(out, ignore_errors=True)
 
 

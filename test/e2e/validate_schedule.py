@@ -8,7 +8,7 @@ usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q] [--predict]
 
 1. Validates against schemas/schedule.schema.json (jsonschema, draft 2020-12).
 2. Then (only when the schema holds) checks that
-   - config agrees with the arrays (stages, ranks = stages x dp, batch = microbatches x
+   - config agrees with the arrays (stages, ranks = the pipeline's ranks x dp, batch = microbatches x
      microbatch_size, one peak_memory_bytes entry per stage, one idle_ms entry per rank);
    - stages[k].index == k, edges[k].id == k, ranks[r].rank == r, reductions[k].id == k,
      ranks[r].program is its stage's program;
@@ -100,6 +100,7 @@ class Doc:
         self.stages, self.edges, self.ranks = d["stages"], d["edges"], d["ranks"]
         self.reductions = d.get("reductions", [])
         self.S, self.E, self.R = len(self.stages), len(self.edges), len(self.ranks)
+        self.all_ranks = self.ranks  # with dp > 1 the rules below see replica 0 (see replica_problems)
         self.M = self.cfg["microbatches"]
         self.training = self.cfg["mode"] == "training"
         self.window = self.cfg.get("window") if self.cfg.get("schedule") == "dynamic" else None
@@ -133,13 +134,16 @@ def config_problems(x, bad):
         bad("/config/stages", f"{cfg['stages']}, but stages[] has {x.S} entries")
     if cfg["ranks"] != x.R:
         bad("/config/ranks", f"{cfg['ranks']}, but ranks[] has {x.R} entries")
-    if cfg["ranks"] != cfg["stages"] * cfg["dp"]:
-        bad("/config/ranks", f"{cfg['ranks']} is not stages x dp = {cfg['stages']} x {cfg['dp']}")
+    pp = len({st["rank"] for st in x.stages})  # ranks of one pipeline (interleaved: stages / ranks each)
+    if cfg["ranks"] != pp * cfg["dp"] or cfg["stages"] % pp:
+        bad("/config/ranks", f"{cfg['ranks']} is not (ranks of a pipeline) x dp = {pp} x {cfg['dp']}, with the "
+                             f"{cfg['stages']} stages spread evenly over the pipeline's ranks")
+    if cfg["batch"] and cfg["microbatch_size"] and cfg["batch"] != x.M * cfg["microbatch_size"] * cfg["dp"]:
+        bad("/config/batch", f"{cfg['batch']} is not microbatches x microbatch_size x dp = {x.M} x "
+                             f"{cfg['microbatch_size']} x {cfg['dp']}")
     if ("window" in cfg) != (cfg["schedule"] == "dynamic"):
         bad("/config/window", "given without schedule \"dynamic\"" if "window" in cfg else
             "missing: schedule \"dynamic\" needs a window")
-    if cfg["batch"] and cfg["microbatch_size"] and cfg["batch"] != x.M * cfg["microbatch_size"]:
-        bad("/config/batch", f"{cfg['batch']} is not microbatches x microbatch_size = {x.M} x {cfg['microbatch_size']}")
     pred = x.d["prediction"]
     if len(pred["peak_memory_bytes"]) != x.S:
         bad("/prediction/peak_memory_bytes", f"{len(pred['peak_memory_bytes'])} entries for {x.S} stages")
@@ -148,7 +152,7 @@ def config_problems(x, bad):
     for s, st in enumerate(x.stages):
         if st["index"] != s:
             bad(f"/stages/{s}/index", f"{st['index']}, expected {s} (its position)")
-        if not 0 <= st["rank"] < x.R:
+        if not 0 <= st["rank"] < x.R // max(x.cfg["dp"], 1):
             bad(f"/stages/{s}/rank", f"{st['rank']} is not a rank (0..{x.R - 1})")
         missing = [k for k in TRAINING_STAGE_KEYS if k not in st]
         present = [k for k in TRAINING_STAGE_KEYS if k in st]
@@ -269,6 +273,15 @@ def tied_problems(x, bad):
         w = f"/reductions/{k}"
         if rd["id"] != k:
             bad(f"{w}/id", f"{rd['id']}, expected {k} (its position)")
+        if rd["kind"] == "data_parallel":  # one stage's whole gradient over the dp replicas
+            s = rd["stages"][0]
+            if x.cfg["dp"] < 2 or len(rd["stages"]) != 1 or rd["offsets"] != [0] or not x.valid_stage(s) \
+                    or rd["bytes"] != x.stages[s].get("trainable_bytes"):
+                bad(w, f"a data_parallel reduction needs dp > 1 (config.dp is {x.cfg['dp']}), one stage, offset 0 "
+                       f"and that stage's trainable_bytes")
+            continue
+        if len(rd["stages"]) < 2:
+            bad(f"{w}/stages", f"{rd['stages']}: a tie is held by two stages or more")
         if len(set(rd["stages"])) != len(rd["stages"]) or not all(x.valid_stage(s) for s in rd["stages"]):
             bad(f"{w}/stages", f"{rd['stages']}: not distinct stages (0..{x.S - 1})")
             continue
@@ -296,23 +309,29 @@ def cross_problems(d):
     io_problems(x, bad)
     tied_problems(x, bad)
     rank_of = {}
+    pp = x.R // max(x.cfg["dp"], 1)  # ranks of one pipeline; rank r is replica r // pp
     for r, rk in enumerate(x.ranks):
         if rk["rank"] != r:
             bad(f"/ranks/{r}/rank", f"{rk['rank']}, expected {r} (its position)")
-        s = rk["stage"]
-        if not x.valid_stage(s):
-            bad(f"/ranks/{r}/stage", f"{s} is not a stage (0..{x.S - 1})")
-            continue
-        rank_of.setdefault(s, []).append(r)
-        if rk["program"] != x.stages[s]["program"]:
-            bad(f"/ranks/{r}/program", f"'{rk['program']}', but stage {s}'s program is '{x.stages[s]['program']}'")
-        if x.cfg["dp"] == 1 and x.stages[s]["rank"] != r:
-            bad(f"/ranks/{r}/stage", f"runs stage {s}, whose rank is {x.stages[s]['rank']}")
+        if x.cfg["dp"] > 1 and (rk.get("replica") != r // pp or rk["actions"] != x.ranks[r % pp]["actions"]
+                                or rk["stages"] != x.ranks[r % pp]["stages"]):
+            bad(f"/ranks/{r}", f"replica {r // pp} of ranks[{r % pp}]: needs \"replica\": {r // pp} and the same "
+                               f"stages and actions")
+        for s in rk["stages"]:
+            if not x.valid_stage(s):
+                bad(f"/ranks/{r}/stages", f"{s} is not a stage (0..{x.S - 1})")
+                continue
+            rank_of.setdefault(s, []).append(r)
+            if rk["program"] != x.stages[s]["program"]:
+                bad(f"/ranks/{r}/program", f"'{rk['program']}', but stage {s}'s program is '{x.stages[s]['program']}'")
+            if x.stages[s]["rank"] != r % pp:
+                bad(f"/ranks/{r}/stages", f"runs stage {s}, whose rank is {x.stages[s]['rank']}")
     for s in range(x.S):
-        if s not in rank_of:
-            bad("/ranks", f"no rank runs stage {s}")
+        if len(rank_of.get(s, [])) != x.cfg["dp"]:
+            bad("/ranks", f"{len(rank_of.get(s, []))} ranks run stage {s}, expected one per pipeline ({x.cfg['dp']})")
     if P:
         return P
+    x.ranks, x.R = x.ranks[:pp], pp  # the replicas run the same lists: check and replay one
     for r in range(x.R):
         action_problems(x, r, bad)
     reduction_member_problems(x, bad)

@@ -105,7 +105,7 @@ START_TEST(test_refusals)
         {"config", "[]", "config must be an object, found an array"},
         {"stages", "{}", "stages must be an array of at most 1024 items, found an object"},
         {"stages", "[]", "stages must be a list of at least one stage"},
-        {"stages.1.rank", "5", "stages[1].rank is 5, but ranks[] has 2 ranks"},
+        {"stages.1.rank", "5", "stages[1].rank is 5, but a pipeline has 2 ranks"},
         {"stages.0.rank", "-1", "stages[0].rank must be a whole number from 0 to 1023, found -1"},
         {"stages.0.predicted_forward_ms", "-1", "stages[0].predicted_forward_ms must be a number from 0"},
         {"stages.0.stash_slots", "0", "stages[0].stash_slots must be a whole number from 1"},
