@@ -48,12 +48,15 @@ static void pippy_usage(FILE *f)
           "                           bubble H1: weight gradients deferred into the cool-down; stage s holds\n"
           "                           min(stages, M) microbatches where 1f1b holds stages - s),\n"
           "                           interleaved-1f1b with --ranks R (rank r runs stages r, r+R, ...; --stages\n"
-          "                           and M multiples of R) or auto: build each that applies, keep the fastest\n"
-          "                           predicted one that fits --memory-per-rank\n"
+          "                           and M multiples of R), dynamic (each rank runs whichever of its actions\n"
+          "                           is ready, at most --window microbatches in flight per stage) or auto:\n"
+          "                           build each fixed one that applies, keep the fastest predicted one that\n"
+          "                           fits --memory-per-rank\n"
+          "  --window K               dynamic: the lookahead / back-pressure bound (default: the stages)\n"
           "  --memory-per-rank BYTES  the most memory a rank's stage programs may hold at their peak, as the\n"
           "                           compiler predicts it (suffix K, M or G: KiB, MiB, GiB); a schedule that\n"
           "                           needs more is refused (auto: skipped)\n"
-          "  --ranks R                processes (default: one per stage; fewer only for interleaved-1f1b)\n"
+          "  --ranks R                processes (default: one per stage; fewer for interleaved-1f1b, dynamic)\n"
           "  --dp D                   training: D copies of the pipeline, each on its own ranks, the batch split\n"
           "                           between them and their gradients averaged before each step\n"
           "  --cc CMD                 C compiler for the stage programs (default: the one pippyc was built with)\n"
@@ -356,6 +359,11 @@ int main(int argc, char **argv)
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--schedule needs a name (gpipe, 1f1b, zb-h1, auto)"));
             o.schedule = v;
+            i++;
+        } else if (!strcmp(a, "--window")) {
+            if (pippy_int_arg(a, v, 1, 1 << 20, &x))
+                return pippy_die(PIPPY_ERR_USAGE);
+            o.window = (int32_t)x;
             i++;
         } else if (!strcmp(a, "--cc")) {
             if (!v)

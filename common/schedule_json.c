@@ -103,6 +103,12 @@ static pippy_status pippy_sj_config(pippy_sched_json *d, const cJSON *root, pipp
     if (!cJSON_IsString(mode) || (strcmp(mode->valuestring, "training") && strcmp(mode->valuestring, "inference")))
         return pippy_sj_bad(c, "mode", mode, "\"training\" or \"inference\"");
     d->s.training = !strcmp(mode->valuestring, "training");
+    /* the dynamic schedule: config.window, with config.schedule "dynamic" (and only then) */
+    const cJSON *sched = pippy_sj_get(cfg, "schedule");
+    int dynamic = cJSON_IsString(sched) && !strcmp(sched->valuestring, "dynamic");
+    PIPPY_TRY(pippy_sj_int(c, cfg, "window", dynamic, 1, 1 << 20, &d->s.window));
+    if (d->s.window > 0 && !dynamic)
+        return pippy_sj_bad(c, "schedule", sched, "\"dynamic\" when config.window is given");
     return PIPPY_OK;
 }
 

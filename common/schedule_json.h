@@ -2,7 +2,7 @@
  * (schedule_sim.h) works on, read into a pippy_sched: which rank runs each stage (stages[].rank),
  * the edges with their phase, consumers and bytes, the reductions, every rank's action list, and
  * the costs of the prediction (stages[].predicted_{forward,backward,weight}_ms, the link of
- * prediction.cost_model, stages[].stash_slots). The file may be hand-edited or hostile: a value of
+ * prediction.cost_model, stages[].stash_slots, config.window of a dynamic schedule). The file may be hand-edited or hostile: a value of
  * the wrong type or out of range is refused with where it is (ranks[1].actions[7].mb ...) and
  * what was expected; the sizes are bounded so that checking cannot exhaust memory. What the
  * values mean together (a peer that exchanges nothing, a deadlock) is pippy_sched_check's part.

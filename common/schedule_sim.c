@@ -1,10 +1,13 @@
 /* schedule_sim.c — see schedule_sim.h. */
 #include "schedule_sim.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "schedule_dyn.h"
 
 typedef struct {
     const pippy_sched *s;
@@ -391,6 +394,27 @@ static void pippy_ss_recv_spans(pippy_ss *x, pippy_replay *y)
         }
 }
 
+/* Step, bubble, busy and idle time of a finished replay into res (may be NULL). */
+static void pippy_ss_results(const pippy_ss *x, const pippy_replay *y, pippy_sched_result *res)
+{
+    double step = 0, busy = 0;
+    for (int32_t r = 0; r < x->R; r++) {
+        if (y->clock[r] > step)
+            step = y->clock[r];
+        busy += y->busy[r];
+    }
+    if (!res)
+        return;
+    res->step_s = step;
+    res->bubble = step > 0 ? 1.0 - busy / (x->R * step) : 0;
+    for (int32_t r = 0; r < x->R; r++) {
+        if (res->busy_s)
+            res->busy_s[r] = y->busy[r];
+        if (res->idle_s)
+            res->idle_s[r] = step - y->busy[r];
+    }
+}
+
 /* Replays the lists: times, busy, and whether every rank gets to the end. */
 static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
 {
@@ -436,30 +460,304 @@ static pippy_status pippy_ss_replay(pippy_ss *x, pippy_sched_result *res)
             }
     }
     pippy_status st = PIPPY_OK;
-    double step = 0, busy = 0;
-    for (int32_t r = 0; r < x->R; r++) {
+    for (int32_t r = 0; r < x->R; r++)
         if (y.pos[r] != s->n_actions[r])
             st = PIPPY_ERR_INVALID;
-        if (y.clock[r] > step)
-            step = y.clock[r];
-        busy += y.busy[r];
-    }
     if (st != PIPPY_OK)
         st = pippy_ss_deadlock(x, &y);
     if (st == PIPPY_OK)
         pippy_ss_recv_spans(x, &y);
-    if (st == PIPPY_OK && res) {
-        res->step_s = step;
-        res->bubble = step > 0 ? 1.0 - busy / (x->R * step) : 0;
-        for (int32_t r = 0; r < x->R; r++) {
-            if (res->busy_s)
-                res->busy_s[r] = y.busy[r];
-            if (res->idle_s)
-                res->idle_s[r] = step - y.busy[r];
-        }
-    }
+    if (st == PIPPY_OK)
+        pippy_ss_results(x, &y, res);
     free(y.pos), free(y.clock), free(y.busy), free(y.arrived), free(y.arrive_t);
     return st;
+}
+
+/* ---- the dynamic schedule (s->window > 0): the policy of schedule_dyn.h, replayed ---- */
+
+typedef struct {
+    pippy_replay y;   /* clock, busy, collectives' arrivals, spans (pos unused) */
+    pippy_dyn *d;     /* per rank */
+    int32_t *parked;  /* per rank: the collective it waits at, -1 */
+    double *fin_t;    /* [stage * M + m]: when the stage finished microbatch m (its last phase), < 0 before */
+    int32_t *cand;    /* scratch: candidates */
+    int32_t K;        /* min(window, M) */
+    int32_t *near_first, *near_list; /* per (stage, into 0 / out of 1, phase): its pairs (pippy_dr_near) */
+    double *next_t;   /* per rank: when it can start next, and what (next_k; -1: nothing known yet) ... */
+    int32_t *next_k;
+    char *dirty;      /* ... unless something it depends on changed since */
+} pippy_dr;
+
+static size_t pippy_dr_near(int32_t stage, int out, int32_t phase) { return ((size_t)stage * 2 + (size_t)out) * 2 + (size_t)phase; }
+
+/* Times within this are one moment (the replay and its independent twin in the tests compute
+ * in other units). */
+static double pippy_dr_tol(double t) { return 1e-9 * (fabs(t) + 1e-3); }
+
+static void pippy_dr_free(pippy_dr *z, int32_t R)
+{
+    for (int32_t r = 0; z->d && r < R; r++)
+        pippy_dyn_free(&z->d[r]);
+    free(z->d), free(z->parked), free(z->fin_t), free(z->cand), free(z->near_first), free(z->near_list);
+    free(z->next_t), free(z->next_k), free(z->dirty);
+    free(z->y.clock), free(z->y.busy), free(z->y.arrived), free(z->y.arrive_t);
+}
+
+/* Each stage's pairs by direction and phase (counting sort), so a readiness test looks only at
+ * the stage's own peers. */
+static pippy_status pippy_dr_pairs(pippy_dr *z, const pippy_ss *x)
+{
+    size_t cells = (size_t)x->S * 4;
+    z->near_first = calloc(cells + 1, sizeof *z->near_first);
+    z->near_list = malloc(((size_t)x->n_pairs * 2 + 1) * sizeof *z->near_list);
+    int32_t *fill = calloc(cells, sizeof *fill);
+    if (!z->near_first || !z->near_list || !fill) {
+        free(fill);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
+    }
+    for (int32_t p = 0; p < x->n_pairs; p++) {
+        z->near_first[pippy_dr_near(x->pair_to[p], 0, x->pair_phase[p]) + 1]++;
+        z->near_first[pippy_dr_near(x->pair_from[p], 1, x->pair_phase[p]) + 1]++;
+    }
+    for (size_t c = 0; c < cells; c++)
+        z->near_first[c + 1] += z->near_first[c];
+    for (int32_t p = 0; p < x->n_pairs; p++) {
+        size_t in = pippy_dr_near(x->pair_to[p], 0, x->pair_phase[p]), out = pippy_dr_near(x->pair_from[p], 1, x->pair_phase[p]);
+        z->near_list[z->near_first[in] + fill[in]++] = p;
+        z->near_list[z->near_first[out] + fill[out]++] = p;
+    }
+    free(fill);
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_dr_init(pippy_dr *z, pippy_ss *x, pippy_sched_result *res)
+{
+    const pippy_sched *s = x->s;
+    memset(z, 0, sizeof *z);
+    z->K = s->window < x->M ? s->window : x->M;
+    z->d = calloc((size_t)x->R, sizeof *z->d);
+    z->parked = malloc((size_t)x->R * sizeof *z->parked);
+    z->fin_t = malloc((size_t)x->S * (size_t)x->M * sizeof *z->fin_t);
+    z->y.clock = calloc((size_t)x->R, sizeof *z->y.clock);
+    z->y.busy = calloc((size_t)x->R, sizeof *z->y.busy);
+    z->y.arrived = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *z->y.arrived);
+    z->y.arrive_t = calloc((size_t)3 * (size_t)s->n_reductions + 1, sizeof *z->y.arrive_t);
+    z->y.spans = res ? res->spans : NULL;
+    z->next_t = calloc((size_t)x->R, sizeof *z->next_t);
+    z->next_k = calloc((size_t)x->R, sizeof *z->next_k);
+    z->dirty = malloc((size_t)x->R);
+    if (!z->d || !z->parked || !z->fin_t || !z->y.clock || !z->y.busy || !z->y.arrived || !z->y.arrive_t ||
+        !z->next_t || !z->next_k || !z->dirty)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
+    memset(z->dirty, 1, (size_t)x->R);
+    PIPPY_TRY(pippy_dr_pairs(z, x));
+    int32_t cap = 1;
+    for (int32_t r = 0; r < x->R; r++) {
+        z->parked[r] = -1;
+        PIPPY_TRY(pippy_dyn_init(&z->d[r], s->actions[r], s->n_actions[r], x->M, s->window, s->training));
+        if (pippy_dyn_cap(&z->d[r]) > cap)
+            cap = pippy_dyn_cap(&z->d[r]);
+    }
+    for (size_t i = 0; i < (size_t)x->S * (size_t)x->M; i++)
+        z->fin_t[i] = -1;
+    z->cand = malloc((size_t)cap * sizeof *z->cand);
+    return z->cand ? PIPPY_OK : pippy_fail(PIPPY_ERR_NOMEM, "out of memory replaying the schedule");
+}
+
+/* When computation a may start for its data and the slots its outputs take (-1: not known yet:
+ * data not sent, or a consumer not done with microbatch mb - slots). */
+static double pippy_dr_ready(pippy_dr *z, pippy_ss *x, const pippy_action *a)
+{
+    const pippy_act_info *i = pippy_act_info_of(a->kind);
+    if (!i->compute || i->phase == PIPPY_PHASE_W)
+        return 0;
+    double t = 0;
+    size_t in = pippy_dr_near(a->stage, 0, i->phase), out = pippy_dr_near(a->stage, 1, i->phase);
+    for (int32_t j = z->near_first[in]; j < z->near_first[in + 1] && t >= 0; j++) {
+        int32_t p = z->near_list[j];
+        double sent = x->sent_t[(size_t)p * x->M + a->mb], arr = sent < 0 ? -1 : pippy_ss_arrival(x, p, sent);
+        t = arr < 0 ? -1 : arr > t ? arr : t;
+    }
+    for (int32_t j = z->near_first[out]; j < z->near_first[out + 1] && t >= 0; j++) {
+        /* pippy_sched_slots: every stage holds K microbatches, a later consumer's value one more */
+        int32_t to = x->pair_to[z->near_list[j]], slots = z->K + (to > a->stage);
+        slots = slots < x->M ? slots : x->M;
+        double f = a->mb >= slots ? z->fin_t[(size_t)to * x->M + (size_t)(a->mb - slots)] : 0;
+        t = f < 0 ? -1 : f > t ? f : t;
+    }
+    return t;
+}
+
+/* What stage st did may change what its rank and the ranks of its peers can run next. */
+static void pippy_dr_touch(pippy_dr *z, const pippy_ss *x, int32_t st)
+{
+    z->dirty[x->s->stage_rank[st]] = 1;
+    for (int32_t j = z->near_first[pippy_dr_near(st, 0, 0)]; j < z->near_first[pippy_dr_near(st + 1, 0, 0)]; j++) {
+        int32_t p = z->near_list[j];
+        z->dirty[x->s->stage_rank[x->pair_from[p]]] = 1;
+        z->dirty[x->s->stage_rank[x->pair_to[p]]] = 1;
+    }
+}
+
+/* Hand out rank r's transfers at its clock: sends leave, receives are posted. */
+static void pippy_dr_transfers(pippy_dr *z, pippy_ss *x, int32_t r)
+{
+    int32_t k;
+    double now = z->y.clock[r];
+    while ((k = pippy_dyn_transfer(&z->d[r])) >= 0) {
+        const pippy_action *a = &x->s->actions[r][k];
+        const pippy_act_info *i = pippy_act_info_of(a->kind);
+        pippy_ss_span(&z->y, r, k, now, now);
+        if (i->transfer > 0) {
+            int32_t p = pippy_ss_pair(x, i->phase, a->stage, a->peer);
+            x->sent_t[(size_t)p * x->M + a->mb] = now;
+            pippy_ss_span(&z->y, r, k, now, pippy_ss_arrival(x, p, now));
+        }
+        pippy_dyn_mark(&z->d[r], k);
+    }
+}
+
+/* The earliest moment rank r can start something, and what (list index; -1: nothing known). */
+static double pippy_dr_next(pippy_dr *z, pippy_ss *x, int32_t r, int32_t *what)
+{
+    int32_t n = pippy_dyn_candidates(&z->d[r], z->cand);
+    double best = -1, clock = z->y.clock[r];
+    *what = -1;
+    for (int32_t i = 0; i < n; i++) { /* ascending list order: the first of the earliest wins */
+        double t = pippy_dr_ready(z, x, &x->s->actions[r][z->cand[i]]);
+        if (t < 0)
+            continue;
+        t = t > clock ? t : clock;
+        if (*what < 0 || t < best - pippy_dr_tol(best)) {
+            best = t;
+            *what = z->cand[i];
+        }
+    }
+    return best;
+}
+
+/* Rank r reaches the collective at k: an earlier local member contributes and goes on; the
+ * last waits until every member is there, when all waiting at it go on together. */
+static void pippy_dr_collective(pippy_dr *z, pippy_ss *x, int32_t r, int32_t k)
+{
+    const pippy_sched *s = x->s;
+    const pippy_action *a = &s->actions[r][k];
+    int32_t id = pippy_ss_key(s, a), need = a->kind == PIPPY_ACT_STEP ? x->R : s->reduction_n[a->peer];
+    pippy_replay *y = &z->y;
+    y->arrived[id]++;
+    if (y->clock[r] > y->arrive_t[id])
+        y->arrive_t[id] = y->clock[r];
+    if (a->kind != PIPPY_ACT_STEP && k != pippy_ss_last_reduce(s, r, id)) {
+        pippy_ss_span(y, r, k, y->clock[r], y->clock[r]);
+        pippy_dyn_mark(&z->d[r], k);
+        return;
+    }
+    z->parked[r] = k;
+    if (y->arrived[id] < need)
+        return;
+    double t = y->arrive_t[id] + s->collective_s;
+    for (int32_t q = 0; q < x->R; q++) {
+        if (z->parked[q] < 0 || pippy_ss_key(s, &s->actions[q][z->parked[q]]) != id)
+            continue;
+        pippy_ss_span(y, q, z->parked[q], y->arrive_t[id], t);
+        y->clock[q] = t;
+        pippy_dyn_mark(&z->d[q], z->parked[q]);
+        z->parked[q] = -1;
+        z->dirty[q] = 1;
+        pippy_dr_transfers(z, x, q);
+    }
+}
+
+/* Rank r runs action k at time t. */
+static void pippy_dr_run(pippy_dr *z, pippy_ss *x, int32_t r, int32_t k, double t)
+{
+    const pippy_action *a = &x->s->actions[r][k];
+    const pippy_act_info *i = pippy_act_info_of(a->kind);
+    z->y.clock[r] = t;
+    z->dirty[r] = 1;
+    if (i->collective) {
+        pippy_dr_collective(z, x, r, k);
+        return;
+    }
+    pippy_dr_touch(z, x, a->stage);
+    double d = pippy_ss_cost(x->s, a);
+    pippy_ss_span(&z->y, r, k, t, t + d);
+    z->y.clock[r] = t + d;
+    z->y.busy[r] += d;
+    if (i->phase == (x->s->training ? PIPPY_PHASE_W : PIPPY_PHASE_F))
+        z->fin_t[(size_t)a->stage * x->M + (size_t)a->mb] = t + d;
+    pippy_dyn_mark(&z->d[r], k);
+    pippy_dr_transfers(z, x, r);
+}
+
+static pippy_status pippy_dr_stuck(pippy_dr *z, pippy_ss *x)
+{
+    char msg[2048], act[96];
+    size_t n = (size_t)snprintf(msg, sizeof msg, "schedule: the dynamic schedule (window %d) cannot go on:",
+                                x->s->window);
+    for (int32_t r = 0; r < x->R && n < sizeof msg - 200; r++) {
+        pippy_dyn *d = &z->d[r];
+        if (pippy_dyn_finished(d))
+            continue;
+        int32_t k = 0;
+        while (k < d->n && d->done[k])
+            k++;
+        n += (size_t)snprintf(msg + n, sizeof msg - n, " rank %d ran %d of %d actions, not %s%s;", r, d->n_done, d->n,
+                              pippy_act_str(&x->s->actions[r][k], act, sizeof act),
+                              z->parked[r] >= 0 ? " (it waits for the other members of a collective)" : "");
+    }
+    return pippy_fail(PIPPY_ERR_INVALID, "%s", msg);
+}
+
+/* Replays the dynamic policy: times, busy, and whether every rank gets to the end. */
+static pippy_status pippy_ss_replay_dynamic(pippy_ss *x, pippy_sched_result *res)
+{
+    pippy_dr z;
+    pippy_status st = pippy_dr_init(&z, x, res);
+    for (int32_t r = 0; r < x->R && st == PIPPY_OK; r++)
+        pippy_dr_transfers(&z, x, r);
+    while (st == PIPPY_OK) {
+        int32_t best = -1;
+        for (int32_t r = 0; r < x->R; r++) {
+            if (z.parked[r] >= 0 || pippy_dyn_finished(&z.d[r]))
+                continue;
+            if (z.dirty[r])
+                z.next_t[r] = pippy_dr_next(&z, x, r, &z.next_k[r]);
+            z.dirty[r] = 0;
+            if (z.next_k[r] >= 0 && (best < 0 || z.next_t[r] < z.next_t[best] - pippy_dr_tol(z.next_t[best])))
+                best = r;
+        }
+        if (best < 0)
+            break;
+        pippy_dr_run(&z, x, best, z.next_k[best], z.next_t[best]);
+    }
+    for (int32_t r = 0; r < x->R && st == PIPPY_OK; r++)
+        if (!pippy_dyn_finished(&z.d[r]))
+            st = pippy_dr_stuck(&z, x);
+    if (st == PIPPY_OK)
+        pippy_ss_recv_spans(x, &z.y);
+    if (st == PIPPY_OK)
+        pippy_ss_results(x, &z.y, res);
+    pippy_dr_free(&z, x->R);
+    return st;
+}
+
+/* The window rule: every stage may hold min(window, M) microbatches at once. */
+static pippy_status pippy_ss_window(pippy_ss *x, int32_t *in_flight)
+{
+    const pippy_sched *s = x->s;
+    int32_t K = s->window < x->M ? s->window : x->M;
+    for (int32_t st = 0; st < x->S; st++) {
+        in_flight[st] = K;
+        if (s->training && s->stash_slots && s->stash_slots[st] < K)
+            return pippy_fail(PIPPY_ERR_INVALID,
+                              "schedule: window %d: stage %d may hold %d microbatches at once (the dynamic schedule "
+                              "runs a forward up to the window ahead of the oldest microbatch whose W has not run), "
+                              "but its program keeps %d stash slots (the window rule; recompile with --window %d, or "
+                              "use a window of at most %d)",
+                              s->window, st, K, s->stash_slots[st], s->window, s->stash_slots[st]);
+    }
+    return PIPPY_OK;
 }
 
 pippy_status pippy_sched_check(const pippy_sched *s, pippy_sched_result *r)
@@ -476,20 +774,20 @@ pippy_status pippy_sched_check(const pippy_sched *s, pippy_sched_result *r)
         st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
     if (st == PIPPY_OK) {
         memset(in_flight, 0, (size_t)x.S * sizeof *in_flight);
-        st = pippy_ss_in_flight(&x, in_flight);
+        st = s->window > 0 ? pippy_ss_window(&x, in_flight) : pippy_ss_in_flight(&x, in_flight);
     }
     if (!(r && r->in_flight))
         free(in_flight);
     if (st == PIPPY_OK)
-        st = pippy_ss_replay(&x, r);
+        st = s->window > 0 ? pippy_ss_replay_dynamic(&x, r) : pippy_ss_replay(&x, r);
     pippy_ss_free(&x);
     return st;
 }
 
-int32_t pippy_sched_slots(int32_t training, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
+int32_t pippy_sched_slots(int32_t bounded, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
                           const int32_t *consumers, int32_t n_consumers)
 {
-    if (!training || whole || !in_flight || producer < 0)
+    if (!bounded || whole || !in_flight || producer < 0)
         return M;
     int32_t k = in_flight[producer];
     for (int32_t c = 0; c < n_consumers; c++) {

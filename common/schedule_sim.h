@@ -17,7 +17,16 @@
  *     with every rank done: no deadlock; a stage never holds more microbatches than it has stash
  *     slots for.
  * The replay is also the prediction: computations take the given per-stage times, transfers
- * latency + bytes / bandwidth, each rank runs its actions in order. */
+ * latency + bytes / bandwidth, each rank runs its actions in order.
+ *
+ * A dynamic schedule (window K > 0) is checked by the same rules on its lists (the canonical
+ * order), except the stash: each stage holds up to min(K, microbatches) microbatches at once (the
+ * window rule: its program must keep that many stash slots). Its replay follows the policy of
+ * schedule_dyn.h instead of the list order: transfers at once; at each moment, every rank whose
+ * clock is the earliest runs the first action in list order that the policy allows and whose data
+ * is there (activations / gradients arrived, consumers done with the slot its outputs take:
+ * microbatch m - slots), idling until the earliest such when none is. Ranks are taken in order of
+ * that time (ties: the lower rank; times within 1e-9 relative count as equal). */
 #ifndef PIPPY_SCHEDULE_SIM_H
 #define PIPPY_SCHEDULE_SIM_H
 
@@ -51,6 +60,9 @@ typedef struct {
     const double *stage_s;                /* per stage x PIPPY_PHASES: seconds per microbatch */
     double link_latency_s, link_bytes_per_s, collective_s;
     const int32_t *stash_slots;           /* per stage: microbatches it can hold; NULL: no bound */
+    int32_t window;                       /* > 0: the dynamic schedule with this window (config.window,
+                                             schedule_dyn.h): the lists are sets, the order is decided
+                                             at run time; 0: each list runs in order */
 } pippy_sched;
 
 /* When one action runs in the replay (seconds from the start of the step):
@@ -72,22 +84,24 @@ typedef struct {
     double *busy_s;     /* per rank (the caller's array, or NULL) */
     double *idle_s;     /* per rank: step - busy (the caller's array, or NULL) */
     int32_t *in_flight; /* per stage: the most microbatches between F and their last backward action
-                           (the caller's array, or NULL) */
+                           (dynamic: min(window, M)) (the caller's array, or NULL) */
     pippy_sched_span *const *spans; /* per rank: n_actions[r] spans, one per action (the caller's
                                        arrays, or NULL; see pippy_sched_span) */
 } pippy_sched_result;
 
 /* How many microbatch slots a value crossing between stages needs (the credit rule: a slot is
  * reused only after every stage that reads it is done with the microbatch there). Every
- * microbatch (M) at inference, and for graph inputs, graph outputs and values passed through
- * unchanged (the step's data is loaded, and its losses read, all at once); else the most
- * microbatches its producer or any consumer holds at once (in_flight, from pippy_sched_check):
- * a stage finishes microbatch m - slots before it starts m, so the slot is free by then. A
- * consumer later in the pipeline (the value is an activation) counts one more: its producer
- * writes microbatch m while the consumer may still hold in_flight earlier ones (1F1B's consumers
- * hold one fewer than their producers, so this changes nothing there; where a consumer holds as
- * many, as in zb-h1, the producer would otherwise wait each step for the consumer's deferred W). */
-int32_t pippy_sched_slots(int32_t training, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
+ * microbatch (M) at static inference (bounded 0), and for graph inputs, graph outputs and values
+ * passed through unchanged (the step's data is loaded, and its losses read, all at once); else
+ * (bounded: training, or any dynamic schedule) the most microbatches its producer or any
+ * consumer holds at once (in_flight, from pippy_sched_check; min(window, M) in a dynamic
+ * schedule): a stage finishes microbatch m - slots before it starts m, so the slot is free by
+ * then. A consumer later in the pipeline (the value is an activation) counts one more: its
+ * producer writes microbatch m while the consumer may still hold in_flight earlier ones (1F1B's
+ * consumers hold one fewer than their producers, so this changes nothing there; where a consumer
+ * holds as many, as in zb-h1 or a dynamic window, the producer would otherwise wait each step for
+ * the consumer's deferred W). */
+int32_t pippy_sched_slots(int32_t bounded, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
                           const int32_t *consumers, int32_t n_consumers);
 
 /* Checks s (see above) and, when r is not NULL, fills r. Errors are PIPPY_ERR_INVALID with a

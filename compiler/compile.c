@@ -528,24 +528,26 @@ static pippy_status pippy_node_stages(pippy_plan *p)
     return PIPPY_OK;
 }
 
-/* How many processes run the stages: one per stage, or (interleaved-1f1b) R, rank r holding
- * stages r, r+R, ... (the looping placement). */
+/* How many processes run the stages: one per stage, or (interleaved-1f1b, dynamic) R, rank r
+ * holding stages r, r+R, ... (the looping placement). */
 static pippy_status pippy_compile_ranks(const pippy_compile_opts *o, pippy_plan *plan)
 {
     int32_t S = plan->n_stages, R = o->ranks > 0 ? o->ranks : S;
-    int interleaved = !strcmp(plan->schedule, "interleaved-1f1b") || !strcmp(plan->schedule, "auto");
+    int interleaved = !strcmp(plan->schedule, "interleaved-1f1b") || !strcmp(plan->schedule, "auto") ||
+                      !strcmp(plan->schedule, "dynamic");
     if (R > S)
         return pippy_fail(PIPPY_ERR_USAGE, "--ranks %d: more ranks than the %d stages", R, S);
     if (R < S && !interleaved)
         return pippy_fail(PIPPY_ERR_USAGE,
-                          "--ranks %d with %d stages: several stages per rank need --schedule interleaved-1f1b", R, S);
+                          "--ranks %d with %d stages: several stages per rank need --schedule interleaved-1f1b (or "
+                          "dynamic)", R, S);
     if (S % R)
         return pippy_fail(PIPPY_ERR_USAGE, "--ranks %d: the %d stages must be a multiple of the ranks (rank r runs "
                                            "stages r, r+%d, ...)", R, S, R);
     if (interleaved && R < S && plan->microbatches % R)
-        return pippy_fail(PIPPY_ERR_USAGE, "--schedule interleaved-1f1b: --microbatches %d must be a multiple of "
-                                           "--ranks %d (microbatches go round the ranks in groups of %d)",
-                          plan->microbatches, R, R);
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: --microbatches %d must be a multiple of --ranks %d "
+                                           "(microbatches go round the ranks in groups of %d)",
+                          plan->schedule, plan->microbatches, R, R);
     plan->n_ranks = R;
     return PIPPY_OK;
 }
@@ -555,6 +557,7 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
 {
     pippy_graph *g = plan->g;
     snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
+    plan->window = o->window;
     if (o->no_calibration)
         pippy_cost_defaults(&plan->cost);
     else
@@ -653,12 +656,15 @@ static pippy_status pippy_compile_emit(const pippy_compile_opts *o, const pippy_
 static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan *plan,
                                   const pippy_compile_notes *notes)
 {
+    char window[32] = "";
+    if (plan->window > 0)
+        snprintf(window, sizeof window, " (window %d)", plan->window);
     size_t dl = strlen(o->out_dir);
     while (dl > 1 && o->out_dir[dl - 1] == '/')
         dl--;
-    printf("pippyc: %s -> %.*s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s\n", plan->g->path,
+    printf("pippyc: %s -> %.*s/: %d stage%s (cuts from %s), batch %lld = %d x %lld, schedule %s%s%s\n", plan->g->path,
            (int)dl, o->out_dir, plan->n_stages, plan->n_stages > 1 ? "s" : "", pippy_split_source_name(plan->split_source),
-           (long long)plan->batch, plan->microbatches, (long long)plan->microbatch_size, plan->schedule,
+           (long long)plan->batch, plan->microbatches, (long long)plan->microbatch_size, plan->schedule, window,
            plan->training ? ", training" : "");
     for (int32_t s = 0; s < plan->n_stages; s++) {
         const pippy_stage *sg = &plan->stages[s];

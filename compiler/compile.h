@@ -22,6 +22,7 @@ typedef struct {
     const char *schedule;      /* "gpipe", "1f1b", "zb-h1" or "auto" (the fastest that fits) */
     uint64_t memory_per_rank;  /* --memory-per-rank: bytes a rank's programs may hold at their peak
                                 * (predicted); 0: no limit */
+    int32_t window;            /* --window K of --schedule dynamic (0: not given) */
     const char *cc;            /* NULL: the compiler this build used */
     int32_t emit_only;
     int32_t base_port;         /* 0: derived from the compile hash */

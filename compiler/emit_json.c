@@ -41,6 +41,8 @@ static void pippy_json_config(cJSON *root, const pippy_plan *p, const pippy_emit
     cJSON_AddNumberToObject(cfg, "microbatch_size", (double)p->microbatch_size);
     cJSON_AddNumberToObject(cfg, "batch", (double)p->batch);
     cJSON_AddStringToObject(cfg, "schedule", p->schedule);
+    if (p->window > 0)
+        cJSON_AddNumberToObject(cfg, "window", p->window);
     cJSON_AddStringToObject(cfg, "mode", p->training ? "training" : "inference");
     cJSON_AddStringToObject(cfg, "split_source", pippy_split_source_name(p->split_source));
     if (!p->training)
@@ -289,7 +291,7 @@ static int32_t pippy_edge_slots(const pippy_plan *p, int32_t e)
         for (int32_t q = 0; q < cs->n_in; q++)
             whole |= cs->in[q].edge == e && cs->in[q].graph_output;
     }
-    return pippy_sched_slots(p->training, p->microbatches, whole, in_flight, ed->producer, ed->consumers,
+    return pippy_sched_slots(p->training || p->window > 0, p->microbatches, whole, in_flight, ed->producer, ed->consumers,
                              ed->n_consumers);
 }
 

@@ -98,7 +98,8 @@ typedef struct {
     int32_t microbatches;
     int64_t microbatch_size;
     int64_t batch;
-    char schedule[32];        /* "gpipe", "1f1b" */
+    char schedule[32];        /* "gpipe", "1f1b", "dynamic" */
+    int32_t window;           /* dynamic: at most this many microbatches in flight per stage (0: static) */
     int32_t training;         /* a training compile: F, B, W per microbatch and an optimizer step */
     int32_t loss;             /* training: the loss value (a graph output of the last stage) */
     int32_t tied_transmit;    /* training: tied parameters are transmitted from their first stage */

@@ -23,7 +23,13 @@
  *                     than in 1F1B (pippy_sched_slots), so no F waits for a deferred W.
  *   interleaved-1f1b: R ranks, rank r holding stages r, r+R, ...: Megatron-LM's order (see
  *                     pippy_rank_actions_interleaved); inference runs the same forward order.
- * pippy_schedule_choose (schedule.h) picks among them for --schedule auto. */
+ *   dynamic (--window K): the set of each rank's actions, written as the 1f1b list in training and
+ *                     the gpipe list at inference, the interleaved list when a rank runs several
+ *                     stages (the canonical order: the preference among the actions that are
+ *                     ready); the order is decided at run time (common/schedule_dyn.h). Each stage
+ *                     holds at most min(K, M) microbatches: its stash slots. K defaults to the
+ *                     number of stages.
+ * pippy_schedule_choose (schedule.h) picks among the fixed ones for --schedule auto. */
 #include "plan.h"
 
 #include <stdio.h>
@@ -35,11 +41,18 @@
 #include "schedule_sim.h"
 
 /* The schedules pippy_schedule_build knows; training_only: they interleave backwards. */
-enum { PIPPY_SCHED_GPIPE, PIPPY_SCHED_1F1B, PIPPY_SCHED_ZBH1, PIPPY_SCHED_INTERLEAVED, PIPPY_SCHED_KINDS };
+enum {
+    PIPPY_SCHED_GPIPE,
+    PIPPY_SCHED_1F1B,
+    PIPPY_SCHED_ZBH1,
+    PIPPY_SCHED_INTERLEAVED,
+    PIPPY_SCHED_DYNAMIC,
+    PIPPY_SCHED_KINDS
+};
 static const struct {
     const char *name;
     int training_only;
-} pippy_sched_kinds[PIPPY_SCHED_KINDS] = {{"gpipe", 0}, {"1f1b", 1}, {"zb-h1", 1}, {"interleaved-1f1b", 0}};
+} pippy_sched_kinds[PIPPY_SCHED_KINDS] = {{"gpipe", 0}, {"1f1b", 1}, {"zb-h1", 1}, {"interleaved-1f1b", 0}, {"dynamic", 0}};
 
 /* The distinct stages that send values of `phase` to stage s (ascending), or that s sends to. */
 static int32_t pippy_peers(const pippy_plan *p, int32_t s, int32_t phase, int sending, int32_t *peers)
@@ -289,6 +302,7 @@ static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double 
     sc->stage_s = stage_s;
     sc->link_latency_s = p->cost.link_latency_s;
     sc->link_bytes_per_s = p->cost.link_bytes_per_s;
+    sc->window = p->window;
     return PIPPY_OK;
 }
 
@@ -333,15 +347,33 @@ static int pippy_sched_kind(const char *name)
     return -1;
 }
 
+/* --schedule dynamic: the window, and the kind whose list is the canonical order (interleaved when
+ * a rank runs several stages, 1f1b in training, gpipe at inference). Other kinds build themselves. */
+static pippy_status pippy_schedule_dynamic(pippy_plan *p, int *kind)
+{
+    if (*kind != PIPPY_SCHED_DYNAMIC && p->window > 0)
+        return pippy_fail(PIPPY_ERR_USAGE, "--window %d applies to --schedule dynamic (this is --schedule %s)",
+                          p->window, p->schedule);
+    if (*kind != PIPPY_SCHED_DYNAMIC)
+        return PIPPY_OK;
+    if (p->window <= 0)
+        p->window = p->n_stages;
+    *kind = p->n_ranks > 0 && p->n_ranks < p->n_stages ? PIPPY_SCHED_INTERLEAVED
+            : p->training                              ? PIPPY_SCHED_1F1B
+                                                       : PIPPY_SCHED_GPIPE;
+    return PIPPY_OK;
+}
+
 pippy_status pippy_schedule_build(pippy_plan *p)
 {
     int kind = pippy_sched_kind(p->schedule);
     if (kind < 0)
-        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe, 1f1b, zb-h1, interleaved-1f1b "
-                                           "and auto", p->schedule);
+        return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s: known schedules are gpipe, 1f1b, zb-h1, interleaved-1f1b, "
+                                           "dynamic and auto", p->schedule);
     if (pippy_sched_kinds[kind].training_only && !p->training)
         return pippy_fail(PIPPY_ERR_USAGE, "--schedule %s needs --train (inference runs gpipe: there is no backward "
                                            "to interleave)", p->schedule);
+    PIPPY_TRY(pippy_schedule_dynamic(p, &kind));
     if (p->n_ranks <= 0)
         p->n_ranks = p->n_stages;
     p->actions = calloc((size_t)p->n_ranks, sizeof *p->actions);
@@ -447,7 +479,8 @@ pippy_status pippy_schedule_choose(pippy_plan *p, const pippy_schedule_opts *o, 
     for (int kind = 0; kind < PIPPY_SCHED_KINDS; kind++) {
         /* auto: with several stages per rank only interleaved-1f1b applies, else the others */
         int fits_ranks = (kind == PIPPY_SCHED_INTERLEAVED) == (p->n_ranks > 0 && p->n_ranks < p->n_stages);
-        if (rep->automatic ? (pippy_sched_kinds[kind].training_only && !p->training) || !fits_ranks
+        if (rep->automatic ? (pippy_sched_kinds[kind].training_only && !p->training) || !fits_ranks ||
+                                 kind == PIPPY_SCHED_DYNAMIC /* its order is the run's, not predicted */
                            : strcmp(o->name, pippy_sched_kinds[kind].name) != 0)
             continue;
         pippy_schedule_candidate *c = &rep->c[rep->n++];

@@ -16,12 +16,41 @@
  * microbatch m after its last phase of m (W in training); only then may m + slots use the slot:
  * a receive posted early waits (want) until the slot is free, and a consumer that maps its
  * producer's shared memory sends the producer a credit, which the producer waits for before it
- * writes m + slots into that slot. Through UCX the producer's slot is free once its send landed. */
+ * writes m + slots into that slot. Through UCX the producer's slot is free once its send landed.
+ *
+ * Dynamic schedule (config.window = K; common/schedule_dyn.h has the policy): the list is the set
+ * of the rank's actions, and pippy_rt_run_dynamic decides their order as it goes. It hands out
+ * every transfer as soon as the policy allows (receives at once, waiting for their slot as above;
+ * sends right after their computation), then runs the first computation or collective in list
+ * order that the policy allows (forwards in order, at most K microbatches per stage between F
+ * and W, W in order, collectives as barriers) and whose data is ready without waiting: its
+ * inputs arrived, and the slots its outputs take are free (microbatch m - slots made and sent,
+ * its sends landed, its credits in). Every value between stages has K slots (K + 1 towards a later
+ * stage, pippy_sched_slots), so that is the back-pressure: a producer issues no forward while
+ * that many of its outputs are not consumed. When
+ * nothing is ready it waits for any transfer in flight to complete (pippy_transport_wait_any),
+ * never for one in particular, and looks again. The trace's compute events carry the action's
+ * place in the list ("action") and in the order run ("seq").
+ * It cannot deadlock: order the computations of a step by (microbatch, then along the data
+ * flow: F of stage 0, 1, ..., then B of the last stage back to the first, then W). Every
+ * condition a computation waits for is an earlier one in that order: its inputs (F of its
+ * producers, B of the stages it gets gradients from, its own F for B, its B for W, of the same
+ * microbatch); its previous F or W (microbatch m - 1); the window (W of m - K on its stage); a
+ * slot (its consumers done with m - K or m - K - 1, and their receives of m wait only for their
+ * own slot, the same earlier microbatch).
+ * Sends and receive postings never wait. So while computations remain, the first one left in
+ * that order has all it waits for done, and its rank — which never blocks on one action but
+ * waits for anything that lands, and reaches a collective only once all its computations listed
+ * before it ran — runs it. The collectives then run in list order on every rank, as in a static
+ * list (the schedule checker replays the same policy before any connection is made, and the
+ * tests run it with K = 1 .. M). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "rt.h"
+#include "schedule_dyn.h"
 
 static pippy_transport *pippy_progress_transport;
 
@@ -355,9 +384,9 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
     double t2 = pippy_rt_now_us();
     rt->wait_us += t1 - t0;
     rt->compute_us += t2 - t1;
-    if (rt->trace)
-        pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, pippy_phase_label[phase], "compute", (uint64_t)t1,
-                          (uint64_t)(t2 - t1), m);
+    pippy_trace_arg args[3] = {{"microbatch", m}, {"action", rt->act_index}, {"seq", rt->act_seq}};
+    pippy_trace_event_args(rt->trace, PIPPY_LANE_COMPUTE, pippy_phase_label[phase], "compute", (uint64_t)t1,
+                           (uint64_t)(t2 - t1), args, 3);
     pippy_rt_show_progress(rt, sx, m, t2);
     return PIPPY_OK;
 }
@@ -415,15 +444,210 @@ static pippy_status pippy_rt_drain_sends(pippy_rt *rt)
     return PIPPY_OK;
 }
 
+static pippy_status pippy_rt_run_dynamic(pippy_rt *rt);
+
 pippy_status pippy_rt_run(pippy_rt *rt)
 {
+    if (rt->dyn)
+        return pippy_rt_run_dynamic(rt);
     for (int k = 0; k < rt->n_acts; k++) {
         const pippy_action *a = &rt->acts[k];
+        rt->act_index = rt->act_seq = k;
         if (a->kind == PIPPY_ACT_STEP)
             PIPPY_TRY(pippy_rt_drain_sends(rt));
         PIPPY_TRY(pippy_rt_action(rt, a));
         if (rt->t)
             PIPPY_TRY(pippy_rt_reap(rt));
+    }
+    return rt->training ? PIPPY_OK : pippy_rt_drain_sends(rt);
+}
+
+/* ---- the dynamic schedule (see the top of this file) ---- */
+
+struct pippy_rt_dyn {
+    pippy_dyn d;
+    int32_t *cand;         /* scratch: the candidates */
+    pippy_request **reqs;  /* scratch: the transfers in flight, for the wait */
+    size_t n_reqs;         /* its capacity */
+};
+
+pippy_status pippy_rt_dynamic_setup(pippy_rt *rt)
+{
+    if (rt->window <= 0)
+        return PIPPY_OK;
+    struct pippy_rt_dyn *x = calloc(1, sizeof *x);
+    if (!(rt->dyn = x))
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for the dynamic schedule");
+    PIPPY_TRY(pippy_dyn_init(&x->d, rt->acts, rt->n_acts, rt->M, rt->window, rt->training));
+    x->n_reqs = 1;
+    for (int i = 0; i < rt->n_st; i++) {
+        for (int q = 0; q < rt->st[i].n_in; q++)
+            x->n_reqs += 2 * (size_t)rt->M;
+        for (int q = 0; q < rt->st[i].n_out; q++)
+            x->n_reqs += 2 * (size_t)rt->M * (size_t)rt->st[i].out[q].n_to;
+    }
+    x->cand = malloc((size_t)pippy_dyn_cap(&x->d) * sizeof *x->cand);
+    x->reqs = malloc(x->n_reqs * sizeof *x->reqs);
+    if (!x->cand || !x->reqs)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory for the dynamic schedule");
+    return PIPPY_OK;
+}
+
+void pippy_rt_dynamic_free(pippy_rt *rt)
+{
+    if (!rt->dyn)
+        return;
+    pippy_dyn_free(&rt->dyn->d);
+    free(rt->dyn->cand), free(rt->dyn->reqs), free(rt->dyn);
+    rt->dyn = NULL;
+}
+
+/* Microbatch m's inputs of `phase` from other stages have arrived. */
+static int pippy_rt_inputs_here(const pippy_rt_stage *sx, int phase, int m)
+{
+    for (int q = 0; q < sx->n_in; q++)
+        if (sx->in[q].from >= 0 && sx->in[q].phase == phase && !sx->in[q].arrived[m])
+            return 0;
+    return 1;
+}
+
+/* The slots microbatch m's outputs of `phase` take are free: m - slots was made there, its sends
+ * landed, its consumers on this machine gave their credits and those on this rank are done with it
+ * (what pippy_rt_claim_outputs would wait for). */
+static int pippy_rt_outputs_free(pippy_rt *rt, const pippy_rt_stage *sx, int phase, int m)
+{
+    for (int q = 0; q < sx->n_out; q++) {
+        const pippy_rt_output *out = &sx->out[q];
+        if (out->phase != phase || out->passthrough >= 0 || m < out->slots)
+            continue;
+        int prev = m - out->slots;
+        if (!pippy_dyn_did(&rt->dyn->d, sx->stage, phase, prev))
+            return 0;
+        for (int c = 0; c < out->n_to; c++) {
+            size_t i = (size_t)prev * (size_t)out->n_to + (size_t)c;
+            const pippy_rt_stage *cx = rt->stage_rank[out->to[c]] == rt->rank ? pippy_rt_stage_of(rt, out->to[c]) : NULL;
+            if (out->req[i] || out->credit[i] || (out->deferred && out->deferred[i]) || (cx && !cx->finished[prev]))
+                return 0; /* (a stage of this rank reads the slot in place: until it is done with prev) */
+        }
+    }
+    return 1;
+}
+
+/* pippy_dyn_pick's data rule: F / B run once their inputs are here and their output slots free. */
+static int pippy_rt_dyn_ready(void *ctx, int32_t k)
+{
+    pippy_rt *rt = ctx;
+    const pippy_action *a = &rt->acts[k];
+    const pippy_act_info *info = pippy_act_info_of(a->kind);
+    if (!info->compute || info->phase == PIPPY_PHASE_W)
+        return 1;
+    pippy_rt_stage *sx = pippy_rt_stage_of(rt, a->stage);
+    return !sx || (pippy_rt_inputs_here(sx, info->phase, a->mb) && pippy_rt_outputs_free(rt, sx, info->phase, a->mb));
+}
+
+/* The credits consumers on this machine sent back, as they land. */
+static pippy_status pippy_rt_reap_credits(pippy_rt *rt)
+{
+    for (int i = 0; i < rt->n_st; i++)
+        for (int q = 0; q < rt->st[i].n_out; q++) {
+            pippy_rt_output *out = &rt->st[i].out[q];
+            for (int k = 0; k < rt->M * out->n_to; k++)
+                if (out->credit[k] && pippy_transport_test(rt->t, out->credit[k])) {
+                    pippy_status st = pippy_rt_finish(rt, &out->credit[k], 0, -1, out->name, k / out->n_to);
+                    if (st != PIPPY_OK)
+                        return pippy_error_prefix(st, "stage %d waiting for stage %d to be done with microbatch %d of "
+                                                  "'%s'", rt->st[i].stage, out->to[k % out->n_to], k / out->n_to,
+                                                  out->name);
+                }
+        }
+    return PIPPY_OK;
+}
+
+/* Every transfer in flight into x->reqs; returns how many. */
+static int pippy_rt_in_flight(pippy_rt *rt, struct pippy_rt_dyn *x)
+{
+    size_t n = 0;
+    for (int i = 0; i < rt->n_st; i++) {
+        pippy_rt_stage *sx = &rt->st[i];
+        for (int q = 0; q < sx->n_in; q++)
+            for (int m = 0; m < rt->M; m++) {
+                if (sx->in[q].req[m] && n < x->n_reqs)
+                    x->reqs[n++] = sx->in[q].req[m];
+                if (sx->in[q].credit[m] && n < x->n_reqs)
+                    x->reqs[n++] = sx->in[q].credit[m];
+            }
+        for (int q = 0; q < sx->n_out; q++)
+            for (int k = 0; k < rt->M * sx->out[q].n_to; k++) {
+                if (sx->out[q].req[k] && n < x->n_reqs)
+                    x->reqs[n++] = sx->out[q].req[k];
+                if (sx->out[q].credit[k] && n < x->n_reqs)
+                    x->reqs[n++] = sx->out[q].credit[k];
+            }
+    }
+    return (int)n;
+}
+
+static int pippy_rt_deferred_pending(const pippy_rt *rt)
+{
+    for (int i = 0; i < rt->n_st; i++)
+        for (int q = 0; rt->st[i].dev && q < rt->st[i].n_out; q++)
+            for (int k = 0; rt->st[i].out[q].deferred && k < rt->M * rt->st[i].out[q].n_to; k++)
+                if (rt->st[i].out[q].deferred[k])
+                    return 1;
+    return 0;
+}
+
+/* Nothing can run: wait until a transfer in flight lands (a GPU's pending download first: a send
+ * waits for it, and a peer may wait for that send). */
+static pippy_status pippy_rt_dyn_wait(pippy_rt *rt)
+{
+    if (pippy_rt_deferred_pending(rt))
+        return pippy_rt_send_deferred(rt, 1);
+    int n = rt->t ? pippy_rt_in_flight(rt, rt->dyn) : 0;
+    if (n == 0)
+        return pippy_fail(PIPPY_ERR_INTERNAL,
+                          "rank %d: the dynamic schedule finds no action ready and nothing in flight (%d of %d "
+                          "actions ran)",
+                          rt->rank, rt->dyn->d.n_done, rt->n_acts);
+    double t0 = pippy_rt_now_us();
+    PIPPY_TRY(pippy_transport_wait_any(rt->t, rt->dyn->reqs, n));
+    double t1 = pippy_rt_now_us();
+    rt->wait_us += t1 - t0;
+    if (rt->trace && t1 - t0 > 1)
+        pippy_trace_event(rt->trace, PIPPY_LANE_COMPUTE, "idle", "wait", (uint64_t)t0, (uint64_t)(t1 - t0), -1);
+    return PIPPY_OK;
+}
+
+/* One step: transfers as soon as allowed, then the first computation or collective allowed and
+ * ready, else a wait for anything in flight. */
+static pippy_status pippy_rt_run_dynamic(pippy_rt *rt)
+{
+    pippy_dyn *d = &rt->dyn->d;
+    int seq = 0;
+    pippy_dyn_reset(d);
+    while (!pippy_dyn_finished(d)) {
+        int32_t k;
+        while ((k = pippy_dyn_transfer(d)) >= 0) {
+            rt->act_index = k, rt->act_seq = seq++;
+            PIPPY_TRY(pippy_rt_action(rt, &rt->acts[k]));
+            pippy_dyn_mark(d, k);
+        }
+        if (pippy_dyn_finished(d)) /* the last sends */
+            break;
+        if (rt->t) {
+            PIPPY_TRY(pippy_rt_reap(rt));
+            PIPPY_TRY(pippy_rt_reap_credits(rt));
+        }
+        k = pippy_dyn_pick(d, pippy_rt_dyn_ready, rt, rt->dyn->cand);
+        if (k < 0) {
+            PIPPY_TRY(pippy_rt_dyn_wait(rt));
+            continue;
+        }
+        rt->act_index = k, rt->act_seq = seq++;
+        if (rt->acts[k].kind == PIPPY_ACT_STEP)
+            PIPPY_TRY(pippy_rt_drain_sends(rt));
+        PIPPY_TRY(pippy_rt_action(rt, &rt->acts[k]));
+        pippy_dyn_mark(d, k);
     }
     return rt->training ? PIPPY_OK : pippy_rt_drain_sends(rt);
 }

@@ -116,6 +116,10 @@ typedef struct {
     int n_st;
     pippy_action *acts;        /* this rank's actions of one step */
     int n_acts;
+    int window;                /* > 0: the dynamic schedule (config.window): acts is a set, run in the
+                                  order executor.c's dynamic loop picks */
+    struct pippy_rt_dyn *dyn;  /* its state (executor.c), NULL for a static schedule */
+    int act_index, act_seq;    /* the action running: its place in acts, and in the order run (traced) */
     pippy_transport *t;
     pippy_trace *trace;
     long fault_delay_us;
@@ -145,6 +149,10 @@ pippy_rt_stage *pippy_rt_stage_of(pippy_rt *rt, int s);
 
 /* executor.c: one step's action list. */
 pippy_status pippy_rt_run(pippy_rt *rt);
+/* The dynamic schedule's state, once the schedule is read and the slots allocated (nothing for a
+ * static schedule); the free is NULL-safe. */
+pippy_status pippy_rt_dynamic_setup(pippy_rt *rt);
+void pippy_rt_dynamic_free(pippy_rt *rt);
 /* The transport pippy_stage_progress drives while a stage computes (NULL: none). */
 void pippy_rt_set_progress(pippy_transport *t);
 

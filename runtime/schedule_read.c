@@ -2,7 +2,8 @@
  * runs which stage, the inputs and outputs of this rank's stages, and every rank's action list,
  * which common/schedule_sim.c checks (matching sends and receives, order, no deadlock, the stash
  * this program has) before any connection is made: a hand-edited file that cannot run is refused
- * with the rank, the action and the rule. */
+ * with the rank, the action and the rule. A dynamic schedule (config.window) sizes every slot
+ * between stages for its window and gets the executor's state for it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,7 @@ static pippy_status pippy_read_check(pippy_rt *rt, const char *path, int32_t *in
     if (st == PIPPY_OK) {
         rt->acts = d.actions[rt->rank];
         rt->n_acts = d.n_actions[rt->rank];
+        rt->window = d.s.window;
         d.actions[rt->rank] = NULL;
     }
     pippy_sched_json_free(&d);
@@ -233,7 +235,8 @@ static int pippy_read_edge_slots(const pippy_rt *rt, const int32_t *in_flight, i
         cJSON_ArrayForEach(x, pippy_json_get(cJSON_GetArrayItem(stages, s), "inputs"))
             whole |= pippy_json_int(x, "edge", -2) == e && cJSON_IsTrue(pippy_json_get(x, "graph_output"));
     }
-    return pippy_sched_slots(rt->training, rt->M, whole || producer < 0, in_flight, producer, cons, n);
+    return pippy_sched_slots(rt->training || rt->window > 0, rt->M, whole || producer < 0, in_flight, producer, cons,
+                             n);
 }
 
 /* Every slot, request and flag array of stage sx, sized from the checked schedule. */
@@ -326,5 +329,5 @@ pippy_status pippy_schedule_read(pippy_rt *rt, const char *path, const pippy_sta
     PIPPY_TRY(pippy_read_check(rt, path, in_flight));
     for (int i = 0; i < rt->n_st; i++)
         PIPPY_TRY(pippy_read_alloc_stage(rt, &rt->st[i], in_flight));
-    return PIPPY_OK;
+    return pippy_rt_dynamic_setup(rt);
 }

@@ -592,6 +592,7 @@ static void pippy_rt_free(pippy_rt *rt)
     free(rt->st);
     pippy_rt_backend_close(rt);
     free(rt->acts);
+    pippy_rt_dynamic_free(rt);
     pippy_trace_free(rt->trace);
     cJSON_Delete(rt->sched);
 }

@@ -567,15 +567,23 @@ static pippy_status wait_verdict(pippy_transport *t, pippy_request *r, double no
     return PIPPY_OK;
 }
 
-pippy_status pippy_transport_wait(pippy_transport *t, pippy_request *r)
+static int all_pending(pippy_request *const *reqs, int n)
 {
-    if (!t || bad_request(r) || r->t != t)
-        return pippy_fail(PIPPY_ERR_INVALID, "transport: wait on a request that is not in flight");
+    for (int i = 0; i < n; i++)
+        if (reqs[i]->state != RQ_PENDING)
+            return 0;
+    return 1;
+}
+
+/* Progress until one of reqs[0..n) is no longer pending, or a verdict (on any of them) stops
+ * the wait; the heartbeats report us waiting on reqs[0]'s peer. */
+static pippy_status wait_until(pippy_transport *t, pippy_request *const *reqs, int n)
+{
     double idle_since = 0;
     unsigned spins = 0;
-    if (r->state == RQ_PENDING)
-        wait_begin(t, r->peer, pippy_tr_now());
-    while (r->state == RQ_PENDING) {
+    if (all_pending(reqs, n))
+        wait_begin(t, reqs[0]->peer, pippy_tr_now());
+    while (all_pending(reqs, n)) {
         if (ucp_worker_progress(t->worker)) {
             idle_since = 0;
             continue;
@@ -583,11 +591,12 @@ pippy_status pippy_transport_wait(pippy_transport *t, pippy_request *r)
         double tn = pippy_tr_now();
         if (tn - t->last_poll >= LIVENESS_S)
             poll_fds(t, 0, 0); /* before any verdict: what arrived while we computed counts */
-        pippy_status st = wait_verdict(t, r, tn);
-        if (st != PIPPY_OK) {
-            wait_end(t);
-            req_release(t, r);
-            return st;
+        for (int i = 0; i < n; i++) {
+            pippy_status st = wait_verdict(t, reqs[i], tn);
+            if (st != PIPPY_OK) {
+                wait_end(t);
+                return st;
+            }
         }
         if (idle_since == 0) {
             idle_since = tn;
@@ -601,7 +610,29 @@ pippy_status pippy_transport_wait(pippy_transport *t, pippy_request *r)
         }
     }
     wait_end(t);
+    return PIPPY_OK;
+}
+
+pippy_status pippy_transport_wait(pippy_transport *t, pippy_request *r)
+{
+    if (!t || bad_request(r) || r->t != t)
+        return pippy_fail(PIPPY_ERR_INVALID, "transport: wait on a request that is not in flight");
+    pippy_status st = wait_until(t, &r, 1);
+    if (st != PIPPY_OK) {
+        req_release(t, r);
+        return st;
+    }
     return finish(t, r);
+}
+
+pippy_status pippy_transport_wait_any(pippy_transport *t, pippy_request *const *reqs, int n)
+{
+    if (!t || n < 1)
+        return pippy_fail(PIPPY_ERR_INVALID, "transport: wait on no request");
+    for (int i = 0; i < n; i++)
+        if (bad_request(reqs[i]) || reqs[i]->t != t)
+            return pippy_fail(PIPPY_ERR_INVALID, "transport: wait on a request that is not in flight");
+    return wait_until(t, reqs, n);
 }
 
 int pippy_transport_test(pippy_transport *t, pippy_request *r)

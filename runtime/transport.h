@@ -91,6 +91,10 @@ pippy_status pippy_transport_irecv(pippy_transport *t, int peer, uint64_t tag, v
  * requests that failed must stay valid until pippy_transport_close returns. */
 pippy_status pippy_transport_wait(pippy_transport *t, pippy_request *req);
 
+/* Progress until at least one of reqs[0..n) is complete (none is released: finish each with
+ * pippy_transport_wait, which then returns at once). Fails as pippy_transport_wait does, on any
+ * of them (the heartbeats report us waiting on reqs[0]'s peer). */
+pippy_status pippy_transport_wait_any(pippy_transport *t, pippy_request *const *reqs, int n);
 /* Nonzero when req is complete (pippy_transport_wait then returns at once). Progresses once. */
 int pippy_transport_test(pippy_transport *t, pippy_request *req);
 

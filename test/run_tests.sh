@@ -7,7 +7,7 @@
 # checker, and the model / schedule / tensor-file mutators), then the end-to-end scripts (real stage
 # processes over real UCX: pippyrun, the CLI, mutated schedules, hostile peers and files, the sample
 # models, the real model families of samples/real/, training, training operations: memory, edited
-# action lists, killed ranks, warm-up; network namespaces), then the ONNX
+# action lists, killed ranks, warm-up; the dynamic schedule, network namespaces), then the ONNX
 # conformance run. A CUDA build (make test CUDA=1) adds the cuda kernels' test (build/test_cuda); the
 # cuda end-to-end script runs in every build (without CUDA it only checks the refusals).
 B=${1:-build}
@@ -62,6 +62,7 @@ if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite pipeline python3 test/e2e/test_pipeline.py "$B" --quick
     suite train python3 test/e2e/test_train.py "$B" --quick
     suite train_ops python3 test/e2e/test_train_ops.py "$B" --quick
+    suite dynamic python3 test/e2e/test_dynamic.py "$B" --quick
     suite models python3 test/e2e/test_models.py "$B" --quick
     suite cuda python3 test/e2e/test_cuda.py "$B" --quick
     suite grad-rules python3 test/e2e/test_grad_rules.py "$B" --quick
@@ -73,6 +74,7 @@ else
     suite pipeline python3 test/e2e/test_pipeline.py "$B"
     suite train python3 test/e2e/test_train.py "$B"
     suite train_ops python3 test/e2e/test_train_ops.py "$B"
+    suite dynamic python3 test/e2e/test_dynamic.py "$B"
     suite models python3 test/e2e/test_models.py "$B"
     suite cuda python3 test/e2e/test_cuda.py "$B"
     suite grad-rules python3 test/e2e/test_grad_rules.py "$B"

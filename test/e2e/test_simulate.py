@@ -10,6 +10,8 @@
     (Qi et al. 2023), of 1F1B (p-1)(tf+tb), by the independent replay too, and ZB-H1 holds p
     microbatches on every stage where 1F1B holds p-s;
   - a hand-edited, valid list (the W's deferred) is accepted and predicted alike by both;
+  - dynamic schedules (--schedule dynamic --window K, training and inference): both replay the
+    policy and predict the same;
   - hand-broken lists are refused by simulate with the rank, action and rule, and by the oracle;
     values of the wrong type with where they are; no picture is written for them;
   - the SVG is well-formed XML (xml.etree) with one F/B/W box per computation and a row per rank;
@@ -162,7 +164,14 @@ def training_cases(t):
                                           "--schedule", "zb-h1"] + TRAIN, 3, 8),
              ("tied zb-h1 S=3 M=4", [tied, "--batch", "8", "--microbatches", "4", "--split-before", "mm2,mm3",
                                      "--schedule", "zb-h1", "--train", "--loss", "cross_entropy", "--labels", "labels",
-                                     "--optimizer", "adamw", "--tied", "transmit"], 3, 4)]
+                                     "--optimizer", "adamw", "--tied", "transmit"], 3, 4),
+             # the dynamic schedule: both replay its policy (schedule_dyn.h / the schema's config.window)
+             ("dynamic mlp_train window 2 S=3 M=8", [mlp, "--batch", "16", "--microbatches", "8", "--stages", "3",
+                                                     "--schedule", "dynamic", "--window", "2"] + TRAIN, 3, 8),
+             ("dynamic-tied window 1 S=3 M=4", [tied, "--batch", "8", "--microbatches", "4", "--split-before",
+                                                "mm2,mm3", "--schedule", "dynamic", "--window", "1", "--train", "--loss",
+                                                "cross_entropy", "--labels", "labels", "--optimizer", "adamw",
+                                                "--tied", "transmit"], 3, 4)]
     outs = {}
     for name, args, S, M in cases:
         out = t.compile(name.split()[0] + "_" + name.split()[1], args)
@@ -464,6 +473,14 @@ def main():
         code, text = t.simulate(inf, "--svg", svg)
         if code == 0:
             check_svg(t, "gpt_op17 inference", svg, 3, {"F": 12, "B": 0, "W": 0}, "predicted step")
+    dyn = t.compile("gpt_dynamic", [os.path.join(MODELS, "gpt_op17.onnx"), "--batch", "8", "--stages", "3",
+                                    "--microbatches", "4", "--schedule", "dynamic", "--window", "1"])
+    if dyn:
+        path = os.path.join(dyn, "schedule.json")
+        code, text = run([sys.executable, VALIDATE, path])
+        t.res.check("gpt_op17 inference, dynamic window 1: schedule.json passes the schema and the rules", code == 0,
+                    tail(text))
+        check_agree(t, "gpt_op17 inference, dynamic window 1", path, json.load(open(path))["prediction"]["step_ms"])
     textbook(t, outs)
     interleaved_textbook(t)
 

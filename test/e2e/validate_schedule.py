@@ -36,6 +36,14 @@ usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q] [--predict]
      for the gradients; ALLREDUCE, REDUCE and BROADCAST wait for every member stage, STEP for every
      rank) runs every
      action.
+   A dynamic schedule (config.schedule "dynamic" with config.window K, and only then a window) is
+   checked by the same rules on its lists, except the stash: every training stage keeps
+   stash_slots >= min(K, M) (the window rule); and it is replayed by its policy as the schema
+   describes it (per stage: F in order and at most K ahead of the oldest microbatch whose W has not
+   run — inference: of the next F —, B once its F ran, W in order; transfers at once; collectives
+   as barriers in list order; F / B also wait for their data and for every consumer of their
+   outputs to have finished microbatch mb - slots (min(K, M); min(K + 1, M) towards a later
+   stage); the rank with the earliest start goes first (ties: the lower rank; 1e-9 relative), and runs the first such action in list order).
    With --predict it also prints the prediction of that replay as JSON (times from
    stages[].predicted_*_ms, each transfer between two stages in one phase taking
    latency + (sum of their edges' bytes) / bandwidth from prediction.cost_model, collectives
@@ -95,6 +103,7 @@ class Doc:
         self.all_ranks = self.ranks  # with dp > 1 the rules below see replica 0 (see replica_problems)
         self.M = self.cfg["microbatches"]
         self.training = self.cfg["mode"] == "training"
+        self.window = self.cfg.get("window") if self.cfg.get("schedule") == "dynamic" else None
 
     def valid_stage(self, k):
         return isinstance(k, int) and not isinstance(k, bool) and 0 <= k < self.S
@@ -132,6 +141,9 @@ def config_problems(x, bad):
     if cfg["batch"] and cfg["microbatch_size"] and cfg["batch"] != x.M * cfg["microbatch_size"] * cfg["dp"]:
         bad("/config/batch", f"{cfg['batch']} is not microbatches x microbatch_size x dp = {x.M} x "
                              f"{cfg['microbatch_size']} x {cfg['dp']}")
+    if ("window" in cfg) != (cfg["schedule"] == "dynamic"):
+        bad("/config/window", "given without schedule \"dynamic\"" if "window" in cfg else
+            "missing: schedule \"dynamic\" needs a window")
     pred = x.d["prediction"]
     if len(pred["peak_memory_bytes"]) != x.S:
         bad("/prediction/peak_memory_bytes", f"{len(pred['peak_memory_bytes'])} entries for {x.S} stages")
@@ -324,7 +336,7 @@ def cross_problems(d):
         action_problems(x, r, bad)
     reduction_member_problems(x, bad)
     if not P:
-        P.extend(replay(x)["problems"])
+        P.extend((replay_dynamic(x) if x.window else replay(x))["problems"])
     return P
 
 
@@ -374,7 +386,12 @@ def action_problems(x, r, bad):
         key = (op, s, mb, act.get("peer", act.get("reduction")))
         seen.setdefault(key, []).append(a)
     order_problems(x, r, acts, seen, at, bad)
-    if x.training:
+    if x.training and x.window:
+        for s in sorted(mine):
+            if x.stages[s]["stash_slots"] < min(x.window, x.M):
+                bad(f"/stages/{s}/stash_slots", f"{x.stages[s]['stash_slots']}, but window {x.window} lets the stage "
+                                               f"hold {min(x.window, x.M)} microbatches at once (the window rule)")
+    elif x.training:
         stash_problems(x, r, acts, at, bad)
 
 
@@ -540,6 +557,144 @@ def replay(x):
             "bubble_fraction": 1 - sum(busy) / (x.R * step) if step > 0 else 0.0, "in_flight": in_flight}
 
 
+def replay_dynamic(x):
+    """The dynamic schedule's replay (see the module doc); returns what replay() returns."""
+    K = min(x.window, x.M)
+    cm = x.d["prediction"]["cost_model"]
+    bw, lat = cm["link_gbytes_per_s"] * 1e9, cm["link_latency_us"] * 1e-3
+    cost = {}
+    for s, st in enumerate(x.stages):
+        cost.update({("F", s): st["predicted_forward_ms"], ("B", s): st.get("predicted_backward_ms", 0),
+                     ("W", s): st.get("predicted_weight_ms", 0)})
+    acts = [rk["actions"] for rk in x.ranks]
+    where, sends, queue = {}, {}, []
+    for r, lst in enumerate(acts):
+        queue.append([i for i, a in enumerate(lst) if a["op"] in RECVS])
+        for i, a in enumerate(lst):
+            if a["op"] in ("F", "B", "W"):
+                where[(a["stage"], a["op"], a["mb"])] = i
+            elif a["op"] in SENDS:
+                sends.setdefault((a["stage"], MAKER[SENDS[a["op"]]], a["mb"]), []).append(i)
+    done = [[False] * len(lst) for lst in acts]
+    clock, busy, parked = [0.0] * x.R, [0.0] * x.R, [None] * x.R
+    next_f, next_w, did = [0] * x.S, [0] * x.S, set()
+    sent, fin, arrived = {}, {}, {}
+    members = {("STEP",): set(range(x.R))}
+    for k, rd in enumerate(x.reductions):
+        for op in COLLECTIVES:
+            members[(op, k)] = set(rd["stages"])
+
+    def tol(t):
+        return 1e-9 * (abs(t) + 1.0)
+
+    def key(a):
+        return ("STEP",) if a["op"] == "STEP" else (a["op"], a["reduction"])
+
+    def flush(r):
+        while queue[r]:
+            i = queue[r].pop(0)
+            a = acts[r][i]
+            if a["op"] in SENDS:
+                sent[(SENDS[a["op"]], a["stage"], a["peer"], a["mb"])] = clock[r]
+            done[r][i] = True
+
+    def allowed(r):
+        lst = acts[r]
+        barrier = next((i for i, a in enumerate(lst) if not done[r][i] and (a["op"] in COLLECTIVES or a["op"] == "STEP")),
+                       len(lst))
+        out = []
+        for s in x.stages_of_rank(r):
+            nf = next_f[s]
+            if nf < x.M and nf < (next_w[s] if x.training else nf) + K:
+                out.append(where[(s, "F", nf)])
+            if x.training:
+                out += [where[(s, "B", m)] for m in range(next_w[s], nf) if (s, "B", m) not in did]
+                if next_w[s] < x.M and (s, "B", next_w[s]) in did:
+                    out.append(where[(s, "W", next_w[s])])
+        out = [i for i in out if i < barrier]
+        if barrier < len(lst) and all(done[r][:barrier]):
+            out.append(barrier)
+        return sorted(out)
+
+    def ready(a):
+        if a["op"] not in COMPUTE:
+            return 0.0
+        phase, s, m, t = COMPUTE[a["op"]], a["stage"], a["mb"], 0.0
+        for p in x.peers(s, phase, "from"):
+            when = sent.get((phase, p, s, m))
+            if when is None:
+                return None
+            t = max(t, when + lat + (x.pair_bytes(phase, p, s) / bw * 1e3 if bw > 0 else 0))
+        for c in x.peers(s, phase, "to"):  # the slot m takes: consumers done with m - slots
+            slots = min(K + (c > s), x.M)  # every stage holds K; a later consumer's value has one more
+            if m < slots:
+                continue
+            if (c, m - slots) not in fin:
+                return None
+            t = max(t, fin[(c, m - slots)])
+        return t
+
+    def collective(r, i):
+        a = acts[r][i]
+        got = arrived.setdefault(key(a), {})
+        got[r if a["op"] == "STEP" else a["stage"]] = clock[r]
+        last = max(j for j, b in enumerate(acts[r]) if b["op"] == a["op"] and key(b) == key(a))
+        if a["op"] != "STEP" and i != last:
+            done[r][i] = True
+            return
+        parked[r] = i
+        if set(got) != members[key(a)]:
+            return
+        t = max(got.values())
+        for q in range(x.R):
+            if parked[q] is not None and key(acts[q][parked[q]]) == key(a):
+                clock[q], done[q][parked[q]], parked[q] = t, True, None
+                flush(q)
+
+    def run(r, i, t):
+        a = acts[r][i]
+        clock[r] = t
+        if a["op"] in COLLECTIVES or a["op"] == "STEP":
+            collective(r, i)
+            return
+        s, m, d = a["stage"], a["mb"], cost[(a["op"], a["stage"])]
+        clock[r] = t + d
+        busy[r] += d
+        did.add((s, a["op"], m))
+        while next_f[s] < x.M and (s, "F", next_f[s]) in did:
+            next_f[s] += 1
+        while next_w[s] < x.M and (s, "W", next_w[s]) in did:
+            next_w[s] += 1
+        if a["op"] == ("W" if x.training else "F"):
+            fin[(s, m)] = t + d
+        done[r][i] = True
+        queue[r] += sends.get((s, a["op"], m), [])
+        flush(r)
+
+    for r in range(x.R):
+        flush(r)
+    while True:
+        best = None
+        for r in range(x.R):
+            if parked[r] is not None or all(done[r]):
+                continue
+            pick = None
+            for i in allowed(r):
+                t = ready(acts[r][i])
+                if t is not None and (pick is None or max(t, clock[r]) < pick[0] - tol(pick[0])):
+                    pick = (max(t, clock[r]), i)
+            if pick and (best is None or pick[0] < best[0] - tol(best[0])):
+                best = (pick[0], r, pick[1])
+        if best is None:
+            break
+        run(best[1], best[2], best[0])
+    problems = [f"/ranks/{r}: the dynamic schedule (window {x.window}) cannot go on: {sum(done[r])} of "
+                f"{len(done[r])} actions ran" for r in range(x.R) if not all(done[r])]
+    step = max(clock) if clock else 0.0
+    return {"problems": problems, "step_ms": step, "busy_ms": busy, "idle_ms": [step - b for b in busy],
+            "bubble_fraction": 1 - sum(busy) / (x.R * step) if step > 0 else 0.0, "in_flight": [K] * x.S}
+
+
 def main():
     ap = argparse.ArgumentParser(description="Validate a pippyc schedule.json.")
     ap.add_argument("file", help="OUT/schedule.json")
@@ -574,7 +729,8 @@ def main():
         print(f"{len([p for p in problems if not p.startswith('(')])} problem(s)")
         return 1
     if args.predict:
-        pred = replay(Doc(doc))
+        x = Doc(doc)
+        pred = replay_dynamic(x) if x.window else replay(x)
         del pred["problems"]
         print(json.dumps(pred))
     elif not args.quiet:

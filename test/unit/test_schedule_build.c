@@ -284,7 +284,7 @@ START_TEST(test_auto_ties_and_inference)
     pippy_plan_free(&p);
     chain_make(&p, 3, 4, 1, 1, 1, NULL, 1);
     ck_assert_int_eq(choose(&p, "zb-h2", 0, &rep), PIPPY_ERR_USAGE);
-    ck_assert_msg(strstr(pippy_last_error(), "--schedule zb-h2: known schedules are gpipe, 1f1b, zb-h1, interleaved-1f1b and auto"), "%s",
+    ck_assert_msg(strstr(pippy_last_error(), "--schedule zb-h2: known schedules are gpipe, 1f1b, zb-h1, interleaved-1f1b, dynamic and auto"), "%s",
                   pippy_last_error());
     pippy_plan_free(&p);
 }

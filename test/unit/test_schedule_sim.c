@@ -214,18 +214,24 @@ END_TEST
 
 /* A tied parameter in stages 0 and 2 of three: its ALLREDUCE is a collective of ranks 0 and 2
  * after their last W; with 0.25 s for a collective the step is the chain's plus that. */
+/* Stages 0 and 2 of a built chain tie a parameter: their ALLREDUCE just before STEP. */
+static void syn_tie_0_2(syn *y, double collective_s)
+{
+    y->red_members[0] = 0, y->red_members[1] = 2;
+    y->red_n[0] = 2, y->red_st[0] = y->red_members;
+    y->s.n_reductions = 1, y->s.reduction_n = y->red_n, y->s.reduction_stages = y->red_st;
+    y->s.collective_s = collective_s;
+    for (int32_t st = 0; st < 3; st += 2) {
+        y->acts[st][y->n[st] - 1] = (pippy_action){PIPPY_ACT_ALLREDUCE, st, -1, 0};
+        syn_put(y, st, PIPPY_ACT_STEP, -1, -1);
+    }
+}
+
 START_TEST(test_allreduce)
 {
     static syn y;
     syn_build(&y, 3, 2, 1, 1.0, 1.0, 0.0);
-    y.red_members[0] = 0, y.red_members[1] = 2;
-    y.red_n[0] = 2, y.red_st[0] = y.red_members;
-    y.s.n_reductions = 1, y.s.reduction_n = y.red_n, y.s.reduction_stages = y.red_st;
-    y.s.collective_s = 0.25;
-    for (int32_t st = 0; st < 3; st += 2) {
-        y.acts[st][y.n[st] - 1] = (pippy_action){PIPPY_ACT_ALLREDUCE, st, -1, 0};
-        syn_put(&y, st, PIPPY_ACT_STEP, -1, -1);
-    }
+    syn_tie_0_2(&y, 0.25);
     pippy_sched_span sp[3][SYN_MAX_A];
     pippy_sched_span *const spans[3] = {sp[0], sp[1], sp[2]};
     pippy_sched_result r = {.spans = spans};
@@ -307,6 +313,168 @@ START_TEST(test_refusals)
 }
 END_TEST
 
+/* ---- the dynamic schedule (window K; common/schedule_dyn.h) ---- */
+
+/* The chain as an inference pipeline: receives first, then F and its send per microbatch. */
+static void syn_build_inference(syn *y, int32_t S, int32_t M, double tf)
+{
+    syn_build(y, S, M, 0, tf, 0, 0);
+    for (int32_t st = 0; st < S; st++) {
+        y->n[st] = 0;
+        for (int32_t m = 0; m < M && st > 0; m++)
+            syn_put(y, st, PIPPY_ACT_RECV_F, m, st - 1);
+        for (int32_t m = 0; m < M; m++)
+            syn_forward(y, st, m);
+    }
+    y->s.training = 0;
+    y->s.n_edges = 0;
+    for (int32_t e = 0; e + 1 < 2 * S; e += 2)
+        y->edges[y->s.n_edges++] = y->edges[e]; /* the activation edges */
+}
+
+/* K = 1: one microbatch in flight per stage, so each goes down the chain and back before the
+ * next starts: M S (tf + tb). At inference a stage runs F(m + 1) once its consumer is done with
+ * m - 1 (an activation has K + 1 slots), so every window runs GPipe's (M + S - 1) tf. Uniform
+ * stages, free transfers. */
+START_TEST(test_dynamic_by_hand)
+{
+    static syn y;
+    for (int32_t S = 1; S <= 5; S++)
+        for (int32_t M = 1; M <= 6; M++) {
+            syn_build(&y, S, M, 1, 1.0, 2.0, 0);
+            y.s.window = 1;
+            pippy_sched_result r = {0};
+            ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s", pippy_last_error());
+            ck_assert_msg(fabs(r.step_s - M * S * 3.0) < 1e-9, "training S=%d M=%d K=1: step %.15g, by hand %d", S, M,
+                          r.step_s, M * S * 3);
+            for (int32_t K = 1; K <= M + 1; K++) {
+                syn_build_inference(&y, S, M, 1.0);
+                y.s.window = K;
+                ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s", pippy_last_error());
+                double want = M + S - 1;
+                ck_assert_msg(fabs(r.step_s - want) < 1e-9, "inference S=%d M=%d K=%d: step %.15g, by hand %g", S, M, K,
+                              r.step_s, want);
+            }
+        }
+}
+END_TEST
+
+static double syn_rand(uint32_t *x)
+{
+    *x = *x * 1664525u + 1013904223u;
+    return 0.25 + (double)(*x >> 8) / (double)(1u << 24);
+}
+
+/* The replayed order keeps the policy, from the spans: on each stage F and W in microbatch order,
+ * at most K microbatches between an F's start and their W's end, and F / B of m only once every
+ * consumer of their outputs finished m - slots (K; K + 1 for the activations, to a later stage). */
+static void syn_check_policy(syn *y, pippy_sched_span *const *sp, int32_t K)
+{
+    int32_t S = y->S, M = y->M;
+    for (int32_t st = 0; st < S; st++) {
+        for (int32_t m = 0; m < M; m++) {
+            const pippy_sched_span *f = &sp[st][syn_find(y, st, PIPPY_ACT_F, m)];
+            const pippy_sched_span *w = &sp[st][syn_find(y, st, PIPPY_ACT_W, m)];
+            if (m > 0) {
+                ck_assert(f->start_s >= sp[st][syn_find(y, st, PIPPY_ACT_F, m - 1)].end_s - 1e-12);
+                ck_assert(w->start_s >= sp[st][syn_find(y, st, PIPPY_ACT_W, m - 1)].end_s - 1e-12);
+            }
+            int32_t held = 0;
+            for (int32_t j = 0; j <= m; j++)
+                held += sp[st][syn_find(y, st, PIPPY_ACT_W, j)].end_s > f->start_s + 1e-12;
+            ck_assert_msg(held <= K, "stage %d holds %d microbatches at F(%d), window %d", st, held, m, K);
+            const pippy_sched_span *b = &sp[st][syn_find(y, st, PIPPY_ACT_B, m)];
+            if (st + 1 < S && m > K)
+                ck_assert(f->start_s >= sp[st + 1][syn_find(y, st + 1, PIPPY_ACT_W, m - K - 1)].end_s - 1e-12);
+            if (st > 0 && m >= K)
+                ck_assert(b->start_s >= sp[st - 1][syn_find(y, st - 1, PIPPY_ACT_W, m - K)].end_s - 1e-12);
+        }
+    }
+}
+
+/* Every chain of 1-6 stages, 1-9 microbatches, every window 1..M+1, stage costs drawn at
+ * random, with and without link costs: the replay ends, every stage holds min(K, M), the order
+ * keeps the policy, and no window is slower than running one microbatch at a time. */
+START_TEST(test_dynamic_ends)
+{
+    static syn y;
+    static pippy_sched_span sp[SYN_MAX_S][SYN_MAX_A];
+    pippy_sched_span *const spans[SYN_MAX_S] = {sp[0], sp[1], sp[2], sp[3], sp[4], sp[5], sp[6], sp[7]};
+    uint32_t seed = 7;
+    for (int32_t S = 1; S <= 6; S++)
+        for (int32_t M = 1; M <= 9; M++)
+            for (int32_t K = 1; K <= M + 1; K++)
+                for (int link = 0; link < 2; link++) {
+                    syn_build(&y, S, M, 1, 1, 1, 1);
+                    for (int32_t i = 0; i < S * PIPPY_PHASES; i++)
+                        y.stage_s[i] = syn_rand(&seed);
+                    y.s.window = K;
+                    y.s.link_latency_s = link ? 0.3 : 0;
+                    y.s.link_bytes_per_s = link ? 1e4 : 0;
+                    int32_t in_flight[SYN_MAX_S];
+                    pippy_sched_result r = {.in_flight = in_flight, .spans = spans};
+                    ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "S=%d M=%d K=%d: %s", S, M, K,
+                                  pippy_last_error());
+                    for (int32_t st = 0; st < S; st++)
+                        ck_assert_int_eq(in_flight[st], K < M ? K : M);
+                    syn_check_policy(&y, spans, K);
+                    double serial = r.step_s;
+                    y.s.window = 1;
+                    ck_assert(pippy_sched_check(&y.s, &r) == PIPPY_OK);
+                    ck_assert_msg(serial <= r.step_s + 1e-9, "S=%d M=%d K=%d: %g s, K=1: %g s", S, M, K, serial,
+                                  r.step_s);
+                }
+}
+END_TEST
+
+/* The window rule: a stage that may hold K microbatches needs K stash slots (min(K, M)). */
+START_TEST(test_dynamic_window_rule)
+{
+    static syn y;
+    syn_build(&y, 2, 4, 1, 1, 2, 0);
+    y.s.window = 3;
+    y.slots[0] = 2, y.slots[1] = 4;
+    y.s.stash_slots = y.slots;
+    syn_refused(&y, (const char *const[]){"window 3: stage 0 may hold 3 microbatches", "keeps 2 stash slots",
+                                          "the window rule"}, 3);
+    y.slots[0] = 3;
+    ck_assert_msg(pippy_sched_check(&y.s, NULL) == PIPPY_OK, "%s", pippy_last_error());
+    y.s.window = 9, y.slots[0] = y.slots[1] = 4; /* min(9, M = 4) */
+    ck_assert_msg(pippy_sched_check(&y.s, NULL) == PIPPY_OK, "%s", pippy_last_error());
+    /* the static list's own in-flight count no longer applies: 1F1B holds 2 on stage 0 */
+    y.s.window = 1, y.slots[0] = y.slots[1] = 1;
+    ck_assert_msg(pippy_sched_check(&y.s, NULL) == PIPPY_OK, "%s", pippy_last_error());
+    y.s.window = 0;
+    syn_refused(&y, (const char *const[]){"would hold 2 microbatches"}, 1);
+}
+END_TEST
+
+/* Collectives are barriers: the tied stages' ALLREDUCE after their last W, then STEP. */
+START_TEST(test_dynamic_allreduce)
+{
+    static syn y;
+    for (int32_t K = 1; K <= 3; K++) {
+        syn_build(&y, 3, 3, 1, 1.0, 1.0, 0.5);
+        syn_tie_0_2(&y, 0.25);
+        y.s.window = K;
+        pippy_sched_span sp[3][SYN_MAX_A];
+        pippy_sched_span *const spans[3] = {sp[0], sp[1], sp[2]};
+        pippy_sched_result r = {.spans = spans};
+        ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s", pippy_last_error());
+        double last_w = 0;
+        for (int32_t st = 0; st < 3; st += 2)
+            for (int32_t m = 0; m < 3; m++)
+                last_w = fmax(last_w, sp[st][syn_find(&y, st, PIPPY_ACT_W, m)].end_s);
+        for (int32_t st = 0; st < 3; st += 2) {
+            const pippy_sched_span *a = &sp[st][syn_find(&y, st, PIPPY_ACT_ALLREDUCE, -1)];
+            ck_assert_msg(fabs(a->start_s - last_w) < 1e-12 && fabs(a->end_s - last_w - 0.25) < 1e-12,
+                          "K=%d: ALLREDUCE [%g, %g], last W ends %g", K, a->start_s, a->end_s, last_w);
+        }
+        ck_assert_msg(fabs(r.step_s - (last_w + 0.5)) < 1e-12, "K=%d: step %g", K, r.step_s);
+    }
+}
+END_TEST
+
 static Suite *schedule_sim_suite(void)
 {
     Suite *s = suite_create("schedule_sim");
@@ -317,6 +485,13 @@ static Suite *schedule_sim_suite(void)
     tcase_add_test(tc, test_allreduce);
     tcase_add_test(tc, test_refusals);
     suite_add_tcase(s, tc);
+    TCase *dyn = tcase_create("dynamic");
+    tcase_set_timeout(dyn, 60);
+    tcase_add_test(dyn, test_dynamic_by_hand);
+    tcase_add_test(dyn, test_dynamic_ends);
+    tcase_add_test(dyn, test_dynamic_window_rule);
+    tcase_add_test(dyn, test_dynamic_allreduce);
+    suite_add_tcase(s, dyn);
     return s;
 }
 
