@@ -4,7 +4,8 @@
 #   sh test/run_tests.sh build-san      (make test SANITIZE=1: same suites; the conformance
 #                                        run is limited to a sample there, see below)
 # Suites: the Check unit tests (backend kernels, loader, transport, tensor files, trace), then
-# the end-to-end scripts (real stage processes over real UCX), then the ONNX conformance run.
+# the end-to-end scripts (real stage processes over real UCX), the ONNX conformance run, then the
+# training bench and profiler in their --quick form (pippyc only, tiny sizes: so that they cannot rot).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -58,6 +59,8 @@ else
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 fi
+suite bench-train env BUILD="$B" python3 bench/bench_train.py --quick
+suite bench-profile env BUILD="$B" python3 bench/profile.py --quick
 rm -f "$LOG"
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
