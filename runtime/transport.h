@@ -13,7 +13,8 @@
  * A receive must match the sent length exactly.
  *
  * Single-threaded: one thread uses a transport at a time. pippy_transport_open sets
- * UCX_TCP_CM_REUSEADDR=y in the environment (unless set) so a job can reuse its ports at once. */
+ * UCX_TCP_CM_REUSEADDR=y in the environment (unless set) so a job can reuse its ports at once.
+ * A wait spins 100 µs, then sleeps on the worker's event fd; PIPPY_SPIN_US sets the spin. */
 #ifndef PIPPY_TRANSPORT_H
 #define PIPPY_TRANSPORT_H
 
