@@ -213,6 +213,28 @@ def loadavg():
         return None
 
 
+def cpu_busy(window_s=0.5):
+    """Fraction of the machine's CPU time that was busy (not idle or iowait) over window_s seconds."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+    t0, i0 = snap()
+    time.sleep(window_s)
+    t1, i1 = snap()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_s, busy_below=0.15, window_s=0.5):
+    """Wait (up to max_s) until the machine was at most busy_below busy over a window: other people's
+    work then takes less from a measurement. Returns the last busy fraction seen."""
+    t_end = time.time() + max_s
+    busy = cpu_busy(window_s)
+    while busy > busy_below and time.time() < t_end:
+        busy = cpu_busy(window_s)
+    return busy
+
+
 class Checks:
     """Pass/fail lines of a tool's --quick self-check, ending with "N passed, N failed"."""
 

@@ -110,12 +110,14 @@ def ensure_models(sizes):
 
 # ---------------------------------------------------------------- pippyc side
 
-def compile_train(kind, cfg, stages, M, schedule):
-    out = os.path.join(TRAIN_WORK, "%s_s%d_%s_M%d_b%d" % (kind, stages, schedule, M, cfg["batch"]))
+def compile_train(kind, cfg, stages, M, schedule, build=None):
+    """pippyc --train into bench/work/train/<config>[_<build>]; build: another build folder's pippyc."""
+    out = os.path.join(TRAIN_WORK, "%s_s%d_%s_M%d_b%d%s" % (kind, stages, schedule, M, cfg["batch"],
+                                                            "_" + os.path.basename(build) if build else ""))
     if os.path.isdir(out):
         import shutil
         shutil.rmtree(out)
-    C.sh([C.PIPPYC, cfg["onnx"], "--train"] + cfg["flags"] +
+    C.sh([os.path.join(build, "pippyc") if build else C.PIPPYC, cfg["onnx"], "--train"] + cfg["flags"] +
          ["--batch", str(cfg["batch"]), "--microbatches", str(M), "--stages", str(stages),
           "--schedule", schedule, "-o", out, "-q"])
     with open(os.path.join(out, "schedule.json")) as f:
@@ -132,10 +134,10 @@ def read_loss_log(path):
     return rows
 
 
-def run_pippyc(out, data, steps, threads, tag):
+def run_pippyc(out, data, steps, threads, tag, build=None):
     log = os.path.join(out, "loss_%s.jsonl" % tag)
     trace = os.path.join(out, "trace_%s.json" % tag)
-    cmd = [C.PIPPYRUN, out, "--steps", str(steps), "--loss-log", log, "--trace", trace,
+    cmd = [os.path.join(build, "pippyrun") if build else C.PIPPYRUN, out, "--steps", str(steps), "--loss-log", log, "--trace", trace,
            "--threads", str(threads)]
     for name, p in data.items():
         cmd += ["--input", "%s=%s" % (name, p)]
@@ -181,23 +183,64 @@ def trace_phases(trace_path, warmup):
     return res
 
 
-def pippyc_job(kind, cfg, stages, M, schedule, threads, data, warmup, steps):
+def replay(sched, per_mb):
+    """Idle fraction per rank of schedule.json's action lists replayed with measured phase times:
+    per_mb[stage] = {"F": ms, "B": ms, "W": ms} per microbatch. Each rank runs its actions in order; F of
+    microbatch m waits for F of m on the stage before, B for B of m on the stage after (transfers cost
+    nothing: on one machine only a note travels); the step ends when the last rank is done."""
+    ranks = sched["ranks"]
+    n_stages = len(sched["stages"])
+    done = {}  # (op, stage, mb) -> end time
+    pos = [0] * len(ranks)
+    t = [0.0] * len(ranks)
+    busy = [0.0] * len(ranks)
+    progress = True
+    while progress:
+        progress = False
+        for r, rk in enumerate(ranks):
+            acts = rk["actions"]
+            while pos[r] < len(acts):
+                a = acts[pos[r]]
+                op, st, mb = a["op"], a.get("stage", 0), a.get("mb", 0)
+                if op not in ("F", "B", "W"):
+                    pos[r] += 1
+                    continue
+                dep = None
+                if op == "F" and st > 0:
+                    dep = ("F", st - 1, mb)
+                elif op == "B" and st < n_stages - 1:
+                    dep = ("B", st + 1, mb)
+                if dep is not None and dep not in done:
+                    break
+                start = max(t[r], done[dep] if dep is not None else 0.0)
+                t[r] = start + per_mb[st][op]
+                busy[r] += per_mb[st][op]
+                done[(op, st, mb)] = t[r]
+                pos[r] += 1
+                progress = True
+    if any(p < len(rk["actions"]) for p, rk in zip(pos, ranks)):
+        return None
+    step = max(t)
+    return [(step - b) / step if step > 0 else float("nan") for b in busy]
+
+
+def pippyc_job(kind, cfg, stages, M, schedule, threads, data, warmup, steps, build=None):
     """Compile once; returns a function running one repetition -> result dict."""
-    out, sched = compile_train(kind, cfg, stages, M, schedule)
+    out, sched = compile_train(kind, cfg, stages, M, schedule, build)
     pred = sched.get("prediction", {})
     state = {"n": 0}
 
     def run():
         state["n"] += 1
-        rows, trace = run_pippyc(out, data, steps, threads, "t%d_r%d" % (threads, state["n"]))
+        rows, trace = run_pippyc(out, data, steps, threads, "t%d_r%d" % (threads, state["n"]), build)
         timed = rows[warmup:]
         return {"step_ms": statistics.median(r["ms"] for r in timed),
                 "cpu_ms": statistics.median(r["cpu_ms"] for r in timed),
                 "losses": [r["loss"] for r in rows], "steps_logged": len(rows),
                 "phases": trace_phases(trace, warmup)}
 
-    meta = {"impl": "pippyc", "model": kind, "stages": stages, "M": M, "schedule": schedule,
-            "threads": threads, "batch": cfg["batch"], "out": out,
+    meta = {"impl": "pippyc", "model": kind, "stages": stages, "M": M, "schedule": schedule, "sched": sched,
+            "threads": threads, "batch": cfg["batch"], "out": out, "steps": steps, "build": build or C.BUILD,
             "predicted_step_ms": pred.get("step_ms"), "predicted_idle_ms": pred.get("idle_ms"),
             "ideal_bubble": pred.get("ideal_bubble_fraction")}
     return meta, run
@@ -288,17 +331,29 @@ def run_all(a, sizes, use_torch):
         meta, run = torch_pipe_job(sizes, warmup, max(a.steps or 0, 8))
         jobs.append((("torch.pipelining",), meta, run))
 
+    if a.compare_build:  # the same pippyc configurations with another build, right after each
+        more = []
+        for key, meta, run in jobs:
+            more.append((key, meta, run))
+            if key[0] == "pippyc":
+                m2, r2 = pippyc_job(key[1], sizes[key[1]], key[2], key[4], "gpipe" if key[3] == "-" else key[3],
+                                    key[5], data[key[1]], warmup, meta["steps"], a.compare_build)
+                more.append((("pippyc@B",) + key[1:], m2, r2))
+        jobs = more
     results = {key: {"meta": meta, "reps": []} for key, meta, _ in jobs}
     load = [C.loadavg()]
     for rep in range(a.reps):
         for key, meta, run in jobs:
+            busy = C.wait_quiet(a.quiet_wait) if a.quiet_wait > 0 else None
             t0 = time.time()
             r = run()
+            r["busy_before"] = busy
             results[key]["reps"].append(r)
             if key[0] != "torch.pipelining":
-                print("rep %d %-7s %-4s stages %d %-5s M %d threads %d: %8.2f ms/step (cpu %.2f) [%.1f s]" % (
+                print("rep %d %-8s %-4s stages %d %-5s M %d threads %d: %8.2f ms/step (cpu %.2f) [%.1f s%s]" % (
                     rep, key[0], key[1], key[2], key[3], key[4], key[5], r["step_ms"], r["cpu_ms"],
-                    time.time() - t0), flush=True)
+                    time.time() - t0, "" if busy is None else "; machine %.0f%% busy before" % (100 * busy)),
+                    flush=True)
             else:
                 print("rep %d torch.pipelining: %s [%.1f s]" % (rep, ", ".join(
                     "%s %s %.2f ms" % (k[0], k[1], v.get("step_ms_median", float("nan")))
@@ -396,19 +451,50 @@ def summarize(results, sizes, load, use_torch):
                 row[f] = med([v[f] for v in allx])
             out["phases"].append(row)
             ratio = idle / idle_pred if idle_pred else None  # a predicted idle of 0: no ratio
+            rep_idle = None
+            if key[2] > 1:  # the schedule replayed with this run's own phase times per microbatch
+                per = []
+                for st in range(key[2]):
+                    xs = [r["phases"].get(st) for r in reps]
+                    per.append({ph: med([x[ph + "_ms"] for x in xs if x]) / key[4] for ph in ("F", "B", "W")})
+                rr = replay(meta["sched"], per)
+                rep_idle = rr[rank] if rr else None
+            row["replayed_idle_fraction"] = rep_idle
             rows.append([key[1], key[2], key[3], key[4], key[5], rank, "%.1f" % row["step_ms"],
                          "%.1f" % row["F_ms"], "%.1f" % row["B_ms"], "%.1f" % row["W_ms"],
                          "%.2f" % row["optimizer_ms"], "%.1f" % row["compute_cpu_ms"], "%.1f" % row["preempted_ms"],
                          "%.1f" % row["idle_ms"], "%.1f" % row["input_wait_ms"],
                          "%.1f%%" % (100 * idle), "%.1f%%" % (100 * idle_pred) if idle_pred is not None else "-",
                          ("%.2f %s" % (ratio, "yes" if ratio <= 1.1 else "NO")) if ratio is not None and key[2] > 1
-                         else "-"])
+                         else "-",
+                         "%.1f%%" % (100 * rep_idle) if rep_idle is not None else "-",
+                         "%.2f" % (idle / rep_idle) if rep_idle else "-"])
     if rows:
         print("\npippyc per phase and rank, from the trace (ms per step, medians; F, B, W, optimizer: wall; "
               "compute cpu: their CPU time, preempted: wall - CPU; idle = step - F - B - W - optimizer)")
         print(C.table(["model", "stages", "schedule", "M", "threads", "rank", "step", "F", "B", "W", "optimizer",
                        "compute cpu", "preempted", "idle", "input wait", "idle %", "predicted idle %",
-                       "measured/predicted (<= 1.1)"], rows))
+                       "measured/predicted (<= 1.1)", "replayed idle %", "measured/replayed"], rows))
+        print("predicted: schedule.json's (the cost model's phase times); replayed: its action lists run with "
+              "this run's measured F/B/W per microbatch (rank by rank, no transfer cost): what the schedule "
+              "allows with these kernels, so measured/replayed is the runtime's own overhead")
+    rows = []
+    for key in sorted(k for k in results if k[0] == "pippyc@B"):
+        a_key = ("pippyc",) + key[1:]
+        pa, pax = stat(a_key)
+        pb, pbx = stat(key)
+        ca, _ = stat(a_key, "cpu_ms")
+        cb, _ = stat(key, "cpu_ms")
+        out.setdefault("compare", []).append({"model": key[1], "stages": key[2], "schedule": key[3], "M": key[4],
+                                              "threads": key[5], "this_ms": pa, "other_ms": pb, "this_cpu_ms": ca,
+                                              "other_cpu_ms": cb, "this_range": pax, "other_range": pbx})
+        rows.append([key[1], key[2], key[3], key[4], key[5], "%.1f" % pb, spread(pbx), "%.1f" % pa, spread(pax),
+                     "%.2f" % (pa / pb), "%.1f" % cb, "%.1f" % ca, "%.2f" % (ca / cb)])
+    if rows:
+        print("\nThis build (A: %s) against %s (B), ms per step, interleaved" % (
+            C.BUILD, results[sorted(k for k in results if k[0] == "pippyc@B")[0]]["meta"]["build"]))
+        print(C.table(["model", "stages", "schedule", "M", "threads", "B", "range", "A", "range", "A/B", "B cpu",
+                       "A cpu", "A/B cpu"], rows))
     return out
 
 
@@ -443,6 +529,10 @@ def quick_checks(results, summary):
           "the tables have 4 single-core rows (mlp, gpt x M = 1, M) and 4 pipeline rows (x gpipe, 1f1b)")
     check(all(np.isfinite(r["scaling"]) and r["scaling"] > 0 for r in summary["pipeline"]),
           "the scaling (1 stage over 2 stages) is a positive number for every pipeline row")
+    two = [r for r in summary["phases"] if r["stages"] == 2]
+    check(len(two) == 8 and all(r["replayed_idle_fraction"] is not None and 0 <= r["replayed_idle_fraction"] < 1
+                                for r in two),
+          "the 2-stage schedules replay with the measured phase times (an idle fraction per rank)")
     return checks.summary()
 
 
@@ -454,6 +544,12 @@ def main(argv):
     ap.add_argument("--steps", type=int, help="steps per run (default: mlp 20, gpt 10)")
     ap.add_argument("--warmup", type=int, default=2, help="steps dropped from each run (default 2)")
     ap.add_argument("--no-torch", action="store_true", help="pippyc only")
+    ap.add_argument("--quiet-wait", type=float, default=0, metavar="S",
+                    help="before each run wait up to S seconds for the machine to be at most 15%% busy over half a "
+                         "second (on a shared machine; the busy fraction seen is recorded)")
+    ap.add_argument("--compare-build", metavar="DIR",
+                    help="also run every pippyc configuration with DIR's pippyc/pippyrun (another build, e.g. of an "
+                         "earlier commit), interleaved, and print the A/B table")
     ap.add_argument("--json", help="results file (default bench/work/results/train.json)")
     a = ap.parse_args(argv)
     for exe in (C.PIPPYC, C.PIPPYRUN):
@@ -477,9 +573,9 @@ def main(argv):
     print("bench_train: %.0f s" % (time.time() - t0))
     path = a.json or os.path.join(C.WORK, "results", "train_quick.json" if a.quick else "train.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    raw = [{"key": list(k), "meta": v["meta"], "reps": [{kk: vv for kk, vv in r.items() if kk != "losses"}
+    raw = [{"key": list(k), "meta": {mk: mv for mk, mv in v["meta"].items() if mk != "sched"}, "reps": [{kk: vv for kk, vv in r.items() if kk != "losses"}
                                                         if isinstance(r, dict) and "losses" in r else
-                                                        ({"%s/%s" % kk: vv for kk, vv in r.items()}
+                                                        ({("/".join(kk) if isinstance(kk, tuple) else kk): vv for kk, vv in r.items()}
                                                          if k[0] == "torch.pipelining" else r)
                                                         for r in v["reps"]]} for k, v in results.items()]
     with open(path + ".tmp", "w") as f:
