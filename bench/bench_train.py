@@ -27,6 +27,9 @@ backward of loss/M, optimizer step), wall (perf_counter) and CPU (process_time) 
 repetition gives a median over its steps; the tables give the median of the repetitions and their
 range. On a shared machine the CPU-time ratio is the steadier one (the load average is printed).
 
+Every compile of a run uses one cost-model file (bench/work/train/costmodel.json), measured by its first
+compile, so that cuts and predictions do not depend on a per-machine cache measured at another time.
+
 Per phase (from pippyc's trace, steps after the warm-up): F, B, W and optimizer time per step and rank,
 the idle rest, and what the rank waited for its inputs ("idle" events).
 
@@ -53,6 +56,10 @@ import _common as C  # noqa: E402
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
 TRAIN_WORK = os.path.join(C.WORK, "train")
+# the cost model's rates for every compile of a run, measured by this run's first compile (so that
+# the cuts and predictions do not depend on a per-machine cache measured at another time, and both
+# builds of --compare-build cut alike)
+COST_MODEL = os.path.join(TRAIN_WORK, "costmodel.json")
 
 MLP_FLAGS = ["--loss", "mse", "--labels", "target", "--optimizer", "sgd", "--lr", "0.05"]
 GPT_FLAGS = ["--loss", "cross_entropy", "--labels", "labels", "--optimizer", "adamw", "--lr", "0.001",
@@ -119,7 +126,7 @@ def compile_train(kind, cfg, stages, M, schedule, build=None):
         shutil.rmtree(out)
     C.sh([os.path.join(build, "pippyc") if build else C.PIPPYC, cfg["onnx"], "--train"] + cfg["flags"] +
          ["--batch", str(cfg["batch"]), "--microbatches", str(M), "--stages", str(stages),
-          "--schedule", schedule, "-o", out, "-q"])
+          "--schedule", schedule, "-o", out, "-q", "--cost-model", COST_MODEL])
     with open(os.path.join(out, "schedule.json")) as f:
         sched = json.load(f)
     return out, sched
@@ -303,6 +310,8 @@ def med(xs):
 
 def run_all(a, sizes, use_torch):
     warmup = a.warmup
+    if os.path.exists(COST_MODEL):
+        os.remove(COST_MODEL)
     jobs = []  # (key, meta, run)
     data = {k: datasets(k, cfg) for k, cfg in sizes.items()}
     parts = ["single", "pipeline"] if a.only is None else [a.only]
@@ -357,7 +366,7 @@ def run_all(a, sizes, use_torch):
             else:
                 print("rep %d torch.pipelining: %s [%.1f s]" % (rep, ", ".join(
                     "%s %s %.2f ms" % (k[0], k[1], v.get("step_ms_median", float("nan")))
-                    for k, v in r.items()), time.time() - t0), flush=True)
+                    for k, v in r.items() if isinstance(k, tuple)), time.time() - t0), flush=True)
         load.append(C.loadavg())
     return results, load
 
