@@ -23,6 +23,19 @@ STAGE_LINE = re.compile(r"stage\s+(\d+)\s+\(rank\s+(\d+)\):\s+(\d+)\s+microbatch
                         r"([0-9.eE+-]+)\s*ms)?")
 
 
+def bench_module(name):
+    """bench/NAME.py imported by its path (once), without putting bench/ on sys.path, where
+    bench/profile.py would shadow the standard library's profile module that torch imports."""
+    if name in sys.modules:
+        return sys.modules[name]
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def model_info(name):
     with open(os.path.join(WORK, name + ".json")) as f:
         return json.load(f)
@@ -189,6 +202,53 @@ def table(headers, rows):
     for r in rows:
         lines.append("| " + " | ".join(str(v).ljust(w[i]) for i, v in enumerate(r)) + " |")
     return "\n".join(lines)
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages, or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except OSError:
+        return None
+
+
+def cpu_busy(window_s=0.5):
+    """Fraction of the machine's CPU time that was busy (not idle or iowait) over window_s seconds."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+    t0, i0 = snap()
+    time.sleep(window_s)
+    t1, i1 = snap()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_s, busy_below=0.15, window_s=0.5):
+    """Wait (up to max_s) until the machine was at most busy_below busy over a window: other people's
+    work then takes less from a measurement. Returns the last busy fraction seen."""
+    t_end = time.time() + max_s
+    busy = cpu_busy(window_s)
+    while busy > busy_below and time.time() < t_end:
+        busy = cpu_busy(window_s)
+    return busy
+
+
+class Checks:
+    """Pass/fail lines of a tool's --quick self-check, ending with "N passed, N failed"."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, ok, what):
+        print("%s: %s" % ("ok" if ok else "FAIL", what))
+        self.passed += bool(ok)
+        self.failed += not ok
+
+    def summary(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        return 1 if self.failed else 0
 
 
 def machine_line():

@@ -3,7 +3,7 @@
 #
 #   sh bench/run.sh                 # uses build/ (BUILD=build-xyz to use another build folder)
 #   QUICK=1 sh bench/run.sh         # fewer repetitions (a smoke test, not for the README)
-#   sh bench/run.sh single pipeline # only some parts: kernels single pipeline transfer profile
+#   sh bench/run.sh single pipeline # only some parts: kernels single pipeline transfer profile train
 #
 # Needs python3 with torch (CPU), onnx, onnxruntime, numpy. Everything it writes goes to
 # bench/work/ (git-ignored): the models, compiled stage programs, traces, and
@@ -16,7 +16,7 @@ if [ ! -x "$BUILD/pippyc" ] || [ ! -x "$BUILD/pippyrun" ]; then
     make -j2 BUILD="$BUILD"
 fi
 if [ -n "$QUICK" ]; then REPS=1; else REPS=3; fi
-PARTS=${*:-kernels single pipeline transfer profile}
+PARTS=${*:-kernels single pipeline transfer profile train}
 R=bench/work/results
 mkdir -p "$R"
 
@@ -41,7 +41,15 @@ for part in $PARTS; do
         for m in mlp gpt_op17 resnet18 mlp_big gpt_big; do
             python3 bench/profile.py $m --reps $([ -n "$QUICK" ] && echo 5 || echo 20) | tee $R/profile_$m.txt
         done ;;
-    *) echo "unknown part $part (kernels single pipeline transfer profile)"; exit 2 ;;
+    train)
+        python3 bench/bench_train.py --reps $([ -n "$QUICK" ] && echo 1 || echo 5) --json $R/train.json | tee $R/train.txt
+        for m in mlp gpt; do
+            for M in 1 8; do
+                python3 bench/profile.py --train $m --microbatches $M | tee $R/profile_train_${m}_M$M.txt
+            done
+            python3 bench/profile.py --train $m --stages 2 --no-torch | tee $R/profile_train_${m}_2stages.txt
+        done ;;
+    *) echo "unknown part $part (kernels single pipeline transfer profile train)"; exit 2 ;;
     esac
 done
 echo

@@ -27,10 +27,13 @@ void pippy_cost_defaults(pippy_cost_model *c)
     c->calibrated = 0;
     snprintf(c->source, sizeof c->source, "built-in defaults");
 }
+/* This thread's CPU time: a calibration on a machine others are using still measures the core
+ * (wall time measured the share the scheduler gave: a loaded 2-core machine cached 90 GFLOP/s
+ * for a matmul that runs at about 230). */
 static double pippy_now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -55,28 +58,38 @@ void pippy_cost_calibrate(pippy_cost_model *c)
         void *out[1] = {a + 2 * N * N};
         pippy_kernel_run(k, in, out); /* warm up */
         int reps = 0;
-        double t0 = pippy_now_s(), t;
-        do {
+        double t0 = pippy_now_s(), t, best = 1e30;
+        do { /* the fastest call: the least disturbed by other work on the core */
+            double t1 = pippy_now_s();
             pippy_kernel_run(k, in, out);
+            t = pippy_now_s();
+            best = t - t1 < best ? t - t1 : best;
             reps++;
-            t = pippy_now_s() - t0;
-        } while (t < 0.03 && reps < 1000);
-        double rate = 2.0 * N * N * N * reps / t;
+        } while (t - t0 < 0.03 && reps < 1000);
+        double rate = 2.0 * N * N * N / best;
         if (rate > 1e8)
             c->flops_per_s = rate;
         pippy_kernel_destroy(k);
-        /* memory bandwidth: a large copy */
-        size_t bytes = 3 * N * N * sizeof(float) / 2;
+        /* memory bandwidth: a copy of 4 MiB, the size of the activations the element-wise ops stream
+         * (a copy that fits in L2 measured 3x more) */
+        size_t bytes = (size_t)4 << 20;
+        char *b = calloc(2, bytes);
         reps = 0;
+        best = 1e30;
         t0 = pippy_now_s();
         do {
-            memmove((char *)a + bytes, a, bytes);
+            double t1 = pippy_now_s();
+            if (!b)
+                break;
+            memmove(b + bytes, b, bytes);
+            t = pippy_now_s();
+            best = t - t1 < best ? t - t1 : best;
             reps++;
-            t = pippy_now_s() - t0;
-        } while (t < 0.01 && reps < 10000);
-        double bw = 2.0 * (double)bytes * reps / t;
-        if (bw > 1e8)
+        } while (t - t0 < 0.01 && reps < 10000);
+        double bw = 2.0 * (double)bytes / best;
+        if (b && bw > 1e8)
             c->bytes_per_s = bw;
+        free(b);
         c->calibrated = 1;
         snprintf(c->source, sizeof c->source, "measured by this compile");
     }

@@ -3,8 +3,11 @@
  *
  * Stages are contiguous ranges of the (topological) node order. Automatic
  * splitting chooses the ranges by dynamic programming so that the slowest
- * stage, counting what it sends on, is as fast as possible. */
+ * stage, counting what it sends on, is as fast as possible. In training a
+ * node's cost includes its backward: the nodes the autodiff makes for it. */
 #include "plan.h"
+
+#include "autodiff.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +133,71 @@ static pippy_status pippy_cuts_from_list(const pippy_graph *g, const int32_t *li
     return st;
 }
 
+typedef struct {
+    const char *name;
+    int32_t pos;
+} pippy_named_pos;
+
+static int pippy_named_pos_cmp(const void *a, const void *b)
+{
+    return strcmp(((const pippy_named_pos *)a)->name, ((const pippy_named_pos *)b)->name);
+}
+
+/* The forward node a backward node was made for: its name is "<forward node>/grad<k>_<op>". */
+static int32_t pippy_grad_owner(const char *name, const pippy_named_pos *names, int32_t n)
+{
+    const char *at = NULL;
+    for (const char *q = strstr(name, "/grad"); q; q = strstr(q + 1, "/grad"))
+        if (q[5] >= '0' && q[5] <= '9')
+            at = q;
+    if (!at || at - name >= 1024)
+        return -1;
+    char base[1024];
+    memcpy(base, name, (size_t)(at - name));
+    base[at - name] = 0;
+    pippy_named_pos key = {base, 0};
+    const pippy_named_pos *hit = bsearch(&key, names, (size_t)n, sizeof *names, pippy_named_pos_cmp);
+    return hit ? hit->pos : -1;
+}
+
+/* Training: add to cost[k] (live node k's forward cost) the cost of the backward nodes the
+ * autodiff makes for it, differentiating a copy of the graph as one stage. A first layer whose
+ * input needs no gradient, or a loss with a costly gradient, weighs what it will really cost;
+ * the forward alone would misplace the cut. Left as it is when the copy cannot be
+ * differentiated (the real autodiff, after the cut, reports why). */
+static pippy_status pippy_partition_backward_costs(pippy_plan *p, const int32_t *live, int32_t n_live, double *cost)
+{
+    pippy_graph *c = NULL;
+    PIPPY_TRY(pippy_graph_clone(p->g, &c));
+    pippy_named_pos *names = malloc(((size_t)n_live + 1) * sizeof *names);
+    if (!names) {
+        pippy_graph_free(c);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory partitioning");
+    }
+    for (int32_t k = 0; k < n_live; k++) {
+        c->nodes[live[k]].stage = 0;
+        names[k] = (pippy_named_pos){c->nodes[live[k]].name, k};
+    }
+    qsort(names, (size_t)n_live, sizeof *names, pippy_named_pos_cmp);
+    int32_t first = c->n_nodes;
+    pippy_autodiff_opts ao = {p->loss, p->microbatches};
+    if (pippy_autodiff(c, &ao) == PIPPY_OK) {
+        for (int32_t i = first; i < c->n_nodes; i++) {
+            if (c->nodes[i].removed)
+                continue;
+            int32_t k = pippy_grad_owner(c->nodes[i].name, names, n_live);
+            if (k < 0)
+                continue;
+            pippy_op_desc d;
+            pippy_graph_op_desc(c, i, &d);
+            cost[k] += pippy_cost_node_s(&p->cost, &d);
+        }
+    }
+    free(names);
+    pippy_graph_free(c);
+    return PIPPY_OK;
+}
+
 pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o)
 {
     pippy_graph *g = p->g;
@@ -231,8 +299,15 @@ pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o)
             for (int32_t k = 0; k < n_live; k++) {
                 pippy_op_desc d;
                 pippy_graph_op_desc(g, live[k], &d);
-                pre[k + 1] = pre[k] + pippy_cost_node_s(&p->cost, &d);
+                pre[k + 1] = pippy_cost_node_s(&p->cost, &d);
             }
+            if (p->training && p->loss >= 0 &&
+                (st = pippy_partition_backward_costs(p, live, n_live, pre + 1)) != PIPPY_OK) {
+                free(pre), free(xfer), free(last_use), free(best), free(arg);
+                goto done;
+            }
+            for (int32_t k = 0; k < n_live; k++)
+                pre[k + 1] += pre[k];
             /* a value crosses cut c when made before c (or a graph input) and used at or after c */
             for (int32_t v = 0; v < g->n_values; v++)
                 last_use[v] = -1;

@@ -368,7 +368,9 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
     pippy_dump_begin(sx, m, phase);
     pippy_stage_fn fn = phase == PIPPY_PHASE_F ? sx->p->forward : phase == PIPPY_PHASE_B ? sx->p->backward
                                                                                       : sx->p->weight;
+    double c1 = rt->trace ? pippy_rt_cpu_us(CLOCK_THREAD_CPUTIME_ID) : 0;
     fn(sx->K, sx->A, S, sx->W, sx->G, sx->in_ptr, sx->out_ptr);
+    double c2 = rt->trace ? pippy_rt_cpu_us(CLOCK_THREAD_CPUTIME_ID) : 0;
     if (pippy_run_error()) /* a kernel met data it cannot handle (backend.h) */
         return pippy_fail(PIPPY_ERR_INVALID, "rank %d, %s(stage %d, mb %d): %s", rt->rank, pippy_phase_label[phase],
                           sx->stage, m, pippy_run_error());
@@ -384,9 +386,12 @@ static pippy_status pippy_rt_compute(pippy_rt *rt, pippy_rt_stage *sx, const pip
     double t2 = pippy_rt_now_us();
     rt->wait_us += t1 - t0;
     rt->compute_us += t2 - t1;
-    pippy_trace_arg args[3] = {{"microbatch", m}, {"action", rt->act_index}, {"seq", rt->act_seq}};
-    pippy_trace_event_args(rt->trace, PIPPY_LANE_COMPUTE, pippy_phase_label[phase], "compute", (uint64_t)t1,
-                           (uint64_t)(t2 - t1), args, 3);
+    if (rt->trace) { /* cpu_us: this thread's CPU time in it (less than dur when the rank was preempted) */
+        pippy_trace_arg args[4] = {
+            {"microbatch", m}, {"action", rt->act_index}, {"seq", rt->act_seq}, {"cpu_us", (int64_t)(c2 - c1)}};
+        pippy_trace_event_args(rt->trace, PIPPY_LANE_COMPUTE, pippy_phase_label[phase], "compute", (uint64_t)t1,
+                               (uint64_t)(t2 - t1), args, 4);
+    }
     pippy_rt_show_progress(rt, sx, m, t2);
     return PIPPY_OK;
 }

@@ -144,6 +144,15 @@ static inline double pippy_rt_now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
+/* CPU time in microseconds of this thread (the trace's cpu_us) and of the whole process (the
+ * loss log's cpu_ms): on a shared machine the work, without the time others had the core. */
+static inline double pippy_rt_cpu_us(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
 /* The local stage that runs stage s, or NULL. */
 pippy_rt_stage *pippy_rt_stage_of(pippy_rt *rt, int s);
 

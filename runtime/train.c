@@ -61,6 +61,7 @@ struct pippy_train {
     void *scratch;          /* of the collectives */
     FILE *log;
     double t_step, t_print, t_start;
+    double cpu_step;        /* process CPU time at the last step report, µs */
 };
 
 /* ---------------------------------------------------------------- data */
@@ -447,13 +448,15 @@ static void pippy_train_local(pippy_rt *rt, double *loss, double *sumsq)
 static void pippy_train_report(pippy_rt *rt, double loss, double lr)
 {
     pippy_train *tr = rt->train;
-    double now = pippy_rt_now_us(), ms = (now - tr->t_step) / 1e3;
+    double now = pippy_rt_now_us(), ms = (now - tr->t_step) / 1e3, cpu = pippy_rt_cpu_us(CLOCK_PROCESS_CPUTIME_ID);
     double sps = ms > 0 ? (double)tr->batch * 1e3 / ms : 0;
     if (tr->log) {
-        fprintf(tr->log, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"samples_per_s\": %.1f}\n",
-                (long long)rt->step, loss, lr, ms, sps);
+        fprintf(tr->log,
+                "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"cpu_ms\": %.3f, \"samples_per_s\": %.1f}\n",
+                (long long)rt->step, loss, lr, ms, (cpu - tr->cpu_step) / 1e3, sps);
         fflush(tr->log);
     }
+    tr->cpu_step = cpu;
     int last = rt->step + 1 == tr->steps;
     if (rt->rank == 0 && !rt->a.quiet && (now - tr->t_print >= 1e6 || last || rt->step == tr->start)) {
         printf("step %lld/%lld loss %.6f lr %.3g %.1f ms/step %.0f samples/s\n", (long long)rt->step,
@@ -479,11 +482,17 @@ pippy_status pippy_train_step(pippy_rt *rt)
                           (long long)rt->step, isfinite(loss) ? "gradient" : "loss", loss, sqrt(v[1]));
     double coef = pippy_optim_clip_coef(tr->opt.clip_grad_norm, v[1]);
     double lr = pippy_optim_lr(&tr->opt, rt->step);
+    double t0 = pippy_rt_now_us(), c0 = rt->trace ? pippy_rt_cpu_us(CLOCK_THREAD_CPUTIME_ID) : 0;
     for (int i = 0; i < rt->n_st; i++) {
         pippy_rt_stage *sx = &rt->st[i];
         size_t n = sx->p->trainable_bytes / sizeof(float);
         pippy_optim_step(&tr->opt, rt->step + 1, lr, (float)coef, (float *)sx->W, (const float *)sx->G, sx->opt, n);
         memset(sx->G, 0, sx->p->trainable_bytes);
+    }
+    if (rt->trace) { /* the optimizer step and the clearing of the gradients, on the compute lane */
+        pippy_trace_arg arg = {"cpu_us", (int64_t)(pippy_rt_cpu_us(CLOCK_THREAD_CPUTIME_ID) - c0)};
+        pippy_trace_event_args(rt->trace, PIPPY_LANE_COMPUTE, "optimizer", "compute", (uint64_t)t0,
+                               (uint64_t)(pippy_rt_now_us() - t0), &arg, 1);
     }
     pippy_train_report(rt, loss, lr);
     return PIPPY_OK;
@@ -533,6 +542,7 @@ pippy_status pippy_train_run(pippy_rt *rt)
     PIPPY_TRY(pippy_train_begin(rt));
     rt->step0 = tr->start;
     tr->t_step = tr->t_start = pippy_rt_now_us();
+    tr->cpu_step = pippy_rt_cpu_us(CLOCK_PROCESS_CPUTIME_ID);
     for (rt->step = tr->start; rt->step < tr->steps; rt->step++) {
         pippy_train_load(rt, rt->step);
         PIPPY_TRY(pippy_rt_run(rt));

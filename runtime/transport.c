@@ -22,12 +22,18 @@
 #include <unistd.h>
 
 #define POOL_CHUNK 1024
-/* An idle wait spins (yielding the core now and then) this long before it sleeps in ppoll().
- * Waking a sleeping process costs tens of microseconds; a shorter spin lets two ranks in a
- * ping-pong both fall asleep every round. The sleeps are short because UCX's shared-memory
- * transports do not signal the worker's event fd: a rendezvous request from a peer is only
- * seen when we progress, and every sleep delays the peer's send by up to its length. */
-#define SPIN_S 10e-3
+/* An idle wait spins (yielding the core now and then) this long before it sleeps in ppoll()
+ * (PIPPY_SPIN_US overrides it). Waking a sleeping process costs tens of microseconds, so a
+ * ping-pong of short messages stays in the spin. A long spin costs more on a busy machine: a
+ * rank that spins uses up its share of the core and, once the peer's data is there, waits behind
+ * the other processes, where a sleeper is woken at once. Measured with the bench GPT in 2 stages
+ * (1F1B) while others kept both cores busy: the 8-byte notes of the zero-copy path wake a
+ * sleeping rank through the worker's event fd (10-40 us after the send when a core is free); the
+ * median from a send to its receive completing was 1.4 ms with a 10 ms spin and 0.6 ms without
+ * one. Steps, 8 interleaved runs each, 100 us against 10 ms: GPT 63.9 against 66.5 ms (faster in
+ * 6 of 8 pairs), the seed MLP 20.5 against 37.7 ms (7 of 8). The sleeps stay short (SLEEP_US)
+ * for what may not signal the event fd (a rendezvous request is only seen when we progress). */
+#define SPIN_S 100e-6
 #define SLEEP_US 200           /* longest sleep in ppoll() */
 #define LIVENESS_S 0.002       /* how often a spinning wait polls the control sockets */
 
@@ -603,7 +609,7 @@ static pippy_status wait_until(pippy_transport *t, pippy_request *const *reqs, i
         } else if ((++spins & 255) == 0) {
             sched_yield(); /* let a rank that shares our core compute */
         }
-        if (idle_since != 0 && tn - idle_since > SPIN_S && t->efd >= 0) {
+        if (idle_since != 0 && tn - idle_since > t->spin_s && t->efd >= 0) {
             idle_since = 0;
             if (ucp_worker_arm(t->worker) == UCS_OK)
                 poll_fds(t, 1, SLEEP_US);
@@ -735,6 +741,8 @@ static pippy_status open_ucx(pippy_transport *t, int n_peers)
     UCX_CHECK_GOTO(ucp_worker_create(t->ctx, &wp, &t->worker), fail, "rank %d: ucp_worker_create", t->rank);
     if (ucp_worker_get_efd(t->worker, &t->efd) != UCS_OK)
         t->efd = -1; /* no wakeup: waits spin */
+    const char *spin = getenv("PIPPY_SPIN_US");
+    t->spin_s = spin && atof(spin) >= 0 ? atof(spin) * 1e-6 : SPIN_S;
     ucp_address_t *a = NULL;
     UCX_CHECK_GOTO(ucp_worker_get_address(t->worker, &a, &t->worker_addr_len), fail,
                    "rank %d: ucp_worker_get_address", t->rank);

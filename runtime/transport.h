@@ -44,7 +44,8 @@
  * listen at all (the port is taken).
  *
  * Single-threaded use: one thread calls into a transport at a time (the heartbeat thread is
- * internal). */
+ * internal). A wait spins 100 us, then sleeps on the worker's event fd; PIPPY_SPIN_US sets the
+ * spin. */
 #ifndef PIPPY_TRANSPORT_H
 #define PIPPY_TRANSPORT_H
 

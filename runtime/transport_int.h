@@ -98,6 +98,7 @@ struct pippy_transport {
     struct pippy_request **chunks;
     int n_chunks, cap_chunks;
     double last_poll;
+    double spin_s; /* how long an idle wait spins before it sleeps (SPIN_S, PIPPY_SPIN_US) */
     /* heartbeat */
     pthread_t hb_thread;
     int hb_init, hb_started, hb_stop;

@@ -9,7 +9,8 @@
 # models, the real model families of samples/real/, training, training operations: memory, edited
 # action lists, killed ranks, warm-up; the dynamic schedule, network namespaces), then the ONNX
 # conformance run. A CUDA build (make test CUDA=1) adds the cuda kernels' test (build/test_cuda); the
-# cuda end-to-end script runs in every build (without CUDA it only checks the refusals).
+# cuda end-to-end script runs in every build (without CUDA it only checks the refusals). Last, the
+# training bench and profiler in their --quick form (pippyc only, tiny sizes: so that they cannot rot).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -81,6 +82,8 @@ else
     suite netns sh test/e2e/test_netns.sh "$B"
     suite conformance python3 test/conformance/run.py --pippyc "$B/pippyc" -j 2
 fi
+suite bench-train env BUILD="$B" python3 bench/bench_train.py --quick
+suite bench-profile env BUILD="$B" python3 bench/profile.py --quick
 rm -f "$LOG"
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -283,19 +283,33 @@ static b_fn b_lookup(b_kind kind, int32_t ta, int32_t tb)
     }
 }
 
-/* Where: o[i] = c[i*sc] ? x[i*sx] : y[i*sy], by element size. */
+/* Where: o[i] = c[i*sc] ? x[i*sx] : y[i*sy], by element size. Operands walked contiguously or
+ * broadcast as a scalar (an attention mask with a scalar fill) get a bitwise select, which the
+ * compiler vectorizes (a ?: with a load on one side it does not): ~0.06 ns an element here
+ * against ~0.45 for that ?: and ~2 for the strided loop, which cost 2.3 ms of the bench GPT's
+ * 50 ms training step (its masks' Where and their gradients). */
 typedef void (*b_where_fn)(const uint8_t *c, const void *x, const void *y, void *o, int64_t n, const int64_t *s);
+#define B_SELECT(T, c, x, y) ((T)(((x) & (T)((T)0 - (T)((c) != 0))) | ((y) & (T) ~(T)((T)0 - (T)((c) != 0)))))
 #define B_WHERE_DEF(NAME, T)                                                                       \
     static void NAME(const uint8_t *c, const void *px, const void *py, void *po, int64_t n, const int64_t *s) \
     {                                                                                              \
         const T *x = px, *y = py;                                                                  \
         T *o = po;                                                                                 \
-        if (s[0] == 1 && s[1] == 1 && s[2] == 1)                                                   \
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1) {                                                 \
             for (int64_t i = 0; i < n; i++)                                                        \
-                o[i] = c[i] ? x[i] : y[i];                                                         \
-        else                                                                                       \
+                o[i] = B_SELECT(T, c[i], x[i], y[i]);                                              \
+        } else if (s[0] == 1 && s[1] == 0 && s[2] == 1) {                                          \
+            const T xv = x[0];                                                                     \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                o[i] = B_SELECT(T, c[i], xv, y[i]);                                                \
+        } else if (s[0] == 1 && s[1] == 1 && s[2] == 0) {                                          \
+            const T yv = y[0];                                                                     \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                o[i] = B_SELECT(T, c[i], x[i], yv);                                                \
+        } else {                                                                                   \
             for (int64_t i = 0; i < n; i++)                                                        \
                 o[i] = c[i * s[0]] ? x[i * s[1]] : y[i * s[2]];                                    \
+        }                                                                                          \
     }
 B_WHERE_DEF(b_where_1, uint8_t)
 B_WHERE_DEF(b_where_2, uint16_t)
