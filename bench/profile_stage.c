@@ -144,6 +144,7 @@ typedef struct {
     pippy_optim_config opt;
     float *params, *state; /* copies the optimizer step runs on */
     size_t n_params;
+    pippy_backend *B;
 } prof_stage;
 
 enum { PH_F, PH_B, PH_W, PH_OPT, PH_ZERO, N_PH };
@@ -213,10 +214,9 @@ static void setup(prof_stage *s, int argc, char **argv, int first_input)
     if (!s->K)
         die("calloc");
     double t0 = now_us();
-    pippy_backend *B = NULL;
-    pippy_status st = pippy_backend_open("cpu", NULL, &B);
+    pippy_status st = pippy_backend_open("cpu", NULL, &s->B);
     if (st == PIPPY_OK)
-        st = p->init(B, s->K, s->W);
+        st = p->init(s->B, s->K, s->W);
     if (st != PIPPY_OK) {
         fprintf(stderr, "init failed: %s\n", pippy_last_error());
         exit(1);
@@ -290,6 +290,19 @@ static void time_kernels(prof_stage *s, int reps)
     free(pw), free(pc), free(tot);
 }
 
+/* Everything setup made (the sanitizer build of make test checks for leaks). */
+static void teardown(prof_stage *s)
+{
+    for (int k = 0; k < s->p->n_kernels; k++)
+        pippy_kernel_destroy(s->K[k]);
+    for (int i = 0; i < s->p->n_inputs; i++)
+        free((void *)s->in[i]);
+    for (int i = 0; i < s->p->n_outputs; i++)
+        free(s->out[i]);
+    free(s->K), free(s->A), free(s->S), free(s->G), free(s->params), free(s->state);
+    pippy_backend_close(s->B);
+}
+
 int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
 {
     const char *usage = "usage: %s STAGE.weights [-r reps] [-o sgd|adamw] [-t threads] [input.npy ...]\n";
@@ -322,5 +335,6 @@ int pippy_stage_main(int argc, char **argv, const pippy_stage_program *p)
             run_phase(&s, ph, 1 + r);
     time_phases(&s, reps);
     time_kernels(&s, reps);
+    teardown(&s);
     return 0;
 }
