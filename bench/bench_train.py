@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """pippyc's training steps beside PyTorch's, measured side by side in one run.
 
-    python3 bench/bench_train.py                 # everything: single core, then 2 ranks (~10 min on 2 cores)
-    python3 bench/bench_train.py --only single   # or --only pipeline
+    python3 bench/bench_train.py                 # everything: single core, 2 ranks, schedules (~15 min on 2 cores)
+    python3 bench/bench_train.py --only single   # or --only pipeline, --only schedules
     python3 bench/bench_train.py --reps 5 --json bench/work/results/train.json
     python3 bench/bench_train.py --quick         # tiny sizes, pippyc only (torch skipped), < 30 s: `make test`
 
-Configurations (the issues' 7 and 8; models and data as bench/torch_train.py's):
+Configurations (the issues' 7, 8 and 9; models and data as bench/torch_train.py's):
   mlp  PiPPy's seed MyNetwork (samples/models/mlp_train.onnx, 1.05 M params), MSE, SGD lr 0.05, batch 512
   gpt  the bench GPT (bench/work/gpt_train_bench.onnx: d 96, 4 blocks, T 64, vocab 512, tied head; exported
        by samples/make_train_refs.py --bench-models when missing), cross-entropy, AdamW lr 1e-3, batch 32
@@ -17,6 +17,12 @@ Configurations (the issues' 7 and 8; models and data as bench/torch_train.py's):
             (gloo, 2 processes, 1 thread each) and torch in one process with 2 threads; pippyc 1 stage with
             2 threads too. Scaling: pippyc's 1-stage step (1 core, same M) over its 2-stage step, against
             the ideal 2M/(M+1). Idle per rank from the --trace against schedule.json's prediction.
+  schedules 2 ranks on 2 cores, M = 8 (SCHEDULE_CONFIGS): interleaved-1f1b (4 stages, --ranks 2), zb-h1,
+            dynamic --window 2 and 4, --dp 2 of one stage (M/2 and 1 microbatch per replica), each against
+            pippyc 1f1b and torch.distributed.pipelining's counterparts (Interleaved1F1B;
+            InterleavedZeroBubble and ZBVZeroBubble for zb-h1, 4 stages on 2 ranks); DP vs PP per rank with
+            the bytes each moves per step. Every pippyc configuration's measured step against
+            schedule.json's prediction.step_ms.
 
 How it is timed: every configuration runs `--reps` times, the repetitions of all configurations
 interleaved (pippyc, torch, pippyc, ...), so that the machine's load falls on both sides alike. A pippyc
