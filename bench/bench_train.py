@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """pippyc's training steps beside PyTorch's, measured side by side in one run.
 
-    python3 bench/bench_train.py                 # everything: single core, then 2 ranks (~10 min on 2 cores)
-    python3 bench/bench_train.py --only single   # or --only pipeline
+    python3 bench/bench_train.py                 # everything: single core, 2 ranks, schedules (~15 min on 2 cores)
+    python3 bench/bench_train.py --only single   # or --only pipeline, --only schedules
     python3 bench/bench_train.py --reps 5 --json bench/work/results/train.json
     python3 bench/bench_train.py --quick         # tiny sizes, pippyc only (torch skipped), < 30 s: `make test`
 
-Configurations (the issues' 7 and 8; models and data as bench/torch_train.py's):
+Configurations (the issues' 7, 8 and 9; models and data as bench/torch_train.py's):
   mlp  PiPPy's seed MyNetwork (samples/models/mlp_train.onnx, 1.05 M params), MSE, SGD lr 0.05, batch 512
   gpt  the bench GPT (bench/work/gpt_train_bench.onnx: d 96, 4 blocks, T 64, vocab 512, tied head; exported
        by samples/make_train_refs.py --bench-models when missing), cross-entropy, AdamW lr 1e-3, batch 32
@@ -17,6 +17,12 @@ Configurations (the issues' 7 and 8; models and data as bench/torch_train.py's):
             (gloo, 2 processes, 1 thread each) and torch in one process with 2 threads; pippyc 1 stage with
             2 threads too. Scaling: pippyc's 1-stage step (1 core, same M) over its 2-stage step, against
             the ideal 2M/(M+1). Idle per rank from the --trace against schedule.json's prediction.
+  schedules 2 ranks on 2 cores, M = 8 (SCHEDULE_CONFIGS): interleaved-1f1b (4 stages, --ranks 2), zb-h1,
+            dynamic --window 2 and 4, --dp 2 of one stage (M/2 and 1 microbatch per replica), each against
+            pippyc 1f1b and torch.distributed.pipelining's counterparts (Interleaved1F1B;
+            InterleavedZeroBubble and ZBVZeroBubble for zb-h1, 4 stages on 2 ranks); DP vs PP per rank with
+            the bytes each moves per step. Every pippyc configuration's measured step against
+            schedule.json's prediction.step_ms.
 
 How it is timed: every configuration runs `--reps` times, the repetitions of all configurations
 interleaved (pippyc, torch, pippyc, ...), so that the machine's load falls on both sides alike. A pippyc
@@ -79,6 +85,20 @@ QUICK = {
 }
 
 
+# the schedules part (issue 9), at 2 ranks on 2 cores: label, stages, --schedule, more pippyc options,
+# microbatches per replica (a function of the model's M) and torch.distributed.pipelining's counterparts
+# (the names of torch_train.SCHEDULES). dp2 keeps the pipeline's microbatch size (M/2 per replica); dp2/M1
+# runs each replica's half batch at once (data parallelism needs no microbatches).
+SCHEDULE_CONFIGS = [
+    ("interleaved-1f1b/R2", 4, "interleaved-1f1b", ("--ranks", "2"), lambda M: M, ("Interleaved1F1B",)),
+    ("zb-h1", 2, "zb-h1", (), lambda M: M, ("InterleavedZeroBubble", "ZBVZeroBubble")),
+    ("dynamic/K2", 2, "dynamic", ("--window", "2"), lambda M: M, ()),
+    ("dynamic/K4", 2, "dynamic", ("--window", "4"), lambda M: M, ()),
+    ("dp2", 1, "1f1b", ("--dp", "2"), lambda M: M // 2, ()),
+    ("dp2/M1", 1, "1f1b", ("--dp", "2"), lambda M: 1, ()),
+]
+
+
 def have_torch():
     return importlib.util.find_spec("torch") is not None
 
@@ -117,16 +137,17 @@ def ensure_models(sizes):
 
 # ---------------------------------------------------------------- pippyc side
 
-def compile_train(kind, cfg, stages, M, schedule, build=None):
-    """pippyc --train into bench/work/train/<config>[_<build>]; build: another build folder's pippyc."""
-    out = os.path.join(TRAIN_WORK, "%s_s%d_%s_M%d_b%d%s" % (kind, stages, schedule, M, cfg["batch"],
-                                                            "_" + os.path.basename(build) if build else ""))
+def compile_train(kind, cfg, stages, M, schedule, build=None, extra=(), tag=""):
+    """pippyc --train into bench/work/train/<config>[_<build>]; build: another build folder's pippyc;
+    extra: more pippyc options (--ranks, --dp, --window), named by tag in the folder's name."""
+    out = os.path.join(TRAIN_WORK, "%s_s%d_%s%s_M%d_b%d%s" % (kind, stages, schedule, tag, M, cfg["batch"],
+                                                              "_" + os.path.basename(build) if build else ""))
     if os.path.isdir(out):
         import shutil
         shutil.rmtree(out)
     C.sh([os.path.join(build, "pippyc") if build else C.PIPPYC, cfg["onnx"], "--train"] + cfg["flags"] +
          ["--batch", str(cfg["batch"]), "--microbatches", str(M), "--stages", str(stages),
-          "--schedule", schedule, "-o", out, "-q", "--cost-model", COST_MODEL])
+          "--schedule", schedule, "-o", out, "-q", "--cost-model", COST_MODEL] + list(extra))
     with open(os.path.join(out, "schedule.json")) as f:
         sched = json.load(f)
     return out, sched
@@ -152,10 +173,22 @@ def run_pippyc(out, data, steps, threads, tag, build=None):
     return read_loss_log(log), trace
 
 
-def trace_phases(trace_path, warmup):
+def stage_of(sched, rank, ev):
+    """The stage a compute event of RANK ran: its action's (args.action indexes the rank's list in
+    schedule.json), else the rank's only stage."""
+    acts = sched["ranks"][rank]["actions"] if sched and rank < len(sched["ranks"]) else []
+    k = ev.get("args", {}).get("action")
+    if k is not None and k < len(acts) and acts[k].get("stage") is not None:
+        return acts[k]["stage"]
+    own = {a["stage"] for a in acts if a.get("op") == "F"}
+    return own.pop() if len(own) == 1 else None
+
+
+def trace_phases(trace_path, warmup, sched=None):
     """Per rank, per step after the warm-up (a step ends with its "optimizer" event): the step's wall
     time, its F/B/W/optimizer time, idle (the rest) and what the rank waited for inputs ("idle" events);
-    medians over the steps, in ms. Also the count of F/B/W events per step."""
+    medians over the steps, in ms. Also the count of F/B/W events per step, and with SCHED (schedule.json)
+    the F/B/W time per stage the rank holds ("stage_ms": {stage: {"F": ms, ...}})."""
     evs = C.load_trace(trace_path)
     ranks = sorted({e["pid"] for e in evs})
     res = {}
@@ -174,7 +207,12 @@ def trace_phases(trace_path, warmup):
             wait = sum(e["dur"] for e in inside if C.is_wait(e))
             step = hi - lo
             busy = sum(ph.values())
-            steps.append({"step_ms": step / 1e3, "F_ms": ph["F"] / 1e3, "B_ms": ph["B"] / 1e3,
+            per_stage = {}
+            for e in comp:
+                if e["name"] in ("F", "B", "W"):
+                    st = per_stage.setdefault(stage_of(sched, r, e), {"F": 0.0, "B": 0.0, "W": 0.0})
+                    st[e["name"]] += e["dur"] / 1e3
+            steps.append({"stage_ms": per_stage, "step_ms": step / 1e3, "F_ms": ph["F"] / 1e3, "B_ms": ph["B"] / 1e3,
                           "W_ms": ph["W"] / 1e3, "optimizer_ms": ph["optimizer"] / 1e3,
                           "idle_ms": (step - busy) / 1e3, "input_wait_ms": wait / 1e3,
                           "compute_cpu_ms": cpu / 1e3, "preempted_ms": (busy - cpu) / 1e3,
@@ -183,8 +221,10 @@ def trace_phases(trace_path, warmup):
         if not steps:
             res[r] = None
             continue
-        med = {k: statistics.median(s[k] for s in steps) for k in steps[0] if k != "counts"}
+        med = {k: statistics.median(s[k] for s in steps) for k in steps[0] if k not in ("counts", "stage_ms")}
         med["counts"] = steps[-1]["counts"]
+        med["stage_ms"] = {st: {ph: statistics.median(s["stage_ms"].get(st, {}).get(ph, 0.0) for s in steps)
+                                for ph in ("F", "B", "W")} for st in steps[-1]["stage_ms"]}
         med["steps"] = len(steps)
         res[r] = med
     return res
@@ -231,9 +271,9 @@ def replay(sched, per_mb):
     return [(step - b) / step if step > 0 else float("nan") for b in busy]
 
 
-def pippyc_job(kind, cfg, stages, M, schedule, threads, data, warmup, steps, build=None):
+def pippyc_job(kind, cfg, stages, M, schedule, threads, data, warmup, steps, build=None, extra=(), tag=""):
     """Compile once; returns a function running one repetition -> result dict."""
-    out, sched = compile_train(kind, cfg, stages, M, schedule, build)
+    out, sched = compile_train(kind, cfg, stages, M, schedule, build, extra, tag)
     pred = sched.get("prediction", {})
     state = {"n": 0}
 
@@ -244,10 +284,11 @@ def pippyc_job(kind, cfg, stages, M, schedule, threads, data, warmup, steps, bui
         return {"step_ms": statistics.median(r["ms"] for r in timed),
                 "cpu_ms": statistics.median(r["cpu_ms"] for r in timed),
                 "losses": [r["loss"] for r in rows], "steps_logged": len(rows),
-                "phases": trace_phases(trace, warmup)}
+                "phases": trace_phases(trace, warmup, sched)}
 
     meta = {"impl": "pippyc", "model": kind, "stages": stages, "M": M, "schedule": schedule, "sched": sched,
             "threads": threads, "batch": cfg["batch"], "out": out, "steps": steps, "build": build or C.BUILD,
+            "extra": list(extra), "tag": tag, "ranks": len(sched["ranks"]), "dp": sched["config"].get("dp", 1),
             "predicted_step_ms": pred.get("step_ms"), "predicted_idle_ms": pred.get("idle_ms"),
             "ideal_bubble": pred.get("ideal_bubble_fraction")}
     return meta, run
@@ -276,10 +317,10 @@ def torch_single_job(kind, cfg, M, threads, warmup, steps):
     return {"impl": "torch", "model": kind, "M": M, "threads": threads, "batch": cfg["batch"]}, run
 
 
-def torch_pipe_job(sizes, warmup, steps):
-    """One run of bench/torch_train.py --only pipeline (2 processes, gloo) for GPipe and 1F1B of every
-    model, in a process of its own (torch.multiprocessing's spawn imports torch_train by name):
-    {(kind, schedule): result}."""
+def torch_pipe_job(sizes, warmup, steps, schedules):
+    """One run of bench/torch_train.py --only pipeline (2 processes, gloo) for the named schedules (its
+    SCHEDULES' names) of every model, in a process of its own (torch.multiprocessing's spawn imports
+    torch_train by name): {(kind, schedule): result}."""
     def run():
         tt = torch_module()
         for kind, cfg in sizes.items():
@@ -290,7 +331,7 @@ def torch_pipe_job(sizes, warmup, steps):
                          % ((kind,) + have + want))
         path = os.path.join(TRAIN_WORK, "torch_pipeline.json")
         C.sh([sys.executable, os.path.join(HERE, "torch_train.py"), "--only", "pipeline", "--models",
-              ",".join(sizes), "--schedules", "GPipe,1F1B", "--no-check", "--steps", str(steps), "--out", path],
+              ",".join(sizes), "--schedules", ",".join(schedules), "--no-check", "--steps", str(steps), "--out", path],
              timeout=3600)
         with open(path) as f:
             res = json.load(f)["pipeline"]
@@ -314,7 +355,7 @@ def run_all(a, sizes, use_torch):
         os.remove(COST_MODEL)
     jobs = []  # (key, meta, run)
     data = {k: datasets(k, cfg) for k, cfg in sizes.items()}
-    parts = ["single", "pipeline"] if a.only is None else [a.only]
+    parts = ["single", "pipeline", "schedules"] if a.only is None else [a.only]
     for kind, cfg in sizes.items():
         steps = a.steps or cfg["steps"]
         Ms = (1, cfg["M"]) if "single" in parts else (cfg["M"],)
@@ -336,8 +377,21 @@ def run_all(a, sizes, use_torch):
             if use_torch:
                 meta, run = torch_single_job(kind, cfg, M, 2, warmup, steps2)
                 jobs.append((("torch", kind, 1, "-", M, 2), meta, run))
-    if "pipeline" in parts and use_torch:
-        meta, run = torch_pipe_job(sizes, warmup, max(a.steps or 0, 8))
+        if "schedules" in parts:
+            M = cfg["M"]
+            if "pipeline" not in parts:  # 1f1b: what the schedules are measured against
+                meta, run = pippyc_job(kind, cfg, 2, M, "1f1b", 1, data[kind], warmup, steps)
+                jobs.append((("pippyc", kind, 2, "1f1b", M, 1), meta, run))
+            for label, stages, sched, extra, mper, _ in SCHEDULE_CONFIGS:
+                tag = label[len(sched):] if label.startswith(sched) else "_" + label
+                meta, run = pippyc_job(kind, cfg, stages, mper(M), sched, 1, data[kind], warmup, steps,
+                                       extra=extra, tag=tag.replace("/", "_"))
+                jobs.append((("pippyc", kind, stages, label, mper(M), 1), meta, run))
+    torch_scheds = (["GPipe", "1F1B"] if "pipeline" in parts else []) + (
+        ["1F1B"] * ("pipeline" not in parts) + sorted({t for c in SCHEDULE_CONFIGS for t in c[5]})
+        if "schedules" in parts else [])
+    if torch_scheds and use_torch:
+        meta, run = torch_pipe_job(sizes, warmup, max(a.steps or 0, 8), torch_scheds)
         jobs.append((("torch.pipelining",), meta, run))
 
     if a.compare_build:  # the same pippyc configurations with another build, right after each
@@ -345,8 +399,8 @@ def run_all(a, sizes, use_torch):
         for key, meta, run in jobs:
             more.append((key, meta, run))
             if key[0] == "pippyc":
-                m2, r2 = pippyc_job(key[1], sizes[key[1]], key[2], key[4], "gpipe" if key[3] == "-" else key[3],
-                                    key[5], data[key[1]], warmup, meta["steps"], a.compare_build)
+                m2, r2 = pippyc_job(key[1], sizes[key[1]], key[2], key[4], meta["schedule"], key[5], data[key[1]],
+                                    warmup, meta["steps"], a.compare_build, meta["extra"], meta["tag"])
                 more.append((("pippyc@B",) + key[1:], m2, r2))
         jobs = more
     results = {key: {"meta": meta, "reps": []} for key, meta, _ in jobs}
@@ -371,6 +425,110 @@ def run_all(a, sizes, use_torch):
     return results, load
 
 
+def per_stage_mb(reps, n_stages, M):
+    """[{"F": ms, "B": ms, "W": ms} per microbatch] of each stage: the median over the repetitions and the
+    ranks holding it of its per-step time over M; None when a stage has no times."""
+    per = []
+    for st in range(n_stages):
+        xs = [x["stage_ms"][st] for r in reps for x in r["phases"].values() if x and st in x["stage_ms"]]
+        if not xs:
+            return None
+        per.append({ph: med([x[ph] for x in xs]) / M for ph in ("F", "B", "W")})
+    return per
+
+
+def torch_reps(tp, kind, name):
+    return [r[(kind, name)]["step_ms_median"] for r in tp if (kind, name) in r and "step_ms_median" in r[(kind, name)]]
+
+
+def summarize_schedules(results, sizes, out, stat, tp):
+    """Issue 9's table (each schedule against pippyc 1f1b and torch's counterpart) and the DP vs PP one."""
+    rows, dprows = [], []
+    out["schedules"], out["dp_vs_pp"] = [], []
+    for kind, cfg in sizes.items():
+        M = cfg["M"]
+        base_key = ("pippyc", kind, 2, "1f1b", M, 1)
+        if not any(k[0] == "pippyc" and k[1] == kind and k[3] == SCHEDULE_CONFIGS[0][0] for k in results):
+            continue
+        base, _ = stat(base_key)
+        base_cpu, _ = stat(base_key, "cpu_ms")
+        confs = [("1f1b", 2, None, lambda m: m, ("1F1B",))] + [(c[0], c[1], None, c[4], c[5]) for c in SCHEDULE_CONFIGS]
+        for label, stages, _, mper, tnames in confs:
+            key = ("pippyc", kind, stages, label, mper(M), 1)
+            if key not in results:
+                continue
+            meta = results[key]["meta"]
+            p, pxs = stat(key)
+            pc, _ = stat(key, "cpu_ms")
+            pred = meta.get("predicted_step_ms")
+            vs = [(t, med(torch_reps(tp, kind, t))) for t in tnames if torch_reps(tp, kind, t)]
+            target = label.startswith(("interleaved", "zb"))
+            r = {"model": kind, "config": label, "stages": stages, "ranks": meta["ranks"], "dp": meta["dp"],
+                 "M": mper(M), "microbatch": cfg["batch"] // meta["dp"] // mper(M), "pippyc_ms": p,
+                 "pippyc_ms_range": pxs, "pippyc_cpu_ms": pc, "vs_1f1b": p / base, "vs_1f1b_cpu": pc / base_cpu,
+                 "torch": {t: v for t, v in vs}, "predicted_step_ms": pred,
+                 "measured_over_predicted": p / pred if pred else None}
+            out["schedules"].append(r)
+            rows.append([kind, label, "%dx%d" % (stages, meta["ranks"] // meta["dp"]) + ("x dp%d" % meta["dp"] if meta["dp"] > 1 else ""),
+                         r["M"], r["microbatch"], "%.1f" % p, spread(pxs), "%.1f" % pc,
+                         "%.2f%s" % (p / base, (" yes" if p < base else " NO") if target else ""),
+                         "%.2f" % (pc / base_cpu),
+                         "; ".join("%s %.1f = %.2f %s" % (t, v, p / v, "yes" if p / v <= 0.5 else "NO") for t, v in vs)
+                         or "-",
+                         "%.1f" % pred if pred else "-",
+                         "%.2f %s" % (p / pred, "yes" if abs(p / pred - 1) <= 0.15 else "NO") if pred else "-"])
+            if label in ("1f1b", "dp2", "dp2/M1"):
+                sched = meta["sched"]
+                cut = sum(e["bytes"] for e in sched.get("edges", [])) * mper(M)
+                ar = sum(x["bytes"] for x in sched.get("reductions", []) if x.get("kind") == "data_parallel")
+                reps = results[key]["reps"]
+                for rank in range(meta["ranks"]):
+                    xs = [rr["phases"].get(rank) for rr in reps if rr["phases"].get(rank)]
+                    if not xs:
+                        continue
+                    d = {f: med([x[f] for x in xs]) for f in ("step_ms", "F_ms", "B_ms", "W_ms", "optimizer_ms",
+                                                               "idle_ms", "input_wait_ms")}
+                    d.update({"model": kind, "config": label, "rank": rank, "cut_bytes_per_step": cut,
+                              "allreduce_bytes_per_step": ar})
+                    out["dp_vs_pp"].append(d)
+                    dprows.append([kind, label, rank, "%.1f" % p, "%.1f" % d["F_ms"], "%.1f" % d["B_ms"],
+                                   "%.1f" % d["W_ms"], "%.2f" % d["optimizer_ms"], "%.1f" % d["idle_ms"],
+                                   "%.1f" % d["input_wait_ms"], "%.0f" % (cut / 1024), "%.0f" % (ar / 1024)])
+    if rows:
+        print("\nSchedules at 2 ranks on 2 cores (ms per step, medians; cpu: rank 0's process): each against pippyc "
+              "1f1b (target for interleaved-1f1b and zb-h1: < 1) and torch.distributed.pipelining's counterpart "
+              "(target <= 0.5), and against schedule.json's prediction (target within 15%)")
+        print(C.table(["model", "config", "stages x ranks", "M", "mb", "pippyc", "range", "cpu", "vs 1f1b", "cpu vs 1f1b",
+                       "torch counterpart ms = ratio (<= 0.5)", "predicted", "measured/predicted"], rows))
+    if dprows:
+        print("\nDP 2 x PP 1 against PP 2 x DP 1 per rank (ms per step, medians; idle = step - F - B - W - optimizer: "
+              "with dp the all-reduce of the gradients is in it; cut: activations and their gradients crossing "
+              "the stage cut per step; all-reduce: the gradient bytes each replica reduces per step)")
+        print(C.table(["model", "config", "rank", "step", "F", "B", "W", "optimizer", "idle", "input wait",
+                       "cut KiB", "all-reduce KiB"], dprows))
+
+
+def summarize_predicted(results, out, stat):
+    """Measured step against schedule.json's prediction.step_ms for every pippyc configuration."""
+    rows = []
+    out["predicted"] = []
+    for key in sorted(k for k in results if k[0] == "pippyc"):
+        meta = results[key]["meta"]
+        pred = meta.get("predicted_step_ms")
+        p, _ = stat(key)
+        pc, _ = stat(key, "cpu_ms")
+        if not pred:
+            continue
+        out["predicted"].append({"model": key[1], "stages": key[2], "config": key[3], "M": key[4],
+                                 "threads": key[5], "ranks": meta["ranks"], "measured_ms": p, "predicted_ms": pred})
+        rows.append([key[1], key[2], meta["ranks"], key[3], key[4], key[5], "%.1f" % p, "%.1f" % pc, "%.1f" % pred,
+                     "%.2f %s" % (p / pred, "yes" if abs(p / pred - 1) <= 0.15 else "NO")])
+    if rows:
+        print("\nMeasured step (loss log, median) against schedule.json's prediction.step_ms (target: within 15%)")
+        print(C.table(["model", "stages", "ranks", "config", "M", "threads", "measured", "cpu", "predicted",
+                       "measured/predicted"], rows))
+
+
 def summarize(results, sizes, load, use_torch):
     """The tables (printed) and a JSON-able summary."""
     def stat(key, field="step_ms"):
@@ -381,7 +539,7 @@ def summarize(results, sizes, load, use_torch):
     out = {"single": [], "pipeline": [], "phases": [], "loadavg": load}
     rows = []
     for kind, cfg in sizes.items():
-        for M in sorted({k[4] for k in results if k[0] == "pippyc" and k[1] == kind and k[2] == 1 and k[5] == 1}):
+        for M in sorted({k[4] for k in results if k[0] == "pippyc" and k[1] == kind and k[2] == 1 and k[3] == "-" and k[5] == 1}):
             p, pxs = stat(("pippyc", kind, 1, "-", M, 1))
             pc, pcx = stat(("pippyc", kind, 1, "-", M, 1), "cpu_ms")
             t, txs = stat(("torch", kind, 1, "-", M, 1))
@@ -423,7 +581,7 @@ def summarize(results, sizes, load, use_torch):
                  "pippyc_1stage_ms": base, "pippyc_1stage_2threads_ms": p2t, "scaling": scal,
                  "ideal_scaling": ideal}
             out["pipeline"].append(r)
-            ok_tp = "%.2f %s" % (p / t, "yes" if p / t <= 0.5 else "NO") if txs else "-"
+            ok_tp = "%.2f %s" % (p / t, "yes" if p < t else "NO") if txs else "-"
             ok_t2 = "%.2f %s" % (p / t2, "yes" if p < t2 else "NO") if use_torch else "-"
             rows.append([kind, sched, M, cfg["batch"] // M, "%.1f" % p, spread(pxs),
                          "%.1f" % t if txs else "skipped", ok_tp,
@@ -433,7 +591,7 @@ def summarize(results, sizes, load, use_torch):
                                                       "yes" if scal >= 0.9 * ideal else "NO")])
     if rows:
         print("\n2 ranks on 2 cores, ms per step (median of the repetitions)")
-        print(C.table(["model", "schedule", "M", "mb", "pippyc", "range", "torch.pipelining", "ratio (<= 0.5)",
+        print(C.table(["model", "schedule", "M", "mb", "pippyc", "range", "torch.pipelining", "ratio (< 1)",
                        "torch 1 thr", "torch 2 thr", "pippyc/torch 2 thr (< 1)", "pippyc 1 stage",
                        "pippyc 1 stage 2 thr", "scaling 2 vs 1 stage (>= 0.9 ideal)"], rows))
 
@@ -460,13 +618,11 @@ def summarize(results, sizes, load, use_torch):
                 row[f] = med([v[f] for v in allx])
             out["phases"].append(row)
             ratio = idle / idle_pred if idle_pred else None  # a predicted idle of 0: no ratio
+            multi = meta["ranks"] > 1
             rep_idle = None
-            if key[2] > 1:  # the schedule replayed with this run's own phase times per microbatch
-                per = []
-                for st in range(key[2]):
-                    xs = [r["phases"].get(st) for r in reps]
-                    per.append({ph: med([x[ph + "_ms"] for x in xs if x]) / key[4] for ph in ("F", "B", "W")})
-                rr = replay(meta["sched"], per)
+            if multi:  # the schedule replayed with this run's own phase times per microbatch
+                per = per_stage_mb(reps, key[2], key[4])
+                rr = replay(meta["sched"], per) if per else None
                 rep_idle = rr[rank] if rr else None
             row["replayed_idle_fraction"] = rep_idle
             rows.append([key[1], key[2], key[3], key[4], key[5], rank, "%.1f" % row["step_ms"],
@@ -474,7 +630,7 @@ def summarize(results, sizes, load, use_torch):
                          "%.2f" % row["optimizer_ms"], "%.1f" % row["compute_cpu_ms"], "%.1f" % row["preempted_ms"],
                          "%.1f" % row["idle_ms"], "%.1f" % row["input_wait_ms"],
                          "%.1f%%" % (100 * idle), "%.1f%%" % (100 * idle_pred) if idle_pred is not None else "-",
-                         ("%.2f %s" % (ratio, "yes" if ratio <= 1.1 else "NO")) if ratio is not None and key[2] > 1
+                         ("%.2f %s" % (ratio, "yes" if ratio <= 1.1 else "NO")) if ratio is not None and multi
                          else "-",
                          "%.1f%%" % (100 * rep_idle) if rep_idle is not None else "-",
                          "%.2f" % (idle / rep_idle) if rep_idle else "-"])
@@ -487,6 +643,9 @@ def summarize(results, sizes, load, use_torch):
         print("predicted: schedule.json's (the cost model's phase times); replayed: its action lists run with "
               "this run's measured F/B/W per microbatch (rank by rank, no transfer cost): what the schedule "
               "allows with these kernels, so measured/replayed is the runtime's own overhead")
+    summarize_schedules(results, sizes, out, stat, tp)
+    summarize_predicted(results, out, stat)
+
     rows = []
     for key in sorted(k for k in results if k[0] == "pippyc@B"):
         a_key = ("pippyc",) + key[1:]
@@ -521,34 +680,57 @@ def quick_checks(results, summary):
                   all(np.isfinite(v) for v in rep["losses"]) and rep["step_ms"] > 0 and rep["cpu_ms"] > 0,
                   "%s: %d steps logged with finite losses, ms and cpu_ms" % (name, rep["steps_logged"]))
             ph = rep["phases"]
-            check(sorted(ph) == list(range(key[2])) and all(ph[k] for k in ph),
+            check(sorted(ph) == list(range(meta["ranks"])) and all(ph[k] for k in ph),
                   "%s: the trace has every rank's steps (a step ends with its optimizer event)" % name)
             for rank, x in sorted(ph.items()):
                 if not x:
                     continue
-                check(x["counts"] == {"F": key[4], "B": key[4], "W": key[4]},
-                      "%s rank %d: F, B and W of each of the %d microbatches in a step (%s)" % (
-                          name, rank, key[4], x["counts"]))
+                n = sum(1 for act in meta["sched"]["ranks"][rank]["actions"] if act["op"] == "F")
+                check(x["counts"] == {"F": n, "B": n, "W": n} and n == key[4] * key[2] * meta["dp"] // meta["ranks"],
+                      "%s rank %d: F, B and W of each of the %d microbatches x stages of the rank in a step (%s)" % (
+                          name, rank, n, x["counts"]))
+                check(sorted(x["stage_ms"]) == sorted({act["stage"] for act in meta["sched"]["ranks"][rank]["actions"]
+                                                       if act["op"] == "F"}) and
+                      all(v["F"] > 0 for v in x["stage_ms"].values()),
+                      "%s rank %d: F time of each stage it holds, from the trace's action numbers (%s)" % (
+                          name, rank, sorted(x["stage_ms"])))
                 check(0 <= x["idle_fraction"] < 1 and x["F_ms"] > 0 and x["optimizer_ms"] > 0,
                       "%s rank %d: idle fraction %.3f in [0, 1), F and optimizer times > 0" % (
                           name, rank, x["idle_fraction"]))
-        check(meta["predicted_step_ms"] and meta["predicted_idle_ms"] and len(meta["predicted_idle_ms"]) == key[2],
+        check(meta["predicted_step_ms"] and meta["predicted_idle_ms"] and len(meta["predicted_idle_ms"]) == meta["ranks"],
               "%s: schedule.json predicts the step and each rank's idle time" % name)
     check(len(summary["single"]) == 4 and len(summary["pipeline"]) == 4,
           "the tables have 4 single-core rows (mlp, gpt x M = 1, M) and 4 pipeline rows (x gpipe, 1f1b)")
     check(all(np.isfinite(r["scaling"]) and r["scaling"] > 0 for r in summary["pipeline"]),
           "the scaling (1 stage over 2 stages) is a positive number for every pipeline row")
-    two = [r for r in summary["phases"] if r["stages"] == 2]
-    check(len(two) == 8 and all(r["replayed_idle_fraction"] is not None and 0 <= r["replayed_idle_fraction"] < 1
-                                for r in two),
-          "the 2-stage schedules replay with the measured phase times (an idle fraction per rank)")
+    two = [r for r in summary["phases"] if r["threads"] == 1 and r["schedule"] != "-"]
+    check(len(two) == 2 * 2 * (2 + len(SCHEDULE_CONFIGS)) and
+          all(r["replayed_idle_fraction"] is not None and 0 <= r["replayed_idle_fraction"] < 1 for r in two),
+          "every schedule at 2 ranks (gpipe, 1f1b, %s) replays with the measured phase times per stage (an idle "
+          "fraction per rank; %d rows)" % (", ".join(c[0] for c in SCHEDULE_CONFIGS), len(two)))
+    sc = summary["schedules"]
+    check(len(sc) == 2 * (1 + len(SCHEDULE_CONFIGS)) and
+          all(np.isfinite(r["pippyc_ms"]) and r["pippyc_ms"] > 0 and np.isfinite(r["vs_1f1b"]) and
+              r["measured_over_predicted"] and np.isfinite(r["measured_over_predicted"]) for r in sc),
+          "the schedules table has 1f1b and the %d other configurations of both models, each with its step, "
+          "its ratio to 1f1b and to its prediction (%d rows)" % (len(SCHEDULE_CONFIGS), len(sc)))
+    il = [r for r in sc if r["config"].startswith("interleaved")]
+    check(all(r["stages"] == 4 and r["ranks"] == 2 for r in il) and
+          all(r["ranks"] == 2 and r["dp"] == 2 for r in sc if r["config"].startswith("dp2")),
+          "interleaved-1f1b runs 4 stages on 2 ranks, dp2 2 replicas of 1 stage")
+    dp = summary["dp_vs_pp"]
+    check(len(dp) == 2 * 3 * 2 and all(r["allreduce_bytes_per_step"] > 0 for r in dp if r["config"].startswith("dp")) and
+          all(r["cut_bytes_per_step"] > 0 for r in dp if r["config"] == "1f1b"),
+          "DP vs PP: per rank phases of 1f1b, dp2 and dp2/M1 with the bytes each moves per step")
+    check(len(summary["predicted"]) == sum(1 for k in results if k[0] == "pippyc"),
+          "every pippyc configuration has measured/predicted (%d)" % len(summary["predicted"]))
     return checks.summary()
 
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, pippyc only, 1 repetition: checks the tool")
-    ap.add_argument("--only", choices=("single", "pipeline"))
+    ap.add_argument("--only", choices=("single", "pipeline", "schedules"))
     ap.add_argument("--reps", type=int, default=3, help="repetitions of every configuration (default 3)")
     ap.add_argument("--steps", type=int, help="steps per run (default: mlp 20, gpt 10)")
     ap.add_argument("--warmup", type=int, default=2, help="steps dropped from each run (default 2)")
