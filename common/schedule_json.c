@@ -305,7 +305,9 @@ static pippy_status pippy_sj_reductions(pippy_sched_json *d, const cJSON *root, 
     d->reduction_n = pippy_sj_calloc((size_t)n, sizeof *d->reduction_n);
     d->reduction_stages = pippy_sj_calloc((size_t)n, sizeof *d->reduction_stages);
     d->reduction_transmit = pippy_sj_calloc((size_t)n, sizeof *d->reduction_transmit);
-    if (!d->reduction_n || !d->reduction_stages || !d->reduction_transmit)
+    d->reduction_dp = pippy_sj_calloc((size_t)n, sizeof *d->reduction_dp);
+    d->reduction_bytes = pippy_sj_calloc((size_t)n, sizeof *d->reduction_bytes);
+    if (!d->reduction_n || !d->reduction_stages || !d->reduction_transmit || !d->reduction_dp || !d->reduction_bytes)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory reading %s", c->path);
     d->s.n_reductions = n;
     cJSON_ArrayForEach(r, reds)
@@ -318,6 +320,9 @@ static pippy_status pippy_sj_reductions(pippy_sched_json *d, const cJSON *root, 
                                                !strcmp(mode->valuestring, "replicate"))))
             return pippy_sj_bad(c, "mode", mode, "'replicate' (ALLREDUCE) or 'transmit' (REDUCE + BROADCAST)");
         d->reduction_transmit[k] = mode && !strcmp(mode->valuestring, "transmit");
+        const cJSON *kind = pippy_sj_get(r, "kind");
+        d->reduction_dp[k] = cJSON_IsString(kind) && !strcmp(kind->valuestring, "data_parallel");
+        PIPPY_TRY(pippy_sj_num(c, r, "bytes", 9007199254740992.0, &d->reduction_bytes[k]));
         d->reduction_stages[k] = pippy_sj_calloc((size_t)m, sizeof **d->reduction_stages);
         if (!d->reduction_stages[k])
             return pippy_fail(PIPPY_ERR_NOMEM, "out of memory reading %s", c->path);
@@ -362,6 +367,9 @@ pippy_status pippy_sched_json_read(pippy_sched_json *d, const cJSON *root, const
     d->s.reduction_n = d->reduction_n;
     d->s.reduction_stages = (const int32_t *const *)d->reduction_stages;
     d->s.reduction_transmit = d->reduction_transmit;
+    d->s.reduction_dp = d->reduction_dp;
+    d->s.reduction_bytes = d->reduction_bytes;
+    d->s.replicas = d->dp;
     d->s.n_actions = d->n_actions;
     d->s.actions = (const pippy_action *const *)d->actions;
     d->s.stage_s = d->stage_s;
@@ -376,7 +384,7 @@ void pippy_sched_json_free(pippy_sched_json *d)
     for (int32_t k = 0; d->reduction_stages && k < d->s.n_reductions; k++)
         free(d->reduction_stages[k]);
     free(d->stage_rank), free(d->stash_slots), free(d->n_actions), free(d->reduction_n), free(d->consumers);
-    free(d->reduction_transmit);
+    free(d->reduction_transmit), free(d->reduction_dp), free(d->reduction_bytes);
     free(d->reduction_stages), free(d->actions), free(d->edges), free(d->stage_s);
     memset(d, 0, sizeof *d);
 }

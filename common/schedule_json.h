@@ -20,7 +20,8 @@
 
 typedef struct {
     pippy_sched s; /* points into the arrays below */
-    int32_t *stage_rank, *stash_slots, *n_actions, *reduction_n, *reduction_transmit, *consumers;
+    int32_t *stage_rank, *stash_slots, *n_actions, *reduction_n, *reduction_transmit, *reduction_dp, *consumers;
+    double *reduction_bytes;
     int32_t **reduction_stages;
     pippy_action **actions;
     pippy_sched_edge *edges;

@@ -291,6 +291,34 @@ static double pippy_ss_cost(const pippy_sched *s, const pippy_action *a)
     return s->stage_s && i->compute ? s->stage_s[(size_t)a->stage * PIPPY_PHASES + (size_t)i->phase] : 0;
 }
 
+/* The processes that exchange in reduction id: the replicas, or the ranks of its member stages. */
+static int32_t pippy_ss_procs(const pippy_sched *s, int32_t id)
+{
+    if (s->reduction_dp && s->reduction_dp[id])
+        return s->replicas > 1 ? s->replicas : 1;
+    int32_t n = 0;
+    for (int32_t i = 0; i < s->reduction_n[id]; i++) {
+        int32_t r = s->stage_rank[s->reduction_stages[id][i]], seen = 0;
+        for (int32_t j = 0; j < i; j++)
+            seen |= s->stage_rank[s->reduction_stages[id][j]] == r;
+        n += !seen;
+    }
+    return n;
+}
+
+double pippy_sched_collective_s(const pippy_sched *s, const pippy_action *a)
+{
+    if (a->kind == PIPPY_ACT_STEP || !s->reduction_bytes || a->peer < 0 || a->peer >= s->n_reductions)
+        return s->collective_s;
+    double n = pippy_ss_procs(s, a->peer), bytes = s->reduction_bytes[a->peer], lat = s->link_latency_s;
+    double bw = s->link_bytes_per_s > 0 ? s->link_bytes_per_s : 1e300;
+    if (n <= 1 || bytes <= 0)
+        return s->collective_s;
+    if (a->kind == PIPPY_ACT_ALLREDUCE)
+        return s->collective_s + 2 * (n - 1) * (lat + bytes / n / bw);
+    return s->collective_s + (n - 1) * lat + bytes / bw;
+}
+
 /* Which collective an action joins: (kind, reduction) as one number; STEP is the last one. */
 static int32_t pippy_ss_key(const pippy_sched *s, const pippy_action *a)
 {
@@ -342,7 +370,7 @@ static void pippy_ss_collective(pippy_ss *x, pippy_replay *y, int32_t r, const p
     y->pos[r] = -p - 2;
     if (y->arrived[id] < need)
         return;
-    double t = y->arrive_t[id] + s->collective_s;
+    double t = y->arrive_t[id] + pippy_sched_collective_s(s, a);
     for (int32_t q = 0; q < x->R; q++) {
         int32_t at = y->pos[q] <= -2 ? -y->pos[q] - 2 : -1;
         if (at < 0 || pippy_ss_key(s, &s->actions[q][at]) != id)
@@ -655,7 +683,7 @@ static void pippy_dr_collective(pippy_dr *z, pippy_ss *x, int32_t r, int32_t k)
     z->parked[r] = k;
     if (y->arrived[id] < need)
         return;
-    double t = y->arrive_t[id] + s->collective_s;
+    double t = y->arrive_t[id] + pippy_sched_collective_s(s, a);
     for (int32_t q = 0; q < x->R; q++) {
         if (z->parked[q] < 0 || pippy_ss_key(s, &s->actions[q][z->parked[q]]) != id)
             continue;

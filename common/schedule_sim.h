@@ -17,7 +17,8 @@
  *     with every rank done: no deadlock; a stage never holds more microbatches than it has stash
  *     slots for.
  * The replay is also the prediction: computations take the given per-stage times, transfers
- * latency + bytes / bandwidth, each rank runs its actions in order.
+ * latency + bytes / bandwidth, collectives pippy_sched_collective_s, each rank runs its actions
+ * in order.
  *
  * A dynamic schedule (window K > 0) is checked by the same rules on its lists (the canonical
  * order), except the stash: each stage holds up to min(K, microbatches) microbatches at once (the
@@ -54,6 +55,11 @@ typedef struct {
     const int32_t *const *reduction_stages;
     const int32_t *reduction_transmit;    /* per reduction: 1 when REDUCE + BROADCAST replace ALLREDUCE
                                              (NULL: none does) */
+    const double *reduction_bytes;        /* per reduction: bytes of its gradient (NULL: collectives
+                                             cost collective_s only; see pippy_sched_collective_s) */
+    const int32_t *reduction_dp;          /* per reduction: 1 when it sums a stage over the replicas
+                                             (--dp; NULL: none does) */
+    int32_t replicas;                     /* --dp D: the processes of a data-parallel reduction */
     const int32_t *n_actions;             /* per rank */
     const pippy_action *const *actions;   /* per rank */
     /* For the prediction (each may be 0 / NULL). */
@@ -103,6 +109,14 @@ typedef struct {
  * the consumer's deferred W). */
 int32_t pippy_sched_slots(int32_t bounded, int32_t M, int whole, const int32_t *in_flight, int32_t producer,
                           const int32_t *consumers, int32_t n_consumers);
+
+/* Seconds that collective action a (ALLREDUCE, REDUCE, BROADCAST of reduction a->peer; STEP) takes
+ * once its members are there, as collective.c runs it over the n processes that exchange (the
+ * ranks of the reduction's member stages; the replicas for a data-parallel one), each message
+ * costing latency + bytes / bandwidth: the ring all-reduce makes 2(n - 1) steps of bytes / n
+ * each; broadcast and reduce are pipelined chains, (n - 1) latencies and the bytes once. Plus
+ * collective_s. One process, or no reduction_bytes: collective_s. */
+double pippy_sched_collective_s(const pippy_sched *s, const pippy_action *a);
 
 /* Checks s (see above) and, when r is not NULL, fills r. Errors are PIPPY_ERR_INVALID with a
  * message naming the rank, action and rule. */

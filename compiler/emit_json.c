@@ -208,11 +208,10 @@ static void pippy_json_tied(cJSON *root, const pippy_plan *p)
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "id", id);
         if (r->data_parallel) { /* stage s's whole gradient over the replicas */
-            const pippy_stage *sg = &p->stages[r->stages[0]];
             cJSON_AddStringToObject(j, "kind", "data_parallel");
             cJSON_AddStringToObject(j, "mode", "replicate");
             cJSON_AddStringToObject(j, "param", "");
-            cJSON_AddNumberToObject(j, "bytes", (double)sg->trainable_bytes);
+            cJSON_AddNumberToObject(j, "bytes", (double)pippy_reduction_bytes(p, id));
             cJSON_AddItemToObject(j, "stages", cJSON_CreateIntArray(&r->stages[0], 1));
             cJSON *off = cJSON_AddArrayToObject(j, "offsets");
             cJSON_AddItemToArray(off, cJSON_CreateNumber(0));
@@ -222,7 +221,7 @@ static void pippy_json_tied(cJSON *root, const pippy_plan *p)
         cJSON_AddStringToObject(j, "kind", "tied");
         cJSON_AddStringToObject(j, "mode", r->transmit ? "transmit" : "replicate");
         cJSON_AddStringToObject(j, "param", g->values[r->param].name);
-        cJSON_AddNumberToObject(j, "bytes", (double)pippy_value_bytes(&g->values[r->param]));
+        cJSON_AddNumberToObject(j, "bytes", (double)pippy_reduction_bytes(p, id));
         cJSON *st = cJSON_AddArrayToObject(j, "stages"), *off = cJSON_AddArrayToObject(j, "offsets");
         for (int32_t k = 0; k < r->n_stages; k++) {
             const pippy_stage *sg = &p->stages[r->stages[k]];

@@ -270,6 +270,12 @@ done:
     return st;
 }
 
+uint64_t pippy_reduction_bytes(const pippy_plan *p, int32_t id)
+{
+    const pippy_reduction *r = &p->reductions[id];
+    return r->data_parallel ? p->stages[r->stages[0]].trainable_bytes : pippy_value_bytes(&p->g->values[r->param]);
+}
+
 int32_t pippy_rank_stages(const pippy_plan *p, int32_t r, int32_t *stages)
 {
     int32_t n = 0;

@@ -140,6 +140,8 @@ pippy_status pippy_memplan(pippy_plan *p);
 pippy_status pippy_schedule_build(pippy_plan *p);
 void pippy_plan_free(pippy_plan *p);
 
+/* The bytes reduction id sums: its tied parameter's, or (data parallel) the stage's trainable bytes. */
+uint64_t pippy_reduction_bytes(const pippy_plan *p, int32_t id);
 /* The stages rank r runs (ascending) into stages; returns how many. */
 int32_t pippy_rank_stages(const pippy_plan *p, int32_t r, int32_t *stages);
 /* Rank r's program: "stageK" when it runs stage K alone, else "rankR" (built from its stages' C

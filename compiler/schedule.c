@@ -267,9 +267,30 @@ static pippy_status pippy_rank_actions_interleaved(pippy_plan *p, int32_t r)
     return PIPPY_OK;
 }
 
-/* The plan as the checker sees it (arrays owned by the caller, freed by pippy_sched_free). */
+/* The reductions as the checker sees them: per reduction, its member stages, transmit and data
+ * parallel flags, and bytes. */
+typedef struct {
+    int32_t *n, *tx, *dp;
+    const int32_t **st;
+    double *bytes;
+} pippy_sched_reds;
+
+static pippy_status pippy_sched_reds_alloc(pippy_sched_reds *d, int32_t n)
+{
+    size_t k = (size_t)n + 1;
+    *d = (pippy_sched_reds){calloc(k, sizeof *d->n), calloc(k, sizeof *d->tx), calloc(k, sizeof *d->dp),
+                            calloc(k, sizeof *d->st), calloc(k, sizeof *d->bytes)};
+    return d->n && d->tx && d->dp && d->st && d->bytes ? PIPPY_OK : PIPPY_ERR_NOMEM;
+}
+
+static void pippy_sched_reds_free(pippy_sched_reds *d)
+{
+    free(d->n), free(d->tx), free(d->dp), free(d->st), free(d->bytes);
+}
+
+/* The plan as the checker sees it (arrays owned by the caller). */
 static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double *stage_s, int32_t *stage_rank,
-                                   pippy_sched_edge *edges, int32_t *red_n, const int32_t **red_st, int32_t *red_tx)
+                                   pippy_sched_edge *edges, pippy_sched_reds *rd)
 {
     memset(sc, 0, sizeof *sc);
     sc->n_stages = p->n_stages;
@@ -286,17 +307,22 @@ static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double 
         edges[e] = (pippy_sched_edge){p->edges[e].producer, p->edges[e].phase, p->edges[e].n_consumers,
                                       p->edges[e].consumers, p->edges[e].bytes};
     for (int32_t id = 0; id < p->n_reductions; id++) {
-        red_n[id] = p->reductions[id].n_stages;
-        red_st[id] = p->reductions[id].stages;
-        red_tx[id] = p->reductions[id].transmit;
+        rd->n[id] = p->reductions[id].n_stages;
+        rd->st[id] = p->reductions[id].stages;
+        rd->tx[id] = p->reductions[id].transmit;
+        rd->dp[id] = p->reductions[id].data_parallel;
+        rd->bytes[id] = (double)pippy_reduction_bytes(p, id);
     }
     sc->stage_rank = stage_rank;
     sc->n_edges = p->n_edges;
     sc->edges = edges;
     sc->n_reductions = p->n_reductions;
-    sc->reduction_n = red_n;
-    sc->reduction_stages = red_st;
-    sc->reduction_transmit = red_tx;
+    sc->reduction_n = rd->n;
+    sc->reduction_stages = rd->st;
+    sc->reduction_transmit = rd->tx;
+    sc->reduction_dp = rd->dp;
+    sc->reduction_bytes = rd->bytes;
+    sc->replicas = p->dp;
     sc->n_actions = p->n_actions;
     sc->actions = (const pippy_action *const *)p->actions;
     sc->stage_s = stage_s;
@@ -313,17 +339,16 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
     double *stage_s = calloc((size_t)S * PIPPY_PHASES, sizeof *stage_s), *busy = calloc((size_t)R, sizeof *busy);
     int32_t *stage_rank = calloc((size_t)S, sizeof *stage_rank), *in_flight = calloc((size_t)S, sizeof *in_flight);
     pippy_sched_edge *edges = calloc((size_t)p->n_edges + 1, sizeof *edges);
-    int32_t *red_n = calloc((size_t)p->n_reductions + 1, sizeof *red_n);
-    const int32_t **red_st = calloc((size_t)p->n_reductions + 1, sizeof *red_st);
-    int32_t *red_tx = calloc((size_t)p->n_reductions + 1, sizeof *red_tx);
+    pippy_sched_reds rd;
+    int reds_ok = pippy_sched_reds_alloc(&rd, p->n_reductions) == PIPPY_OK;
     p->pred_idle_ms = calloc((size_t)R, sizeof *p->pred_idle_ms);
     pippy_status st = PIPPY_OK;
-    if (!stage_s || !busy || !stage_rank || !in_flight || !edges || !red_n || !red_st || !red_tx || !p->pred_idle_ms)
+    if (!stage_s || !busy || !stage_rank || !in_flight || !edges || !reds_ok || !p->pred_idle_ms)
         st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory predicting the schedule");
     pippy_sched sc;
     pippy_sched_result res = {.busy_s = busy, .idle_s = p->pred_idle_ms, .in_flight = in_flight};
     if (st == PIPPY_OK)
-        st = pippy_sched_of(p, &sc, stage_s, stage_rank, edges, red_n, red_st, red_tx);
+        st = pippy_sched_of(p, &sc, stage_s, stage_rank, edges, &rd);
     if (st == PIPPY_OK)
         st = pippy_sched_check(&sc, &res);
     if (st != PIPPY_OK)
@@ -334,7 +359,8 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
         p->pred_idle_ms[r] *= 1e3;
     p->pred_step_ms = res.step_s * 1e3;
     p->pred_bubble = res.bubble;
-    free(stage_s), free(busy), free(stage_rank), free(in_flight), free(edges), free(red_n), free(red_st), free(red_tx);
+    free(stage_s), free(busy), free(stage_rank), free(in_flight), free(edges);
+    pippy_sched_reds_free(&rd);
     return st;
 }
 

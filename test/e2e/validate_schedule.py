@@ -46,8 +46,8 @@ usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q] [--predict]
    stage); the rank with the earliest start goes first (ties: the lower rank; 1e-9 relative), and runs the first such action in list order).
    With --predict it also prints the prediction of that replay as JSON (times from
    stages[].predicted_*_ms, each transfer between two stages in one phase taking
-   latency + (sum of their edges' bytes) / bandwidth from prediction.cost_model, collectives
-   free): step_ms, bubble_fraction, busy_ms and idle_ms per rank, in_flight per stage.
+   latency + (sum of their edges' bytes) / bandwidth from prediction.cost_model, collectives as
+   X.collective_ms): step_ms, bubble_fraction, busy_ms and idle_ms per rank, in_flight per stage.
 Prints "ok", or one line per problem (where: what), and exits 0 when ok, 1 otherwise (2 on bad usage).
 """
 
@@ -126,6 +126,24 @@ class Doc:
 
     def stages_of_rank(self, r):
         return [k for k, st in enumerate(self.stages) if st["rank"] == r]
+
+    def collective_ms(self, op, k):
+        """How long collective op of reduction k takes once its members are there, as
+        runtime/collective.c runs it over the n processes that exchange (the replicas for a
+        data-parallel reduction, else the ranks of its member stages), each message taking
+        latency + bytes / bandwidth: the ring all-reduce 2(n-1) steps of bytes/n; broadcast and
+        reduce, pipelined chains: (n-1) latencies and the bytes once. STEP: nothing."""
+        if op == "STEP":
+            return 0.0
+        rd = self.reductions[k]
+        cm = self.d["prediction"]["cost_model"]
+        bw, lat = cm["link_gbytes_per_s"] * 1e9, cm["link_latency_us"] * 1e-3
+        n = self.cfg.get("dp", 1) if rd.get("kind") == "data_parallel" else \
+            len({self.stages[s]["rank"] for s in rd["stages"]})
+        b = rd["bytes"] / bw * 1e3 if bw > 0 else 0.0
+        if n <= 1 or rd["bytes"] <= 0:
+            return 0.0
+        return 2 * (n - 1) * (lat + b / n) if op == "ALLREDUCE" else (n - 1) * lat + b
 
 
 def config_problems(x, bad):
@@ -521,7 +539,7 @@ def replay(x):
                         progress = True
                     if set(got) != members[key]:
                         break
-                    clock[r] = max(got.values())
+                    clock[r] = max(got.values()) + x.collective_ms(act["op"], act.get("reduction"))
                     pos[r] += 1
                     continue
                 t = data_ready(act)
@@ -645,7 +663,7 @@ def replay_dynamic(x):
         parked[r] = i
         if set(got) != members[key(a)]:
             return
-        t = max(got.values())
+        t = max(got.values()) + x.collective_ms(a["op"], a.get("reduction"))
         for q in range(x.R):
             if parked[q] is not None and key(acts[q][parked[q]]) == key(a):
                 clock[q], done[q][parked[q]], parked[q] = t, True, None

@@ -251,6 +251,40 @@ START_TEST(test_allreduce)
 }
 END_TEST
 
+/* The collectives' prices by hand: 3 member ranks, 3 MB, 1 us, 1 GB/s: the ring all-reduce
+ * 2 (n-1) (lat + bytes / (n bw)) = 4 (1e-6 + 1e-3); reduce and broadcast (n-1) lat + bytes / bw;
+ * a data-parallel reduction over 4 replicas 6 (1e-6 + 1e-3); members on one rank: collective_s. */
+START_TEST(test_collective_cost)
+{
+    static syn y;
+    syn_build(&y, 3, 2, 1, 1.0, 1.0, 0.0);
+    syn_tie_0_2(&y, 0.25);
+    int32_t members[3] = {0, 1, 2}, dp = 0, rank_of[3] = {0, 1, 2};
+    double bytes = 3e6;
+    y.s.reduction_n = (const int32_t[]){3};
+    y.s.reduction_stages = (const int32_t *const[]){members};
+    y.s.reduction_bytes = &bytes;
+    y.s.reduction_dp = &dp;
+    y.s.stage_rank = rank_of;
+    y.s.link_latency_s = 1e-6;
+    y.s.link_bytes_per_s = 1e9;
+    y.s.collective_s = 0.25;
+    pippy_action ar = {PIPPY_ACT_ALLREDUCE, 0, -1, 0}, rd = {PIPPY_ACT_REDUCE, 0, -1, 0};
+    pippy_action bc = {PIPPY_ACT_BROADCAST, 0, -1, 0}, step = {PIPPY_ACT_STEP, -1, -1, -1};
+    ck_assert_double_eq_tol(pippy_sched_collective_s(&y.s, &ar), 0.25 + 4 * (1e-6 + 1e-3), 1e-15);
+    ck_assert_double_eq_tol(pippy_sched_collective_s(&y.s, &rd), 0.25 + 2e-6 + 3e-3, 1e-15);
+    ck_assert_double_eq_tol(pippy_sched_collective_s(&y.s, &bc), 0.25 + 2e-6 + 3e-3, 1e-15);
+    ck_assert_double_eq_tol(pippy_sched_collective_s(&y.s, &step), 0.25, 1e-15);
+    dp = 1;
+    y.s.replicas = 4;
+    bytes = 4e6;
+    ck_assert_double_eq_tol(pippy_sched_collective_s(&y.s, &ar), 0.25 + 6 * (1e-6 + 1e-3), 1e-15);
+    dp = 0;
+    rank_of[1] = rank_of[2] = 0;
+    ck_assert_double_eq_tol(pippy_sched_collective_s(&y.s, &ar), 0.25, 1e-15);
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     static syn y;
@@ -483,6 +517,7 @@ static Suite *schedule_sim_suite(void)
     tcase_add_test(tc, test_gpipe_separate_w);
     tcase_add_test(tc, test_spans_with_link_costs);
     tcase_add_test(tc, test_allreduce);
+    tcase_add_test(tc, test_collective_cost);
     tcase_add_test(tc, test_refusals);
     suite_add_tcase(s, tc);
     TCase *dyn = tcase_create("dynamic");
