@@ -558,6 +558,9 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
     pippy_graph *g = plan->g;
     snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
     plan->window = o->window;
+    if (o->window > 0 && strcmp(plan->schedule, "dynamic") != 0) /* before auto tries the others */
+        return pippy_fail(PIPPY_ERR_USAGE, "--window %d applies to --schedule dynamic (this is --schedule %s)",
+                          o->window, plan->schedule);
     if (o->no_calibration)
         pippy_cost_defaults(&plan->cost);
     else

@@ -249,6 +249,8 @@ def refusal_cases(res, b):
     mlp = os.path.join(MODELS, "mlp.onnx")
     for what, args, needle in [("--window with --schedule gpipe", ["--schedule", "gpipe", "--window", "2"],
                                 "--window 2 applies to --schedule dynamic"),
+                               ("--window with --schedule auto", ["--schedule", "auto", "--window", "2"],
+                                "--window 2 applies to --schedule dynamic (this is --schedule auto)"),
                                ("--window 0", ["--schedule", "dynamic", "--window", "0"], "--window")]:
         code, text = run([os.path.join(b, "pippyc"), mlp, "--stages", "2", "--batch", "8", "-o", out, "-q"] + args)
         res.check(f"pippyc refuses {what}", code in (1, 2) and needle in text, f"exit {code}: " + tail(text, 4))
