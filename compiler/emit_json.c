@@ -355,6 +355,10 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
     pippy_json_hex(root, "hash", p->hash);
     cJSON *model = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(model, "path", g->path);
+    char *abs = realpath(g->path, NULL); /* so that --save finds it from any directory */
+    if (abs)
+        cJSON_AddStringToObject(model, "absolute_path", abs);
+    free(abs);
     pippy_json_hex(model, "file_hash", g->hash);
     cJSON_AddNumberToObject(model, "opset", g->opset);
     pippy_json_config(root, p, o);

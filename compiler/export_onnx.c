@@ -632,7 +632,8 @@ static uint64_t pippy_ce_file_hash(const char *path, int *ok)
     return h;
 }
 
-/* The model: given, else model.path (as is, then relative to OUT) whose bytes hash to model.file_hash. */
+/* The model: given, else model.path (as is, then relative to OUT) or model.absolute_path, whichever
+ * has model.file_hash. */
 static pippy_status pippy_ce_model(pippy_ckpt_export *c)
 {
     if (c->a->model) {
@@ -646,11 +647,14 @@ static pippy_status pippy_ce_model(pippy_ckpt_export *c)
                           c->sched_path);
     uint64_t want = strtoull(fh->valuestring, NULL, 16);
     const char *p = path->valuestring;
-    char cand[2][4200], tried[9000] = "";
+    const cJSON *abs = cJSON_GetObjectItemCaseSensitive(m, "absolute_path");
+    char cand[3][4200], tried[13000] = "";
     int n = 1;
     snprintf(cand[0], sizeof cand[0], "%s", p);
     if (p[0] != '/')
         snprintf(cand[n++], sizeof cand[1], "%s/%s", c->a->out_dir, p);
+    if (cJSON_IsString(abs) && abs->valuestring[0] == '/' && strcmp(abs->valuestring, p) != 0)
+        snprintf(cand[n++], sizeof cand[2], "%s", abs->valuestring);
     for (int i = 0; i < n; i++) {
         int ok;
         uint64_t h = pippy_ce_file_hash(cand[i], &ok);

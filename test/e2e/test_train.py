@@ -261,6 +261,28 @@ def schedule_choice_cases(res, b):
     shutil.rmtree(out, ignore_errors=True)
 
 
+def save_elsewhere_case(res, b):
+    """A compile given a relative model path, then --save run from another directory: pippyrun finds
+    the model by schedule.json's model.absolute_path (it looked only relative to its directory and
+    to OUT, and refused), and the saved model is PyTorch's trained one."""
+    ref = trainref.load_ref("mlp_train")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    b, model = os.path.abspath(b), os.path.abspath(ref["_model"])
+    out, elsewhere = tmpdir("pippy-train-rel-"), tmpdir("pippy-train-cwd-")
+    code, text = run([os.path.join(b, "pippyc"), os.path.relpath(model, root), "--batch", str(ref["batch"]),
+                      "--microbatches", "2", "--stages", "2", "-o", out, "-q"] + compile_flags(ref, "sgd"), cwd=root)
+    doc = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else {}
+    res.check("a relative model path: schedule.json has model.absolute_path", code == 0 and
+              doc["model"].get("absolute_path") == os.path.realpath(model), f"exit {code}: " + tail(text, 4))
+    code, text = run([os.path.join(b, "pippyrun"), out, "--steps", str(STEPS), "--timeout", "60", "--save",
+                      "trained.onnx"] + data_args(ref), cwd=elsewhere, timeout=300)
+    saved = os.path.join(elsewhere, "trained.onnx")
+    ok, report = trainref.check_saved_model(saved, ref, "sgd", 2) if code == 0 else (False, tail(text, 4))
+    res.check("--save from another directory finds the model and writes PyTorch's trained model", ok, report)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(elsewhere, ignore_errors=True)
+
+
 def wait_lines(path, n, proc, limit=120):
     t0 = time.time()
     while time.time() - t0 < limit and proc.poll() is None:
@@ -409,6 +431,7 @@ def main():
     if not QUICK:
         resume_case(res, b)
     nan_case(res, b)
+    save_elsewhere_case(res, b)
     error_cases(res, b)
     res.finish()
 
