@@ -291,7 +291,7 @@ def main():
     with_schedule(inference, "a compile for inference", 'lists no "parameters"')
     moved = os.path.join(work, "moved.onnx")
     s = json.loads(saved)
-    s["model"]["path"] = os.path.join(work, "nowhere.onnx")
+    s["model"]["path"] = s["model"]["absolute_path"] = os.path.join(work, "nowhere.onnx")
     json.dump(s, open(sched, "w"))
     fails("the model moved", [out, "--checkpoint", ckpt, "-o", trained], "is not found")
     shutil.copy(mlp, moved)
