@@ -1,0 +1,197 @@
+/* test_backend_layout.c — the measured choice of a constant B's layout in MatMul and Gemm
+ * (backend/cpu/layout.h): with PIPPY_MATMUL_LAYOUT forced to plain, to reordered and left to
+ * measure, the fast kernel against the reference kernel (double accumulators) on cases with a
+ * constant B; plain really keeps B as given; measuring happens once per distinct shape; an
+ * unknown value is an error. Each test runs in its own forked process (Check's default), so
+ * setenv here does not leak into other suites. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu/dense.h"
+#include "cpu/layout.h"
+#include "dense_case.h"
+#include "harness.h"
+
+static const char *const layout_modes[] = {"plain", "reordered", "measure"};
+
+/* MatMul A x constant B, optionally B transposed (pippy.trans_b) and a fused ReLU. */
+static void layout_matmul_case(dcase *t, int ra, const int64_t *a, int rb, const int64_t *b, int trans_b, int relu)
+{
+    dc_init(t, "MatMul", 13, 1);
+    dc_in(t, ra, a);
+    dc_in(t, rb, b);
+    if (trans_b)
+        dc_attr_i(t, "pippy.trans_b", 1);
+    if (relu)
+        dc_attr_s(t, "pippy.activation", "Relu");
+    t->must_fast = 1;
+}
+
+/* Gemm A x constant W^T (transB, the Linear layer) + C, alpha and beta. */
+static void layout_gemm_case(dcase *t, int64_t M, int64_t K, int64_t N, float alpha, float beta, int relu)
+{
+    dc_init(t, "Gemm", 13, 1);
+    DC_IN(t, M, K);
+    DC_IN(t, N, K);
+    DC_IN(t, N);
+    dc_attr_i(t, "transB", 1);
+    if (alpha != 1.0f)
+        dc_attr_f(t, "alpha", alpha);
+    if (beta != 1.0f)
+        dc_attr_f(t, "beta", beta);
+    if (relu)
+        dc_attr_s(t, "pippy.activation", "Relu");
+    t->must_fast = 1;
+}
+
+START_TEST(test_layout_fast_vs_ref)
+{
+    const char *mode = layout_modes[_i];
+    ck_assert_int_eq(setenv("PIPPY_MATMUL_LAYOUT", mode, 1), 0);
+    static const struct {
+        int ra, rb;
+        int64_t a[4], b[4];
+        int trans_b, relu;
+    } mm[] = {
+        {2, 2, {33, 65}, {65, 17}, 0, 0},
+        {3, 2, {2, 5, 16}, {16, 24}, 0, 1},            /* [B,T,C] x [C,N]: one 2-D matmul */
+        {3, 2, {4, 16, 128}, {128, 384}, 0, 0},        /* a GPT's qkv projection, small */
+        {3, 2, {4, 16, 128}, {384, 128}, 1, 0},        /* the same with B stored transposed */
+        {4, 4, {2, 3, 7, 16}, {2, 3, 16, 7}, 0, 1},    /* batched, constant B */
+        {2, 2, {64, 256}, {256, 512}, 0, 0},
+    };
+    char label[96];
+    for (size_t c = 0; c < sizeof mm / sizeof mm[0]; c++) {
+        dcase t;
+        layout_matmul_case(&t, mm[c].ra, mm[c].a, mm[c].rb, mm[c].b, mm[c].trans_b, mm[c].relu);
+        snprintf(label, sizeof label, "MatMul case %zu, PIPPY_MATMUL_LAYOUT=%s", c, mode);
+        dc_check_fast_vs_ref(&t, (unsigned)c + 300, 2, label);
+    }
+    static const struct {
+        int64_t M, K, N;
+        float alpha, beta;
+        int relu;
+        unsigned cmask;
+    } gm[] = {
+        {16, 64, 32, 1.0f, 1.0f, 1, 6},  /* constant W and bias, ReLU */
+        {16, 64, 32, 0.7f, 1.3f, 0, 6},  /* alpha folded into W, beta into C */
+        {40, 96, 80, 0.5f, 2.0f, 0, 2},  /* C at run time */
+    };
+    for (size_t c = 0; c < sizeof gm / sizeof gm[0]; c++) {
+        dcase t;
+        layout_gemm_case(&t, gm[c].M, gm[c].K, gm[c].N, gm[c].alpha, gm[c].beta, gm[c].relu);
+        snprintf(label, sizeof label, "Gemm case %zu, PIPPY_MATMUL_LAYOUT=%s", c, mode);
+        dc_check_fast_vs_ref(&t, (unsigned)c + 400, gm[c].cmask, label);
+    }
+}
+END_TEST
+
+/* The kernel of t (inferred) with input 1 constant (data w). */
+static pippy_kernel *layout_kernel(dcase *t, const float *w)
+{
+    ck_assert_int_eq(pippy_op_infer(&t->d), PIPPY_OK);
+    t->d.in_const[1] = w;
+    pippy_kernel *k = NULL;
+    pippy_status st = pippy_kernel_create(&t->d, &k);
+    ck_assert_msg(st == PIPPY_OK, "create failed: %s", pippy_last_error());
+    return k;
+}
+
+/* The descriptor of the weights the oneDNN kernel k's first step reads. */
+static const dnnl_memory_desc_t *layout_weights_md(pippy_kernel *kb)
+{
+    pippy_dnnl_kernel *k = (pippy_dnnl_kernel *)kb;
+    ck_assert_int_ge(k->n_steps, 1);
+    for (int i = 0; i < k->steps[0].nargs; i++)
+        if (k->steps[0].args[i].arg == DNNL_ARG_WEIGHTS) {
+            const dnnl_memory_desc_t *md = NULL;
+            ck_assert_int_eq(dnnl_memory_get_memory_desc(k->steps[0].args[i].memory, &md), dnnl_success);
+            return md;
+        }
+    ck_abort_msg("the kernel's first step has no weights");
+    return NULL;
+}
+
+START_TEST(test_layout_plain_is_plain)
+{
+    /* plain keeps B's strides as given: row-major [K, N], or [N, K] read as transposed */
+    ck_assert_int_eq(setenv("PIPPY_MATMUL_LAYOUT", "plain", 1), 0);
+    static float w[256 * 512];
+    for (int tb = 0; tb < 2; tb++) {
+        dcase t;
+        const int64_t a[2] = {64, 256}, b[2] = {tb ? 512 : 256, tb ? 256 : 512};
+        layout_matmul_case(&t, 2, a, 2, b, tb, 0);
+        pippy_kernel *k = layout_kernel(&t, w);
+        const dnnl_memory_desc_t *md = layout_weights_md(k);
+        ck_assert_int_eq(md->format_kind, dnnl_blocked);
+        ck_assert_int_eq(md->format_desc.blocking.inner_nblks, 0);
+        ck_assert_int_eq(md->format_desc.blocking.strides[0], tb ? 1 : 512);
+        ck_assert_int_eq(md->format_desc.blocking.strides[1], tb ? 256 : 1);
+        pippy_kernel_destroy(k);
+    }
+}
+END_TEST
+
+START_TEST(test_layout_measured_once)
+{
+    ck_assert_int_eq(setenv("PIPPY_MATMUL_LAYOUT", "measure", 1), 0);
+    static float w[128 * 384];
+    int n0, p0, n1, p1, n2, p2;
+    double ms;
+    pippy_layout_stats(&n0, &p0, &ms);
+    for (int rep = 0; rep < 3; rep++) { /* a GPT's layers: one shape, several kernels */
+        dcase t;
+        layout_matmul_case(&t, 3, (const int64_t[]){4, 16, 128}, 2, (const int64_t[]){128, 384}, 0, 0);
+        pippy_kernel_destroy(layout_kernel(&t, w));
+        if (rep == 0)
+            pippy_layout_stats(&n1, &p1, &ms);
+    }
+    pippy_layout_stats(&n2, &p2, &ms);
+    ck_assert_int_eq(n1, n0 + 1);
+    ck_assert_int_eq(n2, n1);
+    ck_assert(ms >= 0 && ms < 5000);
+    /* another shape, or the same shape with a fused ReLU, is measured again */
+    dcase t;
+    layout_matmul_case(&t, 3, (const int64_t[]){4, 16, 128}, 2, (const int64_t[]){128, 384}, 0, 1);
+    pippy_kernel_destroy(layout_kernel(&t, w));
+    pippy_layout_stats(&n2, &p2, &ms);
+    ck_assert_int_eq(n2, n1 + 1);
+    /* B given at run time: nothing to choose, nothing measured */
+    layout_matmul_case(&t, 3, (const int64_t[]){4, 16, 128}, 2, (const int64_t[]){128, 96}, 0, 0);
+    pippy_kernel_destroy(layout_kernel(&t, NULL));
+    pippy_layout_stats(&n1, &p1, &ms);
+    ck_assert_int_eq(n1, n2);
+}
+END_TEST
+
+START_TEST(test_layout_bad_value)
+{
+    ck_assert_int_eq(setenv("PIPPY_MATMUL_LAYOUT", "fastest", 1), 0);
+    static float w[16 * 8];
+    dcase t;
+    layout_matmul_case(&t, 2, (const int64_t[]){4, 16}, 2, (const int64_t[]){16, 8}, 0, 0);
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    t.d.in_const[1] = w;
+    pippy_kernel *k = NULL;
+    ck_assert_int_eq(pippy_kernel_create(&t.d, &k), PIPPY_ERR_INVALID);
+    ck_assert_ptr_null(k);
+    ck_assert_ptr_nonnull(strstr(pippy_last_error(), "PIPPY_MATMUL_LAYOUT=fastest"));
+}
+END_TEST
+
+static Suite *backend_layout_suite(void)
+{
+    Suite *s = suite_create("backend_layout");
+    TCase *tc = tcase_create("layout");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_layout_fast_vs_ref, 0, 3);
+    tcase_add_test(tc, test_layout_plain_is_plain);
+    tcase_add_test(tc, test_layout_measured_once);
+    tcase_add_test(tc, test_layout_bad_value);
+    suite_add_tcase(s, tc);
+    return s;
+}
+PIPPY_TEST_SUITE(backend_layout_suite)
