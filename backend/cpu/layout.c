@@ -1,6 +1,7 @@
 /* layout.c — the layout of a dense kernel's constant weights, chosen by measurement
  * (see layout.h). */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -170,15 +171,32 @@ static double pippy_layout_time_one(pippy_dnnl_kernel *k, const pippy_layout_io 
     return pippy_layout_now(c) - t0;
 }
 
+/* With PIPPY_MATMUL_LAYOUT_LOG set: one line on stderr per measured shape. */
+static void pippy_layout_log(const pippy_op_desc *d, const double best[2], int runs)
+{
+    if (!getenv("PIPPY_MATMUL_LAYOUT_LOG"))
+        return;
+    char sa[160], sb[160];
+    fprintf(stderr, "pippy layout: %s %s x %s: reordered %.3f ms, plain %.3f ms (fastest of %d) -> %s\n", d->op,
+            pippy_tdesc_str(&d->in[0], sa, sizeof sa), pippy_tdesc_str(&d->in[1], sb, sizeof sb), best[0], best[1],
+            runs, best[1] < best[0] ? "plain" : "reordered");
+}
+
+/* The faster candidate is ahead by more than PIPPY_LAYOUT_CLEAR: more runs would not change the choice. */
+static int pippy_layout_clear(const double best[2])
+{
+    return best[0] > best[1] * PIPPY_LAYOUT_CLEAR || best[1] > best[0] * PIPPY_LAYOUT_CLEAR;
+}
+
 /* 1 when cand[1] ran faster than cand[0] on io. */
-static int pippy_layout_faster(pippy_dnnl_kernel *cand[2], const pippy_layout_io *io)
+static int pippy_layout_faster(const pippy_op_desc *d, pippy_dnnl_kernel *cand[2], const pippy_layout_io *io)
 {
     clockid_t c = cand[0]->threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
     double start = pippy_layout_now(CLOCK_MONOTONIC), best[2] = {1e300, 1e300};
-    for (int j = 0; j < 2; j++)
-        pippy_layout_time_one(cand[j], io, c); /* first touch */
-    for (int r = 0; r < PIPPY_LAYOUT_MAX_RUNS; r++) {
-        if (r >= PIPPY_LAYOUT_MIN_RUNS && pippy_layout_now(CLOCK_MONOTONIC) - start > PIPPY_LAYOUT_BUDGET_MS)
+    int r;
+    for (r = 0; r < PIPPY_LAYOUT_MAX_RUNS; r++) {
+        if (r >= PIPPY_LAYOUT_MIN_RUNS && (pippy_layout_now(CLOCK_MONOTONIC) - start > PIPPY_LAYOUT_BUDGET_MS ||
+                                           pippy_layout_clear(best)))
             break;
         for (int j = 0; j < 2; j++) {
             int which = (r + j) % 2; /* alternate which goes first */
@@ -187,6 +205,7 @@ static int pippy_layout_faster(pippy_dnnl_kernel *cand[2], const pippy_layout_io
                 best[which] = t;
         }
     }
+    pippy_layout_log(d, best, r);
     return best[1] < best[0];
 }
 
@@ -204,7 +223,7 @@ static pippy_status pippy_layout_measure(const pippy_op_desc *d, const pippy_ker
         st = pippy_layout_io_make(d, &io);
     if (st == PIPPY_OK) {
         pippy_dnnl_kernel *cand[2] = {k, other};
-        *plain = pippy_layout_faster(cand, &io);
+        *plain = pippy_layout_faster(d, cand, &io);
         pippy_layout_io_free(&io);
     } else if (st == PIPPY_ERR_UNSUPPORTED) {
         pippy_error_clear(); /* no plain implementation: the reordered one it is */

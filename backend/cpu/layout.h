@@ -7,10 +7,11 @@
  * another of the same kind it was the faster (bench/README.md, issue 10). So, by default,
  * create builds both candidates, times each on the real shape on the calling thread and keeps
  * the faster (pippy_layout_choose):
- *   - one untimed call of each (first touch of its buffers), then timed calls alternating
- *     between the two, the fastest call of each counts; at least PIPPY_LAYOUT_MIN_RUNS of each,
- *     more while the measurement has taken less than PIPPY_LAYOUT_BUDGET_MS, at most
- *     PIPPY_LAYOUT_MAX_RUNS;
+ *   - timed calls alternating between the two, the fastest call of each counts (the first
+ *     calls, which touch the buffers first, are the slow ones); at least PIPPY_LAYOUT_MIN_RUNS of each,
+ *     more while the measurement has taken less than PIPPY_LAYOUT_BUDGET_MS and neither is
+ *     ahead by more than PIPPY_LAYOUT_CLEAR, at most PIPPY_LAYOUT_MAX_RUNS (a GPT with d 512 and
+ *     8 x 64 tokens: 5 distinct shapes, 1-4.5 ms per call, about 0.1 s at start-up);
  *   - time is the thread's CPU time when the kernel runs on 1 thread (another process
  *     taking the core does not count), else wall-clock time;
  *   - the inputs are made-up data of the real shapes (values in [-0.5, 0.5)), the outputs
@@ -23,15 +24,16 @@
  *
  * PIPPY_MATMUL_LAYOUT forces a choice: "plain", "reordered" or "measure" (the default); it is
  * read at each create, so tests and benchmarks can set it between creates. Anything else is
- * an error at create. */
+ * an error at create. PIPPY_MATMUL_LAYOUT_LOG (any value) prints each measurement on stderr. */
 #ifndef PIPPY_CPU_LAYOUT_H
 #define PIPPY_CPU_LAYOUT_H
 
 #include "dense.h"
 
 #define PIPPY_LAYOUT_MIN_RUNS 2
-#define PIPPY_LAYOUT_MAX_RUNS 5
-#define PIPPY_LAYOUT_BUDGET_MS 60.0
+#define PIPPY_LAYOUT_MAX_RUNS 4
+#define PIPPY_LAYOUT_BUDGET_MS 20.0
+#define PIPPY_LAYOUT_CLEAR 1.10
 
 typedef enum { PIPPY_LAYOUT_MEASURE, PIPPY_LAYOUT_PLAIN, PIPPY_LAYOUT_REORDERED } pippy_layout_mode;
 
