@@ -1,7 +1,8 @@
 /* test_backend_layout.c — the measured choice of a constant B's layout in MatMul and Gemm
  * (backend/cpu/layout.h): with PIPPY_MATMUL_LAYOUT forced to plain, to reordered and left to
  * measure, the fast kernel against the reference kernel (double accumulators) on cases with a
- * constant B; plain really keeps B as given; measuring happens once per distinct shape; an
+ * constant B; plain really keeps B as given; the measurement keeps the faster of two
+ * candidates (one made slow on purpose), either way; measuring happens once per distinct shape; an
  * unknown value is an error. Each test runs in its own forked process (Check's default), so
  * setenv here does not leak into other suites. */
 #include <math.h>
@@ -135,6 +136,86 @@ START_TEST(test_layout_plain_is_plain)
 }
 END_TEST
 
+/* A candidate builder for pippy_layout_choose: MatMul [M, K] x constant [K, N], B plain or
+ * reordered; the candidate named by layout_slow_plain repeats the product
+ * PIPPY_DNNL_MAX_STEPS times (same result, several times slower), so that the measurement
+ * must keep the other one: both ways of the choice (keep the first build, or swap in the
+ * second) are exercised deterministically. */
+static int layout_slow_plain;
+
+static pippy_status layout_test_build(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k,
+                                      int plain)
+{
+    (void)ref;
+    const int64_t *a = d->in[0].dims, *b = d->in[1].dims;
+    dnnl_memory_desc_t smd, wmd_user, wmd, dmd;
+    PIPPY_TRY(pippy_dnnl_md_plain(&smd, 2, a));
+    PIPPY_TRY(pippy_dnnl_md_plain(&wmd_user, 2, b));
+    PIPPY_TRY(pippy_dnnl_md_plain(&dmd, 2, (const int64_t[]){a[0], b[1]}));
+    wmd = wmd_user;
+    if (!plain)
+        PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wmd_user.dims, dnnl_f32, dnnl_format_tag_any));
+    dnnl_memory_t sm, wm = NULL, dm;
+    PIPPY_TRY(pippy_dnnl_memory_in(k, &smd, 0, &sm));
+    PIPPY_TRY(pippy_dnnl_memory_out(k, &dmd, 0, &dm));
+    int steps = plain == layout_slow_plain ? PIPPY_DNNL_MAX_STEPS : 1;
+    for (int i = 0; i < steps; i++) {
+        dnnl_matmul_desc_t md;
+        dnnl_primitive_desc_t pd;
+        PIPPY_DNNL_CHECK(dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd));
+        PIPPY_TRY(pippy_dnnl_pd(k, d, &md, 0, &pd));
+        if (!wm)
+            PIPPY_TRY(pippy_dnnl_input(k, d, 1, &wmd_user, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                                       1.0f, &wm));
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}};
+        PIPPY_TRY(pippy_dnnl_add_step(k, pd, args, 3));
+    }
+    return PIPPY_OK;
+}
+
+START_TEST(test_layout_keeps_faster)
+{
+    ck_assert_int_eq(setenv("PIPPY_MATMUL_LAYOUT", "measure", 1), 0);
+    layout_slow_plain = _i; /* 0: reordered is slow, plain must be kept (swapped in); 1: the reverse */
+    enum { M = 64, K = 256, N = 192 };
+    static float a[M * K], w[K * N], y[M * N];
+    dc_seed(17);
+    dc_fill(a, M * K, DC_FILL_UNIFORM);
+    dc_fill(w, K * N, DC_FILL_UNIFORM);
+    dcase t;
+    layout_matmul_case(&t, 2, (const int64_t[]){M, K}, 2, (const int64_t[]){K, N}, 0, 0);
+    ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+    t.d.in_const[1] = w;
+    pippy_dnnl_kernel *k;
+    ck_assert_int_eq(pippy_dnnl_kernel_new(&k), PIPPY_OK);
+    int n0, p0, n1, p1;
+    double ms;
+    pippy_layout_stats(&n0, &p0, &ms);
+    pippy_status st = pippy_layout_choose(&t.d, NULL, k, 1, layout_test_build);
+    ck_assert_msg(st == PIPPY_OK, "choose failed: %s", pippy_last_error());
+    pippy_layout_stats(&n1, &p1, &ms);
+    ck_assert_int_eq(n1, n0 + 1);
+    ck_assert_int_eq(p1 - p0, !layout_slow_plain);
+    ck_assert_int_eq(k->n_steps, 1); /* the fast candidate */
+    const dnnl_memory_desc_t *md = layout_weights_md(&k->base);
+    if (!layout_slow_plain) /* the plain one was kept: B as given */
+        ck_assert_int_eq(md->format_desc.blocking.inner_nblks, 0);
+    const void *in[2] = {a, NULL};
+    void *out[1] = {y};
+    pippy_kernel_run(&k->base, in, out);
+    double worst = 0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int q = 0; q < K; q++)
+                s += (double)a[m * K + q] * w[q * N + n];
+            worst = fmax(worst, fabs(y[m * N + n] - s));
+        }
+    ck_assert_msg(worst < 1e-4, "the kept kernel's product is off by %g", worst);
+    pippy_kernel_destroy(&k->base);
+}
+END_TEST
+
 START_TEST(test_layout_measured_once)
 {
     ck_assert_int_eq(setenv("PIPPY_MATMUL_LAYOUT", "measure", 1), 0);
@@ -189,6 +270,7 @@ static Suite *backend_layout_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_layout_fast_vs_ref, 0, 3);
     tcase_add_test(tc, test_layout_plain_is_plain);
+    tcase_add_loop_test(tc, test_layout_keeps_faster, 0, 2);
     tcase_add_test(tc, test_layout_measured_once);
     tcase_add_test(tc, test_layout_bad_value);
     suite_add_tcase(s, tc);
