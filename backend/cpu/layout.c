@@ -209,6 +209,20 @@ static int pippy_layout_faster(const pippy_op_desc *d, pippy_dnnl_kernel *cand[2
     return best[1] < best[0];
 }
 
+/* Non-zero when a step of k runs one of oneDNN's reference implementations. */
+static int pippy_layout_uses_ref(pippy_dnnl_kernel *k)
+{
+    for (int i = 0; i < k->n_steps; i++) {
+        const_dnnl_primitive_desc_t pd;
+        const char *impl = NULL;
+        if (dnnl_primitive_get_primitive_desc(k->steps[i].prim, &pd) == dnnl_success &&
+            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+            !strncmp(impl, "ref", 3))
+            return 1;
+    }
+    return 0;
+}
+
 /* Build both candidates, keep the faster in k; returns through *plain which it was. */
 static pippy_status pippy_layout_measure(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k,
                                          pippy_layout_build_fn build, int *plain)
@@ -218,10 +232,11 @@ static pippy_status pippy_layout_measure(const pippy_op_desc *d, const pippy_ker
     pippy_dnnl_kernel *other;
     PIPPY_TRY(pippy_dnnl_kernel_new(&other));
     pippy_status st = build(d, ref, other, 1);
+    int skip = st == PIPPY_OK && pippy_layout_uses_ref(other) && !pippy_layout_uses_ref(k);
     pippy_layout_io io;
-    if (st == PIPPY_OK)
+    if (st == PIPPY_OK && !skip)
         st = pippy_layout_io_make(d, &io);
-    if (st == PIPPY_OK) {
+    if (st == PIPPY_OK && !skip) {
         pippy_dnnl_kernel *cand[2] = {k, other};
         *plain = pippy_layout_faster(d, cand, &io);
         pippy_layout_io_free(&io);

@@ -1,12 +1,16 @@
-/* layout.h — the layout of a dense kernel's constant weights, chosen by measurement.
+/* layout.h — the layouts of a dense kernel with constant weights, chosen by measurement.
  *
- * A MatMul or Gemm whose B is constant can keep B as given ("plain": no reorder, oneDNN reads
- * the user's strides) or have it reordered once at create into the layout oneDNN's primitive
- * prefers with format any ("reordered"). Which one runs faster depends on the machine: on one
- * AMD EPYC the reordered layout ran M256 K1024 N4096 at half the speed of the plain one, on
- * another of the same kind it was the faster (bench/README.md, issue 10). So, by default,
- * create builds both candidates, times each on the real shape on the calling thread and keeps
- * the faster (pippy_layout_choose):
+ * Two candidates per kernel:
+ *   - MatMul, Gemm with a constant B: B kept as given ("plain": no reorder, oneDNN reads the
+ *     user's strides) or reordered once at create into the layout oneDNN's primitive prefers
+ *     with format any ("reordered");
+ *   - Conv with constant weights: the primitive on plain NC... source and destination
+ *     ("plain") or on the layouts it prefers, with a reorder before and after ("reordered");
+ *     the weights are in the primitive's layout either way.
+ * Which one runs faster depends on the machine and the shape: on one AMD EPYC the reordered B
+ * ran M256 K1024 N4096 at half the speed of the plain one, on another of the same kind it was
+ * the faster (bench/README.md, issue 10). So, by default, create builds both candidates, times
+ * each on the real shape on the calling thread and keeps the faster (pippy_layout_choose):
  *   - timed calls alternating between the two, the fastest call of each counts (the first
  *     calls, which touch the buffers first, are the slow ones); at least PIPPY_LAYOUT_MIN_RUNS of each,
  *     more while the measurement has taken less than PIPPY_LAYOUT_BUDGET_MS and neither is
@@ -14,6 +18,9 @@
  *     8 x 64 tokens: 5 distinct shapes, 1-4.5 ms per call, about 0.1 s at start-up);
  *   - time is the thread's CPU time when the kernel runs on 1 thread (another process
  *     taking the core does not count), else wall-clock time;
+ *   - a plain candidate that runs one of oneDNN's reference implementations ("ref:" in its
+ *     implementation name) while the other does not is dropped untimed (those are many times
+ *     slower, and timing them would cost start-up time);
  *   - the inputs are made-up data of the real shapes (values in [-0.5, 0.5)), the outputs
  *     scratch buffers; both are freed before create returns;
  *   - the choice is cached for the process, keyed by a hash of the op, its input and output
@@ -22,7 +29,7 @@
  * The candidates compute the same products with the same primitive kind; results may differ
  * in the last bits (oneDNN may sum in another order), within the kernels' tests' tolerances.
  *
- * PIPPY_MATMUL_LAYOUT forces a choice: "plain", "reordered" or "measure" (the default); it is
+ * PIPPY_MATMUL_LAYOUT forces a choice (MatMul, Gemm and Conv alike): "plain", "reordered" or "measure" (the default); it is
  * read at each create, so tests and benchmarks can set it between creates. Anything else is
  * an error at create. PIPPY_MATMUL_LAYOUT_LOG (any value) prints each measurement on stderr. */
 #ifndef PIPPY_CPU_LAYOUT_H
@@ -40,8 +47,8 @@ typedef enum { PIPPY_LAYOUT_MEASURE, PIPPY_LAYOUT_PLAIN, PIPPY_LAYOUT_REORDERED 
 /* PIPPY_MATMUL_LAYOUT as a mode (unset or empty: measure); an unknown value fails. */
 pippy_status pippy_layout_mode_get(pippy_layout_mode *mode);
 
-/* Builds one candidate of the op's oneDNN kernel into k: plain = 1 keeps the constant weights
- * in the layout given, 0 reorders them into the primitive's preferred one. */
+/* Builds one candidate of the op's oneDNN kernel into k: plain = 1 the plain candidate (above),
+ * 0 the reordered one. */
 typedef pippy_status (*pippy_layout_build_fn)(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k,
                                               int plain);
 

@@ -1,7 +1,7 @@
-/* test_backend_layout.c — the measured choice of a constant B's layout in MatMul and Gemm
- * (backend/cpu/layout.h): with PIPPY_MATMUL_LAYOUT forced to plain, to reordered and left to
- * measure, the fast kernel against the reference kernel (double accumulators) on cases with a
- * constant B; plain really keeps B as given; the measurement keeps the faster of two
+/* test_backend_layout.c — the measured choice of layouts in MatMul, Gemm (a constant B) and
+ * Conv (plain or preferred activations) (backend/cpu/layout.h): with PIPPY_MATMUL_LAYOUT forced
+ * to plain, to reordered and left to measure, the fast kernel against the reference kernel
+ * (double accumulators) on cases with constant weights; plain really keeps B as given; the measurement keeps the faster of two
  * candidates (one made slow on purpose), either way; measuring happens once per distinct shape; an
  * unknown value is an error. Each test runs in its own forked process (Check's default), so
  * setenv here does not leak into other suites. */
@@ -86,6 +86,22 @@ START_TEST(test_layout_fast_vs_ref)
         layout_gemm_case(&t, gm[c].M, gm[c].K, gm[c].N, gm[c].alpha, gm[c].beta, gm[c].relu);
         snprintf(label, sizeof label, "Gemm case %zu, PIPPY_MATMUL_LAYOUT=%s", c, mode);
         dc_check_fast_vs_ref(&t, (unsigned)c + 400, gm[c].cmask, label);
+    }
+    for (int c = 0; c < 3; c++) { /* Conv 3x3 pad 1, constant W (and B), stride 2 / ReLU; 1x1 output */
+        dcase t;
+        dc_init(&t, "Conv", 22, 1);
+        int64_t hw = c == 2 ? 1 : 10;
+        DC_IN(&t, 2, 8, hw, hw);
+        DC_IN(&t, 16, 8, 3, 3);
+        if (c >= 1)
+            DC_IN(&t, 16);
+        const int64_t k[2] = {3, 3}, st[2] = {c == 1 ? 2 : 1, c == 1 ? 2 : 1}, pads[4] = {1, 1, 1, 1};
+        dc_window_attrs(&t, 2, k, NULL, st, (const int64_t[]){0}, pads, 0, 0);
+        if (c == 1)
+            dc_attr_s(&t, "pippy.activation", "Relu");
+        t.must_fast = 1;
+        snprintf(label, sizeof label, "Conv case %d, PIPPY_MATMUL_LAYOUT=%s", c, mode);
+        dc_check_fast_vs_ref(&t, (unsigned)c + 500, c >= 1 ? 6 : 2, label);
     }
 }
 END_TEST
