@@ -91,9 +91,9 @@ def bench_model(s, M, reps, layouts, work, log, mb=None, quiet_s=0.0):
     for rep in range(reps):
         if quiet_s > 0:
             busy.append(C.wait_quiet(quiet_s))
-        # A fresh session per rep, gone before pippyc runs: ORT's intra-op worker thread stays
-        # busy (spinning) while its session lives, and took half of a core from the stages (the
-        # 2-stage mlp_big ran 2x slower with the session alive).
+        # A fresh session per rep, gone before pippyc runs: ORT's intra-op worker thread spins for a
+        # while after a run by default, and must not take a core from the stages (a direct test
+        # could not separate that effect from other people's load on the machine).
         sess = C.ort_session(s["path"], 2, True)
         t, y_ort = ort_time(sess, s, xt, M)
         del sess
