@@ -171,6 +171,12 @@ static double pippy_layout_time_one(pippy_dnnl_kernel *k, const pippy_layout_io 
     return pippy_layout_now(c) - t0;
 }
 
+/* The plain candidate (best[1]) must beat the reordered one by PIPPY_LAYOUT_PLAIN_MARGIN. */
+static int pippy_layout_plain_wins(const double best[2])
+{
+    return best[1] * PIPPY_LAYOUT_PLAIN_MARGIN < best[0];
+}
+
 /* With PIPPY_MATMUL_LAYOUT_LOG set: one line on stderr per measured shape. */
 static void pippy_layout_log(const pippy_op_desc *d, const double best[2], int runs)
 {
@@ -179,7 +185,7 @@ static void pippy_layout_log(const pippy_op_desc *d, const double best[2], int r
     char sa[160], sb[160];
     fprintf(stderr, "pippy layout: %s %s x %s: reordered %.3f ms, plain %.3f ms (fastest of %d) -> %s\n", d->op,
             pippy_tdesc_str(&d->in[0], sa, sizeof sa), pippy_tdesc_str(&d->in[1], sb, sizeof sb), best[0], best[1],
-            runs, best[1] < best[0] ? "plain" : "reordered");
+            runs, pippy_layout_plain_wins(best) ? "plain" : "reordered");
 }
 
 /* The faster candidate is ahead by more than PIPPY_LAYOUT_CLEAR: more runs would not change the choice. */
@@ -188,7 +194,7 @@ static int pippy_layout_clear(const double best[2])
     return best[0] > best[1] * PIPPY_LAYOUT_CLEAR || best[1] > best[0] * PIPPY_LAYOUT_CLEAR;
 }
 
-/* 1 when cand[1] ran faster than cand[0] on io. */
+/* 1 when cand[1] (plain) ran faster than cand[0] (reordered) on io, by the margin. */
 static int pippy_layout_faster(const pippy_op_desc *d, pippy_dnnl_kernel *cand[2], const pippy_layout_io *io)
 {
     clockid_t c = cand[0]->threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
@@ -206,7 +212,7 @@ static int pippy_layout_faster(const pippy_op_desc *d, pippy_dnnl_kernel *cand[2
         }
     }
     pippy_layout_log(d, best, r);
-    return best[1] < best[0];
+    return pippy_layout_plain_wins(best);
 }
 
 /* Non-zero when a step of k runs one of oneDNN's reference implementations. */

@@ -16,6 +16,10 @@
  *     more while the measurement has taken less than PIPPY_LAYOUT_BUDGET_MS and neither is
  *     ahead by more than PIPPY_LAYOUT_CLEAR, at most PIPPY_LAYOUT_MAX_RUNS (a GPT with d 512 and
  *     8 x 64 tokens: 5 distinct shapes, 1-4.5 ms per call, about 0.1 s at start-up);
+ *   - plain is kept only when it is faster by more than PIPPY_LAYOUT_PLAIN_MARGIN: near-ties
+ *     stay reordered (the layout used before the measurement existed), so that runs of one
+ *     program repeat their results bit for bit unless a shape's two times sit at the margin
+ *     (the candidates may sum in different orders);
  *   - time is the thread's CPU time when the kernel runs on 1 thread (another process
  *     taking the core does not count), else wall-clock time;
  *   - a plain candidate that runs one of oneDNN's reference implementations ("ref:" in its
@@ -41,6 +45,7 @@
 #define PIPPY_LAYOUT_MAX_RUNS 4
 #define PIPPY_LAYOUT_BUDGET_MS 20.0
 #define PIPPY_LAYOUT_CLEAR 1.10
+#define PIPPY_LAYOUT_PLAIN_MARGIN 1.05
 
 typedef enum { PIPPY_LAYOUT_MEASURE, PIPPY_LAYOUT_PLAIN, PIPPY_LAYOUT_REORDERED } pippy_layout_mode;
 
