@@ -4,9 +4,11 @@
  *   - MatMul, Gemm with a constant B: B kept as given ("plain": no reorder, oneDNN reads the
  *     user's strides) or reordered once at create into the layout oneDNN's primitive prefers
  *     with format any ("reordered");
- *   - Conv with constant weights: the primitive on plain NC... source and destination
- *     ("plain") or on the layouts it prefers, with a reorder before and after ("reordered");
- *     the weights are in the primitive's layout either way.
+ *   - Conv with constant weights: the primitive reading the plain NC... source as given
+ *     ("plain") or in the layout it prefers, reordered before each call ("reordered"); the
+ *     destination and the weights are in the primitive's layouts either way (with the
+ *     source plain, oneDNN's blocked convolutions read fewer than 16 channels directly;
+ *     the plain source and destination together ran 1.3-11x slower on ResNet-18's shapes).
  * Which one runs faster depends on the machine and the shape: on one AMD EPYC the reordered B
  * ran M256 K1024 N4096 at half the speed of the plain one, on another of the same kind it was
  * the faster (bench/README.md, issue 10). So, by default, create builds both candidates, times

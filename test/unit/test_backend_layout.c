@@ -1,5 +1,5 @@
 /* test_backend_layout.c — the measured choice of layouts in MatMul, Gemm (a constant B) and
- * Conv (plain or preferred activations) (backend/cpu/layout.h): with PIPPY_MATMUL_LAYOUT forced
+ * Conv (plain or preferred source) (backend/cpu/layout.h): with PIPPY_MATMUL_LAYOUT forced
  * to plain, to reordered and left to measure, the fast kernel against the reference kernel
  * (double accumulators) on cases with constant weights; plain really keeps B as given; the measurement keeps the faster of two
  * candidates (one made slow on purpose), either way; measuring happens once per distinct shape; an
