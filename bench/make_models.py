@@ -12,6 +12,9 @@ through tools/pippy_torch.export as the samples are):
              302 MB; four equal 4096x4096 layers so that 2 stages balance)
   gpt_big    the samples' GPT (nanoGPT layout, tied head): vocab 512, d 512, 8 heads, 6 layers, seq 64
              (19.2 M params)
+  mlp_train, gpt_train, gpt_op17_static   more committed samples, copied as they are (with mlp_train's
+             external weights): the seed MLP and the small GPT as exported for training (Gemm with
+             transB, the tied head as MatMul), and the GPT exported with a static batch of 8 (issue 10)
   wide       a cheap model with a wide activation for stage-to-stage transfer tests:
              x[B, 262144] -> Relu -> Mul(0.5) -> PipeSplit -> 4 x (Tanh -> Mul(0.9)) -> Add(1);
              1 MiB per sample crosses the cut
@@ -50,6 +53,9 @@ BENCH_BATCH = {
     "mlp_big": 64,
     "gpt_big": 8,
     "wide": 16,
+    "mlp_train": 128,
+    "gpt_train": 16,
+    "gpt_op17_static": 8,
 }
 
 
@@ -130,6 +136,17 @@ def build(name):
             x = torch.randn(B, 3, 32, 32, generator=g).numpy()
         info["input"] = "x" if name != "gpt_op17" else "idx"
         info["output"] = "y" if name != "gpt_op17" else "logits"
+    elif name in ("mlp_train", "gpt_train", "gpt_op17_static"):
+        src = os.path.join(ROOT, "samples", "models", name + ".onnx")
+        shutil.copyfile(src, onnx_path)
+        if name == "mlp_train":
+            shutil.copyfile(os.path.join(ROOT, "samples", "models", "mlp_train.weights"),
+                            os.path.join(WORK, "mlp_train.weights"))
+            x = torch.randn(B, 512, generator=g).numpy()
+            info.update(input="x", output="y", flops=2 * B * (512 * 512 + 512 * 1024 + 1024 * 256 + 256 * 10))
+        else:
+            x = torch.randint(0, 128, (B, 16), generator=g, dtype=torch.long).numpy()
+            info.update(input="idx", output="logits", flops=gpt_flops(B, 128, 64, 2, 16))
     elif name == "mlp_big":
         torch.manual_seed(6)
         model = MLPBig().eval()

@@ -3,7 +3,7 @@
 #
 #   sh bench/run.sh                 # uses build/ (BUILD=build-xyz to use another build folder)
 #   QUICK=1 sh bench/run.sh         # fewer repetitions (a smoke test, not for the README)
-#   sh bench/run.sh single pipeline # only some parts: kernels single pipeline transfer profile train
+#   sh bench/run.sh single pipeline # only some parts: kernels single pipeline ort2 transfer profile train
 #
 # Needs python3 with torch (CPU), onnx, onnxruntime, numpy. Everything it writes goes to
 # bench/work/ (git-ignored): the models, compiled stage programs, traces, and
@@ -16,7 +16,7 @@ if [ ! -x "$BUILD/pippyc" ] || [ ! -x "$BUILD/pippyrun" ]; then
     make -j2 BUILD="$BUILD"
 fi
 if [ -n "$QUICK" ]; then REPS=1; else REPS=3; fi
-PARTS=${*:-kernels single pipeline transfer profile train}
+PARTS=${*:-kernels single pipeline ort2 transfer profile train}
 R=bench/work/results
 mkdir -p "$R"
 
@@ -34,6 +34,7 @@ for part in $PARTS; do
     kernels) python3 bench/bench_kernels.py --reps $REPS --json $R/kernels.json | tee $R/kernels.txt ;;
     single) python3 bench/bench_single.py --reps $REPS --json $R/single.json | tee $R/single.txt ;;
     pipeline) python3 bench/bench_pipeline.py --reps $REPS --json $R/pipeline.json | tee $R/pipeline.txt ;;
+    ort2) python3 bench/bench_pipeline_ort.py --reps $REPS --json $R/ort2.json | tee $R/ort2.txt ;;
     transfer)
         if [ -n "$QUICK" ]; then q=--quick; else q=; fi
         python3 bench/bench_transfer.py --reps $REPS $q --json $R/transfer.json | tee $R/transfer.txt ;;
@@ -49,7 +50,7 @@ for part in $PARTS; do
             done
             python3 bench/profile.py --train $m --stages 2 --no-torch | tee $R/profile_train_${m}_2stages.txt
         done ;;
-    *) echo "unknown part $part (kernels single pipeline transfer profile train)"; exit 2 ;;
+    *) echo "unknown part $part (kernels single pipeline ort2 transfer profile train)"; exit 2 ;;
     esac
 done
 echo

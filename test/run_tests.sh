@@ -10,7 +10,8 @@
 # action lists, killed ranks, warm-up; the dynamic schedule, network namespaces), then the ONNX
 # conformance run. A CUDA build (make test CUDA=1) adds the cuda kernels' test (build/test_cuda); the
 # cuda end-to-end script runs in every build (without CUDA it only checks the refusals). Last, the
-# training bench and profiler in their --quick form (pippyc only, tiny sizes: so that they cannot rot).
+# training bench, the profiler and the 2-stages-vs-onnxruntime bench in their --quick form (tiny sizes, no
+# torch: so that they cannot rot).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 2
 export PIPPY_BUILD="$B"
@@ -84,6 +85,7 @@ else
 fi
 suite bench-train env BUILD="$B" python3 bench/bench_train.py --quick
 suite bench-profile env BUILD="$B" python3 bench/profile.py --quick
+suite bench-pipeline-ort env BUILD="$B" python3 bench/bench_pipeline_ort.py --quick
 rm -f "$LOG"
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -10,8 +10,9 @@
  *     post-op (C constant: scaled and broadcast once at create; C at run time:
  *     output scale alpha/beta, add C, linear(beta)). A C of shape [M,1] given at
  *     run time works but oneDNN 2.6 runs that broadcast in its slow reference matmul.
- *   - a constant B is reordered once, at create, into the layout the primitive
- *     prefers (format any) and the run-time pointer for it is ignored.
+ *   - a constant B is copied once, at create, either as given or reordered into the
+ *     layout the primitive prefers (format any), whichever ran faster here (layout.h;
+ *     PIPPY_MATMUL_LAYOUT forces one); the run-time pointer for it is ignored.
  *   - "pippy.activation" = "Relu" becomes an eltwise ReLU post-op.
  *   - MatMul's "pippy.trans_a" / "pippy.trans_b" (the autodiff's A^T, B^T) describe the
  *     operand by strides (its last two dims swapped, no copy); a transposed A with a real
@@ -26,6 +27,7 @@
 #include <string.h>
 
 #include "geom.h"
+#include "layout.h"
 
 /* ---------------------------------------------------------------- MatMul */
 
@@ -250,7 +252,8 @@ static pippy_status pippy_mm_md(dnnl_memory_desc_t *md, int nd, const int64_t *d
     return PIPPY_OK;
 }
 
-static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
+static pippy_status pippy_matmul_build(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k,
+                                      int plain)
 {
     const pippy_mm_ref *r = (const pippy_mm_ref *)ref;
     const pippy_mm_geom *g = &r->g;
@@ -276,8 +279,7 @@ static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel
     PIPPY_TRY(pippy_mm_md(&smd, nd, sd, g->ta));
     PIPPY_TRY(pippy_mm_md(&wmd_user, nd, wd, g->tb));
     PIPPY_TRY(pippy_dnnl_md_plain(&dmd, nd, dd));
-    const void *wconst = d->in_const[1];
-    if (wconst)
+    if (d->in_const[1] && !plain)
         PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, nd, wmd_user.dims, dnnl_f32, dnnl_format_tag_any));
     else
         wmd = wmd_user;
@@ -307,6 +309,11 @@ static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel
                                    &bm));
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}, {DNNL_ARG_BIAS, bm}};
     return pippy_dnnl_add_step(k, pd, args, g->bias ? 4 : 3);
+}
+
+static pippy_status pippy_matmul_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
+{
+    return pippy_layout_choose(d, ref, k, 1, pippy_matmul_build);
 }
 
 static int pippy_any_empty(const pippy_op_desc *d)
@@ -460,7 +467,7 @@ static void pippy_gemm_ref_run(pippy_kernel *kb, const void *const *in, void *co
         }
 }
 
-static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
+static pippy_status pippy_gemm_build(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k, int plain)
 {
     const pippy_gemm_ref *r = (const pippy_gemm_ref *)ref;
     const pippy_gemm_geom *g = &r->g;
@@ -472,7 +479,7 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *
     PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_strides(&wmd_user, 2, wdims, dnnl_f32, wstr));
     PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, ddims, dnnl_f32, dnnl_ab));
     const void *wconst = d->in_const[1];
-    if (wconst)
+    if (wconst && !plain)
         PIPPY_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wdims, dnnl_f32, dnnl_format_tag_any));
     else
         wmd = wmd_user;
@@ -554,6 +561,11 @@ static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *
         nargs = 4;
     }
     return pippy_dnnl_add_step(k, pd, args, nargs);
+}
+
+static pippy_status pippy_gemm_fast(const pippy_op_desc *d, const pippy_kernel *ref, pippy_dnnl_kernel *k)
+{
+    return pippy_layout_choose(d, ref, k, 1, pippy_gemm_build);
 }
 
 static pippy_status pippy_gemm_create(const pippy_op_desc *d, pippy_kernel **out)

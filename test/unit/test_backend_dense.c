@@ -480,6 +480,8 @@ START_TEST(test_pool_fast_vs_ref)
         {"GlobalAveragePool", 2, 1, 64, {7, 7}, {0}, NULL, {0}, {0}, {0}, 0, 0},
         {"GlobalAveragePool", 1, 1, 3, {10}, {0}, NULL, {0}, {0}, {0}, 0, 0},
         {"GlobalAveragePool", 3, 1, 2, {3, 4, 5}, {0}, NULL, {0}, {0}, {0}, 0, 0},
+        {"GlobalAveragePool", 2, 16, 96, {1, 1}, {0}, NULL, {0}, {0}, {0}, 0, 0},  /* ResNet-18 of bench/: a copy */
+        {"GlobalAveragePool", 2, 2, 8, {56, 56}, {0}, NULL, {0}, {0}, {0}, 0, 0},  /* long rows */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         dcase t;
