@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <sys/random.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -81,6 +82,35 @@ static void on_signal(int sig)
     errno = e;
 }
 
+/* Binds fd to a loopback port free right now, below the kernel's ephemeral range (where the
+ * outgoing connections of this job, of other jobs and of everything else take their local ports,
+ * so a port picked there may be taken before the rank listens on it): random in the 16384 ports
+ * under the range's start. Without /proc's range, any free port. Returns the port, or 0. */
+static int bind_free_port(int fd)
+{
+    unsigned lo = 0, hi = 0, seed = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f && fscanf(f, "%u %u", &lo, &hi) != 2)
+        lo = 0;
+    if (f)
+        fclose(f);
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (unsigned)getpid() * 2654435761u;
+    unsigned span = lo > 1024 + 16384 ? 16384 : lo > 2048 ? lo - 1024 : 0;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int tries = 0; tries < (span ? 64 : 1); tries++) {
+        seed = seed * 1664525u + 1013904223u;
+        a.sin_port = htons(span ? (uint16_t)(lo - 1 - (seed >> 8) % span) : 0);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0)
+            break;
+    }
+    socklen_t al = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+        return 0;
+    return ntohs(a.sin_port);
+}
+
 /* If every line of hosts names this machine, write n "127.0.0.1:PORT" lines with ports free
  * right now into a new file (its path into tmp) and return 1; 0 to use hosts as it is. */
 static int local_free_ports(const char *hosts, int n, char *tmp, size_t tmp_n)
@@ -105,16 +135,8 @@ static int local_free_ports(const char *hosts, int n, char *tmp, size_t tmp_n)
     int fds[1024], ports[1024], ok = 1;
     for (int r = 0; r < n; r++) {
         fds[r] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t al = sizeof a;
-        if (fds[r] < 0 || bind(fds[r], (struct sockaddr *)&a, sizeof a) != 0 ||
-            getsockname(fds[r], (struct sockaddr *)&a, &al) != 0) {
-            ok = 0;
-            ports[r] = 0;
-        } else {
-            ports[r] = ntohs(a.sin_port);
-        }
+        ports[r] = fds[r] >= 0 ? bind_free_port(fds[r]) : 0;
+        ok &= ports[r] > 0;
     }
     for (int r = 0; r < n; r++)
         if (fds[r] >= 0)

@@ -40,10 +40,24 @@ def job_tag(secret):
 
 
 def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
+    """n loopback ports free right now, below the kernel's ephemeral range (as pippyrun picks them):
+    there the outgoing connections of the ranks and intruders take their local ports."""
+    import random
+    try:
+        lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 0
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        for _ in range(64 if lo > 2048 else 1):
+            try:
+                s.bind(("127.0.0.1", lo - 1 - random.randrange(min(16384, lo - 1024)) if lo > 2048 else 0))
+                break
+            except OSError:
+                continue
+        socks.append(s)
+        ports.append(s.getsockname()[1])
     for s in socks:
         s.close()
     return ports
