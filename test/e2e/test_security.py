@@ -29,7 +29,9 @@ import numpy as np
 QUICK = "--quick" in sys.argv
 B = build_dir()
 PIPPYC, PIPPYRUN, INTRUDER = (os.path.join(B, n) for n in ("pippyc", "pippyrun", "test_intruder"))
-SECRET = "a secret only this test knows 7f3a"
+# fresh per run: two runs of this suite at once (two checkouts on one machine) must not see each
+# other's shared memory, whose names carry a tag of the secret
+SECRET = "a secret only this test knows " + os.urandom(8).hex()
 BAD_WORDS = ("AddressSanitizer", "runtime error:", "should have been flushed", "Segmentation fault", "(killed by")
 
 
