@@ -145,8 +145,12 @@ $(BUILD)/stage.env: Makefile $(BUILD)/config
 	@printf 'CC=%s\nROOT=%s\nBUILDDIR=%s/%s\nSANFLAGS=%s\nLIBS=%s\nCUDA=%s\n' \
 	  "$(CC)" "$(CURDIR)" "$(CURDIR)" "$(BUILD)" "$(SANFLAGS)" "$(STAGE_LIBS)" "$(CUDA)" > $@
 
-test: all $(BUILD)/test_unit $(BUILD)/test_intruder
+test: all $(BUILD)/test_unit $(BUILD)/test_intruder samples/models/mlp_train.weights
 	sh test/run_tests.sh $(BUILD)
+
+# The seed MLP's weights are made, not committed (see samples/README.md).
+samples/models/mlp_train.weights: samples/mlp_train_weights.py samples/models/mlp_train.onnx
+	python3 samples/mlp_train_weights.py --force
 
 bench: all
 	sh bench/run.sh

@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import warnings
 
@@ -140,6 +141,7 @@ def build(name):
         src = os.path.join(ROOT, "samples", "models", name + ".onnx")
         shutil.copyfile(src, onnx_path)
         if name == "mlp_train":
+            subprocess.run([sys.executable, os.path.join(ROOT, "samples", "mlp_train_weights.py")], check=True)
             shutil.copyfile(os.path.join(ROOT, "samples", "models", "mlp_train.weights"),
                             os.path.join(WORK, "mlp_train.weights"))
             x = torch.randn(B, 512, generator=g).numpy()

@@ -30,7 +30,8 @@ held-out outputs land from the reference, i.e. which bugs the tolerance catches.
 
 Deterministic: fixed seeds and one thread; a rerun with the same torch/onnx writes the same bytes.
 mlp_train and mlp_train_loss keep their (identical) weights in one shared external-data file,
-mlp_train.weights, so the 4.2 MB of weights are committed once.
+mlp_train.weights, which is not committed: samples/mlp_train_weights.py makes its 4.2 MB (numpy only;
+`make test` runs it), and the models here get the same values.
 """
 
 import argparse
@@ -55,6 +56,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 sys.path.insert(0, os.path.join(HERE, "..", "test", "e2e"))
 sys.path.insert(0, HERE)
 import pippy_torch  # noqa: E402
+import mlp_train_weights  # noqa: E402
 import trainmodels as tm  # noqa: E402
 import trainref  # noqa: E402
 
@@ -186,12 +188,25 @@ def _seeded(cls, seed, **kw):
     return build
 
 
+def _mlp_weights(cls):
+    """The seed MyNetwork with samples/mlp_train_weights.py's values (the weights file CI makes from
+    that script instead of a committed one)."""
+    def build():
+        model = cls()
+        vals = mlp_train_weights.values({n: list(p.shape) for n, p in model.named_parameters()})
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(torch.from_numpy(vals[n]))
+        return model
+    return build
+
+
 # name -> spec. loss: "mse" / "cross_entropy" (given by flag, against the graph input `labels` that
 # pippyc adds) or "in_model" (the model's own scalar output). forward: the graph inputs.
 SPECS = {
     "mlp_train": {
         "what": "PiPPy's seed MyNetwork: Linear+ReLU 512->512->1024->256, Linear 256->10",
-        "build": _seeded(tm.MyNetwork, 11), "data": mlp_data, "data_seed": 111,
+        "build": _mlp_weights(tm.MyNetwork), "data": mlp_data, "data_seed": 111,
         "forward": ["x"], "outputs": ["y"], "loss": "mse", "labels": "target",
         "batch": 16, "microbatches": [1, 2, 4, 8],
         "configs": {
@@ -204,7 +219,7 @@ SPECS = {
     },
     "mlp_train_loss": {
         "what": "mlp_train with its MSE loss inside: forward(x, target) = ((y - target) ** 2).mean()",
-        "build": _seeded(tm.MyNetworkLoss, 11), "data": mlp_data, "data_seed": 111,
+        "build": _mlp_weights(tm.MyNetworkLoss), "data": mlp_data, "data_seed": 111,
         "forward": ["x", "target"], "outputs": ["loss"], "loss": "in_model", "labels": None,
         "batch": 16, "microbatches": [1, 2, 4, 8],
         "configs": {
@@ -775,6 +790,12 @@ def main(argv):
     if "mlp_train" in names or "mlp_train_loss" in names:
         share_external_data([os.path.join(OUT, "mlp_train.onnx"), os.path.join(OUT, "mlp_train_loss.onnx")],
                             SHARED_WEIGHTS)
+        with open(os.path.join(OUT, SHARED_WEIGHTS), "rb") as f:
+            exported = f.read()
+        mlp_train_weights.write(os.path.join(OUT, SHARED_WEIGHTS + ".check"))  # what CI will make
+        with open(os.path.join(OUT, SHARED_WEIGHTS + ".check"), "rb") as f:
+            assert f.read() == exported, "samples/mlp_train_weights.py does not make the exported weights"
+        os.unlink(os.path.join(OUT, SHARED_WEIGHTS + ".check"))
 
 
 if __name__ == "__main__":
