@@ -205,6 +205,7 @@ def trace_phases(trace_path, warmup, sched=None):
             counts = {n: sum(1 for e in inside if e["name"] == n and e.get("cat") == "compute")
                       for n in ("F", "B", "W")}
             wait = sum(e["dur"] for e in inside if C.is_wait(e))
+            coll = sum(e["dur"] for e in inside if e.get("cat") == "collective")
             step = hi - lo
             busy = sum(ph.values())
             per_stage = {}
@@ -214,7 +215,7 @@ def trace_phases(trace_path, warmup, sched=None):
                     st[e["name"]] += e["dur"] / 1e3
             steps.append({"stage_ms": per_stage, "step_ms": step / 1e3, "F_ms": ph["F"] / 1e3, "B_ms": ph["B"] / 1e3,
                           "W_ms": ph["W"] / 1e3, "optimizer_ms": ph["optimizer"] / 1e3,
-                          "idle_ms": (step - busy) / 1e3, "input_wait_ms": wait / 1e3,
+                          "idle_ms": (step - busy) / 1e3, "input_wait_ms": wait / 1e3, "collective_ms": coll / 1e3,
                           "compute_cpu_ms": cpu / 1e3, "preempted_ms": (busy - cpu) / 1e3,
                           "idle_fraction": (step - busy) / step if step > 0 else float("nan"),
                           "counts": counts})
@@ -487,13 +488,14 @@ def summarize_schedules(results, sizes, out, stat, tp):
                     if not xs:
                         continue
                     d = {f: med([x[f] for x in xs]) for f in ("step_ms", "F_ms", "B_ms", "W_ms", "optimizer_ms",
-                                                               "idle_ms", "input_wait_ms")}
+                                                               "idle_ms", "input_wait_ms", "collective_ms")}
                     d.update({"model": kind, "config": label, "rank": rank, "cut_bytes_per_step": cut,
                               "allreduce_bytes_per_step": ar})
                     out["dp_vs_pp"].append(d)
                     dprows.append([kind, label, rank, "%.1f" % p, "%.1f" % d["F_ms"], "%.1f" % d["B_ms"],
                                    "%.1f" % d["W_ms"], "%.2f" % d["optimizer_ms"], "%.1f" % d["idle_ms"],
-                                   "%.1f" % d["input_wait_ms"], "%.0f" % (cut / 1024), "%.0f" % (ar / 1024)])
+                                   "%.1f" % d["input_wait_ms"], "%.1f" % d["collective_ms"], "%.0f" % (cut / 1024),
+                                   "%.0f" % (ar / 1024)])
     if rows:
         print("\nSchedules at 2 ranks on 2 cores (ms per step, medians; cpu: rank 0's process): each against pippyc "
               "1f1b (target for interleaved-1f1b and zb-h1: < 1) and torch.distributed.pipelining's counterpart "
@@ -502,10 +504,11 @@ def summarize_schedules(results, sizes, out, stat, tp):
                        "torch counterpart ms = ratio (<= 0.5)", "predicted", "measured/predicted"], rows))
     if dprows:
         print("\nDP 2 x PP 1 against PP 2 x DP 1 per rank (ms per step, medians; idle = step - F - B - W - optimizer: "
-              "with dp the all-reduce of the gradients is in it; cut: activations and their gradients crossing "
+              "with dp the all-reduce of the gradients is in it; collectives: the rank inside ALLREDUCE / STEP, waiting for "
+              "the other members included; cut: activations and their gradients crossing "
               "the stage cut per step; all-reduce: the gradient bytes each replica reduces per step)")
         print(C.table(["model", "config", "rank", "step", "F", "B", "W", "optimizer", "idle", "input wait",
-                       "cut KiB", "all-reduce KiB"], dprows))
+                       "collectives", "cut KiB", "all-reduce KiB"], dprows))
 
 
 def summarize_predicted(results, out, stat):

@@ -465,7 +465,7 @@ static void pippy_sim_kind(const char *name, int64_t tid, pippy_tl_box *b)
         b->kind = name[0] == 'F' ? PIPPY_BOX_F : name[0] == 'B' ? PIPPY_BOX_B : PIPPY_BOX_W;
     else if (!strcmp(name, "idle"))
         b->kind = PIPPY_BOX_IDLE;
-    else if (!strcmp(name, "ALLREDUCE") || !strcmp(name, "STEP"))
+    else if (!strcmp(name, "ALLREDUCE") || !strcmp(name, "REDUCE") || !strcmp(name, "BROADCAST") || !strcmp(name, "STEP"))
         b->kind = PIPPY_BOX_COLLECTIVE;
 }
 

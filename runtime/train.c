@@ -419,7 +419,14 @@ pippy_status pippy_train_collective(pippy_rt *rt, const pippy_action *a)
             continue;
         if (!t->last_local)
             return PIPPY_OK;
+        double t0 = pippy_rt_now_us();
         pippy_status st = pippy_tie_collective(rt, t, a->kind);
+        if (rt->trace) { /* from the call (waiting for the other members included) to its end */
+            pippy_trace_arg args[3] = {{"reduction", t->id}, {"bytes", (int64_t)(t->count * sizeof(float))},
+                                       {"processes", t->group.n}};
+            pippy_trace_event_args(rt->trace, PIPPY_LANE_COMPUTE, pippy_act_info_of(a->kind)->name, "collective",
+                                   (uint64_t)t0, (uint64_t)(pippy_rt_now_us() - t0), args, 3);
+        }
         return st == PIPPY_OK ? st : pippy_error_prefix(st, "%s of tied parameter %d", pippy_act_info_of(a->kind)->name,
                                                         t->id);
     }
@@ -472,7 +479,13 @@ pippy_status pippy_train_step(pippy_rt *rt)
     double v[4] = {0, 0, 0, 0};
     pippy_train_local(rt, &v[0], &v[1]);
     v[2] = isfinite(v[0]) && isfinite(v[1]) ? 0.0 : 1.0;
+    double w0 = pippy_rt_now_us();
     PIPPY_TRY(pippy_train_world_sum(rt, v));
+    if (rt->trace) { /* the step's totals (loss, gradient norm, finite) summed over every rank */
+        pippy_trace_arg args[2] = {{"bytes", (int64_t)sizeof v}, {"processes", rt->nranks}};
+        pippy_trace_event_args(rt->trace, PIPPY_LANE_COMPUTE, "STEP", "collective", (uint64_t)w0,
+                               (uint64_t)(pippy_rt_now_us() - w0), args, 2);
+    }
     double loss = v[0] / ((double)rt->M * rt->dp); /* every replica's microbatches */
     v[1] /= rt->dp;                                /* the replicas hold the same (averaged) gradients */
     if (v[2] > 0 || !isfinite(loss) || !isfinite(v[1]))

@@ -155,6 +155,9 @@ def train_case(res, b, model, config, M, S, schedule, save, extra=()):
     saved = os.path.join(out, "trained.onnx")
     if save:
         cmd += ["--save", saved]
+    trace = os.path.join(out, "trace.json")
+    if "--dp" in extra:
+        cmd += ["--trace", trace]
     code, text = run(cmd, timeout=600)
     if code != 0:
         res.check(name, False, f"pippyrun exited {code}:\n        " + tail(text))
@@ -171,8 +174,34 @@ def train_case(res, b, model, config, M, S, schedule, save, extra=()):
         ok3, r3 = trainref.check_saved_params(saved, ref, config, Mref)
         ok, report = ok and ok2 and ok3, report + "\n" + r2 + "\n" + r3
     res.check(name, ok, tail(report, 14))
+    if "--dp" in extra:
+        ok = collectives_traced(res, name, out, trace) and ok
     if ok:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def collectives_traced(res, name, out, trace):
+    """The trace shows every rank's collectives, each step: one event per reduction action of the
+    rank's list (op name, reduction id, the reduction's bytes from schedule.json) and the STEP."""
+    with open(os.path.join(out, "schedule.json")) as f:
+        d = json.load(f)
+    nbytes = {r["id"]: r["bytes"] for r in d["reductions"]}
+    with open(trace) as f:
+        evs = [e for e in json.load(f) if e.get("ph") == "X" and e.get("cat") == "collective"]
+    bad = []
+    for rank, rk in enumerate(d["ranks"]):
+        want = sorted((a["op"], a.get("reduction", -1)) for a in rk["actions"]
+                      if a["op"] in ("ALLREDUCE", "REDUCE", "BROADCAST", "STEP"))
+        mine = [e for e in evs if e["pid"] == rank]
+        got = sorted((e["name"], e["args"].get("reduction", -1)) for e in mine)
+        # a reduction whose member stages share a rank runs once there (the last member's action)
+        if sorted(set(got)) != sorted(set(want)) or len(got) != STEPS * len(set(want)):
+            bad.append(f"rank {rank}: events {got[:8]}..., list {want}")
+        bad += [f"rank {rank}: {e['name']} of reduction {e['args']['reduction']} says {e['args']['bytes']} bytes, "
+                f"schedule.json {nbytes[e['args']['reduction']]}" for e in mine
+                if "reduction" in e["args"] and e["args"]["bytes"] != nbytes[e["args"]["reduction"]]]
+    res.check("  ... its trace shows each step's collectives with their bytes", not bad, "; ".join(bad[:4]))
+    return not bad
 
 
 def schedule_of(out):
