@@ -21,6 +21,8 @@ typedef struct {
     char *name;           /* owned */
     int64_t id;           /* rank (simulate) or trace process id */
     double busy_s, idle_s;
+    double coll_s;        /* of idle: in collectives, from reaching one to its end (waiting for the
+                             other members included) */
     int32_t in_flight;    /* the most microbatches held at once over its stages; -1: unknown */
     int32_t slots;        /* stash slots of its stages; -1: unknown */
     double peak_bytes;    /* < 0: unknown */
@@ -78,7 +80,8 @@ static void pippy_sim_print_table(const pippy_sim_report *r, FILE *f)
     fputc('\n', f);
     if (r->compiled_step_ms >= 0)
         fprintf(f, "  the compile predicted %.4f ms for the lists it wrote\n", r->compiled_step_ms);
-    fprintf(f, "  %-26s %10s %10s %7s %9s %10s\n", "rank", "busy ms", "idle ms", "bubble", "in flight", "peak MiB");
+    fprintf(f, "  %-26s %10s %10s %7s %10s %9s %10s\n", "rank", "busy ms", "idle ms", "bubble", "of it coll", "in flight",
+            "peak MiB");
     for (int32_t i = 0; i < r->n_rows; i++) {
         const pippy_sim_row *w = &r->rows[i];
         char held[32] = "-", peak[32] = "-", name[27];
@@ -92,8 +95,8 @@ static void pippy_sim_print_table(const pippy_sim_report *r, FILE *f)
             snprintf(held, sizeof held, "%d", w->in_flight);
         if (w->peak_bytes >= 0)
             snprintf(peak, sizeof peak, "%.2f", w->peak_bytes / (1024.0 * 1024.0));
-        fprintf(f, "  %-26s %10.4f %10.4f %6.1f%% %9s %10s\n", name, w->busy_s * 1e3, w->idle_s * 1e3,
-                r->step_s > 0 ? 100 * w->idle_s / r->step_s : 0.0, held, peak);
+        fprintf(f, "  %-26s %10.4f %10.4f %6.1f%% %10.4f %9s %10s\n", name, w->busy_s * 1e3, w->idle_s * 1e3,
+                r->step_s > 0 ? 100 * w->idle_s / r->step_s : 0.0, w->coll_s * 1e3, held, peak);
     }
     if (r->note)
         fprintf(f, "  %s\n", r->note);
@@ -118,6 +121,7 @@ static pippy_status pippy_sim_print_json(const pippy_sim_report *r, FILE *f)
         cJSON_AddNumberToObject(o, "busy_ms", w->busy_s * 1e3);
         cJSON_AddNumberToObject(o, "idle_ms", w->idle_s * 1e3);
         cJSON_AddNumberToObject(o, "bubble_fraction", r->step_s > 0 ? w->idle_s / r->step_s : 0);
+        cJSON_AddNumberToObject(o, "collective_ms", w->coll_s * 1e3);
         if (w->in_flight >= 0)
             cJSON_AddNumberToObject(o, "in_flight", w->in_flight);
         if (w->slots >= 0)
@@ -197,6 +201,29 @@ static char *pippy_sim_rank_name(const pippy_sched *s, int32_t r)
     return strdup(buf);
 }
 
+/* Rank r's time in collectives in the replay, as the runtime's trace counts it: from when the rank
+ * reaches one (the end of its last computation or collective before it; a rank computes nothing
+ * while it is in one, whatever the order) to the collective's end. */
+static double pippy_sim_coll_s(const pippy_sim_run *x, int32_t r)
+{
+    const pippy_sched *s = &x->d.s;
+    double sum = 0;
+    for (int32_t k = 0; k < s->n_actions[r]; k++) {
+        const pippy_sched_span *c = &x->spans[r][k];
+        if (!pippy_act_info_of(s->actions[r][k].kind)->collective)
+            continue;
+        double reached = 0;
+        for (int32_t j = 0; j < s->n_actions[r]; j++) {
+            const pippy_sched_span *o = &x->spans[r][j];
+            if (j != k && !pippy_act_info_of(s->actions[r][j].kind)->transfer && o->end_s <= c->start_s &&
+                o->end_s > reached)
+                reached = o->end_s;
+        }
+        sum += c->end_s - reached;
+    }
+    return sum;
+}
+
 static pippy_status pippy_sim_rows(const pippy_sim_run *x, const cJSON *root, pippy_sim_report *rep)
 {
     const pippy_sched *s = &x->d.s;
@@ -211,6 +238,7 @@ static pippy_status pippy_sim_rows(const pippy_sim_run *x, const cJSON *root, pi
         pippy_sim_row *w = &rep->rows[r];
         w->id = r;
         w->busy_s = x->busy[r], w->idle_s = x->idle[r];
+        w->coll_s = pippy_sim_coll_s(x, r);
         w->peak_bytes = have_peak ? 0 : -1;
         for (int32_t st = 0; st < s->n_stages; st++) {
             if (s->stage_rank[st] != r)
@@ -516,6 +544,8 @@ static pippy_status pippy_sim_trace_rows(const pippy_sim_trace *t, pippy_sim_box
         const pippy_tl_box *x = &sorted[i];
         pippy_sim_row *w = &rep->rows[x->row];
         now = i > 0 && sorted[i - 1].row != x->row ? 0 : now;
+        if (x->lane == PIPPY_TL_COMPUTE && x->kind == PIPPY_BOX_COLLECTIVE)
+            w->coll_s += x->end_s - x->start_s;
         if (x->lane != PIPPY_TL_COMPUTE || x->kind > PIPPY_BOX_W)
             continue;
         w->busy_s += x->end_s - x->start_s;

@@ -120,13 +120,15 @@ def check_agree(t, name, path, compiled_step=None):
         R = len(rows)
         same = all(close(want[k][i], want[k][i % R]) for k in ("busy_ms", "idle_ms") for i in range(dp * R))
         t.res.check(f"{name}: every replica runs as replica 0 in the replay", same, str(want))
-        want = dict(want, busy_ms=want["busy_ms"][:R], idle_ms=want["idle_ms"][:R])
+        want = dict(want, busy_ms=want["busy_ms"][:R], idle_ms=want["idle_ms"][:R],
+                    collective_ms=want["collective_ms"][:R])
     ok = (close(got["step_ms"], want["step_ms"]) and close(got["bubble_fraction"], want["bubble_fraction"])
           and len(rows) == len(want["busy_ms"])
-          and all(close(r["busy_ms"], b) and close(r["idle_ms"], i)
-                  for r, b, i in zip(rows, want["busy_ms"], want["idle_ms"])))
+          and all(close(r["busy_ms"], b) and close(r["idle_ms"], i) and close(r["collective_ms"], c)
+                  for r, b, i, c in zip(rows, want["busy_ms"], want["idle_ms"], want["collective_ms"])))
     t.res.check(f"{name}: simulate predicts step {got['step_ms']:.6f} ms, bubble {got['bubble_fraction']:.4f}, busy/idle "
-                f"per rank as the independent replay", ok, f"{got} vs {want}")
+                f"and time in collectives ({', '.join('%.4f' % r['collective_ms'] for r in rows)} ms) per rank as the "
+                f"independent replay", ok, f"{got} vs {want}")
     if "in_flight" in rows[0]:
         t.res.check(f"{name}: microbatches in flight {[r['in_flight'] for r in rows]} as the replay's",
                     [r["in_flight"] for r in rows] == want["in_flight"], str(want["in_flight"]))

@@ -201,7 +201,14 @@ def collectives_traced(res, name, out, trace):
                 f"schedule.json {nbytes[e['args']['reduction']]}" for e in mine
                 if "reduction" in e["args"] and e["args"]["bytes"] != nbytes[e["args"]["reduction"]]]
     res.check("  ... its trace shows each step's collectives with their bytes", not bad, "; ".join(bad[:4]))
-    return not bad
+    code, text = run([os.path.join(build_dir(), "pippyc"), "timeline", trace, "--json"])
+    rows = json.loads(text)["ranks"] if code == 0 else []
+    want = {r: sum(e["dur"] for e in evs if e["pid"] == r) / 1e3 for r in range(len(d["ranks"]))}
+    ok = len(rows) == len(want) and all(abs(w["collective_ms"] - want[w["id"]]) <= 1e-6 * max(1.0, want[w["id"]])
+                                        for w in rows)
+    res.check("  ... and pippyc timeline counts that time per rank: " +
+              ", ".join("%.2f ms" % w["collective_ms"] for w in rows), ok, f"timeline {tail(text)}; trace sums {want}")
+    return ok and not bad
 
 
 def schedule_of(out):

@@ -47,7 +47,8 @@ usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q] [--predict]
    With --predict it also prints the prediction of that replay as JSON (times from
    stages[].predicted_*_ms, each transfer between two stages in one phase taking
    latency + (sum of their edges' bytes) / bandwidth from prediction.cost_model, collectives as
-   X.collective_ms): step_ms, bubble_fraction, busy_ms and idle_ms per rank, in_flight per stage.
+   X.collective_ms): step_ms, bubble_fraction, busy_ms and idle_ms per rank, in_flight per stage,
+   and collective_ms per rank (from reaching each collective to its end).
 Prints "ok", or one line per problem (where: what), and exits 0 when ok, 1 otherwise (2 on bad usage).
 """
 
@@ -493,7 +494,7 @@ def reduction_member_problems(x, bad):
 
 def replay(x):
     """Runs every list in order (see the module doc). Returns the problems (a deadlock) and the
-    prediction: step_ms, busy_ms and idle_ms per rank, in_flight per stage."""
+    prediction: step_ms, busy_ms, idle_ms and collective_ms per rank, in_flight per stage."""
     cm = x.d["prediction"]["cost_model"]
     bw = cm["link_gbytes_per_s"] * 1e9
     lat = cm["link_latency_us"] * 1e-3
@@ -502,7 +503,7 @@ def replay(x):
         cost[("F", s)] = st["predicted_forward_ms"]
         cost[("B", s)] = st.get("predicted_backward_ms", 0)
         cost[("W", s)] = st.get("predicted_weight_ms", 0)
-    pos, clock, busy = [0] * x.R, [0.0] * x.R, [0.0] * x.R
+    pos, clock, busy, coll = [0] * x.R, [0.0] * x.R, [0.0] * x.R, [0.0] * x.R
     sent = {}         # (phase, from, to, mb) -> when
     arrived = {}      # collective key -> {member: arrival time}
     members = {("STEP",): set(range(x.R))}
@@ -540,6 +541,7 @@ def replay(x):
                     if set(got) != members[key]:
                         break
                     clock[r] = max(got.values()) + x.collective_ms(act["op"], act.get("reduction"))
+                    coll[r] += clock[r] - got[who]
                     pos[r] += 1
                     continue
                 t = data_ready(act)
@@ -572,7 +574,8 @@ def replay(x):
             if act["op"] == ("W" if x.training else "F"):
                 held[s] -= 1
     return {"problems": problems, "step_ms": step, "busy_ms": busy, "idle_ms": [step - b for b in busy],
-            "bubble_fraction": 1 - sum(busy) / (x.R * step) if step > 0 else 0.0, "in_flight": in_flight}
+            "bubble_fraction": 1 - sum(busy) / (x.R * step) if step > 0 else 0.0, "in_flight": in_flight,
+            "collective_ms": coll}
 
 
 def replay_dynamic(x):
@@ -594,7 +597,7 @@ def replay_dynamic(x):
             elif a["op"] in SENDS:
                 sends.setdefault((a["stage"], MAKER[SENDS[a["op"]]], a["mb"]), []).append(i)
     done = [[False] * len(lst) for lst in acts]
-    clock, busy, parked = [0.0] * x.R, [0.0] * x.R, [None] * x.R
+    clock, busy, parked, coll = [0.0] * x.R, [0.0] * x.R, [None] * x.R, [0.0] * x.R
     next_f, next_w, did = [0] * x.S, [0] * x.S, set()
     sent, fin, arrived = {}, {}, {}
     members = {("STEP",): set(range(x.R))}
@@ -666,6 +669,7 @@ def replay_dynamic(x):
         t = max(got.values()) + x.collective_ms(a["op"], a.get("reduction"))
         for q in range(x.R):
             if parked[q] is not None and key(acts[q][parked[q]]) == key(a):
+                coll[q] += t - clock[q]  # from reaching it (the rank's clock while parked) to the end
                 clock[q], done[q][parked[q]], parked[q] = t, True, None
                 flush(q)
 
@@ -710,7 +714,8 @@ def replay_dynamic(x):
                 f"{len(done[r])} actions ran" for r in range(x.R) if not all(done[r])]
     step = max(clock) if clock else 0.0
     return {"problems": problems, "step_ms": step, "busy_ms": busy, "idle_ms": [step - b for b in busy],
-            "bubble_fraction": 1 - sum(busy) / (x.R * step) if step > 0 else 0.0, "in_flight": [K] * x.S}
+            "bubble_fraction": 1 - sum(busy) / (x.R * step) if step > 0 else 0.0, "in_flight": [K] * x.S,
+            "collective_ms": coll}
 
 
 def main():
