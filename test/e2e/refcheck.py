@@ -220,6 +220,19 @@ def check_files(exp_path, act_path, rtol, atol):
     return compare(e, a, name, rtol, atol)
 
 
+def check_outputs(ref_dir, out_dir, n):
+    """output_0.pb .. output_{n-1}.pb of out_dir against ref_dir's, element-wise at the default
+    tolerances: (all match, one line per output)."""
+    ok, report = True, ""
+    for k in range(n):
+        try:
+            good, line = check_files(f"{ref_dir}/output_{k}.pb", f"{out_dir}/output_{k}.pb", None, None)
+        except RefError as e:
+            good, line = False, f"MISMATCH {e}"
+        ok, report = ok and good, report + line + "\n"
+    return ok, report
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Compare tensors (.pb TensorProto or .npy) within a tolerance.")
     ap.add_argument("expected")

@@ -118,13 +118,7 @@ def infer_case(res, b, model, S, M, K, flags=(), env=None):
     if code != 0:
         res.check(name, False, f"pippyrun exited {code}:\n        " + tail(text))
         return
-    ok, report = True, ""
-    for k in range(len(meta["outputs"])):
-        try:
-            good, line = refcheck.check_files(f"{data}/output_{k}.pb", f"{out}/output_{k}.pb", None, None)
-        except refcheck.RefError as e:
-            good, line = False, f"MISMATCH {e}"
-        ok, report = ok and good, report + line + "\n"
+    ok, report = refcheck.check_outputs(data, out, len(meta["outputs"]))
     res.check(name, ok, tail(report))
     if ok:
         shutil.rmtree(out, ignore_errors=True)

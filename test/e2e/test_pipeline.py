@@ -83,13 +83,7 @@ def main():
         if code != 0:
             res.check(name, False, f"pippyrun exited {code}:\n        " + tail(text))
             continue
-        ok, text = True, ""
-        for k in range(len(meta["outputs"])):  # element-wise, refcheck's default rtol/atol
-            try:
-                good, line = refcheck.check_files(f"{data}/output_{k}.pb", f"{out}/output_{k}.pb", None, None)
-            except refcheck.RefError as e:
-                good, line = False, f"MISMATCH {e}"
-            ok, text = ok and good, text + line + "\n"
+        ok, text = refcheck.check_outputs(data, out, len(meta["outputs"]))  # element-wise, default rtol/atol
         res.check(name, ok, tail(text))
         if ok:
             shutil.rmtree(out, ignore_errors=True)
