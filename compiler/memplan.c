@@ -5,7 +5,10 @@
  * run in between (1F1B). So every value the stage computes lives in one of:
  *   - the stash: values read in a later phase than the one that made them (saved for backward:
  *     an activation F makes and B reads, a gradient B makes and W reads). One stash slot per
- *     microbatch in flight; within a slot, values simply follow each other.
+ *     microbatch in flight. A slot belongs to one microbatch from its F to its W, and its phases
+ *     run the stage's nodes in order (F's, then B's, then W's), so within a slot values are placed
+ *     first fit by lifetime too: a gradient B keeps for W takes the bytes of an activation whose
+ *     last reader, earlier in B, has run (7-12% of the stash on the GPTs).
  *   - the arena: everything else. Its values never outlive their phase, so one arena serves every
  *     phase of every microbatch: values are placed in node order, first-fit into the gaps left by
  *     values whose last reader has already run.
@@ -105,6 +108,52 @@ static void pippy_memplan_lifetimes(const pippy_graph *g, pippy_stage *sg, pippy
     }
 }
 
+/* First fit by lifetime, over the stage's node order (F's nodes, then B's, then W's: the order one
+ * microbatch's phases run in). late = 1 places the stash (one slot's layout: the slot belongs to one
+ * microbatch from its F to its W, so a value F keeps for B can give its bytes to a gradient B makes
+ * for W once its last reader has run); late = 0 the arena. Returns nonzero if a sum would overflow. */
+static int pippy_memplan_fit(const pippy_graph *g, pippy_stage *sg, const pippy_mp *m, pippy_block *blocks,
+                             char late, int64_t *off, uint64_t *bytes)
+{
+    int32_t nb = 0;
+    uint64_t top = 0;
+    int over = 0;
+    for (int32_t k = 0; k < sg->n_nodes; k++) {
+        const pippy_node *n = &g->nodes[sg->nodes[k]];
+        int32_t w = 0;
+        for (int32_t b = 0; b < nb; b++)
+            if (blocks[b].last >= k)
+                blocks[w++] = blocks[b];
+        nb = w;
+        qsort(blocks, (size_t)nb, sizeof *blocks, pippy_block_cmp);
+        for (int32_t o = 0; o < n->n_out; o++) {
+            int32_t v = n->out[o];
+            if (v < 0 || !m->own[v] || m->root[v] != v || m->late[v] != late)
+                continue;
+            uint64_t size = pippy_align(pippy_value_bytes(&g->values[v]));
+            if (size == 0)
+                size = PIPPY_ALIGN;
+            uint64_t at = 0;
+            int32_t pos = 0;
+            for (; pos < nb; pos++) {
+                if (blocks[pos].off >= at + size)
+                    break;
+                if (blocks[pos].off + blocks[pos].size > at)
+                    at = blocks[pos].off + blocks[pos].size;
+            }
+            over |= at > UINT64_MAX / 2 || size > UINT64_MAX / 2; /* keeps every sum above exact */
+            memmove(&blocks[pos + 1], &blocks[pos], (size_t)(nb - pos) * sizeof *blocks);
+            blocks[pos] = (pippy_block){at, size, m->last[v] > k ? m->last[v] : k};
+            nb++;
+            off[v] = (int64_t)at;
+            if (at + size > top)
+                top = at + size;
+        }
+    }
+    *bytes = top;
+    return over;
+}
+
 static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
 {
     const pippy_graph *g = p->g;
@@ -138,54 +187,9 @@ static pippy_status pippy_memplan_stage(pippy_plan *p, pippy_stage *sg)
         over |= pippy_add_u64(sg->io_bytes, pippy_value_bytes(&g->values[sg->in[q].value]), &sg->io_bytes);
     }
     pippy_memplan_lifetimes(g, sg, &m);
-    /* the stash: roots read in a later phase, one after the other */
-    uint64_t stash = 0;
-    for (int32_t k = 0; k < sg->n_nodes; k++) {
-        const pippy_node *n = &g->nodes[sg->nodes[k]];
-        for (int32_t o = 0; o < n->n_out; o++) {
-            int32_t v = n->out[o];
-            if (v < 0 || !m.own[v] || m.root[v] != v || !m.late[v])
-                continue;
-            sg->stash_off[v] = (int64_t)stash;
-            over |= pippy_add_u64(stash, pippy_align(pippy_value_bytes(&g->values[v]) ? pippy_value_bytes(&g->values[v]) : 1),
-                                  &stash);
-        }
-    }
-    /* the arena: first fit by lifetime */
-    int32_t nb = 0;
-    uint64_t top = 0;
-    for (int32_t k = 0; k < sg->n_nodes; k++) {
-        const pippy_node *n = &g->nodes[sg->nodes[k]];
-        int32_t w = 0;
-        for (int32_t b = 0; b < nb; b++)
-            if (blocks[b].last >= k)
-                blocks[w++] = blocks[b];
-        nb = w;
-        qsort(blocks, (size_t)nb, sizeof *blocks, pippy_block_cmp);
-        for (int32_t o = 0; o < n->n_out; o++) {
-            int32_t v = n->out[o];
-            if (v < 0 || !m.own[v] || m.root[v] != v || m.late[v])
-                continue;
-            uint64_t size = pippy_align(pippy_value_bytes(&g->values[v]));
-            if (size == 0)
-                size = PIPPY_ALIGN;
-            uint64_t at = 0;
-            int32_t pos = 0;
-            for (; pos < nb; pos++) {
-                if (blocks[pos].off >= at + size)
-                    break;
-                if (blocks[pos].off + blocks[pos].size > at)
-                    at = blocks[pos].off + blocks[pos].size;
-            }
-            over |= at > UINT64_MAX / 2 || size > UINT64_MAX / 2; /* keeps every sum above exact */
-            memmove(&blocks[pos + 1], &blocks[pos], (size_t)(nb - pos) * sizeof *blocks);
-            blocks[pos] = (pippy_block){at, size, m.last[v] > k ? m.last[v] : k};
-            nb++;
-            sg->arena_off[v] = (int64_t)at;
-            if (at + size > top)
-                top = at + size;
-        }
-    }
+    uint64_t stash, top;
+    over |= pippy_memplan_fit(g, sg, &m, blocks, 1, sg->stash_off, &stash);
+    over |= pippy_memplan_fit(g, sg, &m, blocks, 0, sg->arena_off, &top);
     /* views take their root's place */
     for (int32_t v = 0; v < V; v++)
         if (m.own[v] && m.root[v] != v) {

@@ -41,6 +41,46 @@ static void plan_for(pippy_plan *p, pippy_graph *g, int stages, const char *spli
     ck_assert_msg(pippy_schedule_build(p) == PIPPY_OK, "%s", pippy_last_error());
 }
 
+/* The memory plan of stage s in one region (off: arena_off or stash_off; bytes: its size): two
+ * values alive at the same time never share bytes, and each lies inside. Lifetimes are positions
+ * in the stage's node order, which is the order one microbatch's F, B and W run in: an arena value
+ * dies within its phase, a stash value (one microbatch's slot) at its last reader, in any phase. */
+static void check_no_overlap(const pippy_plan *p, int32_t s, const int64_t *off, uint64_t bytes, const char *region)
+{
+    const pippy_graph *g = p->g;
+    const pippy_stage *sg = &p->stages[s];
+    int32_t V = g->n_values;
+    int32_t *def = malloc((size_t)V * sizeof *def), *end = malloc((size_t)V * sizeof *end);
+    for (int32_t v = 0; v < V; v++)
+        def[v] = end[v] = -1;
+    for (int32_t k = 0; k < sg->n_nodes; k++) {
+        const pippy_node *n = &g->nodes[sg->nodes[k]];
+        for (int32_t q = 0; q < n->n_out; q++)
+            if (n->out[q] >= 0)
+                def[n->out[q]] = end[n->out[q]] = k;
+        for (int32_t q = 0; q < n->n_in; q++)
+            if (n->in[q] >= 0)
+                end[n->in[q]] = k;
+    }
+    for (int32_t a = 0; a < V; a++)
+        for (int32_t b = a + 1; b < V; b++) {
+            if (off[a] < 0 || off[b] < 0)
+                continue;
+            int root_a = sg->view_of[a] >= 0 ? sg->view_of[a] : a, root_b = sg->view_of[b] >= 0 ? sg->view_of[b] : b;
+            if (root_a == root_b)
+                continue; /* a view shares its input's bytes by design */
+            int live_together = !(end[a] < def[b] || end[b] < def[a]);
+            uint64_t a0 = (uint64_t)off[a], a1 = a0 + pippy_value_bytes(&g->values[a]);
+            uint64_t b0 = (uint64_t)off[b], b1 = b0 + pippy_value_bytes(&g->values[b]);
+            int overlap = a0 < b1 && b0 < a1;
+            ck_assert_msg(!(live_together && overlap), "stage %d, %s: '%s' and '%s' overlap while both alive", s,
+                          region, g->values[a].name, g->values[b].name);
+            ck_assert(a1 <= bytes && b1 <= bytes);
+        }
+    free(def);
+    free(end);
+}
+
 static void check_plan(const pippy_plan *p)
 {
     const pippy_graph *g = p->g;
@@ -85,38 +125,9 @@ static void check_plan(const pippy_plan *p)
             }
         }
     }
-    /* memory plan: two arena values alive at the same time never overlap */
     for (int32_t s = 0; s < p->n_stages; s++) {
-        const pippy_stage *sg = &p->stages[s];
-        int32_t V = g->n_values;
-        int32_t *def = malloc((size_t)V * sizeof *def), *end = malloc((size_t)V * sizeof *end);
-        for (int32_t v = 0; v < V; v++)
-            def[v] = end[v] = -1;
-        for (int32_t k = 0; k < sg->n_nodes; k++) {
-            const pippy_node *n = &g->nodes[sg->nodes[k]];
-            for (int32_t q = 0; q < n->n_out; q++)
-                def[n->out[q]] = end[n->out[q]] = k;
-            for (int32_t q = 0; q < n->n_in; q++)
-                if (n->in[q] >= 0)
-                    end[n->in[q]] = k;
-        }
-        for (int32_t a = 0; a < V; a++)
-            for (int32_t b = a + 1; b < V; b++) {
-                if (sg->arena_off[a] < 0 || sg->arena_off[b] < 0)
-                    continue;
-                int root_a = sg->view_of[a] >= 0 ? sg->view_of[a] : a, root_b = sg->view_of[b] >= 0 ? sg->view_of[b] : b;
-                if (root_a == root_b)
-                    continue; /* a view shares its input's bytes by design */
-                int live_together = !(end[a] < def[b] || end[b] < def[a]);
-                uint64_t a0 = (uint64_t)sg->arena_off[a], a1 = a0 + pippy_value_bytes(&g->values[a]);
-                uint64_t b0 = (uint64_t)sg->arena_off[b], b1 = b0 + pippy_value_bytes(&g->values[b]);
-                int overlap = a0 < b1 && b0 < a1;
-                ck_assert_msg(!(live_together && overlap), "stage %d: '%s' and '%s' overlap while both alive", s,
-                              g->values[a].name, g->values[b].name);
-                ck_assert(a1 <= sg->arena_bytes && b1 <= sg->arena_bytes);
-            }
-        free(def);
-        free(end);
+        check_no_overlap(p, s, p->stages[s].arena_off, p->stages[s].arena_bytes, "arena");
+        check_no_overlap(p, s, p->stages[s].stash_off, p->stages[s].stash_bytes, "stash");
     }
 }
 
@@ -155,6 +166,62 @@ START_TEST(test_plans_hold_invariants)
             pippy_plan_free(&p);
             pippy_graph_free(g);
         }
+}
+END_TEST
+
+/* Training plans (the real compile path up to the schedule): stash and arena hold the same
+ * invariants, and one microbatch's stash reuses the bytes of what B has read for last for what B
+ * makes for W (a gradient kept for W takes the place of an activation only B needed), so a slot is
+ * smaller than its values laid end to end. */
+START_TEST(test_training_stash_reuses_bytes)
+{
+    const struct {
+        const char *model, *loss, *labels, *schedule;
+        int32_t stages, ranks, batch, microbatches;
+    } cases[] = {{"samples/models/gpt_train.onnx", "cross_entropy", "labels", "1f1b", 2, 0, 8, 2},
+                 {"samples/models/gpt_train.onnx", "cross_entropy", "labels", "interleaved-1f1b", 4, 2, 8, 2},
+                 {"samples/models/gpt_train.onnx", "cross_entropy", "labels", "zb-h1", 3, 0, 8, 4},
+                 {"samples/models/mlp_train.onnx", "mse", "target", "gpipe", 2, 0, 8, 2}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        pippy_compile_opts o;
+        memset(&o, 0, sizeof o);
+        o.model_path = cases[c].model;
+        o.out_dir = "/nonexistent";
+        o.stages = cases[c].stages;
+        o.ranks = cases[c].ranks;
+        o.microbatches = cases[c].microbatches;
+        o.bind.batch = cases[c].batch;
+        o.schedule = cases[c].schedule;
+        o.train = 1;
+        o.loss = cases[c].loss;
+        o.labels = cases[c].labels;
+        o.optimizer_state = 2;
+        o.no_calibration = 1;
+        o.quiet = 1;
+        pippy_graph *g = NULL;
+        pippy_plan p;
+        ck_assert_msg(pippy_compile_plan(&o, &g, &p) == PIPPY_OK, "%s %s: %s", cases[c].model, cases[c].schedule,
+                      pippy_last_error());
+        for (int32_t s = 0; s < p.n_stages; s++) { /* (check_plan's node order is inference's) */
+            check_no_overlap(&p, s, p.stages[s].arena_off, p.stages[s].arena_bytes, "arena");
+            check_no_overlap(&p, s, p.stages[s].stash_off, p.stages[s].stash_bytes, "stash");
+        }
+        uint64_t laid_end_to_end = 0;
+        for (int32_t s = 0; s < p.n_stages; s++)
+            for (int32_t v = 0; v < g->n_values; v++)
+                if (p.stages[s].stash_off[v] >= 0 && p.stages[s].view_of[v] < 0)
+                    laid_end_to_end += (pippy_value_bytes(&g->values[v]) + 63) / 64 * 64;
+        uint64_t stash = 0;
+        for (int32_t s = 0; s < p.n_stages; s++)
+            stash += p.stages[s].stash_bytes;
+        ck_assert_msg(stash > 0, "%s: no stash", cases[c].model);
+        if (strstr(cases[c].model, "gpt")) /* attention's and GELU's B-only values free room for W's */
+            ck_assert_msg(stash * 20 < laid_end_to_end * 19, /* 10-12% here */ "%s %s: stash %llu bytes, its values %llu end to end",
+                          cases[c].model, cases[c].schedule, (unsigned long long)stash,
+                          (unsigned long long)laid_end_to_end);
+        pippy_plan_free(&p);
+        pippy_graph_free(g);
+    }
 }
 END_TEST
 
@@ -294,6 +361,7 @@ static Suite *compiler_suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_fold_leaves_no_shape_work);
     tcase_add_test(t, test_plans_hold_invariants);
+    tcase_add_test(t, test_training_stash_reuses_bytes);
     tcase_add_test(t, test_auto_split_balances);
     tcase_add_test(t, test_split_before_prefix_and_errors);
     tcase_add_test(t, test_trainable_count_matches_pytorch);
