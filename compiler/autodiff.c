@@ -477,7 +477,9 @@ static int32_t pippy_ad_readers(const pippy_graph *g, int32_t from, int32_t v, i
 
 /* An Accumulate whose input's producer can add into its outputs itself disappears: the producer
  * writes the gradient buffer with "pippy.accumulate". Every output of the producer must be such
- * an input (ConvGradWeight's dW and dB both go to gradient buffers). */
+ * an input (ConvGradWeight's dW and dB both go to gradient buffers), of its own stage: a parameter
+ * another stage reads through a node of the parameter's stage (Identity(P), Transpose(P) in the
+ * first stage, read by the last) gets its gradient sent back to that stage, which adds it. */
 static pippy_status pippy_ad_fold_accumulates(pippy_graph *g, int32_t first)
 {
     for (int32_t i = first; i < g->n_nodes; i++) {
@@ -488,7 +490,8 @@ static pippy_status pippy_ad_fold_accumulates(pippy_graph *g, int32_t first)
         for (int32_t o = 0; o < p->n_out && ok; o++) {
             int32_t who = -1;
             ok = p->out[o] >= 0 && pippy_ad_readers(g, i + 1, p->out[o], &who) == 1 &&
-                 !strcmp(g->nodes[who].op, "Accumulate") && !strcmp(g->nodes[who].domain, "pippy");
+                 !strcmp(g->nodes[who].op, "Accumulate") && !strcmp(g->nodes[who].domain, "pippy") &&
+                 g->nodes[who].stage == p->stage; /* else the gradient crosses stages first */
             acc[o] = who;
         }
         if (!ok)

@@ -20,7 +20,9 @@
   - the warm-up (PIPPY_WARMUP): outputs, per-step losses and checkpoints (parameters, running
     statistics, optimizer state) bit-identical with and without it, on models with
     BatchNormalization (running statistics written in the weights) and Dropout (kernel run
-    counts), in 1-3 stages, and the report says it ran.
+    counts), in 1-3 stages, and the report says it ran;
+  - a parameter that a node of stage 0 passes to stage 1 (Add(W2, 0.5) before the cut): its gradient
+    is sent back to stage 0 and added there; losses and the saved W2 equal numpy's own training.
 
 usage: test_train_ops.py BUILD_DIR [--quick]"""
 
@@ -439,6 +441,85 @@ def warm_cases(res, quick):
     shutil.rmtree(d, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- a parameter read in another stage
+
+def scaled_param_model(path, rng):
+    """x[B,8] -> MatMul W1[8,16] -> Relu -> MatMul by W2s = W2[16,4] + 0.5, where the Add comes first in
+    the file: cut before the second MatMul, stage 0 computes W2s from the parameter W2 and stage 1 reads
+    it, so W2's gradient reaches stage 0 from stage 1 (sent back like an activation's). The Add passes
+    its output's gradient through unchanged: the value that W2's gradient buffer adds is made in
+    stage 1."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w1, w2 = (rng.randn(8, 16) / np.sqrt(8)).astype(np.float32), (rng.randn(16, 4) / 4).astype(np.float32)
+    half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
+    nodes = [helper.make_node("Constant", [], ["c"], value=half, name="c"),
+             helper.make_node("Add", ["W2", "c"], ["W2s"], name="shift"),
+             helper.make_node("MatMul", ["x", "W1"], ["h"], name="mm1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "W2s"], ["y"], name="mm2")]
+    g = helper.make_graph(nodes, "scaled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+                          [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return w1.astype(np.float64), w2.astype(np.float64)
+
+
+def scaled_param_numpy(w1, w2, x, t, steps, batch, M, lr):
+    """The same training in numpy (float64): MSE mean per microbatch, divided by M, summed; plain SGD."""
+    losses, mb = [], batch // M
+    for k in range(steps):
+        rows = [(k * batch + i) % len(x) for i in range(batch)]
+        g1, g2, step_loss = np.zeros_like(w1), np.zeros_like(w2), 0.0
+        for j in range(M):
+            xs, ts = x[rows[j * mb:(j + 1) * mb]], t[rows[j * mb:(j + 1) * mb]]
+            h = xs @ w1
+            r = np.maximum(h, 0)
+            y = r @ (w2 + 0.5)
+            step_loss += np.mean((y - ts) ** 2) / M
+            dy = 2 * (y - ts) / y.size / M
+            g2 += r.T @ dy
+            g1 += xs.T @ ((dy @ (w2 + 0.5).T) * (h > 0))
+        w1, w2 = w1 - lr * g1, w2 - lr * g2
+        losses.append(step_loss)
+    return losses, w1, w2
+
+
+def cross_stage_param_case(res):
+    """A parameter that stage 0 turns into the value stage 1 multiplies by: its gradient is sent back to
+    stage 0 and added there (before, the compile had stage 1 add into stage 0's gradient buffer, and
+    the stage program did not compile). Losses and the saved W2 against numpy's float64 run of the same training."""
+    import onnx
+    from onnx import numpy_helper
+    out = tmpdir("pippy-scaled-")
+    rng = np.random.RandomState(11)
+    w1, w2 = scaled_param_model(os.path.join(out, "scaled.onnx"), rng)
+    x, t = rng.randn(16, 8).astype(np.float32), rng.randn(16, 4).astype(np.float32)
+    np.save(os.path.join(out, "x.npy"), x)
+    np.save(os.path.join(out, "t.npy"), t)
+    want, _, w2_want = scaled_param_numpy(w1, w2, x.astype(np.float64), t.astype(np.float64), 4, 8, 2, 0.1)
+    prog, log, saved = os.path.join(out, "prog"), os.path.join(out, "loss.jsonl"), os.path.join(out, "trained.onnx")
+    code, text = run([PIPPYC, os.path.join(out, "scaled.onnx"), "--train", "--loss", "mse", "--labels", "target",
+                      "--optimizer", "sgd", "--lr", "0.1", "--batch", "8", "--microbatches", "2", "--split-before",
+                      "mm2", "--schedule", "1f1b", "-o", prog, "-q"], timeout=600)
+    if code == 0:
+        code, text = run([PIPPYRUN, prog, "--steps", "4", "--loss-log", log, "--timeout", "60", "--input",
+                          "x=" + os.path.join(out, "x.npy"), "--input", "target=" + os.path.join(out, "t.npy"),
+                          "--save", saved], timeout=300)
+    ok = code == 0
+    if ok:
+        got = losses_of(log)
+        w2_got = [numpy_helper.to_array(i) for i in onnx.load(saved).graph.initializer if i.name == "W2"][0]
+        ok = (len(got) == 4 and np.allclose(got, want, rtol=1e-5, atol=0) and
+              np.allclose(w2_got, w2_want, rtol=1e-5, atol=1e-6))
+        text = "losses %s, numpy %s; W2 max |diff| %.2e" % (got, [round(v, 7) for v in want],
+                                                           float(np.max(np.abs(w2_got - w2_want))))
+    res.check("a parameter stage 0 shifts for stage 1 (Add(W2, 0.5) before the cut, MatMul after): losses and "
+              "the saved W2 equal numpy's training", ok, tail(text, 6))
+    if ok:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def main():
     res = Results("train_ops")
     memory_case(res, QUICK)
@@ -446,6 +527,7 @@ def main():
     if not QUICK:
         kill_cases(res)
     warm_cases(res, QUICK)
+    cross_stage_param_case(res)
     res.finish()
 
 
