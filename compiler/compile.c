@@ -415,6 +415,7 @@ typedef struct {
     pippy_batch_report batch; /* static-batch rewrites */
     char cost_note[2048];     /* where the cost model's rates came from */
     pippy_schedule_report schedule; /* the schedules compared (--schedule auto, --memory-per-rank) */
+    pippy_train_report exported;    /* training: parameters of the export untied / re-tied */
 } pippy_compile_notes;
 
 /* Load, bind at the microbatch size, infer and fold, make it a training graph if asked, prune and
@@ -458,7 +459,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     if (st != PIPPY_OK)
         return M > 1 ? pippy_error_prefix(st, "at microbatch size %lld", (long long)mb) : st;
     if (o->train) {
-        pippy_train_opts to = {o->loss, o->labels, g->hash};
+        pippy_train_opts to = {o->loss, o->labels, g->hash, &notes->exported};
         PIPPY_TRY(pippy_train_prepare(g, &to, &plan->loss));
     } else {
         PIPPY_TRY(pippy_materialize_const_outputs(g, M));
@@ -684,6 +685,17 @@ static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan 
         printf("  static batch %lld: %d shape constant%s rewritten for the microbatch size (first %s)\n",
                (long long)notes->batch.export_batch, notes->batch.rewritten, notes->batch.rewritten > 1 ? "s" : "",
                notes->batch.first);
+    const pippy_train_report *ex = &notes->exported;
+    if (ex->untied)
+        printf("  %d parameter%s that the export stored as an Identity of an equal one train%s apart, as in "
+               "PyTorch (%s%s)\n",
+               ex->untied, ex->untied > 1 ? "s" : "", ex->untied > 1 ? "" : "s", ex->untied_first,
+               ex->untied > 1 ? ", ..." : "");
+    if (ex->retied)
+        printf("  %d initializer%s that the export folded from a parameter's transpose train%s that parameter, "
+               "tied as in PyTorch (%s%s)\n",
+               ex->retied, ex->retied > 1 ? "s" : "", ex->retied > 1 ? "" : "s", ex->retied_first,
+               ex->retied > 1 ? ", ..." : "");
     printf("  predicted step %.3f ms, bubble %.1f%%\n", plan->pred_step_ms, 100.0 * plan->pred_bubble);
     pippy_schedule_report_print(stdout, &notes->schedule);
     printf("  %s\n", notes->cost_note);

@@ -346,6 +346,23 @@ static void pippy_json_prediction(cJSON *root, const pippy_plan *p, const pippy_
     cJSON_AddStringToObject(cm, "source", p->cost.source);
 }
 
+/* model.transposed_initializers: the file's initializers the training compile made Transpose(P)
+ * again (train.h), for export to write back as the trained P's transpose. */
+static void pippy_json_transposed(cJSON *model, const pippy_graph *g)
+{
+    cJSON *list = NULL;
+    for (int32_t v = 0; v < g->n_values; v++) {
+        if (g->values[v].transpose_of < 0)
+            continue;
+        if (!list)
+            list = cJSON_AddArrayToObject(model, "transposed_initializers");
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", g->values[v].name);
+        cJSON_AddStringToObject(e, "transpose_of", g->values[g->values[v].transpose_of].name);
+        cJSON_AddItemToArray(list, e);
+    }
+}
+
 pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts *o)
 {
     const pippy_graph *g = p->g;
@@ -361,6 +378,7 @@ pippy_status pippy_emit_schedule_json(const pippy_plan *p, const pippy_emit_opts
     free(abs);
     pippy_json_hex(model, "file_hash", g->hash);
     cJSON_AddNumberToObject(model, "opset", g->opset);
+    pippy_json_transposed(model, g);
     pippy_json_config(root, p, o);
     pippy_json_stages(root, p);
     pippy_json_edges(root, p);

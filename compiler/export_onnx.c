@@ -60,6 +60,16 @@ typedef struct {
     size_t index_cap;
     pippy_ex_map *maps;
     int n_maps;
+    /* Identity(P) nodes replaced by an initializer of their output's name (a parameter the training
+     * compile untied, compiler/train.h): the graph's arrays as unpacked (put back before the message
+     * is freed), and ours */
+    Onnx__NodeProto **node0;
+    size_t n_node0;
+    Onnx__TensorProto **init0;
+    size_t n_init0;
+    Onnx__NodeProto **nodes;
+    Onnx__TensorProto **inits_new, *added;
+    size_t n_added;
 } pippy_exporter;
 
 static pippy_status pippy_ex_nomem(const pippy_exporter *x)
@@ -283,6 +293,78 @@ static pippy_status pippy_ex_replace(pippy_exporter *x, const pippy_export_tenso
     return PIPPY_OK;
 }
 
+/* ---- parameters that are an Identity of an initializer in the file ---- */
+
+static int pippy_ex_is_init(const Onnx__GraphProto *g, const char *name)
+{
+    for (size_t i = 0; i < g->n_initializer; i++)
+        if (g->initializer[i]->name && !strcmp(g->initializer[i]->name, name))
+            return 1;
+    return 0;
+}
+
+/* The node Identity(initializer) -> name, or -1. */
+static ssize_t pippy_ex_identity_of_init(const Onnx__GraphProto *g, const char *name)
+{
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *n = g->node[i];
+        if (n->op_type && !strcmp(n->op_type, "Identity") && (!n->domain || !n->domain[0]) && n->n_output == 1 &&
+            n->output[0] && !strcmp(n->output[0], name) && n->n_input >= 1 && n->input[0] &&
+            pippy_ex_is_init(g, n->input[0]))
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+/* Each tensor named by the output of an Identity of an initializer (torch.onnx stores parameters
+ * with equal values once; a training compile trains them apart) becomes an initializer of that
+ * name, and the Identity goes: the model computes what was trained. The new initializers get their
+ * type here and their data from pippy_ex_replace. */
+static pippy_status pippy_ex_promote(pippy_exporter *x, const pippy_export_tensor *t, int n)
+{
+    Onnx__GraphProto *g = x->m->graph;
+    char *drop = calloc(g->n_node + 1, 1);
+    x->added = calloc((size_t)n + 1, sizeof *x->added);
+    if (!drop || !x->added) {
+        free(drop);
+        return pippy_ex_nomem(x);
+    }
+    for (int i = 0; i < n; i++) {
+        ssize_t k = t[i].name && !pippy_ex_is_init(g, t[i].name) ? pippy_ex_identity_of_init(g, t[i].name) : -1;
+        if (k < 0 || drop[k])
+            continue;
+        drop[k] = 1;
+        Onnx__TensorProto *tp = &x->added[x->n_added++];
+        onnx__tensor_proto__init(tp);
+        tp->name = (char *)t[i].name;
+        tp->has_data_type = 1;
+        tp->data_type = t[i].t.dtype;
+        tp->n_dims = (size_t)t[i].t.rank;
+        tp->dims = (int64_t *)t[i].t.dims;
+    }
+    pippy_status st = PIPPY_OK;
+    if (x->n_added) {
+        x->nodes = malloc((g->n_node + 1) * sizeof *x->nodes);
+        x->inits_new = malloc((g->n_initializer + x->n_added + 1) * sizeof *x->inits_new);
+        if (x->nodes && x->inits_new) {
+            x->node0 = g->node, x->n_node0 = g->n_node, x->init0 = g->initializer, x->n_init0 = g->n_initializer;
+            size_t k = 0;
+            for (size_t i = 0; i < g->n_node; i++)
+                if (!drop[i])
+                    x->nodes[k++] = g->node[i];
+            memcpy(x->inits_new, g->initializer, g->n_initializer * sizeof *x->inits_new);
+            for (size_t i = 0; i < x->n_added; i++)
+                x->inits_new[g->n_initializer + i] = &x->added[i];
+            g->node = x->nodes, g->n_node = k;
+            g->initializer = x->inits_new, g->n_initializer += x->n_added;
+        } else {
+            st = pippy_ex_nomem(x);
+        }
+    }
+    free(drop);
+    return st;
+}
+
 /* ---- the output ---- */
 
 /* Point tp's data at e->data: inline raw_data, or a reference into the data file. */
@@ -414,6 +496,13 @@ static pippy_status pippy_ex_write(pippy_exporter *x, size_t limit)
 static void pippy_ex_free(pippy_exporter *x)
 {
     pippy_ex_restore(x);
+    if (x->node0) {
+        x->m->graph->node = x->node0, x->m->graph->n_node = x->n_node0;
+        x->m->graph->initializer = x->init0, x->m->graph->n_initializer = x->n_init0;
+    }
+    free(x->nodes);
+    free(x->inits_new);
+    free(x->added);
     if (x->m)
         onnx__model_proto__free_unpacked(x->m, NULL);
     for (int i = 0; i < x->n_maps; i++) {
@@ -438,6 +527,8 @@ pippy_status pippy_onnx_export(const char *model_in, const char *model_out, cons
     x.out = model_out;
     size_t limit = opts && opts->inline_limit ? opts->inline_limit : PIPPY_EXPORT_INLINE_LIMIT;
     pippy_status st = pippy_ex_read(&x);
+    if (st == PIPPY_OK)
+        st = pippy_ex_promote(&x, t, n);
     if (st == PIPPY_OK)
         st = pippy_ex_index(&x);
     for (size_t i = 0; st == PIPPY_OK && i < x.n_inits; i++) {
@@ -468,6 +559,8 @@ typedef struct {
     pippy_export_tensor *t;
     int n_t, n_tied;
     char *model;
+    float **transposed; /* the data of model.transposed_initializers, made here */
+    int n_transposed;
 } pippy_ckpt_export;
 
 static pippy_status pippy_ce_schedule(pippy_ckpt_export *c)
@@ -619,6 +712,48 @@ static pippy_status pippy_ce_tensors(pippy_ckpt_export *c)
     return PIPPY_OK;
 }
 
+/* model.transposed_initializers: each initializer that is the transpose of a trained 2-D
+ * parameter gets that parameter's trained values, transposed. */
+static pippy_status pippy_ce_transposed(pippy_ckpt_export *c)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->sched, "model"),
+                                                         "transposed_initializers"), *e;
+    int n = cJSON_GetArraySize(list);
+    if (!n)
+        return PIPPY_OK;
+    pippy_export_tensor *t = realloc(c->t, ((size_t)c->n_t + (size_t)n + 1) * sizeof *t);
+    c->transposed = calloc((size_t)n, sizeof *c->transposed);
+    if (t)
+        c->t = t;
+    if (!t || !c->transposed)
+        return pippy_fail(PIPPY_ERR_NOMEM, "export: out of memory");
+    cJSON_ArrayForEach(e, list)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name"), *of = cJSON_GetObjectItemCaseSensitive(e, "transpose_of");
+        int j = 0;
+        while (cJSON_IsString(of) && j < c->n_t && strcmp(c->t[j].name, of->valuestring) != 0)
+            j++;
+        if (!cJSON_IsString(name) || !cJSON_IsString(of) || j >= c->n_t || c->t[j].t.rank != 2)
+            return pippy_fail(PIPPY_ERR_FORMAT, "%s: model.transposed_initializers must name initializers and the "
+                              "2-D parameters they are the transpose of",
+                              c->sched_path);
+        int64_t R = c->t[j].t.dims[0], C = c->t[j].t.dims[1];
+        const float *src = c->t[j].data;
+        float *dst = c->transposed[c->n_transposed++] = malloc((size_t)(R * C > 0 ? R * C : 1) * sizeof *dst);
+        if (!dst)
+            return pippy_fail(PIPPY_ERR_NOMEM, "export: out of memory");
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t k = 0; k < C; k++)
+                memcpy(&dst[k * R + r], &src[r * C + k], sizeof *dst); /* the checkpoint's bytes may be unaligned */
+        pippy_export_tensor *x = &c->t[c->n_t++];
+        *x = c->t[j];
+        x->name = name->valuestring;
+        x->t.dims[0] = C, x->t.dims[1] = R;
+        x->data = dst;
+    }
+    return PIPPY_OK;
+}
+
 /* FNV-1a of the file at path (0 and *ok = 0 when it cannot be read). */
 static uint64_t pippy_ce_file_hash(const char *path, int *ok)
 {
@@ -685,6 +820,8 @@ pippy_status pippy_export_checkpoint(const pippy_export_args *a)
     if (st == PIPPY_OK)
         st = pippy_ce_tensors(&c);
     if (st == PIPPY_OK)
+        st = pippy_ce_transposed(&c);
+    if (st == PIPPY_OK)
         st = pippy_ce_model(&c);
     pippy_export_opts o = {.inline_limit = a->inline_limit};
     if (st == PIPPY_OK)
@@ -695,6 +832,9 @@ pippy_status pippy_export_checkpoint(const pippy_export_args *a)
     for (int k = 0; c.params && k < c.n_stages; k++)
         free(c.params[k].data);
     free(c.params);
+    for (int k = 0; k < c.n_transposed; k++)
+        free(c.transposed[k]);
+    free(c.transposed);
     free(c.t);
     free(c.model);
     cJSON_Delete(c.sched);

@@ -139,6 +139,7 @@ int32_t pippy_graph_value(pippy_graph *g, const char *name)
     v->producer = -1;
     v->grad_of = -1;
     v->param_of = -1;
+    v->transpose_of = -1;
     int32_t id = g->n_values++;
     uint32_t h = pippy_name_hash(name) & (uint32_t)(g->index_cap - 1);
     while (g->index[h] >= 0)

@@ -54,6 +54,10 @@ typedef struct {
                                            * Transpose(W), a BatchNorm-folded W): that PARAM value, so
                                            * tied weights, parameter bytes and generated comments still
                                            * name it; -1 otherwise (and always -1 on a PARAM itself) */
+    int32_t transpose_of;                 /* training: an initializer of the file that the compile makes
+                                           * Transpose(that PARAM) again (train.c: a tie the export's
+                                           * folding lost); export writes it back as the transpose of
+                                           * the trained parameter. -1 otherwise */
 } pippy_value;
 
 

@@ -70,7 +70,7 @@ static pippy_status pippy_train_labels(pippy_graph *g, const char *name, const p
 /* mean((y - t)^2) over every element, against labels of y's shape. */
 static pippy_status pippy_train_mse(pippy_graph *g, int32_t y, const char *labels, int32_t *loss)
 {
-    int32_t t, d, sq;
+    int32_t t = -1, d, sq;
     PIPPY_TRY(pippy_train_labels(g, labels, &g->values[y].t, &t));
     int32_t in[2] = {y, t};
     PIPPY_TRY(pippy_train_op(g, "Sub", 2, in, NULL, 0, "diff", &d));
@@ -92,7 +92,7 @@ static pippy_status pippy_train_cross_entropy(pippy_graph *g, int32_t y, const c
     pippy_tdesc lt = yt;
     lt.rank--;
     lt.dtype = PIPPY_DT_INT64;
-    int32_t t, s2, s1, y2, t1;
+    int32_t t = -1, s2, s1, y2, t1;
     PIPPY_TRY(pippy_train_labels(g, labels, &lt, &t));
     int64_t d2[2] = {-1, yt.dims[yt.rank - 1]}, d1[1] = {-1};
     PIPPY_TRY(pippy_train_const_ints(g, "shape2", 2, d2, &s2));
@@ -216,6 +216,113 @@ static pippy_status pippy_train_dropout(pippy_graph *g, int32_t i, uint64_t seed
     return pippy_train_rewrite(g, i, "pippy", "DropoutTrain", 1, 2, outs, at, 2);
 }
 
+/* A stored float parameter (an initializer with its data). */
+static int pippy_train_is_param(const pippy_graph *g, int32_t v)
+{
+    return v >= 0 && g->values[v].kind == PIPPY_VAL_PARAM && g->values[v].data &&
+           g->values[v].t.dtype == PIPPY_DT_FLOAT;
+}
+
+/* One more undone merge or fold; the first is named in the report. */
+static void pippy_train_report_one(int *count, char *first, size_t cap, const char *a, const char *how, const char *b)
+{
+    if ((*count)++ == 0)
+        snprintf(first, cap, "%s %s %s", a, how, b);
+}
+
+/* Node i = Identity(P), P an initializer: its output becomes a parameter of its own, with a copy
+ * of P's values. */
+static pippy_status pippy_train_untie(pippy_graph *g, int32_t i, pippy_train_report *rep)
+{
+    pippy_node *n = &g->nodes[i];
+    int32_t p = n->in[0], v = n->out[0];
+    size_t bytes = pippy_value_bytes(&g->values[p]);
+    void *copy = malloc(bytes ? bytes : 1);
+    if (!copy)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    memcpy(copy, g->values[p].data, bytes);
+    pippy_value *x = &g->values[v];
+    x->kind = PIPPY_VAL_PARAM;
+    x->data = copy;
+    x->data_owned = 1;
+    x->producer = -1;
+    n->removed = 1;
+    pippy_train_report_one(&rep->untied, rep->untied_first, sizeof rep->untied_first, x->name, "from",
+                           g->values[p].name);
+    return PIPPY_OK;
+}
+
+/* The 2-D parameter whose transpose equals a bit for bit, or -1. A constant a (all its values
+ * equal: zeros, ones) proves nothing and gets -1. */
+static int32_t pippy_train_transpose_of(const pippy_graph *g, int32_t a)
+{
+    const pippy_value *x = &g->values[a];
+    int64_t R = x->t.dims[0], C = x->t.dims[1];
+    const float *xa = x->data;
+    int64_t k = 1;
+    while (k < R * C && xa[k] == xa[0])
+        k++;
+    if (k >= R * C)
+        return -1;
+    for (int32_t b = 0; b < g->n_values; b++) {
+        const pippy_value *y = &g->values[b];
+        if (b == a || !pippy_train_is_param(g, b) || y->t.rank != 2 || y->t.dims[0] != C || y->t.dims[1] != R)
+            continue;
+        const float *yb = y->data;
+        int64_t r = 0, c = 0;
+        for (r = 0; r < R; r++) {
+            for (c = 0; c < C && !memcmp(&xa[r * C + c], &yb[c * R + r], sizeof(float)); c++)
+                ;
+            if (c < C)
+                break;
+        }
+        if (r == R)
+            return b;
+    }
+    return -1;
+}
+
+/* a, a folded transpose of parameter b, is made Transpose(b) again. */
+static pippy_status pippy_train_retie(pippy_graph *g, int32_t a, int32_t b, pippy_train_report *rep)
+{
+    pippy_value *x = &g->values[a];
+    if (x->data_owned)
+        free(x->data);
+    x->data = NULL;
+    x->data_owned = 0;
+    x->kind = PIPPY_VAL_INTERMEDIATE;
+    x->transpose_of = b;
+    char name[1024];
+    snprintf(name, sizeof name, "%s::transpose_of_parameter", x->name);
+    static const int64_t perm[2] = {1, 0};
+    pippy_attr at = {.name = "perm", .type = PIPPY_ATTR_INTS, .n = 2, .ints = perm};
+    PIPPY_TRY(pippy_graph_emit(g, name, "", "Transpose", 1, &b, &at, 1, 1, &a, NULL));
+    pippy_train_report_one(&rep->retied, rep->retied_first, sizeof rep->retied_first, g->values[a].name,
+                           "= Transpose of", g->values[b].name);
+    return PIPPY_OK;
+}
+
+/* Undo what torch.onnx's export did to the parameters (train.h). */
+static pippy_status pippy_train_exported_params(pippy_graph *g, pippy_train_report *rep)
+{
+    int32_t n_fwd = g->n_nodes;
+    for (int32_t i = 0; i < n_fwd; i++) {
+        const pippy_node *n = &g->nodes[i];
+        if (!n->removed && !n->domain[0] && !strcmp(n->op, "Identity") && n->n_in >= 1 && n->n_out == 1 &&
+            pippy_train_is_param(g, n->in[0]) && n->out[0] >= 0 && !g->values[n->out[0]].is_output)
+            PIPPY_TRY(pippy_train_untie(g, i, rep));
+    }
+    int retied = rep->retied;
+    for (int32_t a = 0; a < g->n_values; a++) {
+        if (!pippy_train_is_param(g, a) || strncmp(g->values[a].name, "onnx::", 6) || g->values[a].t.rank != 2)
+            continue;
+        int32_t b = pippy_train_transpose_of(g, a);
+        if (b >= 0)
+            PIPPY_TRY(pippy_train_retie(g, a, b, rep));
+    }
+    return rep->retied > retied ? pippy_graph_toposort(g) : PIPPY_OK; /* the Transposes were appended */
+}
+
 pippy_status pippy_train_prepare(pippy_graph *g, const pippy_train_opts *o, int32_t *loss)
 {
     if (o->loss && !o->labels)
@@ -225,6 +332,9 @@ pippy_status pippy_train_prepare(pippy_graph *g, const pippy_train_opts *o, int3
     if (o->loss && g->n_outputs != 1)
         return pippy_fail(PIPPY_ERR_USAGE, "--loss %s: the model has %d outputs; it must have one", o->loss,
                           g->n_outputs);
+    pippy_train_report none;
+    memset(&none, 0, sizeof none);
+    PIPPY_TRY(pippy_train_exported_params(g, o->report ? o->report : &none));
     int32_t n_fwd = g->n_nodes;
     for (int32_t i = 0; i < n_fwd; i++) {
         if (g->nodes[i].removed || g->nodes[i].domain[0])

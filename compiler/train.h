@@ -10,16 +10,36 @@
  *   - Modes that differ from inference: every BatchNormalization computes the statistics of its
  *     microbatch and updates its running statistics in place (pippy::BatchNormalizationTraining,
  *     whose running mean and variance become state: saved, not trained); a Dropout whose
- *     training_mode input is true really drops (pippy::DropoutTrain). */
+ *     training_mode input is true really drops (pippy::DropoutTrain).
+ *   - What torch.onnx's export did to parameters is undone, so that the compile trains the
+ *     parameters PyTorch trains:
+ *       - Value de-duplication: parameters with equal values (a fresh model's LayerNorm weights,
+ *         its zero biases) are stored once, and every other name is an Identity of that
+ *         initializer. A parameter PyTorch shares is one initializer that each user reads
+ *         directly, so an Identity of an initializer is a parameter of its own: it becomes one,
+ *         with a copy of the values.
+ *       - Folded transposes: a Linear on a 3-D input exports as MatMul by its weight's transpose,
+ *         which constant folding stores as a new initializer "onnx::MatMul_N". For a tied weight
+ *         (GPT-2's lm_head is its token embedding) the tie is lost. An "onnx::" 2-D initializer
+ *         equal bit for bit to the transpose of another parameter becomes Transpose(that one)
+ *         again, so both uses train one parameter. (A constant initializer, all its values
+ *         equal, is never taken for a transpose.) */
 #ifndef PIPPY_TRAIN_H
 #define PIPPY_TRAIN_H
 
 #include "ir.h"
 
+/* Parameters of the export untied (Identity of an initializer) and re-tied (folded transposes). */
+typedef struct {
+    int untied, retied;
+    char untied_first[512], retied_first[512]; /* the first of each, named */
+} pippy_train_report;
+
 typedef struct {
     const char *loss;    /* "mse", "cross_entropy", or NULL: the model's own scalar output */
     const char *labels;  /* the new graph input of --loss */
     uint64_t seed;       /* of training Dropout masks */
+    pippy_train_report *report; /* what was undone of the export (NULL: not wanted) */
 } pippy_train_opts;
 
 /* After shape inference. On success *loss is the loss value. */

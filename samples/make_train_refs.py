@@ -161,6 +161,17 @@ def gpt_data(g):
     return make(24), make(2)
 
 
+def hf_gpt2_data(g):
+    # gpt_data's task, with trailing padding on every third row (masked for attention; its positions
+    # still count in the loss, on both sides)
+    def make(n):
+        ids = torch.randint(0, 128, (n, 16), generator=g, dtype=torch.long)
+        mask = torch.ones(n, 16, dtype=torch.long)
+        mask[1::3, -4:] = 0
+        return {"input_ids": ids, "attention_mask": mask, "labels": (3 * ids + 1) % 128}
+    return make(24), make(2)
+
+
 def cnn_data(g):
     proj = torch.randn(3 * 4 * 4, 10, generator=g)
 
@@ -245,6 +256,15 @@ SPECS = {
         "forward": ["idx", "labels"], "outputs": ["loss"], "loss": "in_model", "labels": None,
         "batch": 8, "microbatches": [1, 2, 4, 8], "export": {"do_constant_folding": False},
         "configs": {"adamw": adamw(1e-3)},
+    },
+    "gpt2_hf_train": {
+        "what": "transformers GPT2LMHeadModel (lm_head tied to wte), 2 layers, n_embd 32, exported as a user "
+                "would (constant folding on): equal-valued parameters stored once (Identity), the tied head's "
+                "transpose folded into an initializer of its own",
+        "build": _seeded(tm.HFGPT2, 15), "data": hf_gpt2_data, "data_seed": 115,
+        "forward": ["input_ids", "attention_mask"], "outputs": ["logits"], "loss": "cross_entropy",
+        "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
+        "configs": {"adamw": adamw(1e-3), "adamw_clip": adamw(1e-3, clip=1.05)},
     },
     "cnn_train": {
         "what": "Conv(3->8)+BN+ReLU+MaxPool, Conv(8->16)+BN+ReLU+MaxPool, flatten, Linear 256->10",
@@ -408,6 +428,8 @@ class BiasedRunningVar:
 def train(spec, cfg, M, train_data, dtype=torch.float32, impl="torch", mutant=None):
     """Run STEPS steps; return (model, record) with per-step losses, learning rates, gradient norms."""
     model = spec["build"]().to(dtype)
+    if mutant == "export_as_is":
+        export_as_is(model, onnx.load(os.path.join(OUT, spec["name"] + ".onnx")))
     model.train()
     params = list(model.parameters())  # a tied parameter appears once
     data = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in train_data.items()}
@@ -470,7 +492,7 @@ def rel_out(a, b):
 
 
 def param_stats(model, names):
-    sd = dict(model.named_parameters())
+    sd = dict(model.named_parameters(remove_duplicate=False))  # a shared one under each of its names
     sd.update(dict(model.named_buffers()))
     out = {}
     for name in names:
@@ -479,9 +501,24 @@ def param_stats(model, names):
     return out
 
 
+def export_as_is(model, m):
+    """The model as its export reads when taken literally, which is what a compiler training the file
+    without undoing the exporter's folding trains: every parameter stored as an Identity of an equal
+    one shares that one, and the tied head, whose transpose the exporter folded into an initializer
+    of its own, gets a parameter of its own (starting from the same values)."""
+    inits = {i.name for i in m.graph.initializer}
+    params = dict(model.named_parameters())
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] in params:
+            owner, _, leaf = n.output[0].rpartition(".")
+            setattr(model.get_submodule(owner), leaf, params[n.input[0]])
+    head = model.model.lm_head
+    head.weight = nn.Parameter(head.weight.detach().clone())
+
+
 def mutants_of(spec, cfg):
     o = cfg["optimizer"]
-    mut = []
+    mut = ["export_as_is"] if spec.get("identity_params") else []
     if max(spec["microbatches"]) > 1:
         mut.append("loss_not_divided_by_M")
     if o["name"] == "sgd":
@@ -659,7 +696,9 @@ def make_model(name):
     model = spec["build"]()
     inits = [i.name for i in m.graph.initializer]
     pnames = [n for n, _ in model.named_parameters()]
-    missing = [n for n in pnames if n not in inits]
+    # an exporter that stores equal-valued parameters once names the others as Identity outputs
+    aliases = {n.output[0] for n in m.graph.node if n.op_type == "Identity" and n.input[0] in inits}
+    missing = [n for n in pnames if n not in inits and not (spec.get("identity_params") and n in aliases)]
     assert not missing, "%s: parameters without an initializer of the same name: %s" % (name, missing)
     bnames = [n for n, b in model.named_buffers() if n in inits]
 

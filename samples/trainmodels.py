@@ -10,6 +10,9 @@ and bench/torch_train.py (which times PyTorch training on the same models). Noth
   SmallCNN       Conv+BN+ReLU+MaxPool twice, flatten, Linear
   SkipConn       the model of PiPPy's test/test_skip_conn.py (x and y in, parameters used in several
                  stages, a skip connection from stage 0 to stage 3, three pipe_split() markers)
+  HFGPT2         transformers' GPT2LMHeadModel (lm_head tied to wte), 2 layers, n_embd 32, no dropout,
+                 taking (input_ids, attention_mask) and returning the logits: a real export, whose
+                 exporter stores equal-valued parameters once and folds the tied head's transpose
   *Loss          the same models with the loss computed inside forward()
 """
 
@@ -235,3 +238,21 @@ class SkipConn(nn.Module):
         x = pipe_split(x)
         x = torch.relu(self.lin(x + skip))
         return mse_mean(x, target)
+
+
+# ---------------------------------------------------------------- a Hugging Face model
+
+class HFGPT2(nn.Module):
+    """transformers' GPT2LMHeadModel (needs transformers) as (input_ids, attention_mask) -> logits.
+    Dropout off: pippyc trains the exported graph, which is the model in eval mode."""
+
+    def __init__(self, vocab=128, d=32, n_layer=2, n_head=4):
+        super().__init__()
+        from transformers import GPT2Config, GPT2LMHeadModel
+        cfg = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=d, n_layer=n_layer, n_head=n_head, use_cache=False,
+                         bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        self.model = GPT2LMHeadModel(cfg)
+        assert self.model.lm_head.weight is self.model.transformer.wte.weight
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

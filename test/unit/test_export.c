@@ -170,6 +170,39 @@ START_TEST(test_replace_inline)
 }
 END_TEST
 
+/* b3 = Identity(b2) in the file (torch.onnx's storage of two parameters with equal values): a
+ * tensor named b3 gets an initializer of its own in place of the Identity, b2 keeps its values,
+ * and the rest of the model is the file's. */
+START_TEST(test_identity_output_becomes_initializer)
+{
+    float b3[8];
+    for (int i = 0; i < 8; i++)
+        b3[i] = 0.5f * (float)i - 7.0f;
+    pippy_export_tensor t[1] = {{"b3", {PIPPY_DT_FLOAT, 1, {8}}, b3}};
+    ck_assert_msg(pippy_onnx_export(FIX "export_identity.onnx", out, t, 1, NULL) == PIPPY_OK, "%s", pippy_last_error());
+    pippy_graph *g = NULL, *r = NULL;
+    ck_assert_msg(pippy_onnx_load(out, &g) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_msg(pippy_onnx_load(FIX "export_identity.onnx", &r) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_int_eq(value_of(g, "b3")->kind, PIPPY_VAL_PARAM);
+    ck_assert_mem_eq(value_of(g, "b3")->data, b3, sizeof b3);
+    ck_assert_mem_eq(value_of(g, "b2")->data, value_of(r, "b2")->data, sizeof b3);
+    ck_assert_mem_eq(value_of(g, "W2")->data, value_of(r, "W2")->data, 8 * 65 * 4);
+    ck_assert_int_eq(g->n_nodes, r->n_nodes - 1);
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        ck_assert_str_ne(g->nodes[i].op, "Identity");
+    pippy_graph_free(g);
+    pippy_graph_free(r);
+    Onnx__ModelProto *m = unpack(out);
+    ck_assert_uint_eq(m->graph->n_initializer, 5);
+    ck_assert_str_eq(m->graph->initializer[4]->name, "b3");
+    onnx__model_proto__free_unpacked(m, NULL);
+    /* a name that is neither an initializer nor an Identity of one is still refused */
+    pippy_export_tensor bad[1] = {{"h", {PIPPY_DT_FLOAT, 1, {8}}, b3}};
+    ck_assert_int_eq(pippy_onnx_export(FIX "export_identity.onnx", out, bad, 1, NULL), PIPPY_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(pippy_last_error(), "'h'"));
+}
+END_TEST
+
 START_TEST(test_external_in_inline_out)
 {
     pippy_export_tensor t[3];
@@ -291,6 +324,7 @@ static Suite *export_suite(void)
     TCase *tc = tcase_create("export");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_replace_inline);
+    tcase_add_test(tc, test_identity_output_becomes_initializer);
     tcase_add_test(tc, test_external_in_inline_out);
     tcase_add_test(tc, test_external_out);
     tcase_add_test(tc, test_bad_inputs);
