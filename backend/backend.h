@@ -53,6 +53,8 @@ typedef struct {
  *       well as written), so that weight gradients accumulate across microbatches straight into
  *       the gradient buffer; on MatMul (not with pippy.activation), ConvGradWeight,
  *       LayerNormalizationWeightGrad, BatchNormalizationWeightGrad, SumTo and GatherGrad.
+ *   "pippy.padding_idx" (INT): on Gather (training, --padding-idx) and the GatherGrad made from it:
+ *       that row of the table gets no gradient (torch.nn.Embedding's padding_idx).
  * One op writes one of its inputs: pippy::BatchNormalizationTraining updates its running_mean and
  * running_var (inputs 3 and 4) in place (backend/README.md, "Backward (training) kernels"). */
 

@@ -82,7 +82,9 @@ static void pippy_usage(FILE *f)
           "                           indices, classes on the output's last axis)\n"
           "  --tied replicate|transmit  a parameter several stages use: each keeps a copy and their gradients\n"
           "                           are summed before the step (replicate, default), or the first stage owns\n"
-          "                           it, sends it to the others each step and gets their gradients back\n",
+          "                           it, sends it to the others each step and gets their gradients back\n"
+          "  --padding-idx P=ROW[,..] embedding table P (a parameter a Gather reads) gets no gradient in row\n"
+          "                           ROW, as torch.nn.Embedding(padding_idx=ROW) (the export does not say)\n",
           f);
     fputs(pippy_optim_usage, f);
 }
@@ -216,8 +218,9 @@ static int pippy_cmd_timeline(int argc, char **argv)
 static pippy_status pippy_training_opts(pippy_compile_opts *o, const pippy_optim_args *a, int given, char **json)
 {
     if (!o->train) {
-        if (given || o->loss || o->labels)
-            return pippy_fail(PIPPY_ERR_USAGE, "--loss, --labels, --tied and the optimizer options need --train");
+        if (given || o->loss || o->labels || o->padding_idx)
+            return pippy_fail(PIPPY_ERR_USAGE,
+                              "--loss, --labels, --tied, --padding-idx and the optimizer options need --train");
         return PIPPY_OK;
     }
     pippy_optim_config c;
@@ -379,6 +382,11 @@ int main(int argc, char **argv)
             o.tf32 = 1;
         } else if (!strcmp(a, "--train")) {
             o.train = 1;
+        } else if (!strcmp(a, "--padding-idx")) {
+            if (!v || !v[0])
+                return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "--padding-idx needs TABLE=ROW[,TABLE=ROW...]"));
+            o.padding_idx = v;
+            i++;
         } else if (!strcmp(a, "--loss") || !strcmp(a, "--labels")) {
             if (!v)
                 return pippy_die(pippy_fail(PIPPY_ERR_USAGE, "%s needs a value", a));

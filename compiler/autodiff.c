@@ -496,15 +496,8 @@ static pippy_status pippy_ad_fold_accumulates(pippy_graph *g, int32_t first)
         }
         if (!ok)
             continue;
-        pippy_attr *attrs = malloc(((size_t)p->n_attrs + 1) * sizeof *attrs);
-        if (!attrs)
-            return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-        if (p->n_attrs) /* attrs may be NULL: memcpy from NULL is undefined even for 0 bytes */
-            memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
-        attrs[p->n_attrs] = (pippy_attr){.name = "pippy.accumulate", .type = PIPPY_ATTR_INT, .i = 1};
-        pippy_status st = pippy_node_set_attrs(p, attrs, p->n_attrs + 1);
-        free(attrs);
-        PIPPY_TRY(st);
+        pippy_attr accumulate = {.name = "pippy.accumulate", .type = PIPPY_ATTR_INT, .i = 1};
+        PIPPY_TRY(pippy_node_add_attr(p, &accumulate));
         for (int32_t o = 0; o < p->n_out; o++) {
             pippy_node *a = &g->nodes[acc[o]];
             g->values[p->out[o]].producer = -1;

@@ -459,7 +459,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
     if (st != PIPPY_OK)
         return M > 1 ? pippy_error_prefix(st, "at microbatch size %lld", (long long)mb) : st;
     if (o->train) {
-        pippy_train_opts to = {o->loss, o->labels, g->hash, &notes->exported};
+        pippy_train_opts to = {o->loss, o->labels, g->hash, &notes->exported, o->padding_idx};
         PIPPY_TRY(pippy_train_prepare(g, &to, &plan->loss));
     } else {
         PIPPY_TRY(pippy_materialize_const_outputs(g, M));

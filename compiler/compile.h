@@ -34,6 +34,8 @@ typedef struct {
     int32_t train;
     const char *loss;           /* "mse", "cross_entropy", NULL: the model's own scalar output */
     const char *labels;         /* --labels NAME: the graph input --loss compares against */
+    const char *padding_idx;    /* --padding-idx TABLE=ROW[,...]: rows of embedding tables that get no
+                                 * gradient (train.h) */
     const char *optimizer_json; /* the optimizer's settings as JSON, kept in schedule.json */
     int32_t optimizer_state;    /* floats of optimizer state per parameter float */
     int32_t tied_transmit;      /* --tied transmit (default replicate) */

@@ -55,15 +55,8 @@ int32_t pippy_fuse_activations(pippy_graph *g)
             has |= strcmp(p->attrs[a].name, "pippy.activation") == 0;
         if (has)
             continue;
-        pippy_attr *attrs = malloc(((size_t)p->n_attrs + 1) * sizeof *attrs);
-        if (!attrs)
-            break;
-        if (p->n_attrs) /* a node without attributes has attrs NULL: memcpy from NULL is undefined */
-            memcpy(attrs, p->attrs, (size_t)p->n_attrs * sizeof *attrs);
-        attrs[p->n_attrs] = (pippy_attr){.name = "pippy.activation", .type = PIPPY_ATTR_STRING, .s = "Relu"};
-        pippy_status st = pippy_node_set_attrs(p, attrs, p->n_attrs + 1);
-        free(attrs);
-        if (st != PIPPY_OK)
+        pippy_attr relu = {.name = "pippy.activation", .type = PIPPY_ATTR_STRING, .s = "Relu"};
+        if (pippy_node_add_attr(p, &relu) != PIPPY_OK)
             break;
         /* the fused node writes the Relu's output; the intermediate goes away */
         int32_t out = r->out[0];
@@ -390,15 +383,8 @@ int32_t pippy_fuse_transpose_matmul(pippy_graph *g)
             int32_t t = g->values[mm->in[side]].producer;
             if (has || !pippy_swaps_last_two(g, t))
                 continue;
-            pippy_attr *attrs = malloc(((size_t)mm->n_attrs + 1) * sizeof *attrs);
-            if (!attrs)
-                return fused;
-            if (mm->n_attrs) /* attrs may be NULL: memcpy from NULL is undefined even for 0 bytes */
-                memcpy(attrs, mm->attrs, (size_t)mm->n_attrs * sizeof *attrs);
-            attrs[mm->n_attrs] = (pippy_attr){.name = flag, .type = PIPPY_ATTR_INT, .i = 1};
-            pippy_status st = pippy_node_set_attrs(mm, attrs, mm->n_attrs + 1);
-            free(attrs);
-            if (st != PIPPY_OK)
+            pippy_attr on = {.name = flag, .type = PIPPY_ATTR_INT, .i = 1};
+            if (pippy_node_add_attr(mm, &on) != PIPPY_OK)
                 return fused;
             int32_t transposed = mm->in[side];
             mm->in[side] = g->nodes[t].in[0];

@@ -7,7 +7,8 @@
  *   Split(axis): dX = Concat(dY1..dYn) (zeros where an output has no gradient)
  *   Slice: dX = pippy::SliceGrad(dY) (dY put back into zeros at the sliced positions; constant
  *          starts/ends/axes/steps as attributes, starts and ends clamped to the axis)
- *   Gather(axis) of a float table by indices: dTable = pippy::GatherGrad(dY, indices)
+ *   Gather(axis) of a float table by indices: dTable = pippy::GatherGrad(dY, indices) (with the
+ *   Gather's pippy.padding_idx, --padding-idx: that row gets none)
  *     (a scatter-add: the embedding gradient, accumulated straight into the gradient buffer) */
 #include <stdlib.h>
 #include <string.h>
@@ -157,10 +158,13 @@ static pippy_status pippy_grad_slice(pippy_grad_ctx *c, const int32_t *dy, int32
 static pippy_status pippy_grad_gather(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
 {
     pippy_tdesc x = *pippy_grad_type(c, pippy_grad_in(c, 0)); /* a copy: emitting moves the values */
-    pippy_attr at[2] = {{.name = "axis", .type = PIPPY_ATTR_INT, .i = pippy_grad_attr_int(c, "axis", 0)},
-                        {.name = "shape", .type = PIPPY_ATTR_INTS, .n = x.rank, .ints = x.dims}};
+    pippy_attr at[3] = {{.name = "axis", .type = PIPPY_ATTR_INT, .i = pippy_grad_attr_int(c, "axis", 0)},
+                        {.name = "shape", .type = PIPPY_ATTR_INTS, .n = x.rank, .ints = x.dims},
+                        {.name = "pippy.padding_idx", .type = PIPPY_ATTR_INT,
+                         .i = pippy_grad_attr_int(c, "pippy.padding_idx", 0)}};
     int32_t in[2] = {dy[0], pippy_grad_in(c, 1)};
-    PIPPY_GRAD_TRY(dx[0] = pippy_grad_emit(c, "pippy", "GatherGrad", 2, in, at, 2, 1, NULL));
+    int n_at = pippy_grad_attr(c, "pippy.padding_idx") ? 3 : 2; /* --padding-idx */
+    PIPPY_GRAD_TRY(dx[0] = pippy_grad_emit(c, "pippy", "GatherGrad", 2, in, at, n_at, 1, NULL));
     return PIPPY_OK;
 }
 

@@ -217,6 +217,19 @@ pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t 
     return PIPPY_OK;
 }
 
+pippy_status pippy_node_add_attr(pippy_node *n, const pippy_attr *at)
+{
+    pippy_attr *attrs = malloc(((size_t)n->n_attrs + 1) * sizeof *attrs);
+    if (!attrs)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory adding attribute %s to node '%s'", at->name, n->name);
+    if (n->n_attrs) /* a node without attributes has attrs NULL: memcpy from NULL is undefined */
+        memcpy(attrs, n->attrs, (size_t)n->n_attrs * sizeof *attrs);
+    attrs[n->n_attrs] = *at;
+    pippy_status st = pippy_node_set_attrs(n, attrs, n->n_attrs + 1);
+    free(attrs);
+    return st;
+}
+
 static char *pippy_strdup0(const char *s) { return s ? strdup(s) : NULL; }
 
 static int32_t *pippy_ints_dup(const int32_t *a, int32_t n)

@@ -131,6 +131,8 @@ int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, c
                              int32_t n_in, const int32_t *in, int32_t n_out, const int32_t *out);
 /* Deep-copy attributes into node (takes no ownership of src). */
 pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t n_attrs);
+/* One more attribute (copied) after n's own. */
+pippy_status pippy_node_add_attr(pippy_node *n, const pippy_attr *at);
 /* Remember a mapping to munmap with the graph. */
 pippy_status pippy_graph_keep_map(pippy_graph *g, void *addr, size_t len);
 const char *pippy_graph_meta(const pippy_graph *g, const char *key);

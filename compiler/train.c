@@ -323,6 +323,47 @@ static pippy_status pippy_train_exported_params(pippy_graph *g, pippy_train_repo
     return rep->retied > retied ? pippy_graph_toposort(g) : PIPPY_OK; /* the Transposes were appended */
 }
 
+/* --padding-idx TABLE=ROW[,...]: each Gather of the parameter TABLE marks ROW as its padding row. */
+static pippy_status pippy_train_padding(pippy_graph *g, const char *spec)
+{
+    for (const char *p = spec; p && *p;) {
+        const char *comma = strchr(p, ','), *eq = memchr(p, '=', comma ? (size_t)(comma - p) : strlen(p));
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[1024], *end;
+        if (!eq || eq == p || (size_t)(eq - p) >= sizeof name)
+            return pippy_fail(PIPPY_ERR_USAGE, "--padding-idx: '%.*s' is not TABLE=ROW", (int)len, p);
+        snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
+        long long row = strtoll(eq + 1, &end, 10);
+        if (end == eq + 1 || end != p + len)
+            return pippy_fail(PIPPY_ERR_USAGE, "--padding-idx %s: the row must be a whole number, found '%.*s'", name,
+                              (int)(p + len - eq - 1), eq + 1);
+        int32_t v = pippy_graph_find(g, name);
+        if (!pippy_train_is_param(g, v) || g->values[v].t.rank < 1)
+            return pippy_fail(PIPPY_ERR_USAGE, "--padding-idx %s: the model has no float parameter of that name", name);
+        int64_t rows = g->values[v].t.dims[0];
+        if (row < -rows || row >= rows)
+            return pippy_fail(PIPPY_ERR_USAGE, "--padding-idx %s=%lld: the table has %lld rows", name, row,
+                              (long long)rows);
+        int found = 0;
+        for (int32_t i = 0; i < g->n_nodes; i++) {
+            pippy_node *n = &g->nodes[i];
+            int axis0 = 1;
+            for (int32_t a = 0; a < n->n_attrs; a++)
+                axis0 &= strcmp(n->attrs[a].name, "axis") || n->attrs[a].i == 0;
+            if (n->removed || n->domain[0] || strcmp(n->op, "Gather") || n->n_in < 2 || n->in[0] != v || !axis0)
+                continue;
+            pippy_attr pad = {.name = "pippy.padding_idx", .type = PIPPY_ATTR_INT, .i = row};
+            PIPPY_TRY(pippy_node_add_attr(n, &pad));
+            found++;
+        }
+        if (!found)
+            return pippy_fail(PIPPY_ERR_USAGE, "--padding-idx %s: no Gather along axis 0 reads it (it is not an "
+                              "embedding table here)", name);
+        p = comma ? comma + 1 : NULL;
+    }
+    return PIPPY_OK;
+}
+
 pippy_status pippy_train_prepare(pippy_graph *g, const pippy_train_opts *o, int32_t *loss)
 {
     if (o->loss && !o->labels)
@@ -335,6 +376,7 @@ pippy_status pippy_train_prepare(pippy_graph *g, const pippy_train_opts *o, int3
     pippy_train_report none;
     memset(&none, 0, sizeof none);
     PIPPY_TRY(pippy_train_exported_params(g, o->report ? o->report : &none));
+    PIPPY_TRY(pippy_train_padding(g, o->padding_idx));
     int32_t n_fwd = g->n_nodes;
     for (int32_t i = 0; i < n_fwd; i++) {
         if (g->nodes[i].removed || g->nodes[i].domain[0])

@@ -23,7 +23,10 @@
  *         (GPT-2's lm_head is its token embedding) the tie is lost. An "onnx::" 2-D initializer
  *         equal bit for bit to the transpose of another parameter becomes Transpose(that one)
  *         again, so both uses train one parameter. (A constant initializer, all its values
- *         equal, is never taken for a transpose.) */
+ *         equal, is never taken for a transpose.)
+ *   - --padding-idx TABLE=ROW: torch.nn.Embedding(padding_idx=ROW) gives that row no gradient,
+ *     which the export does not record (a plain Gather). Every Gather reading the parameter TABLE
+ *     as its data gets "pippy.padding_idx", which its GatherGrad keeps (backend.h). */
 #ifndef PIPPY_TRAIN_H
 #define PIPPY_TRAIN_H
 
@@ -40,6 +43,7 @@ typedef struct {
     const char *labels;  /* the new graph input of --loss */
     uint64_t seed;       /* of training Dropout masks */
     pippy_train_report *report; /* what was undone of the export (NULL: not wanted) */
+    const char *padding_idx;    /* --padding-idx TABLE=ROW[,TABLE=ROW...], or NULL */
 } pippy_train_opts;
 
 /* After shape inference. On success *loss is the loss value. */

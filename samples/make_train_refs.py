@@ -172,6 +172,18 @@ def hf_gpt2_data(g):
     return make(24), make(2)
 
 
+def hf_llama_data(g):
+    # gpt_data's task on tokens 1..127; the padded positions (the last 4 of every third row, masked
+    # for attention) hold the pad token 0, whose embedding row gets no gradient in torch
+    def make(n):
+        ids = torch.randint(1, 128, (n, 16), generator=g, dtype=torch.long)
+        mask = torch.ones(n, 16, dtype=torch.long)
+        mask[1::3, -4:] = 0
+        ids[mask == 0] = 0
+        return {"input_ids": ids, "attention_mask": mask, "labels": (3 * ids + 1) % 128}
+    return make(24), make(2)
+
+
 def cnn_data(g):
     proj = torch.randn(3 * 4 * 4, 10, generator=g)
 
@@ -265,6 +277,16 @@ SPECS = {
         "forward": ["input_ids", "attention_mask"], "outputs": ["logits"], "loss": "cross_entropy",
         "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
         "configs": {"adamw": adamw(1e-3), "adamw_clip": adamw(1e-3, clip=1.05)},
+    },
+    "llama_hf_train": {
+        "what": "transformers LlamaForCausalLM (RMSNorm, rotary embedding, SiLU MLP, 4 heads on 2 key/value heads, "
+                "untied head), 2 layers, hidden 32, pad token 0 (its embedding row gets no gradient: "
+                "--padding-idx), exported with constant folding on",
+        "build": _seeded(tm.HFLlama, 16), "data": hf_llama_data, "data_seed": 116,
+        "forward": ["input_ids", "attention_mask"], "outputs": ["logits"], "loss": "cross_entropy",
+        "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
+        "extra_flags": ["--padding-idx", "model.model.embed_tokens.weight=0"],
+        "configs": {"adamw": adamw(1e-3)},
     },
     "cnn_train": {
         "what": "Conv(3->8)+BN+ReLU+MaxPool, Conv(8->16)+BN+ReLU+MaxPool, flatten, Linear 256->10",
@@ -430,6 +452,10 @@ def train(spec, cfg, M, train_data, dtype=torch.float32, impl="torch", mutant=No
     model = spec["build"]().to(dtype)
     if mutant == "export_as_is":
         export_as_is(model, onnx.load(os.path.join(OUT, spec["name"] + ".onnx")))
+    if mutant == "no_padding_idx":  # what training the file without --padding-idx computes
+        for m in model.modules():
+            if isinstance(m, nn.Embedding):
+                m.padding_idx = None
     model.train()
     params = list(model.parameters())  # a tied parameter appears once
     data = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in train_data.items()}
@@ -491,13 +517,30 @@ def rel_out(a, b):
                for k in b)
 
 
-def param_stats(model, names):
+def param_stats(model, names, onnx_names=None):
+    """Sum, L1 and L2 of each named parameter, keyed by its initializer's name in the export
+    (onnx_names: torch name -> the folded transpose's name; the three are the same for a transpose)."""
     sd = dict(model.named_parameters(remove_duplicate=False))  # a shared one under each of its names
     sd.update(dict(model.named_buffers()))
     out = {}
     for name in names:
         t = sd[name].detach().to(torch.float64)
-        out[name] = {"sum": float(t.sum()), "l1": float(t.abs().sum()), "l2": float(t.norm())}
+        out[(onnx_names or {}).get(name, name)] = {"sum": float(t.sum()), "l1": float(t.abs().sum()),
+                                                   "l2": float(t.norm())}
+    return out
+
+
+def folded_transposes(model, m):
+    """torch name -> "onnx::" initializer holding that parameter's transpose (constant folding of a
+    Linear applied to a 3-D input), found by value."""
+    from onnx import numpy_helper
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer if i.name.startswith("onnx::")}
+    out = {}
+    for name, p in model.named_parameters():
+        v = p.detach().numpy()
+        for iname, a in inits.items():
+            if v.ndim == 2 and a.shape == v.T.shape and np.array_equal(a, v.T):
+                out[name] = iname
     return out
 
 
@@ -518,7 +561,9 @@ def export_as_is(model, m):
 
 def mutants_of(spec, cfg):
     o = cfg["optimizer"]
-    mut = ["export_as_is"] if spec.get("identity_params") else []
+    mut = ["export_as_is"] if spec.get("identity_params") and spec["name"] == "gpt2_hf_train" else []
+    if "--padding-idx" in spec.get("extra_flags", []):
+        mut.append("no_padding_idx")
     if max(spec["microbatches"]) > 1:
         mut.append("loss_not_divided_by_M")
     if o["name"] == "sgd":
@@ -555,7 +600,7 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
             np.save(os.path.join(folder, fname), arr)
             files[oname] = fname
         run = {"losses": rec["losses"], "lr": rec["lr"], "grad_norm": rec["grad_norm"],
-               "heldout_outputs": files, "params": param_stats(model, param_names)}
+               "heldout_outputs": files, "params": param_stats(model, param_names, spec.get("onnx_names"))}
         bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
         if bns:
             run["bn_running_stats"] = {n + "." + k: [float(v) for v in getattr(m, k)]
@@ -587,7 +632,7 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
     entry["mutants"] = {}
     for mut in mutants_of(spec, cfg):
         mm, mrec = train(spec, cfg, Mx, train_data, impl="formulas", mutant=mut)
-        pst, rst = param_stats(mm, param_names), entry["runs"][str(Mx)]["params"]
+        pst, rst = param_stats(mm, param_names, spec.get("onnx_names")), entry["runs"][str(Mx)]["params"]
         entry["mutants"][mut] = {"M": Mx, "losses_rel": rel_losses(mrec["losses"], recs[Mx]["losses"]),
                                  "heldout_rel": rel_out(heldout_outputs(spec, mm, heldout), outs[Mx]),
                                  "params_rel": max(max(abs(pst[k]["l2"] - v["l2"]) / v["l2"],
@@ -697,8 +742,11 @@ def make_model(name):
     inits = [i.name for i in m.graph.initializer]
     pnames = [n for n, _ in model.named_parameters()]
     # an exporter that stores equal-valued parameters once names the others as Identity outputs
+    # and folding stores a Linear's weight transposed, as onnx::MatMul_N (ref.json names it so)
     aliases = {n.output[0] for n in m.graph.node if n.op_type == "Identity" and n.input[0] in inits}
-    missing = [n for n in pnames if n not in inits and not (spec.get("identity_params") and n in aliases)]
+    spec["onnx_names"] = folded_transposes(model, m) if spec.get("identity_params") else {}
+    missing = [n for n in pnames if n not in inits and not (spec.get("identity_params") and n in aliases) and
+               n not in spec["onnx_names"]]
     assert not missing, "%s: parameters without an initializer of the same name: %s" % (name, missing)
     bnames = [n for n, b in model.named_buffers() if n in inits]
 
@@ -708,11 +756,12 @@ def make_model(name):
         "inputs": spec["forward"], "outputs": spec["outputs"],
         "loss": spec["loss"], "labels": spec["labels"],
         "loss_flags": (["--train", "--loss", spec["loss"], "--labels", spec["labels"]]
-                       if spec["loss"] != "in_model" else ["--train"]),
+                       if spec["loss"] != "in_model" else ["--train"]) + spec.get("extra_flags", []),
         "batch": spec["batch"], "dataset_size": int(next(iter(train_data.values())).shape[0]),
         "steps": STEPS, "microbatches": spec["microbatches"],
         "data": {}, "heldout": {},
-        "parameters": {n: list(p.shape) for n, p in model.named_parameters()},
+        "parameters": {spec["onnx_names"].get(n, n): list(p.shape)[::-1 if n in spec["onnx_names"] else 1]
+                       for n, p in model.named_parameters()},
         "buffers": {n: list(dict(model.named_buffers())[n].shape) for n in bnames},
         "other_initializers": [n for n in inits if n not in pnames and n not in bnames],
     }

@@ -13,6 +13,8 @@ and bench/torch_train.py (which times PyTorch training on the same models). Noth
   HFGPT2         transformers' GPT2LMHeadModel (lm_head tied to wte), 2 layers, n_embd 32, no dropout,
                  taking (input_ids, attention_mask) and returning the logits: a real export, whose
                  exporter stores equal-valued parameters once and folds the tied head's transpose
+  HFLlama        transformers' LlamaForCausalLM (RMSNorm, rotary embedding, SiLU MLP, grouped-query
+                 attention, untied head), 2 layers, hidden 32, its token embedding's padding_idx 0
   *Loss          the same models with the loss computed inside forward()
 """
 
@@ -253,6 +255,24 @@ class HFGPT2(nn.Module):
                          bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
         self.model = GPT2LMHeadModel(cfg)
         assert self.model.lm_head.weight is self.model.transformer.wte.weight
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+class HFLlama(nn.Module):
+    """transformers' LlamaForCausalLM (needs transformers) as (input_ids, attention_mask) -> logits:
+    4 heads sharing 2 key/value heads, pad token 0 (nn.Embedding(padding_idx=0): row 0 gets no
+    gradient, which the export does not record; pippyc --padding-idx says it)."""
+
+    def __init__(self, vocab=128, d=32, n_layer=2):
+        super().__init__()
+        from transformers import LlamaConfig, LlamaForCausalLM
+        cfg = LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=2 * d, num_hidden_layers=n_layer,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, use_cache=False,
+                          bos_token_id=1, eos_token_id=1, pad_token_id=0)
+        self.model = LlamaForCausalLM(cfg)
+        assert self.model.model.embed_tokens.padding_idx == 0
 
     def forward(self, input_ids, attention_mask):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

@@ -1,9 +1,11 @@
 /* shape_grad.c — the backward kernels of the data-movement ops. Domain "pippy", float32.
  *
  *   GatherGrad(dY, indices) -> dData   attrs axis (ONNX Gather's, 0), shape (INTS: data's shape),
- *                                      pippy.accumulate (INT 0/1)
+ *                                      pippy.accumulate (INT 0/1), pippy.padding_idx (INT, optional)
  *       dData = zeros(shape) (kept as it is with accumulate), then each dY slice added at its
- *       index along axis: negative indices count from the end, repeated indices accumulate.
+ *       index along axis: negative indices count from the end, repeated indices accumulate. The
+ *       slices of index pippy.padding_idx (counted like an index) are dropped: that row gets no
+ *       gradient (torch.nn.Embedding's padding_idx).
  *       Indices int64 or int32, read at run time. An index out of range even after adding the
  *       axis extent is skipped (its dY slice is dropped): backend.h has no way for a run to
  *       report an error (forward Gather gives zeros there).
@@ -119,6 +121,7 @@ static pippy_status gg_infer(pippy_op_desc *d)
 typedef struct {
     pippy_kernel base;
     int64_t outer, axis_dim, n_idx, inner, out_n;
+    int64_t padding;  /* the row that gets no gradient, or -1 */
     int idx64, accumulate;
     int64_t *bucket; /* fast: axis_dim ends of the index buckets */
     int64_t *order;  /* fast: n_idx positions of indices, sorted by index */
@@ -142,7 +145,7 @@ static inline int64_t gg_index(const gg_kernel *k, const void *idx, int64_t j)
     int64_t i = k->idx64 ? ((const int64_t *)idx)[j] : ((const int32_t *)idx)[j];
     if (i < 0)
         i += k->axis_dim;
-    return i >= 0 && i < k->axis_dim ? i : -1;
+    return i >= 0 && i < k->axis_dim && i != k->padding ? i : -1;
 }
 
 /* Row y (inner floats) from the sums in acc: stored, or added to what y holds. */
@@ -277,6 +280,11 @@ static pippy_status gg_create(const pippy_op_desc *d, pippy_kernel **out)
     k->out_n = pippy_tdesc_numel(&data);
     k->n_idx = pippy_tdesc_numel(&d->in[1]);
     k->idx64 = d->in[1].dtype == PIPPY_DT_INT64;
+    k->padding = pippy_attr_int(d, "pippy.padding_idx", INT64_MIN);
+    if (k->padding != INT64_MIN && k->padding < 0)
+        k->padding += k->axis_dim;
+    if (k->padding < 0 || k->padding >= k->axis_dim)
+        k->padding = -1;
     pippy_status st = pippy_attr_accumulate(d, &k->accumulate);
     /* one extra element each so that empty extents still allocate */
     k->acc = malloc((size_t)(k->inner + 1) * sizeof *k->acc);

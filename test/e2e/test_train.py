@@ -7,7 +7,8 @@ parameters. Covers the loss by flag and inside the model, M = 1, 2, 4, 8 microba
 gpipe, 1f1b and zb-h1, tied weights and skip connections across stages, resume after a kill, a NaN loss,
 and bad input. A Hugging Face GPT-2 exported as a user would (its equal-valued parameters stored once as
 Identity outputs, its tied head's transpose folded into an initializer of its own) trains and saves as
-PyTorch's GPT-2 does, and the compile says what it undid. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
+PyTorch's GPT-2 does, and the compile says what it undid; so does a Hugging Face Llama, with
+--padding-idx for its pad token's embedding row. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
 zb-h1 fit (by the per-rank peaks schedule.json predicts for each schedule) picks one of them, one between
 their peaks picks the smaller, one below every peak is refused naming the smallest; inference's auto is
 gpipe; bad limits are refused.
@@ -101,6 +102,12 @@ CASES = [
     ("gpt2_hf_train", "adamw_clip", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
     ("gpt2_hf_train", "adamw", 8, 3, "zb-h1", False),
     ("gpt2_hf_train", "adamw_clip", 2, 2, "1f1b", True, ["--dp", "2", "--tied", "transmit"]),
+    # a Hugging Face Llama (RMSNorm, rotary embedding, SiLU, grouped-query attention), its pad token's
+    # embedding row frozen by --padding-idx (ref.json's loss_flags), as nn.Embedding(padding_idx=0) does
+    ("llama_hf_train", "adamw", 2, 1, "gpipe", True),
+    ("llama_hf_train", "adamw", 4, 2, "1f1b", True),
+    ("llama_hf_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("llama_hf_train", "adamw", 8, 2, "zb-h1", False),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
@@ -434,6 +441,15 @@ def error_cases(res, b):
         ("stages not a multiple of the ranks", [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels",
                                                 "--stages", "3", "--ranks", "2", "--schedule", "interleaved-1f1b"],
          "must be a multiple of the ranks"),
+    ]
+    ce = [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels", "--padding-idx"]
+    compile_errs += [
+        ("--padding-idx without TABLE=ROW", ce + ["wte.weight"], "'wte.weight' is not TABLE=ROW"),
+        ("--padding-idx of an unknown table", ce + ["nope=0"], "--padding-idx nope: the model has no float parameter"),
+        ("--padding-idx row out of range", ce + ["wte.weight=128"], "--padding-idx wte.weight=128: the table has 128 rows"),
+        ("--padding-idx row not a number", ce + ["wte.weight=x"], "the row must be a whole number, found 'x'"),
+        ("--padding-idx of a parameter no Gather reads", ce + ["h.0.attn.qkv.weight=0"], "no Gather along axis 0"),
+        ("--padding-idx without --train", [gpt, "--padding-idx", "wte.weight=0"], "--padding-idx"),
     ]
     for what, args, want in compile_errs:
         code, text = run([pippyc] + args + ["--batch", "8", "-o", out, "-q"])

@@ -627,9 +627,10 @@ END_TEST
 
 /* ================================ GatherGrad ================================ */
 
-/* Exact: zeros, then each in-range index's dY slice added in double. */
+/* Exact: zeros, then each in-range index's dY slice added in double; pad (INT64_MIN: none): the
+ * row whose slices are dropped (pippy.padding_idx). */
 static void gather_grad_exact(const int64_t *data, int rank, int axis, const int64_t *idx, int64_t n_idx,
-                              const float *dy, double *sum, double *abs)
+                              const float *dy, double *sum, double *abs, int64_t pad)
 {
     int64_t outer = 1, inner = 1, v = data[axis];
     for (int i = 0; i < axis; i++)
@@ -641,7 +642,7 @@ static void gather_grad_exact(const int64_t *data, int rank, int axis, const int
     for (int64_t o = 0; o < outer; o++)
         for (int64_t j = 0; j < n_idx; j++) {
             int64_t i = idx[j] < 0 ? idx[j] + v : idx[j];
-            if (i < 0 || i >= v)
+            if (i < 0 || i >= v || i == (pad < 0 && pad != INT64_MIN ? pad + v : pad))
                 continue;
             for (int64_t r = 0; r < inner; r++) {
                 double g = dy[(o * n_idx + j) * inner + r];
@@ -652,7 +653,7 @@ static void gather_grad_exact(const int64_t *data, int rank, int axis, const int
 }
 
 static void gather_grad_op(g_op *t, int rank, const int64_t *data, int axis, int32_t idx_dt, int ri,
-                           const int64_t *idx_dims, int accumulate)
+                           const int64_t *idx_dims, int accumulate, int64_t pad)
 {
     int64_t dy[PIPPY_MAX_RANK];
     int k = 0, a = axis < 0 ? axis + rank : axis;
@@ -669,12 +670,15 @@ static void gather_grad_op(g_op *t, int rank, const int64_t *data, int axis, int
     g_attr_i(t, "axis", axis);
     if (accumulate)
         g_attr_i(t, "pippy.accumulate", 1);
+    if (pad != INT64_MIN)
+        g_attr_i(t, "pippy.padding_idx", pad);
 }
 
 /* GatherGrad on one case, int64 and int32 indices, fast and reference, plain and accumulating,
- * against exact sums, and fast vs reference. Measured: at most 0.5 roundings. */
-static void gather_grad_check(int rank, const int64_t *data, int axis, int ri, const int64_t *idx_dims,
-                              const int64_t *idx)
+ * against exact sums, and fast vs reference. Measured: at most 0.5 roundings. pad: as in
+ * gather_grad_exact. */
+static void gather_grad_check_pad(int rank, const int64_t *data, int axis, int ri, const int64_t *idx_dims,
+                                  const int64_t *idx, int64_t pad)
 {
     int a = axis < 0 ? axis + rank : axis;
     int64_t n_idx = g_numel(ri, idx_dims), m = g_numel(rank, data);
@@ -685,12 +689,12 @@ static void gather_grad_check(int rank, const int64_t *data, int axis, int ri, c
     int32_t *idx32 = malloc((size_t)(n_idx + 1) * 4);
     for (int64_t j = 0; j < n_idx; j++)
         idx32[j] = (int32_t)idx[j];
-    gather_grad_exact(data, rank, a, idx, n_idx, dy, sum, abs);
+    gather_grad_exact(data, rank, a, idx, n_idx, dy, sum, abs, pad);
     for (int i32 = 0; i32 < 2; i32++)
         for (int acc = 0; acc < 2; acc++) {
             for (int ref = 0; ref < 2; ref++) {
                 g_op t;
-                gather_grad_op(&t, rank, data, axis, i32 ? PIPPY_DT_INT32 : PIPPY_DT_INT64, ri, idx_dims, acc);
+                gather_grad_op(&t, rank, data, axis, i32 ? PIPPY_DT_INT32 : PIPPY_DT_INT64, ri, idx_dims, acc, pad);
                 g_infer_ok(&t);
                 ck_assert(pippy_tdesc_numel(&t.d.out[0]) == m && t.d.out[0].rank == rank);
                 const void *ix = i32 ? (const void *)idx32 : (const void *)idx;
@@ -705,6 +709,12 @@ static void gather_grad_check(int rank, const int64_t *data, int axis, int ri, c
     free(sum);
     free(abs);
     free(idx32);
+}
+
+static void gather_grad_check(int rank, const int64_t *data, int axis, int ri, const int64_t *idx_dims,
+                              const int64_t *idx)
+{
+    gather_grad_check_pad(rank, data, axis, ri, idx_dims, idx, INT64_MIN);
 }
 
 START_TEST(gather_grad_cases)
@@ -727,6 +737,11 @@ START_TEST(gather_grad_cases)
     for (int j = 0; j < 37; j++)
         rep[j] = j < 3 ? 0 : j < 11 ? 1 : j < 20 ? 2 : 3;
     gather_grad_check(G_DIMS(4, 19), 0, G_DIMS(37), rep);
+    /* a padding row (--padding-idx): its slices dropped, given as a row or counted from the end, and
+     * with accumulate that row keeps what it held */
+    gather_grad_check_pad(G_DIMS(5, 3), 0, G_DIMS(2, 4), (int64_t[]){0, -1, 4, 0, 2, 2, -5, 1}, 0);
+    gather_grad_check_pad(G_DIMS(5, 3), 0, G_DIMS(2, 4), (int64_t[]){0, -1, 4, 0, 2, 2, -5, 1}, -1);
+    gather_grad_check_pad(G_DIMS(4, 19), 0, G_DIMS(37), rep, 2);
 }
 END_TEST
 
