@@ -161,27 +161,27 @@ def gpt_data(g):
     return make(24), make(2)
 
 
-def hf_gpt2_data(g):
-    # gpt_data's task, with trailing padding on every third row (masked for attention; its positions
-    # still count in the loss, on both sides)
+def _hf_tokens(g, first, pad):
+    # gpt_data's task on tokens first..127, with trailing padding on every third row (the last 4
+    # positions, masked for attention; they still count in the loss, on both sides); pad: those
+    # positions hold the pad token 0
     def make(n):
-        ids = torch.randint(0, 128, (n, 16), generator=g, dtype=torch.long)
+        ids = torch.randint(first, 128, (n, 16), generator=g, dtype=torch.long)
         mask = torch.ones(n, 16, dtype=torch.long)
         mask[1::3, -4:] = 0
+        if pad:
+            ids[mask == 0] = 0
         return {"input_ids": ids, "attention_mask": mask, "labels": (3 * ids + 1) % 128}
     return make(24), make(2)
+
+
+def hf_gpt2_data(g):
+    return _hf_tokens(g, 0, False)
 
 
 def hf_llama_data(g):
-    # gpt_data's task on tokens 1..127; the padded positions (the last 4 of every third row, masked
-    # for attention) hold the pad token 0, whose embedding row gets no gradient in torch
-    def make(n):
-        ids = torch.randint(1, 128, (n, 16), generator=g, dtype=torch.long)
-        mask = torch.ones(n, 16, dtype=torch.long)
-        mask[1::3, -4:] = 0
-        ids[mask == 0] = 0
-        return {"input_ids": ids, "attention_mask": mask, "labels": (3 * ids + 1) % 128}
-    return make(24), make(2)
+    # the pad token 0's embedding row gets no gradient in torch
+    return _hf_tokens(g, 1, True)
 
 
 def cnn_data(g):
