@@ -184,6 +184,14 @@ def hf_llama_data(g):
     return _hf_tokens(g, 1, True)
 
 
+def hf_bert_data(g):
+    # the same tokens as hf_llama_data; targets N(0,1) for the last hidden state (MSE)
+    sets = _hf_tokens(g, 1, True)
+    for s in sets:
+        s["labels"] = torch.randn(s["input_ids"].shape[0], 16, 32, generator=g)
+    return sets
+
+
 def cnn_data(g):
     proj = torch.randn(3 * 4 * 4, 10, generator=g)
 
@@ -286,6 +294,15 @@ SPECS = {
         "forward": ["input_ids", "attention_mask"], "outputs": ["logits"], "loss": "cross_entropy",
         "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
         "extra_flags": ["--padding-idx", "model.model.embed_tokens.weight=0"],
+        "configs": {"adamw": adamw(1e-3)},
+    },
+    "bert_hf_train": {
+        "what": "transformers BertModel (no pooler), 2 layers, hidden 32, no dropout, pad token 0 (--padding-idx), "
+                "MSE of its last hidden state against N(0,1) targets, exported with constant folding on",
+        "build": _seeded(tm.HFBert, 17), "data": hf_bert_data, "data_seed": 117,
+        "forward": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"], "loss": "mse",
+        "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
+        "extra_flags": ["--padding-idx", "model.embeddings.word_embeddings.weight=0"],
         "configs": {"adamw": adamw(1e-3)},
     },
     "cnn_train": {
@@ -532,11 +549,15 @@ def param_stats(model, names, onnx_names=None):
 
 def folded_transposes(model, m):
     """torch name -> "onnx::" initializer holding that parameter's transpose (constant folding of a
-    Linear applied to a 3-D input), found by value."""
+    Linear applied to a 3-D input), found by value, for the parameters the file has under no name of
+    their own (a tied head's transpose is a copy: the embedding keeps its name)."""
     from onnx import numpy_helper
+    names = {i.name for i in m.graph.initializer}
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer if i.name.startswith("onnx::")}
     out = {}
     for name, p in model.named_parameters():
+        if name in names:
+            continue
         v = p.detach().numpy()
         for iname, a in inits.items():
             if v.ndim == 2 and a.shape == v.T.shape and np.array_equal(a, v.T):
@@ -614,6 +635,12 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
         # the same training in float64
         m64, r64 = train(spec, cfg, M, train_data, dtype=torch.float64)
         f64[M] = (r64["losses"], heldout_outputs(spec, m64, heldout))
+        # how far float32 rounding alone moves each trained parameter (AdamW turns a gradient that is
+        # zero in exact arithmetic, BERT's key biases, into steps of rounding noise)
+        p64 = param_stats(m64, param_names, spec.get("onnx_names"))
+        for k, st in run["params"].items():
+            st["f32_vs_f64"] = max(abs(st["l2"] - p64[k]["l2"]) / max(p64[k]["l2"], 1e-30),
+                                   abs(st["sum"] - p64[k]["sum"]) / max(p64[k]["l1"], 1e-30))
 
     base = recs[Ms[0]]["losses"]
     steps_change = [abs(base[k + 1] - base[k]) / base[k] for k in range(STEPS - 1)]

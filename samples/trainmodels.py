@@ -15,6 +15,8 @@ and bench/torch_train.py (which times PyTorch training on the same models). Noth
                  exporter stores equal-valued parameters once and folds the tied head's transpose
   HFLlama        transformers' LlamaForCausalLM (RMSNorm, rotary embedding, SiLU MLP, grouped-query
                  attention, untied head), 2 layers, hidden 32, its token embedding's padding_idx 0
+  HFBert         transformers' BertModel (no pooler), 2 layers, hidden 32, no dropout, returning the last
+                 hidden state; its word embedding's padding_idx 0
   *Loss          the same models with the loss computed inside forward()
 """
 
@@ -276,3 +278,20 @@ class HFLlama(nn.Module):
 
     def forward(self, input_ids, attention_mask):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+class HFBert(nn.Module):
+    """transformers' BertModel without its pooler (needs transformers) as (input_ids, attention_mask) ->
+    last hidden state. Pad token 0: nn.Embedding(padding_idx=0) in its word embedding."""
+
+    def __init__(self, vocab=128, d=32, n_layer=2):
+        super().__init__()
+        from transformers import BertConfig, BertModel
+        cfg = BertConfig(vocab_size=vocab, hidden_size=d, num_hidden_layers=n_layer, num_attention_heads=4,
+                         intermediate_size=2 * d, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)
+        self.model = BertModel(cfg, add_pooling_layer=False)
+        assert self.model.embeddings.word_embeddings.padding_idx == 0
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -7,8 +7,8 @@ parameters. Covers the loss by flag and inside the model, M = 1, 2, 4, 8 microba
 gpipe, 1f1b and zb-h1, tied weights and skip connections across stages, resume after a kill, a NaN loss,
 and bad input. A Hugging Face GPT-2 exported as a user would (its equal-valued parameters stored once as
 Identity outputs, its tied head's transpose folded into an initializer of its own) trains and saves as
-PyTorch's GPT-2 does, and the compile says what it undid; so does a Hugging Face Llama, with
---padding-idx for its pad token's embedding row. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
+PyTorch's GPT-2 does, and the compile says what it undid; so do a Hugging Face Llama and BERT, with
+--padding-idx for their pad token's embedding row. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
 zb-h1 fit (by the per-rank peaks schedule.json predicts for each schedule) picks one of them, one between
 their peaks picks the smaller, one below every peak is refused naming the smallest; inference's auto is
 gpipe; bad limits are refused.
@@ -108,6 +108,10 @@ CASES = [
     ("llama_hf_train", "adamw", 4, 2, "1f1b", True),
     ("llama_hf_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
     ("llama_hf_train", "adamw", 8, 2, "zb-h1", False),
+    # a Hugging Face BERT (its last hidden state against targets, MSE), pad token frozen the same way
+    ("bert_hf_train", "adamw", 4, 2, "1f1b", True),
+    ("bert_hf_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("bert_hf_train", "adamw", 2, 3, "zb-h1", False),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),

@@ -237,7 +237,8 @@ def check_saved_model(path, ref, config, M, tol=None):
 
 def check_saved_params(path, ref, config, M, rtol=None):
     """Every trained parameter (and BatchNorm running statistic) of the reference, found by name among the
-    initializers of the saved model: its L2 norm within rtol and its sum within rtol * L1 norm."""
+    initializers of the saved model: its L2 norm within rtol and its sum within rtol * L1 norm (or within 4x
+    what float32 rounding alone moves it, ref "f32_vs_f64", where that is more)."""
     from onnx import numpy_helper
     run = _run(ref, config, M)
     rtol = ref["configs"][config]["tolerance"] if rtol is None else rtol
@@ -256,7 +257,8 @@ def check_saved_params(path, ref, config, M, rtol=None):
         l2, s = float(np.sqrt(np.sum(a * a))), float(np.sum(a))
         dl2 = abs(l2 - st["l2"]) / max(st["l2"], 1e-30)
         ds = abs(s - st["sum"]) / max(st["l1"], 1e-30)
-        if not (dl2 <= rtol and ds <= rtol):
+        tol = max(rtol, 4 * st.get("f32_vs_f64", 0.0))  # a parameter float32 rounding alone moves further
+        if not (dl2 <= tol and ds <= tol):
             ok = False
             bad.append("%s: l2 %.8g (expected %.8g, rel %.1e), sum %.8g (expected %.8g, %.1e of l1)" % (
                 name, l2, st["l2"], dl2, s, st["sum"], ds))
