@@ -6,6 +6,8 @@
  *   Neg: -dY      Exp: dY·Y      Log: dY/X      Sqrt: dY·0.5/Y      Reciprocal: -dY·Y·Y
  *   Erf: dY·(2/sqrt(pi))·exp(-X²)      Identity, Dropout (inference), Cast float->float: dY
  *   Clip: Where(min < X < max, dY, 0)  (torch's hardtanh / relu6 rule: nothing passes at a bound)
+ *   HardSigmoid(alpha, beta): Where(0 < alpha·X + beta < 1, dY·alpha, 0)   (torch's rule)
+ *   HardSwish: dY·(X < -3 ? 0 : X <= 3 ? X/3 + 0.5 : 1)                    (torch's rule)
  * Dropout in training (pippy::DropoutTrain): pippy::DropoutGrad(dY, Mask). */
 #include <string.h>
 
@@ -127,6 +129,51 @@ static pippy_status pippy_grad_clip(pippy_grad_ctx *c, const int32_t *dy, int32_
     return PIPPY_OK;
 }
 
+/* Where(cond, a, b), a new value. */
+static int32_t pippy_grad_where(pippy_grad_ctx *c, int32_t cond, int32_t a, int32_t b)
+{
+    int32_t in[3] = {cond, a, b};
+    return pippy_grad_emit(c, "", "Where", 3, in, NULL, 0, 1, NULL);
+}
+
+/* The float scalars v[0..n) as constant values in s. */
+static pippy_status pippy_grad_scalars(pippy_grad_ctx *c, const float *v, int32_t n, int32_t *s)
+{
+    for (int32_t k = 0; k < n; k++)
+        PIPPY_GRAD_TRY(s[k] = pippy_grad_scalar(c, v[k]));
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_grad_hardsigmoid(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
+{
+    const float v[4] = {pippy_grad_attr_float(c, "alpha", 0.2f), pippy_grad_attr_float(c, "beta", 0.5f), 0.0f, 1.0f};
+    int32_t k[4], t, above, below, inside, g;
+    PIPPY_TRY(pippy_grad_scalars(c, v, 4, k)); /* alpha, beta, 0, 1 */
+    PIPPY_GRAD_TRY(t = pippy_grad_op2(c, "Mul", pippy_grad_in(c, 0), k[0]));
+    PIPPY_GRAD_TRY(t = pippy_grad_op2(c, "Add", t, k[1]));
+    PIPPY_GRAD_TRY(above = pippy_grad_op2(c, "Greater", t, k[2]));
+    PIPPY_GRAD_TRY(below = pippy_grad_op2(c, "Less", t, k[3]));
+    PIPPY_GRAD_TRY(inside = pippy_grad_op2(c, "And", above, below));
+    PIPPY_GRAD_TRY(g = pippy_grad_op2(c, "Mul", dy[0], k[0]));
+    PIPPY_GRAD_TRY(dx[0] = pippy_grad_where(c, inside, g, k[2]));
+    return PIPPY_OK;
+}
+
+static pippy_status pippy_grad_hardswish(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
+{
+    static const float v[6] = {1.0f / 3.0f, 0.5f, 3.0f, -3.0f, 0.0f, 1.0f};
+    int32_t k[6], x = pippy_grad_in(c, 0), slope, low, high, d;
+    PIPPY_TRY(pippy_grad_scalars(c, v, 6, k));
+    PIPPY_GRAD_TRY(slope = pippy_grad_op2(c, "Mul", x, k[0]));
+    PIPPY_GRAD_TRY(slope = pippy_grad_op2(c, "Add", slope, k[1]));
+    PIPPY_GRAD_TRY(high = pippy_grad_op2(c, "LessOrEqual", x, k[2]));
+    PIPPY_GRAD_TRY(low = pippy_grad_op2(c, "Less", x, k[3]));
+    PIPPY_GRAD_TRY(d = pippy_grad_where(c, high, slope, k[5]));
+    PIPPY_GRAD_TRY(d = pippy_grad_where(c, low, k[4], d));
+    PIPPY_GRAD_TRY(dx[0] = pippy_grad_op2(c, "Mul", dy[0], d));
+    return PIPPY_OK;
+}
+
 static pippy_status pippy_grad_cast(pippy_grad_ctx *c, const int32_t *dy, int32_t *dx)
 {
     if (pippy_grad_type(c, pippy_grad_out(c, 0))->dtype != PIPPY_DT_FLOAT)
@@ -151,6 +198,8 @@ const pippy_grad_rule pippy_grad_rules_eltwise[] = {
     {"Dropout", "", ~1u, pippy_grad_pass},
     {"Cast", "", 0, pippy_grad_cast},
     {"Clip", "", (1u << 1) | (1u << 2), pippy_grad_clip},
+    {"HardSigmoid", "", 0, pippy_grad_hardsigmoid},
+    {"HardSwish", "", 0, pippy_grad_hardswish},
     {"DropoutTrain", "pippy", 0, pippy_grad_dropout_train},
     {0},
 };
