@@ -192,6 +192,31 @@ def hf_bert_data(g):
     return sets
 
 
+def hf_t5_data(g):
+    # hf_gpt2_data's tokens; targets N(0,1) for the last hidden state (MSE)
+    sets = _hf_tokens(g, 1, False)
+    for s in sets:
+        s["labels"] = torch.randn(s["input_ids"].shape[0], 16, 32, generator=g)
+    return sets
+
+
+def vit_data(g):
+    # 10 classes: the argmax of a fixed projection of the 8x8-pooled image
+    proj = torch.randn(3 * 4 * 4, 10, generator=g)
+
+    def make(n):
+        x = torch.randn(n, 3, 32, 32, generator=g)
+        return {"x": x, "labels": torch.argmax(nn.functional.avg_pool2d(x, 8).reshape(n, -1) @ proj, dim=1)}
+    return make(24), make(2)
+
+
+def encoder_data(g):
+    def make(n):
+        x = torch.randn(n, 16, 32, generator=g)
+        return {"x": x, "target": torch.tanh(x.flip(1))}
+    return make(24), make(2)
+
+
 def cnn_data(g):
     proj = torch.randn(3 * 4 * 4, 10, generator=g)
 
@@ -303,6 +328,30 @@ SPECS = {
         "forward": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"], "loss": "mse",
         "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
         "extra_flags": ["--padding-idx", "model.embeddings.word_embeddings.weight=0"],
+        "configs": {"adamw": adamw(1e-3)},
+    },
+    "t5_hf_train": {
+        "what": "transformers T5EncoderModel (relative position bias, RMS LayerNorm), 2 layers, d 32, no dropout, "
+                "MSE of its last hidden state against N(0,1) targets, exported with constant folding on",
+        "build": _seeded(tm.HFT5Encoder, 18), "data": hf_t5_data, "data_seed": 118,
+        "forward": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"], "loss": "mse",
+        "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
+        "configs": {"adamw": adamw(1e-3)},
+    },
+    "vit_tv_train": {
+        "what": "torchvision VisionTransformer (conv patch embedding, class token, learned positions), 32x32 "
+                "images, patch 8, 2 layers, hidden 32, no dropout, exported with constant folding on",
+        "build": _seeded(tm.TVViT, 19), "data": vit_data, "data_seed": 119,
+        "forward": ["x"], "outputs": ["logits"], "loss": "cross_entropy", "labels": "labels",
+        "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
+        "configs": {"adamw": adamw(1e-3)},
+    },
+    "encoder_train": {
+        "what": "torch.nn.TransformerEncoder (batch_first), 2 layers, d 32, 4 heads, no dropout; its layers are deep "
+                "copies (equal at the start: stored once by the exporter), MSE against tanh of the reversed input",
+        "build": _seeded(tm.TorchEncoder, 20), "data": encoder_data, "data_seed": 120,
+        "forward": ["x"], "outputs": ["y"], "loss": "mse", "labels": "target",
+        "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
         "configs": {"adamw": adamw(1e-3)},
     },
     "cnn_train": {
@@ -548,20 +597,30 @@ def param_stats(model, names, onnx_names=None):
 
 
 def folded_transposes(model, m):
-    """torch name -> "onnx::" initializer holding that parameter's transpose (constant folding of a
-    Linear applied to a 3-D input), found by value, for the parameters the file has under no name of
-    their own (a tied head's transpose is a copy: the embedding keeps its name)."""
+    """torch name -> the name a MatMul reads that parameter's transpose under (constant folding of a
+    Linear applied to a 3-D input stores it as "onnx::MatMul_N", or an Identity of one when layers start
+    equal), for the parameters the file has under no name of their own. Matched by the MatMul's scope
+    (its module) and checked by value: a tied head's transpose is a copy, its embedding keeps its name."""
     from onnx import numpy_helper
     names = {i.name for i in m.graph.initializer}
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer if i.name.startswith("onnx::")}
+    data = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    for n in m.graph.node:  # an Identity's output holds its input's values
+        if n.op_type == "Identity" and n.input[0] in data:
+            data[n.output[0]] = data[n.input[0]]
+    modules = dict(model.named_modules())
     out = {}
-    for name, p in model.named_parameters():
-        if name in names:
+    for n in m.graph.node:
+        if n.op_type != "MatMul" or len(n.input) < 2 or not n.input[1].startswith("onnx::") or n.input[1] not in data:
             continue
-        v = p.detach().numpy()
-        for iname, a in inits.items():
-            if v.ndim == 2 and a.shape == v.T.shape and np.array_equal(a, v.T):
-                out[name] = iname
+        parts = []  # the scope's modules; a Sequential's child is written "parent.child"
+        for c in n.name.rsplit("/", 1)[0].strip("/").split("/"):
+            parts.append(c[len(parts[-1]) + 1:] if parts and c.startswith(parts[-1] + ".") else c)
+        scope = ".".join(parts)
+        a = data[n.input[1]]
+        for pname, p in (modules[scope].named_parameters(recurse=False) if scope in modules else []):
+            full, v = scope + "." + pname, p.detach().numpy()
+            if full not in names and v.ndim == 2 and a.shape == v.T.shape and np.array_equal(a, v.T):
+                out[full] = n.input[1]
     return out
 
 
@@ -834,6 +893,12 @@ def self_check(spec, name, ref, train_data):
         ok, text = trainref.check_saved_model(p, r, cname, M)
         print(text)
         assert ok, name
+        if folded_transposes(model, onnx.load(p)) != spec["onnx_names"]:
+            # the re-export numbers its folded weights otherwise (the layers are no longer equal, so
+            # nothing is stored once): by name the parameters cannot be compared; the outputs were
+            print("note %s: the re-export names its folded weights otherwise; parameters checked through "
+                  "the outputs only" % name)
+            return
         ok, text = trainref.check_saved_params(p, r, cname, M)
         print(text)
         assert ok, name

@@ -17,6 +17,10 @@ and bench/torch_train.py (which times PyTorch training on the same models). Noth
                  attention, untied head), 2 layers, hidden 32, its token embedding's padding_idx 0
   HFBert         transformers' BertModel (no pooler), 2 layers, hidden 32, no dropout, returning the last
                  hidden state; its word embedding's padding_idx 0
+  HFT5Encoder    transformers' T5EncoderModel (relative position bias, T5's RMS LayerNorm), 2 layers, d 32
+  TVViT          torchvision's VisionTransformer (conv patch embedding, class token), 32x32 images, 2 layers
+  TorchEncoder   torch.nn.TransformerEncoder (batch_first), 2 layers, d 32: its layers are deep copies, so
+                 they start equal and the exporter stores them once
   *Loss          the same models with the loss computed inside forward()
 """
 
@@ -295,3 +299,51 @@ class HFBert(nn.Module):
 
     def forward(self, input_ids, attention_mask):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class HFT5Encoder(nn.Module):
+    """transformers' T5EncoderModel (needs transformers) as (input_ids, attention_mask) -> last hidden state."""
+
+    def __init__(self, vocab=128, d=32, n_layer=2):
+        super().__init__()
+        from transformers import T5Config, T5EncoderModel
+        cfg = T5Config(vocab_size=vocab, d_model=d, d_kv=8, d_ff=2 * d, num_layers=n_layer, num_heads=4,
+                       use_cache=False, dropout_rate=0.0)
+        self.model = T5EncoderModel(cfg)
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def _no_fastpath():
+    # nn.MultiheadAttention's fused inference path cannot be exported (nor trained through)
+    torch.backends.mha.set_fastpath_enabled(False)
+
+
+class TVViT(nn.Module):
+    """torchvision's VisionTransformer (needs torchvision): x [B,3,32,32] -> logits [B,10], patch 8, no dropout.
+    The head gets random weights (torchvision starts it at zero)."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models import VisionTransformer
+        _no_fastpath()
+        self.vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32,
+                                     mlp_dim=64, num_classes=10, dropout=0.0, attention_dropout=0.0)
+        nn.init.normal_(self.vit.heads.head.weight, std=0.2)
+
+    def forward(self, x):
+        return self.vit(x)
+
+
+class TorchEncoder(nn.Module):
+    """torch.nn.TransformerEncoder: x [B,16,32] -> [B,16,32], 2 layers, 4 heads, no dropout."""
+
+    def __init__(self):
+        super().__init__()
+        _no_fastpath()
+        layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, batch_first=True, dropout=0.0)
+        self.enc = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+
+    def forward(self, x):
+        return self.enc(x)

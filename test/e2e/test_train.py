@@ -7,8 +7,9 @@ parameters. Covers the loss by flag and inside the model, M = 1, 2, 4, 8 microba
 gpipe, 1f1b and zb-h1, tied weights and skip connections across stages, resume after a kill, a NaN loss,
 and bad input. A Hugging Face GPT-2 exported as a user would (its equal-valued parameters stored once as
 Identity outputs, its tied head's transpose folded into an initializer of its own) trains and saves as
-PyTorch's GPT-2 does, and the compile says what it undid; so do a Hugging Face Llama and BERT, with
---padding-idx for their pad token's embedding row. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
+PyTorch's GPT-2 does, and the compile says what it undid; so do a Hugging Face Llama and BERT (with
+--padding-idx for their pad token's embedding row), T5 encoder, torchvision's ViT and torch's
+TransformerEncoder. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
 zb-h1 fit (by the per-rank peaks schedule.json predicts for each schedule) picks one of them, one between
 their peaks picks the smaller, one below every peak is refused naming the smallest; inference's auto is
 gpipe; bad limits are refused.
@@ -112,6 +113,11 @@ CASES = [
     ("bert_hf_train", "adamw", 4, 2, "1f1b", True),
     ("bert_hf_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
     ("bert_hf_train", "adamw", 2, 3, "zb-h1", False),
+    # more exports as users make them: transformers' T5 encoder, torchvision's ViT, torch's TransformerEncoder
+    ("t5_hf_train", "adamw", 4, 2, "1f1b", True),
+    ("vit_tv_train", "adamw", 4, 2, "1f1b", True),
+    ("vit_tv_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("encoder_train", "adamw", 4, 2, "zb-h1", True),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
