@@ -734,9 +734,10 @@ static pippy_status pippy_ce_transposed(pippy_ckpt_export *c)
         while (cJSON_IsString(of) && j < c->n_t && strcmp(c->t[j].name, of->valuestring) != 0)
             j++;
         if (!cJSON_IsString(name) || !cJSON_IsString(of) || j >= c->n_t || c->t[j].t.rank != 2)
-            return pippy_fail(PIPPY_ERR_FORMAT, "%s: model.transposed_initializers must name initializers and the "
-                              "2-D parameters they are the transpose of",
-                              c->sched_path);
+            return pippy_fail(PIPPY_ERR_FORMAT, "%s: model.transposed_initializers[%d]: expected an initializer's "
+                              "name and a trained 2-D parameter's, found '%s' and '%s'",
+                              c->sched_path, c->n_transposed, cJSON_IsString(name) ? name->valuestring : "(none)",
+                              cJSON_IsString(of) ? of->valuestring : "(none)");
         int64_t R = c->t[j].t.dims[0], C = c->t[j].t.dims[1];
         const float *src = c->t[j].data;
         float *dst = c->transposed[c->n_transposed++] = malloc((size_t)(R * C > 0 ? R * C : 1) * sizeof *dst);

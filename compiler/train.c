@@ -347,11 +347,15 @@ static pippy_status pippy_train_padding(pippy_graph *g, const char *spec)
         int found = 0;
         for (int32_t i = 0; i < g->n_nodes; i++) {
             pippy_node *n = &g->nodes[i];
-            int axis0 = 1;
-            for (int32_t a = 0; a < n->n_attrs; a++)
-                axis0 &= strcmp(n->attrs[a].name, "axis") || n->attrs[a].i == 0;
-            if (n->removed || n->domain[0] || strcmp(n->op, "Gather") || n->n_in < 2 || n->in[0] != v || !axis0)
+            if (n->removed || n->domain[0] || strcmp(n->op, "Gather") || n->n_in < 2 || n->in[0] != v)
                 continue;
+            pippy_op_desc d;
+            pippy_graph_op_desc(g, i, &d);
+            int64_t axis = pippy_attr_int(&d, "axis", 0);
+            if (axis != 0 && axis != -g->values[v].t.rank)
+                continue;
+            if (pippy_attr_int(&d, "pippy.padding_idx", INT64_MIN) != INT64_MIN)
+                return pippy_fail(PIPPY_ERR_USAGE, "--padding-idx names %s twice", name);
             pippy_attr pad = {.name = "pippy.padding_idx", .type = PIPPY_ATTR_INT, .i = row};
             PIPPY_TRY(pippy_node_add_attr(n, &pad));
             found++;

@@ -459,6 +459,7 @@ def error_cases(res, b):
         ("--padding-idx row out of range", ce + ["wte.weight=128"], "--padding-idx wte.weight=128: the table has 128 rows"),
         ("--padding-idx row not a number", ce + ["wte.weight=x"], "the row must be a whole number, found 'x'"),
         ("--padding-idx of a parameter no Gather reads", ce + ["h.0.attn.qkv.weight=0"], "no Gather along axis 0"),
+        ("--padding-idx naming a table twice", ce + ["wte.weight=0,wte.weight=1"], "names wte.weight twice"),
         ("--padding-idx without --train", [gpt, "--padding-idx", "wte.weight=0"], "--padding-idx"),
     ]
     for what, args, want in compile_errs:
