@@ -418,6 +418,27 @@ typedef struct {
     pippy_train_report exported;    /* training: parameters of the export untied / re-tied */
 } pippy_compile_notes;
 
+/* Inference: a BatchNormalization exported in training mode (training_mode=1, or the statistics
+ * outputs of opsets 9-13) would normalize with the batch's statistics; refused with what to do. */
+static pippy_status pippy_compile_refuse_training_bn(const pippy_graph *g)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const pippy_node *n = &g->nodes[i];
+        if (n->removed || n->domain[0] || strcmp(n->op, "BatchNormalization"))
+            continue;
+        int mode = n->n_out > 1;
+        for (int32_t a = 0; a < n->n_attrs; a++)
+            if (!strcmp(n->attrs[a].name, "training_mode") && n->attrs[a].i != 0)
+                mode = 1;
+        if (mode)
+            return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                              "node '%s' (BatchNormalization) is in training mode (the model was exported from train "
+                              "mode): for inference export it after model.eval(); to train it, compile with --train",
+                              n->name);
+    }
+    return PIPPY_OK;
+}
+
 /* Load, bind at the microbatch size, infer and fold, make it a training graph if asked, prune and
  * fuse. Sets the plan's batch figures. */
 static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan *plan, pippy_graph **out,
@@ -462,6 +483,7 @@ static pippy_status pippy_compile_graph(const pippy_compile_opts *o, pippy_plan 
         pippy_train_opts to = {o->loss, o->labels, g->hash, &notes->exported, o->padding_idx};
         PIPPY_TRY(pippy_train_prepare(g, &to, &plan->loss));
     } else {
+        PIPPY_TRY(pippy_compile_refuse_training_bn(g));
         PIPPY_TRY(pippy_materialize_const_outputs(g, M));
     }
     pippy_graph_prune(g);

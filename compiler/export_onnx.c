@@ -70,6 +70,9 @@ typedef struct {
     Onnx__NodeProto **nodes;
     Onnx__TensorProto **inits_new, *added;
     size_t n_added;
+    /* BatchNormalization nodes written in inference form: their output counts as unpacked */
+    Onnx__NodeProto **bn;
+    size_t *bn_outputs, n_bn;
 } pippy_exporter;
 
 static pippy_status pippy_ex_nomem(const pippy_exporter *x)
@@ -365,6 +368,32 @@ static pippy_status pippy_ex_promote(pippy_exporter *x, const pippy_export_tenso
     return st;
 }
 
+/* Every BatchNormalization in inference form: training_mode 0 and only Y (the running statistics
+ * are initializers, as trained). Training from the written model is the same (pippyc --train puts
+ * batch statistics in place of every BatchNormalization); inference uses the trained statistics. */
+static pippy_status pippy_ex_bn_inference(pippy_exporter *x)
+{
+    Onnx__GraphProto *g = x->m->graph;
+    x->bn = calloc(g->n_node + 1, sizeof *x->bn);
+    x->bn_outputs = calloc(g->n_node + 1, sizeof *x->bn_outputs);
+    if (!x->bn || !x->bn_outputs)
+        return pippy_ex_nomem(x);
+    for (size_t i = 0; i < g->n_node; i++) {
+        Onnx__NodeProto *n = g->node[i];
+        if (!n->op_type || strcmp(n->op_type, "BatchNormalization") || (n->domain && n->domain[0]))
+            continue;
+        for (size_t a = 0; a < n->n_attribute; a++)
+            if (n->attribute[a]->name && !strcmp(n->attribute[a]->name, "training_mode"))
+                n->attribute[a]->i = 0;
+        if (n->n_output > 1) {
+            x->bn[x->n_bn] = n;
+            x->bn_outputs[x->n_bn++] = n->n_output;
+            n->n_output = 1;
+        }
+    }
+    return PIPPY_OK;
+}
+
 /* ---- the output ---- */
 
 /* Point tp's data at e->data: inline raw_data, or a reference into the data file. */
@@ -496,6 +525,10 @@ static pippy_status pippy_ex_write(pippy_exporter *x, size_t limit)
 static void pippy_ex_free(pippy_exporter *x)
 {
     pippy_ex_restore(x);
+    for (size_t i = 0; i < x->n_bn; i++)
+        x->bn[i]->n_output = x->bn_outputs[i];
+    free(x->bn);
+    free(x->bn_outputs);
     if (x->node0) {
         x->m->graph->node = x->node0, x->m->graph->n_node = x->n_node0;
         x->m->graph->initializer = x->init0, x->m->graph->n_initializer = x->n_init0;
@@ -529,6 +562,8 @@ pippy_status pippy_onnx_export(const char *model_in, const char *model_out, cons
     pippy_status st = pippy_ex_read(&x);
     if (st == PIPPY_OK)
         st = pippy_ex_promote(&x, t, n);
+    if (st == PIPPY_OK)
+        st = pippy_ex_bn_inference(&x);
     if (st == PIPPY_OK)
         st = pippy_ex_index(&x);
     for (size_t i = 0; st == PIPPY_OK && i < x.n_inits; i++) {

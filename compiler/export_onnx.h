@@ -1,6 +1,8 @@
 /* export_onnx.h — write the trained model: the original ONNX file with the data of some
  * initializers replaced (the trained parameters and buffers), everything else kept, so that
- * onnxruntime (or pippyc again) loads and runs it.
+ * onnxruntime (or pippyc again) loads and runs it. One exception: a BatchNormalization exported in
+ * training mode is written in inference form (training_mode 0, Y only), so the trained model infers
+ * with its trained running statistics; pippyc --train trains either form alike.
  *
  * pippy_onnx_export works on the protobuf message (schemas/onnx.proto compiled by protoc-c):
  * fields outside pippyc's subset are kept as protobuf-c's unknown fields and written back

@@ -163,7 +163,12 @@ static pippy_status pippy_train_batchnorm(pippy_graph *g, int32_t i)
     pippy_node *n = &g->nodes[i];
     if (n->n_in != 5 || n->in[0] < 0)
         return PIPPY_OK;
-    for (int32_t o = 1; o < n->n_out; o++)
+    for (int32_t o = 1; o < n->n_out; o++) {
+        if (n->out[o] >= 0 && g->values[n->out[o]].is_output)
+            return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                              "node '%s' (BatchNormalization): its statistics output '%s' is a graph output; pippyc "
+                              "updates the running statistics in place in training (pippyrun --save writes them)",
+                              n->name, g->values[n->out[o]].name);
         for (int32_t j = 0; j < g->n_nodes && n->out[o] >= 0; j++)
             for (int32_t k = 0; !g->nodes[j].removed && k < g->nodes[j].n_in; k++)
                 if (g->nodes[j].in[k] == n->out[o])
@@ -171,6 +176,7 @@ static pippy_status pippy_train_batchnorm(pippy_graph *g, int32_t i)
                                       "node '%s' (BatchNormalization): its running-statistics outputs are read by "
                                       "node '%s'; pippyc updates them in place in training",
                                       n->name, g->nodes[j].name);
+    }
     for (int32_t k = 3; k < 5; k++) {
         pippy_value *st = &g->values[n->in[k]];
         if (st->kind != PIPPY_VAL_PARAM || st->t.dtype != PIPPY_DT_FLOAT)

@@ -1,8 +1,9 @@
 /* norm.c — BatchNormalization (inference) and LayerNormalization.
  *
  * BatchNormalization: y = (x - mean) / sqrt(var + epsilon) * scale + B per channel
- * (dim 1). Only inference: training_mode=1, spatial=0 (opset 7-8) and the training
- * outputs (running mean/var, saved mean/var) are rejected as unsupported.
+ * (dim 1). The kernel is inference only. A node in training mode (training_mode=1, or the
+ * training outputs of opsets 9-13) gets its shapes inferred, for a --train compile to replace
+ * it (compiler/train.c); an inference compile refuses it. spatial=0 (opset 7-8) is unsupported.
  * Fast kernel: oneDNN batch normalization with global stats, scale and shift on
  * X seen as [N, C, spatial product, 1]. Constant parameters are copied at create.
  *
@@ -58,26 +59,29 @@ static pippy_status pippy_bn_geom_get(const pippy_op_desc *d, pippy_bn_geom *g)
         return pippy_fail(PIPPY_ERR_INVALID, "BatchNormalization: expected 5 inputs, found %d", d->n_in);
     for (int i = 0; i < 5; i++)
         PIPPY_TRY(pippy_dense_want_real(d, i, names[i], PIPPY_DENSE_FOLD_DOUBLE));
-    if (pippy_attr_int(d, "training_mode", 0) != 0)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: training_mode=1 is not supported (inference only; "
-                                                 "training uses pippy::BatchNormalizationTraining)");
     if (pippy_attr_int(d, "spatial", 1) == 0)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: spatial=0 (per-element statistics) is not supported");
-    if (pippy_attr_find(d, "is_test") && pippy_attr_int(d, "is_test", 0) == 0 && d->n_out > 1)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization: is_test=0 (training) is not supported");
     g->eps = pippy_attr_float(d, "epsilon", 1e-5f);
     return pippy_bn_dims_of(d, &d->in[0], params, 4, names + 1, &g->dm);
 }
 
+/* A node in training mode: training_mode=1 (opset 14+), or the training outputs of older opsets. */
+static int pippy_bn_training_mode(const pippy_op_desc *d)
+{
+    return pippy_attr_int(d, "training_mode", 0) != 0 || d->n_out > 1;
+}
+
+/* Y, and in training mode the statistics outputs (running mean and variance, then the saved ones of
+ * opsets 9-13), each [C]: shapes only, for a --train compile, which replaces the node. */
 static pippy_status pippy_bn_infer(pippy_op_desc *d)
 {
     pippy_bn_geom g;
     PIPPY_TRY(pippy_bn_geom_get(d, &g));
-    if (d->n_out != 1)
-        return pippy_fail(PIPPY_ERR_UNSUPPORTED,
-                          "BatchNormalization: %d outputs; only Y is supported (the others are training outputs)",
-                          d->n_out);
+    if (d->n_out > 5)
+        return pippy_fail(PIPPY_ERR_INVALID, "BatchNormalization: at most 5 outputs, found %d", d->n_out);
     d->out[0] = d->in[0];
+    for (int o = 1; o < d->n_out; o++)
+        d->out[o] = d->in[3];
     return PIPPY_OK;
 }
 
@@ -134,6 +138,9 @@ static pippy_status pippy_bn_create(const pippy_op_desc *d, pippy_kernel **out)
 {
     pippy_bn_ref r = {.base.run = pippy_bn_ref_run};
     PIPPY_TRY(pippy_bn_geom_get(d, &r.g));
+    if (pippy_bn_training_mode(d))
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "BatchNormalization in training mode has no kernel: a --train "
+                                                 "compile replaces it by pippy::BatchNormalizationTraining");
     int all_float = 1;
     for (int i = 0; i < 5; i++) {
         r.dt[i] = d->in[i].dtype;

@@ -705,12 +705,23 @@ START_TEST(test_norm_infer)
     DC_IN(&t, 4);
     dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "Scale is float[4]", "float[2,3,4,5]");
 
-    dc_init(&t, "BatchNormalization", 15, 1);
-    DC_IN(&t, 2, 3, 4, 5);
-    for (int i = 0; i < 4; i++)
-        DC_IN(&t, 3);
-    dc_attr_i(&t, "training_mode", 1);
-    dc_check_infer_fails(&t, PIPPY_ERR_UNSUPPORTED, "training_mode", NULL);
+    /* training mode (a train-mode export): shapes inferred for --train to replace the node, no kernel */
+    for (int n_out = 1; n_out <= 5; n_out += 2) {
+        dc_init(&t, "BatchNormalization", n_out == 5 ? 9 : 15, n_out);
+        DC_IN(&t, 2, 3, 4, 5);
+        for (int i = 0; i < 4; i++)
+            DC_IN(&t, 3);
+        if (n_out < 5)
+            dc_attr_i(&t, "training_mode", 1);
+        ck_assert_int_eq(pippy_op_infer(&t.d), PIPPY_OK);
+        ck_assert_int_eq(t.d.out[0].rank, 4);
+        for (int o = 1; o < n_out; o++)
+            ck_assert(t.d.out[o].rank == 1 && t.d.out[o].dims[0] == 3 && t.d.out[o].dtype == PIPPY_DT_FLOAT);
+        pippy_kernel *k = NULL;
+        ck_assert_int_eq(pippy_kernel_create(&t.d, &k), PIPPY_ERR_UNSUPPORTED);
+        ck_assert_ptr_null(k);
+        ck_assert_ptr_nonnull(strstr(pippy_last_error(), "training mode has no kernel"));
+    }
 
     dc_init(&t, "BatchNormalization", 15, 1);
     DC_IN(&t, 2, 3, 4, 5);
@@ -719,11 +730,11 @@ START_TEST(test_norm_infer)
     DC_IN(&t, 4);
     dc_check_infer_fails(&t, PIPPY_ERR_SHAPE, "input_var must be [3]", "float[4]");
 
-    dc_init(&t, "BatchNormalization", 15, 3);
+    dc_init(&t, "BatchNormalization", 15, 6);
     DC_IN(&t, 2, 3, 4, 5);
     for (int i = 0; i < 4; i++)
         DC_IN(&t, 3);
-    dc_check_infer_fails(&t, PIPPY_ERR_UNSUPPORTED, "only Y", NULL);
+    dc_check_infer_fails(&t, PIPPY_ERR_INVALID, "at most 5 outputs", NULL);
 }
 END_TEST
 
