@@ -210,6 +210,16 @@ def vit_data(g):
     return make(24), make(2)
 
 
+def cnn64_data(g):
+    # 10 classes: the argmax of a fixed projection of the 16x16-pooled image
+    proj = torch.randn(3 * 4 * 4, 10, generator=g)
+
+    def make(n):
+        x = torch.randn(n, 3, 64, 64, generator=g)
+        return {"x": x, "labels": torch.argmax(nn.functional.avg_pool2d(x, 16).reshape(n, -1) @ proj, dim=1)}
+    return make(24), make(4)
+
+
 def encoder_data(g):
     def make(n):
         x = torch.randn(n, 16, 32, generator=g)
@@ -353,6 +363,26 @@ SPECS = {
         "forward": ["x"], "outputs": ["y"], "loss": "mse", "labels": "target",
         "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
         "configs": {"adamw": adamw(1e-3)},
+    },
+    "mobilenet_tv_train": {
+        "what": "torchvision MobileNetV3 (mobilenet_v3_small's layout, width 0.25: BatchNorm, depthwise convolutions, "
+                "squeeze-and-excitation, HardSwish), 64x64 images, exported from train mode (BatchNormalization "
+                "training_mode=1, as a user exporting the model they train gets) with constant folding on",
+        "build": _seeded(tm.TVMobileNetV3, 21), "data": cnn64_data, "data_seed": 121,
+        "forward": ["x"], "outputs": ["logits"], "loss": "cross_entropy", "labels": "labels",
+        "batch": 8, "microbatches": [1, 2, 4, 8], "export_mode": "train",
+        "export": {"training": torch.onnx.TrainingMode.PRESERVE},
+        "configs": {"sgd_momentum_wd": sgd(0.1, momentum=0.9, weight_decay=1e-3)},
+    },
+    "efficientnet_tv_train": {
+        "what": "torchvision EfficientNet (efficientnet_b0's layout, width and depth 0.25: BatchNorm, depthwise "
+                "convolutions, squeeze-and-excitation, SiLU), 64x64 images, exported from train mode with "
+                "constant folding on",
+        "build": _seeded(tm.TVEfficientNet, 22), "data": cnn64_data, "data_seed": 122,
+        "forward": ["x"], "outputs": ["logits"], "loss": "cross_entropy", "labels": "labels",
+        "batch": 16, "microbatches": [1, 2, 4], "export_mode": "train",
+        "export": {"training": torch.onnx.TrainingMode.PRESERVE},
+        "configs": {"sgd_momentum": sgd(0.01, momentum=0.9)},
     },
     "cnn_train": {
         "what": "Conv(3->8)+BN+ReLU+MaxPool, Conv(8->16)+BN+ReLU+MaxPool, flatten, Linear 256->10",
@@ -730,7 +760,8 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
 # ---------------------------------------------------------------- export
 
 def export_model(spec, name, path):
-    model = spec["build"]().eval()
+    model = spec["build"]()
+    model.train(spec.get("export_mode") == "train")
     train_data, _ = load_data(spec)
     ex = tuple(train_data[n][:2] for n in spec["forward"])
     kw = dict(spec.get("export", {}))
@@ -740,6 +771,13 @@ def export_model(spec, name, path):
         pippy_torch.export(model, ex, path, spec["forward"], spec["outputs"], opset=OPSET, **kw)
     m = onnx.load(path)
     pippy_torch.drop_unused_pippy_opset(m)
+    if spec.get("export_mode") == "train":
+        # tracing ran one forward in train mode, which moved the BatchNorm running statistics; the file
+        # gets the values PyTorch trains from (the model as built)
+        fresh = dict(spec["build"]().named_buffers())
+        for init in m.graph.initializer:
+            if init.name in fresh:
+                init.CopyFrom(onnx.numpy_helper.from_array(fresh[init.name].numpy(), init.name))
     m.producer_name = "pippyc samples/make_train_refs.py (torch %s)" % torch.__version__.split("+")[0]
     onnx.save(m, path)
     onnx.checker.check_model(path, full_check=False)

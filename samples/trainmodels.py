@@ -19,6 +19,10 @@ and bench/torch_train.py (which times PyTorch training on the same models). Noth
                  hidden state; its word embedding's padding_idx 0
   HFT5Encoder    transformers' T5EncoderModel (relative position bias, T5's RMS LayerNorm), 2 layers, d 32
   TVViT          torchvision's VisionTransformer (conv patch embedding, class token), 32x32 images, 2 layers
+  TVMobileNetV3  torchvision's MobileNetV3 (small layout, width 0.25: BatchNorm, depthwise convolutions,
+                 squeeze-and-excitation with HardSigmoid, HardSwish), 64x64 images
+  TVEfficientNet torchvision's EfficientNet (B0 layout, width and depth 0.25: BatchNorm, depthwise
+                 convolutions, squeeze-and-excitation, SiLU), 64x64 images
   TorchEncoder   torch.nn.TransformerEncoder (batch_first), 2 layers, d 32: its layers are deep copies, so
                  they start equal and the exporter stores them once
   *Loss          the same models with the loss computed inside forward()
@@ -334,6 +338,53 @@ class TVViT(nn.Module):
 
     def forward(self, x):
         return self.vit(x)
+
+
+def _off_default_init(model):
+    """torchvision starts BatchNorm at weight 1, bias 0, running statistics 0 / 1 and convolution biases at
+    0. Those values move by ~1e-6 in a few small steps, where the float32 rounding of their gradients
+    (sums over every position, cancelling) is 1e-4 of them: a relative check would test rounding. Spread
+    as SmallCNN's: weight 1 + N(0, 0.1), biases N(0, 0.1), running mean N(0, 0.1), variance 1 + U(0, 0.2)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.add_(0.1 * torch.randn_like(m.weight))
+                m.bias.add_(0.1 * torch.randn_like(m.bias))
+                m.running_mean.copy_(0.1 * torch.randn_like(m.running_mean))
+                m.running_var.copy_(1.0 + 0.2 * torch.rand_like(m.running_var))
+            elif isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.bias.add_(0.1 * torch.randn_like(m.bias))
+
+
+class TVMobileNetV3(nn.Module):
+    """torchvision's MobileNetV3 (needs torchvision), mobilenet_v3_small's layout at width 0.25, no dropout:
+    x [B,3,64,64] -> logits [B,10]. Its BatchNorm keeps torchvision's momentum 0.01 and eps 0.001 (the
+    export writes momentum 0.99, ONNX's meaning); its initial values spread by _off_default_init."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
+        setting, last = _mobilenet_v3_conf("mobilenet_v3_small", width_mult=0.25)
+        self.net = MobileNetV3(setting, last, num_classes=10, dropout=0.0)
+        _off_default_init(self.net)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TVEfficientNet(nn.Module):
+    """torchvision's EfficientNet (needs torchvision), efficientnet_b0's layout at width and depth 0.25, no
+    dropout or stochastic depth: x [B,3,64,64] -> logits [B,10]; its initial values spread by _off_default_init."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+        setting, last = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.25)
+        self.net = EfficientNet(setting, dropout=0.0, stochastic_depth_prob=0.0, num_classes=10, last_channel=last)
+        _off_default_init(self.net)
+
+    def forward(self, x):
+        return self.net(x)
 
 
 class TorchEncoder(nn.Module):

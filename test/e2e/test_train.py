@@ -9,7 +9,9 @@ and bad input. A Hugging Face GPT-2 exported as a user would (its equal-valued p
 Identity outputs, its tied head's transpose folded into an initializer of its own) trains and saves as
 PyTorch's GPT-2 does, and the compile says what it undid; so do a Hugging Face Llama and BERT (with
 --padding-idx for their pad token's embedding row), T5 encoder, torchvision's ViT and torch's
-TransformerEncoder. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
+TransformerEncoder; torchvision's MobileNetV3 and EfficientNet exported from train mode (BatchNormalization
+training_mode=1) train to PyTorch's parameters and running statistics, and the saved model, compiled for
+inference, gives PyTorch's eval-mode outputs (the train-mode export itself is refused for inference). --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
 zb-h1 fit (by the per-rank peaks schedule.json predicts for each schedule) picks one of them, one between
 their peaks picks the smaller, one below every peak is refused naming the smallest; inference's auto is
 gpipe; bad limits are refused.
@@ -118,6 +120,13 @@ CASES = [
     ("vit_tv_train", "adamw", 4, 2, "1f1b", True),
     ("vit_tv_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
     ("encoder_train", "adamw", 4, 2, "zb-h1", True),
+    # torchvision CNNs exported from train mode (BatchNormalization training_mode=1, 3 outputs): batch
+    # statistics, running statistics updated as torch does; depthwise convolutions, squeeze-and-excitation
+    ("mobilenet_tv_train", "sgd_momentum_wd", 2, 1, "gpipe", True),
+    ("mobilenet_tv_train", "sgd_momentum_wd", 8, 2, "1f1b", True),
+    ("mobilenet_tv_train", "sgd_momentum_wd", 4, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("efficientnet_tv_train", "sgd_momentum", 4, 2, "zb-h1", True),
+    ("efficientnet_tv_train", "sgd_momentum", 2, 3, "1f1b", False),
 ]
 if QUICK:
     CASES = [("mlp_train", "sgd", 2, 1, "gpipe", True), ("gpt_train", "adamw", 4, 2, "1f1b", True),
@@ -461,6 +470,8 @@ def error_cases(res, b):
         ("--padding-idx of a parameter no Gather reads", ce + ["h.0.attn.qkv.weight=0"], "no Gather along axis 0"),
         ("--padding-idx naming a table twice", ce + ["wte.weight=0,wte.weight=1"], "names wte.weight twice"),
         ("--padding-idx without --train", [gpt, "--padding-idx", "wte.weight=0"], "--padding-idx"),
+        ("a model exported from train mode, compiled for inference", [trainref.load_ref("mobilenet_tv_train")["_model"]],
+         "(BatchNormalization) is in training mode (the model was exported from train mode)"),
     ]
     for what, args, want in compile_errs:
         code, text = run([pippyc] + args + ["--batch", "8", "-o", out, "-q"])
@@ -502,6 +513,40 @@ def error_cases(res, b):
     shutil.rmtree(out, ignore_errors=True)
 
 
+def trained_bn_inference_case(res, b):
+    """A CNN exported from train mode (BatchNormalization training_mode=1): trained, saved (in inference form)
+    and compiled by pippyc for inference, whose held-out logits equal PyTorch's trained model in eval mode.
+    Compiling the export itself for inference is refused (compile_errs)."""
+    model, config, M = "mobilenet_tv_train", "sgd_momentum_wd", 2
+    ref = trainref.load_ref(model)
+    name = f"{model}: trained, saved and compiled for inference = PyTorch's trained model in eval mode"
+    out, inf = tmpdir("pippy-bninf-"), tmpdir("pippy-bninf-run-")
+    saved = os.path.join(out, "trained.onnx")
+    code, text = compile_case(b, ref, config, M, 1, "gpipe", out)
+    if code == 0:
+        code, text = run([os.path.join(b, "pippyrun"), out, "--steps", str(STEPS), "--save", saved, "--timeout", "60"]
+                         + data_args(ref), timeout=300)
+    held = {k: trainref.data_path(ref, f) for k, f in ref["heldout"].items()}
+    n = int(np.load(held["x"]).shape[0])
+    if code == 0:
+        code, text = run([os.path.join(b, "pippyc"), saved, "--batch", str(n), "-o", inf, "-q"], timeout=300)
+    got = os.path.join(inf, "logits.npy")
+    if code == 0:
+        code, text = run([os.path.join(b, "pippyrun"), inf, "--input", f"x={held['x']}", "--output", f"logits={got}",
+                          "--timeout", "60"], timeout=300)
+    if code != 0:
+        res.check(name, False, f"exit {code}: " + tail(text))
+        return
+    exp = np.load(trainref.data_path(ref, ref["configs"][config]["runs"][str(M)]["heldout_outputs"]["logits"]))
+    act = np.load(got)
+    tol = ref["configs"][config]["tolerance"]
+    d = float(np.max(np.abs(act.astype(np.float64) - exp))) / float(np.max(np.abs(exp)))
+    res.check(f"{name} (max |diff| {d:.1e} x max|expected|)", act.shape == exp.shape and d <= tol,
+              f"max |diff| {d:.2e} x max|expected| (tol {tol:.0e})")
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(inf, ignore_errors=True)
+
+
 def export_quirks_case(res, b):
     """The summary says what the compile undid of gpt2_hf_train's export, and schedule.json keeps the
     folded head for export (the losses and saved models of the cases above show it is right)."""
@@ -527,6 +572,7 @@ def main():
         train_case(res, b, *case)
     schedule_choice_cases(res, b)
     export_quirks_case(res, b)
+    trained_bn_inference_case(res, b)
     if not QUICK:
         resume_case(res, b)
     nan_case(res, b)
