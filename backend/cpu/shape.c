@@ -1,5 +1,5 @@
 /* shape.c — ops that move, select or make data without arithmetic: Reshape, Flatten,
- * Squeeze, Unsqueeze, Transpose, Concat, Split, Slice, Gather, GatherElements, Expand, Tile,
+ * Squeeze, Unsqueeze, Transpose, Concat, Split, Slice, Gather, GatherElements, GatherND, Expand, Tile,
  * Trilu, Shape,
  * Size, Constant, ConstantOfShape, Range, Cast, CastLike, and pippy::PipeSplit (the split
  * point marker: an identity).
@@ -18,7 +18,9 @@
  * their own reference, and so is GatherElements' one loop over the output (an odometer over the
  * indices' shape). GatherElements: indices of the data's rank, each dim at most the data's
  * (other than along axis); negative indices count from the end, out of range gives zeros.
- * Conformance: test_gather_elements_0, _1 and _negative_indices pass. */
+ * Conformance: test_gather_elements_0, _1 and _negative_indices pass. GatherND (batch_dims b):
+ * each tuple of the indices' last dim picks a slice within its batch; negative indices count from
+ * the end, one out of range is an error (its slice zeroed); the reference is its own loop. */
 #include "shape.h"
 
 #include "backend.h"
@@ -933,6 +935,114 @@ static pippy_status s_gather_create(const pippy_op_desc *d, pippy_kernel **out)
     return PIPPY_OK;
 }
 
+/* ---- GatherND ---- */
+
+/* data [r dims], indices [q dims, last k], batch_dims b: each k-tuple picks the slice
+ * data[batch..., i_0, ..., i_{k-1}, :] (the batch coordinates shared with indices' first b dims). */
+typedef struct {
+    pippy_kernel base;
+    int k, idx64;
+    int64_t n_pos, per_batch, batch_rows; /* tuples; tuples per batch; rows per batch of data */
+    int64_t dims[PIPPY_MAX_RANK], str[PIPPY_MAX_RANK]; /* the k indexed dims, their strides in rows */
+    size_t row;                                        /* bytes of one picked slice */
+    char node[128];
+} s_gather_nd_kernel;
+
+static pippy_status s_gather_nd_infer(pippy_op_desc *d)
+{
+    PIPPY_TRY(s_check_io(d, 2, 2, 1));
+    const pippy_tdesc *x = &d->in[0], *ix = &d->in[1];
+    PIPPY_TRY(s_want_indices(ix));
+    int64_t b = pippy_attr_int(d, "batch_dims", 0);
+    if (x->rank < 1 || ix->rank < 1 || b < 0 || b >= x->rank || b >= ix->rank)
+        return pippy_fail(PIPPY_ERR_INVALID, "data of rank %d, indices of rank %d and batch_dims %lld: needs ranks >= 1 "
+                          "and batch_dims below both", x->rank, ix->rank, (long long)b);
+    int64_t k = ix->dims[ix->rank - 1];
+    if (k < 1 || k > x->rank - b)
+        return pippy_fail(PIPPY_ERR_SHAPE, "indices' last dim is %lld: it must be 1..%lld (data rank %d - batch_dims %lld)",
+                          (long long)k, (long long)(x->rank - b), x->rank, (long long)b);
+    for (int i = 0; i < b; i++)
+        if (x->dims[i] != ix->dims[i])
+            return pippy_fail(PIPPY_ERR_SHAPE, "batch dim %d: data has %lld, indices %lld", i, (long long)x->dims[i],
+                              (long long)ix->dims[i]);
+    int r = ix->rank - 1 + x->rank - (int)(b + k);
+    if (r > PIPPY_MAX_RANK)
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED, "output rank %d is above %d", r, PIPPY_MAX_RANK);
+    pippy_tdesc y = {.dtype = x->dtype, .rank = r};
+    int n = 0;
+    for (int i = 0; i < ix->rank - 1; i++)
+        y.dims[n++] = ix->dims[i];
+    for (int i = (int)(b + k); i < x->rank; i++)
+        y.dims[n++] = x->dims[i];
+    d->out[0] = y;
+    return PIPPY_OK;
+}
+
+/* Negative indices count from the end; one still out of range zeroes its slice and is reported. */
+static void s_gather_nd_run(pippy_kernel *kb, const void *const *in, void *const *out)
+{
+    s_gather_nd_kernel *k = (s_gather_nd_kernel *)kb;
+    const char *x = in[0];
+    char *y = out[0];
+    for (int64_t p = 0; p < k->n_pos; p++, y += k->row) {
+        int64_t at = (p / k->per_batch) * k->batch_rows;
+        int ok = 1;
+        for (int j = 0; j < k->k; j++) {
+            int64_t q = p * k->k + j;
+            int64_t i = k->idx64 ? ((const int64_t *)in[1])[q] : ((const int32_t *)in[1])[q], given = i;
+            if (i < 0)
+                i += k->dims[j];
+            if (i < 0 || i >= k->dims[j]) {
+                ok = 0;
+                pippy_run_fail("node '%s' (GatherND): index %lld (tuple %lld, element %d) is out of range for a dim "
+                               "of size %lld", k->node, (long long)given, (long long)p, j, (long long)k->dims[j]);
+                break;
+            }
+            at += i * k->str[j];
+        }
+        if (ok)
+            memcpy(y, x + (size_t)at * k->row, k->row);
+        else
+            memset(y, 0, k->row);
+    }
+}
+
+static int64_t s_prod(const int64_t *v, int from, int to)
+{
+    int64_t n = 1;
+    for (int i = from; i < to; i++)
+        n *= v[i];
+    return n;
+}
+
+static pippy_status s_gather_nd_create(const pippy_op_desc *d, pippy_kernel **out)
+{
+    const pippy_tdesc *x = &d->in[0], *ix = &d->in[1];
+    int b = (int)pippy_attr_int(d, "batch_dims", 0), kk = (int)ix->dims[ix->rank - 1];
+    s_gather_nd_kernel *k = calloc(1, sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory creating %s", d->op);
+    k->base.run = s_gather_nd_run;
+    k->k = kk;
+    k->idx64 = ix->dtype == PIPPY_DT_INT64;
+    k->n_pos = pippy_tdesc_numel(ix) / kk;
+    int64_t batches = s_prod(x->dims, 0, b);
+    k->per_batch = batches > 0 ? k->n_pos / batches : 0;
+    if (k->per_batch < 1)
+        k->per_batch = 1;
+    k->row = (size_t)s_prod(x->dims, b + kk, x->rank) * pippy_dtype_size(x->dtype);
+    k->batch_rows = s_prod(x->dims, b, b + kk);
+    int64_t stride = 1;
+    for (int j = kk - 1; j >= 0; j--) {
+        k->dims[j] = x->dims[b + j];
+        k->str[j] = stride;
+        stride *= x->dims[b + j];
+    }
+    snprintf(k->node, sizeof k->node, "%s", d->name ? d->name : "");
+    *out = &k->base;
+    return PIPPY_OK;
+}
+
 /* ---- GatherElements ---- */
 
 typedef struct {
@@ -1552,6 +1662,7 @@ const pippy_op_info pippy_cpu_ops_shape[] = {
     S_OP("Split", s_split_infer, s_split_create),
     S_OP("Gather", s_gather_infer, s_gather_create),
     S_OP("GatherElements", s_gather_el_infer, s_gather_el_create),
+    S_OP("GatherND", s_gather_nd_infer, s_gather_nd_create),
     S_OP("Trilu", s_trilu_infer, s_trilu_create),
     S_OP("Shape", s_shape_infer, s_shape_create),
     S_OP("Size", s_size_infer, s_size_create),
