@@ -106,11 +106,28 @@ static const char *pippy_batch_hint(const pippy_bctx *c, const char *node, char 
     return buf;
 }
 
+/* A stored value of rank >= 2 whose leading dim is the export batch and whose slices along it are all
+ * equal (byte for byte): a constant broadcast over the batch, as an exporter writes a folded Expand of
+ * a class token. Its first mb slices are the same constant at the microbatch size. */
+static int pippy_batch_broadcast_const(const pippy_bctx *c, int32_t v)
+{
+    const pippy_value *x = &c->g1->values[v];
+    if ((x->kind != PIPPY_VAL_CONST && x->kind != PIPPY_VAL_PARAM) || !x->data || !x->shape_known || x->t.rank < 2 ||
+        x->t.dims[0] != c->B || c->B < 2)
+        return 0;
+    size_t slice = pippy_tdesc_bytes(&x->t) / (size_t)c->B;
+    for (int64_t k = 1; k < c->B; k++)
+        if (memcmp((const char *)x->data + (size_t)k * slice, x->data, slice) != 0)
+            return 0;
+    return 1;
+}
+
 /* Remember the first dim of size B that is not the batch (of a parameter or a value computed at run time). */
 static void pippy_batch_note_dims(pippy_bctx *c, int32_t v)
 {
     const pippy_value *x = &c->g1->values[v];
-    if (c->other[0] || !x->shape_known || c->axis[v] == -2 || x->kind == PIPPY_VAL_CONST)
+    if (c->other[0] || !x->shape_known || c->axis[v] == -2 || x->kind == PIPPY_VAL_CONST ||
+        pippy_batch_broadcast_const(c, v))
         return;
     for (int32_t d = 0; d < x->t.rank; d++)
         if (d != c->axis[v] && x->t.dims[d] == c->B) {
@@ -533,11 +550,45 @@ static pippy_status pippy_batch_arange_const(pippy_bctx *c, int32_t i)
     return PIPPY_OK;
 }
 
+/* GatherND(data, indices) with constant indices [B, ..., k] whose tuples in slice b all start with b,
+ * data batch-major: each sample picks from its own row (a static dynamo export builds the padding mask
+ * so: attention_mask[batch_idx, kv_idx]). A microbatch's samples are rows 0..mb-1 of its own data, so
+ * the first mb slices are its indices (a prefix of the bytes). */
+static void pippy_batch_gather_nd(pippy_bctx *c, int32_t i)
+{
+    const pippy_node *nd = &c->g->nodes[i];
+    if (nd->n_in != 2 || nd->in[0] < 0 || nd->in[1] < 0 || c->axis[nd->in[0]] != 0 || c->inner[nd->in[0]] != 1)
+        return;
+    for (int32_t a = 0; a < nd->n_attrs; a++)
+        if (!strcmp(nd->attrs[a].name, "batch_dims") && nd->attrs[a].i != 0)
+            return;
+    int32_t v = nd->in[1];
+    pippy_value *x = &c->g->values[v];
+    const pippy_value *x1 = &c->g1->values[v];
+    if ((x->kind != PIPPY_VAL_CONST && x->kind != PIPPY_VAL_PARAM) || !x1->data || x1->t.dtype != PIPPY_DT_INT64 ||
+        x1->t.rank < 2 || x1->t.dims[0] != c->B || x->t.dims[0] != c->B || pippy_value_readers(c->g, v) != 1)
+        return;
+    int64_t k = x1->t.dims[x1->t.rank - 1], n = pippy_value_numel(x1) / (k > 0 ? k : 1), per = n / c->B;
+    const int64_t *t = x1->data;
+    for (int64_t p = 0; p < n; p++)
+        if (t[p * k] != p / per)
+            return;
+    x->t.dims[0] = c->mb;
+    char s1[160];
+    if (!c->rep->rewritten++)
+        snprintf(c->rep->first, sizeof c->rep->first, "%s (GatherND indices %s): its first %lld slices",
+                 nd->name, pippy_tdesc_str(&x1->t, s1, sizeof s1), (long long)c->mb);
+}
+
 static pippy_status pippy_batch_fix(pippy_bctx *c, int32_t i)
 {
     const pippy_node *nd = &c->g->nodes[i];
     if (nd->domain[0])
         return PIPPY_OK;
+    if (!strcmp(nd->op, "GatherND")) {
+        pippy_batch_gather_nd(c, i);
+        return PIPPY_OK;
+    }
     int32_t shape_in = !strcmp(nd->op, "ConstantOfShape") ? 0 : 1; /* Range: its limit */
     if (strcmp(nd->op, "Reshape") && strcmp(nd->op, "Slice") && pippy_batch_follows(c, i, shape_in))
         return PIPPY_OK;
@@ -558,6 +609,89 @@ static pippy_status pippy_batch_fix(pippy_bctx *c, int32_t i)
 
 /* ---- the pass ---------------------------------------------------------------------------------------- */
 
+/* A stored value upstream of node i (inputs first, then their producers' inputs) that carries the export
+ * batch. Pass 0: integer or bool data whose leading dim is the batch and whose slices differ (indices
+ * or a mask with the batch in their values: the GatherND indices of a static dynamo export, say); pass
+ * 1: a constant broadcast over the batch not cut yet (only an inference compile cuts one, and only
+ * where a node reads it directly). Float weights are left out: a weight dim equal to the batch is no
+ * evidence. -1 when there is none. */
+static int32_t pippy_batch_baked_const(const pippy_bctx *c, int32_t i, char *seen, int pass)
+{
+    const pippy_node *nd = &c->g1->nodes[i];
+    for (int32_t k = 0; k < nd->n_in; k++) {
+        int32_t v = nd->in[k];
+        if (v < 0 || seen[v])
+            continue;
+        seen[v] = 1;
+        const pippy_value *x = &c->g1->values[v];
+        int ints = x->t.dtype == PIPPY_DT_INT64 || x->t.dtype == PIPPY_DT_INT32 || x->t.dtype == PIPPY_DT_BOOL;
+        int bcast = pippy_batch_broadcast_const(c, v);
+        if (pass == 0 && (x->kind == PIPPY_VAL_CONST || x->kind == PIPPY_VAL_PARAM) && ints && x->t.rank > 1 &&
+            x->t.dims[0] == c->B && !bcast)
+            return v;
+        if (pass == 1 && bcast && c->g->values[v].t.dims[0] == c->B)
+            return v;
+        int32_t found = x->producer >= 0 ? pippy_batch_baked_const(c, x->producer, seen, pass) : -1;
+        if (found >= 0)
+            return found;
+    }
+    return -1;
+}
+
+/* Node i's shapes fail at the microbatch size though they hold at the export batch: name the stored
+ * value that carries the batch, if one does, and what to do. */
+static pippy_status pippy_batch_stuck(const pippy_bctx *c, int32_t i, pippy_status st)
+{
+    int32_t v = -1;
+    for (int pass = 0; pass < 2 && v < 0; pass++) {
+        char *seen = calloc((size_t)c->g1->n_values + 1, 1);
+        v = seen ? pippy_batch_baked_const(c, i, seen, pass) : -1;
+        free(seen);
+    }
+    const char *in = c->g->n_inputs ? c->g->values[c->g->inputs[0]].name : "x";
+    char what[400] = "", s[160];
+    if (v >= 0) {
+        const pippy_value *x = &c->g1->values[v];
+        int32_t reader = -1;
+        for (int32_t j = 0; j < c->g1->n_nodes && reader < 0; j++)
+            for (int32_t k = 0; k < c->g1->nodes[j].n_in; k++)
+                if (c->g1->nodes[j].in[k] == v)
+                    reader = j;
+        snprintf(what, sizeof what, "; the export's batch (%lld) is built into the stored value '%s' (%s%s%s%s), "
+                 "which pippyc cannot re-size", (long long)c->B, x->name, pippy_tdesc_str(&x->t, s, sizeof s),
+                 reader >= 0 ? ", read by node '" : "", reader >= 0 ? c->g1->nodes[reader].name : "",
+                 reader >= 0 ? "'" : "");
+    }
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", pippy_last_error());
+    return pippy_fail(st, "%s%s: export the model with a dynamic batch (torch.onnx.export(..., dynamic_shapes=... or "
+                      "dynamic_axes={'%s': {0: 'batch'}, ...})), or compile with --microbatches 1 at the batch %lld",
+                      msg, what, in, (long long)c->B);
+}
+
+/* Inference: node i's shapes fail at the microbatch size; each input that is a constant broadcast over
+ * the export batch is cut to its first mb slices (a prefix of its bytes). 1 when one was. Training
+ * keeps the export's values (such a constant may be a folded parameter), so it gets the message. */
+static int pippy_batch_cut_broadcast(pippy_bctx *c, int32_t i)
+{
+    const pippy_node *nd = &c->g->nodes[i];
+    int cut = 0;
+    for (int32_t k = 0; !c->g->training && k < nd->n_in; k++) {
+        int32_t v = nd->in[k];
+        if (v < 0 || !pippy_batch_broadcast_const(c, v) || c->g->values[v].t.dims[0] != c->B)
+            continue;
+        c->g->values[v].t.dims[0] = c->mb;
+        pippy_batch_classify(c, v, NULL);
+        char s1[160];
+        if (!c->rep->rewritten++)
+            snprintf(c->rep->first, sizeof c->rep->first, "%s: %s cut to %lld of its %lld equal slices",
+                     c->g->values[v].name, pippy_tdesc_str(&c->g1->values[v].t, s1, sizeof s1), (long long)c->mb,
+                     (long long)c->B);
+        cut = 1;
+    }
+    return cut;
+}
+
 static pippy_status pippy_batch_walk(pippy_bctx *c)
 {
     pippy_graph *g = c->g;
@@ -573,7 +707,11 @@ static pippy_status pippy_batch_walk(pippy_bctx *c)
         if (st != PIPPY_OK)
             return pippy_error_prefix(st, "at the batch size the model was exported with (%lld)", (long long)c->B);
         PIPPY_TRY(pippy_batch_fix(c, i));
-        PIPPY_TRY(pippy_shape_infer_node(g, i, 1, 0));
+        st = pippy_shape_infer_node(g, i, 1, 0);
+        if (st != PIPPY_OK && pippy_batch_cut_broadcast(c, i))
+            st = pippy_shape_infer_node(g, i, 1, 0);
+        if (st != PIPPY_OK)
+            return pippy_batch_stuck(c, i, st);
         PIPPY_TRY(pippy_batch_arange_const(c, i));
         const pippy_node *nd = &g->nodes[i];
         for (int32_t o = 0; o < nd->n_out; o++) {

@@ -70,16 +70,6 @@ int32_t pippy_fuse_activations(pippy_graph *g)
     return fused;
 }
 
-static int32_t pippy_count_readers(const pippy_graph *g, int32_t v)
-{
-    int32_t n = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++)
-        if (!g->nodes[i].removed)
-            for (int32_t k = 0; k < g->nodes[i].n_in; k++)
-                n += g->nodes[i].in[k] == v;
-    return n;
-}
-
 static const float *pippy_stored_floats(const pippy_graph *g, int32_t v, int64_t n)
 {
     if (v < 0)
@@ -123,7 +113,7 @@ int32_t pippy_fold_batchnorm(pippy_graph *g)
             continue;
         int32_t mid = bn->in[0];
         int32_t cv = g->values[mid].producer;
-        if (cv < 0 || g->values[mid].is_output || pippy_count_readers(g, mid) != 1)
+        if (cv < 0 || g->values[mid].is_output || pippy_value_readers(g, mid) != 1)
             continue;
         pippy_node *c = &g->nodes[cv];
         if (c->removed || strcmp(c->op, "Conv") || c->domain[0] || c->n_out != 1 || c->n_in < 2)
@@ -388,7 +378,7 @@ int32_t pippy_fuse_transpose_matmul(pippy_graph *g)
                 return fused;
             int32_t transposed = mm->in[side];
             mm->in[side] = g->nodes[t].in[0];
-            if (!g->values[transposed].is_output && pippy_count_readers(g, transposed) == 0)
+            if (!g->values[transposed].is_output && pippy_value_readers(g, transposed) == 0)
                 g->nodes[t].removed = 1;
             fused++;
         }

@@ -463,3 +463,13 @@ int32_t pippy_value_param_root(const pippy_graph *g, int32_t v)
 
 int64_t pippy_value_numel(const pippy_value *v) { return pippy_tdesc_numel(&v->t); }
 size_t pippy_value_bytes(const pippy_value *v) { return pippy_tdesc_bytes(&v->t); }
+
+int32_t pippy_value_readers(const pippy_graph *g, int32_t v)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (!g->nodes[i].removed)
+            for (int32_t k = 0; k < g->nodes[i].n_in; k++)
+                n += g->nodes[i].in[k] == v;
+    return n;
+}

@@ -133,6 +133,8 @@ int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, c
 pippy_status pippy_node_set_attrs(pippy_node *n, const pippy_attr *src, int32_t n_attrs);
 /* One more attribute (copied) after n's own. */
 pippy_status pippy_node_add_attr(pippy_node *n, const pippy_attr *at);
+/* How many inputs of live nodes read value v (a node reading it twice counts twice). */
+int32_t pippy_value_readers(const pippy_graph *g, int32_t v);
 /* Remember a mapping to munmap with the graph. */
 pippy_status pippy_graph_keep_map(pippy_graph *g, void *addr, size_t len);
 const char *pippy_graph_meta(const pippy_graph *g, const char *key);

@@ -77,3 +77,14 @@ def run_gently(cmd, timeout=300, env=None):
             p.kill()
             out = p.communicate()[0]
         return 124, (out or b"").decode(errors="replace") + f"\n(timed out after {timeout} s)"
+
+
+def ort_run(model_proto, feeds):
+    """onnxruntime's first output of an in-memory model (one thread, graph optimizations off): the reference
+    the small hand-written models are compared with."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model_proto.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
+        None, feeds)[0]

@@ -3,7 +3,8 @@
 
 Small models written here with onnx.helper, each with its batch size baked into a shape constant of
 Reshape, Expand, Tile, ConstantOfShape, Range or Slice, the way torch.onnx.export without dynamic_axes
-writes them. Each is compiled at several microbatch counts, run with pippyrun (real stage processes)
+writes them, or into the values of GatherND indices that count the samples or of a constant broadcast
+over the batch, the way its dynamo exporter writes them. Each is compiled at several microbatch counts, run with pippyrun (real stage processes)
 and compared element-wise with onnxruntime running the unchanged model at its own batch. The cases
 pippyc must refuse (a batch size that is also another dim, a Slice of part of the batch, a Reshape that
 splits the batch) must fail with a message naming the node, the value and what to do.
@@ -19,10 +20,9 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from common import ROOT, Results, build_dir, run, tail, tmpdir
+from common import ROOT, Results, build_dir, ort_run, run, tail, tmpdir
 
 F = TensorProto.FLOAT
 I64 = TensorProto.INT64
@@ -125,11 +125,17 @@ def reshape_split(B):  # [B,16] -> [B/2, 32]: two samples per row
                  [B, 16], [B // 2, 32], [ints("s", [B // 2, 32])])
 
 
-def ort_run(m, x):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+def gather_nd_rows(B, order):  # x + GatherND(x, idx[B,1,2]): sample b's element (order[b], 3) added to its row
+    idx = np.array([[[order[b], 3]] for b in range(B)], np.int64)
+    return model([helper.make_node("GatherND", ["x", "idx"], ["g"], name="/gathernd"),
+                  helper.make_node("Add", ["x", "g"], ["y"], name="/add")],
+                 [B, 16], [B, 16], [numpy_helper.from_array(idx, "idx")])
+
+
+def concat_token(B):  # Concat(t[B,1,16] with equal rows, x[B,3,16]) on axis 1: a class token folded by the exporter
+    t = np.repeat(np.random.RandomState(5).randn(1, 1, 16).astype(np.float32), B, axis=0)
+    return model([helper.make_node("Concat", ["tok", "x"], ["y"], name="/cat", axis=1)],
+                 [B, 3, 16], [B, 4, 16], [numpy_helper.from_array(t, "tok")])
 
 
 def main():
@@ -163,7 +169,7 @@ def main():
         x = np.random.RandomState(B + M).randn(B, *shape[1:]).astype(np.float32)
         np.save(os.path.join(work, "x.npy"), x)
         # the reference: onnxruntime on the unchanged model at the batch it was exported with
-        ref = np.concatenate([ort_run(m, x[i:i + exported]) for i in range(0, B, exported)])
+        ref = np.concatenate([ort_run(m, {"x": x[i:i + exported]}) for i in range(0, B, exported)])
         np.save(os.path.join(work, "ref.npy"), ref)
         code, text = run([pippyrun, out, "--timeout", "60", "--input", f"x={work}/x.npy",
                           "--output", f"y={work}/y.npy"], timeout=300)
@@ -198,6 +204,14 @@ def main():
                 expect_rewrites=2)
     compile_run("Reshape [8,16] -> [4,32]: 1 microbatch compiles unchanged", reshape_split(8), 8, 1,
                 expect_rewrites=0)
+    # the exporter's static (dynamo) forms: GatherND indices that count the samples (each picks from its own
+    # row: the first mb slices are the microbatch's), and a constant broadcast over the batch (a folded class token)
+    compile_run("GatherND indices [8,1,2] counting the samples, 4 microbatches", gather_nd_rows(8, list(range(8))), 8, 4,
+                expect_rewrites=1)
+    compile_run("a constant [8,1,16] of 8 equal slices concatenated to x, 2 microbatches", concat_token(8), 8, 2,
+                expect_rewrites=1)
+    refused("GatherND indices where each sample picks another's row", gather_nd_rows(8, [7 - b for b in range(8)]),
+            8, 2, ["'idx'", "int64[8,1,2]", "'/gathernd'", "dynamic_shapes", "--microbatches 1"])
     # the batch size is also another dim: pippyc must ask, and --batch-dims answers
     refused("Expand to [16,16] with batch 16: ambiguous", expand_row(16), 16, 4,
             ["'/expand'", "[16,16]", "16", "--batch-dims '/expand=K'", "dynamic_axes"])
