@@ -13,7 +13,11 @@ torch.onnx.export(dynamo=False, opset_version=17) twice:
     <name>.onnx          dim 0 of every input and output symbolic ("batch": dynamic_axes)
     <name>_static.onnx   the example batch (4) baked in, as an export without dynamic_axes gives
 
-and <name>.data/ gets the reference: input_K.pb (batch 4; token ids uniform in [0, vocabulary), attention
+The <name>_dynamo families are the same models (same seed, weights and data) exported by torch.onnx.export's
+default exporter (dynamo=True, torch.export based, its own opset; optimize left on; dynamic_shapes with a "batch"
+Dim for the dynamic file, none for the static one), weights inline.
+
+<name>.data/ gets the reference: input_K.pb (batch 4; token ids uniform in [0, vocabulary), attention
 masks with trailing padding on two rows, images standard normal) and output_K.pb from ONNX Runtime
 (CPUExecutionProvider, one thread, graph optimizations off). Both exports have the same weights, so they
 share the reference. samples/real/models.json records, per family: how it was made and exported, the
@@ -184,12 +188,26 @@ FAMILIES = {
     "resnet50": (resnet50, ["x"], "y", {}, "torchvision ResNet-50 layout (Bottleneck [3,4,6,3]) at 1/16 width"),
     "efficientnet_b0": (efficientnet_b0, ["x"], "y", {}, "torchvision EfficientNet-B0 blocks at width 0.1, 32x32 images"),
 }
+# The same families through torch.onnx.export's default exporter (dynamo=True, torch.export based): the
+# same weights and data, another graph (its own opset and op choices, e.g. GatherND for the padding mask).
+FAMILIES.update({name + "_dynamo": (f[0], f[1], f[2], dict(f[3], dynamo=True), f[4] + "; exported with dynamo=True")
+                 for name, f in list(FAMILIES.items()) if name not in ("gpt2_nofold", "t5_encoder")})
+# (t5_encoder: torch 2.15's exporter stops in T5's attention, "Cannot view a tensor with shape [s, 16, 4, 8]
+# and strides (512, 8, 128, 1) as a tensor with shape (s, 16, 32)": no file to test)
 
 
 # ---------------------------------------------------------------- inputs, export, reference
 
+def base_name(name):
+    """The family a variant exports (gpt2 for gpt2_nofold and gpt2_dynamo): same weights, same data."""
+    for suffix in ("_nofold", "_dynamo"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
 def make_inputs(name, in_names):
-    rng = np.random.default_rng(zlib.crc32(name.split("_nofold")[0].encode()))
+    rng = np.random.default_rng(zlib.crc32(base_name(name).encode()))
     feeds = {}
     for n in in_names:
         if n == "input_ids":
@@ -199,7 +217,7 @@ def make_inputs(name, in_names):
             mask[1, -3:] = 0  # trailing padding on two rows
             mask[3, -6:] = 0
             feeds[n] = mask
-        elif name == "transformer_encoder":
+        elif base_name(name) == "transformer_encoder":
             feeds[n] = rng.standard_normal((BATCH, SEQ, 32)).astype(np.float32)
         else:
             feeds[n] = rng.standard_normal((BATCH, 3, IMAGE, IMAGE)).astype(np.float32)
@@ -208,9 +226,16 @@ def make_inputs(name, in_names):
 
 def export(model, feeds, in_names, out_name, path, dynamic, kw):
     args = tuple(torch.from_numpy(feeds[n]) for n in in_names)
-    axes = {n: {0: "batch"} for n in in_names + [out_name]} if dynamic else None
-    torch.onnx.export(model, args, path, input_names=in_names, output_names=[out_name], dynamic_axes=axes,
-                      opset_version=OPSET, dynamo=False, **kw)
+    kw = dict(kw)
+    if kw.pop("dynamo", False):
+        # torch.onnx.export's default exporter (torch.export based; its own opset), weights inline
+        shapes = tuple({0: torch.export.Dim("batch", min=1, max=1024)} for _ in in_names) if dynamic else None
+        torch.onnx.export(model, args, path, input_names=in_names, output_names=[out_name], dynamic_shapes=shapes,
+                          dynamo=True, external_data=False, verbose=False, **kw)
+    else:
+        axes = {n: {0: "batch"} for n in in_names + [out_name]} if dynamic else None
+        torch.onnx.export(model, args, path, input_names=in_names, output_names=[out_name], dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False, **kw)
     m = onnx.load(path)
     m.producer_name = "pippyc samples/make_real_models.py (torch %s)" % torch.__version__.split("+")[0]
     onnx.save(m, path)
@@ -241,7 +266,7 @@ def write_data(d, in_names, feeds, out_name, out):
 
 def build(name):
     builder, in_names, out_name, kw, what = FAMILIES[name]
-    torch.manual_seed(zlib.crc32(name.split("_nofold")[0].encode()))
+    torch.manual_seed(zlib.crc32(base_name(name).encode()))
     model = builder().eval()
     feeds = make_inputs(name, in_names)
     with torch.no_grad():
@@ -251,8 +276,8 @@ def build(name):
         exact = copy.deepcopy(model).double()(*(torch.from_numpy(feeds[n]).to(
             torch.float64 if feeds[n].dtype == np.float32 else torch.int64) for n in in_names)).numpy()
     info = {"what": what, "inputs": in_names, "outputs": [out_name], "batch": BATCH,
-            "parameters": sum(p.numel() for p in model.parameters()), "export": dict(kw, opset_version=OPSET,
-                                                                                     dynamo=False)}
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "export": dict(kw) if kw.get("dynamo") else dict(kw, opset_version=OPSET, dynamo=False)}
     outs = {}
     for variant, dynamic in (("", True), ("_static", False)):
         path = os.path.join(OUT, name + variant + ".onnx")

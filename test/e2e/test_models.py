@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Real model families end to end: exports of GPT-2, BERT, Llama, T5, ViT, nn.TransformerEncoder,
 MobileNetV3, ResNet-50 and EfficientNet-B0 made from torchvision / transformers configs with random
-weights (samples/real/, written by samples/make_real_models.py), compiled into 1-4 stages with 1-2
+weights (samples/real/, written by samples/make_real_models.py; the *_dynamo families are the same
+models through torch.onnx.export's default dynamo exporter), compiled into 1-4 stages with 1-2
 microbatches, run with pippyrun (real processes, real UCX), and compared element-wise with onnxruntime's
 outputs (samples/real/<name>.data/output_0.pb, made from the same export).
 
