@@ -4,7 +4,7 @@
  * Tanh -> TanhGrad(dY, Y), Sigmoid -> SigmoidGrad(dY, Y), LeakyRelu -> LeakyReluGrad(dY, X).
  * The rest with forward ops:
  *   Neg: -dY      Exp: dY·Y      Log: dY/X      Sqrt: dY·0.5/Y      Reciprocal: -dY·Y·Y
- *   Erf: dY·(2/sqrt(pi))·exp(-X²)      Identity, Dropout (inference), Cast float->float: dY
+ *   Erf: dY·(2/sqrt(pi))·exp(-X²)      Identity, Dropout (inference), Cast and CastLike float->float: dY
  *   Clip: Where(min < X < max, dY, 0)  (torch's hardtanh / relu6 rule: nothing passes at a bound)
  *   HardSigmoid(alpha, beta): Where(0 < alpha·X + beta < 1, dY·alpha, 0)   (torch's rule)
  *   HardSwish: dY·(X < -3 ? 0 : X <= 3 ? X/3 + 0.5 : 1)                    (torch's rule)
@@ -197,6 +197,7 @@ const pippy_grad_rule pippy_grad_rules_eltwise[] = {
     {"Identity", "", 0, pippy_grad_pass},
     {"Dropout", "", ~1u, pippy_grad_pass},
     {"Cast", "", 0, pippy_grad_cast},
+    {"CastLike", "", 1u << 1, pippy_grad_cast}, /* input 1 gives only the type */
     {"Clip", "", (1u << 1) | (1u << 2), pippy_grad_clip},
     {"HardSigmoid", "", 0, pippy_grad_hardsigmoid},
     {"HardSwish", "", 0, pippy_grad_hardswish},

@@ -731,14 +731,17 @@ static pippy_status pippy_onnx_versions(pippy_loader *L, const Onnx__ModelProto 
         return pippy_onnx_nomem(L);
     snprintf(g->producer, n, "%s%s%s", pn, pn[0] && pv[0] ? " " : "", pv);
 
-    if (m->n_metadata_props) {
-        if (m->n_metadata_props > INT32_MAX)
+    /* the model's metadata_props, then the graph's (torch.export's graph signature is there) */
+    size_t n_graph = m->graph ? m->graph->n_metadata_props : 0, n_all = m->n_metadata_props + n_graph;
+    if (n_all) {
+        if (n_all > INT32_MAX)
             return pippy_fail(PIPPY_ERR_UNSUPPORTED, "%s: too many metadata_props", L->path);
-        g->meta = calloc(m->n_metadata_props, sizeof *g->meta);
+        g->meta = calloc(n_all, sizeof *g->meta);
         if (!g->meta)
             return pippy_onnx_nomem(L);
-        for (size_t i = 0; i < m->n_metadata_props; i++) {
-            const Onnx__StringStringEntryProto *kv = m->metadata_props[i];
+        for (size_t i = 0; i < n_all; i++) {
+            const Onnx__StringStringEntryProto *kv =
+                i < m->n_metadata_props ? m->metadata_props[i] : m->graph->metadata_props[i - m->n_metadata_props];
             pippy_meta *mm = &g->meta[g->n_meta++];
             mm->key = pippy_strdup_or_empty(kv ? kv->key : NULL);
             mm->value = pippy_strdup_or_empty(kv ? kv->value : NULL);

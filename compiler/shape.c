@@ -2,6 +2,7 @@
 #include "shape.h"
 
 #include "checked.h"
+#include "sequence.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +231,18 @@ pippy_status pippy_graph_emit(pippy_graph *g, const char *name, const char *doma
 static pippy_status pippy_shape_node(pippy_graph *g, int32_t i, int fold, pippy_shape_problem_fn report, void *ctx)
 {
     pippy_node *n = &g->nodes[i];
+    if (!n->domain[0] && !strcmp(n->op, "SplitToSequence")) /* a sequence: its SequenceAt become tensors */
+        return report ? PIPPY_OK : pippy_sequence_check(g, i);
+    if (!n->domain[0] && !strcmp(n->op, "SequenceAt")) {
+        pippy_status st = pippy_sequence_at_lower(g, i);
+        if (st != PIPPY_OK && report) {
+            report(ctx, g, i, st, pippy_last_error());
+            pippy_error_clear();
+            return PIPPY_OK;
+        }
+        PIPPY_TRY(st);
+        n = &g->nodes[i];
+    }
     for (int32_t k = 0; k < n->n_in; k++) {
         if (n->in[k] >= 0 && !g->values[n->in[k]].shape_known) {
             if (report)

@@ -308,9 +308,69 @@ static pippy_status pippy_train_retie(pippy_graph *g, int32_t a, int32_t b, pipp
     return PIPPY_OK;
 }
 
+/* Whether torch.export's graph signature lists `name` as a `kind` ("PARAMETER", "BUFFER", ...):
+ * a line "<placeholder>: KIND target='NAME'...". */
+static int pippy_train_signature_has(const char *sig, const char *kind, const char *name)
+{
+    size_t nk = strlen(kind), nn = strlen(name);
+    for (const char *l = sig; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        const char *c = strstr(l, ": "), *e = strchr(l, '\n');
+        if (!c || (e && c > e) || strncmp(c + 2, kind, nk) || strncmp(c + 2 + nk, " target='", 9))
+            continue;
+        const char *t = c + 2 + nk + 9;
+        if (!strncmp(t, name, nn) && t[nn] == '\'')
+            return 1;
+    }
+    return 0;
+}
+
+/* An export of torch.onnx.export(dynamo=True) carries torch.export's graph signature (train.h): its
+ * PARAMETERs are what PyTorch trains; every other initializer (buffers, constants the exporter stored
+ * as initializers: an epsilon, a rotary table) is frozen. An export whose graph optimizer folded
+ * parameters into new initializers is refused. */
+static pippy_status pippy_train_torch_export(pippy_graph *g, pippy_train_report *rep)
+{
+    const char *sig = pippy_graph_meta(g, "pkg.torch.export.ExportedProgram.graph_signature");
+    if (!sig)
+        return PIPPY_OK;
+    int32_t folded = -1, missing = 0;
+    for (const char *l = sig; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+        const char *t = strstr(l, ": PARAMETER target='"), *e = strchr(l, '\n');
+        if (!t || (e && t > e))
+            continue;
+        t += strlen(": PARAMETER target='");
+        const char *q = strchr(t, '\'');
+        char name[1024];
+        snprintf(name, sizeof name, "%.*s", q ? (int)(q - t) : 0, t);
+        missing += !pippy_train_is_param(g, pippy_graph_find(g, name));
+    }
+    for (int32_t v = 0; v < g->n_values; v++) {
+        if (!pippy_train_is_param(g, v) || pippy_train_signature_has(sig, "PARAMETER", g->values[v].name))
+            continue;
+        if (g->values[v].t.rank > 0 && !pippy_train_signature_has(sig, "BUFFER", g->values[v].name) &&
+            !pippy_train_signature_has(sig, "CONSTANT_TENSOR", g->values[v].name) && folded < 0)
+            folded = v;
+        g->values[v].trainable = PIPPY_TRAIN_STATE;
+        rep->frozen++;
+    }
+    if (missing && folded >= 0) {
+        char s[160];
+        return pippy_fail(PIPPY_ERR_UNSUPPORTED,
+                          "%s: exported by torch.onnx.export(dynamo=True) with its graph optimizer on, which folded "
+                          "parameters into new initializers (e.g. '%s', %s; %d of the graph signature's parameters "
+                          "are not in the file) and may store equal parameters once: pippyc cannot tell what PyTorch "
+                          "trains. Export it with torch.onnx.export(..., dynamo=True, optimize=False) to train it "
+                          "(inference takes either)",
+                          g->path, g->values[folded].name, pippy_tdesc_str(&g->values[folded].t, s, sizeof s), missing);
+    }
+    rep->tied_params = missing;
+    return PIPPY_OK;
+}
+
 /* Undo what torch.onnx's export did to the parameters (train.h). */
 static pippy_status pippy_train_exported_params(pippy_graph *g, pippy_train_report *rep)
 {
+    PIPPY_TRY(pippy_train_torch_export(g, rep));
     int32_t n_fwd = g->n_nodes;
     for (int32_t i = 0; i < n_fwd; i++) {
         const pippy_node *n = &g->nodes[i];

@@ -24,6 +24,16 @@
  *         equal bit for bit to the transpose of another parameter becomes Transpose(that one)
  *         again, so both uses train one parameter. (A constant initializer, all its values
  *         equal, is never taken for a transpose.)
+ *   - An export of torch.onnx.export(dynamo=True) names its parameters in the graph signature it
+ *     stores (graph metadata "pkg.torch.export.ExportedProgram.graph_signature": lines
+ *     "<placeholder>: PARAMETER target='<name>'"). Only those initializers train; the others (its
+ *     BUFFERs, and constants it stores as initializers: an epsilon, a rotary table) are frozen
+ *     (state: kept, saved, not trained). A parameter of the signature with no initializer of its
+ *     name is tied to another (one tensor in PyTorch). With its graph optimizer on (optimize=True,
+ *     the default) the exporter folds parameters into new initializers (a Linear weight's transpose
+ *     as "val_N") and stores equal parameters once, which cannot be told apart from a tie: such an
+ *     export (parameters missing and other float initializers present) is refused for training,
+ *     naming optimize=False.
  *   - --padding-idx TABLE=ROW: torch.nn.Embedding(padding_idx=ROW) gives that row no gradient,
  *     which the export does not record (a plain Gather). Every Gather reading the parameter TABLE
  *     as its data gets "pippy.padding_idx", which its GatherGrad keeps (backend.h). */
@@ -36,6 +46,7 @@
 typedef struct {
     int untied, retied;
     char untied_first[512], retied_first[512]; /* the first of each, named */
+    int frozen, tied_params; /* a torch.export signature: initializers not trained, parameters stored once */
 } pippy_train_report;
 
 typedef struct {

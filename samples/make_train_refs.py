@@ -321,6 +321,42 @@ SPECS = {
         "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8], "identity_params": True,
         "configs": {"adamw": adamw(1e-3), "adamw_clip": adamw(1e-3, clip=1.05)},
     },
+    "gpt2_hf_dynamo_train": {
+        "what": "gpt2_hf_train's model, data and configurations exported by torch.onnx.export's default (dynamo) "
+                "exporter as a user exports to train: a dynamic batch, optimize=False (its graph signature names the "
+                "parameters; lm_head tied to wte, stored once as model.lm_head.weight; torch.split as "
+                "SplitToSequence; CastLike)",
+        "build": _seeded(tm.HFGPT2, 15), "data": hf_gpt2_data, "data_seed": 115, "dynamo": True,
+        "forward": ["input_ids", "attention_mask"], "outputs": ["logits"], "loss": "cross_entropy",
+        "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8],
+        "configs": {"adamw": adamw(1e-3)},
+    },
+    "llama_hf_dynamo_train": {
+        "what": "llama_hf_train's model, data and configuration exported by the dynamo exporter (dynamic batch, "
+                "optimize=False): its rotary embedding's inv_freq is a buffer initializer, frozen as PyTorch keeps it",
+        "build": _seeded(tm.HFLlama, 16), "data": hf_llama_data, "data_seed": 116, "dynamo": True,
+        "forward": ["input_ids", "attention_mask"], "outputs": ["logits"], "loss": "cross_entropy",
+        "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8],
+        "extra_flags": ["--padding-idx", "model.model.embed_tokens.weight=0"],
+        "configs": {"adamw": adamw(1e-3)},
+    },
+    "bert_hf_dynamo_train": {
+        "what": "bert_hf_train's model, data and configuration exported by the dynamo exporter (dynamic batch, "
+                "optimize=False)",
+        "build": _seeded(tm.HFBert, 17), "data": hf_bert_data, "data_seed": 117, "dynamo": True,
+        "forward": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"], "loss": "mse",
+        "labels": "labels", "batch": 8, "microbatches": [1, 2, 4, 8],
+        "extra_flags": ["--padding-idx", "model.embeddings.word_embeddings.weight=0"],
+        "configs": {"adamw": adamw(1e-3)},
+    },
+    "vit_tv_dynamo_train": {
+        "what": "vit_tv_train's model, data and configuration exported by the dynamo exporter (dynamic batch, "
+                "optimize=False): the class token an Expand of its parameter",
+        "build": _seeded(tm.TVViT, 19), "data": vit_data, "data_seed": 119, "dynamo": True,
+        "forward": ["x"], "outputs": ["logits"], "loss": "cross_entropy", "labels": "labels",
+        "batch": 8, "microbatches": [1, 2, 4, 8],
+        "configs": {"adamw": adamw(1e-3)},
+    },
     "llama_hf_train": {
         "what": "transformers LlamaForCausalLM (RMSNorm, rotary embedding, SiLU MLP, 4 heads on 2 key/value heads, "
                 "untied head), 2 layers, hidden 32, pad token 0 (its embedding row gets no gradient: "
@@ -710,7 +746,7 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
             np.save(os.path.join(folder, fname), arr)
             files[oname] = fname
         run = {"losses": rec["losses"], "lr": rec["lr"], "grad_norm": rec["grad_norm"],
-               "heldout_outputs": files, "params": param_stats(model, param_names, spec.get("onnx_names"))}
+               "heldout_outputs": files, "params": param_stats(model, param_names, spec.get("stat_names"))}
         bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
         if bns:
             run["bn_running_stats"] = {n + "." + k: [float(v) for v in getattr(m, k)]
@@ -726,7 +762,7 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
         f64[M] = (r64["losses"], heldout_outputs(spec, m64, heldout))
         # how far float32 rounding alone moves each trained parameter (AdamW turns a gradient that is
         # zero in exact arithmetic, BERT's key biases, into steps of rounding noise)
-        p64 = param_stats(m64, param_names, spec.get("onnx_names"))
+        p64 = param_stats(m64, param_names, spec.get("stat_names"))
         for k, st in run["params"].items():
             st["f32_vs_f64"] = max(abs(st["l2"] - p64[k]["l2"]) / max(p64[k]["l2"], 1e-30),
                                    abs(st["sum"] - p64[k]["sum"]) / max(p64[k]["l1"], 1e-30))
@@ -748,7 +784,7 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
     entry["mutants"] = {}
     for mut in mutants_of(spec, cfg):
         mm, mrec = train(spec, cfg, Mx, train_data, impl="formulas", mutant=mut)
-        pst, rst = param_stats(mm, param_names, spec.get("onnx_names")), entry["runs"][str(Mx)]["params"]
+        pst, rst = param_stats(mm, param_names, spec.get("stat_names")), entry["runs"][str(Mx)]["params"]
         entry["mutants"][mut] = {"M": Mx, "losses_rel": rel_losses(mrec["losses"], recs[Mx]["losses"]),
                                  "heldout_rel": rel_out(heldout_outputs(spec, mm, heldout), outs[Mx]),
                                  "params_rel": max(max(abs(pst[k]["l2"] - v["l2"]) / v["l2"],
@@ -759,6 +795,35 @@ def run_config(spec, cname, cfg, train_data, heldout, folder, param_names):
 
 # ---------------------------------------------------------------- export
 
+def export_onnx(spec, model, ex, path, kw):
+    """The TorchScript exporter through tools/pippy_torch (opset 17), or with spec "dynamo" torch.onnx.export's
+    default dynamo exporter as a user calls it to train: a "batch" Dim on dim 0 of every input, optimize=False
+    (with the optimizer on, parameters are folded and pippyc refuses to train the file), weights inline."""
+    if not spec.get("dynamo"):
+        pippy_torch.export(model, ex, path, spec["forward"], spec["outputs"], opset=OPSET, **kw)
+        return
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.onnx.export(model, ex, path, input_names=spec["forward"], output_names=spec["outputs"], dynamo=True,
+                      optimize=False, external_data=False, dynamic_shapes=tuple({0: batch} for _ in ex),
+                      verbose=False)
+
+
+def tied_names(model, m):
+    """torch name -> the name the file stores a tied parameter under, where that is another of its names
+    (named_parameters() lists a shared parameter once; the dynamo exporter may keep the other name)."""
+    inits = {i.name for i in m.graph.initializer}
+    alias = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        alias.setdefault(id(p), []).append(name)
+    out = {}
+    for name, _ in model.named_parameters():
+        if name not in inits:
+            other = [a for a in alias[id(dict(model.named_parameters(remove_duplicate=False))[name])] if a in inits]
+            if other:
+                out[name] = other[0]
+    return out
+
+
 def export_model(spec, name, path):
     model = spec["build"]()
     model.train(spec.get("export_mode") == "train")
@@ -768,7 +833,7 @@ def export_model(spec, name, path):
     if spec["loss"] == "in_model":  # a scalar output has no batch axis
         kw["dynamic_axes"] = {n: {0: "batch"} for n in spec["forward"]}
     with torch.no_grad():
-        pippy_torch.export(model, ex, path, spec["forward"], spec["outputs"], opset=OPSET, **kw)
+        export_onnx(spec, model, ex, path, kw)
     m = onnx.load(path)
     pippy_torch.drop_unused_pippy_opset(m)
     if spec.get("export_mode") == "train":
@@ -869,10 +934,12 @@ def make_model(name):
     # and folding stores a Linear's weight transposed, as onnx::MatMul_N (ref.json names it so)
     aliases = {n.output[0] for n in m.graph.node if n.op_type == "Identity" and n.input[0] in inits}
     spec["onnx_names"] = folded_transposes(model, m) if spec.get("identity_params") else {}
+    renamed = tied_names(model, m)
+    spec["stat_names"] = dict(spec["onnx_names"], **renamed)
     missing = [n for n in pnames if n not in inits and not (spec.get("identity_params") and n in aliases) and
-               n not in spec["onnx_names"]]
+               n not in spec["onnx_names"] and n not in renamed]
     assert not missing, "%s: parameters without an initializer of the same name: %s" % (name, missing)
-    bnames = [n for n, b in model.named_buffers() if n in inits]
+    bnames = [n for n, b in model.named_buffers() if n in inits and b.is_floating_point()]
 
     train_data, heldout = load_data(spec)
     ref = {
@@ -884,7 +951,8 @@ def make_model(name):
         "batch": spec["batch"], "dataset_size": int(next(iter(train_data.values())).shape[0]),
         "steps": STEPS, "microbatches": spec["microbatches"],
         "data": {}, "heldout": {},
-        "parameters": {spec["onnx_names"].get(n, n): list(p.shape)[::-1 if n in spec["onnx_names"] else 1]
+        "parameters": {spec["onnx_names"].get(n, renamed.get(n, n)): list(p.shape)[::-1 if n in spec["onnx_names"]
+                                                                                 else 1]
                        for n, p in model.named_parameters()},
         "buffers": {n: list(dict(model.named_buffers())[n].shape) for n in bnames},
         "other_initializers": [n for n in inits if n not in pnames and n not in bnames],
@@ -895,7 +963,8 @@ def make_model(name):
     for k, v in heldout.items():
         ref["heldout"][k] = "heldout_%s.npy" % k
         np.save(os.path.join(folder, ref["heldout"][k]), v.numpy())
-    ref["export"] = {"opset": OPSET, "node_count": len(m.graph.node), "op_counts": op_counts(m),
+    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    ref["export"] = {"opset": opset, "node_count": len(m.graph.node), "op_counts": op_counts(m),
                      "initializers": len(m.graph.initializer), **export_notes(m),
                      "export_kwargs": {k: str(v) for k, v in spec.get("export", {}).items()}}
     ref["configs"] = {}
@@ -927,7 +996,7 @@ def self_check(spec, name, ref, train_data):
             kw["dynamic_axes"] = {n: {0: "batch"} for n in spec["forward"]}
         ex = tuple(train_data[n][:2] for n in spec["forward"])
         with torch.no_grad():
-            pippy_torch.export(model, ex, p, spec["forward"], spec["outputs"], opset=OPSET, **kw)
+            export_onnx(spec, model, ex, p, kw)
         ok, text = trainref.check_saved_model(p, r, cname, M)
         print(text)
         assert ok, name

@@ -58,6 +58,7 @@ suite simulate python3 test/e2e/test_simulate.py "$B"
 suite trainref python3 test/e2e/trainref.py self-test
 suite export python3 test/e2e/test_export.py "$B"
 suite static-batch python3 test/e2e/test_static_batch.py "$B"
+suite sequences python3 test/e2e/test_sequences.py "$B"
 if [ "$B" = "build-san" ] || [ -n "$PIPPY_QUICK" ]; then
     suite schedule_fuzz python3 test/e2e/test_schedule_fuzz.py "$B" --quick
     suite security python3 test/e2e/test_security.py "$B" --quick

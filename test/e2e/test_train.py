@@ -11,7 +11,10 @@ PyTorch's GPT-2 does, and the compile says what it undid; so do a Hugging Face L
 --padding-idx for their pad token's embedding row), T5 encoder, torchvision's ViT and torch's
 TransformerEncoder; torchvision's MobileNetV3 and EfficientNet exported from train mode (BatchNormalization
 training_mode=1) train to PyTorch's parameters and running statistics, and the saved model, compiled for
-inference, gives PyTorch's eval-mode outputs (the train-mode export itself is refused for inference). --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
+inference, gives PyTorch's eval-mode outputs (the train-mode export itself is refused for inference). GPT-2,
+Llama, BERT and ViT exported by torch.onnx.export's default dynamo exporter (optimize=False) train as PyTorch does:
+only the parameters of the export's graph signature train (Llama's rotary inv_freq buffer stays frozen),
+and a file its optimizer folded is refused for training, naming optimize=False. --schedule auto: the chosen schedule trains alike; a --memory-per-rank that only 1f1b and
 zb-h1 fit (by the per-rank peaks schedule.json predicts for each schedule) picks one of them, one between
 their peaks picks the smaller, one below every peak is refused naming the smallest; inference's auto is
 gpipe; bad limits are refused.
@@ -29,7 +32,7 @@ import time
 
 import numpy as np
 
-from common import MODELS, Results, build_dir, run, tail, tmpdir
+from common import MODELS, ROOT, Results, build_dir, run, tail, tmpdir
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trainref  # noqa: E402
@@ -120,6 +123,15 @@ CASES = [
     ("vit_tv_train", "adamw", 4, 2, "1f1b", True),
     ("vit_tv_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
     ("encoder_train", "adamw", 4, 2, "zb-h1", True),
+    # torch.onnx.export's default (dynamo) exporter with optimize=False, as its refusal message advises: the
+    # graph signature names the parameters (a buffer frozen), torch.split as SplitToSequence, CastLike
+    ("gpt2_hf_dynamo_train", "adamw", 2, 1, "gpipe", True),
+    ("gpt2_hf_dynamo_train", "adamw", 4, 2, "1f1b", True),
+    ("gpt2_hf_dynamo_train", "adamw", 8, 4, "interleaved-1f1b", False, ["--ranks", "2"]),
+    ("llama_hf_dynamo_train", "adamw", 4, 2, "1f1b", True),
+    ("llama_hf_dynamo_train", "adamw", 8, 2, "zb-h1", False),
+    ("bert_hf_dynamo_train", "adamw", 4, 2, "1f1b", True),
+    ("vit_tv_dynamo_train", "adamw", 4, 2, "1f1b", True),
     # torchvision CNNs exported from train mode (BatchNormalization training_mode=1, 3 outputs): batch
     # statistics, running statistics updated as torch does; depthwise convolutions, squeeze-and-excitation
     ("mobilenet_tv_train", "sgd_momentum_wd", 2, 1, "gpipe", True),
@@ -513,6 +525,45 @@ def error_cases(res, b):
     shutil.rmtree(out, ignore_errors=True)
 
 
+def torch_signature_case(res, b):
+    """An export carrying torch.export's graph signature (torch.onnx.export(dynamo=True)) trains only the
+    PARAMETERs it lists: here mlp_train with a signature that leaves out output_proj.bias, which stays as
+    it was while the listed ones train; the compile says so. An export whose optimizer folded parameters
+    (samples/real/llama_dynamo.onnx) is refused for training, naming optimize=False."""
+    import onnx
+    from onnx import numpy_helper
+    ref = trainref.load_ref("mlp_train")
+    out = tmpdir("pippy-sig-")
+    m = onnx.load(ref["_model"])
+    params = [i.name for i in m.graph.initializer]
+    sig = "\n# inputs\n" + "".join(f"p_{n.replace('.', '_')}: PARAMETER target='{n}'\n"
+                                      for n in params if n != "output_proj.bias") + "x: USER_INPUT\n"
+    e = m.graph.metadata_props.add()
+    e.key, e.value = "pkg.torch.export.ExportedProgram.graph_signature", sig
+    path = os.path.join(out, "mlp_sig.onnx")
+    onnx.save(m, path)
+    ref2 = dict(ref, _model=path)
+    code, text = compile_case(b, ref2, "sgd", 1, 1, "gpipe", os.path.join(out, "o"), quiet=False)
+    saved = os.path.join(out, "trained.onnx")
+    if code == 0:
+        code, text2 = run([os.path.join(b, "pippyrun"), os.path.join(out, "o"), "--steps", "2", "--save", saved,
+                           "--timeout", "60"] + data_args(ref), timeout=300)
+        text += text2
+    ok = code == 0 and "1 other initializer (buffers, constants) frozen" in text
+    if ok:
+        before = {i.name: numpy_helper.to_array(i) for i in onnx.load(ref["_model"]).graph.initializer}
+        after = {i.name: numpy_helper.to_array(i) for i in onnx.load(saved).graph.initializer}
+        ok = np.array_equal(before["output_proj.bias"], after["output_proj.bias"]) and all(
+            not np.array_equal(before[n], after[n]) for n in params if n != "output_proj.bias")
+    res.check("torch.export signature: only its PARAMETERs train (output_proj.bias left out stays as it was)", ok,
+              tail(text))
+    code, text = run([os.path.join(b, "pippyc"), os.path.join(ROOT, "samples/real/llama_dynamo.onnx"), "--train",
+                      "--loss", "cross_entropy", "--labels", "labels", "--batch", "8", "-o", os.path.join(out, "l"), "-q"])
+    res.check("torch.onnx.export(dynamo=True) with its optimizer on: training refused, naming optimize=False",
+              code == 1 and "optimize=False" in text and "'val_" in text, tail(text))
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def trained_bn_inference_case(res, b):
     """A CNN exported from train mode (BatchNormalization training_mode=1): trained, saved (in inference form)
     and compiled by pippyc for inference, whose held-out logits equal PyTorch's trained model in eval mode.
@@ -573,6 +624,7 @@ def main():
     schedule_choice_cases(res, b)
     export_quirks_case(res, b)
     trained_bn_inference_case(res, b)
+    torch_signature_case(res, b)
     if not QUICK:
         resume_case(res, b)
     nan_case(res, b)
