@@ -720,7 +720,7 @@ static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan 
                ex->retied > 1 ? ", ..." : "");
     if (ex->frozen || ex->tied_params)
         printf("  torch.export's graph signature: its parameters train; %d other initializer%s (buffers, "
-               "constants) frozen; %d parameter%s stored once with another (tied)\n",
+               "constants) not trained; %d parameter%s stored once with another (tied)\n",
                ex->frozen, ex->frozen == 1 ? "" : "s", ex->tied_params, ex->tied_params == 1 ? "" : "s");
     printf("  predicted step %.3f ms, bubble %.1f%%\n", plan->pred_step_ms, 100.0 * plan->pred_bubble);
     pippy_schedule_report_print(stdout, &notes->schedule);

@@ -326,7 +326,8 @@ static int pippy_train_signature_has(const char *sig, const char *kind, const ch
 
 /* An export of torch.onnx.export(dynamo=True) carries torch.export's graph signature (train.h): its
  * PARAMETERs are what PyTorch trains; every other initializer (buffers, constants the exporter stored
- * as initializers: an epsilon, a rotary table) is frozen. An export whose graph optimizer folded
+ * as initializers: an epsilon, a rotary table) is not trained (a BatchNorm's running statistics are
+ * still updated by it, as buffers in PyTorch). An export whose graph optimizer folded
  * parameters into new initializers is refused. */
 static pippy_status pippy_train_torch_export(pippy_graph *g, pippy_train_report *rep)
 {

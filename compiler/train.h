@@ -27,8 +27,8 @@
  *   - An export of torch.onnx.export(dynamo=True) names its parameters in the graph signature it
  *     stores (graph metadata "pkg.torch.export.ExportedProgram.graph_signature": lines
  *     "<placeholder>: PARAMETER target='<name>'"). Only those initializers train; the others (its
- *     BUFFERs, and constants it stores as initializers: an epsilon, a rotary table) are frozen
- *     (state: kept, saved, not trained). A parameter of the signature with no initializer of its
+ *     BUFFERs, and constants it stores as initializers: an epsilon, a rotary table) are state:
+ *     kept, saved, not trained (BatchNorm still updates its running statistics). A parameter of the signature with no initializer of its
  *     name is tied to another (one tensor in PyTorch). With its graph optimizer on (optimize=True,
  *     the default) the exporter folds parameters into new initializers (a Linear weight's transpose
  *     as "val_N") and stores equal parameters once, which cannot be told apart from a tie: such an
