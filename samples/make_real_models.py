@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Make the real-model exports in samples/real/ (needs torch, torchvision and transformers; CI uses the
-committed files and needs none of them).
+"""Make the real-model exports in samples/real/ (needs torch, torchvision, transformers and, for the
+*_dynamo families, onnxscript; CI uses the committed files and needs none of them).
 
     python3 samples/make_real_models.py              # every family
     python3 samples/make_real_models.py gpt2 vit     # only those
