@@ -72,18 +72,7 @@ int64_t pippy_batch_exported(const pippy_graph *g)
 /* The int32/int64 constant data of value v as int64 (n elements); -1 when v is not such a constant. */
 static int32_t pippy_read_ints(const pippy_graph *g, int32_t v, int64_t *out)
 {
-    if (v < 0)
-        return -1;
-    const pippy_value *x = &g->values[v];
-    if ((x->kind != PIPPY_VAL_CONST && x->kind != PIPPY_VAL_PARAM) || !x->data || !x->shape_known ||
-        (x->t.dtype != PIPPY_DT_INT64 && x->t.dtype != PIPPY_DT_INT32) || x->t.rank > 1)
-        return -1;
-    int64_t n = pippy_value_numel(x);
-    if (n > PIPPY_BATCH_MAXN)
-        return -1;
-    for (int64_t k = 0; k < n; k++)
-        out[k] = x->t.dtype == PIPPY_DT_INT64 ? ((const int64_t *)x->data)[k] : ((const int32_t *)x->data)[k];
-    return (int32_t)n;
+    return pippy_value_ints(g, v, out, PIPPY_BATCH_MAXN);
 }
 
 /* --batch-dims for node i: -2 when not given, -1 for 'none', else the element. */
@@ -202,8 +191,6 @@ static pippy_status pippy_batch_apply(pippy_bctx *c, int32_t i, int32_t k, const
     pippy_tdesc t = old->t;
     char name[600];
     snprintf(name, sizeof name, "%s::batch%lld", nd->name, (long long)c->mb);
-    for (int q = 1; pippy_graph_find(c->g, name) >= 0; q++)
-        snprintf(name, sizeof name, "%s::batch%lld_%d", nd->name, (long long)c->mb, q);
     void *data = malloc((size_t)n * 8 + 8);
     if (!data)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
@@ -213,17 +200,11 @@ static pippy_status pippy_batch_apply(pippy_bctx *c, int32_t i, int32_t k, const
         else
             ((int32_t *)data)[q] = (int32_t)want[q];
     }
-    int32_t v = c->g->n_values < c->cap ? pippy_graph_value(c->g, name) : -1;
-    if (v < 0) {
+    if (c->g->n_values >= c->cap)
         free(data);
+    int32_t v = c->g->n_values < c->cap ? pippy_graph_const(c->g, name, &t, data) : -1;
+    if (v < 0)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
-    }
-    pippy_value *x = &c->g->values[v];
-    x->kind = PIPPY_VAL_CONST;
-    x->t = t;
-    x->shape_known = 1;
-    x->data = data;
-    x->data_owned = 1;
     c->g->nodes[i].in[k] = v;
     if (!c->rep->rewritten++)
         snprintf(c->rep->first, sizeof c->rep->first, "%s: %s -> %s", nd->name, pippy_ints_str(t1, n, s1, sizeof s1),

@@ -81,25 +81,16 @@ static const float *pippy_stored_floats(const pippy_graph *g, int32_t v, int64_t
     return x->data;
 }
 
-/* A new stored float value named base+suffix holding data (taken over), made from parameter root
- * (param_of; -1 when from constants only). */
+/* A new stored float value named base+suffix holding data (taken over, also on failure), made from
+ * parameter root (param_of; -1 when from constants only). */
 static int32_t pippy_new_stored(pippy_graph *g, const char *base, const char *suffix, const pippy_tdesc *t,
                                 float *data, int32_t root)
 {
     char name[1024];
     snprintf(name, sizeof name, "%s%s", base, suffix);
-    for (int k = 1; pippy_graph_find(g, name) >= 0; k++)
-        snprintf(name, sizeof name, "%s%s_%d", base, suffix, k);
-    int32_t v = pippy_graph_value(g, name);
-    if (v < 0)
-        return -1;
-    pippy_value *x = &g->values[v];
-    x->kind = PIPPY_VAL_CONST;
-    x->param_of = root;
-    x->t = *t;
-    x->shape_known = 1;
-    x->data = data;
-    x->data_owned = 1;
+    int32_t v = pippy_graph_const(g, name, t, data);
+    if (v >= 0)
+        g->values[v].param_of = root;
     return v;
 }
 
@@ -155,16 +146,14 @@ int32_t pippy_fold_batchnorm(pippy_graph *g)
         /* W' stands for the convolution's weight, b' for its bias (else BatchNorm's shift) */
         int32_t rw = pippy_value_param_root(g, c->in[1]);
         int32_t rb = c->n_in > 2 && c->in[2] >= 0 ? pippy_value_param_root(g, c->in[2]) : pippy_value_param_root(g, bn->in[2]);
-        int32_t vw = pippy_new_stored(g, base, "::bn_folded", &wt, nw, rw);
+        int32_t vw = pippy_new_stored(g, base, "::bn_folded", &wt, nw, rw); /* frees nw when it fails */
         if (vw < 0) {
-            free(nw), free(nb);
-            break;
-        }
-        int32_t vb = pippy_new_stored(g, base, "::bn_folded_bias", &bt, nb, rb);
-        if (vb < 0) {
             free(nb);
             break;
         }
+        int32_t vb = pippy_new_stored(g, base, "::bn_folded_bias", &bt, nb, rb);
+        if (vb < 0)
+            break;
         c = &g->nodes[cv]; /* the node array does not move, but keep the pointers fresh after allocation */
         bn = &g->nodes[i];
         if (c->n_in < 3) {

@@ -1,6 +1,7 @@
 /* ir.c — see ir.h. */
 #include "ir.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -472,4 +473,41 @@ int32_t pippy_value_readers(const pippy_graph *g, int32_t v)
             for (int32_t k = 0; k < g->nodes[i].n_in; k++)
                 n += g->nodes[i].in[k] == v;
     return n;
+}
+
+int32_t pippy_graph_const(pippy_graph *g, const char *name, const pippy_tdesc *t, void *data)
+{
+    char unique[1200];
+    snprintf(unique, sizeof unique, "%s", name);
+    for (int k = 1; pippy_graph_find(g, unique) >= 0; k++)
+        snprintf(unique, sizeof unique, "%s_%d", name, k);
+    int32_t v = pippy_graph_value(g, unique);
+    if (v < 0) {
+        free(data);
+        return -1;
+    }
+    pippy_value *x = &g->values[v];
+    x->kind = PIPPY_VAL_CONST;
+    x->param_of = -1;
+    x->t = *t;
+    x->shape_known = 1;
+    x->data = data;
+    x->data_owned = 1;
+    return v;
+}
+
+int32_t pippy_value_ints(const pippy_graph *g, int32_t v, int64_t *out, int32_t cap)
+{
+    if (v < 0)
+        return -1;
+    const pippy_value *x = &g->values[v];
+    if ((x->kind != PIPPY_VAL_CONST && x->kind != PIPPY_VAL_PARAM) || !x->data || !x->shape_known ||
+        (x->t.dtype != PIPPY_DT_INT64 && x->t.dtype != PIPPY_DT_INT32) || x->t.rank > 1)
+        return -1;
+    int64_t n = pippy_value_numel(x);
+    if (n > cap)
+        return -1;
+    for (int64_t k = 0; k < n; k++)
+        out[k] = x->t.dtype == PIPPY_DT_INT64 ? ((const int64_t *)x->data)[k] : ((const int32_t *)x->data)[k];
+    return (int32_t)n;
 }

@@ -126,6 +126,12 @@ pippy_status pippy_graph_clone(const pippy_graph *g, pippy_graph **out);
 int32_t pippy_graph_value(pippy_graph *g, const char *name);
 /* Value index for name, or -1. */
 int32_t pippy_graph_find(const pippy_graph *g, const char *name);
+/* A new constant value named `name` (or name_1, name_2, ... when taken) of type t holding data, which
+ * it owns from now on (freed here on failure). Its index, or -1 on OOM. */
+int32_t pippy_graph_const(pippy_graph *g, const char *name, const pippy_tdesc *t, void *data);
+/* The int32/int64 data of a stored value of rank <= 1 (a constant or initializer) as int64, at most
+ * cap elements: their count, or -1 when v is no such value or holds more. */
+int32_t pippy_value_ints(const pippy_graph *g, int32_t v, int64_t *out, int32_t cap);
 /* Append a node (name, op, domain copied; in/out arrays copied). Returns its index or -1. */
 int32_t pippy_graph_add_node(pippy_graph *g, const char *name, const char *op, const char *domain,
                              int32_t n_in, const int32_t *in, int32_t n_out, const int32_t *out);

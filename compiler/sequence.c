@@ -13,44 +13,18 @@ static int64_t pippy_seq_attr(const pippy_node *n, const char *name, int64_t dfl
     return dflt;
 }
 
-/* The int32/int64 data of a constant value (n elements at most), or -1 when it has none. */
-static int32_t pippy_seq_ints(const pippy_graph *g, int32_t v, int64_t *out, int32_t n)
-{
-    if (v < 0)
-        return -1;
-    const pippy_value *x = &g->values[v];
-    int64_t count = pippy_value_numel(x);
-    if (!x->data || !x->shape_known || x->t.rank > 1 || count > n ||
-        (x->t.dtype != PIPPY_DT_INT64 && x->t.dtype != PIPPY_DT_INT32))
-        return -1;
-    for (int64_t k = 0; k < count; k++)
-        out[k] = x->t.dtype == PIPPY_DT_INT64 ? ((const int64_t *)x->data)[k] : ((const int32_t *)x->data)[k];
-    return (int32_t)count;
-}
-
-/* A new int64 constant of `rank` (0 or 1) holding vals. */
+/* A new int64 constant of `rank` (0 or 1) holding vals, named after node `base`. */
 static int32_t pippy_seq_const(pippy_graph *g, const char *base, const char *what, const int64_t *vals, int32_t n,
                                int32_t rank)
 {
     char name[1024];
     snprintf(name, sizeof name, "%s::%s", base, what);
-    for (int k = 1; pippy_graph_find(g, name) >= 0; k++)
-        snprintf(name, sizeof name, "%s::%s_%d", base, what, k);
     int64_t *data = malloc((size_t)n * sizeof *data);
-    int32_t v = data ? pippy_graph_value(g, name) : -1;
-    if (v < 0) {
-        free(data);
+    if (!data)
         return -1;
-    }
     memcpy(data, vals, (size_t)n * sizeof *data);
-    pippy_value *x = &g->values[v];
-    x->kind = PIPPY_VAL_CONST;
-    x->param_of = -1;
-    x->t = (pippy_tdesc){.dtype = PIPPY_DT_INT64, .rank = rank, .dims = {n}};
-    x->shape_known = 1;
-    x->data = data;
-    x->data_owned = 1;
-    return v;
+    pippy_tdesc t = {.dtype = PIPPY_DT_INT64, .rank = rank, .dims = {n}};
+    return pippy_graph_const(g, name, &t, data);
 }
 
 pippy_status pippy_sequence_check(const pippy_graph *g, int32_t i)
@@ -77,7 +51,7 @@ static pippy_status pippy_seq_part(const pippy_graph *g, const pippy_node *sp, i
                                    int64_t *start, int64_t *len)
 {
     int64_t split[4096];
-    int32_t ns = sp->n_in > 1 && sp->in[1] >= 0 ? pippy_seq_ints(g, sp->in[1], split, 4096) : 0;
+    int32_t ns = sp->n_in > 1 && sp->in[1] >= 0 ? pippy_value_ints(g, sp->in[1], split, 4096) : 0;
     if (ns < 0 || (sp->n_in > 1 && sp->in[1] >= 0 && g->values[sp->in[1]].t.rank == 0 && split[0] <= 0))
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (SplitToSequence): its split must be a constant (a positive "
                                                  "chunk size, or the sizes)", sp->name);
@@ -108,7 +82,7 @@ pippy_status pippy_sequence_at_lower(pippy_graph *g, int32_t i)
     int64_t axis = pippy_seq_attr(sp, "axis", 0), keep = pippy_seq_attr(sp, "keepdims", 1), k, start, len;
     if (axis < 0)
         axis += xt->rank;
-    if (axis < 0 || axis >= xt->rank || pippy_seq_ints(g, n->in[1], &k, 1) != 1)
+    if (axis < 0 || axis >= xt->rank || pippy_value_ints(g, n->in[1], &k, 1) != 1)
         return pippy_fail(PIPPY_ERR_UNSUPPORTED, "node '%s' (SequenceAt): needs a constant position and an axis of "
                                                  "the split input", n->name);
     PIPPY_TRY(pippy_seq_part(g, sp, xt->dims[axis], &k, &start, &len));

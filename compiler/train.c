@@ -308,20 +308,27 @@ static pippy_status pippy_train_retie(pippy_graph *g, int32_t a, int32_t b, pipp
     return PIPPY_OK;
 }
 
-/* Whether torch.export's graph signature lists `name` as a `kind` ("PARAMETER", "BUFFER", ...):
- * a line "<placeholder>: KIND target='NAME'...". */
-static int pippy_train_signature_has(const char *sig, const char *kind, const char *name)
+/* What torch.export's graph signature says of each value: per line "<placeholder>: KIND target='NAME'",
+ * kind[v] = 1 for a PARAMETER, 2 for another kind (BUFFER, CONSTANT_TENSOR, ...). The count of
+ * PARAMETERs with no float initializer of their name. */
+static int32_t pippy_train_signature_kinds(const pippy_graph *g, const char *sig, char *kind)
 {
-    size_t nk = strlen(kind), nn = strlen(name);
-    for (const char *l = sig; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-        const char *c = strstr(l, ": "), *e = strchr(l, '\n');
-        if (!c || (e && c > e) || strncmp(c + 2, kind, nk) || strncmp(c + 2 + nk, " target='", 9))
+    int32_t missing = 0;
+    for (const char *l = sig; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+        const char *c = strstr(l, ": "), *e = strchr(l, '\n'), *t = c ? strstr(c, " target='") : NULL;
+        if (!t || (e && t > e))
             continue;
-        const char *t = c + 2 + nk + 9;
-        if (!strncmp(t, name, nn) && t[nn] == '\'')
-            return 1;
+        int param = !strncmp(c + 2, "PARAMETER target='", 18);
+        t += strlen(" target='");
+        const char *q = strchr(t, '\'');
+        char name[1024];
+        snprintf(name, sizeof name, "%.*s", q && (!e || q < e) ? (int)(q - t) : 0, t);
+        int32_t v = pippy_graph_find(g, name);
+        if (v >= 0)
+            kind[v] = param ? 1 : 2;
+        missing += param && !pippy_train_is_param(g, v);
     }
-    return 0;
+    return missing;
 }
 
 /* An export of torch.onnx.export(dynamo=True) carries torch.export's graph signature (train.h): its
@@ -334,26 +341,19 @@ static pippy_status pippy_train_torch_export(pippy_graph *g, pippy_train_report 
     const char *sig = pippy_graph_meta(g, "pkg.torch.export.ExportedProgram.graph_signature");
     if (!sig)
         return PIPPY_OK;
-    int32_t folded = -1, missing = 0;
-    for (const char *l = sig; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
-        const char *t = strstr(l, ": PARAMETER target='"), *e = strchr(l, '\n');
-        if (!t || (e && t > e))
-            continue;
-        t += strlen(": PARAMETER target='");
-        const char *q = strchr(t, '\'');
-        char name[1024];
-        snprintf(name, sizeof name, "%.*s", q ? (int)(q - t) : 0, t);
-        missing += !pippy_train_is_param(g, pippy_graph_find(g, name));
-    }
+    char *kind = calloc((size_t)g->n_values + 1, 1);
+    if (!kind)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    int32_t missing = pippy_train_signature_kinds(g, sig, kind), folded = -1;
     for (int32_t v = 0; v < g->n_values; v++) {
-        if (!pippy_train_is_param(g, v) || pippy_train_signature_has(sig, "PARAMETER", g->values[v].name))
+        if (!pippy_train_is_param(g, v) || kind[v] == 1)
             continue;
-        if (g->values[v].t.rank > 0 && !pippy_train_signature_has(sig, "BUFFER", g->values[v].name) &&
-            !pippy_train_signature_has(sig, "CONSTANT_TENSOR", g->values[v].name) && folded < 0)
-            folded = v;
+        if (g->values[v].t.rank > 0 && kind[v] == 0 && folded < 0)
+            folded = v; /* named by no line of the signature: made by the exporter */
         g->values[v].trainable = PIPPY_TRAIN_STATE;
         rep->frozen++;
     }
+    free(kind);
     if (missing && folded >= 0) {
         char s[160];
         return pippy_fail(PIPPY_ERR_UNSUPPORTED,
