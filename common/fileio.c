@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,11 +148,15 @@ static pippy_status pippy_open_regular(const char *path, int *fd, size_t *len)
     return PIPPY_OK;
 }
 
-pippy_status pippy_read_file(const char *path, char **buf, size_t *len)
+pippy_status pippy_file_read_all(const char *path, size_t max, char **buf, size_t *len)
 {
     int fd;
     *buf = NULL;
     PIPPY_TRY(pippy_open_regular(path, &fd, len));
+    if (*len > max) {
+        close(fd);
+        return pippy_fail(PIPPY_ERR_IO, "%s: %zu bytes, more than the %zu expected", path, *len, max);
+    }
     char *b = malloc(*len + 1);
     size_t done = 0;
     while (b && done < *len) {
@@ -173,6 +178,11 @@ pippy_status pippy_read_file(const char *path, char **buf, size_t *len)
     b[*len] = 0;
     *buf = b;
     return PIPPY_OK;
+}
+
+pippy_status pippy_read_file(const char *path, char **buf, size_t *len)
+{
+    return pippy_file_read_all(path, SIZE_MAX - 1, buf, len);
 }
 
 pippy_status pippy_map_file(const char *path, void **addr, size_t *len)

@@ -617,7 +617,9 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
             h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
     plan->hash = h;
     pippy_schedule_opts so = {o->schedule ? o->schedule : "gpipe", o->memory_per_rank, o->optimizer_state};
-    return pippy_schedule_choose(plan, &so, &notes->schedule);
+    PIPPY_TRY(pippy_schedule_choose(plan, &so, &notes->schedule));
+    pippy_cost_flush(&plan->cost, notes->cost_note, sizeof notes->cost_note);
+    return PIPPY_OK;
 }
 
 pippy_status pippy_compile_plan(const pippy_compile_opts *o, pippy_graph **gp, pippy_plan *plan)

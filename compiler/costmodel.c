@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "emit.h"
+#include "fileio.h"
+#include "ir.h"
 
 #define PIPPY_COST_FORMAT 1
 
@@ -26,6 +28,11 @@ void pippy_cost_defaults(pippy_cost_model *c)
     c->op_overhead_s = 1e-6;
     c->calibrated = 0;
     snprintf(c->source, sizeof c->source, "built-in defaults");
+    c->kernels = NULL;
+    c->n_kernels = c->cap_kernels = 0;
+    c->time_kernels = 0;
+    c->n_new = 0;
+    c->file[0] = 0;
 }
 /* This thread's CPU time: a calibration on a machine others are using still measures the core
  * (wall time measured the share the scheduler gave: a loaded 2-core machine cached 90 GFLOP/s
@@ -162,6 +169,14 @@ int pippy_cost_cache_path(char *path, size_t n)
     return 1;
 }
 
+/* Rounded as the file keeps it: a compile that measured uses what later ones will read. */
+static double pippy_cost_4g(double v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.4g", v); /* 4 digits: measurements do not repeat better than that */
+    return strtod(b, NULL);
+}
+
 pippy_status pippy_cost_save(const pippy_cost_model *c, const char *path)
 {
     cJSON *root = cJSON_CreateObject();
@@ -172,38 +187,27 @@ pippy_status pippy_cost_save(const pippy_cost_model *c, const char *path)
     cJSON_AddNumberToObject(root, "pippyc_cost_model", PIPPY_COST_FORMAT);
     cJSON_AddStringToObject(root, "host", host);
     cJSON_AddStringToObject(root, "cpu", cpu);
-    for (size_t i = 0; i < PIPPY_COST_NFIELDS; i++) {
-        double v = *pippy_cost_field((pippy_cost_model *)c, i) / pippy_cost_fields[i].scale;
-        char b[32];
-        snprintf(b, sizeof b, "%.4g", v); /* 4 digits: measurements do not repeat better than that */
-        cJSON_AddNumberToObject(root, pippy_cost_fields[i].key, strtod(b, NULL));
-    }
+    for (size_t i = 0; i < PIPPY_COST_NFIELDS; i++)
+        cJSON_AddNumberToObject(root, pippy_cost_fields[i].key,
+                                pippy_cost_4g(*pippy_cost_field((pippy_cost_model *)c, i) / pippy_cost_fields[i].scale));
     cJSON_AddBoolToObject(root, "measured", c->calibrated);
-    char *text = cJSON_Print(root);
+    cJSON *kt = cJSON_AddObjectToObject(root, "kernel_us");
+    for (int32_t i = 0; kt && i < c->n_kernels; i++)
+        cJSON_AddNumberToObject(kt, c->kernels[i].key, c->kernels[i].us);
+    char *text = kt ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory writing %s", path);
-    /* atomic and safe against another pippyc writing the same file: own temp name, then rename */
-    char dir[PATH_MAX], tmp[PATH_MAX + 32];
+    char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = 0;
     pippy_status st = slash && slash != dir ? pippy_mkdir_p(dir) : PIPPY_OK;
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-    int fd = st == PIPPY_OK ? mkstemp(tmp) : -1;
-    if (st == PIPPY_OK && fd < 0)
-        st = pippy_fail(PIPPY_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    if (st == PIPPY_OK) {
-        fchmod(fd, 0644);
-        FILE *f = fdopen(fd, "w");
-        int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-        ok = (f ? fclose(f) == 0 : (close(fd), 0)) && ok;
-        if (!ok || rename(tmp, path) != 0) {
-            st = pippy_fail(PIPPY_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-            unlink(tmp);
-        }
-    }
+    size_t n = strlen(text);
+    text[n] = '\n'; /* replaces the NUL: the file ends in a newline */
+    if (st == PIPPY_OK) /* atomic, and safe against another pippyc writing the same file */
+        st = pippy_atomic_write_file(path, text, n + 1);
     free(text);
     return st;
 }
@@ -213,26 +217,44 @@ static pippy_status pippy_cost_bad(const char *path, const char *what)
     return pippy_fail(PIPPY_ERR_FORMAT, "cost model %s: %s (delete it to measure again)", path, what);
 }
 
+/* The "kernel_us" table of a cost-model file into m. */
+static pippy_status pippy_cost_read_kernels(pippy_cost_model *m, const cJSON *kt, const char *path)
+{
+    if (!kt)
+        return PIPPY_OK;
+    if (!cJSON_IsObject(kt))
+        return pippy_cost_bad(path, "\"kernel_us\" must be an object of kernel keys and microseconds");
+    if (cJSON_GetArraySize(kt) > PIPPY_COST_MAX_KERNELS)
+        return pippy_cost_bad(path, "\"kernel_us\" has more entries than a table holds (65536)");
+    for (const cJSON *e = kt->child; e; e = e->next) {
+        char why[PIPPY_COST_KEY_MAX + 96];
+        if (!e->string || !e->string[0] || strlen(e->string) >= PIPPY_COST_KEY_MAX || !cJSON_IsNumber(e) ||
+            !isfinite(e->valuedouble) || e->valuedouble <= 0 || e->valuedouble > 1e9) {
+            snprintf(why, sizeof why, "\"kernel_us\" entry \"%.80s\" must be a key of 1-%d bytes with a positive "
+                     "number of microseconds (at most 1e9)", e->string ? e->string : "", PIPPY_COST_KEY_MAX - 1);
+            return pippy_cost_bad(path, why);
+        }
+        PIPPY_TRY(pippy_cost_kernel_append(m, e->string, e->valuedouble));
+    }
+    pippy_cost_kernel_sort(m);
+    return PIPPY_OK;
+}
+
 pippy_status pippy_cost_read(pippy_cost_model *c, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pippy_fail(PIPPY_ERR_IO, "cannot read cost model %s: %s", path, strerror(errno));
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    int big = !feof(f);
-    fclose(f);
-    if (big)
-        return pippy_cost_bad(path, "larger than 8 KiB, not a pippyc cost model");
-    text[n] = 0;
+    char *text = NULL;
+    size_t n = 0;
+    pippy_status st = pippy_file_read_all(path, (size_t)16 << 20, &text, &n);
+    if (st != PIPPY_OK)
+        return pippy_error_prefix(st, "cost model");
     cJSON *root = cJSON_ParseWithLength(text, n);
+    free(text);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return pippy_cost_bad(path, "not a JSON object");
     }
     pippy_cost_model m;
     pippy_cost_defaults(&m);
-    pippy_status st = PIPPY_OK;
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "pippyc_cost_model");
     if (!cJSON_IsNumber(fmt) || fmt->valuedouble != PIPPY_COST_FORMAT)
         st = pippy_cost_bad(path, "\"pippyc_cost_model\" must be 1");
@@ -246,12 +268,16 @@ pippy_status pippy_cost_read(pippy_cost_model *c, const char *path)
             *pippy_cost_field(&m, i) = v->valuedouble * pippy_cost_fields[i].scale;
         }
     }
-    const cJSON *meas = cJSON_GetObjectItemCaseSensitive(root, "measured");
-    m.calibrated = cJSON_IsTrue(meas);
+    if (st == PIPPY_OK)
+        st = pippy_cost_read_kernels(&m, cJSON_GetObjectItemCaseSensitive(root, "kernel_us"), path);
+    m.calibrated = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "measured"));
     cJSON_Delete(root);
-    if (st != PIPPY_OK)
+    if (st != PIPPY_OK) {
+        pippy_cost_free(&m);
         return st;
+    }
     snprintf(m.source, sizeof m.source, "%s", path);
+    pippy_cost_free(c);
     *c = m;
     return PIPPY_OK;
 }
@@ -264,52 +290,97 @@ static pippy_status pippy_cost_measure_into(pippy_cost_model *c, const char *pat
     return pippy_cost_read(c, path);
 }
 
-pippy_status pippy_cost_load(pippy_cost_model *c, const char *file, char *note, size_t n)
+/* Where the kernels this compile times go: path (a measured file) or nowhere (""). */
+static void pippy_cost_keep_in(pippy_cost_model *c, const char *path)
 {
-    if (file) {
-        if (access(file, F_OK) == 0) {
-            PIPPY_TRY(pippy_cost_read(c, file));
-            snprintf(note, n, "cost model: read from %s (--cost-model)", file);
-            return PIPPY_OK;
-        }
+    c->time_kernels = c->calibrated;
+    snprintf(c->file, sizeof c->file, "%s", path && c->calibrated ? path : "");
+}
+
+static pippy_status pippy_cost_load_file(pippy_cost_model *c, const char *file, char *note, size_t n)
+{
+    if (access(file, F_OK) == 0) {
+        PIPPY_TRY(pippy_cost_read(c, file));
+        snprintf(note, n, "cost model: read from %s (--cost-model)", file);
+    } else {
         pippy_status st = pippy_cost_measure_into(c, file);
         if (st != PIPPY_OK)
             return pippy_error_prefix(st, "--cost-model %s", file);
         snprintf(note, n, "cost model: measured on this machine and written to %s (--cost-model)", file);
-        return PIPPY_OK;
     }
+    pippy_cost_keep_in(c, file);
+    return PIPPY_OK;
+}
+
+pippy_status pippy_cost_load(pippy_cost_model *c, const char *file, char *note, size_t n)
+{
+    if (file)
+        return pippy_cost_load_file(c, file, note, n);
     char path[PATH_MAX];
     if (!pippy_cost_cache_path(path, sizeof path)) {
         pippy_cost_calibrate(c);
         snprintf(c->source, sizeof c->source, "measured by this compile (no cache: neither XDG_CACHE_HOME nor HOME set)");
         snprintf(note, n, "cost model: %s", c->source);
+        pippy_cost_keep_in(c, NULL);
         return PIPPY_OK;
     }
     if (access(path, F_OK) == 0) {
         if (pippy_cost_read(c, path) == PIPPY_OK) {
             snprintf(note, n, "cost model: read from %s (this machine's cache)", path);
+            pippy_cost_keep_in(c, path);
             return PIPPY_OK;
         }
         fprintf(stderr, "pippyc: warning: %s; measuring again\n", pippy_last_error());
     }
     if (pippy_cost_measure_into(c, path) == PIPPY_OK) {
         snprintf(note, n, "cost model: measured on this machine and cached in %s", path);
+        pippy_cost_keep_in(c, path);
         return PIPPY_OK;
     }
     fprintf(stderr, "pippyc: warning: %s; the rates of this compile are not kept\n", pippy_last_error());
     pippy_cost_calibrate(c);
     snprintf(c->source, sizeof c->source, "measured by this compile (cache %s not writable)", path);
     snprintf(note, n, "cost model: %s", c->source);
+    pippy_cost_keep_in(c, NULL);
     pippy_error_clear();
     return PIPPY_OK;
 }
 
-static int pippy_is_dense(const char *op)
+void pippy_cost_flush(pippy_cost_model *c, char *note, size_t n)
 {
-    return !strcmp(op, "MatMul") || !strcmp(op, "Gemm") || !strcmp(op, "Conv");
+    if (!c->n_new || !c->file[0])
+        return;
+    pippy_cost_model disk;
+    memset(&disk, 0, sizeof disk);
+    pippy_status st = pippy_cost_read(&disk, c->file); /* what another compile may have added meanwhile */
+    if (st != PIPPY_OK) { /* gone or spoilt since: write this compile's model */
+        disk = *c;
+        disk.kernels = NULL;
+        disk.n_kernels = disk.cap_kernels = 0;
+        st = PIPPY_OK;
+    }
+    for (int32_t i = 0; i < c->n_kernels && st == PIPPY_OK; i++)
+        if (!pippy_cost_kernel_find(&disk, c->kernels[i].key))
+            st = pippy_cost_kernel_put(&disk, c->kernels[i].key, c->kernels[i].us);
+    if (st == PIPPY_OK)
+        st = pippy_cost_save(&disk, c->file);
+    pippy_cost_free(&disk);
+    if (st != PIPPY_OK) {
+        fprintf(stderr, "pippyc: warning: %s; the %d kernel timings of this compile are not kept\n",
+                pippy_last_error(), c->n_new);
+        pippy_error_clear();
+        return;
+    }
+    size_t k = strlen(note);
+    if (k < n)
+        snprintf(note + k, n - k, "%s%d kernel shape%s timed and added to %s", k ? "; " : "cost model: ", c->n_new,
+                 c->n_new == 1 ? "" : "s", c->file);
+    c->n_new = 0;
 }
 
-double pippy_cost_node_s(const pippy_cost_model *c, const pippy_op_desc *d)
+/* The rates' price of d: flops at the matmul rate (a tenth of it for other than dense work) or
+ * the bytes it touches at the memory bandwidth, whichever takes longer. */
+static double pippy_cost_rates_s(const pippy_cost_model *c, const pippy_op_desc *d)
 {
     double bytes = 0;
     for (int i = 0; i < d->n_in; i++)
@@ -317,10 +388,28 @@ double pippy_cost_node_s(const pippy_cost_model *c, const pippy_op_desc *d)
     for (int i = 0; i < d->n_out; i++)
         bytes += (double)pippy_tdesc_bytes(&d->out[i]);
     double fl = pippy_op_flops(d);
-    /* element-wise work runs well below the matmul rate: count it at a tenth */
-    double rate = pippy_is_dense(d->op) ? c->flops_per_s : c->flops_per_s / 10.0;
+    double rate = pippy_cost_is_dense(d) ? c->flops_per_s : c->flops_per_s / 10.0;
     double t_compute = fl / rate, t_mem = bytes / c->bytes_per_s;
     return c->op_overhead_s + (t_compute > t_mem ? t_compute : t_mem);
+}
+
+double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d)
+{
+    if (pippy_op_is_view(d->domain, d->op, d->n_in, d->n_out) && d->in[0].dtype == d->out[0].dtype)
+        return 0; /* the stage runs nothing: its output is its input's bytes */
+    char key[PIPPY_COST_KEY_MAX];
+    if (!pippy_cost_kernel_key(d, key, sizeof key))
+        return pippy_cost_rates_s(c, d);
+    const pippy_cost_kernel *k = pippy_cost_kernel_find(c, key);
+    if (k)
+        return k->us * 1e-6;
+    double s = c->time_kernels ? pippy_cost_kernel_time_s(d) : 0;
+    if (s <= 0 || pippy_cost_kernel_put(c, key, pippy_cost_4g(s * 1e6)) != PIPPY_OK) {
+        pippy_error_clear();
+        return pippy_cost_rates_s(c, d);
+    }
+    c->n_new++;
+    return pippy_cost_kernel_find(c, key)->us * 1e-6;
 }
 
 double pippy_cost_transfer_s(const pippy_cost_model *c, uint64_t bytes)

@@ -1,11 +1,17 @@
 /* costmodel.h — predicted time of nodes and transfers on this machine.
  *
- * A node costs flops / matmul rate + bytes it touches / memory bandwidth; a
- * transfer costs latency + bytes / link bandwidth. The rates are measured by
- * running the backend's own kernels for a few ms (pippy_cost_calibrate), once
- * per machine: pippy_cost_load() keeps them in a small JSON file (a per-machine
- * cache, or the file given by --cost-model) and every later compile reads that
- * file, so a compile is a pure function of its inputs and that file. */
+ * A node costs the time its kernel took on this machine for its shape, when that shape was timed
+ * (the kernel table, below); otherwise flops / matmul rate (a tenth of that rate for other than
+ * dense nodes: MatMul, Gemm, Conv and the convolution gradients) or bytes it touches / memory
+ * bandwidth, whichever is more. A transfer costs latency + bytes / link bandwidth.
+ *
+ * The rates are measured by running the backend's own kernels for a few ms (pippy_cost_calibrate),
+ * once per machine: pippy_cost_load() keeps them in a small JSON file (a per-machine cache, or the
+ * file given by --cost-model) and every later compile reads that file. The kernel table grows the
+ * same way: a compile that meets a node of a shape the file lacks times that kernel
+ * (costmodel_kernels.c) and pippy_cost_flush() adds it to the file. So a compile is a pure
+ * function of its inputs and that file. A file not measured on a machine ("measured": false, as
+ * in one written by hand) is never extended. */
 #ifndef PIPPY_COSTMODEL_H
 #define PIPPY_COSTMODEL_H
 
@@ -15,6 +21,16 @@
 #include "backend.h"
 #include "status.h"
 
+#define PIPPY_COST_KEY_MAX 320
+#define PIPPY_COST_MAX_KERNELS 65536 /* shapes in one file: far more than any machine's models make */
+
+/* One kernel timed on this machine: its shape's key (pippy_cost_kernel_key) and microseconds per
+ * call, as the file holds it (4 significant digits). */
+typedef struct {
+    char key[PIPPY_COST_KEY_MAX];
+    double us;
+} pippy_cost_kernel;
+
 typedef struct {
     double flops_per_s;   /* dense matmul rate of the backend as the compiler runs it */
     double bytes_per_s;   /* memory bandwidth for element-wise work */
@@ -23,9 +39,16 @@ typedef struct {
     double op_overhead_s; /* fixed cost of one kernel call */
     int32_t calibrated;   /* 1: measured on a machine (now or when the file was written) */
     char source[4096 + 128]; /* the file the rates were read from, or why there is none */
+    pippy_cost_kernel *kernels; /* the kernel table, sorted by key (owned; pippy_cost_free) */
+    int32_t n_kernels, cap_kernels;
+    int32_t time_kernels; /* 1: time dense kernels whose shape the table lacks (a measured model) */
+    int32_t n_new;        /* kernels timed by this compile and not yet written */
+    char file[4096];      /* where pippy_cost_flush writes them; "" when nowhere */
 } pippy_cost_model;
 
+/* Built-in rates and no table. c must hold no table (fresh, or after pippy_cost_free). */
 void pippy_cost_defaults(pippy_cost_model *c);
+void pippy_cost_free(pippy_cost_model *c);
 /* Measures this machine with the backend's kernels (about 50 ms). */
 void pippy_cost_calibrate(pippy_cost_model *c);
 
@@ -41,10 +64,31 @@ int pippy_cost_cache_path(char *path, size_t n);
 
 /* Write the rates to path as JSON (atomically: temp file + rename). */
 pippy_status pippy_cost_save(const pippy_cost_model *c, const char *path);
-/* Read rates from a JSON file written by pippy_cost_save (values checked). */
+/* Read rates from a JSON file written by pippy_cost_save (values checked); replaces c's table. */
 pippy_status pippy_cost_read(pippy_cost_model *c, const char *path);
+/* Adds the kernels this compile timed to c->file (merged with what the file holds by then, in case
+ * another compile wrote it meanwhile). A file that cannot be written is a warning: the timings are
+ * then measured again by the next compile. note gets a line when kernels were timed. */
+void pippy_cost_flush(pippy_cost_model *c, char *note, size_t n);
 
-double pippy_cost_node_s(const pippy_cost_model *c, const pippy_op_desc *d);
+/* Seconds for node d: its timed kernel when the table has its shape (timed now when the model
+ * may time kernels), else the rates. */
+double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d);
+
+/* The kernel table (costmodel_kernels.c). */
+int pippy_cost_is_dense(const pippy_op_desc *d);
+/* d's key: "MatMul float[64,256] float[256,1024] pippy.trans_b=1", "pippy::GeluGrad ..." (inputs
+ * known when compiling end in "const"); 0 when the key does not fit cap bytes. */
+int pippy_cost_kernel_key(const pippy_op_desc *d, char *key, size_t cap);
+const pippy_cost_kernel *pippy_cost_kernel_find(const pippy_cost_model *c, const char *key);
+/* Adds or replaces key's time, keeping the table sorted. */
+pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double us);
+/* For reading many: append unsorted, then sort once (a key given twice keeps its larger time). */
+pippy_status pippy_cost_kernel_append(pippy_cost_model *c, const char *key, double us);
+void pippy_cost_kernel_sort(pippy_cost_model *c);
+/* Seconds per call of d's kernel as a stage creates it (median of a few calls after a warm-up,
+ * thread CPU time, each call after a cache scrub); 0 when it cannot be timed here. */
+double pippy_cost_kernel_time_s(const pippy_op_desc *d);
 double pippy_cost_transfer_s(const pippy_cost_model *c, uint64_t bytes);
 
 #endif

@@ -344,6 +344,7 @@ static void pippy_json_prediction(cJSON *root, const pippy_plan *p, const pippy_
     cJSON_AddNumberToObject(cm, "op_overhead_us", p->cost.op_overhead_s * 1e6);
     cJSON_AddBoolToObject(cm, "calibrated", p->cost.calibrated);
     cJSON_AddStringToObject(cm, "source", p->cost.source);
+    cJSON_AddNumberToObject(cm, "timed_kernels", p->cost.n_kernels);
 }
 
 /* model.transposed_initializers: the file's initializers the training compile made Transpose(P)

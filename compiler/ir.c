@@ -511,3 +511,16 @@ int32_t pippy_value_ints(const pippy_graph *g, int32_t v, int64_t *out, int32_t 
         out[k] = x->t.dtype == PIPPY_DT_INT64 ? ((const int64_t *)x->data)[k] : ((const int32_t *)x->data)[k];
     return (int32_t)n;
 }
+
+int pippy_op_is_view(const char *domain, const char *op, int32_t n_in, int32_t n_out)
+{
+    static const char *const ops[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
+    if ((domain && domain[0]) || n_out != 1 || n_in < 1)
+        return 0;
+    if (strcmp(op, "Dropout") == 0 && n_in >= 3)
+        return 0; /* a training_mode input: it may really drop */
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(op, ops[i]) == 0)
+            return 1;
+    return 0;
+}

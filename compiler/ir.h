@@ -148,6 +148,10 @@ const char *pippy_graph_meta(const pippy_graph *g, const char *key);
 /* 1 when v's data is known when compiling: a constant, or a parameter at inference (in
  * training a float parameter changes every step). */
 int pippy_value_is_const(const pippy_graph *g, const pippy_value *v);
+/* An op whose output is its first input's bytes seen another way (Reshape, Flatten, Squeeze,
+ * Unsqueeze, Identity, inference Dropout): with the same dtype the stage runs nothing for it
+ * (memplan.c makes the output a view); the cost model prices it at nothing. */
+int pippy_op_is_view(const char *domain, const char *op, int32_t n_in, int32_t n_out);
 
 /* Fill a backend op descriptor for node i from the IR (shapes, constant inputs). */
 void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);

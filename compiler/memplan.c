@@ -46,15 +46,7 @@ typedef struct {
 
 static int pippy_is_view_op(const pippy_node *n)
 {
-    static const char *const ops[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
-    if (n->domain[0] || n->n_out != 1 || n->n_in < 1 || n->in[0] < 0)
-        return 0;
-    if (strcmp(n->op, "Dropout") == 0 && n->n_in >= 3)
-        return 0; /* a training_mode input: it may really drop */
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        if (strcmp(n->op, ops[i]) == 0)
-            return 1;
-    return 0;
+    return n->in && n->n_in >= 1 && n->in[0] >= 0 && pippy_op_is_view(n->domain, n->op, n->n_in, n->n_out);
 }
 
 static int pippy_block_cmp(const void *a, const void *b)

@@ -320,5 +320,6 @@ void pippy_plan_free(pippy_plan *p)
     free(p->stages);
     free(p->edges);
     free(p->node_stage);
+    pippy_cost_free(&p->cost);
     memset(p, 0, sizeof *p);
 }

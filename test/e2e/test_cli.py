@@ -309,6 +309,13 @@ def cost_model_tests(res, pippyc):
         res.check("schedule.json records the rates and their file",
                   s["prediction"]["cost_model"]["source"] == cached[0]
                   and s["prediction"]["cost_model"]["matmul_gflops"] == cm["matmul_gflops"], json.dumps(s["prediction"]))
+        kt = cm.get("kernel_us", {})
+        ops = {k.split(" ")[0] for k in kt}
+        res.check(f"the first compile timed its kernels into the cache ({len(kt)} shapes of {sorted(ops)}) and "
+                  f"schedule.json counts them", {"MatMul", "Softmax", "LayerNormalization"} <= ops
+                  and not ops & {"Reshape", "Squeeze", "Unsqueeze", "Identity"}  # views: nothing runs
+                  and all(v > 0 for v in kt.values()) and s["prediction"]["cost_model"]["timed_kernels"] == len(kt),
+                  json.dumps(cm)[:600])
     # --cost-model FILE: written when absent (and this compile uses what it wrote), read afterwards
     pinned = os.path.join(d, "rates.json")
     cmd2 = cmd[:-1] + ["-q", "--cost-model", pinned]
@@ -317,9 +324,24 @@ def cost_model_tests(res, pippyc):
     code2, text2 = run(cmd2, env=env)
     res.check("--cost-model FILE: written when absent, then read; both compiles byte-identical",
               code1 == 0 and code2 == 0 and os.path.isfile(pinned) and a and snapshot(out) == a, tail(text1 + text2))
-    # a pinned file with other rates moves the cuts: slow matmuls make the matmul-heavy stages expensive
+    # the kernel table prices the nodes of its shapes: a pinned file whose kernels all take 1 s predicts
+    # a step of seconds (and the compile times nothing new: every shape is in it)
+    if os.path.isfile(pinned):
+        rates = json.load(open(pinned))
+        rates["kernel_us"] = {k: 1e6 for k in rates.get("kernel_us", {})}
+        sec = os.path.join(d, "second.json")
+        json.dump(rates, open(sec, "w"))
+        code, text = run(cmd[:-1] + ["--cost-model", sec], env=env)
+        s3 = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else None
+        res.check("a hand-edited kernel_us table sets the prediction (kernels of 1 s: a step of seconds), "
+                  "nothing timed again", s3 is not None and s3["prediction"]["step_ms"] > 4000
+                  and "timed" not in text and json.load(open(sec)) == rates,
+                  tail(text) + (f" step_ms {s3['prediction']['step_ms']}" if s3 else ""))
+    # a pinned file with other rates moves the cuts: slow matmuls make the matmul-heavy stages expensive;
+    # without a kernel table, and marked as not measured on this machine, it is never extended
     rates = json.load(open(pinned)) if os.path.isfile(pinned) else {}
-    rates.update({"matmul_gflops": 0.01, "memory_gbytes_per_s": 1000})
+    rates.pop("kernel_us", None)
+    rates.update({"matmul_gflops": 0.01, "memory_gbytes_per_s": 1000, "measured": False})
     slow = os.path.join(d, "slow.json")
     json.dump(rates, open(slow, "w"))
     code, text = run(cmd[:-1] + ["-q", "--cost-model", slow], env=env)
@@ -329,7 +351,8 @@ def cost_model_tests(res, pippyc):
     res.check(f"the rates come from the file given: matmul_gflops 0.01 in schedule.json, other cuts "
               f"{cuts(s2) if s2 else None} vs {cuts(base) if base else None}",
               s2 is not None and base is not None and s2["prediction"]["cost_model"]["matmul_gflops"] == 0.01
-              and s2["prediction"]["cost_model"]["source"] == slow and cuts(s2) != cuts(base), tail(text))
+              and s2["prediction"]["cost_model"]["source"] == slow and cuts(s2) != cuts(base)
+              and "kernel_us" not in json.load(open(slow)), tail(text))
     # a bad --cost-model file is an error naming it; a bad cache is measured again with a warning
     bad = os.path.join(d, "bad.json")
     open(bad, "w").write('{"pippyc_cost_model": 1, "matmul_gflops": -3}')

@@ -1,0 +1,261 @@
+/* costmodel_kernels.c — the cost model's table of kernels timed on this machine (see costmodel.h).
+ *
+ * A kernel's speed depends on its shape far more than a few calibrated rates say: on one machine
+ * the same oneDNN matmul ran a 256^3 product at 39 GFLOP/s and a 64x256 . 256x1024 one at 16; on
+ * another a GELU over 98304 floats took 86 us where flops and bytes at the rates said 8. So the
+ * first compile that meets a node of a new shape creates that node's kernel with the backend, runs
+ * it a few times (thread CPU time, the median, each call after a cache scrub) and keeps the time
+ * per call in the table under a key made of the op, its input types (shapes, and which are
+ * constants) and its attributes. The table is written into the cost-model file at the end of the
+ * compile, so later compiles read the same numbers. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "costmodel.h"
+
+/* Dense kernels: without a timing, priced at the matmul rate (the others at a tenth of it). */
+static const struct {
+    const char *domain, *op;
+} pippy_cost_dense_ops[] = {
+    {"", "MatMul"}, {"", "Gemm"}, {"", "Conv"}, {"pippy", "ConvGradInput"}, {"pippy", "ConvGradWeight"},
+};
+
+int pippy_cost_is_dense(const pippy_op_desc *d)
+{
+    for (size_t i = 0; i < sizeof pippy_cost_dense_ops / sizeof pippy_cost_dense_ops[0]; i++)
+        if (!strcmp(d->op, pippy_cost_dense_ops[i].op) && !strcmp(d->domain ? d->domain : "", pippy_cost_dense_ops[i].domain))
+            return 1;
+    return 0;
+}
+
+/* Appends printf(fmt, ...) to key (cap bytes, *len used); 0 when it does not fit. */
+static int pippy_key_add(char *key, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(key + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= cap - *len)
+        return 0;
+    *len += (size_t)k;
+    return 1;
+}
+
+static int pippy_key_attr(char *key, size_t cap, size_t *len, const pippy_attr *a)
+{
+    char b[PIPPY_COST_KEY_MAX];
+    switch (a->type) {
+    case PIPPY_ATTR_INT:
+        return pippy_key_add(key, cap, len, " %s=%lld", a->name, (long long)a->i);
+    case PIPPY_ATTR_FLOAT:
+        return pippy_key_add(key, cap, len, " %s=%.9g", a->name, (double)a->f);
+    case PIPPY_ATTR_STRING:
+        return pippy_key_add(key, cap, len, " %s=%s", a->name, a->s ? a->s : "");
+    case PIPPY_ATTR_INTS:
+        return a->n <= 16 && pippy_key_add(key, cap, len, " %s=%s", a->name, pippy_ints_str(a->ints, a->n, b, sizeof b));
+    default: /* tensors, float lists, string lists: not part of any dense kernel's shape */
+        return 1;
+    }
+}
+
+int pippy_cost_kernel_key(const pippy_op_desc *d, char *key, size_t cap)
+{
+    size_t len = 0;
+    key[0] = 0;
+    if (!pippy_key_add(key, cap, &len, "%s%s%s", d->domain && d->domain[0] ? d->domain : "",
+                       d->domain && d->domain[0] ? "::" : "", d->op))
+        return 0;
+    for (int i = 0; i < d->n_in; i++) {
+        char t[128];
+        if (d->in[i].dtype == PIPPY_DT_UNDEFINED)
+            snprintf(t, sizeof t, "-");
+        else if (pippy_tdesc_check(&d->in[i], NULL))
+            return 0;
+        else
+            pippy_tdesc_str(&d->in[i], t, sizeof t);
+        if (!pippy_key_add(key, cap, &len, " %s%s", t, d->in_const[i] ? "const" : ""))
+            return 0;
+    }
+    for (int i = 0; i < d->n_attrs; i++)
+        if (!pippy_key_attr(key, cap, &len, &d->attrs[i]))
+            return 0;
+    return 1;
+}
+
+static int pippy_kernel_cmp(const void *a, const void *b)
+{
+    return strcmp(((const pippy_cost_kernel *)a)->key, ((const pippy_cost_kernel *)b)->key);
+}
+
+const pippy_cost_kernel *pippy_cost_kernel_find(const pippy_cost_model *c, const char *key)
+{
+    if (!c->n_kernels)
+        return NULL;
+    pippy_cost_kernel probe;
+    snprintf(probe.key, sizeof probe.key, "%s", key);
+    return bsearch(&probe, c->kernels, (size_t)c->n_kernels, sizeof *c->kernels, pippy_kernel_cmp);
+}
+
+static pippy_status pippy_cost_kernel_room(pippy_cost_model *c)
+{
+    if (c->n_kernels < c->cap_kernels)
+        return PIPPY_OK;
+    if (c->n_kernels >= PIPPY_COST_MAX_KERNELS)
+        return pippy_fail(PIPPY_ERR_FORMAT, "the cost model's kernel table is full (%d shapes)", PIPPY_COST_MAX_KERNELS);
+    int32_t cap = c->cap_kernels ? 2 * c->cap_kernels : 32;
+    pippy_cost_kernel *k = realloc(c->kernels, (size_t)cap * sizeof *k);
+    if (!k)
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory in the cost model's kernel table");
+    c->kernels = k;
+    c->cap_kernels = cap;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double us)
+{
+    if (strlen(key) >= PIPPY_COST_KEY_MAX)
+        return pippy_fail(PIPPY_ERR_INVALID, "kernel key longer than %d bytes: %.60s...", PIPPY_COST_KEY_MAX - 1, key);
+    pippy_cost_kernel *hit = (pippy_cost_kernel *)pippy_cost_kernel_find(c, key);
+    if (hit) {
+        hit->us = us;
+        return PIPPY_OK;
+    }
+    PIPPY_TRY(pippy_cost_kernel_room(c));
+    int32_t at = 0; /* keep the table sorted: a compile adds a few shapes */
+    while (at < c->n_kernels && strcmp(c->kernels[at].key, key) < 0)
+        at++;
+    memmove(c->kernels + at + 1, c->kernels + at, (size_t)(c->n_kernels - at) * sizeof *c->kernels);
+    snprintf(c->kernels[at].key, sizeof c->kernels[at].key, "%s", key);
+    c->kernels[at].us = us;
+    c->n_kernels++;
+    return PIPPY_OK;
+}
+
+pippy_status pippy_cost_kernel_append(pippy_cost_model *c, const char *key, double us)
+{
+    if (strlen(key) >= PIPPY_COST_KEY_MAX)
+        return pippy_fail(PIPPY_ERR_INVALID, "kernel key longer than %d bytes: %.60s...", PIPPY_COST_KEY_MAX - 1, key);
+    PIPPY_TRY(pippy_cost_kernel_room(c));
+    snprintf(c->kernels[c->n_kernels].key, sizeof c->kernels[0].key, "%s", key);
+    c->kernels[c->n_kernels++].us = us;
+    return PIPPY_OK;
+}
+
+void pippy_cost_kernel_sort(pippy_cost_model *c)
+{
+    if (!c->n_kernels)
+        return;
+    qsort(c->kernels, (size_t)c->n_kernels, sizeof *c->kernels, pippy_kernel_cmp);
+    int32_t n = 1; /* a key given twice: its last value (qsort is not stable: the larger, deterministically) */
+    for (int32_t i = 1; i < c->n_kernels; i++) {
+        if (strcmp(c->kernels[i].key, c->kernels[n - 1].key) != 0)
+            c->kernels[n++] = c->kernels[i];
+        else if (c->kernels[i].us > c->kernels[n - 1].us)
+            c->kernels[n - 1].us = c->kernels[i].us;
+    }
+    c->n_kernels = n;
+}
+
+void pippy_cost_free(pippy_cost_model *c)
+{
+    free(c->kernels);
+    c->kernels = NULL;
+    c->n_kernels = c->cap_kernels = 0;
+}
+
+static double pippy_thread_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int pippy_double_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A buffer as large as two of this core's L2 caches (at least 4 MiB), written before each timed
+ * call so that the kernel reads its operands from farther out, as in a pipeline, where a
+ * microbatch's activations were made long before its backward reads them. */
+static void pippy_cache_scrub(void)
+{
+    static char *scrub;
+    static size_t n;
+    if (!scrub) {
+        long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        n = l2 > 0 && (size_t)l2 * 2 > ((size_t)4 << 20) ? (size_t)l2 * 2 : (size_t)4 << 20;
+        scrub = malloc(n);
+        if (!scrub)
+            return;
+    }
+    memset(scrub, (int)(n & 0x7f), n);
+}
+
+/* Runs k on in/out: one warm-up call, then at least 3 and at most 15 timed calls within about
+ * 20 ms of CPU, each after a cache scrub. The median call, in seconds. */
+static double pippy_kernel_median_s(pippy_kernel *k, const void *const *in, void *const *out)
+{
+    double t[15];
+    int n = 0;
+    pippy_kernel_run(k, in, out);
+    for (double spent = 0; n < 15 && (n < 3 || spent < 0.02); n++) {
+        pippy_cache_scrub();
+        double t0 = pippy_thread_s();
+        pippy_kernel_run(k, in, out);
+        t[n] = pippy_thread_s() - t0;
+        spent += t[n];
+    }
+    qsort(t, (size_t)n, sizeof t[0], pippy_double_cmp);
+    return t[n / 2];
+}
+
+/* Time d's kernel as the stage program creates it; 0 when it cannot be timed here (more than
+ * 512 MiB of operands, or a kernel the backend refuses). Inputs known when compiling are given as
+ * they are; the others hold small floats (float inputs) or zeros (indices, masks): kernels handle
+ * any data without harm (backend.h), and a run error they record is dropped. */
+double pippy_cost_kernel_time_s(const pippy_op_desc *d)
+{
+    void *buf[2 * PIPPY_MAX_IO] = {0};
+    const void *in[PIPPY_MAX_IO] = {0};
+    void *out[PIPPY_MAX_IO] = {0};
+    uint64_t total = 0;
+    int ok = 1, nb = 0;
+    for (int i = 0; ok && i < d->n_in + d->n_out; i++) {
+        const pippy_tdesc *t = i < d->n_in ? &d->in[i] : &d->out[i - d->n_in];
+        uint64_t bytes = 0;
+        if (t->dtype == PIPPY_DT_UNDEFINED || (i < d->n_in && d->in_const[i])) {
+            if (i < d->n_in)
+                in[i] = d->in_const[i];
+            continue;
+        }
+        ok = !pippy_tdesc_check(t, &bytes) && (total += bytes) <= ((uint64_t)512 << 20);
+        char *p = ok ? aligned_alloc(64, ((size_t)bytes + 64) & ~(size_t)63) : NULL;
+        ok = ok && p;
+        if (p)
+            memset(p, 0, (size_t)bytes);
+        for (uint64_t e = 0; p && t->dtype == PIPPY_DT_FLOAT && e < bytes / sizeof(float); e++)
+            ((float *)p)[e] = (float)((e % 17) + 1) / 64.0f; /* small, non-zero, no denormals */
+        buf[nb++] = p;
+        if (i < d->n_in)
+            in[i] = p;
+        else
+            out[i - d->n_in] = p;
+    }
+    pippy_kernel *k = NULL;
+    double s = 0;
+    if (ok && pippy_kernel_create(d, &k) == PIPPY_OK) {
+        s = pippy_kernel_median_s(k, in, out);
+        pippy_kernel_destroy(k);
+    }
+    pippy_error_clear();
+    pippy_run_error_clear();
+    for (int i = 0; i < nb; i++)
+        free(buf[i]);
+    return s;
+}
