@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "costmodel.h"
@@ -129,6 +130,25 @@ START_TEST(test_new_shape_is_timed_once)
 }
 END_TEST
 
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+START_TEST(test_large_kernel_is_timed_by_one_call)
+{
+    /* 2 x 1536^3 = 7.2 GFLOP: 20 ms or more on any core; four calls would cost four times it */
+    pippy_op_desc d = matmul_desc(1536, 1536, 1536, NULL, 0);
+    double t0 = thread_cpu_s();
+    double s = pippy_cost_kernel_time_s(&d);
+    double spent = thread_cpu_s() - t0;
+    ck_assert_msg(s >= 0.02, "one call %g s", s);
+    ck_assert_msg(spent < 3.0 * s, "timing took %g s of CPU for a call of %g s", spent, s);
+}
+END_TEST
+
 START_TEST(test_file_round_trip_and_merge)
 {
     char path[256];
@@ -245,6 +265,7 @@ static Suite *costmodel_suite(void)
     tcase_add_test(t, test_kernel_keys);
     tcase_add_test(t, test_table_prices_nodes);
     tcase_add_test(t, test_new_shape_is_timed_once);
+    tcase_add_test(t, test_large_kernel_is_timed_by_one_call);
     tcase_add_test(t, test_file_round_trip_and_merge);
     tcase_add_test(t, test_hostile_files);
     suite_add_tcase(s, t);
