@@ -37,7 +37,7 @@ void pippy_cost_defaults(pippy_cost_model *c)
 /* This thread's CPU time: a calibration on a machine others are using still measures the core
  * (wall time measured the share the scheduler gave: a loaded 2-core machine cached 90 GFLOP/s
  * for a matmul that runs at about 230). */
-static double pippy_now_s(void)
+double pippy_cost_thread_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -65,11 +65,11 @@ void pippy_cost_calibrate(pippy_cost_model *c)
         void *out[1] = {a + 2 * N * N};
         pippy_kernel_run(k, in, out); /* warm up */
         int reps = 0;
-        double t0 = pippy_now_s(), t, best = 1e30;
+        double t0 = pippy_cost_thread_s(), t, best = 1e30;
         do { /* the fastest call: the least disturbed by other work on the core */
-            double t1 = pippy_now_s();
+            double t1 = pippy_cost_thread_s();
             pippy_kernel_run(k, in, out);
-            t = pippy_now_s();
+            t = pippy_cost_thread_s();
             best = t - t1 < best ? t - t1 : best;
             reps++;
         } while (t - t0 < 0.03 && reps < 1000);
@@ -83,13 +83,13 @@ void pippy_cost_calibrate(pippy_cost_model *c)
         char *b = calloc(2, bytes);
         reps = 0;
         best = 1e30;
-        t0 = pippy_now_s();
+        t0 = pippy_cost_thread_s();
         do {
-            double t1 = pippy_now_s();
+            double t1 = pippy_cost_thread_s();
             if (!b)
                 break;
             memmove(b + bytes, b, bytes);
-            t = pippy_now_s();
+            t = pippy_cost_thread_s();
             best = t - t1 < best ? t - t1 : best;
             reps++;
         } while (t - t0 < 0.01 && reps < 10000);

@@ -41,7 +41,7 @@ typedef struct {
     char source[4096 + 128]; /* the file the rates were read from, or why there is none */
     pippy_cost_kernel *kernels; /* the kernel table, sorted by key (owned; pippy_cost_free) */
     int32_t n_kernels, cap_kernels;
-    int32_t time_kernels; /* 1: time dense kernels whose shape the table lacks (a measured model) */
+    int32_t time_kernels; /* 1: time kernels whose shape the table lacks (a measured model) */
     int32_t n_new;        /* kernels timed by this compile and not yet written */
     char file[4096];      /* where pippy_cost_flush writes them; "" when nowhere */
 } pippy_cost_model;
@@ -49,6 +49,8 @@ typedef struct {
 /* Built-in rates and no table. c must hold no table (fresh, or after pippy_cost_free). */
 void pippy_cost_defaults(pippy_cost_model *c);
 void pippy_cost_free(pippy_cost_model *c);
+/* This thread's CPU time, seconds: the clock of every measurement the cost model makes. */
+double pippy_cost_thread_s(void);
 /* Measures this machine with the backend's kernels (about 50 ms). */
 void pippy_cost_calibrate(pippy_cost_model *c);
 

@@ -9,10 +9,10 @@
  * constants) and its attributes. The table is written into the cost-model file at the end of the
  * compile, so later compiles read the same numbers. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "costmodel.h"
@@ -100,8 +100,11 @@ const pippy_cost_kernel *pippy_cost_kernel_find(const pippy_cost_model *c, const
     return bsearch(&probe, c->kernels, (size_t)c->n_kernels, sizeof *c->kernels, pippy_kernel_cmp);
 }
 
-static pippy_status pippy_cost_kernel_room(pippy_cost_model *c)
+/* Room for one more entry named key. */
+static pippy_status pippy_cost_kernel_room(pippy_cost_model *c, const char *key)
 {
+    if (strlen(key) >= PIPPY_COST_KEY_MAX)
+        return pippy_fail(PIPPY_ERR_INVALID, "kernel key longer than %d bytes: %.60s...", PIPPY_COST_KEY_MAX - 1, key);
     if (c->n_kernels < c->cap_kernels)
         return PIPPY_OK;
     if (c->n_kernels >= PIPPY_COST_MAX_KERNELS)
@@ -117,14 +120,12 @@ static pippy_status pippy_cost_kernel_room(pippy_cost_model *c)
 
 pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double us)
 {
-    if (strlen(key) >= PIPPY_COST_KEY_MAX)
-        return pippy_fail(PIPPY_ERR_INVALID, "kernel key longer than %d bytes: %.60s...", PIPPY_COST_KEY_MAX - 1, key);
     pippy_cost_kernel *hit = (pippy_cost_kernel *)pippy_cost_kernel_find(c, key);
     if (hit) {
         hit->us = us;
         return PIPPY_OK;
     }
-    PIPPY_TRY(pippy_cost_kernel_room(c));
+    PIPPY_TRY(pippy_cost_kernel_room(c, key));
     int32_t at = 0; /* keep the table sorted: a compile adds a few shapes */
     while (at < c->n_kernels && strcmp(c->kernels[at].key, key) < 0)
         at++;
@@ -137,9 +138,7 @@ pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double 
 
 pippy_status pippy_cost_kernel_append(pippy_cost_model *c, const char *key, double us)
 {
-    if (strlen(key) >= PIPPY_COST_KEY_MAX)
-        return pippy_fail(PIPPY_ERR_INVALID, "kernel key longer than %d bytes: %.60s...", PIPPY_COST_KEY_MAX - 1, key);
-    PIPPY_TRY(pippy_cost_kernel_room(c));
+    PIPPY_TRY(pippy_cost_kernel_room(c, key));
     snprintf(c->kernels[c->n_kernels].key, sizeof c->kernels[0].key, "%s", key);
     c->kernels[c->n_kernels++].us = us;
     return PIPPY_OK;
@@ -150,7 +149,7 @@ void pippy_cost_kernel_sort(pippy_cost_model *c)
     if (!c->n_kernels)
         return;
     qsort(c->kernels, (size_t)c->n_kernels, sizeof *c->kernels, pippy_kernel_cmp);
-    int32_t n = 1; /* a key given twice: its last value (qsort is not stable: the larger, deterministically) */
+    int32_t n = 1; /* a key given twice keeps its larger time (qsort is not stable: "last" would vary) */
     for (int32_t i = 1; i < c->n_kernels; i++) {
         if (strcmp(c->kernels[i].key, c->kernels[n - 1].key) != 0)
             c->kernels[n++] = c->kernels[i];
@@ -165,13 +164,6 @@ void pippy_cost_free(pippy_cost_model *c)
     free(c->kernels);
     c->kernels = NULL;
     c->n_kernels = c->cap_kernels = 0;
-}
-
-static double pippy_thread_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int pippy_double_cmp(const void *a, const void *b)
@@ -206,20 +198,36 @@ static double pippy_kernel_median_s(pippy_kernel *k, const void *const *in, void
     double t[15];
     int n = 0;
     pippy_cache_scrub();
-    double t0 = pippy_thread_s();
+    double t0 = pippy_cost_thread_s();
     pippy_kernel_run(k, in, out);
-    double first = pippy_thread_s() - t0;
+    double first = pippy_cost_thread_s() - t0;
     if (first >= 0.02)
         return first;
     for (double spent = 0; n < 15 && (n < 3 || spent < 0.02); n++) {
         pippy_cache_scrub();
-        t0 = pippy_thread_s();
+        t0 = pippy_cost_thread_s();
         pippy_kernel_run(k, in, out);
-        t[n] = pippy_thread_s() - t0;
+        t[n] = pippy_cost_thread_s() - t0;
         spent += t[n];
     }
     qsort(t, (size_t)n, sizeof t[0], pippy_double_cmp);
     return t[n / 2];
+}
+
+/* Bytes of d's operands the timing allocates (inputs not known when compiling, and outputs); more
+ * than 512 MiB (or a malformed one) gives UINT64_MAX: such a kernel is priced by the rates. */
+static uint64_t pippy_kernel_operand_bytes(const pippy_op_desc *d)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < d->n_in + d->n_out; i++) {
+        const pippy_tdesc *t = i < d->n_in ? &d->in[i] : &d->out[i - d->n_in];
+        uint64_t bytes = 0;
+        if (t->dtype == PIPPY_DT_UNDEFINED || (i < d->n_in && d->in_const[i]))
+            continue;
+        if (pippy_tdesc_check(t, &bytes) || (total += bytes) > ((uint64_t)512 << 20))
+            return UINT64_MAX;
+    }
+    return total;
 }
 
 /* Time d's kernel as the stage program creates it; 0 when it cannot be timed here (more than
@@ -231,22 +239,22 @@ double pippy_cost_kernel_time_s(const pippy_op_desc *d)
     void *buf[2 * PIPPY_MAX_IO] = {0};
     const void *in[PIPPY_MAX_IO] = {0};
     void *out[PIPPY_MAX_IO] = {0};
-    uint64_t total = 0;
+    if (pippy_kernel_operand_bytes(d) == UINT64_MAX)
+        return 0; /* checked before anything is allocated: the partition asks for each node thrice */
     int ok = 1, nb = 0;
     for (int i = 0; ok && i < d->n_in + d->n_out; i++) {
         const pippy_tdesc *t = i < d->n_in ? &d->in[i] : &d->out[i - d->n_in];
-        uint64_t bytes = 0;
         if (t->dtype == PIPPY_DT_UNDEFINED || (i < d->n_in && d->in_const[i])) {
             if (i < d->n_in)
                 in[i] = d->in_const[i];
             continue;
         }
-        ok = !pippy_tdesc_check(t, &bytes) && (total += bytes) <= ((uint64_t)512 << 20);
-        char *p = ok ? aligned_alloc(64, ((size_t)bytes + 64) & ~(size_t)63) : NULL;
-        ok = ok && p;
+        size_t bytes = pippy_tdesc_bytes(t);
+        char *p = aligned_alloc(64, (bytes + 64) & ~(size_t)63);
+        ok = p != NULL;
         if (p)
-            memset(p, 0, (size_t)bytes);
-        for (uint64_t e = 0; p && t->dtype == PIPPY_DT_FLOAT && e < bytes / sizeof(float); e++)
+            memset(p, 0, bytes);
+        for (size_t e = 0; p && t->dtype == PIPPY_DT_FLOAT && e < bytes / sizeof(float); e++)
             ((float *)p)[e] = (float)((e % 17) + 1) / 64.0f; /* small, non-zero, no denormals */
         buf[nb++] = p;
         if (i < d->n_in)

@@ -359,6 +359,14 @@ def cost_model_tests(res, pippyc):
     code, text = run(cmd[:-1] + ["--cost-model", bad], env=env)
     res.check("bad --cost-model file: exit 1 naming the file and the field",
               code == 1 and "bad.json" in text and "matmul_gflops" in text, tail(text))
+    if os.path.isfile(pinned):
+        rates = json.load(open(pinned))
+        rates["kernel_us"] = {"MatMul float[2,3] float[3,4]": -1}
+        json.dump(rates, open(bad, "w"))
+        code, text = run(cmd[:-1] + ["--cost-model", bad], env=env)
+        res.check("a bad kernel_us entry: exit 1 naming the file, the entry and what it must be",
+                  code == 1 and "bad.json" in text and "MatMul float[2,3] float[3,4]" in text
+                  and "positive number" in text, tail(text))
     if cached:
         open(cached[0], "w").write("not json")
         code, text = run(cmd, env=env)

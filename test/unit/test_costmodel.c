@@ -149,6 +149,17 @@ START_TEST(test_large_kernel_is_timed_by_one_call)
 }
 END_TEST
 
+START_TEST(test_oversized_kernel_is_refused_before_allocating)
+{
+    /* two 400 MiB operands: over the 512 MiB the timing allocates, refused before the first */
+    pippy_op_desc d = matmul_desc(10240, 10240, 10240, NULL, 0);
+    double t0 = thread_cpu_s();
+    ck_assert_double_eq(pippy_cost_kernel_time_s(&d), 0);
+    double spent = thread_cpu_s() - t0;
+    ck_assert_msg(spent < 0.05, "refusing took %g s of CPU", spent);
+}
+END_TEST
+
 START_TEST(test_file_round_trip_and_merge)
 {
     char path[256];
@@ -266,6 +277,7 @@ static Suite *costmodel_suite(void)
     tcase_add_test(t, test_table_prices_nodes);
     tcase_add_test(t, test_new_shape_is_timed_once);
     tcase_add_test(t, test_large_kernel_is_timed_by_one_call);
+    tcase_add_test(t, test_oversized_kernel_is_refused_before_allocating);
     tcase_add_test(t, test_file_round_trip_and_merge);
     tcase_add_test(t, test_hostile_files);
     suite_add_tcase(s, t);
