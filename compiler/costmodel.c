@@ -227,11 +227,14 @@ static pippy_status pippy_cost_read_kernels(pippy_cost_model *m, const cJSON *kt
     if (cJSON_GetArraySize(kt) > PIPPY_COST_MAX_KERNELS)
         return pippy_cost_bad(path, "\"kernel_us\" has more entries than a table holds (65536)");
     for (const cJSON *e = kt->child; e; e = e->next) {
-        char why[PIPPY_COST_KEY_MAX + 96];
+        char why[PIPPY_COST_KEY_MAX + 160], found[48] = "not a number";
         if (!e->string || !e->string[0] || strlen(e->string) >= PIPPY_COST_KEY_MAX || !cJSON_IsNumber(e) ||
             !isfinite(e->valuedouble) || e->valuedouble <= 0 || e->valuedouble > 1e9) {
-            snprintf(why, sizeof why, "\"kernel_us\" entry \"%.80s\" must be a key of 1-%d bytes with a positive "
-                     "number of microseconds (at most 1e9)", e->string ? e->string : "", PIPPY_COST_KEY_MAX - 1);
+            if (cJSON_IsNumber(e))
+                snprintf(found, sizeof found, "%g", e->valuedouble);
+            snprintf(why, sizeof why, "\"kernel_us\" entry \"%.80s\" (%zu bytes): %s; expected a key of 1-%d bytes "
+                     "with a positive number of microseconds (at most 1e9)", e->string ? e->string : "",
+                     e->string ? strlen(e->string) : 0, found, PIPPY_COST_KEY_MAX - 1);
             return pippy_cost_bad(path, why);
         }
         PIPPY_TRY(pippy_cost_kernel_append(m, e->string, e->valuedouble));

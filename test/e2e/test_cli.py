@@ -366,7 +366,7 @@ def cost_model_tests(res, pippyc):
         code, text = run(cmd[:-1] + ["--cost-model", bad], env=env)
         res.check("a bad kernel_us entry: exit 1 naming the file, the entry and what it must be",
                   code == 1 and "bad.json" in text and "MatMul float[2,3] float[3,4]" in text
-                  and "positive number" in text, tail(text))
+                  and ": -1; expected" in text and "positive number" in text, tail(text))
     if cached:
         open(cached[0], "w").write("not json")
         code, text = run(cmd, env=env)
