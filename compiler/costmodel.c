@@ -191,10 +191,13 @@ pippy_status pippy_cost_save(const pippy_cost_model *c, const char *path)
         cJSON_AddNumberToObject(root, pippy_cost_fields[i].key,
                                 pippy_cost_4g(*pippy_cost_field((pippy_cost_model *)c, i) / pippy_cost_fields[i].scale));
     cJSON_AddBoolToObject(root, "measured", c->calibrated);
-    cJSON *kt = cJSON_AddObjectToObject(root, "kernel_us");
-    for (int32_t i = 0; kt && i < c->n_kernels; i++)
+    cJSON *kt = cJSON_AddObjectToObject(root, "kernel_us"), *kf = cJSON_AddObjectToObject(root, "kernel_far_us");
+    for (int32_t i = 0; kt && kf && i < c->n_kernels; i++) {
         cJSON_AddNumberToObject(kt, c->kernels[i].key, c->kernels[i].us);
-    char *text = kt ? cJSON_Print(root) : NULL;
+        if (c->kernels[i].far_us > 0)
+            cJSON_AddNumberToObject(kf, c->kernels[i].key, c->kernels[i].far_us);
+    }
+    char *text = kt && kf ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory writing %s", path);
@@ -217,27 +220,50 @@ static pippy_status pippy_cost_bad(const char *path, const char *what)
     return pippy_fail(PIPPY_ERR_FORMAT, "cost model %s: %s (delete it to measure again)", path, what);
 }
 
-/* The "kernel_us" table of a cost-model file into m. */
-static pippy_status pippy_cost_read_kernels(pippy_cost_model *m, const cJSON *kt, const char *path)
+/* Entry e of table name ("kernel_us" or "kernel_far_us"): a key of 1 to PIPPY_COST_KEY_MAX - 1
+ * bytes and a positive number of microseconds. */
+static pippy_status pippy_cost_check_entry(const cJSON *e, const char *name, const char *path)
+{
+    if (e->string && e->string[0] && strlen(e->string) < PIPPY_COST_KEY_MAX && cJSON_IsNumber(e) &&
+        isfinite(e->valuedouble) && e->valuedouble > 0 && e->valuedouble <= 1e9)
+        return PIPPY_OK;
+    char why[PIPPY_COST_KEY_MAX + 180], found[48] = "not a number";
+    if (cJSON_IsNumber(e))
+        snprintf(found, sizeof found, "%g", e->valuedouble);
+    snprintf(why, sizeof why, "\"%s\" entry \"%.80s\" (%zu bytes): %s; expected a key of 1-%d bytes "
+             "with a positive number of microseconds (at most 1e9)", name, e->string ? e->string : "",
+             e->string ? strlen(e->string) : 0, found, PIPPY_COST_KEY_MAX - 1);
+    return pippy_cost_bad(path, why);
+}
+
+static pippy_status pippy_cost_check_table(const cJSON *t, const char *name, const char *path)
+{
+    char why[160];
+    if (!cJSON_IsObject(t)) {
+        snprintf(why, sizeof why, "\"%s\" must be an object of kernel keys and microseconds", name);
+        return pippy_cost_bad(path, why);
+    }
+    if (cJSON_GetArraySize(t) > PIPPY_COST_MAX_KERNELS) {
+        snprintf(why, sizeof why, "\"%s\" has more entries than a table holds (%d)", name, PIPPY_COST_MAX_KERNELS);
+        return pippy_cost_bad(path, why);
+    }
+    for (const cJSON *e = t->child; e; e = e->next)
+        PIPPY_TRY(pippy_cost_check_entry(e, name, path));
+    return PIPPY_OK;
+}
+
+/* The "kernel_us" and "kernel_far_us" tables of a cost-model file into m; a far time whose key
+ * kernel_us lacks is dropped (the far time alone prices nothing). */
+static pippy_status pippy_cost_read_kernels(pippy_cost_model *m, const cJSON *kt, const cJSON *kf, const char *path)
 {
     if (!kt)
         return PIPPY_OK;
-    if (!cJSON_IsObject(kt))
-        return pippy_cost_bad(path, "\"kernel_us\" must be an object of kernel keys and microseconds");
-    if (cJSON_GetArraySize(kt) > PIPPY_COST_MAX_KERNELS)
-        return pippy_cost_bad(path, "\"kernel_us\" has more entries than a table holds (65536)");
+    PIPPY_TRY(pippy_cost_check_table(kt, "kernel_us", path));
+    if (kf)
+        PIPPY_TRY(pippy_cost_check_table(kf, "kernel_far_us", path));
     for (const cJSON *e = kt->child; e; e = e->next) {
-        char why[PIPPY_COST_KEY_MAX + 160], found[48] = "not a number";
-        if (!e->string || !e->string[0] || strlen(e->string) >= PIPPY_COST_KEY_MAX || !cJSON_IsNumber(e) ||
-            !isfinite(e->valuedouble) || e->valuedouble <= 0 || e->valuedouble > 1e9) {
-            if (cJSON_IsNumber(e))
-                snprintf(found, sizeof found, "%g", e->valuedouble);
-            snprintf(why, sizeof why, "\"kernel_us\" entry \"%.80s\" (%zu bytes): %s; expected a key of 1-%d bytes "
-                     "with a positive number of microseconds (at most 1e9)", e->string ? e->string : "",
-                     e->string ? strlen(e->string) : 0, found, PIPPY_COST_KEY_MAX - 1);
-            return pippy_cost_bad(path, why);
-        }
-        PIPPY_TRY(pippy_cost_kernel_append(m, e->string, e->valuedouble));
+        const cJSON *f = kf ? cJSON_GetObjectItemCaseSensitive(kf, e->string) : NULL;
+        PIPPY_TRY(pippy_cost_kernel_append(m, e->string, e->valuedouble, f ? f->valuedouble : 0));
     }
     pippy_cost_kernel_sort(m);
     return PIPPY_OK;
@@ -272,7 +298,8 @@ pippy_status pippy_cost_read(pippy_cost_model *c, const char *path)
         }
     }
     if (st == PIPPY_OK)
-        st = pippy_cost_read_kernels(&m, cJSON_GetObjectItemCaseSensitive(root, "kernel_us"), path);
+        st = pippy_cost_read_kernels(&m, cJSON_GetObjectItemCaseSensitive(root, "kernel_us"),
+                                     cJSON_GetObjectItemCaseSensitive(root, "kernel_far_us"), path);
     m.calibrated = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "measured"));
     cJSON_Delete(root);
     if (st != PIPPY_OK) {
@@ -362,9 +389,11 @@ void pippy_cost_flush(pippy_cost_model *c, char *note, size_t n)
         disk.n_kernels = disk.cap_kernels = 0;
         st = PIPPY_OK;
     }
-    for (int32_t i = 0; i < c->n_kernels && st == PIPPY_OK; i++)
-        if (!pippy_cost_kernel_find(&disk, c->kernels[i].key))
-            st = pippy_cost_kernel_put(&disk, c->kernels[i].key, c->kernels[i].us);
+    for (int32_t i = 0; i < c->n_kernels && st == PIPPY_OK; i++) {
+        const pippy_cost_kernel *k = &c->kernels[i], *d = pippy_cost_kernel_find(&disk, k->key);
+        if (!d || (d->far_us <= 0 && k->far_us > 0)) /* new, or timed far by this compile only */
+            st = pippy_cost_kernel_put(&disk, k->key, k->us, k->far_us);
+    }
     if (st == PIPPY_OK)
         st = pippy_cost_save(&disk, c->file);
     pippy_cost_free(&disk);
@@ -396,7 +425,15 @@ static double pippy_cost_rates_s(const pippy_cost_model *c, const pippy_op_desc 
     return c->op_overhead_s + (t_compute > t_mem ? t_compute : t_mem);
 }
 
-double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d)
+/* A kernel's price with a share far of its input bytes far: between its two times (its near
+ * time alone when it was not timed far). */
+static double pippy_cost_kernel_s(const pippy_cost_kernel *k, double far)
+{
+    far = far < 0 ? 0 : far > 1 ? 1 : far;
+    return (k->far_us > 0 ? k->us + far * (k->far_us - k->us) : k->us) * 1e-6;
+}
+
+double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d, double far)
 {
     if (pippy_op_is_view(d->domain, d->op, d->n_in, d->n_out) && d->in[0].dtype == d->out[0].dtype)
         return 0; /* the stage runs nothing: its output is its input's bytes */
@@ -404,15 +441,15 @@ double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d)
     if (!pippy_cost_kernel_key(d, key, sizeof key))
         return pippy_cost_rates_s(c, d);
     const pippy_cost_kernel *k = pippy_cost_kernel_find(c, key);
-    if (k)
-        return k->us * 1e-6;
-    double s = c->time_kernels ? pippy_cost_kernel_time_s(d) : 0;
-    if (s <= 0 || pippy_cost_kernel_put(c, key, pippy_cost_4g(s * 1e6)) != PIPPY_OK) {
+    if (k && (k->far_us > 0 || !c->time_kernels))
+        return pippy_cost_kernel_s(k, far);
+    double far_s = 0, s = c->time_kernels ? pippy_cost_kernel_time_s(d, &far_s) : 0;
+    if (s <= 0 || pippy_cost_kernel_put(c, key, pippy_cost_4g(s * 1e6), pippy_cost_4g(far_s * 1e6)) != PIPPY_OK) {
         pippy_error_clear();
-        return pippy_cost_rates_s(c, d);
+        return k ? pippy_cost_kernel_s(k, far) : pippy_cost_rates_s(c, d);
     }
     c->n_new++;
-    return pippy_cost_kernel_find(c, key)->us * 1e-6;
+    return pippy_cost_kernel_s(pippy_cost_kernel_find(c, key), far);
 }
 
 double pippy_cost_transfer_s(const pippy_cost_model *c, uint64_t bytes)

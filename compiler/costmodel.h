@@ -1,7 +1,10 @@
 /* costmodel.h — predicted time of nodes and transfers on this machine.
  *
  * A node costs the time its kernel took on this machine for its shape, when that shape was timed
- * (the kernel table, below); otherwise flops / matmul rate (a tenth of that rate for other than
+ * (the kernel table, below): between its time with its operands at hand (called back to back) and
+ * its time with them far (each call after a scrub of the caches), by the share of its input bytes
+ * that a stage reads from far (pippy_graph_far_share: parameters, and what the forward made for a
+ * backward node); otherwise flops / matmul rate (a tenth of that rate for other than
  * dense nodes: MatMul, Gemm, Conv and the convolution gradients) or bytes it touches / memory
  * bandwidth, whichever is more. A transfer costs latency + bytes / link bandwidth.
  *
@@ -25,10 +28,11 @@
 #define PIPPY_COST_MAX_KERNELS 65536 /* shapes in one file: far more than any machine's models make */
 
 /* One kernel timed on this machine: its shape's key (pippy_cost_kernel_key) and microseconds per
- * call, as the file holds it (4 significant digits). */
+ * call, as the file holds them (4 significant digits): with its operands at hand (the file's
+ * "kernel_us") and far ("kernel_far_us"; 0: not timed so, as in a file of an older pippyc). */
 typedef struct {
     char key[PIPPY_COST_KEY_MAX];
-    double us;
+    double us, far_us;
 } pippy_cost_kernel;
 
 typedef struct {
@@ -73,9 +77,10 @@ pippy_status pippy_cost_read(pippy_cost_model *c, const char *path);
  * then measured again by the next compile. note gets a line when kernels were timed. */
 void pippy_cost_flush(pippy_cost_model *c, char *note, size_t n);
 
-/* Seconds for node d: its timed kernel when the table has its shape (timed now when the model
- * may time kernels), else the rates. */
-double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d);
+/* Seconds for node d, far (0 to 1) the share of its input bytes read from far: its timed kernel
+ * when the table has its shape (timed now when the model may time kernels), us + far * (far_us -
+ * us); else the rates. */
+double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d, double far);
 
 /* The kernel table (costmodel_kernels.c). */
 int pippy_cost_is_dense(const pippy_op_desc *d);
@@ -83,14 +88,16 @@ int pippy_cost_is_dense(const pippy_op_desc *d);
  * known when compiling end in "const"); 0 when the key does not fit cap bytes. */
 int pippy_cost_kernel_key(const pippy_op_desc *d, char *key, size_t cap);
 const pippy_cost_kernel *pippy_cost_kernel_find(const pippy_cost_model *c, const char *key);
-/* Adds or replaces key's time, keeping the table sorted. */
-pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double us);
-/* For reading many: append unsorted, then sort once (a key given twice keeps its larger time). */
-pippy_status pippy_cost_kernel_append(pippy_cost_model *c, const char *key, double us);
+/* Adds or replaces key's times, keeping the table sorted. */
+pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double us, double far_us);
+/* For reading many: append unsorted, then sort once (a key given twice keeps its larger times). */
+pippy_status pippy_cost_kernel_append(pippy_cost_model *c, const char *key, double us, double far_us);
 void pippy_cost_kernel_sort(pippy_cost_model *c);
-/* Seconds per call of d's kernel as a stage creates it (median of a few calls after a warm-up,
- * thread CPU time, each call after a cache scrub); 0 when it cannot be timed here. */
-double pippy_cost_kernel_time_s(const pippy_op_desc *d);
+/* Seconds per call of d's kernel as a stage creates it, with its operands at hand (the median of
+ * a few calls back to back after a warm-up, thread CPU time), and in *far_s with them far (the
+ * median of as many calls, each after reading a buffer of this core's share of the last-level
+ * cache); 0 when it cannot be timed here. */
+double pippy_cost_kernel_time_s(const pippy_op_desc *d, double *far_s);
 double pippy_cost_transfer_s(const pippy_cost_model *c, uint64_t bytes);
 
 #endif

@@ -4,10 +4,10 @@
  * the same oneDNN matmul ran a 256^3 product at 39 GFLOP/s and a 64x256 . 256x1024 one at 16; on
  * another a GELU over 98304 floats took 86 us where flops and bytes at the rates said 8. So the
  * first compile that meets a node of a new shape creates that node's kernel with the backend, runs
- * it a few times (thread CPU time, the median, each call after a cache scrub) and keeps the time
- * per call in the table under a key made of the op, its input types (shapes, and which are
- * constants) and its attributes. The table is written into the cost-model file at the end of the
- * compile, so later compiles read the same numbers. */
+ * it a few times (thread CPU time, the median) with its operands at hand and as many times with
+ * them far, and keeps both times per call in the table under a key made of the op, its input types
+ * (shapes, and which are constants) and its attributes. The table is written into the cost-model
+ * file at the end of the compile, so later compiles read the same numbers. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,11 +118,12 @@ static pippy_status pippy_cost_kernel_room(pippy_cost_model *c, const char *key)
     return PIPPY_OK;
 }
 
-pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double us)
+pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double us, double far_us)
 {
     pippy_cost_kernel *hit = (pippy_cost_kernel *)pippy_cost_kernel_find(c, key);
     if (hit) {
         hit->us = us;
+        hit->far_us = far_us;
         return PIPPY_OK;
     }
     PIPPY_TRY(pippy_cost_kernel_room(c, key));
@@ -132,15 +133,17 @@ pippy_status pippy_cost_kernel_put(pippy_cost_model *c, const char *key, double 
     memmove(c->kernels + at + 1, c->kernels + at, (size_t)(c->n_kernels - at) * sizeof *c->kernels);
     snprintf(c->kernels[at].key, sizeof c->kernels[at].key, "%s", key);
     c->kernels[at].us = us;
+    c->kernels[at].far_us = far_us;
     c->n_kernels++;
     return PIPPY_OK;
 }
 
-pippy_status pippy_cost_kernel_append(pippy_cost_model *c, const char *key, double us)
+pippy_status pippy_cost_kernel_append(pippy_cost_model *c, const char *key, double us, double far_us)
 {
     PIPPY_TRY(pippy_cost_kernel_room(c, key));
     snprintf(c->kernels[c->n_kernels].key, sizeof c->kernels[0].key, "%s", key);
-    c->kernels[c->n_kernels++].us = us;
+    c->kernels[c->n_kernels].us = us;
+    c->kernels[c->n_kernels++].far_us = far_us;
     return PIPPY_OK;
 }
 
@@ -149,12 +152,15 @@ void pippy_cost_kernel_sort(pippy_cost_model *c)
     if (!c->n_kernels)
         return;
     qsort(c->kernels, (size_t)c->n_kernels, sizeof *c->kernels, pippy_kernel_cmp);
-    int32_t n = 1; /* a key given twice keeps its larger time (qsort is not stable: "last" would vary) */
+    int32_t n = 1; /* a key given twice keeps its larger times (qsort is not stable: "last" would vary) */
     for (int32_t i = 1; i < c->n_kernels; i++) {
-        if (strcmp(c->kernels[i].key, c->kernels[n - 1].key) != 0)
-            c->kernels[n++] = c->kernels[i];
-        else if (c->kernels[i].us > c->kernels[n - 1].us)
-            c->kernels[n - 1].us = c->kernels[i].us;
+        pippy_cost_kernel *k = &c->kernels[i], *kept = &c->kernels[n - 1];
+        if (strcmp(k->key, kept->key) != 0) {
+            c->kernels[n++] = *k;
+            continue;
+        }
+        kept->us = k->us > kept->us ? k->us : kept->us;
+        kept->far_us = k->far_us > kept->far_us ? k->far_us : kept->far_us;
     }
     c->n_kernels = n;
 }
@@ -172,46 +178,81 @@ static int pippy_double_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* A buffer as large as two of this core's L2 caches (at least 4 MiB), written before each timed
- * call so that the kernel reads its operands from farther out, as in a pipeline, where a
- * microbatch's activations were made long before its backward reads them. */
-static void pippy_cache_scrub(void)
+/* Bytes the scrub reads: this core's share of the last-level cache (the L3 over the processors
+ * online: the ranks of a host share it, one per core), at least 2 x L2, within 4 to 64 MiB. In a
+ * pipeline a kernel reads its parameters, and a backward node what the forward made, a microbatch
+ * after they were last touched, when the rest of the stage and the other ranks have been through
+ * the caches. Measured on a 2-core EPYC (1 MiB L2, 32 MiB L3), each way alternating with the others
+ * in one process, against calls back to back: after three other matmuls a 64x1024x512 matmul took
+ * 1.06-1.09x and a 1024x96x96 one 1.13-1.27x; after reading 24-32 MiB 1.03-1.09x and 1.07-1.37x;
+ * after reading 4 MiB, or a memset of it, 0.93-1.08x (the operands waited in L3). Not written:
+ * the kernel would pay for writing the scrub's dirty lines back. */
+static size_t pippy_cache_scrub_bytes(void)
 {
-    static char *scrub;
-    static size_t n;
-    if (!scrub) {
-        long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-        n = l2 > 0 && (size_t)l2 * 2 > ((size_t)4 << 20) ? (size_t)l2 * 2 : (size_t)4 << 20;
-        scrub = malloc(n);
-        if (!scrub)
-            return;
-    }
-    memset(scrub, (int)(n & 0x7f), n);
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = l3 > 0 ? (size_t)l3 / (size_t)(cpus > 0 ? cpus : 1) : 0;
+    if (l2 > 0 && n < 2 * (size_t)l2)
+        n = 2 * (size_t)l2;
+    size_t lo = (size_t)4 << 20, hi = (size_t)64 << 20;
+    return n < lo ? lo : n > hi ? hi : n;
 }
 
-/* Runs k on in/out: one warm-up call, then at least 3 and at most 15 timed calls within about
- * 20 ms of CPU, each after a cache scrub. The median call, in seconds. A kernel whose warm-up call
- * took 20 ms or more is timed by that call alone: its first-call costs are small beside it, and a
- * model with large layers (a 50257-word head) would otherwise spend minutes compiling. */
-static double pippy_kernel_median_s(pippy_kernel *k, const void *const *in, void *const *out)
+static volatile uint64_t pippy_cost_scrub_sink;
+
+/* Reads one word per 64-byte line of the scrub buffer (through a volatile pointer, so that the
+ * loop is kept), which moves the last call's operands out of the near caches. */
+static void pippy_cache_scrub(void)
 {
-    double t[15];
-    int n = 0;
-    pippy_cache_scrub();
+    static volatile uint64_t *scrub;
+    static size_t n;
+    if (!scrub) {
+        n = pippy_cache_scrub_bytes() / sizeof *scrub;
+        uint64_t *b = malloc(n * sizeof *b);
+        if (!b)
+            return;
+        for (size_t i = 0; i < n; i++) /* written once, so that its pages are real */
+            b[i] = i;
+        scrub = b;
+    }
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i += 64 / sizeof *scrub)
+        sum += scrub[i];
+    pippy_cost_scrub_sink = sum;
+}
+
+static double pippy_kernel_call_s(pippy_kernel *k, const void *const *in, void *const *out)
+{
     double t0 = pippy_cost_thread_s();
     pippy_kernel_run(k, in, out);
-    double first = pippy_cost_thread_s() - t0;
+    return pippy_cost_thread_s() - t0;
+}
+
+/* Times k on in/out: a warm-up call, then pairs of calls, one right after the previous call
+ * (operands at hand) and one after a cache scrub (operands far): at least 3 and at most 15 pairs,
+ * within about 15 ms of CPU with the scrubs (a scrub takes about a millisecond; the 271 shapes of an
+ * EfficientNet's training step took 13 s to time when small kernels had 40 ms). The median of
+ * each, in seconds (far in *far_s). A kernel whose warm-up call took 20 ms or more is timed by that call
+ * alone (after a scrub, for both): its first-call costs are small beside it, and a model with large
+ * layers (a 50257-word head) would otherwise spend minutes compiling. */
+static double pippy_kernel_median_s(pippy_kernel *k, const void *const *in, void *const *out, double *far_s)
+{
+    double near[15], far[15];
+    int n = 0;
+    pippy_cache_scrub();
+    double first = pippy_kernel_call_s(k, in, out);
     if (first >= 0.02)
-        return first;
-    for (double spent = 0; n < 15 && (n < 3 || spent < 0.02); n++) {
+        return *far_s = first;
+    double begin = pippy_cost_thread_s();
+    for (; n < 15 && (n < 3 || pippy_cost_thread_s() - begin < 0.015); n++) {
+        near[n] = pippy_kernel_call_s(k, in, out);
         pippy_cache_scrub();
-        t0 = pippy_cost_thread_s();
-        pippy_kernel_run(k, in, out);
-        t[n] = pippy_cost_thread_s() - t0;
-        spent += t[n];
+        far[n] = pippy_kernel_call_s(k, in, out);
     }
-    qsort(t, (size_t)n, sizeof t[0], pippy_double_cmp);
-    return t[n / 2];
+    qsort(near, (size_t)n, sizeof near[0], pippy_double_cmp);
+    qsort(far, (size_t)n, sizeof far[0], pippy_double_cmp);
+    *far_s = far[n / 2];
+    return near[n / 2];
 }
 
 /* Bytes of d's operands the timing allocates (inputs not known when compiling, and outputs); more
@@ -234,11 +275,12 @@ static uint64_t pippy_kernel_operand_bytes(const pippy_op_desc *d)
  * 512 MiB of operands, or a kernel the backend refuses). Inputs known when compiling are given as
  * they are; the others hold small floats (float inputs) or zeros (indices, masks): kernels handle
  * any data without harm (backend.h), and a run error they record is dropped. */
-double pippy_cost_kernel_time_s(const pippy_op_desc *d)
+double pippy_cost_kernel_time_s(const pippy_op_desc *d, double *far_s)
 {
     void *buf[2 * PIPPY_MAX_IO] = {0};
     const void *in[PIPPY_MAX_IO] = {0};
     void *out[PIPPY_MAX_IO] = {0};
+    *far_s = 0;
     if (pippy_kernel_operand_bytes(d) == UINT64_MAX)
         return 0; /* checked before anything is allocated: the partition asks for each node thrice */
     int ok = 1, nb = 0;
@@ -265,7 +307,7 @@ double pippy_cost_kernel_time_s(const pippy_op_desc *d)
     pippy_kernel *k = NULL;
     double s = 0;
     if (ok && pippy_kernel_create(d, &k) == PIPPY_OK) {
-        s = pippy_kernel_median_s(k, in, out);
+        s = pippy_kernel_median_s(k, in, out, far_s);
         pippy_kernel_destroy(k);
     }
     pippy_error_clear();

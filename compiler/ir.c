@@ -361,6 +361,32 @@ void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d)
         d->out[k] = g->values[n->out[k]].t;
 }
 
+/* 1 when node i reads value v from far (pippy_graph_far_share). */
+static int pippy_value_is_far(const pippy_graph *g, int32_t i, const pippy_value *v)
+{
+    if (v->kind != PIPPY_VAL_INTERMEDIATE || v->producer < 0)
+        return 1; /* parameters, constants, gradient buffers, graph inputs */
+    const pippy_node *n = &g->nodes[i], *p = &g->nodes[v->producer];
+    if (n->stage >= 0 && p->stage >= 0 && n->stage != p->stage)
+        return 1; /* received from another stage */
+    return n->phase != PIPPY_PHASE_F && p->phase == PIPPY_PHASE_F; /* the stash */
+}
+
+double pippy_graph_far_share(const pippy_graph *g, int32_t i)
+{
+    const pippy_node *n = &g->nodes[i];
+    double all = 0, far = 0;
+    for (int32_t k = 0; k < n->n_in; k++) {
+        const pippy_value *v = n->in[k] >= 0 ? &g->values[n->in[k]] : NULL;
+        uint64_t bytes = 0;
+        if (!v || !v->shape_known || pippy_tdesc_check(&v->t, &bytes) != 0)
+            continue;
+        all += (double)bytes;
+        far += pippy_value_is_far(g, i, v) ? (double)bytes : 0;
+    }
+    return all > 0 ? far / all : 0;
+}
+
 int pippy_value_is_const(const pippy_graph *g, const pippy_value *v)
 {
     if (!v->data || (v->kind != PIPPY_VAL_CONST && v->kind != PIPPY_VAL_PARAM))

@@ -155,6 +155,11 @@ int pippy_op_is_view(const char *domain, const char *op, int32_t n_in, int32_t n
 
 /* Fill a backend op descriptor for node i from the IR (shapes, constant inputs). */
 void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);
+/* The share (0 to 1) of node i's input bytes that a stage reads from far, where the cost model
+ * prices them at its kernel's time after a cache scrub: parameters, constants and graph inputs,
+ * values another stage made, and for a backward node what the forward made (the stash). Values
+ * the nodes just before made are near. */
+double pippy_graph_far_share(const pippy_graph *g, int32_t i);
 
 /* Sort nodes topologically (stable: keeps file order where possible) and set producers.
  * Fails naming the node and the input when a value is used but never defined. */

@@ -190,7 +190,7 @@ static pippy_status pippy_partition_backward_costs(pippy_plan *p, const int32_t 
                 continue;
             pippy_op_desc d;
             pippy_graph_op_desc(c, i, &d);
-            cost[k] += pippy_cost_node_s(&p->cost, &d);
+            cost[k] += pippy_cost_node_s(&p->cost, &d, pippy_graph_far_share(c, i));
         }
     }
     free(names);
@@ -299,7 +299,7 @@ pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o)
             for (int32_t k = 0; k < n_live; k++) {
                 pippy_op_desc d;
                 pippy_graph_op_desc(g, live[k], &d);
-                pre[k + 1] = pippy_cost_node_s(&p->cost, &d);
+                pre[k + 1] = pippy_cost_node_s(&p->cost, &d, pippy_graph_far_share(g, live[k]));
             }
             if (p->training && p->loss >= 0 &&
                 (st = pippy_partition_backward_costs(p, live, n_live, pre + 1)) != PIPPY_OK) {

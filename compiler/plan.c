@@ -254,7 +254,7 @@ pippy_status pippy_plan_build(pippy_plan *p)
             pippy_op_desc d;
             pippy_graph_op_desc(g, sg->nodes[k], &d);
             sg->flops += pippy_op_flops(&d);
-            t[g->nodes[sg->nodes[k]].phase] += pippy_cost_node_s(&p->cost, &d);
+            t[g->nodes[sg->nodes[k]].phase] += pippy_cost_node_s(&p->cost, &d, pippy_graph_far_share(g, sg->nodes[k]));
             for (int32_t o = 0; o < d.n_out && g->nodes[sg->nodes[k]].phase == PIPPY_PHASE_F; o++)
                 sg->activation_bytes += pippy_tdesc_bytes(&d.out[o]);
         }

@@ -309,13 +309,16 @@ def cost_model_tests(res, pippyc):
         res.check("schedule.json records the rates and their file",
                   s["prediction"]["cost_model"]["source"] == cached[0]
                   and s["prediction"]["cost_model"]["matmul_gflops"] == cm["matmul_gflops"], json.dumps(s["prediction"]))
-        kt = cm.get("kernel_us", {})
+        kt, kf = cm.get("kernel_us", {}), cm.get("kernel_far_us", {})
         ops = {k.split(" ")[0] for k in kt}
         res.check(f"the first compile timed its kernels into the cache ({len(kt)} shapes of {sorted(ops)}) and "
                   f"schedule.json counts them", {"MatMul", "Softmax", "LayerNormalization"} <= ops
                   and not ops & {"Reshape", "Squeeze", "Unsqueeze", "Identity"}  # views: nothing runs
                   and all(v > 0 for v in kt.values()) and s["prediction"]["cost_model"]["timed_kernels"] == len(kt),
                   json.dumps(cm)[:600])
+        res.check("each kernel was timed far too (kernel_far_us: after a cache scrub, a time of its own)",
+                  set(kf) == set(kt) and all(v > 0 for v in kf.values()) and any(kf[k] != kt[k] for k in kt),
+                  json.dumps(kf)[:600])
     # --cost-model FILE: written when absent (and this compile uses what it wrote), read afterwards
     pinned = os.path.join(d, "rates.json")
     cmd2 = cmd[:-1] + ["-q", "--cost-model", pinned]
@@ -329,6 +332,7 @@ def cost_model_tests(res, pippyc):
     if os.path.isfile(pinned):
         rates = json.load(open(pinned))
         rates["kernel_us"] = {k: 1e6 for k in rates.get("kernel_us", {})}
+        rates["kernel_far_us"] = {k: 1e6 for k in rates.get("kernel_us", {})}
         sec = os.path.join(d, "second.json")
         json.dump(rates, open(sec, "w"))
         code, text = run(cmd[:-1] + ["--cost-model", sec], env=env)
@@ -337,10 +341,21 @@ def cost_model_tests(res, pippyc):
                   "nothing timed again", s3 is not None and s3["prediction"]["step_ms"] > 4000
                   and "timed" not in text and json.load(open(sec)) == rates,
                   tail(text) + (f" step_ms {s3['prediction']['step_ms']}" if s3 else ""))
+        # a file of an older pippyc holds near times only: the compile times its shapes far and adds them
+        rates = json.load(open(pinned))
+        rates.pop("kernel_far_us", None)
+        old = os.path.join(d, "older.json")
+        json.dump(rates, open(old, "w"))
+        code, text = run(cmd[:-1] + ["--cost-model", old], env=env)
+        now = json.load(open(old))
+        res.check("a cost-model file without kernel_far_us: its shapes timed far and added, the compile says so",
+                  code == 0 and "timed and added to" in text and set(now.get("kernel_far_us", {})) == set(now["kernel_us"])
+                  and len(now["kernel_us"]) == len(rates["kernel_us"]), tail(text))
     # a pinned file with other rates moves the cuts: slow matmuls make the matmul-heavy stages expensive;
     # without a kernel table, and marked as not measured on this machine, it is never extended
     rates = json.load(open(pinned)) if os.path.isfile(pinned) else {}
     rates.pop("kernel_us", None)
+    rates.pop("kernel_far_us", None)
     rates.update({"matmul_gflops": 0.01, "memory_gbytes_per_s": 1000, "measured": False})
     slow = os.path.join(d, "slow.json")
     json.dump(rates, open(slow, "w"))

@@ -354,12 +354,45 @@ START_TEST(test_static_batch_rewrites_reshapes)
 }
 END_TEST
 
+static int32_t node_named(const pippy_graph *g, const char *name)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (!g->nodes[i].removed && !strcmp(g->nodes[i].name, name))
+            return i;
+    ck_abort_msg("no node %s", name);
+    return -1;
+}
+
+START_TEST(test_far_share_of_inputs)
+{
+    /* the cost model prices a node between its kernel's near and far times by this share */
+    pippy_graph *g = load("mlp", 2);
+    int32_t fc1 = node_named(g, "/fc1/Gemm"), fc2 = node_named(g, "/fc2/Gemm");
+    int32_t made = g->values[g->nodes[fc2].in[0]].producer;
+    ck_assert_int_ge(made, 0);
+    ck_assert_double_eq(pippy_graph_far_share(g, fc1), 1.0); /* the graph input and parameters */
+    /* fc2 reads a [2,256] activation made just before (near) and 256x256 + 256 parameters (far) */
+    double params = 4.0 * (256 * 256 + 256), near = 4.0 * 2 * 256;
+    ck_assert_double_eq_tol(pippy_graph_far_share(g, fc2), params / (params + near), 1e-12);
+    g->nodes[fc2].phase = PIPPY_PHASE_W; /* a backward node: what the forward made is the stash */
+    ck_assert_double_eq(pippy_graph_far_share(g, fc2), 1.0);
+    g->nodes[fc2].phase = PIPPY_PHASE_F;
+    g->nodes[made].stage = 0;
+    g->nodes[fc2].stage = 1; /* received from another stage */
+    ck_assert_double_eq(pippy_graph_far_share(g, fc2), 1.0);
+    g->nodes[fc2].stage = 0;
+    ck_assert_double_eq_tol(pippy_graph_far_share(g, fc2), params / (params + near), 1e-12);
+    pippy_graph_free(g);
+}
+END_TEST
+
 static Suite *compiler_suite(void)
 {
     Suite *s = suite_create("compiler");
     TCase *t = tcase_create("passes");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_fold_leaves_no_shape_work);
+    tcase_add_test(t, test_far_share_of_inputs);
     tcase_add_test(t, test_plans_hold_invariants);
     tcase_add_test(t, test_training_stash_reuses_bytes);
     tcase_add_test(t, test_auto_split_balances);

@@ -79,25 +79,31 @@ START_TEST(test_table_prices_nodes)
     pippy_cost_defaults(&c);
     pippy_op_desc d = matmul_desc(64, 256, 1024, NULL, 0);
     double rates = c.op_overhead_s + 2.0 * 64 * 256 * 1024 / c.flops_per_s;
-    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d), rates, 1e-12); /* defaults do not time */
+    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d, 0), rates, 1e-12); /* defaults do not time */
     ck_assert_int_eq(c.n_kernels, 0);
-    ck_assert(pippy_cost_kernel_put(&c, "Zeta", 1.0) == PIPPY_OK);
-    ck_assert(pippy_cost_kernel_put(&c, "MatMul float[64,256] float[256,1024]", 1234.5) == PIPPY_OK);
-    ck_assert(pippy_cost_kernel_put(&c, "Alpha", 2.0) == PIPPY_OK);
-    ck_assert(pippy_cost_kernel_put(&c, "Zeta", 3.0) == PIPPY_OK); /* replaces */
+    ck_assert(pippy_cost_kernel_put(&c, "Zeta", 1.0, 0) == PIPPY_OK);
+    ck_assert(pippy_cost_kernel_put(&c, "MatMul float[64,256] float[256,1024]", 1234.5, 0) == PIPPY_OK);
+    ck_assert(pippy_cost_kernel_put(&c, "Alpha", 2.0, 0) == PIPPY_OK);
+    ck_assert(pippy_cost_kernel_put(&c, "Zeta", 3.0, 0) == PIPPY_OK); /* replaces */
     ck_assert_int_eq(c.n_kernels, 3);
     ck_assert_str_eq(c.kernels[0].key, "Alpha");
     ck_assert_str_eq(c.kernels[2].key, "Zeta");
     ck_assert_double_eq(pippy_cost_kernel_find(&c, "Zeta")->us, 3.0);
     ck_assert_ptr_null(pippy_cost_kernel_find(&c, "Beta"));
-    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d), 1234.5e-6, 1e-15);
+    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d, 1), 1234.5e-6, 1e-15); /* not timed far: the near time */
+    /* timed both ways: priced between them by the share of input bytes read from far */
+    ck_assert(pippy_cost_kernel_put(&c, "MatMul float[64,256] float[256,1024]", 100.0, 300.0) == PIPPY_OK);
+    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d, 0), 100e-6, 1e-15);
+    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d, 0.25), 150e-6, 1e-15);
+    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d, 1), 300e-6, 1e-15);
+    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &d, 7), 300e-6, 1e-15); /* a share is at most 1 */
     pippy_op_desc view = d; /* a Reshape the stage runs nothing for costs nothing */
     view.op = "Reshape";
     view.in[1] = (pippy_tdesc){PIPPY_DT_INT64, 1, {2}};
     view.out[0] = d.in[0];
-    ck_assert_double_eq(pippy_cost_node_s(&c, &view), 0);
+    ck_assert_double_eq(pippy_cost_node_s(&c, &view, 1), 0);
     pippy_op_desc other = matmul_desc(64, 256, 512, NULL, 0); /* not in the table */
-    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &other), c.op_overhead_s + 2.0 * 64 * 256 * 512 / c.flops_per_s,
+    ck_assert_double_eq_tol(pippy_cost_node_s(&c, &other, 0.5), c.op_overhead_s + 2.0 * 64 * 256 * 512 / c.flops_per_s,
                             1e-12);
     pippy_cost_free(&c);
 }
@@ -109,7 +115,7 @@ START_TEST(test_new_shape_is_timed_once)
     pippy_cost_defaults(&c);
     c.time_kernels = 1;
     pippy_op_desc d = matmul_desc(32, 128, 256, NULL, 0);
-    double s = pippy_cost_node_s(&c, &d);
+    double s = pippy_cost_node_s(&c, &d, 0);
     ck_assert_int_eq(c.n_kernels, 1);
     ck_assert_int_eq(c.n_new, 1);
     char key[PIPPY_COST_KEY_MAX];
@@ -119,12 +125,23 @@ START_TEST(test_new_shape_is_timed_once)
     ck_assert_double_eq(s, k->us * 1e-6); /* the rounded value the file will hold */
     double gflops = 2.0 * 32 * 128 * 256 / s / 1e9;
     ck_assert_msg(gflops > 0.5 && gflops < 20000, "timed at %g GFLOP/s", gflops);
-    ck_assert_double_eq(pippy_cost_node_s(&c, &d), s); /* read back, not timed again */
+    ck_assert_msg(k->far_us > 0, "timed far too");
+    ck_assert_double_eq(pippy_cost_node_s(&c, &d, 0), s); /* read back, not timed again */
+    ck_assert_double_eq(pippy_cost_node_s(&c, &d, 1), k->far_us * 1e-6);
     ck_assert_int_eq(c.n_new, 1);
+    /* a shape a file of an older pippyc timed near only: timed again, both ways */
+    ck_assert(pippy_cost_kernel_put(&c, key, 1e6, 0) == PIPPY_OK);
+    ck_assert(pippy_cost_node_s(&c, &d, 0) < 1.0);
+    ck_assert_int_eq(c.n_new, 2);
+    ck_assert(pippy_cost_kernel_find(&c, key)->far_us > 0);
+    c.time_kernels = 0; /* a file not to be extended: its near time stands */
+    ck_assert(pippy_cost_kernel_put(&c, key, 1e6, 0) == PIPPY_OK);
+    ck_assert_double_eq(pippy_cost_node_s(&c, &d, 1), 1.0);
+    c.time_kernels = 1;
     pippy_op_desc bad = d; /* a kernel the backend cannot make: priced by the rates, nothing kept */
     bad.in[0].dtype = PIPPY_DT_INT8;
     bad.in[1].dtype = PIPPY_DT_INT8;
-    ck_assert(pippy_cost_node_s(&c, &bad) > 0);
+    ck_assert(pippy_cost_node_s(&c, &bad, 0) > 0);
     ck_assert_int_eq(c.n_kernels, 1);
     pippy_cost_free(&c);
 }
@@ -142,9 +159,10 @@ START_TEST(test_large_kernel_is_timed_by_one_call)
     /* 2 x 1536^3 = 7.2 GFLOP: 20 ms or more on any core; four calls would cost four times it */
     pippy_op_desc d = matmul_desc(1536, 1536, 1536, NULL, 0);
     double t0 = thread_cpu_s();
-    double s = pippy_cost_kernel_time_s(&d);
+    double far = 0, s = pippy_cost_kernel_time_s(&d, &far);
     double spent = thread_cpu_s() - t0;
     ck_assert_msg(s >= 0.02, "one call %g s", s);
+    ck_assert_double_eq(far, s); /* that call, made after a scrub, stands for both */
     ck_assert_msg(spent < 3.0 * s, "timing took %g s of CPU for a call of %g s", spent, s);
 }
 END_TEST
@@ -154,7 +172,9 @@ START_TEST(test_oversized_kernel_is_refused_before_allocating)
     /* two 400 MiB operands: over the 512 MiB the timing allocates, refused before the first */
     pippy_op_desc d = matmul_desc(10240, 10240, 10240, NULL, 0);
     double t0 = thread_cpu_s();
-    ck_assert_double_eq(pippy_cost_kernel_time_s(&d), 0);
+    double far = 1;
+    ck_assert_double_eq(pippy_cost_kernel_time_s(&d, &far), 0);
+    ck_assert_double_eq(far, 0);
     double spent = thread_cpu_s() - t0;
     ck_assert_msg(spent < 0.05, "refusing took %g s of CPU", spent);
 }
@@ -167,8 +187,8 @@ START_TEST(test_file_round_trip_and_merge)
     pippy_cost_model a;
     pippy_cost_defaults(&a);
     a.calibrated = 1;
-    ck_assert(pippy_cost_kernel_put(&a, "MatMul float[2,3] float[3,4]", 12.34) == PIPPY_OK);
-    ck_assert(pippy_cost_kernel_put(&a, "Gemm float[8,8] float[8,8] transB=1", 0.001234) == PIPPY_OK);
+    ck_assert(pippy_cost_kernel_put(&a, "MatMul float[2,3] float[3,4]", 12.34, 56.78) == PIPPY_OK);
+    ck_assert(pippy_cost_kernel_put(&a, "Gemm float[8,8] float[8,8] transB=1", 0.001234, 0) == PIPPY_OK);
     ck_assert(pippy_cost_save(&a, path) == PIPPY_OK);
     pippy_cost_model b;
     pippy_cost_defaults(&b);
@@ -177,11 +197,14 @@ START_TEST(test_file_round_trip_and_merge)
     for (int i = 0; i < 2; i++) {
         ck_assert_str_eq(b.kernels[i].key, a.kernels[i].key);
         ck_assert_double_eq(b.kernels[i].us, a.kernels[i].us); /* bit for bit */
+        ck_assert_double_eq(b.kernels[i].far_us, a.kernels[i].far_us);
     }
     /* another compile adds "X" to the file; this one timed "Y": the file ends with both */
-    ck_assert(pippy_cost_kernel_put(&a, "X", 5.0) == PIPPY_OK);
+    ck_assert(pippy_cost_kernel_put(&a, "X", 5.0, 0) == PIPPY_OK);
     ck_assert(pippy_cost_save(&a, path) == PIPPY_OK);
-    ck_assert(pippy_cost_kernel_put(&b, "Y", 7.0) == PIPPY_OK);
+    ck_assert(pippy_cost_kernel_put(&b, "Y", 7.0, 8.0) == PIPPY_OK);
+    /* and timed far a shape the file holds near only: the file takes both times */
+    ck_assert(pippy_cost_kernel_put(&b, "Gemm float[8,8] float[8,8] transB=1", 0.002, 0.003) == PIPPY_OK);
     b.n_new = 1;
     snprintf(b.file, sizeof b.file, "%s", path);
     char note[512] = "";
@@ -193,6 +216,10 @@ START_TEST(test_file_round_trip_and_merge)
     ck_assert_int_eq(m.n_kernels, 4);
     ck_assert_double_eq(pippy_cost_kernel_find(&m, "X")->us, 5.0);
     ck_assert_double_eq(pippy_cost_kernel_find(&m, "Y")->us, 7.0);
+    ck_assert_double_eq(pippy_cost_kernel_find(&m, "Y")->far_us, 8.0);
+    ck_assert_double_eq(pippy_cost_kernel_find(&m, "Gemm float[8,8] float[8,8] transB=1")->far_us, 0.003);
+    ck_assert_double_eq(pippy_cost_kernel_find(&m, "X")->far_us, 0);
+    ck_assert_double_eq(pippy_cost_kernel_find(&m, "MatMul float[2,3] float[3,4]")->far_us, 56.78);
     ck_assert(m.calibrated);
     pippy_cost_free(&a);
     pippy_cost_free(&b);
@@ -214,6 +241,12 @@ START_TEST(test_hostile_files)
          "\"link_latency_us\": 5, \"op_overhead_us\": 1, \"kernel_us\": {\"MatMul a\": \"fast\"}}", "positive number"},
         {"{\"pippyc_cost_model\": 1, \"matmul_gflops\": 100, \"memory_gbytes_per_s\": 10, \"link_gbytes_per_s\": 10, "
          "\"link_latency_us\": 5, \"op_overhead_us\": 1, \"kernel_us\": {\"\": 4}}", "a key of 1-"},
+        {"{\"pippyc_cost_model\": 1, \"matmul_gflops\": 100, \"memory_gbytes_per_s\": 10, \"link_gbytes_per_s\": 10, "
+         "\"link_latency_us\": 5, \"op_overhead_us\": 1, \"kernel_us\": {\"MatMul a\": 4}, \"kernel_far_us\": "
+         "{\"MatMul a\": 0}}", "\"kernel_far_us\" entry \"MatMul a\" (8 bytes): 0; expected"},
+        {"{\"pippyc_cost_model\": 1, \"matmul_gflops\": 100, \"memory_gbytes_per_s\": 10, \"link_gbytes_per_s\": 10, "
+         "\"link_latency_us\": 5, \"op_overhead_us\": 1, \"kernel_us\": {\"MatMul a\": 4}, \"kernel_far_us\": 3}",
+         "\"kernel_far_us\" must be an object"},
     };
     char path[256];
     tmp_path(path, sizeof path, "bad.json");
