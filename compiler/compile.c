@@ -588,7 +588,7 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
         pippy_cost_defaults(&plan->cost);
     else
         PIPPY_TRY(pippy_cost_load(&plan->cost, o->cost_model, notes->cost_note, sizeof notes->cost_note));
-    pippy_partition_opts po = {o->stages, o->split_before, plan->microbatches, plan->batch, plan->schedule};
+    pippy_partition_opts po = {o->stages, o->split_before, plan->microbatches, plan->batch, plan->schedule, o->ranks};
     PIPPY_TRY(pippy_partition(plan, &po));
     for (int32_t i = 0; i < g->n_nodes; i++)
         g->nodes[i].stage = plan->node_stage[i];

@@ -126,6 +126,7 @@ typedef struct {
     int32_t microbatches;
     int64_t batch;               /* full batch (0: from the model's static leading dim) */
     const char *schedule;
+    int32_t ranks;               /* --ranks: rank r runs stages r, r + ranks, ... (0: one stage per rank) */
 } pippy_partition_opts;
 
 /* Removes PipeSplit nodes (rewiring their users), collects every kind of cut, and
