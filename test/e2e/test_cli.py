@@ -351,8 +351,9 @@ def cost_model_tests(res, pippyc):
         res.check("a cost-model file without kernel_far_us: its shapes timed far and added, the compile says so",
                   code == 0 and "timed and added to" in text and set(now.get("kernel_far_us", {})) == set(now["kernel_us"])
                   and len(now["kernel_us"]) == len(rates["kernel_us"]), tail(text))
-    # a pinned file with other rates moves the cuts: slow matmuls make the matmul-heavy stages expensive;
-    # without a kernel table, and marked as not measured on this machine, it is never extended
+    # a pinned file with other rates moves the cuts: slow matmuls make the matmul-heavy stages expensive,
+    # slow memory the element-wise ones (no kernel table in either: every node at the rates, so the
+    # cuts do not depend on this machine); marked as not measured on this machine, never extended
     rates = json.load(open(pinned)) if os.path.isfile(pinned) else {}
     rates.pop("kernel_us", None)
     rates.pop("kernel_far_us", None)
@@ -361,13 +362,18 @@ def cost_model_tests(res, pippyc):
     json.dump(rates, open(slow, "w"))
     code, text = run(cmd[:-1] + ["-q", "--cost-model", slow], env=env)
     s2 = json.load(open(os.path.join(out, "schedule.json"))) if code == 0 else None
-    cuts = lambda sch: [len(st["nodes"]) for st in sch["stages"]]
-    base = json.loads(a["schedule.json"]) if a else None
-    res.check(f"the rates come from the file given: matmul_gflops 0.01 in schedule.json, other cuts "
-              f"{cuts(s2) if s2 else None} vs {cuts(base) if base else None}",
-              s2 is not None and base is not None and s2["prediction"]["cost_model"]["matmul_gflops"] == 0.01
-              and s2["prediction"]["cost_model"]["source"] == slow and cuts(s2) != cuts(base)
-              and "kernel_us" not in json.load(open(slow)), tail(text))
+    rates.update({"matmul_gflops": 1e6, "memory_gbytes_per_s": 0.001})
+    slowmem = os.path.join(d, "slowmem.json")
+    json.dump(rates, open(slowmem, "w"))
+    code4, text4 = run(cmd[:-1] + ["-q", "--cost-model", slowmem], env=env)
+    s4 = json.load(open(os.path.join(out, "schedule.json"))) if code4 == 0 else None
+    cuts = lambda sch: [len(st["nodes"]) for st in sch["stages"]] if sch else None
+    res.check(f"the rates come from the file given: matmul_gflops 0.01 in schedule.json; its cuts {cuts(s2)}, "
+              f"and {cuts(s4)} with slow memory instead",
+              s2 is not None and s4 is not None and s2["prediction"]["cost_model"]["matmul_gflops"] == 0.01
+              and s2["prediction"]["cost_model"]["source"] == slow and cuts(s2) != cuts(s4)
+              and "kernel_us" not in json.load(open(slow)) and "kernel_us" not in json.load(open(slowmem)),
+              tail(text + text4))
     # a bad --cost-model file is an error naming it; a bad cache is measured again with a warning
     bad = os.path.join(d, "bad.json")
     open(bad, "w").write('{"pippyc_cost_model": 1, "matmul_gflops": -3}')
