@@ -230,9 +230,9 @@ static double pippy_kernel_call_s(pippy_kernel *k, const void *const *in, void *
 
 /* Times k on in/out: a warm-up call, then pairs of calls, one right after the previous call
  * (operands at hand) and one after a cache scrub (operands far): at least 3 and at most 15 pairs,
- * within about 15 ms of CPU with the scrubs (a scrub takes about a millisecond; the 271 shapes of an
- * EfficientNet's training step took 13 s to time when small kernels had 40 ms). The median of
- * each, in seconds (far in *far_s). A kernel whose warm-up call took 20 ms or more is timed by that call
+ * within about 15 ms of CPU with the scrubs, which take most of it (the 271 shapes of an
+ * EfficientNet's training step: 5.5 s, and 13 s when small kernels had 40 ms). The median of each,
+ * in seconds (far in *far_s). A kernel whose warm-up call took 20 ms or more is timed by that call
  * alone (after a scrub, for both): its first-call costs are small beside it, and a model with large
  * layers (a 50257-word head) would otherwise spend minutes compiling. */
 static double pippy_kernel_median_s(pippy_kernel *k, const void *const *in, void *const *out, double *far_s)

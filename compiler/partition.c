@@ -399,7 +399,7 @@ pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o)
                         double prev = best[(s - 1) * W + i];
                         if (prev >= 1e300)
                             continue;
-                        double c = pre[j] - pre[i] + xfer[j] + 0.5 * xfer[i];
+                        double c = pippy_span_s(pre, xfer, i, j);
                         double m = prev > c ? prev : c;
                         if (m < best[s * W + j]) {
                             best[s * W + j] = m;
