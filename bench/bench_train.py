@@ -47,6 +47,7 @@ every number the full bench reports can be produced; its last line is "N passed,
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import sys
@@ -92,6 +93,7 @@ QUICK = {
 SCHEDULE_CONFIGS = [
     ("interleaved-1f1b/R2", 4, "interleaved-1f1b", ("--ranks", "2"), lambda M: M, ("Interleaved1F1B",)),
     ("zb-h1", 2, "zb-h1", (), lambda M: M, ("InterleavedZeroBubble", "ZBVZeroBubble")),
+    ("zb-h1/R2", 4, "zb-h1", ("--ranks", "2"), lambda M: M, ("InterleavedZeroBubble", "ZBVZeroBubble")),
     ("dynamic/K2", 2, "dynamic", ("--window", "2"), lambda M: M, ()),
     ("dynamic/K4", 2, "dynamic", ("--window", "4"), lambda M: M, ()),
     ("dp2", 1, "1f1b", ("--dp", "2"), lambda M: M // 2, ()),
@@ -384,12 +386,14 @@ def run_all(a, sizes, use_torch):
                 meta, run = pippyc_job(kind, cfg, 2, M, "1f1b", 1, data[kind], warmup, steps)
                 jobs.append((("pippyc", kind, 2, "1f1b", M, 1), meta, run))
             for label, stages, sched, extra, mper, _ in SCHEDULE_CONFIGS:
+                if a.configs and label not in a.configs:
+                    continue
                 tag = label[len(sched):] if label.startswith(sched) else "_" + label
                 meta, run = pippyc_job(kind, cfg, stages, mper(M), sched, 1, data[kind], warmup, steps,
                                        extra=extra, tag=tag.replace("/", "_"))
                 jobs.append((("pippyc", kind, stages, label, mper(M), 1), meta, run))
     torch_scheds = (["GPipe", "1F1B"] if "pipeline" in parts else []) + (
-        ["1F1B"] * ("pipeline" not in parts) + sorted({t for c in SCHEDULE_CONFIGS for t in c[5]})
+        ["1F1B"] * ("pipeline" not in parts) + sorted({t for c in SCHEDULE_CONFIGS if not a.configs or c[0] in a.configs for t in c[5]})
         if "schedules" in parts else [])
     if torch_scheds and use_torch:
         meta, run = torch_pipe_job(sizes, warmup, max(a.steps or 0, 8), torch_scheds)
@@ -407,7 +411,9 @@ def run_all(a, sizes, use_torch):
     results = {key: {"meta": meta, "reps": []} for key, meta, _ in jobs}
     load = [C.loadavg()]
     for rep in range(a.reps):
-        for key, meta, run in jobs:
+        # each repetition starts one job further on, so that no configuration always runs first (right after
+        # the quiet wait) or always right after the same neighbour
+        for key, meta, run in jobs[rep % len(jobs):] + jobs[:rep % len(jobs)]:
             busy = C.wait_quiet(a.quiet_wait) if a.quiet_wait > 0 else None
             t0 = time.time()
             r = run()
@@ -438,6 +444,17 @@ def per_stage_mb(reps, n_stages, M):
     return per
 
 
+def paired_ratios(results, key, base_key):
+    """Each repetition's step over the 1f1b step of the same repetition (the two ran minutes apart at most,
+    so a slow stretch of the host falls on both): the ratios, how many are below 1, and the one-sided sign
+    test's p (the chance of that many wins or more if neither configuration were faster)."""
+    a, b = results[key]["reps"], results[base_key]["reps"]
+    xs = [x["step_ms"] / y["step_ms"] for x, y in zip(a, b) if x.get("step_ms") and y.get("step_ms")]
+    wins = sum(1 for x in xs if x < 1)
+    p = sum(math.comb(len(xs), j) for j in range(wins, len(xs) + 1)) / 2 ** len(xs) if xs else None
+    return xs, wins, p
+
+
 def torch_reps(tp, kind, name):
     return [r[(kind, name)]["step_ms_median"] for r in tp if (kind, name) in r and "step_ms_median" in r[(kind, name)]]
 
@@ -464,16 +481,19 @@ def summarize_schedules(results, sizes, out, stat, tp):
             pred = meta.get("predicted_step_ms")
             vs = [(t, med(torch_reps(tp, kind, t))) for t in tnames if torch_reps(tp, kind, t)]
             target = label.startswith(("interleaved", "zb"))
+            pr, wins, sign_p = paired_ratios(results, key, base_key)
             r = {"model": kind, "config": label, "stages": stages, "ranks": meta["ranks"], "dp": meta["dp"],
                  "M": mper(M), "microbatch": cfg["batch"] // meta["dp"] // mper(M), "pippyc_ms": p,
                  "pippyc_ms_range": pxs, "pippyc_cpu_ms": pc, "vs_1f1b": p / base, "vs_1f1b_cpu": pc / base_cpu,
                  "torch": {t: v for t, v in vs}, "predicted_step_ms": pred,
-                 "measured_over_predicted": p / pred if pred else None}
+                 "measured_over_predicted": p / pred if pred else None, "paired_vs_1f1b": pr,
+                 "paired_wins": wins, "sign_test_p": sign_p}
             out["schedules"].append(r)
             rows.append([kind, label, "%dx%d" % (stages, meta["ranks"] // meta["dp"]) + ("x dp%d" % meta["dp"] if meta["dp"] > 1 else ""),
                          r["M"], r["microbatch"], "%.1f" % p, spread(pxs), "%.1f" % pc,
                          "%.2f%s" % (p / base, (" yes" if p < base else " NO") if target else ""),
                          "%.2f" % (pc / base_cpu),
+                         "%.2f (%d of %d, p %.2g)" % (med(pr), wins, len(pr), sign_p) if label != "1f1b" and pr else "-",
                          "; ".join("%s %.1f = %.2f %s" % (t, v, p / v, "yes" if p / v <= 0.5 else "NO") for t, v in vs)
                          or "-",
                          "%.1f" % pred if pred else "-",
@@ -500,8 +520,10 @@ def summarize_schedules(results, sizes, out, stat, tp):
         print("\nSchedules at 2 ranks on 2 cores (ms per step, medians; cpu: rank 0's process): each against pippyc "
               "1f1b (target for interleaved-1f1b and zb-h1: < 1) and torch.distributed.pipelining's counterpart "
               "(target <= 0.5), and against schedule.json's prediction (target within 15%)")
+        print("paired: the median over the repetitions of each one's step / 1f1b's step in the same repetition, "
+              "how many of them were below 1, and the sign test's p for that many (one-sided)")
         print(C.table(["model", "config", "stages x ranks", "M", "mb", "pippyc", "range", "cpu", "vs 1f1b", "cpu vs 1f1b",
-                       "torch counterpart ms = ratio (<= 0.5)", "predicted", "measured/predicted"], rows))
+                       "paired vs 1f1b (wins, p)", "torch counterpart ms = ratio (<= 0.5)", "predicted", "measured/predicted"], rows))
     if dprows:
         print("\nDP 2 x PP 1 against PP 2 x DP 1 per rank (ms per step, medians; idle = step - F - B - W - optimizer: "
               "with dp the all-reduce of the gradients is in it; collectives: the rank inside ALLREDUCE / STEP, waiting for "
@@ -717,6 +739,8 @@ def quick_checks(results, summary):
               r["measured_over_predicted"] and np.isfinite(r["measured_over_predicted"]) for r in sc),
           "the schedules table has 1f1b and the %d other configurations of both models, each with its step, "
           "its ratio to 1f1b and to its prediction (%d rows)" % (len(SCHEDULE_CONFIGS), len(sc)))
+    check(all(len(r["paired_vs_1f1b"]) == 1 and r["sign_test_p"] == (0.5 if r["paired_wins"] else 1.0) for r in sc),
+          "every row pairs its one repetition with 1f1b's (a ratio, and the sign test's p for 1 repetition)")
     il = [r for r in sc if r["config"].startswith("interleaved")]
     check(all(r["stages"] == 4 and r["ranks"] == 2 for r in il) and
           all(r["ranks"] == 2 and r["dp"] == 2 for r in sc if r["config"].startswith("dp2")),
@@ -744,12 +768,23 @@ def main(argv):
     ap.add_argument("--compare-build", metavar="DIR",
                     help="also run every pippyc configuration with DIR's pippyc/pippyrun (another build, e.g. of an "
                          "earlier commit), interleaved, and print the A/B table")
+    ap.add_argument("--models", type=lambda v: v.split(","), help="some models only: mlp,gpt (default both)")
+    ap.add_argument("--configs", type=lambda v: v.split(","),
+                    help="the schedules part: these configurations only, beside 1f1b (e.g. interleaved-1f1b/R2,zb-h1)")
     ap.add_argument("--json", help="results file (default bench/work/results/train.json)")
     a = ap.parse_args(argv)
     for exe in (C.PIPPYC, C.PIPPYRUN):
         if not os.path.exists(exe):
             sys.exit("bench_train: %s not found (make, or set BUILD=)" % exe)
     sizes = QUICK if a.quick else FULL
+    if a.models:
+        if not set(a.models) <= set(sizes):
+            sys.exit("bench_train: --models: unknown %s (known: mlp, gpt)" % ", ".join(sorted(set(a.models) - set(sizes))))
+        sizes = {k: v for k, v in sizes.items() if k in a.models}
+    known = {c[0] for c in SCHEDULE_CONFIGS}
+    if a.configs and not set(a.configs) <= known:
+        sys.exit("bench_train: --configs: unknown %s (known: %s)" % (", ".join(sorted(set(a.configs) - known)),
+                                                                    ", ".join(sorted(known))))
     if a.quick:
         a.reps, a.warmup, a.only = 1, 1, None
     use_torch = not a.quick and not a.no_torch and have_torch()

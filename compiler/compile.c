@@ -557,13 +557,13 @@ static pippy_status pippy_compile_ranks(const pippy_compile_opts *o, pippy_plan 
 {
     int32_t S = plan->n_stages, R = o->ranks > 0 ? o->ranks : S;
     int interleaved = !strcmp(plan->schedule, "interleaved-1f1b") || !strcmp(plan->schedule, "auto") ||
-                      !strcmp(plan->schedule, "dynamic");
+                      !strcmp(plan->schedule, "dynamic") || !strcmp(plan->schedule, "zb-h1");
     if (R > S)
         return pippy_fail(PIPPY_ERR_USAGE, "--ranks %d: more ranks than the %d stages", R, S);
     if (R < S && !interleaved)
         return pippy_fail(PIPPY_ERR_USAGE,
-                          "--ranks %d with %d stages: several stages per rank need --schedule interleaved-1f1b (or "
-                          "dynamic)", R, S);
+                          "--ranks %d with %d stages: several stages per rank need --schedule interleaved-1f1b, "
+                          "zb-h1 or dynamic", R, S);
     if (S % R)
         return pippy_fail(PIPPY_ERR_USAGE, "--ranks %d: the %d stages must be a multiple of the ranks (rank r runs "
                                            "stages r, r+%d, ...)", R, S, R);

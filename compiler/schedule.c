@@ -23,6 +23,9 @@
  *                     than in 1F1B (pippy_sched_slots), so no F waits for a deferred W.
  *   interleaved-1f1b: R ranks, rank r holding stages r, r+R, ...: Megatron-LM's order (see
  *                     pippy_rank_actions_interleaved); inference runs the same forward order.
+ *                     zb-h1 with --ranks below the stages: that order with B and W apart and
+ *                     rank r's W's deferred by r backwards (torch's InterleavedZeroBubble places
+ *                     the stages alike).
  *   dynamic (--window K): the set of each rank's actions, written as the 1f1b list in training and
  *                     the gpipe list at inference, the interleaved list when a rank runs several
  *                     stages (the canonical order: the preference among the actions that are
@@ -203,23 +206,34 @@ static void pippy_interleaved_at(int32_t k, int32_t R, int32_t v, int bwd, int32
     *m = (k / (R * v)) * R + k % R;
 }
 
-/* The k-th forward (bwd: backward) of interleaved rank r, with its sends. */
-static void pippy_interleaved_put(const pippy_plan *p, pippy_list *l, int32_t r, int32_t k, int bwd)
+/* What pippy_interleaved_put puts for the k-th action of a kind. */
+enum { PIPPY_IL_F, PIPPY_IL_BW, PIPPY_IL_B, PIPPY_IL_W };
+
+/* The k-th forward (the other kinds: backward) of interleaved rank r, with its sends: F, B and W, B
+ * alone, or W alone. */
+static void pippy_interleaved_put(const pippy_plan *p, pippy_list *l, int32_t r, int32_t k, int what)
 {
     int32_t c, m;
-    pippy_interleaved_at(k, p->n_ranks, p->n_stages / p->n_ranks, bwd, &c, &m);
+    pippy_interleaved_at(k, p->n_ranks, p->n_stages / p->n_ranks, what != PIPPY_IL_F, &c, &m);
     pippy_list_stage(p, l, c * p->n_ranks + r);
-    if (bwd)
-        pippy_backward(l, m);
-    else
+    if (what == PIPPY_IL_F)
         pippy_forward(l, m);
+    else if (what == PIPPY_IL_BW)
+        pippy_backward(l, m);
+    else if (what == PIPPY_IL_B)
+        pippy_backward_input(l, m);
+    else
+        pippy_put(l, PIPPY_ACT_W, m, -1);
 }
 
 /* interleaved-1f1b (the looping placement of Megatron-LM / torch.distributed.pipelining): rank r
  * holds the v = S/R stages r, r+R, ...; after posting every receive it runs
  * min(M*v, 2(R-1-r) + (v-1)R) forwards, then alternates one forward and one backward, then drains
- * the backwards. v = 1 is 1f1b with a longer warm-up; the compile uses 1f1b's builder then. */
-static pippy_status pippy_rank_actions_interleaved(pippy_plan *p, int32_t r)
+ * the backwards. v = 1 is 1f1b with a longer warm-up; the compile uses 1f1b's builder then.
+ * zb (zb-h1 with several stages per rank): the same forwards and B's, rank r's W's deferred by r
+ * backwards, as zb-h1 defers stage s's by s; with equal stages each rank idles (R-1)(tf+tb-tw)
+ * instead of (R-1)(tf+tb), holding as many microbatches per stage. */
+static pippy_status pippy_rank_actions_interleaved(pippy_plan *p, int32_t r, int zb)
 {
     int32_t R = p->n_ranks, v = p->n_stages / R, M = p->microbatches, total = M * v;
     int32_t from[PIPPY_MAX_STAGES], n = 0;
@@ -248,12 +262,17 @@ static pippy_status pippy_rank_actions_interleaved(pippy_plan *p, int32_t r)
     int32_t warm = p->training ? 2 * (R - 1 - r) + (v - 1) * R : total, nf = 0, nb = 0;
     warm = warm < total ? warm : total;
     while (nf < warm)
-        pippy_interleaved_put(p, &l, r, nf++, 0);
+        pippy_interleaved_put(p, &l, r, nf++, PIPPY_IL_F);
+    int32_t nw = 0; /* zb-h1: rank r runs the W of its k-th backward after its (k+r)-th B */
     while (p->training && nb < total) {
         if (nf < total)
-            pippy_interleaved_put(p, &l, r, nf++, 0);
-        pippy_interleaved_put(p, &l, r, nb++, 1);
+            pippy_interleaved_put(p, &l, r, nf++, PIPPY_IL_F);
+        pippy_interleaved_put(p, &l, r, nb++, zb ? PIPPY_IL_B : PIPPY_IL_BW);
+        if (zb && nb - nw > r)
+            pippy_interleaved_put(p, &l, r, nw++, PIPPY_IL_W);
     }
+    while (zb && nw < total)
+        pippy_interleaved_put(p, &l, r, nw++, PIPPY_IL_W);
     for (int32_t c = 0; c < v && p->training; c++) {
         l.s = c * R + r;
         for (int32_t id = 0; id < p->n_reductions; id++)
@@ -406,9 +425,9 @@ pippy_status pippy_schedule_build(pippy_plan *p)
     p->n_actions = calloc((size_t)p->n_ranks, sizeof *p->n_actions);
     if (!p->actions || !p->n_actions)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory building the schedule");
-    if (kind == PIPPY_SCHED_INTERLEAVED && p->n_ranks < p->n_stages) {
+    if ((kind == PIPPY_SCHED_INTERLEAVED || kind == PIPPY_SCHED_ZBH1) && p->n_ranks < p->n_stages) {
         for (int32_t r = 0; r < p->n_ranks; r++)
-            PIPPY_TRY(pippy_rank_actions_interleaved(p, r));
+            PIPPY_TRY(pippy_rank_actions_interleaved(p, r, kind == PIPPY_SCHED_ZBH1));
     } else { /* interleaved-1f1b with a stage per rank is 1f1b */
         for (int32_t s = 0; s < p->n_stages; s++)
             PIPPY_TRY(pippy_stage_actions(p, s, kind == PIPPY_SCHED_INTERLEAVED ? PIPPY_SCHED_1F1B : kind));
@@ -503,8 +522,11 @@ pippy_status pippy_schedule_choose(pippy_plan *p, const pippy_schedule_opts *o, 
     rep->limit = o->memory_per_rank;
     rep->chosen = -1;
     for (int kind = 0; kind < PIPPY_SCHED_KINDS; kind++) {
-        /* auto: with several stages per rank only interleaved-1f1b applies, else the others */
-        int fits_ranks = (kind == PIPPY_SCHED_INTERLEAVED) == (p->n_ranks > 0 && p->n_ranks < p->n_stages);
+        /* auto: with several stages per rank interleaved-1f1b and zb-h1 apply, else all but
+         * interleaved-1f1b (which would be 1f1b) */
+        int several = p->n_ranks > 0 && p->n_ranks < p->n_stages;
+        int fits_ranks = several ? kind == PIPPY_SCHED_INTERLEAVED || kind == PIPPY_SCHED_ZBH1
+                                 : kind != PIPPY_SCHED_INTERLEAVED;
         if (rep->automatic ? (pippy_sched_kinds[kind].training_only && !p->training) || !fits_ranks ||
                                  kind == PIPPY_SCHED_DYNAMIC /* its order is the run's, not predicted */
                            : strcmp(o->name, pippy_sched_kinds[kind].name) != 0)

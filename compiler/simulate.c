@@ -31,6 +31,7 @@ typedef struct {
 typedef struct {
     const char *kind, *source; /* "predicted" / "measured"; the file */
     double step_s, bubble, textbook, compiled_step_ms; /* < 0: not known */
+    int32_t v;                                         /* stages per rank */
     int32_t n_rows;
     pippy_sim_row *rows;
     const char *note;          /* a line after the table, or NULL */
@@ -76,7 +77,7 @@ static void pippy_sim_print_table(const pippy_sim_report *r, FILE *f)
 {
     fprintf(f, "%s: %s step %.4f ms, bubble %.1f%%", r->source, r->kind, r->step_s * 1e3, r->bubble * 100);
     if (r->textbook >= 0)
-        fprintf(f, " (textbook (p-1)/(m+p-1) = %.1f%%)", r->textbook * 100);
+        fprintf(f, " (textbook (p-1)/(%sm+p-1) = %.1f%%)", r->v > 1 ? "v*" : "", r->textbook * 100);
     fputc('\n', f);
     if (r->compiled_step_ms >= 0)
         fprintf(f, "  the compile predicted %.4f ms for the lists it wrote\n", r->compiled_step_ms);
@@ -362,9 +363,12 @@ pippy_status pippy_simulate(const char *out, const pippy_sim_opts *o, FILE *f)
     if (st == PIPPY_OK)
         st = pippy_sim_replay(&x, path);
     if (st == PIPPY_OK) {
-        int32_t S = x.d.s.n_stages, M = x.d.s.microbatches;
+        /* p ranks (of one replica: the reader keeps replica 0), v stages each: Megatron-LM's
+         * (p-1)/(v*m+p-1), 1F1B's for v = 1 */
+        int32_t p = x.d.s.n_ranks, M = x.d.s.microbatches;
+        rep.v = p > 0 && x.d.s.n_stages % p == 0 ? x.d.s.n_stages / p : 1;
         rep.step_s = x.res.step_s, rep.bubble = x.res.bubble;
-        rep.textbook = (double)(S - 1) / (double)(M + S - 1);
+        rep.textbook = (double)(p - 1) / (double)(rep.v * M + p - 1);
         rep.compiled_step_ms = pippy_sim_num(cJSON_GetObjectItemCaseSensitive(root, "prediction"), "step_ms", -1);
         st = pippy_sim_rows(&x, root, &rep);
     }

@@ -247,6 +247,8 @@ def interleaved_textbook(t):
                     f"(p-1)/(v*m+p-1) = {want:.6f}, step (v*m+p-1)(tf+tb) = {(v * M + R - 1) * 3} ms",
                     got is not None and close(got["bubble_fraction"], want, 1e-12)
                     and close(got["step_ms"], (v * M + R - 1) * 3.0, 1e-12), tail(text))
+        t.res.check(f"{name}: simulate states that textbook value, {got and got.get('textbook_bubble_fraction')}",
+                    got is not None and close(got.get("textbook_bubble_fraction", -1), want, 1e-12), tail(text))
 
 
 def zero_bubble(t, outs):

@@ -99,6 +99,11 @@ CASES = [
     ("gpt_train", "adamw_clip", 2, 3, "zb-h1", False),
     ("gpt_train", "adamw", 4, 2, "zb-h1", True, ["--tied", "transmit"]),
     ("skip_conn", "sgd_momentum", 4, 0, "zb-h1", False),
+    # zb-h1 with several stages per rank: interleaved-1f1b's placement and order, W's deferred
+    ("mlp_train", "sgd_momentum_wd", 8, 4, "zb-h1", False, ["--ranks", "2"]),
+    ("gpt_train", "adamw", 8, 4, "zb-h1", True, ["--ranks", "2"]),
+    ("gpt_train", "adamw_clip", 4, 6, "zb-h1", False, ["--ranks", "2", "--tied", "transmit"]),
+    ("gpt_train", "adamw", 2, 4, "zb-h1", False, ["--dp", "2", "--ranks", "2"]),
     ("gpt_train", "adamw", 8, 2, "auto", False),
     ("gpt_train", "adamw", 4, 4, "auto", False, ["--ranks", "2"]),
     # a Hugging Face export as a user makes it: parameters with equal values stored once (Identity),
@@ -216,7 +221,7 @@ def train_case(res, b, model, config, M, S, schedule, save, extra=()):
     if schedule == "auto":
         chosen = schedule_of(out)
         name += f" (chose {chosen})"
-        ok = ok and chosen in (("interleaved-1f1b",) if "--ranks" in extra else ("gpipe", "1f1b", "zb-h1"))
+        ok = ok and chosen in (("interleaved-1f1b", "zb-h1") if "--ranks" in extra else ("gpipe", "1f1b", "zb-h1"))
     if ok and save:
         ok2, r2 = trainref.check_saved_model(saved, ref, config, Mref)
         ok3, r3 = trainref.check_saved_params(saved, ref, config, Mref)
@@ -462,9 +467,9 @@ def error_cases(res, b):
         ("--dp without --train", [gpt, "--dp", "2"], "--dp 2 is for training"),
         ("--dp that does not divide the batch", [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels",
                                                  "--dp", "3"], "does not divide the batch of 8"),
-        ("several stages per rank without interleaved-1f1b", [gpt, "--train", "--loss", "cross_entropy", "--labels",
-                                                              "labels", "--stages", "4", "--ranks", "2"],
-         "need --schedule interleaved-1f1b"),
+        ("several stages per rank with gpipe", [gpt, "--train", "--loss", "cross_entropy", "--labels",
+                                                "labels", "--stages", "4", "--ranks", "2"],
+         "need --schedule interleaved-1f1b, zb-h1 or dynamic"),
         ("interleaved-1f1b with M not a multiple of the ranks", [gpt, "--train", "--loss", "cross_entropy", "--labels",
                                                                  "labels", "--stages", "4", "--ranks", "2",
                                                                  "--microbatches", "1", "--schedule",

@@ -14,6 +14,8 @@
  *     goes to (runtime/executor.c: microbatch m reuses the slot of m - slots once every consumer
  *     finished that one, slots from pippy_sched_slots): an independent replay written here;
  *   - fewer microbatches than stages: zb-h1 is never slower than 1f1b and holds min(p, m);
+ *   - zb-h1 with v stages on each of R ranks (the looping placement): each rank idles
+ *     (R-1)(tf+tb-tw) where interleaved-1f1b idles (R-1)(tf+tb), with the same stash per stage;
  *   - --schedule auto: the fastest that fits --memory-per-rank, the memory of each candidate as
  *     the stash it holds, ties to the smaller peak then gpipe, 1f1b, zb-h1; refusals naming the
  *     smallest peak; inference compares gpipe only. */
@@ -290,12 +292,76 @@ START_TEST(test_auto_ties_and_inference)
 }
 END_TEST
 
+/* The chain of R*v stages on R ranks, the looping placement (stage s on rank s mod R). */
+static void loop_make(pippy_plan *p, int32_t R, int32_t v, int32_t M, double tf, double tb, double tw)
+{
+    chain_make(p, R * v, M, tf, tb, tw, NULL, 1);
+    for (int32_t s = 0; s < R * v; s++)
+        p->stages[s].rank = s % R;
+    p->n_ranks = R;
+}
+
+/* Where action (kind, stage, mb) is in rank r's list; -1: absent. */
+static int32_t action_at(const pippy_plan *p, int32_t r, int32_t kind, int32_t s, int32_t m)
+{
+    for (int32_t k = 0; k < p->n_actions[r]; k++)
+        if (p->actions[r][k].kind == kind && p->actions[r][k].stage == s && p->actions[r][k].mb == m)
+            return k;
+    return -1;
+}
+
+/* zb-h1 with v stages on each of R ranks (the looping placement), stages of equal times: every
+ * rank idles (R-1)(tf+tb-tw) per step where interleaved-1f1b's idle (R-1)(tf+tb) (Megatron-LM's
+ * (p-1)/(v*m+p-1) of the step when tw = 0), holding as many microbatches per stage at most; each
+ * W after its B. */
+START_TEST(test_zbh1_interleaved)
+{
+    static const double t[][3] = {{1, 1, 1}, {1, 1.5, 0.75}, {1, 2, 0}};
+    for (int32_t R = 2; R <= 4; R++)
+        for (int32_t v = 2; v <= 3; v++)
+            for (int32_t M = R; M <= 4 * R; M += R)
+                for (size_t c = 0; c < sizeof t / sizeof t[0]; c++) {
+                    double tf = t[c][0], tb = t[c][1], tw = t[c][2], busy = M * v * (tf + tb + tw);
+                    double zb_idle = (R - 1) * (tf + tb - tw), il_idle = (R - 1) * (tf + tb);
+                    pippy_plan zb, il;
+                    loop_make(&zb, R, v, M, tf, tb, tw);
+                    loop_make(&il, R, v, M, tf, tb, tw);
+                    chain_build(&zb, "zb-h1");
+                    chain_build(&il, "interleaved-1f1b");
+                    ck_assert_msg(close_rel(zb.pred_step_ms, busy + zb_idle, 1e-9) &&
+                                      close_rel(il.pred_step_ms, busy + il_idle, 1e-9),
+                                  "R=%d v=%d M=%d t=%g/%g/%g: zb-h1 %.12g ms (expected %.12g), interleaved %.12g "
+                                  "(expected %.12g)", R, v, M, tf, tb, tw, zb.pred_step_ms, busy + zb_idle,
+                                  il.pred_step_ms, busy + il_idle);
+                    int32_t zs = 0, is = 0;
+                    for (int32_t r = 0; r < R; r++)
+                        ck_assert_msg(close_rel(zb.pred_idle_ms[r], zb_idle, 1e-9), "R=%d v=%d M=%d rank %d idles %g",
+                                      R, v, M, r, zb.pred_idle_ms[r]);
+                    for (int32_t s = 0; s < R * v; s++) {
+                        zs = zb.stages[s].stash_slots > zs ? zb.stages[s].stash_slots : zs;
+                        is = il.stages[s].stash_slots > is ? il.stages[s].stash_slots : is;
+                        for (int32_t m = 0; m < M; m++) {
+                            int32_t b = action_at(&zb, s % R, PIPPY_ACT_B, s, m);
+                            int32_t w = action_at(&zb, s % R, PIPPY_ACT_W, s, m);
+                            ck_assert_msg(b >= 0 && w > b, "R=%d v=%d M=%d stage %d mb %d: B at %d, W at %d", R, v, M,
+                                          s, m, b, w);
+                        }
+                    }
+                    ck_assert_msg(zs == is, "R=%d v=%d M=%d: zb-h1 holds %d microbatches on a stage, interleaved %d",
+                                  R, v, M, zs, is);
+                    pippy_plan_free(&zb);
+                    pippy_plan_free(&il);
+                }
+}
+END_TEST
+
 static Suite *schedule_build_suite(void)
 {
     Suite *s = suite_create("schedule_build");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_zbh1_bubble_formula);
     tcase_add_test(tc, test_zbh1_few_microbatches);
+    tcase_add_test(tc, test_zbh1_interleaved);
     tcase_add_test(tc, test_auto_choice);
     tcase_add_test(tc, test_auto_ties_and_inference);
     suite_add_tcase(s, tc);
