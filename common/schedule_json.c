@@ -127,7 +127,8 @@ static pippy_status pippy_sj_stages(pippy_sched_json *d, const cJSON *root, pipp
     d->stage_rank = pippy_sj_calloc((size_t)S, sizeof *d->stage_rank);
     d->stash_slots = pippy_sj_calloc((size_t)S, sizeof *d->stash_slots);
     d->stage_s = pippy_sj_calloc((size_t)S * PIPPY_PHASES, sizeof *d->stage_s);
-    if (!d->stage_rank || !d->stash_slots || !d->stage_s)
+    d->optimizer_s = pippy_sj_calloc((size_t)S, sizeof *d->optimizer_s);
+    if (!d->stage_rank || !d->stash_slots || !d->stage_s || !d->optimizer_s)
         return pippy_fail(PIPPY_ERR_NOMEM, "out of memory reading %s", c->path);
     static const char *const cost[PIPPY_PHASES] = {"predicted_forward_ms", "predicted_backward_ms",
                                                    "predicted_weight_ms"};
@@ -144,6 +145,8 @@ static pippy_status pippy_sj_stages(pippy_sched_json *d, const cJSON *root, pipp
             PIPPY_TRY(pippy_sj_num(c, st, cost[ph], 1e12, &d->stage_s[k * PIPPY_PHASES + ph]));
             d->stage_s[k * PIPPY_PHASES + ph] *= 1e-3;
         }
+        PIPPY_TRY(pippy_sj_num(c, st, "predicted_optimizer_ms", 1e12, &d->optimizer_s[k]));
+        d->optimizer_s[k] *= 1e-3;
         k++;
     }
     return PIPPY_OK;
@@ -373,6 +376,7 @@ pippy_status pippy_sched_json_read(pippy_sched_json *d, const cJSON *root, const
     d->s.n_actions = d->n_actions;
     d->s.actions = (const pippy_action *const *)d->actions;
     d->s.stage_s = d->stage_s;
+    d->s.optimizer_s = d->optimizer_s;
     d->s.stash_slots = d->stash_slots;
     return PIPPY_OK;
 }
@@ -385,6 +389,6 @@ void pippy_sched_json_free(pippy_sched_json *d)
         free(d->reduction_stages[k]);
     free(d->stage_rank), free(d->stash_slots), free(d->n_actions), free(d->reduction_n), free(d->consumers);
     free(d->reduction_transmit), free(d->reduction_dp), free(d->reduction_bytes);
-    free(d->reduction_stages), free(d->actions), free(d->edges), free(d->stage_s);
+    free(d->reduction_stages), free(d->actions), free(d->edges), free(d->stage_s), free(d->optimizer_s);
     memset(d, 0, sizeof *d);
 }

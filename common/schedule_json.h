@@ -26,6 +26,7 @@ typedef struct {
     pippy_action **actions;
     pippy_sched_edge *edges;
     double *stage_s;
+    double *optimizer_s;
     int32_t n_all_ranks; /* ranks[] entries (actions[] holds each one's list) */
     int32_t dp; /* config.dp: replicas of the pipeline; s holds the first's ranks (the others' lists are
                  * checked to be the same) */

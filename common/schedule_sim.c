@@ -319,6 +319,20 @@ double pippy_sched_collective_s(const pippy_sched *s, const pippy_action *a)
     return s->collective_s + (n - 1) * lat + bytes / bw;
 }
 
+double pippy_sched_optimizer_s(const pippy_sched *s, int32_t r)
+{
+    double t = 0;
+    for (int32_t st = 0; s->optimizer_s && st < s->n_stages; st++)
+        t += s->stage_rank[st] == r ? s->optimizer_s[st] : 0;
+    return t;
+}
+
+/* What rank r computes after the collective a: its stages' optimizer steps after STEP. */
+static double pippy_ss_after_s(const pippy_sched *s, int32_t r, const pippy_action *a)
+{
+    return a->kind == PIPPY_ACT_STEP ? pippy_sched_optimizer_s(s, r) : 0;
+}
+
 /* Which collective an action joins: (kind, reduction) as one number; STEP is the last one. */
 static int32_t pippy_ss_key(const pippy_sched *s, const pippy_action *a)
 {
@@ -375,8 +389,10 @@ static void pippy_ss_collective(pippy_ss *x, pippy_replay *y, int32_t r, const p
         int32_t at = y->pos[q] <= -2 ? -y->pos[q] - 2 : -1;
         if (at < 0 || pippy_ss_key(s, &s->actions[q][at]) != id)
             continue;
-        pippy_ss_span(y, q, at, y->arrive_t[id], t);
-        y->clock[q] = t;
+        double opt = pippy_ss_after_s(s, q, a);
+        pippy_ss_span(y, q, at, y->arrive_t[id], t + opt);
+        y->clock[q] = t + opt;
+        y->busy[q] += opt;
         y->pos[q] = at + 1;
     }
 }
@@ -687,8 +703,10 @@ static void pippy_dr_collective(pippy_dr *z, pippy_ss *x, int32_t r, int32_t k)
     for (int32_t q = 0; q < x->R; q++) {
         if (z->parked[q] < 0 || pippy_ss_key(s, &s->actions[q][z->parked[q]]) != id)
             continue;
-        pippy_ss_span(y, q, z->parked[q], y->arrive_t[id], t);
-        y->clock[q] = t;
+        double opt = pippy_ss_after_s(s, q, a);
+        pippy_ss_span(y, q, z->parked[q], y->arrive_t[id], t + opt);
+        y->clock[q] = t + opt;
+        y->busy[q] += opt;
         pippy_dyn_mark(&z->d[q], z->parked[q]);
         z->parked[q] = -1;
         z->dirty[q] = 1;

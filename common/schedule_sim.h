@@ -64,6 +64,8 @@ typedef struct {
     const pippy_action *const *actions;   /* per rank */
     /* For the prediction (each may be 0 / NULL). */
     const double *stage_s;                /* per stage x PIPPY_PHASES: seconds per microbatch */
+    const double *optimizer_s;            /* per stage: seconds of its optimizer step, which its rank
+                                             runs after STEP (NULL: none) */
     double link_latency_s, link_bytes_per_s, collective_s;
     const int32_t *stash_slots;           /* per stage: microbatches it can hold; NULL: no bound */
     int32_t window;                       /* > 0: the dynamic schedule with this window (config.window,
@@ -79,7 +81,8 @@ typedef struct {
  *                    data was there first);
  *   ALLREDUCE, STEP  from when every member is there to the end of the collective (an earlier
  *                    ALLREDUCE of a reduction with several member stages on one rank: its
- *                    contribution, a point). */
+ *                    contribution, a point); STEP then to the end of the optimizer steps of the
+ *                    rank's stages (optimizer_s, busy time). */
 typedef struct {
     double start_s, end_s;
 } pippy_sched_span;
@@ -117,6 +120,8 @@ int32_t pippy_sched_slots(int32_t bounded, int32_t M, int whole, const int32_t *
  * each; broadcast and reduce are pipelined chains, (n - 1) latencies and the bytes once. Plus
  * collective_s. One process, or no reduction_bytes: collective_s. */
 double pippy_sched_collective_s(const pippy_sched *s, const pippy_action *a);
+/* Seconds of the optimizer steps rank r runs after STEP (the sum of its stages' optimizer_s). */
+double pippy_sched_optimizer_s(const pippy_sched *s, int32_t r);
 
 /* Checks s (see above) and, when r is not NULL, fills r. Errors are PIPPY_ERR_INVALID with a
  * message naming the rank, action and rule. */

@@ -12,12 +12,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "checked.h"
 #include "device.h"
 #include "emit.h"
 #include "fuse.h"
 #include "autodiff.h"
 #include "onnx_load.h"
+#include "optim.h"
 #include "schedule.h"
 #include "train.h"
 
@@ -575,6 +578,23 @@ static pippy_status pippy_compile_ranks(const pippy_compile_opts *o, pippy_plan 
     return PIPPY_OK;
 }
 
+/* Each stage's optimizer step (the STEP after its backwards), priced by the cost model. */
+static pippy_status pippy_price_optimizer(const pippy_compile_opts *o, pippy_plan *plan)
+{
+    if (!plan->training || !o->optimizer_json)
+        return PIPPY_OK;
+    pippy_optim_config c;
+    cJSON *j = cJSON_Parse(o->optimizer_json);
+    pippy_status st = j ? pippy_optim_from_json(j, &c) : pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    cJSON_Delete(j);
+    PIPPY_TRY(st);
+    for (int32_t s = 0; s < plan->n_stages; s++) {
+        pippy_stage *sg = &plan->stages[s];
+        sg->pred_optimizer_ms = pippy_cost_optimizer_s(&plan->cost, &c, sg->trainable_bytes / sizeof(float)) * 1e3;
+    }
+    return PIPPY_OK;
+}
+
 /* Cut, differentiate (training), plan memory (checked against the limit) and the schedule. */
 static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
 {
@@ -616,6 +636,7 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
         for (int32_t d = 0; d < g->values[g->inputs[i]].t.rank; d++)
             h = pippy_mix(h, g->values[g->inputs[i]].t.dims[d]);
     plan->hash = h;
+    PIPPY_TRY(pippy_price_optimizer(o, plan));
     pippy_schedule_opts so = {o->schedule ? o->schedule : "gpipe", o->memory_per_rank, o->optimizer_state};
     PIPPY_TRY(pippy_schedule_choose(plan, &so, &notes->schedule));
     pippy_cost_flush(&plan->cost, notes->cost_note, sizeof notes->cost_note);
@@ -700,9 +721,9 @@ static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan 
                sg->phase_begin[1], sg->flops / 1e6, (double)sg->parameter_bytes / 1024.0,
                (double)sg->arena_bytes / 1024.0, sg->pred_forward_ms);
         if (plan->training)
-            printf(" F + %.3f B + %.3f W; %d backward nodes, stash %.1f KiB x %d", sg->pred_backward_ms,
-                   sg->pred_weight_ms, sg->n_nodes - sg->phase_begin[1], (double)sg->stash_bytes / 1024.0,
-                   sg->stash_slots);
+            printf(" F + %.3f B + %.3f W, optimizer %.3f ms/step; %d backward nodes, stash %.1f KiB x %d",
+                   sg->pred_backward_ms, sg->pred_weight_ms, sg->pred_optimizer_ms, sg->n_nodes - sg->phase_begin[1],
+                   (double)sg->stash_bytes / 1024.0, sg->stash_slots);
         printf("\n");
     }
     if (notes->batch.rewritten)

@@ -456,3 +456,25 @@ double pippy_cost_transfer_s(const pippy_cost_model *c, uint64_t bytes)
 {
     return c->link_latency_s + (double)bytes / c->link_bytes_per_s;
 }
+
+double pippy_cost_optimizer_s(pippy_cost_model *c, const pippy_optim_config *o, uint64_t n)
+{
+    if (!n)
+        return 0;
+    char key[PIPPY_COST_KEY_MAX];
+    snprintf(key, sizeof key, "pippy::OptimizerStep float[%llu] %s%s", (unsigned long long)n,
+             pippy_optim_kind_name(o->kind), o->kind == PIPPY_OPTIM_SGD && o->momentum != 0 ? " momentum" : "");
+    const pippy_cost_kernel *k = pippy_cost_kernel_find(c, key);
+    if (k)
+        return k->us * 1e-6;
+    double s = c->time_kernels ? pippy_cost_optimizer_time_s(o, (size_t)n) : 0;
+    if (s > 0 && pippy_cost_kernel_put(c, key, pippy_cost_4g(s * 1e6), pippy_cost_4g(s * 1e6)) == PIPPY_OK) {
+        c->n_new++;
+        return pippy_cost_kernel_find(c, key)->us * 1e-6;
+    }
+    pippy_error_clear();
+    /* each float: the gradient read twice and cleared, the parameter read and written, and each
+     * state float read and written */
+    double per = 5.0 + 2.0 * (double)pippy_optim_state_floats(o, 1);
+    return c->op_overhead_s + (double)n * sizeof(float) * per / c->bytes_per_s;
+}

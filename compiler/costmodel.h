@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "optim.h"
 #include "status.h"
 
 #define PIPPY_COST_KEY_MAX 320
@@ -99,5 +100,13 @@ void pippy_cost_kernel_sort(pippy_cost_model *c);
  * cache); 0 when it cannot be timed here. */
 double pippy_cost_kernel_time_s(const pippy_op_desc *d, double *far_s);
 double pippy_cost_transfer_s(const pippy_cost_model *c, uint64_t bytes);
+
+/* The optimizer's step on a stage of n trained floats, as the runtime takes it (the gradient's sum
+ * of squares, the step, the clearing of the gradient), in seconds: the table's time for it (timed
+ * now when the model may time kernels, key "pippy::OptimizerStep float[n] KIND"), else the floats
+ * it reads and writes at the memory bandwidth. 0 for n = 0. */
+double pippy_cost_optimizer_s(pippy_cost_model *c, const pippy_optim_config *o, uint64_t n);
+/* Its time on this machine (costmodel_kernels.c); 0 when it cannot be timed here. */
+double pippy_cost_optimizer_time_s(const pippy_optim_config *o, size_t n);
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "costmodel.h"
+#include "optim.h"
 
 /* Dense kernels: without a timing, priced at the matmul rate (the others at a tenth of it). */
 static const struct {
@@ -315,4 +316,34 @@ double pippy_cost_kernel_time_s(const pippy_op_desc *d, double *far_s)
     for (int i = 0; i < nb; i++)
         free(buf[i]);
     return s;
+}
+
+/* Times one optimizer step as the runtime takes it for a stage of n trained floats
+ * (runtime/train.c): the gradient's sum of squares, pippy_optim_step and the clearing of the
+ * gradient, each call after a cache scrub (parameters, gradients and state are far: the stage ran
+ * a whole step of other work since it last touched most of them); the median of 5 calls, in
+ * seconds. 0 when it cannot be timed here (more than 512 MiB). */
+double pippy_cost_optimizer_time_s(const pippy_optim_config *o, size_t n)
+{
+    size_t state = pippy_optim_state_floats(o, n), total = 2 * n + state;
+    if (!n || total > ((size_t)512 << 20) / sizeof(float))
+        return 0;
+    float *b = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
+    if (!b)
+        return 0;
+    for (size_t i = 0; i < 2 * n; i++)
+        b[i] = (float)((i % 17) + 1) / 64.0f; /* parameters and gradients: small, non-zero */
+    memset(b + 2 * n, 0, state * sizeof(float)); /* the state starts at zero, as in a run */
+    double t[5];
+    for (int k = 0; k < 5; k++) {
+        pippy_cache_scrub();
+        double t0 = pippy_cost_thread_s();
+        pippy_cost_scrub_sink += (uint64_t)pippy_optim_sumsq(b + n, n);
+        pippy_optim_step(o, k + 1, o->lr, 1.0f, b, b + n, b + 2 * n, n);
+        memset(b + n, 0, n * sizeof(float));
+        t[k] = pippy_cost_thread_s() - t0;
+    }
+    free(b);
+    qsort(t, 5, sizeof t[0], pippy_double_cmp);
+    return t[2];
 }

@@ -146,6 +146,7 @@ static void pippy_json_stages(cJSON *root, const pippy_plan *p)
                                     sg->phase_begin[PIPPY_PHASES] - sg->phase_begin[PIPPY_PHASE_W]);
             cJSON_AddNumberToObject(js, "predicted_backward_ms", sg->pred_backward_ms);
             cJSON_AddNumberToObject(js, "predicted_weight_ms", sg->pred_weight_ms);
+            cJSON_AddNumberToObject(js, "predicted_optimizer_ms", sg->pred_optimizer_ms);
             cJSON_AddNumberToObject(js, "trainable_bytes", (double)sg->trainable_bytes);
             cJSON_AddNumberToObject(js, "stash_bytes", (double)sg->stash_bytes);
             cJSON_AddNumberToObject(js, "stash_slots", sg->stash_slots);

@@ -63,6 +63,7 @@ typedef struct {
     uint64_t parameter_bytes;   /* bytes of its roots (the model's parameters, not constants) */
     uint64_t activation_bytes;  /* sum of all values the stage computes, per microbatch */
     double pred_forward_ms, pred_backward_ms, pred_weight_ms; /* per microbatch: F, B, W */
+    double pred_optimizer_ms;   /* per step: the optimizer's step on its trained parameters (STEP) */
 } pippy_stage;
 
 typedef struct {

@@ -308,8 +308,8 @@ static void pippy_sched_reds_free(pippy_sched_reds *d)
 }
 
 /* The plan as the checker sees it (arrays owned by the caller). */
-static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double *stage_s, int32_t *stage_rank,
-                                   pippy_sched_edge *edges, pippy_sched_reds *rd)
+static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double *stage_s, double *optimizer_s,
+                                   int32_t *stage_rank, pippy_sched_edge *edges, pippy_sched_reds *rd)
 {
     memset(sc, 0, sizeof *sc);
     sc->n_stages = p->n_stages;
@@ -321,6 +321,7 @@ static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double 
         stage_s[s * PIPPY_PHASES + PIPPY_PHASE_F] = p->stages[s].pred_forward_ms * 1e-3;
         stage_s[s * PIPPY_PHASES + PIPPY_PHASE_B] = p->stages[s].pred_backward_ms * 1e-3;
         stage_s[s * PIPPY_PHASES + PIPPY_PHASE_W] = p->stages[s].pred_weight_ms * 1e-3;
+        optimizer_s[s] = p->training ? p->stages[s].pred_optimizer_ms * 1e-3 : 0;
     }
     for (int32_t e = 0; e < p->n_edges; e++)
         edges[e] = (pippy_sched_edge){p->edges[e].producer, p->edges[e].phase, p->edges[e].n_consumers,
@@ -345,6 +346,7 @@ static pippy_status pippy_sched_of(const pippy_plan *p, pippy_sched *sc, double 
     sc->n_actions = p->n_actions;
     sc->actions = (const pippy_action *const *)p->actions;
     sc->stage_s = stage_s;
+    sc->optimizer_s = optimizer_s;
     sc->link_latency_s = p->cost.link_latency_s;
     sc->link_bytes_per_s = p->cost.link_bytes_per_s;
     sc->window = p->window;
@@ -356,18 +358,19 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
 {
     int32_t S = p->n_stages, R = p->n_ranks;
     double *stage_s = calloc((size_t)S * PIPPY_PHASES, sizeof *stage_s), *busy = calloc((size_t)R, sizeof *busy);
+    double *optimizer_s = calloc((size_t)S, sizeof *optimizer_s);
     int32_t *stage_rank = calloc((size_t)S, sizeof *stage_rank), *in_flight = calloc((size_t)S, sizeof *in_flight);
     pippy_sched_edge *edges = calloc((size_t)p->n_edges + 1, sizeof *edges);
     pippy_sched_reds rd;
     int reds_ok = pippy_sched_reds_alloc(&rd, p->n_reductions) == PIPPY_OK;
     p->pred_idle_ms = calloc((size_t)R, sizeof *p->pred_idle_ms);
     pippy_status st = PIPPY_OK;
-    if (!stage_s || !busy || !stage_rank || !in_flight || !edges || !reds_ok || !p->pred_idle_ms)
+    if (!stage_s || !optimizer_s || !busy || !stage_rank || !in_flight || !edges || !reds_ok || !p->pred_idle_ms)
         st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory predicting the schedule");
     pippy_sched sc;
     pippy_sched_result res = {.busy_s = busy, .idle_s = p->pred_idle_ms, .in_flight = in_flight};
     if (st == PIPPY_OK)
-        st = pippy_sched_of(p, &sc, stage_s, stage_rank, edges, &rd);
+        st = pippy_sched_of(p, &sc, stage_s, optimizer_s, stage_rank, edges, &rd);
     if (st == PIPPY_OK)
         st = pippy_sched_check(&sc, &res);
     if (st != PIPPY_OK)
@@ -378,7 +381,7 @@ static pippy_status pippy_schedule_predict(pippy_plan *p)
         p->pred_idle_ms[r] *= 1e3;
     p->pred_step_ms = res.step_s * 1e3;
     p->pred_bubble = res.bubble;
-    free(stage_s), free(busy), free(stage_rank), free(in_flight), free(edges);
+    free(stage_s), free(optimizer_s), free(busy), free(stage_rank), free(in_flight), free(edges);
     pippy_sched_reds_free(&rd);
     return st;
 }

@@ -221,6 +221,8 @@ static double pippy_sim_coll_s(const pippy_sim_run *x, int32_t r)
                 reached = o->end_s;
         }
         sum += c->end_s - reached;
+        if (s->actions[r][k].kind == PIPPY_ACT_STEP) /* its span ends after the rank's optimizer steps */
+            sum -= pippy_sched_optimizer_s(s, r);
     }
     return sum;
 }

@@ -213,6 +213,7 @@ def textbook(t, outs):
         def uniform(d):
             for st in d["stages"]:
                 st["predicted_forward_ms"], st["predicted_backward_ms"], st["predicted_weight_ms"] = 1.0, 2.0, 0.0
+                st["predicted_optimizer_ms"] = 0.0
             d["prediction"]["cost_model"].update(link_gbytes_per_s=0, link_latency_us=0)
         path = t.edited(out, name.replace(" ", "_") + "_uniform", uniform)
         got, text = t.simulate_json(path)
@@ -239,6 +240,7 @@ def interleaved_textbook(t):
         def uniform(d):
             for st in d["stages"]:
                 st["predicted_forward_ms"], st["predicted_backward_ms"], st["predicted_weight_ms"] = 1.0, 2.0, 0.0
+                st["predicted_optimizer_ms"] = 0.0
             d["prediction"]["cost_model"].update(link_gbytes_per_s=0, link_latency_us=0)
         got, text = t.simulate_json(t.edited(out, f"il_{S}_{R}_{M}_uniform", uniform))
         v = S // R
@@ -264,6 +266,7 @@ def zero_bubble(t, outs):
         def uniform(d):
             for st in d["stages"]:
                 st["predicted_forward_ms"] = st["predicted_backward_ms"] = st["predicted_weight_ms"] = 1.0
+                st["predicted_optimizer_ms"] = 0.0
             d["prediction"]["cost_model"].update(link_gbytes_per_s=0, link_latency_us=0)
         path = t.edited(out, name.replace(" ", "_") + "_fbw", uniform)
         got, text = t.simulate_json(path)
@@ -274,6 +277,39 @@ def zero_bubble(t, outs):
               and want["in_flight"] == held)
         t.res.check(f"{name}, tf = tb = tw = 1 ms: step {step} ms, each rank idles {(S - 1) * idle} ms, holds {held}",
                     ok, f"simulate {got and got['step_ms']}, replay {want}: {tail(text)} {tail(otext)}")
+
+
+def optimizer_after_step(t, outs):
+    """The compile prices each training stage's optimizer step (predicted_optimizer_ms > 0), and
+    after STEP each rank runs its stages' steps: with the 1F1B lists of mlp_train (S=3, M=8) at
+    tf = tb = tw = 1 ms, free transfers and optimizer steps of 0.5, 0.25 and 1.5 ms, the step is the
+    barrier's 3M + (S-1)(tf+tb) = 28 ms plus the longest, 1.5 ms, and each rank is busy 3M ms plus its
+    own, by simulate and by the independent replay."""
+    name = "mlp_train 1f1b S=3 M=8"
+    out = outs.get(name)
+    if not out:
+        return
+    opt = [st.get("predicted_optimizer_ms", 0) for st in json.load(open(os.path.join(out, "schedule.json")))["stages"]]
+    t.res.check(f"{name}: the compile prices each stage's optimizer step ({', '.join('%.4f' % v for v in opt)} ms)",
+                len(opt) == 3 and all(v > 0 for v in opt), str(opt))
+    step_opt = [0.5, 0.25, 1.5]
+
+    def uniform(d):
+        for st, o in zip(d["stages"], step_opt):
+            st["predicted_forward_ms"] = st["predicted_backward_ms"] = st["predicted_weight_ms"] = 1.0
+            st["predicted_optimizer_ms"] = o
+        d["prediction"]["cost_model"].update(link_gbytes_per_s=0, link_latency_us=0)
+    path = t.edited(out, "1f1b_optimizer", uniform)
+    got, text = t.simulate_json(path)
+    want, otext = t.oracle(path)
+    step, busy = 24.0 + 4.0 + 1.5, [24.0 + o for o in step_opt]
+    rows = got and got.get("ranks") or []
+    ok = (got is not None and want is not None and close(got["step_ms"], step, 1e-12)
+          and close(want["step_ms"], step, 1e-12) and all(close(b, w, 1e-12) for b, w in zip(want["busy_ms"], busy))
+          and len(rows) == 3 and all(close(r["busy_ms"], w, 1e-12) for r, w in zip(rows, busy)))
+    t.res.check(f"{name}, optimizer steps {step_opt} ms after STEP: step {step} ms, busy {busy} ms per rank", ok,
+                f"simulate {got and got['step_ms']} {[r.get('busy_ms') for r in rows]}, replay {want}: {tail(text)} "
+                f"{tail(otext)}")
 
 
 def defer_w(d):
@@ -499,6 +535,7 @@ def main():
 
 
     zero_bubble(t, outs)
+    optimizer_after_step(t, outs)
     refusals(t, outs)
     malformed(t, outs)
     measured(t)

@@ -47,7 +47,7 @@ usage: validate_schedule.py OUT/schedule.json [--schema FILE] [-q] [--predict]
    With --predict it also prints the prediction of that replay as JSON (times from
    stages[].predicted_*_ms, each transfer between two stages in one phase taking
    latency + (sum of their edges' bytes) / bandwidth from prediction.cost_model, collectives as
-   X.collective_ms): step_ms, bubble_fraction, busy_ms and idle_ms per rank, in_flight per stage,
+   X.collective_ms; after STEP each rank runs its stages' predicted_optimizer_ms): step_ms, bubble_fraction, busy_ms and idle_ms per rank, in_flight per stage,
    and collective_ms per rank (from reaching each collective to its end).
 Prints "ok", or one line per problem (where: what), and exits 0 when ok, 1 otherwise (2 on bad usage).
 """
@@ -127,6 +127,12 @@ class Doc:
 
     def stages_of_rank(self, r):
         return [k for k, st in enumerate(self.stages) if st["rank"] == r]
+
+    def optimizer_ms(self, r):
+        """The optimizer's steps rank r runs after STEP: its stages' predicted_optimizer_ms (with dp, a
+        replica's rank runs those of the rank it copies in replica 0)."""
+        per = self.R // max(self.cfg.get("dp", 1), 1)
+        return sum(self.stages[s].get("predicted_optimizer_ms", 0.0) for s in self.stages_of_rank(r % per))
 
     def collective_ms(self, op, k):
         """How long collective op of reduction k takes once its members are there, as
@@ -542,6 +548,9 @@ def replay(x):
                         break
                     clock[r] = max(got.values()) + x.collective_ms(act["op"], act.get("reduction"))
                     coll[r] += clock[r] - got[who]
+                    if act["op"] == "STEP":  # then the optimizer's step on each of the rank's stages
+                        clock[r] += x.optimizer_ms(r)
+                        busy[r] += x.optimizer_ms(r)
                     pos[r] += 1
                     continue
                 t = data_ready(act)
@@ -670,7 +679,9 @@ def replay_dynamic(x):
         for q in range(x.R):
             if parked[q] is not None and key(acts[q][parked[q]]) == key(a):
                 coll[q] += t - clock[q]  # from reaching it (the rank's clock while parked) to the end
-                clock[q], done[q][parked[q]], parked[q] = t, True, None
+                opt = x.optimizer_ms(q) if a["op"] == "STEP" else 0.0
+                clock[q], done[q][parked[q]], parked[q] = t + opt, True, None
+                busy[q] += opt
                 flush(q)
 
     def run(r, i, t):

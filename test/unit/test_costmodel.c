@@ -1,6 +1,6 @@
 /* test_costmodel.c — the cost model's kernel table: keys, prices from the table, timing of shapes
  * the table lacks, the file round trip (values as the file keeps them), merging into a file
- * another compile wrote, and hostile files. */
+ * another compile wrote, hostile files, and the optimizer's step. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +153,38 @@ static double thread_cpu_s(void)
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+/* The optimizer's step: timed once per (kind, floats) and kept in the table; AdamW, which reads and
+ * writes two state floats per parameter, takes longer than plain SGD over as many floats; a model
+ * not to be extended prices it by the floats it moves at the memory bandwidth. */
+START_TEST(test_optimizer_step_is_timed_once)
+{
+    pippy_cost_model c;
+    pippy_cost_defaults(&c);
+    c.time_kernels = 1;
+    pippy_optim_config sgd, adamw;
+    pippy_optim_defaults(&sgd, PIPPY_OPTIM_SGD);
+    pippy_optim_defaults(&adamw, PIPPY_OPTIM_ADAMW);
+    uint64_t n = (uint64_t)1 << 20;
+    double s = pippy_cost_optimizer_s(&c, &sgd, n), a = pippy_cost_optimizer_s(&c, &adamw, n);
+    ck_assert_int_eq(c.n_new, 2);
+    const pippy_cost_kernel *k = pippy_cost_kernel_find(&c, "pippy::OptimizerStep float[1048576] adamw");
+    ck_assert_ptr_nonnull(k);
+    ck_assert_double_eq(a, k->us * 1e-6);
+    /* 1 Mi floats: 20 MiB moved by SGD; between 0.5 and 2000 GB/s on any machine */
+    ck_assert_msg(s > 20.0 * 1048576 / 2e12 && s < 20.0 * 1048576 / 0.5e9, "sgd %g s", s);
+    ck_assert_msg(a > 1.2 * s, "adamw %g s, sgd %g s", a, s);
+    ck_assert_double_eq(pippy_cost_optimizer_s(&c, &sgd, n), s); /* read back, not timed again */
+    ck_assert_int_eq(c.n_new, 2);
+    ck_assert_double_eq(pippy_cost_optimizer_s(&c, &sgd, 0), 0);
+    c.time_kernels = 0;
+    sgd.momentum = 0.9; /* another key: priced by the rates (7 floats moved per parameter) */
+    ck_assert_double_eq_tol(pippy_cost_optimizer_s(&c, &sgd, n),
+                            c.op_overhead_s + (double)n * 4 * 7 / c.bytes_per_s, 1e-15);
+    ck_assert_int_eq(c.n_kernels, 2);
+    pippy_cost_free(&c);
+}
+END_TEST
 
 START_TEST(test_large_kernel_is_timed_by_one_call)
 {
@@ -309,6 +341,7 @@ static Suite *costmodel_suite(void)
     tcase_add_test(t, test_kernel_keys);
     tcase_add_test(t, test_table_prices_nodes);
     tcase_add_test(t, test_new_shape_is_timed_once);
+    tcase_add_test(t, test_optimizer_step_is_timed_once);
     tcase_add_test(t, test_large_kernel_is_timed_by_one_call);
     tcase_add_test(t, test_oversized_kernel_is_refused_before_allocating);
     tcase_add_test(t, test_file_round_trip_and_merge);

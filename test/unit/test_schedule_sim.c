@@ -6,6 +6,7 @@
  *     microbatches on stage s where GPipe holds m;
  *   - a separate W: the GPipe step worked out by hand, (m+p-1)tf + (p-1)tb + m(tb+tw);
  *   - latency and bandwidth: the spans of a two-stage step against times worked out by hand;
+ *   - each rank's optimizer steps after STEP, in both replays;
  *   - hand-broken lists are refused with the rank, the action and the rule. */
 #include <math.h>
 #include <stdio.h>
@@ -509,6 +510,41 @@ START_TEST(test_dynamic_allreduce)
 }
 END_TEST
 
+/* The optimizer steps after STEP: when every rank is at STEP, each runs its stages' optimizer
+ * steps (busy time), so the step ends at the barrier plus the largest; the same in the dynamic
+ * replay. */
+START_TEST(test_optimizer_after_step)
+{
+    static syn y;
+    static const double opt[3] = {0.3, 0.1, 0.7};
+    for (int32_t K = 0; K <= 2; K += 2) {
+        double step0 = 0, busy0[3], busy[3];
+        for (int with = 0; with < 2; with++) {
+            syn_build(&y, 3, 4, 1, 1.0, 1.0, 0.5);
+            y.s.window = K;
+            y.s.optimizer_s = with ? opt : NULL;
+            pippy_sched_span sp[3][SYN_MAX_A];
+            pippy_sched_span *const spans[3] = {sp[0], sp[1], sp[2]};
+            pippy_sched_result r = {.spans = spans, .busy_s = with ? busy : busy0};
+            ck_assert_msg(pippy_sched_check(&y.s, &r) == PIPPY_OK, "%s", pippy_last_error());
+            if (!with) {
+                step0 = r.step_s;
+                continue;
+            }
+            ck_assert_msg(fabs(r.step_s - (step0 + 0.7)) < 1e-12, "K=%d: step %g, without the optimizer %g", K,
+                          r.step_s, step0);
+            for (int32_t q = 0; q < 3; q++) {
+                const pippy_sched_span *a = &sp[q][syn_find(&y, q, PIPPY_ACT_STEP, -1)];
+                ck_assert_msg(fabs(a->start_s - step0) < 1e-12 && fabs(a->end_s - (step0 + opt[q])) < 1e-12 &&
+                                  fabs(busy[q] - busy0[q] - opt[q]) < 1e-12,
+                              "K=%d rank %d: STEP [%g, %g], busy %g (%g without)", K, q, a->start_s, a->end_s, busy[q],
+                              busy0[q]);
+            }
+        }
+    }
+}
+END_TEST
+
 static Suite *schedule_sim_suite(void)
 {
     Suite *s = suite_create("schedule_sim");
@@ -519,6 +555,7 @@ static Suite *schedule_sim_suite(void)
     tcase_add_test(tc, test_allreduce);
     tcase_add_test(tc, test_collective_cost);
     tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_optimizer_after_step);
     suite_add_tcase(s, tc);
     TCase *dyn = tcase_create("dynamic");
     tcase_set_timeout(dyn, 60);
