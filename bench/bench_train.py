@@ -17,15 +17,20 @@ Configurations (the issues' 7, 8 and 9; models and data as bench/torch_train.py'
             (gloo, 2 processes, 1 thread each) and torch in one process with 2 threads; pippyc 1 stage with
             2 threads too. Scaling: pippyc's 1-stage step (1 core, same M) over its 2-stage step, against
             the ideal 2M/(M+1). Idle per rank from the --trace against schedule.json's prediction.
-  schedules 2 ranks on 2 cores, M = 8 (SCHEDULE_CONFIGS): interleaved-1f1b (4 stages, --ranks 2), zb-h1,
-            dynamic --window 2 and 4, --dp 2 of one stage (M/2 and 1 microbatch per replica), each against
+  schedules 2 ranks on 2 cores, M = 8 (SCHEDULE_CONFIGS): interleaved-1f1b (4 stages, --ranks 2), zb-h1
+            (2 stages, and 4 stages with --ranks 2), dynamic --window 2 and 4, --dp 2 of one stage (M/2 and 1 microbatch per replica), each against
             pippyc 1f1b and torch.distributed.pipelining's counterparts (Interleaved1F1B;
             InterleavedZeroBubble and ZBVZeroBubble for zb-h1, 4 stages on 2 ranks); DP vs PP per rank with
             the bytes each moves per step. Every pippyc configuration's measured step against
             schedule.json's prediction.step_ms.
 
 How it is timed: every configuration runs `--reps` times, the repetitions of all configurations
-interleaved (pippyc, torch, pippyc, ...), so that the machine's load falls on both sides alike. A pippyc
+interleaved (pippyc, torch, pippyc, ...), so that the machine's load falls on both sides alike; each
+repetition starts one configuration further on. Each configuration's repetition is also paired with the
+1f1b repetition of the same round: the "paired" column gives the median of those ratios, how many were
+below 1 and the one-sided sign test's p (the host's speed drifts by more than the margins between
+schedules, and a ratio of two medians taken minutes apart can show a win that the pairs do not).
+--models and --configs run a part of it (e.g. --configs interleaved-1f1b/R2,zb-h1 for a long A/B). A pippyc
 run is `pippyrun OUT --steps N --loss-log LOG --trace T`: each step's wall time ("ms": from one step's end
 to the next, so it includes feeding the batch) and the process's CPU time ("cpu_ms", rank 0) come from
 the loss log; the first --warmup steps are dropped. torch: the same step (zero_grad, M x forward +
