@@ -3,8 +3,8 @@
  * A node costs the time its kernel took on this machine for its shape, when that shape was timed
  * (the kernel table, below): between its time with its operands at hand (called back to back) and
  * its time with them far (each call after a scrub of the caches), by the share of its input bytes
- * that a stage reads from far (pippy_graph_far_share: parameters, and what the forward made for a
- * backward node); otherwise flops / matmul rate (a tenth of that rate for other than
+ * that a stage reads from far (pippy_graph_far_share: parameters, and what an earlier phase made:
+ * the forward's stash, B's gradients for W); otherwise flops / matmul rate (a tenth of that rate for other than
  * dense nodes: MatMul, Gemm, Conv and the convolution gradients) or bytes it touches / memory
  * bandwidth, whichever is more. A transfer costs latency + bytes / link bandwidth.
  *

@@ -369,7 +369,9 @@ static int pippy_value_is_far(const pippy_graph *g, int32_t i, const pippy_value
     const pippy_node *n = &g->nodes[i], *p = &g->nodes[v->producer];
     if (n->stage >= 0 && p->stage >= 0 && n->stage != p->stage)
         return 1; /* received from another stage */
-    return n->phase != PIPPY_PHASE_F && p->phase == PIPPY_PHASE_F; /* the stash */
+    /* made in an earlier phase: the stash (F's values that B and W read), and the gradients B keeps
+     * for W, which runs after the whole of B */
+    return n->phase != p->phase;
 }
 
 double pippy_graph_far_share(const pippy_graph *g, int32_t i)

@@ -157,8 +157,9 @@ int pippy_op_is_view(const char *domain, const char *op, int32_t n_in, int32_t n
 void pippy_graph_op_desc(const pippy_graph *g, int32_t i, pippy_op_desc *d);
 /* The share (0 to 1) of node i's input bytes that a stage reads from far, where the cost model
  * prices them at its kernel's time after a cache scrub: parameters, constants and graph inputs,
- * values another stage made, and for a backward node what the forward made (the stash). Values
- * the nodes just before made are near. */
+ * values another stage made, and what an earlier phase made: for B and W what the forward made
+ * (the stash), for W the gradients B made (W runs after the whole of B). Values the nodes just
+ * before made, in the same phase, are near. */
 double pippy_graph_far_share(const pippy_graph *g, int32_t i);
 
 /* Sort nodes topologically (stable: keeps file order where possible) and set producers.

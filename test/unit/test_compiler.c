@@ -425,6 +425,11 @@ START_TEST(test_far_share_of_inputs)
     ck_assert_double_eq_tol(pippy_graph_far_share(g, fc2), params / (params + near), 1e-12);
     g->nodes[fc2].phase = PIPPY_PHASE_W; /* a backward node: what the forward made is the stash */
     ck_assert_double_eq(pippy_graph_far_share(g, fc2), 1.0);
+    g->nodes[made].phase = PIPPY_PHASE_B; /* W runs after the whole of B: B's gradients are far */
+    ck_assert_double_eq(pippy_graph_far_share(g, fc2), 1.0);
+    g->nodes[made].phase = PIPPY_PHASE_W; /* made in W just before */
+    ck_assert_double_eq_tol(pippy_graph_far_share(g, fc2), params / (params + near), 1e-12);
+    g->nodes[made].phase = PIPPY_PHASE_F;
     g->nodes[fc2].phase = PIPPY_PHASE_F;
     g->nodes[made].stage = 0;
     g->nodes[fc2].stage = 1; /* received from another stage */
