@@ -585,7 +585,8 @@ static pippy_status pippy_price_optimizer(const pippy_compile_opts *o, pippy_pla
         return PIPPY_OK;
     pippy_optim_config c;
     cJSON *j = cJSON_Parse(o->optimizer_json);
-    pippy_status st = j ? pippy_optim_from_json(j, &c) : pippy_fail(PIPPY_ERR_NOMEM, "out of memory");
+    pippy_status st = j ? pippy_optim_from_json(j, &c)
+                        : pippy_fail(PIPPY_ERR_USAGE, "the optimizer settings are not JSON: \"%.60s\"", o->optimizer_json);
     cJSON_Delete(j);
     PIPPY_TRY(st);
     for (int32_t s = 0; s < plan->n_stages; s++) {
