@@ -440,6 +440,38 @@ START_TEST(test_far_share_of_inputs)
 }
 END_TEST
 
+START_TEST(test_bad_optimizer_settings_are_named)
+{
+    /* settings that are not JSON are a usage error that quotes them, not "out of memory"; JSON
+     * that names no optimizer is refused by the optimizer's own reader */
+    const struct {
+        const char *json, *expect;
+        pippy_status code;
+    } cases[] = {{"{adamw lr=0.1", "not JSON: \"{adamw lr=0.1\"", PIPPY_ERR_USAGE},
+                 {"{\"kind\": \"nesterovish\"}", "field 'kind' is 'nesterovish'", PIPPY_ERR_INVALID}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        pippy_compile_opts o;
+        memset(&o, 0, sizeof o);
+        o.model_path = "samples/models/mlp_train.onnx";
+        o.out_dir = "/nonexistent";
+        o.stages = 2;
+        o.microbatches = 2;
+        o.bind.batch = 8;
+        o.train = 1;
+        o.loss = "mse";
+        o.labels = "target";
+        o.optimizer_json = cases[c].json;
+        o.no_calibration = 1;
+        o.quiet = 1;
+        pippy_graph *g = NULL;
+        pippy_plan p;
+        pippy_status st = pippy_compile_plan(&o, &g, &p);
+        ck_assert_msg(st == cases[c].code, "'%s': status %d (%s)", cases[c].json, (int)st, pippy_last_error());
+        ck_assert_msg(strstr(pippy_last_error(), cases[c].expect), "'%s': %s", cases[c].json, pippy_last_error());
+    }
+}
+END_TEST
+
 static Suite *compiler_suite(void)
 {
     Suite *s = suite_create("compiler");
@@ -455,6 +487,7 @@ static Suite *compiler_suite(void)
     tcase_add_test(t, test_trainable_count_matches_pytorch);
     tcase_add_test(t, test_folded_transpose_keeps_its_parameter);
     tcase_add_test(t, test_static_batch_rewrites_reshapes);
+    tcase_add_test(t, test_bad_optimizer_settings_are_named);
     suite_add_tcase(s, t);
     return s;
 }
