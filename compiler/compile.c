@@ -419,6 +419,11 @@ typedef struct {
     char cost_note[2048];     /* where the cost model's rates came from */
     pippy_schedule_report schedule; /* the schedules compared (--schedule auto, --memory-per-rank) */
     pippy_train_report exported;    /* training: parameters of the export untied / re-tied */
+    int32_t cuts_tried, cuts_kept;  /* cost-model cuts with several stages per rank: candidates
+                                       simulated, and the one kept (0: the evened cuts) */
+    double cuts_first_ms, cuts_kept_ms, cuts_fastest_ms; /* predicted steps: evened, kept, fastest */
+    double cuts_first_peak, cuts_kept_peak; /* the busiest rank's predicted peak bytes */
+    int32_t cuts_kept_first, cuts_kept_last; /* the kept cuts' first and last stage: live nodes */
 } pippy_compile_notes;
 
 /* Inference: a BatchNormalization exported in training mode (training_mode=1, or the statistics
@@ -596,21 +601,11 @@ static pippy_status pippy_price_optimizer(const pippy_compile_opts *o, pippy_pla
     return PIPPY_OK;
 }
 
-/* Cut, differentiate (training), plan memory (checked against the limit) and the schedule. */
-static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
+/* Given the cuts (plan->node_stage): differentiate (training), plan memory (checked against the
+ * limit) and the schedule. */
+static pippy_status pippy_compile_stages(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
 {
     pippy_graph *g = plan->g;
-    snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
-    plan->window = o->window;
-    if (o->window > 0 && strcmp(plan->schedule, "dynamic") != 0) /* before auto tries the others */
-        return pippy_fail(PIPPY_ERR_USAGE, "--window %d applies to --schedule dynamic (this is --schedule %s)",
-                          o->window, plan->schedule);
-    if (o->no_calibration)
-        pippy_cost_defaults(&plan->cost);
-    else
-        PIPPY_TRY(pippy_cost_load(&plan->cost, o->cost_model, notes->cost_note, sizeof notes->cost_note));
-    pippy_partition_opts po = {o->stages, o->split_before, plan->microbatches, plan->batch, plan->schedule, o->ranks};
-    PIPPY_TRY(pippy_partition(plan, &po));
     for (int32_t i = 0; i < g->n_nodes; i++)
         g->nodes[i].stage = plan->node_stage[i];
     PIPPY_TRY(pippy_compile_ranks(o, plan));
@@ -639,7 +634,93 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
     plan->hash = h;
     PIPPY_TRY(pippy_price_optimizer(o, plan));
     pippy_schedule_opts so = {o->schedule ? o->schedule : "gpipe", o->memory_per_rank, o->optimizer_state};
-    PIPPY_TRY(pippy_schedule_choose(plan, &so, &notes->schedule));
+    return pippy_schedule_choose(plan, &so, &notes->schedule);
+}
+
+/* Compiles cuts `at` on a copy of the plan's graph (not yet differentiated): its predicted step
+ * in *ms and the busiest rank's predicted peak bytes in *peak. The copy shares the plan's cost model. */
+static pippy_status pippy_compile_try_cuts(const pippy_compile_opts *o, pippy_plan *plan, pippy_partition_opts po,
+                                           const int32_t *at, double *ms, double *peak)
+{
+    pippy_plan t;
+    pippy_compile_notes scratch;
+    memset(&t, 0, sizeof t);
+    memcpy(t.schedule, plan->schedule, sizeof t.schedule);
+    t.window = plan->window, t.loss = plan->loss, t.dp = plan->dp, t.training = plan->training;
+    t.microbatches = plan->microbatches, t.microbatch_size = plan->microbatch_size, t.batch = plan->batch;
+    t.tied_transmit = plan->tied_transmit, t.cost = plan->cost;
+    po.at = at, po.candidates = NULL;
+    pippy_status st = pippy_graph_clone(plan->g, &t.g);
+    if (st == PIPPY_OK)
+        st = pippy_partition(&t, &po);
+    if (st == PIPPY_OK)
+        st = pippy_compile_stages(o, &t, &scratch);
+    *ms = t.pred_step_ms, *peak = 0;
+    for (int32_t r = 0; st == PIPPY_OK && r < t.n_ranks; r++) {
+        double b = pippy_schedule_rank_bytes(&t, r, o->optimizer_state);
+        *peak = b > *peak ? b : *peak;
+    }
+    plan->cost = t.cost; /* its kernel table may have grown */
+    memset(&t.cost, 0, sizeof t.cost);
+    pippy_graph_free(t.g);
+    t.g = NULL;
+    pippy_plan_free(&t);
+    return st;
+}
+
+/* The cost model's cuts with several stages per rank: simulate each candidate (pippy_partition) and
+ * cut the plan at the one that holds the least memory on its busiest rank among those predicted
+ * within 1% of the fastest (closer than the cost model can tell apart; what a rank holds costs
+ * time the prediction does not see: its stash is read back from farther caches). Ties keep the
+ * earlier. Candidates that do not compile (say they break --memory-per-rank) are passed over; when
+ * none does, the evened cuts stay, and their compile says why. */
+static pippy_status pippy_compile_pick_cuts(const pippy_compile_opts *o, pippy_plan *plan, pippy_partition_opts po,
+                                            const pippy_cuts *c, pippy_compile_notes *notes)
+{
+    double ms[PIPPY_MAX_CUT_CANDIDATES], peak[PIPPY_MAX_CUT_CANDIDATES], fastest = -1;
+    for (int32_t k = 0; k < c->n; k++) {
+        if (pippy_compile_try_cuts(o, plan, po, c->at[k], &ms[k], &peak[k]) != PIPPY_OK)
+            ms[k] = -1;
+        else if (fastest < 0 || ms[k] < fastest)
+            fastest = ms[k];
+    }
+    pippy_error_clear();
+    int32_t best = -1;
+    for (int32_t k = 0; k < c->n; k++)
+        if (ms[k] >= 0 && ms[k] <= 1.01 * fastest && (best < 0 || peak[k] < peak[best] * (1 - 1e-9)))
+            best = k;
+    if (best >= 0) {
+        notes->cuts_tried = c->n, notes->cuts_kept = best, notes->cuts_fastest_ms = fastest;
+        notes->cuts_first_ms = ms[0], notes->cuts_kept_ms = ms[best];
+        notes->cuts_first_peak = peak[0], notes->cuts_kept_peak = peak[best];
+        notes->cuts_kept_first = c->at[best][1];
+        notes->cuts_kept_last = c->at[best][plan->n_stages] - c->at[best][plan->n_stages - 1];
+    }
+    free(plan->node_stage);
+    plan->node_stage = NULL;
+    po.at = c->at[best >= 0 ? best : 0], po.candidates = NULL;
+    return pippy_partition(plan, &po);
+}
+
+/* Cut, differentiate (training), plan memory (checked against the limit) and the schedule. */
+static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *plan, pippy_compile_notes *notes)
+{
+    snprintf(plan->schedule, sizeof plan->schedule, "%s", o->schedule ? o->schedule : "gpipe");
+    plan->window = o->window;
+    if (o->window > 0 && strcmp(plan->schedule, "dynamic") != 0) /* before auto tries the others */
+        return pippy_fail(PIPPY_ERR_USAGE, "--window %d applies to --schedule dynamic (this is --schedule %s)",
+                          o->window, plan->schedule);
+    if (o->no_calibration)
+        pippy_cost_defaults(&plan->cost);
+    else
+        PIPPY_TRY(pippy_cost_load(&plan->cost, o->cost_model, notes->cost_note, sizeof notes->cost_note));
+    pippy_cuts cands = {0};
+    pippy_partition_opts po = {o->stages,         o->split_before, plan->microbatches, plan->batch,
+                               plan->schedule,    o->ranks,        NULL,               &cands};
+    PIPPY_TRY(pippy_partition(plan, &po));
+    if (cands.n > 1)
+        PIPPY_TRY(pippy_compile_pick_cuts(o, plan, po, &cands, notes));
+    PIPPY_TRY(pippy_compile_stages(o, plan, notes));
     pippy_cost_flush(&plan->cost, notes->cost_note, sizeof notes->cost_note);
     return PIPPY_OK;
 }
@@ -746,6 +827,19 @@ static void pippy_compile_summary(const pippy_compile_opts *o, const pippy_plan 
         printf("  torch.export's graph signature: its parameters train; %d other initializer%s (buffers, "
                "constants) not trained; %d parameter%s stored once with another (tied)\n",
                ex->frozen, ex->frozen == 1 ? "" : "s", ex->tied_params, ex->tied_params == 1 ? "" : "s");
+    if (notes->cuts_tried > 1 && notes->cuts_first_ms < 0)
+        printf("  cuts: %d candidates simulated; kept a variant (first stage %d nodes, last %d): %.3f ms, busiest "
+               "rank %.2f MiB; the cuts that only even the ranks' totals do not compile (the least memory within 1%% "
+               "of the fastest that do, %.3f ms)\n",
+               notes->cuts_tried, notes->cuts_kept_first, notes->cuts_kept_last, notes->cuts_kept_ms,
+               notes->cuts_kept_peak / 1048576.0, notes->cuts_fastest_ms);
+    else if (notes->cuts_tried > 1)
+        printf("  cuts: %d candidates simulated; kept %s (first stage %d nodes, last %d): %.3f ms, busiest rank "
+               "%.2f MiB, against %.3f ms and %.2f MiB for the cuts that only even the ranks' totals (the least "
+               "memory within 1%% of the fastest, %.3f ms)\n",
+               notes->cuts_tried, notes->cuts_kept ? "a variant" : "the evened cuts", notes->cuts_kept_first,
+               notes->cuts_kept_last, notes->cuts_kept_ms, notes->cuts_kept_peak / 1048576.0, notes->cuts_first_ms,
+               notes->cuts_first_peak / 1048576.0, notes->cuts_fastest_ms);
     printf("  predicted step %.3f ms, bubble %.1f%%\n", plan->pred_step_ms, 100.0 * plan->pred_bubble);
     pippy_schedule_report_print(stdout, &notes->schedule);
     printf("  %s\n", notes->cost_note);

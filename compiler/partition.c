@@ -225,15 +225,16 @@ static void pippy_cuts_score(const double *pre, const double *xfer, const int32_
 /* Several stages per rank (interleaved-1f1b): a rank runs all its stages' work every microbatch, so
  * the step follows the busiest rank's total more than the slowest stage. The minimax cuts make the
  * slowest stage as fast as it can be but may leave one rank with the two heavier stages (the GPT in
- * 4 stages on 2 ranks: 27.4 + 27.2 ms against 24.1 + 23.9). Moves one cut at a time to where it
- * lowers the busiest rank's total (equal totals: the slowest stage), until no move does. */
-static void pippy_cuts_balance_ranks(const double *pre, const double *xfer, int32_t *at, int32_t S, int32_t R)
+ * 4 stages on 2 ranks: 27.4 + 27.2 ms against 24.1 + 23.9). Moves one of the cuts lo..hi at a time to
+ * where it lowers the busiest rank's total (equal totals: the slowest stage), until no move does. */
+static void pippy_cuts_balance_ranks(const double *pre, const double *xfer, int32_t *at, int32_t S, int32_t R,
+                                     int32_t lo, int32_t hi)
 {
     double best_rank, best_stage;
     pippy_cuts_score(pre, xfer, at, S, R, &best_rank, &best_stage);
     for (int moved = 1, pass = 0; moved && pass < 64; pass++) {
         moved = 0;
-        for (int32_t s = 1; s < S; s++) {
+        for (int32_t s = lo; s <= hi; s++) {
             int32_t keep = at[s], to = keep;
             for (at[s] = at[s - 1] + 1; at[s] < at[s + 1]; at[s]++) {
                 double rk, st, tol = 1e-9 * best_rank;
@@ -246,6 +247,167 @@ static void pippy_cuts_balance_ranks(const double *pre, const double *xfer, int3
             moved |= to != keep;
         }
     }
+}
+
+/* A variant of the cuts at (pippy_partition): the first stage cut to about f0 of its priced time,
+ * the last to about fl, and the cuts between moved to even the ranks again. */
+static void pippy_cuts_variant(const double *pre, const double *xfer, const int32_t *at, int32_t S, int32_t R,
+                               double f0, double fl, int32_t *out)
+{
+    int32_t n = at[S];
+    memcpy(out, at, ((size_t)S + 1) * sizeof *out);
+    double t0 = f0 * pippy_span_s(pre, xfer, 0, at[1]), tl = fl * pippy_span_s(pre, xfer, at[S - 1], n);
+    while (f0 < 1 && out[1] > 1 && pippy_span_s(pre, xfer, 0, out[1] - 1) >= t0)
+        out[1]--;
+    while (fl < 1 && out[S - 1] + 1 < n && pippy_span_s(pre, xfer, out[S - 1] + 1, n) >= tl)
+        out[S - 1]++;
+    pippy_cuts_balance_ranks(pre, xfer, out, S, R, f0 < 1 ? 2 : 1, fl < 1 ? S - 2 : S - 1);
+}
+
+/* The cuts to simulate: at first, then its variants (pippy_cuts_variant, first and last stage at
+ * 1, 3/4, 1/2, 1/4) whose busiest rank is priced within 5% of at's, each once. */
+static void pippy_cuts_candidates(const double *pre, const double *xfer, const int32_t *at, int32_t S, int32_t R,
+                                  pippy_cuts *c)
+{
+    static const double share[] = {1, 0.75, 0.5, 0.25};
+    size_t row = ((size_t)S + 1) * sizeof *at;
+    memcpy(c->at[0], at, row);
+    c->n = 1;
+    if (R < 2 || R >= S)
+        return;
+    double base, stage;
+    pippy_cuts_score(pre, xfer, at, S, R, &base, &stage);
+    for (int32_t i = 0; i < 4; i++)
+        for (int32_t j = 0; j < 4 && c->n < PIPPY_MAX_CUT_CANDIDATES; j++) {
+            int32_t *v = c->at[c->n], seen = 0;
+            pippy_cuts_variant(pre, xfer, at, S, R, share[i], share[j], v);
+            double rk;
+            pippy_cuts_score(pre, xfer, v, S, R, &rk, &stage);
+            for (int32_t k = 0; k < c->n; k++)
+                seen |= !memcmp(c->at[k], v, row);
+            c->n += !seen && rk <= 1.05 * base;
+        }
+}
+
+/* The cost model's prices of the live nodes: pre[k + 1] - pre[k] is live node k's time (training:
+ * with its backward), xfer[c] the transfer time of what crosses a cut before live node c. */
+static pippy_status pippy_partition_prices(pippy_plan *p, const int32_t *live, const int32_t *live_pos,
+                                           int32_t n_live, double *pre, double *xfer)
+{
+    pippy_graph *g = p->g;
+    for (int32_t k = 0; k < n_live; k++) {
+        pippy_op_desc d;
+        pippy_graph_op_desc(g, live[k], &d);
+        pre[k + 1] = pippy_cost_node_s(&p->cost, &d, pippy_graph_far_share(g, live[k]));
+    }
+    if (p->training && p->loss >= 0)
+        PIPPY_TRY(pippy_partition_backward_costs(p, live, n_live, pre + 1));
+    for (int32_t k = 0; k < n_live; k++)
+        pre[k + 1] += pre[k];
+    /* a value crosses cut c when made before c (or a graph input) and used at or after c */
+    int32_t *last_use = malloc((size_t)g->n_values * sizeof *last_use);
+    double *diff = calloc((size_t)n_live + 2, sizeof *diff);
+    if (!last_use || !diff) {
+        free(last_use), free(diff);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory partitioning");
+    }
+    for (int32_t v = 0; v < g->n_values; v++)
+        last_use[v] = -1;
+    for (int32_t k = 0; k < n_live; k++) {
+        const pippy_node *n = &g->nodes[live[k]];
+        for (int32_t q = 0; q < n->n_in; q++)
+            if (n->in[q] >= 0)
+                last_use[n->in[q]] = k;
+    }
+    for (int32_t q = 0; q < g->n_outputs; q++)
+        last_use[g->outputs[q]] = n_live;
+    for (int32_t v = 0; v < g->n_values; v++) {
+        const pippy_value *val = &g->values[v];
+        if (last_use[v] < 0 || (val->kind != PIPPY_VAL_INPUT && val->kind != PIPPY_VAL_INTERMEDIATE))
+            continue;
+        int32_t made = val->kind == PIPPY_VAL_INPUT ? 0 : (val->producer >= 0 ? live_pos[val->producer] : 0);
+        if (made < 0)
+            continue;
+        double t = pippy_cost_transfer_s(&p->cost, pippy_value_bytes(val));
+        /* crosses cuts made+1 .. last_use */
+        diff[made + 1] += t;
+        diff[last_use[v] + 1 > n_live ? n_live + 1 : last_use[v] + 1] -= t;
+    }
+    double run = 0;
+    for (int32_t c = 0; c <= n_live; c++) {
+        run += diff[c];
+        xfer[c] = c == 0 || c == n_live ? 0 : run;
+    }
+    free(last_use), free(diff);
+    return PIPPY_OK;
+}
+
+/* The minimax cuts into at[0..S]: the slowest stage as fast as it can be (dynamic programming over
+ * the node order). */
+static pippy_status pippy_cuts_minimax(const double *pre, const double *xfer, int32_t n_live, int32_t S, int32_t *at)
+{
+    int32_t W = n_live + 1;
+    double *best = malloc((size_t)(S + 1) * (size_t)W * sizeof *best);
+    int32_t *arg = malloc((size_t)(S + 1) * (size_t)W * sizeof *arg);
+    if (!best || !arg) {
+        free(best), free(arg);
+        return pippy_fail(PIPPY_ERR_NOMEM, "out of memory partitioning");
+    }
+    for (int32_t k = 0; k < (S + 1) * W; k++)
+        best[k] = 1e300;
+    best[0] = 0;
+    for (int32_t s = 1; s <= S; s++)
+        for (int32_t j = s; j <= n_live - (S - s); j++)
+            for (int32_t i = s - 1; i < j; i++) {
+                double prev = best[(s - 1) * W + i];
+                if (prev >= 1e300)
+                    continue;
+                double c = pippy_span_s(pre, xfer, i, j);
+                double m = prev > c ? prev : c;
+                if (m < best[s * W + j]) {
+                    best[s * W + j] = m;
+                    arg[s * W + j] = i;
+                }
+            }
+    at[0] = 0;
+    at[S] = n_live;
+    for (int32_t s = S; s > 1; s--)
+        at[s - 1] = arg[s * W + at[s]];
+    free(best), free(arg);
+    return PIPPY_OK;
+}
+
+/* The cost model's cuts into cut[] (o->at when given), and o->candidates. */
+static pippy_status pippy_partition_auto(pippy_plan *p, const pippy_partition_opts *o, const int32_t *live,
+                                         const int32_t *live_pos, int32_t n_live, char *cut)
+{
+    int32_t S = p->n_stages, at[PIPPY_MAX_STAGES + 1];
+    if (o->at) {
+        for (int32_t s = 0; s < S; s++)
+            if (o->at[s] < 0 || o->at[s] >= o->at[s + 1] || o->at[S] != n_live || o->at[0] != 0)
+                return pippy_fail(PIPPY_ERR_INVALID, "cuts: stage %d starts at node %d of %d, not after stage %d",
+                                  s + 1, o->at[s + 1], n_live, s);
+        for (int32_t s = 1; s < S; s++)
+            cut[o->at[s]] = 1;
+        return PIPPY_OK;
+    }
+    double *pre = calloc((size_t)n_live + 1, sizeof *pre);
+    double *xfer = calloc((size_t)n_live + 1, sizeof *xfer);
+    pippy_status st = pre && xfer ? PIPPY_OK : pippy_fail(PIPPY_ERR_NOMEM, "out of memory partitioning");
+    if (st == PIPPY_OK)
+        st = pippy_partition_prices(p, live, live_pos, n_live, pre, xfer);
+    if (st == PIPPY_OK)
+        st = pippy_cuts_minimax(pre, xfer, n_live, S, at);
+    if (st == PIPPY_OK) {
+        if (o->ranks > 0 && o->ranks < S)
+            pippy_cuts_balance_ranks(pre, xfer, at, S, o->ranks, 1, S - 1);
+        if (o->candidates)
+            pippy_cuts_candidates(pre, xfer, at, S, o->ranks, o->candidates);
+        for (int32_t s = 1; s < S; s++)
+            cut[at[s]] = 1;
+    }
+    free(pre), free(xfer);
+    return st;
 }
 
 pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o)
@@ -335,88 +497,11 @@ pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o)
         }
         if (p->n_stages > 1) {
             p->split_source = PIPPY_SPLIT_AUTO;
-            /* cost of each live node, and bytes crossing each cut position */
-            double *pre = calloc((size_t)n_live + 1, sizeof *pre);
-            double *xfer = calloc((size_t)n_live + 1, sizeof *xfer);
-            int32_t *last_use = malloc((size_t)g->n_values * sizeof *last_use);
-            double *best = malloc((size_t)(p->n_stages + 1) * (size_t)(n_live + 1) * sizeof *best);
-            int32_t *arg = malloc((size_t)(p->n_stages + 1) * (size_t)(n_live + 1) * sizeof *arg);
-            if (!pre || !xfer || !last_use || !best || !arg) {
-                free(pre), free(xfer), free(last_use), free(best), free(arg);
-                st = pippy_fail(PIPPY_ERR_NOMEM, "out of memory partitioning");
-                goto done;
-            }
-            for (int32_t k = 0; k < n_live; k++) {
-                pippy_op_desc d;
-                pippy_graph_op_desc(g, live[k], &d);
-                pre[k + 1] = pippy_cost_node_s(&p->cost, &d, pippy_graph_far_share(g, live[k]));
-            }
-            if (p->training && p->loss >= 0 &&
-                (st = pippy_partition_backward_costs(p, live, n_live, pre + 1)) != PIPPY_OK) {
-                free(pre), free(xfer), free(last_use), free(best), free(arg);
-                goto done;
-            }
-            for (int32_t k = 0; k < n_live; k++)
-                pre[k + 1] += pre[k];
-            /* a value crosses cut c when made before c (or a graph input) and used at or after c */
-            for (int32_t v = 0; v < g->n_values; v++)
-                last_use[v] = -1;
-            for (int32_t k = 0; k < n_live; k++) {
-                const pippy_node *n = &g->nodes[live[k]];
-                for (int32_t q = 0; q < n->n_in; q++)
-                    if (n->in[q] >= 0)
-                        last_use[n->in[q]] = k;
-            }
-            for (int32_t q = 0; q < g->n_outputs; q++)
-                last_use[g->outputs[q]] = n_live;
-            double *diff = calloc((size_t)n_live + 2, sizeof *diff);
-            for (int32_t v = 0; diff && v < g->n_values; v++) {
-                const pippy_value *val = &g->values[v];
-                if (last_use[v] < 0 || (val->kind != PIPPY_VAL_INPUT && val->kind != PIPPY_VAL_INTERMEDIATE))
-                    continue;
-                int32_t made = val->kind == PIPPY_VAL_INPUT ? 0 : (val->producer >= 0 ? live_pos[val->producer] : 0);
-                if (made < 0)
-                    continue;
-                double t = pippy_cost_transfer_s(&p->cost, pippy_value_bytes(val));
-                /* crosses cuts made+1 .. last_use */
-                diff[made + 1] += t;
-                diff[last_use[v] + 1 > n_live ? n_live + 1 : last_use[v] + 1] -= t;
-            }
-            double run = 0;
-            for (int32_t c = 0; diff && c <= n_live; c++) {
-                run += diff[c];
-                xfer[c] = c == 0 || c == n_live ? 0 : run;
-            }
-            free(diff);
-            int32_t S = p->n_stages, W = n_live + 1;
-            for (int32_t s = 0; s <= S; s++)
-                for (int32_t j = 0; j <= n_live; j++)
-                    best[s * W + j] = 1e300;
-            best[0] = 0;
-            for (int32_t s = 1; s <= S; s++)
-                for (int32_t j = s; j <= n_live - (S - s); j++)
-                    for (int32_t i = s - 1; i < j; i++) {
-                        double prev = best[(s - 1) * W + i];
-                        if (prev >= 1e300)
-                            continue;
-                        double c = pippy_span_s(pre, xfer, i, j);
-                        double m = prev > c ? prev : c;
-                        if (m < best[s * W + j]) {
-                            best[s * W + j] = m;
-                            arg[s * W + j] = i;
-                        }
-                    }
-            int32_t at[PIPPY_MAX_STAGES + 1] = {0};
-            at[S] = n_live;
-            for (int32_t s = S; s > 1; s--)
-                at[s - 1] = arg[s * W + at[s]];
-            if (o->ranks > 0 && o->ranks < S)
-                pippy_cuts_balance_ranks(pre, xfer, at, S, o->ranks);
-            for (int32_t s = 1; s < S; s++)
-                cut[at[s]] = 1;
-            free(pre), free(xfer), free(last_use), free(best), free(arg);
+            st = pippy_partition_auto(p, o, live, live_pos, n_live, cut);
         }
     }
+    if (st != PIPPY_OK)
+        goto done;
     /* 3. node -> stage */
     for (int32_t i = 0; i < g->n_nodes; i++)
         p->node_stage[i] = -1;

@@ -121,6 +121,13 @@ typedef struct {
 enum { PIPPY_SPLIT_NONE, PIPPY_SPLIT_PIPESPLIT, PIPPY_SPLIT_METADATA, PIPPY_SPLIT_CLI, PIPPY_SPLIT_AUTO };
 const char *pippy_split_source_name(int32_t s);
 
+/* Cut sets of the cost model's kind: cut k's stage s starts at live node at[k][s]. */
+#define PIPPY_MAX_CUT_CANDIDATES 16
+typedef struct {
+    int32_t n;
+    int32_t at[PIPPY_MAX_CUT_CANDIDATES][PIPPY_MAX_STAGES + 1];
+} pippy_cuts;
+
 typedef struct {
     int32_t stages;              /* 0: from the annotations (or 1 when none) */
     const char *split_before;    /* --split-before, comma-separated names or prefixes, or NULL */
@@ -128,10 +135,20 @@ typedef struct {
     int64_t batch;               /* full batch (0: from the model's static leading dim) */
     const char *schedule;
     int32_t ranks;               /* --ranks: rank r runs stages r, r + ranks, ... (0: one stage per rank) */
+    /* Cost-model cuts only (no annotation, no --split-before): */
+    const int32_t *at;           /* stage s starts at live node at[s] (at[0] = 0, at[stages] = the live
+                                    count): these cuts instead of the cost model's own, or NULL */
+    pippy_cuts *candidates;      /* out, or NULL: the cost model's cuts first, then (several stages per
+                                    rank) variants worth simulating: see pippy_partition */
 } pippy_partition_opts;
 
 /* Removes PipeSplit nodes (rewiring their users), collects every kind of cut, and
- * assigns each live node a stage (contiguous ranges of the node order). */
+ * assigns each live node a stage (contiguous ranges of the node order). The cost model's cuts make
+ * the slowest stage as fast as it can be; with several stages per rank they then even the ranks'
+ * totals. Those prices do not see the schedule's warm-up and drain, which a shallow first or last
+ * stage shortens, so with several stages per rank o->candidates also gets variants with the first
+ * and last stage cut to 3/4, 1/2 and 1/4 of their priced time and the cuts between re-evened, each
+ * within 5% of the best rank total; the compile simulates them (pippy_compile). */
 pippy_status pippy_partition(pippy_plan *p, const pippy_partition_opts *o);
 /* Stage inputs/outputs, edges, parameters; needs node_stage. */
 pippy_status pippy_plan_build(pippy_plan *p);

@@ -9,6 +9,9 @@
     the textbook bubble (p-1)/(m+p-1); with tf = tb = tw each rank of ZB-H1 idles (p-1)(tf+tb-tw)
     (Qi et al. 2023), of 1F1B (p-1)(tf+tb), by the independent replay too, and ZB-H1 holds p
     microbatches on every stage where 1F1B holds p-s;
+  - 4 stages on 2 ranks: the compile keeps, of its simulated cut candidates within 1% of the
+    fastest, the one that holds the least, and says so;
+    those cuts given back as --split-before make the same stages and predicted step;
   - a hand-edited, valid list (the W's deferred) is accepted and predicted alike by both;
   - dynamic schedules (--schedule dynamic --window K, training and inference): both replay the
     policy and predict the same;
@@ -24,6 +27,7 @@ usage: test_simulate.py BUILD_DIR"""
 import copy
 import json
 import os
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -130,8 +134,12 @@ def check_agree(t, name, path, compiled_step=None):
                 f"and time in collectives ({', '.join('%.4f' % r['collective_ms'] for r in rows)} ms) per rank as the "
                 f"independent replay", ok, f"{got} vs {want}")
     if "in_flight" in rows[0]:
+        held = want["in_flight"]
+        if len(held) != len(rows):  # the replay counts per stage, simulate per rank (its stages' sum)
+            stages = json.load(open(path))["stages"]
+            held = [sum(h for h, st in zip(held, stages) if st["rank"] == r) for r in range(len(rows))]
         t.res.check(f"{name}: microbatches in flight {[r['in_flight'] for r in rows]} as the replay's",
-                    [r["in_flight"] for r in rows] == want["in_flight"], str(want["in_flight"]))
+                    [r["in_flight"] for r in rows] == held, str(want["in_flight"]))
     if compiled_step is not None:
         t.res.check(f"{name}: equals the compile's own prediction {compiled_step:.6f} ms",
                     close(got["step_ms"], compiled_step), str(got["step_ms"]))
@@ -251,6 +259,68 @@ def interleaved_textbook(t):
                     and close(got["step_ms"], (v * M + R - 1) * 3.0, 1e-12), tail(text))
         t.res.check(f"{name}: simulate states that textbook value, {got and got.get('textbook_bubble_fraction')}",
                     got is not None and close(got.get("textbook_bubble_fraction", -1), want, 1e-12), tail(text))
+
+
+def cut_search(t):
+    """4 stages on 2 ranks: the compile simulates variants of the cuts that even the ranks' totals and
+    keeps, of those predicted within 1% of the fastest, the one whose busiest rank holds the least,
+    saying so in its summary; schedule.json predicts that step and peak (simulate and the independent
+    replay agree), and the kept cuts given back as --split-before make the same stages and step."""
+    gpt = os.path.join(MODELS, "gpt_train.onnx")
+    for sched in ("interleaved-1f1b", "zb-h1"):
+        args = [gpt, "--train", "--loss", "cross_entropy", "--labels", "labels", "--optimizer", "adamw", "--batch",
+                "8", "--microbatches", "8", "--stages", "4", "--ranks", "2", "--schedule", sched]
+        out = os.path.join(t.tmp, "cuts_" + sched)
+        code, text = run([t.pippyc] + args + ["-o", out, "--emit-only"])
+        m = re.search(r"cuts: (\d+) candidates simulated; kept (a variant|the evened cuts) \(first stage \d+ nodes, "
+                      r"last \d+\): ([\d.]+) ms, busiest rank ([\d.]+) MiB, against ([\d.]+) ms and ([\d.]+) MiB for "
+                      r"the cuts that only even the ranks' totals \(the least memory within 1% of the fastest, "
+                      r"([\d.]+) ms\)", text)
+        name = f"gpt_train {sched} S=4 R=2 M=8"
+        if not m:
+            t.res.check(f"{name}: the summary says which cuts it kept", False, tail(text))
+            continue
+        n, variant = int(m.group(1)), m.group(2) == "a variant"
+        kept, kept_mib, evened, evened_mib, fastest = (float(m.group(k)) for k in range(3, 8))
+        rule = (fastest <= evened and kept <= 1.01 * fastest + 2e-3 and
+                (not variant or evened > 1.01 * fastest - 2e-3 or kept_mib <= evened_mib))
+        t.res.check(f"{name}: of {n} candidates it keeps {m.group(2)}, {kept} ms and {kept_mib} MiB (evened {evened} ms, "
+                    f"{evened_mib} MiB; fastest {fastest} ms): within 1% of the fastest, less memory than the evened "
+                    f"cuts unless they are not", code == 0 and n > 1 and rule, tail(text))
+        path = os.path.join(out, "schedule.json")
+        doc = json.load(open(path))
+        t.res.check(f"{name}: schedule.json predicts the kept step", close(doc["prediction"]["step_ms"], kept, 1e-3),
+                    str(doc["prediction"]["step_ms"]))
+        got = check_agree(t, name, path, doc["prediction"]["step_ms"])
+        peak = got and max(r["peak_memory_bytes"] for r in got["ranks"]) / 1048576.0
+        t.res.check(f"{name}: simulate's busiest rank holds the kept {kept_mib} MiB ({peak})",
+                    got is not None and abs(peak - kept_mib) <= 0.006, str(got))
+        if got is not None:
+            memory_limit(t, name, args, out, got, evened_mib)
+        split = ",".join(st["nodes"][0] for st in doc["stages"][1:])
+        again = t.compile("cuts_again_" + sched, args[:-6] + ["--ranks", "2", "--schedule", sched, "--split-before", split])
+        if not again:
+            continue
+        doc2 = json.load(open(os.path.join(again, "schedule.json")))
+        t.res.check(f"{name}: the kept cuts as --split-before {split} make the same stages and step",
+                    [st["nodes"] for st in doc2["stages"]] == [st["nodes"] for st in doc["stages"]]
+                    and close(doc2["prediction"]["step_ms"], doc["prediction"]["step_ms"]),
+                    f'{doc2["prediction"]["step_ms"]} against {doc["prediction"]["step_ms"]}')
+
+
+def memory_limit(t, name, args, out, got, evened_mib):
+    """--memory-per-rank set to exactly the kept cuts' busiest rank: the compile still succeeds and
+    fits. When the evened cuts hold more (as the summary said), they break the limit and are passed
+    over, and the summary says they do not compile; else they fit and the summary compares as before."""
+    limit = int(max(r["peak_memory_bytes"] for r in got["ranks"]))
+    code, text = run([t.pippyc] + args + ["--memory-per-rank", str(limit), "-o", out + "_lim", "--emit-only"])
+    lim = t.simulate_json(out + "_lim")[0] if code == 0 else None
+    peak = lim and max(r["peak_memory_bytes"] for r in lim["ranks"])
+    broken = evened_mib * 1048576 > limit + 0.01 * 1048576
+    said = "the cuts that only even the ranks' totals do not compile" in text
+    t.res.check(f"{name}: with --memory-per-rank {limit} (the kept busiest rank) it compiles and fits ({peak}); the "
+                f"evened cuts ({evened_mib} MiB) {'break it and the summary says they do not compile' if broken else 'fit'}",
+                code == 0 and peak is not None and peak <= limit and said == broken, tail(text))
 
 
 def zero_bubble(t, outs):
@@ -532,8 +602,7 @@ def main():
         check_agree(t, "gpt_op17 inference, dynamic window 1", path, json.load(open(path))["prediction"]["step_ms"])
     textbook(t, outs)
     interleaved_textbook(t)
-
-
+    cut_search(t)
     zero_bubble(t, outs)
     optimizer_after_step(t, outs)
     refusals(t, outs)

@@ -40,7 +40,7 @@ static void plan_on_ranks(pippy_plan *p, pippy_graph *g, int stages, const char 
         p->cost.link_bytes_per_s = 1e30;
         p->cost.link_latency_s = 0;
     }
-    pippy_partition_opts o = {stages, split, 2, 8, "gpipe", ranks};
+    pippy_partition_opts o = {stages, split, 2, 8, "gpipe", ranks, NULL, NULL};
     ck_assert_msg(pippy_partition(p, &o) == PIPPY_OK, "%s", pippy_last_error());
     ck_assert_msg(pippy_plan_build(p) == PIPPY_OK, "%s", pippy_last_error());
     ck_assert_msg(pippy_memplan(p) == PIPPY_OK, "%s", pippy_last_error());
@@ -288,6 +288,71 @@ START_TEST(test_auto_split_balances_ranks)
 }
 END_TEST
 
+/* Partitions g (cost-model cuts, transfers free) at c->at[k], or asks for candidates into c. */
+static pippy_status partition_cuts(pippy_plan *p, pippy_graph *g, int stages, int ranks, const int32_t *at,
+                                   pippy_cuts *c)
+{
+    memset(p, 0, sizeof *p);
+    p->g = g;
+    p->microbatches = 2;
+    p->microbatch_size = 4;
+    snprintf(p->schedule, sizeof p->schedule, "gpipe");
+    pippy_cost_defaults(&p->cost);
+    p->cost.link_bytes_per_s = 1e30;
+    p->cost.link_latency_s = 0;
+    pippy_partition_opts o = {stages, NULL, 2, 8, "gpipe", ranks, at, c};
+    return pippy_partition(p, &o);
+}
+
+START_TEST(test_auto_split_candidates)
+{
+    /* 4 stages on 2 ranks: the evened cuts first, then distinct variants within 5% of their
+     * busiest rank, among them one with a shallower first stage and one with a shallower last */
+    pippy_graph *g = load("gpt_op17", 8);
+    pippy_plan p;
+    pippy_cuts c = {0};
+    ck_assert_msg(partition_cuts(&p, g, 4, 2, NULL, &c) == PIPPY_OK, "%s", pippy_last_error());
+    int32_t plain[PIPPY_MAX_STAGES + 1] = {0}, n_live = c.at[0][4];
+    for (int32_t i = 0, s = 0, k = 0; i < g->n_nodes; i++)
+        if (p.node_stage[i] >= 0) {
+            if (p.node_stage[i] != s)
+                plain[++s] = k;
+            k++;
+        }
+    pippy_plan_free(&p);
+    ck_assert_msg(c.n >= 3, "%d candidates", c.n);
+    ck_assert_int_eq(memcmp(plain + 1, c.at[0] + 1, 3 * sizeof plain[0]), 0);
+    int first_shallower = 0, last_shallower = 0;
+    for (int32_t k = 0; k < c.n; k++) {
+        for (int32_t s = 0; s < 4; s++)
+            ck_assert_msg(c.at[k][s] < c.at[k][s + 1], "candidate %d: stage %d is empty", k, s);
+        ck_assert_int_eq(c.at[k][4], n_live);
+        for (int32_t j = 0; j < k; j++)
+            ck_assert_msg(memcmp(c.at[k], c.at[j], 5 * sizeof c.at[k][0]), "candidates %d and %d are the same", j, k);
+        first_shallower |= c.at[k][1] < c.at[0][1];
+        last_shallower |= c.at[k][3] > c.at[0][3];
+    }
+    ck_assert(first_shallower && last_shallower);
+    double base = 0, slowest;
+    for (int32_t k = 0; k < c.n; k++) {
+        ck_assert_msg(partition_cuts(&p, g, 4, 2, c.at[k], NULL) == PIPPY_OK, "%s", pippy_last_error());
+        ck_assert_msg(pippy_plan_build(&p) == PIPPY_OK, "%s", pippy_last_error());
+        double rank = busiest_rank_ms(&p, 2, &slowest);
+        base = k ? base : rank;
+        ck_assert_msg(rank <= 1.05 * base, "candidate %d: busiest rank %.5f ms, the evened cuts' %.5f", k, rank, base);
+        pippy_plan_free(&p);
+    }
+    /* one stage per rank: nothing to choose; cuts out of order are refused */
+    ck_assert_msg(partition_cuts(&p, g, 4, 0, NULL, &c) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_int_eq(c.n, 1);
+    pippy_plan_free(&p);
+    int32_t bad[5] = {0, 9, 5, 20, n_live};
+    ck_assert_int_eq(partition_cuts(&p, g, 4, 2, bad, NULL), PIPPY_ERR_INVALID);
+    pippy_plan_free(&p);
+    pippy_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_split_before_prefix_and_errors)
 {
     pippy_graph *g = load("gpt_op17", 8);
@@ -306,7 +371,7 @@ START_TEST(test_split_before_prefix_and_errors)
     memset(&p, 0, sizeof p);
     p.g = g;
     pippy_cost_defaults(&p.cost);
-    pippy_partition_opts o = {0, "/no/such/", 1, 8, "gpipe", 0};
+    pippy_partition_opts o = {0, "/no/such/", 1, 8, "gpipe", 0, NULL, NULL};
     ck_assert_int_eq(pippy_partition(&p, &o), PIPPY_ERR_USAGE);
     ck_assert(strstr(pippy_last_error(), "/no/such/") != NULL);
     pippy_plan_free(&p);
@@ -480,6 +545,7 @@ static Suite *compiler_suite(void)
     tcase_add_test(t, test_fold_leaves_no_shape_work);
     tcase_add_test(t, test_far_share_of_inputs);
     tcase_add_test(t, test_auto_split_balances_ranks);
+    tcase_add_test(t, test_auto_split_candidates);
     tcase_add_test(t, test_plans_hold_invariants);
     tcase_add_test(t, test_training_stash_reuses_bytes);
     tcase_add_test(t, test_auto_split_balances);
