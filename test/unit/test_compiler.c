@@ -26,9 +26,12 @@ static pippy_graph *load(const char *name, int64_t batch)
     return g;
 }
 
-/* ranks: 0, or fewer than stages (rank r runs stages r, r + ranks, ...: only the cuts care here);
- * free_links: transfers cost nothing, so that a stage's cost is its nodes' */
-static void plan_on_ranks(pippy_plan *p, pippy_graph *g, int stages, const char *split, int ranks, int free_links)
+/* Partitions g into `stages` (split: --split-before, NULL for the cost model's cuts). ranks: 0, or
+ * fewer than stages (rank r runs stages r, r + ranks, ...: only the cuts care here); free_links:
+ * transfers cost nothing, so that a stage's cost is its nodes'; at: cuts to take (live positions),
+ * c: where the cost model's candidates go (both may be NULL). */
+static pippy_status partition_cuts(pippy_plan *p, pippy_graph *g, int stages, const char *split, int ranks,
+                                   int free_links, const int32_t *at, pippy_cuts *c)
 {
     memset(p, 0, sizeof *p);
     p->g = g;
@@ -40,8 +43,15 @@ static void plan_on_ranks(pippy_plan *p, pippy_graph *g, int stages, const char 
         p->cost.link_bytes_per_s = 1e30;
         p->cost.link_latency_s = 0;
     }
-    pippy_partition_opts o = {stages, split, 2, 8, "gpipe", ranks, NULL, NULL};
-    ck_assert_msg(pippy_partition(p, &o) == PIPPY_OK, "%s", pippy_last_error());
+    pippy_partition_opts o = {stages, split, 2, 8, "gpipe", ranks, at, c};
+    return pippy_partition(p, &o);
+}
+
+/* The plan of g cut as partition_cuts does. */
+static void plan_on_ranks(pippy_plan *p, pippy_graph *g, int stages, const char *split, int ranks, int free_links)
+{
+    pippy_status st = partition_cuts(p, g, stages, split, ranks, free_links, NULL, NULL);
+    ck_assert_msg(st == PIPPY_OK, "%s", pippy_last_error());
     ck_assert_msg(pippy_plan_build(p) == PIPPY_OK, "%s", pippy_last_error());
     ck_assert_msg(pippy_memplan(p) == PIPPY_OK, "%s", pippy_last_error());
     ck_assert_msg(pippy_schedule_build(p) == PIPPY_OK, "%s", pippy_last_error());
@@ -288,22 +298,6 @@ START_TEST(test_auto_split_balances_ranks)
 }
 END_TEST
 
-/* Partitions g (cost-model cuts, transfers free) at c->at[k], or asks for candidates into c. */
-static pippy_status partition_cuts(pippy_plan *p, pippy_graph *g, int stages, int ranks, const int32_t *at,
-                                   pippy_cuts *c)
-{
-    memset(p, 0, sizeof *p);
-    p->g = g;
-    p->microbatches = 2;
-    p->microbatch_size = 4;
-    snprintf(p->schedule, sizeof p->schedule, "gpipe");
-    pippy_cost_defaults(&p->cost);
-    p->cost.link_bytes_per_s = 1e30;
-    p->cost.link_latency_s = 0;
-    pippy_partition_opts o = {stages, NULL, 2, 8, "gpipe", ranks, at, c};
-    return pippy_partition(p, &o);
-}
-
 START_TEST(test_auto_split_candidates)
 {
     /* 4 stages on 2 ranks: the evened cuts first, then distinct variants within 5% of their
@@ -311,7 +305,7 @@ START_TEST(test_auto_split_candidates)
     pippy_graph *g = load("gpt_op17", 8);
     pippy_plan p;
     pippy_cuts c = {0};
-    ck_assert_msg(partition_cuts(&p, g, 4, 2, NULL, &c) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_msg(partition_cuts(&p, g, 4, NULL, 2, 1, NULL, &c) == PIPPY_OK, "%s", pippy_last_error());
     int32_t plain[PIPPY_MAX_STAGES + 1] = {0}, n_live = c.at[0][4];
     for (int32_t i = 0, s = 0, k = 0; i < g->n_nodes; i++)
         if (p.node_stage[i] >= 0) {
@@ -335,7 +329,7 @@ START_TEST(test_auto_split_candidates)
     ck_assert(first_shallower && last_shallower);
     double base = 0, slowest;
     for (int32_t k = 0; k < c.n; k++) {
-        ck_assert_msg(partition_cuts(&p, g, 4, 2, c.at[k], NULL) == PIPPY_OK, "%s", pippy_last_error());
+        ck_assert_msg(partition_cuts(&p, g, 4, NULL, 2, 1, c.at[k], NULL) == PIPPY_OK, "%s", pippy_last_error());
         ck_assert_msg(pippy_plan_build(&p) == PIPPY_OK, "%s", pippy_last_error());
         double rank = busiest_rank_ms(&p, 2, &slowest);
         base = k ? base : rank;
@@ -343,11 +337,11 @@ START_TEST(test_auto_split_candidates)
         pippy_plan_free(&p);
     }
     /* one stage per rank: nothing to choose; cuts out of order are refused */
-    ck_assert_msg(partition_cuts(&p, g, 4, 0, NULL, &c) == PIPPY_OK, "%s", pippy_last_error());
+    ck_assert_msg(partition_cuts(&p, g, 4, NULL, 0, 1, NULL, &c) == PIPPY_OK, "%s", pippy_last_error());
     ck_assert_int_eq(c.n, 1);
     pippy_plan_free(&p);
     int32_t bad[5] = {0, 9, 5, 20, n_live};
-    ck_assert_int_eq(partition_cuts(&p, g, 4, 2, bad, NULL), PIPPY_ERR_INVALID);
+    ck_assert_int_eq(partition_cuts(&p, g, 4, NULL, 2, 1, bad, NULL), PIPPY_ERR_INVALID);
     pippy_plan_free(&p);
     pippy_graph_free(g);
 }
