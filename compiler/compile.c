@@ -720,7 +720,12 @@ static pippy_status pippy_compile_cut(const pippy_compile_opts *o, pippy_plan *p
     PIPPY_TRY(pippy_partition(plan, &po));
     if (cands.n > 1)
         PIPPY_TRY(pippy_compile_pick_cuts(o, plan, po, &cands, notes));
-    PIPPY_TRY(pippy_compile_stages(o, plan, notes));
+    pippy_status st = pippy_compile_stages(o, plan, notes);
+    if (st != PIPPY_OK && cands.n > 1 && !notes->cuts_tried) /* none compiled: the evened cuts say why */
+        return pippy_error_prefix(st, "none of the %d cuts simulated compiles (the cuts that even the ranks' "
+                                      "totals and %d variants with a shallower first or last stage); the first",
+                                  cands.n, cands.n - 1);
+    PIPPY_TRY(st);
     pippy_cost_flush(&plan->cost, notes->cost_note, sizeof notes->cost_note);
     return PIPPY_OK;
 }

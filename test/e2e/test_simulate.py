@@ -321,6 +321,12 @@ def memory_limit(t, name, args, out, got, evened_mib):
     t.res.check(f"{name}: with --memory-per-rank {limit} (the kept busiest rank) it compiles and fits ({peak}); the "
                 f"evened cuts ({evened_mib} MiB) {'break it and the summary says they do not compile' if broken else 'fit'}",
                 code == 0 and peak is not None and peak <= limit and said == broken, tail(text))
+    code, text = run([t.pippyc] + args + ["--memory-per-rank", "100000", "-o", out + "_tiny", "--emit-only"])
+    t.res.check(f"{name}: with --memory-per-rank 100000, which no cut fits, exit 1 naming the cuts simulated, the "
+                f"first cuts' busiest rank and the limit", code == 1 and re.search(
+                    r"none of the \d+ cuts simulated compiles .*; the first: --schedule \S+: rank \d+ would need \d+ "
+                    r"bytes .* more than --memory-per-rank 100000", text) is not None
+                and not os.path.exists(os.path.join(out + "_tiny", "schedule.json")), tail(text))
 
 
 def zero_bubble(t, outs):
