@@ -316,11 +316,13 @@ def memory_limit(t, name, args, out, got, evened_mib):
     code, text = run([t.pippyc] + args + ["--memory-per-rank", str(limit), "-o", out + "_lim", "--emit-only"])
     lim = t.simulate_json(out + "_lim")[0] if code == 0 else None
     peak = lim and max(r["peak_memory_bytes"] for r in lim["ranks"])
-    broken = evened_mib * 1048576 > limit + 0.01 * 1048576
+    # the summary rounds to 0.01 MiB: within 0.005 MiB of the limit either answer can be right
+    broken = evened_mib * 1048576 > limit + 0.005 * 1048576
+    unsure = abs(evened_mib * 1048576 - limit) <= 0.005 * 1048576
     said = "the cuts that only even the ranks' totals do not compile" in text
     t.res.check(f"{name}: with --memory-per-rank {limit} (the kept busiest rank) it compiles and fits ({peak}); the "
                 f"evened cuts ({evened_mib} MiB) {'break it and the summary says they do not compile' if broken else 'fit'}",
-                code == 0 and peak is not None and peak <= limit and said == broken, tail(text))
+                code == 0 and peak is not None and peak <= limit and (said == broken or unsure), tail(text))
     code, text = run([t.pippyc] + args + ["--memory-per-rank", "100000", "-o", out + "_tiny", "--emit-only"])
     t.res.check(f"{name}: with --memory-per-rank 100000, which no cut fits, exit 1 naming the cuts simulated, the "
                 f"first cuts' busiest rank and the limit", code == 1 and re.search(
