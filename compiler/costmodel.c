@@ -430,7 +430,7 @@ static double pippy_cost_rates_s(const pippy_cost_model *c, const pippy_op_desc 
 static double pippy_cost_kernel_s(const pippy_cost_kernel *k, double far)
 {
     far = far < 0 ? 0 : far > 1 ? 1 : far;
-    return (k->far_us > 0 ? k->us + far * (k->far_us - k->us) : k->us) * 1e-6;
+    return (k->far_us > 0 ? (1 - far) * k->us + far * k->far_us : k->us) * 1e-6;
 }
 
 double pippy_cost_node_s(pippy_cost_model *c, const pippy_op_desc *d, double far)
